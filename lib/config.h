@@ -1,0 +1,79 @@
+/*
+ * config: loading and validating greygate.conf (libconfig).
+ *
+ * Promises: gg_config_load either returns a complete, validated, immutable
+ * configuration or NULL with "FILE:LINE: reason" in the error buffer; it
+ * never leaves half a configuration behind. A configuration is reference
+ * counted so that a reload (SIGHUP) can swap in a new one while sessions in
+ * flight keep the one they started with.
+ */
+#ifndef GG_CONFIG_H
+#define GG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "netaddr.h"
+
+#define GG_MAX_LISTEN 16
+
+struct domainlist {
+	char **v;          /* lower-case, no trailing dot */
+	size_t n;
+};
+
+struct gg_config {
+	int refs;
+	char *file;
+
+	char *myhostname;
+	char *banner;                 /* text after "220 " */
+	char *listen[GG_MAX_LISTEN];  /* "host:port" / "[v6]:port" */
+	size_t nlisten;
+
+	struct {
+		char *address;            /* "host:port" */
+		bool xclient;
+		int connect_timeout;      /* seconds */
+		int command_timeout;      /* seconds, per backend reply */
+	} backend;
+
+	struct netlist mynetworks;
+	struct domainlist local_domains;
+	struct domainlist relay_domains;   /* relay_domains + relay_domains_file */
+
+	bool helo_required;
+	bool disable_vrfy_command;
+
+	struct {
+		int max_connections;
+		int max_per_client;
+		int max_recipients;
+		int max_line;             /* bytes, without CRLF */
+		int command_timeout;      /* seconds */
+		int data_timeout;         /* seconds */
+		int max_errors;
+	} limits;
+
+	int shutdown_grace;           /* seconds */
+
+	struct {
+		char *target;             /* "stderr" or "syslog" */
+		char *level;              /* "debug", "info", "warning", "error" */
+	} log;
+};
+
+/*
+ * Reads and validates FILE. On failure returns NULL and writes
+ * "FILE:LINE: reason" (LINE 0 when no line applies) into ERR.
+ */
+struct gg_config *gg_config_load(const char *file, char *err, size_t errlen);
+
+struct gg_config *gg_config_ref(struct gg_config *c);
+void gg_config_unref(struct gg_config *c);
+
+/* Whether DOMAIN (any case, optional trailing dot) is in LIST; an entry
+ * ".example" also matches every subdomain of example. */
+bool domainlist_match(const struct domainlist *list, const char *domain, size_t len);
+
+#endif
