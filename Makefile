@@ -61,7 +61,7 @@ asan: deps
 	  all unit functional
 
 run: deps all
-	@sh tools/run.sh $(abspath $(BUILD)/greygate)
+	@bash tools/run.sh $(abspath $(BUILD)/greygate)
 
 clean:
 	rm -rf build build-asan

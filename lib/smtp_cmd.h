@@ -89,7 +89,7 @@ enum smtp_path_status smtp_path_parse(const char *arg, size_t len,
 
 /*
  * Finds ESMTP parameter NAME (case-insensitive) in PARAMS. Returns true and
- * sets *val/*val_len (value after '=', empty when the parameter has no
+ * sets *val and *val_len (value after '=', empty when the parameter has no
  * value) when found.
  */
 bool smtp_param_find(const char *params, size_t len, const char *name,

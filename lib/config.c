@@ -1,0 +1,493 @@
+/*
+ * Loading walks a schema table: every setting in the file must be known
+ * (a typo such as "mynetwork" would otherwise silently leave a host open),
+ * of the right type and within range; the first violation is reported with
+ * the line libconfig recorded for that setting.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hostport.h"
+#include "log.h"
+
+#define CONFIG_FILE_MAX (1 << 20)
+#define DOMAIN_FILE_MAX (16 << 20)
+#define DOMAIN_MAX 253
+
+enum kind { K_GROUP, K_STR, K_INT, K_BOOL, K_STRLIST, K_LATER };
+
+/* K_LATER: settings of SPEC section 9 that a later version implements; they
+ * are accepted (with a warning) so that one file serves every version. */
+static const struct key {
+	const char *path;
+	enum kind kind;
+	long min, max;
+} schema[] = {
+	{ "myhostname", K_STR, 0, 0 },
+	{ "banner", K_STR, 0, 0 },
+	{ "listen", K_STRLIST, 0, 0 },
+	{ "backend", K_GROUP, 0, 0 },
+	{ "backend.address", K_STR, 0, 0 },
+	{ "backend.xclient", K_BOOL, 0, 0 },
+	{ "backend.connect_timeout", K_INT, 1, 300 },
+	{ "backend.command_timeout", K_INT, 1, 3600 },
+	{ "mynetworks", K_STRLIST, 0, 0 },
+	{ "local_domains", K_STRLIST, 0, 0 },
+	{ "relay_domains", K_STRLIST, 0, 0 },
+	{ "relay_domains_file", K_STR, 0, 0 },
+	{ "helo_required", K_BOOL, 0, 0 },
+	{ "disable_vrfy_command", K_BOOL, 0, 0 },
+	{ "limits", K_GROUP, 0, 0 },
+	{ "limits.max_connections", K_INT, 1, 1000000 },
+	{ "limits.max_per_client", K_INT, 1, 1000000 },
+	{ "limits.max_recipients", K_INT, 1, 100000 },
+	{ "limits.max_line", K_INT, 512, 65536 },
+	{ "limits.command_timeout", K_INT, 1, 86400 },
+	{ "limits.data_timeout", K_INT, 1, 86400 },
+	{ "limits.max_errors", K_INT, 1, 100000 },
+	{ "shutdown_grace", K_INT, 0, 3600 },
+	{ "log", K_GROUP, 0, 0 },
+	{ "log.target", K_STR, 0, 0 },
+	{ "log.level", K_STR, 0, 0 },
+	{ "my_addresses", K_LATER, 0, 0 },
+	{ "store", K_LATER, 0, 0 },
+	{ "greylist", K_LATER, 0, 0 },
+	{ "dns", K_LATER, 0, 0 },
+	{ "permit_mx_backup", K_LATER, 0, 0 },
+	{ "permit_mx_backup_networks", K_LATER, 0, 0 },
+	{ "reject_non_fqdn_sender", K_LATER, 0, 0 },
+	{ "reject_unknown_sender_domain", K_LATER, 0, 0 },
+	{ "reject_non_fqdn_recipient", K_LATER, 0, 0 },
+	{ "etrn_networks", K_LATER, 0, 0 },
+	{ "whitelist", K_LATER, 0, 0 },
+	{ "admin", K_LATER, 0, 0 },
+	{ "tls", K_LATER, 0, 0 },
+};
+
+struct loader {
+	const char *file;
+	char *err;
+	size_t errlen;
+	bool failed;
+};
+
+static bool fail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static bool fail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+{
+	if (ld->failed)
+		return false;
+	ld->failed = true;
+	int n = snprintf(ld->err, ld->errlen, "%s:%d: ", ld->file,
+			 s ? config_setting_source_line(s) : 0);
+	if (n < 0 || (size_t)n >= ld->errlen)
+		return false;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+static const struct key *schema_find(const char *path)
+{
+	for (size_t i = 0; i < sizeof schema / sizeof schema[0]; i++)
+		if (strcmp(schema[i].path, path) == 0)
+			return &schema[i];
+	return NULL;
+}
+
+static bool check_kind(struct loader *ld, const config_setting_t *s,
+		       const struct key *k, const char *path)
+{
+	int t = config_setting_type(s);
+	switch (k->kind) {
+	case K_LATER:
+		return true;
+	case K_GROUP:
+		return t == CONFIG_TYPE_GROUP || fail(ld, s, "%s must be a group { ... }", path);
+	case K_STR:
+		return t == CONFIG_TYPE_STRING || fail(ld, s, "%s must be a string", path);
+	case K_BOOL:
+		return t == CONFIG_TYPE_BOOL || fail(ld, s, "%s must be true or false", path);
+	case K_INT: {
+		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+			return fail(ld, s, "%s must be an integer", path);
+		long long v = config_setting_get_int64(s);
+		if (v < k->min || v > k->max)
+			return fail(ld, s, "%s = %lld is out of range %ld..%ld", path, v,
+				    k->min, k->max);
+		return true;
+	}
+	case K_STRLIST:
+		if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+			return fail(ld, s, "%s must be a list of strings [ \"...\" ]", path);
+		for (int i = 0; i < config_setting_length(s); i++) {
+			const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+			if (config_setting_type(e) != CONFIG_TYPE_STRING)
+				return fail(ld, e, "%s must be a list of strings", path);
+		}
+		return true;
+	}
+	return false;
+}
+
+/* Recursively checks that every setting below S is in the schema. */
+static bool check_schema(struct loader *ld, const config_setting_t *s, const char *prefix)
+{
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *m = config_setting_get_elem(s, (unsigned)i);
+		const char *name = config_setting_name(m);
+		char path[128];
+		snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", name ? name : "?");
+		const struct key *k = schema_find(path);
+		if (!k)
+			return fail(ld, m, "unknown setting '%s'", path);
+		if (!check_kind(ld, m, k, path))
+			return false;
+		if (k->kind == K_LATER) {
+			struct logline l;
+			ll_begin(&l, LOG_LVL_WARNING, "config");
+			ll_str(&l, "setting", path);
+			ll_str(&l, "reason", "not implemented in this version; ignored");
+			ll_emit(&l);
+		}
+		if (k->kind == K_GROUP && !check_schema(ld, m, path))
+			return false;
+	}
+	return true;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s);
+	if (!d) {
+		log_msg(LOG_LVL_ERROR, "fatal", "out of memory loading configuration");
+		abort();
+	}
+	return d;
+}
+
+static void get_str(const config_t *cf, const char *path, const char *def, char **out)
+{
+	const char *v;
+	*out = xstrdup(config_lookup_string(cf, path, &v) == CONFIG_TRUE ? v : def);
+}
+
+static void get_int(const config_t *cf, const char *path, int def, int *out)
+{
+	int v;
+	*out = config_lookup_int(cf, path, &v) == CONFIG_TRUE ? v : def;
+}
+
+static void get_bool(const config_t *cf, const char *path, bool def, bool *out)
+{
+	int v;
+	*out = config_lookup_bool(cf, path, &v) == CONFIG_TRUE ? v != 0 : def;
+}
+
+/* Lower-cases and checks a domain, drops a trailing dot. A leading dot
+ * (".example": every subdomain) is kept. */
+static bool domain_normalise(const char *in, char *out, size_t outlen)
+{
+	size_t n = strlen(in);
+	if (n > 0 && in[n - 1] == '.')
+		n--;
+	if (n == 0 || n > DOMAIN_MAX || n >= outlen)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+		if (!isalnum(c) && c != '-' && c != '.' && c != '_')
+			return false;
+		out[i] = (char)tolower(c);
+	}
+	out[n] = 0;
+	return strstr(out, "..") == NULL;
+}
+
+static bool domain_add(struct domainlist *l, const char *d)
+{
+	char **v = realloc(l->v, (l->n + 1) * sizeof *v);
+	if (!v)
+		return false;
+	l->v = v;
+	l->v[l->n++] = xstrdup(d);
+	return true;
+}
+
+static bool load_domains(struct loader *ld, const config_t *cf, const char *path,
+			 struct domainlist *l)
+{
+	const config_setting_t *s = config_lookup(cf, path);
+	if (!s)
+		return true;
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		char d[DOMAIN_MAX + 2];
+		if (!domain_normalise(config_setting_get_string(e), d, sizeof d))
+			return fail(ld, e, "%s: '%s' is not a domain name", path,
+				    config_setting_get_string(e));
+		if (!domain_add(l, d))
+			return fail(ld, e, "out of memory");
+	}
+	return true;
+}
+
+/* One domain a line, '#' starts a comment, blank lines ignored. */
+static bool load_domain_file(struct loader *ld, const config_setting_t *s,
+			     struct domainlist *l)
+{
+	const char *file = config_setting_get_string(s);
+	FILE *f = fopen(file, "r");
+	if (!f)
+		return fail(ld, s, "relay_domains_file '%s': %s", file, strerror(errno));
+	char line[512];
+	unsigned lineno = 0;
+	long total = 0;
+	bool ok = true;
+	while (ok && fgets(line, sizeof line, f)) {
+		lineno++;
+		size_t n = strlen(line);
+		total += (long)n;
+		if (total > DOMAIN_FILE_MAX) {
+			ok = fail(ld, s, "%s is larger than %d bytes", file, DOMAIN_FILE_MAX);
+			break;
+		}
+		if (n == sizeof line - 1 && line[n - 1] != '\n') {
+			ok = fail(ld, s, "%s:%u: line too long", file, lineno);
+			break;
+		}
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = 0;
+		char *p = line;
+		while (isspace((unsigned char)*p))
+			p++;
+		char *end = p + strlen(p);
+		while (end > p && isspace((unsigned char)end[-1]))
+			*--end = 0;
+		if (!*p)
+			continue;
+		char d[DOMAIN_MAX + 2];
+		if (!domain_normalise(p, d, sizeof d))
+			ok = fail(ld, s, "%s:%u: '%s' is not a domain name", file, lineno, p);
+		else if (!domain_add(l, d))
+			ok = fail(ld, s, "out of memory");
+	}
+	fclose(f);
+	return ok;
+}
+
+static bool load_networks(struct loader *ld, const config_t *cf, const char *path,
+			  struct netlist *l, const char *const *defaults)
+{
+	const config_setting_t *s = config_lookup(cf, path);
+	int n = s ? config_setting_length(s) : 0;
+	for (int i = 0; s ? i < n : defaults[i] != NULL; i++) {
+		const config_setting_t *e = s ? config_setting_get_elem(s, (unsigned)i) : NULL;
+		const char *v = e ? config_setting_get_string(e) : defaults[i];
+		struct cidr c;
+		bool host_bits;
+		if (!cidr_parse(v, &c, &host_bits))
+			return fail(ld, e, "%s: '%s' is not an address or network", path, v);
+		if (host_bits) {
+			struct logline l2;
+			ll_begin(&l2, LOG_LVL_WARNING, "config");
+			ll_str(&l2, "setting", path);
+			ll_str(&l2, "value", v);
+			ll_str(&l2, "reason", "host bits set beyond the prefix; they are ignored");
+			ll_emit(&l2);
+		}
+		if (netlist_add(l, &c) < 0)
+			return fail(ld, e, "out of memory");
+	}
+	return true;
+}
+
+static bool load_listen(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	const config_setting_t *s = config_lookup(cf, "listen");
+	if (!s) {
+		c->listen[c->nlisten++] = xstrdup("127.0.0.1:2525");
+		return true;
+	}
+	if (config_setting_length(s) == 0)
+		return fail(ld, s, "listen: at least one address is needed");
+	if (config_setting_length(s) > GG_MAX_LISTEN)
+		return fail(ld, s, "listen: at most %d addresses", GG_MAX_LISTEN);
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct sockaddr_storage ss;
+		socklen_t len;
+		if (!hostport_parse(config_setting_get_string(e), &ss, &len))
+			return fail(ld, e, "listen: '%s' is not ADDRESS:PORT ([v6]:port for IPv6)",
+				    config_setting_get_string(e));
+		c->listen[c->nlisten++] = xstrdup(config_setting_get_string(e));
+	}
+	return true;
+}
+
+static bool validate(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (!hostport_parse(c->backend.address, &ss, &len))
+		return fail(ld, config_lookup(cf, "backend.address"),
+			    "backend.address: '%s' is not ADDRESS:PORT", c->backend.address);
+	if (strcmp(c->log.target, "stderr") != 0 && strcmp(c->log.target, "syslog") != 0)
+		return fail(ld, config_lookup(cf, "log.target"),
+			    "log.target must be \"stderr\" or \"syslog\"");
+	static const char *const levels[] = { "debug", "info", "warning", "error" };
+	bool level_ok = false;
+	for (size_t i = 0; i < 4; i++)
+		level_ok |= strcmp(c->log.level, levels[i]) == 0;
+	if (!level_ok)
+		return fail(ld, config_lookup(cf, "log.level"),
+			    "log.level must be debug, info, warning or error");
+	char d[DOMAIN_MAX + 2];
+	if (!domain_normalise(c->myhostname, d, sizeof d) || d[0] == '.')
+		return fail(ld, config_lookup(cf, "myhostname"),
+			    "myhostname '%s' is not a host name", c->myhostname);
+	for (const char *p = c->banner; *p; p++)
+		if ((unsigned char)*p < ' ')
+			return fail(ld, config_lookup(cf, "banner"),
+				    "banner must not contain control characters");
+	return true;
+}
+
+static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	static const char *const default_mynetworks[] = { "127.0.0.0/8", "::1/128", NULL };
+	char host[256] = "localhost";
+	gethostname(host, sizeof host - 1);
+	host[sizeof host - 1] = 0;
+
+	if (!check_schema(ld, config_root_setting(cf), ""))
+		return false;
+	get_str(cf, "myhostname", host, &c->myhostname);
+	char banner[300];
+	snprintf(banner, sizeof banner, "%s ESMTP", c->myhostname);
+	get_str(cf, "banner", banner, &c->banner);
+	get_str(cf, "backend.address", "127.0.0.1:10025", &c->backend.address);
+	get_bool(cf, "backend.xclient", true, &c->backend.xclient);
+	get_int(cf, "backend.connect_timeout", 5, &c->backend.connect_timeout);
+	get_int(cf, "backend.command_timeout", 300, &c->backend.command_timeout);
+	get_bool(cf, "helo_required", true, &c->helo_required);
+	get_bool(cf, "disable_vrfy_command", true, &c->disable_vrfy_command);
+	get_int(cf, "limits.max_connections", 10000, &c->limits.max_connections);
+	get_int(cf, "limits.max_per_client", 50, &c->limits.max_per_client);
+	get_int(cf, "limits.max_recipients", 100, &c->limits.max_recipients);
+	get_int(cf, "limits.max_line", 2048, &c->limits.max_line);
+	get_int(cf, "limits.command_timeout", 300, &c->limits.command_timeout);
+	get_int(cf, "limits.data_timeout", 600, &c->limits.data_timeout);
+	get_int(cf, "limits.max_errors", 20, &c->limits.max_errors);
+	get_int(cf, "shutdown_grace", 30, &c->shutdown_grace);
+	get_str(cf, "log.target", "stderr", &c->log.target);
+	get_str(cf, "log.level", "info", &c->log.level);
+
+	const config_setting_t *rdf = config_lookup(cf, "relay_domains_file");
+	return load_listen(ld, cf, c) &&
+	       load_networks(ld, cf, "mynetworks", &c->mynetworks, default_mynetworks) &&
+	       load_domains(ld, cf, "local_domains", &c->local_domains) &&
+	       load_domains(ld, cf, "relay_domains", &c->relay_domains) &&
+	       (!rdf || load_domain_file(ld, rdf, &c->relay_domains)) &&
+	       validate(ld, cf, c);
+}
+
+struct gg_config *gg_config_load(const char *file, char *err, size_t errlen)
+{
+	struct loader ld = { .file = file, .err = err, .errlen = errlen };
+	struct stat st;
+	if (stat(file, &st) < 0) {
+		snprintf(err, errlen, "%s:0: %s", file, strerror(errno));
+		return NULL;
+	}
+	if (st.st_size > CONFIG_FILE_MAX) {
+		snprintf(err, errlen, "%s:0: larger than %d bytes", file, CONFIG_FILE_MAX);
+		return NULL;
+	}
+	config_t cf;
+	config_init(&cf);
+	if (config_read_file(&cf, file) != CONFIG_TRUE) {
+		snprintf(err, errlen, "%s:%d: %s",
+			 config_error_file(&cf) ? config_error_file(&cf) : file,
+			 config_error_line(&cf), config_error_text(&cf));
+		config_destroy(&cf);
+		return NULL;
+	}
+	struct gg_config *c = calloc(1, sizeof *c);
+	if (!c) {
+		snprintf(err, errlen, "%s:0: out of memory", file);
+		config_destroy(&cf);
+		return NULL;
+	}
+	c->refs = 1;
+	c->file = xstrdup(file);
+	bool ok = load(&ld, &cf, c);
+	config_destroy(&cf);
+	if (!ok) {
+		gg_config_unref(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct gg_config *gg_config_ref(struct gg_config *c)
+{
+	c->refs++;
+	return c;
+}
+
+static void domainlist_free(struct domainlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+void gg_config_unref(struct gg_config *c)
+{
+	if (!c || --c->refs > 0)
+		return;
+	free(c->file);
+	free(c->myhostname);
+	free(c->banner);
+	for (size_t i = 0; i < c->nlisten; i++)
+		free(c->listen[i]);
+	free(c->backend.address);
+	netlist_free(&c->mynetworks);
+	domainlist_free(&c->local_domains);
+	domainlist_free(&c->relay_domains);
+	free(c->log.target);
+	free(c->log.level);
+	free(c);
+}
+
+bool domainlist_match(const struct domainlist *list, const char *domain, size_t len)
+{
+	if (len > 0 && domain[len - 1] == '.')
+		len--;
+	for (size_t i = 0; i < list->n; i++) {
+		const char *e = list->v[i];
+		size_t elen = strlen(e);
+		if (e[0] == '.') {
+			/* ".example" matches "a.example", not "example" itself */
+			if (len > elen && strncasecmp(domain + len - elen, e, elen) == 0)
+				return true;
+		} else if (len == elen && strncasecmp(domain, e, len) == 0) {
+			return true;
+		}
+	}
+	return false;
+}

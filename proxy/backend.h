@@ -1,0 +1,90 @@
+/*
+ * backend: one SMTP client connection from greygate to the local MTA.
+ *
+ * Promises: the connection is opened only on request (lazily, at the first
+ * recipient that passed every check); the hand-shake (greeting, EHLO,
+ * XCLIENT with the real client's attributes, the new greeting, EHLO/HELO
+ * with the client's HELO name) is done here, and what the backend
+ * advertised is remembered process-wide so that the front side offers no
+ * extension the backend lacks. One command is outstanding at a time; every
+ * outcome, including a dead or silent backend, ends in exactly one call of
+ * the caller's function. Nothing blocks: connect, reads and writes are on
+ * the event loop with timeouts.
+ */
+#ifndef GG_BACKEND_H
+#define GG_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "smtp_reply.h"
+
+struct event_base;
+struct evbuffer;
+struct backend;
+
+enum backend_status {
+	BE_OK,           /* R is the backend's reply */
+	BE_UNAVAILABLE,  /* could not connect, or the hand-shake was refused */
+	BE_LOST,         /* the connection died or timed out mid-command */
+};
+
+typedef void (*backend_reply_fn)(void *arg, enum backend_status st, const struct smtp_reply *r);
+
+/* The client's attributes for XCLIENT; NULL fields are sent as [UNAVAILABLE]. */
+struct backend_client {
+	const char *addr;    /* numeric address text */
+	bool ipv6;
+	unsigned port;
+	const char *name;    /* verified host name */
+	const char *helo;
+	bool esmtp;
+};
+
+/* What the backend advertised in its last EHLO reply. */
+struct backend_caps {
+	bool known;
+	bool size, eightbitmime, smtputf8, dsn, xclient, enhancedstatuscodes;
+	unsigned long size_limit;   /* 0: no limit announced */
+};
+
+const struct backend_caps *backend_caps(void);
+
+/* ID is the front session's, for log lines. */
+struct backend *backend_new(struct event_base *base, struct gg_config *cfg, unsigned long long id);
+
+/* Connects and shakes hands; CI NULL means no XCLIENT (capability probe). */
+void backend_open(struct backend *b, const struct backend_client *ci,
+		  backend_reply_fn done, void *arg);
+
+/* Sends one command LINE (without CRLF) and reports its reply. */
+void backend_command(struct backend *b, const char *line, size_t len,
+		     backend_reply_fn done, void *arg);
+
+bool backend_usable(const struct backend *b);
+
+/*
+ * After the backend said 354: DONE gets the reply to end-of-data, or
+ * BE_LOST as soon as the connection dies while the body is still being
+ * written (the caller then discards the rest of the client's data).
+ */
+void backend_body_begin(struct backend *b, backend_reply_fn done, void *arg);
+/* The body goes here between backend_body_begin and backend_body_end. */
+struct evbuffer *backend_body(struct backend *b);
+/* The end-of-data line has been written; now the reply is awaited. */
+void backend_body_end(struct backend *b);
+
+/* FN is called whenever the body buffer has drained below the low-water
+ * mark, so that the front side can resume reading the client. */
+void backend_on_drain(struct backend *b, void (*fn)(void *), void *arg);
+bool backend_body_full(const struct backend *b);
+
+/* Closes (QUIT when the connection is idle). Safe inside a callback. */
+void backend_free(struct backend *b);
+
+/* Learns the backend's extensions at start-up with a throw-away connection,
+ * so that the first clients already get the right EHLO list. */
+void backend_probe(struct event_base *base, struct gg_config *cfg);
+
+#endif

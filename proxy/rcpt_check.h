@@ -1,0 +1,44 @@
+/*
+ * rcpt_check: the decision at RCPT time (SPEC section 4), as an
+ * asynchronous step: a check may have to wait for the store or for DNS
+ * while other sessions go on, so the answer comes through a function.
+ *
+ * Promises: DONE is called exactly once unless the check is cancelled
+ * first; it may be called before rcpt_check_start returns (then the
+ * function returns NULL). The query's strings need to live only until
+ * rcpt_check_start returns.
+ */
+#ifndef GG_RCPT_CHECK_H
+#define GG_RCPT_CHECK_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "netaddr.h"
+#include "smtp_cmd.h"
+
+struct rcpt_query {
+	struct gg_config *cfg;
+	const struct ipaddr *client;
+	const char *client_str;
+	const char *helo;
+	const char *sender;            /* "" for the null sender */
+	const struct smtp_path *rcpt;
+};
+
+enum rcpt_action { RCPT_ACCEPT, RCPT_REJECT, RCPT_DEFER };
+
+struct rcpt_verdict {
+	enum rcpt_action action;
+	const char *rule;              /* which rule decided, for the log */
+	char reply[600];               /* the reply to give unless ACCEPT */
+};
+
+typedef void (*rcpt_done_fn)(void *arg, const struct rcpt_verdict *v);
+
+struct rcpt_check;
+
+struct rcpt_check *rcpt_check_start(const struct rcpt_query *q, rcpt_done_fn done, void *arg);
+void rcpt_check_cancel(struct rcpt_check *c);
+
+#endif

@@ -1,0 +1,1018 @@
+#include "session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "backend.h"
+#include "config.h"
+#include "connlimit.h"
+#include "dotcodec.h"
+#include "log.h"
+#include "rcpt_check.h"
+#include "server.h"
+#include "smtp_cmd.h"
+
+/* Replies the client does not read are not buffered without end. */
+#define OUT_HIGH (128 * 1024)
+#define IN_HIGH_MIN (64 * 1024)
+#define HELO_MAX 255
+#define RCPT_LOG_MAX 300
+
+enum sstate {
+	SS_CMD,      /* reading commands */
+	SS_WAIT,     /* a command waits for a check or the backend */
+	SS_DATA,     /* the message body is streaming */
+	SS_CLOSING,  /* the last reply is being flushed */
+};
+
+struct session {
+	struct session *next, *prev;
+	struct gg_config *cfg;
+	struct bufferevent *bev;
+	unsigned long long id;
+	enum sstate state;
+	struct ipaddr client;
+	char client_str[48];
+	unsigned client_port;
+	time_t started;
+
+	char helo[HELO_MAX + 1];
+	bool helo_seen, esmtp;
+	bool discarding;     /* inside an over-long line */
+	int errors;
+	unsigned commands;
+	unsigned messages;
+
+	/* the transaction */
+	bool in_mail;
+	char sender[SMTP_PATH_MAX + 1];
+	char *mail_line;     /* MAIL as replayed to the backend */
+	char *fwd_line;      /* the RCPT being forwarded */
+	char rcpt[SMTP_PATH_MAX + 1];
+	int rcpt_tried, rcpt_ok;
+	char rcpts[RCPT_LOG_MAX];   /* accepted recipients, for the log */
+	size_t rcpts_len;
+	struct smtp_reply mail_refused;  /* the backend refused our MAIL */
+	bool mail_sent;      /* MAIL was replayed in this transaction */
+	bool be_txn;         /* the backend has a transaction open */
+
+	struct backend *be;
+	struct rcpt_check *check;
+	struct dotcodec dc;
+	bool body_failed;    /* backend gone or answered early: discard */
+	bool body_paused;    /* back-pressure from the backend */
+	bool out_paused;     /* back-pressure from the client */
+
+	int depth;           /* nesting of callbacks on the stack */
+	bool in_process;
+	bool gone;           /* freed when depth drops to 0 */
+};
+
+static struct session *all_sessions;
+
+static void process_input(struct session *s);
+static void resume(struct session *s);
+
+/* ---- life cycle ---- */
+
+static void log_disconnect(struct session *s)
+{
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "disconnect");
+	ll_int(&l, "id", (long long)s->id);
+	ll_str(&l, "client", s->client_str);
+	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
+	ll_int(&l, "commands", s->commands);
+	ll_int(&l, "messages", s->messages);
+	ll_int(&l, "errors", s->errors);
+	ll_int(&l, "duration", (long long)(time(NULL) - s->started));
+	ll_emit(&l);
+}
+
+static void destroy(struct session *s)
+{
+	log_disconnect(s);
+	if (s->check)
+		rcpt_check_cancel(s->check);
+	backend_free(s->be);
+	if (s->bev)
+		bufferevent_free(s->bev);
+	connlimit_release(&s->client);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		all_sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	free(s->mail_line);
+	free(s->fwd_line);
+	gg_config_unref(s->cfg);
+	free(s);
+	srv.active--;
+	server_session_gone();
+}
+
+/* Every entry from the event loop brackets its work with enter/leave, so a
+ * session that ends deep inside a callback chain is freed only once the
+ * chain has unwound. */
+static void enter(struct session *s)
+{
+	s->depth++;
+}
+
+static void leave(struct session *s)
+{
+	if (--s->depth == 0 && s->gone)
+		destroy(s);
+}
+
+static void kill_session(struct session *s)
+{
+	s->gone = true;
+	if (s->bev)
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* Closes once the replies already queued have reached the client. */
+static void close_after_flush(struct session *s)
+{
+	s->state = SS_CLOSING;
+	bufferevent_disable(s->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		kill_session(s);
+	/* otherwise on_write finishes it */
+}
+
+/* ---- replies ---- */
+
+static void reply(struct session *s, const char *text)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	evbuffer_add(out, text, strlen(text));
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void replyf(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void replyf(struct session *s, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	reply(s, buf);
+}
+
+static void log_reject(struct session *s, const char *cmd, const char *text, const char *rule)
+{
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "reject");
+	ll_int(&l, "id", (long long)s->id);
+	ll_str(&l, "client", s->client_str);
+	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
+	ll_str(&l, "cmd", cmd);
+	ll_str(&l, "sender", s->in_mail ? s->sender : NULL);
+	ll_str(&l, "rcpt", strcmp(cmd, "RCPT") == 0 ? s->rcpt : NULL);
+	if (rule)
+		ll_str(&l, "rule", rule);
+	/* The reply as the client saw it, minus its line ends. */
+	size_t n = strlen(text);
+	while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+		n--;
+	ll_strn(&l, "reply", text, n);
+	ll_emit(&l);
+}
+
+/* A refusal that counts towards limits.max_errors (Postfix's hard error
+ * limit): after too many, the client is told 421 and cut off. Returns false
+ * when the session is closing. */
+static bool count_error(struct session *s, const char *cmd)
+{
+	if (++s->errors < s->cfg->limits.max_errors)
+		return true;
+	replyf(s, "421 4.7.0 %s Error: too many errors", s->cfg->myhostname);
+	log_reject(s, cmd, "421 4.7.0 Error: too many errors", "max_errors");
+	close_after_flush(s);
+	return false;
+}
+
+static bool reject_counted(struct session *s, const char *cmd, const char *text, const char *rule)
+{
+	log_reject(s, cmd, text, rule);
+	reply(s, text);
+	return count_error(s, cmd);
+}
+
+/* A reply relayed from the backend, which ends in CRLF already. */
+static void relay_reply(struct session *s, const struct smtp_reply *r)
+{
+	evbuffer_add(bufferevent_get_output(s->bev), r->text, r->len);
+}
+
+/* ---- transaction ---- */
+
+static void log_transaction(struct session *s, const char *result, const char *text, size_t len)
+{
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "transaction");
+	ll_int(&l, "id", (long long)s->id);
+	ll_str(&l, "client", s->client_str);
+	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
+	ll_str(&l, "sender", s->sender);
+	ll_int(&l, "nrcpt", s->rcpt_ok);
+	ll_strn(&l, "rcpts", s->rcpts, s->rcpts_len);
+	ll_str(&l, "result", result);
+	if (s->state == SS_DATA || s->dc.in_bytes)
+		ll_int(&l, "size", (long long)s->dc.out_bytes);
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+		len--;
+	ll_strn(&l, "reply", text, len);
+	ll_emit(&l);
+}
+
+static void reset_transaction(struct session *s)
+{
+	s->in_mail = false;
+	s->sender[0] = 0;
+	s->rcpt_tried = s->rcpt_ok = 0;
+	s->rcpts_len = 0;
+	s->mail_sent = false;
+	s->mail_refused.code = 0;
+	s->body_failed = false;
+	dotcodec_init(&s->dc);
+}
+
+/* Ends an open transaction that produced no message (RSET, HELO, QUIT,
+ * disconnect) so that its recipients show up in the log. */
+static void abort_transaction(struct session *s, const char *why)
+{
+	if (s->in_mail && s->rcpt_ok > 0)
+		log_transaction(s, "aborted", why, strlen(why));
+	reset_transaction(s);
+}
+
+/* The backend gets the client's HELO through XCLIENT; after a new HELO the
+ * old backend connection speaks for the wrong name, so it goes. */
+static void drop_backend(struct session *s)
+{
+	backend_free(s->be);
+	s->be = NULL;
+	s->be_txn = false;
+}
+
+static struct backend_client client_info(const struct session *s)
+{
+	return (struct backend_client){
+		.addr = s->client_str,
+		.ipv6 = s->client.family == AF_INET6,
+		.port = s->client_port,
+		.name = NULL,
+		.helo = s->helo_seen ? s->helo : NULL,
+		.esmtp = s->esmtp,
+	};
+}
+
+/* ---- RCPT ---- */
+
+static void rcpt_backend_failed(struct session *s, enum backend_status st)
+{
+	if (st == BE_UNAVAILABLE)
+		reply(s, "451 4.4.1 Error: mail system temporarily unavailable, try again later");
+	else
+		reply(s, "451 4.4.2 Error: connection to the mail system lost, try again later");
+	log_reject(s, "RCPT", st == BE_UNAVAILABLE ? "451 4.4.1 backend unavailable"
+						   : "451 4.4.2 backend connection lost", "backend");
+	drop_backend(s);
+	resume(s);
+}
+
+static void note_rcpt(struct session *s)
+{
+	size_t n = strlen(s->rcpt);
+	if (s->rcpts_len + n + 1 >= sizeof s->rcpts)
+		return; /* the count still says how many */
+	if (s->rcpts_len)
+		s->rcpts[s->rcpts_len++] = ',';
+	memcpy(s->rcpts + s->rcpts_len, s->rcpt, n);
+	s->rcpts_len += n;
+}
+
+static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
+{
+	struct session *s = arg;
+	enter(s);
+	if (st != BE_OK) {
+		rcpt_backend_failed(s, st);
+	} else {
+		relay_reply(s, r);
+		if (r->code / 100 == 2) {
+			s->rcpt_ok++;
+			note_rcpt(s);
+			resume(s);
+		} else {
+			log_reject(s, "RCPT", r->text, "backend");
+			if (r->code < 500 || count_error(s, "RCPT"))
+				resume(s);
+		}
+	}
+	leave(s);
+}
+
+static void rcpt_forward(struct session *s)
+{
+	if (s->mail_refused.code) {
+		/* Postfix's proxy does the same: the recipient gets the reason the
+		 * sender was refused, and nothing reaches the backend. */
+		relay_reply(s, &s->mail_refused);
+		log_reject(s, "RCPT", s->mail_refused.text, "backend_mail");
+		resume(s);
+		return;
+	}
+	backend_command(s->be, s->fwd_line, strlen(s->fwd_line), rcpt_replied, s);
+}
+
+static void mail_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
+{
+	struct session *s = arg;
+	enter(s);
+	if (st != BE_OK) {
+		rcpt_backend_failed(s, st);
+	} else {
+		s->mail_sent = true;
+		if (r->code / 100 == 2)
+			s->be_txn = true;
+		else
+			s->mail_refused = *r;
+		rcpt_forward(s);
+	}
+	leave(s);
+}
+
+static void send_mail(struct session *s)
+{
+	backend_command(s->be, s->mail_line, strlen(s->mail_line), mail_replied, s);
+}
+
+static void rset_then_mail(void *arg, enum backend_status st, const struct smtp_reply *r)
+{
+	(void)r;
+	struct session *s = arg;
+	enter(s);
+	s->be_txn = false;
+	if (st != BE_OK)
+		rcpt_backend_failed(s, st);
+	else
+		send_mail(s);
+	leave(s);
+}
+
+static void backend_opened(void *arg, enum backend_status st, const struct smtp_reply *r)
+{
+	(void)r;
+	struct session *s = arg;
+	enter(s);
+	if (st != BE_OK)
+		rcpt_backend_failed(s, st);
+	else
+		send_mail(s);
+	leave(s);
+}
+
+/* Connects, XCLIENTs and replays MAIL as needed, then forwards the RCPT. */
+static void rcpt_to_backend(struct session *s)
+{
+	if (s->mail_sent) {
+		rcpt_forward(s);
+		return;
+	}
+	if (backend_usable(s->be)) {
+		if (s->be_txn)
+			backend_command(s->be, "RSET", 4, rset_then_mail, s);
+		else
+			send_mail(s);
+		return;
+	}
+	drop_backend(s);
+	s->be = backend_new(srv.base, s->cfg, s->id);
+	if (!s->be) {
+		rcpt_backend_failed(s, BE_UNAVAILABLE);
+		return;
+	}
+	struct backend_client ci = client_info(s);
+	backend_open(s->be, &ci, backend_opened, s);
+}
+
+static void rcpt_decided(void *arg, const struct rcpt_verdict *v)
+{
+	struct session *s = arg;
+	enter(s);
+	s->check = NULL;
+	if (v->action == RCPT_ACCEPT)
+		rcpt_to_backend(s);
+	else if (reject_counted(s, "RCPT", v->reply, v->rule))
+		resume(s);
+	leave(s);
+}
+
+/* ---- commands ---- */
+
+static void wait_for(struct session *s)
+{
+	s->state = SS_WAIT;
+	bufferevent_disable(s->bev, EV_READ);
+}
+
+static bool need_helo(struct session *s, const char *cmd)
+{
+	if (s->helo_seen || !s->cfg->helo_required)
+		return true;
+	reject_counted(s, cmd, "503 5.5.1 Error: send HELO/EHLO first", NULL);
+	return false;
+}
+
+static void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp)
+{
+	if (c->arg_len == 0) {
+		reject_counted(s, esmtp ? "EHLO" : "HELO",
+			       esmtp ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname",
+			       NULL);
+		return;
+	}
+	if (c->arg_len > HELO_MAX) {
+		reject_counted(s, esmtp ? "EHLO" : "HELO", "501 5.5.4 Error: host name too long", NULL);
+		return;
+	}
+	abort_transaction(s, "new HELO/EHLO");
+	if (s->be && (!s->helo_seen || s->esmtp != esmtp || strlen(s->helo) != c->arg_len ||
+		      memcmp(s->helo, c->arg, c->arg_len) != 0))
+		drop_backend(s);
+	memcpy(s->helo, c->arg, c->arg_len);
+	s->helo[c->arg_len] = 0;
+	s->helo_seen = true;
+	s->esmtp = esmtp;
+	if (!esmtp) {
+		replyf(s, "250 %s", s->cfg->myhostname);
+		return;
+	}
+	/* Offer only what the backend offers too: a client must never be
+	 * invited to use an extension that fails one hop later. */
+	const struct backend_caps *bc = backend_caps();
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	evbuffer_add_printf(out, "250-%s\r\n250-PIPELINING\r\n", s->cfg->myhostname);
+	if (!bc->known || bc->size) {
+		if (bc->size_limit)
+			evbuffer_add_printf(out, "250-SIZE %lu\r\n", bc->size_limit);
+		else
+			evbuffer_add_printf(out, "250-SIZE\r\n");
+	}
+	if (!bc->known || bc->eightbitmime)
+		evbuffer_add_printf(out, "250-8BITMIME\r\n");
+	if (bc->smtputf8)
+		evbuffer_add_printf(out, "250-SMTPUTF8\r\n");
+	if (bc->dsn)
+		evbuffer_add_printf(out, "250-DSN\r\n");
+	evbuffer_add_printf(out, "250 ENHANCEDSTATUSCODES\r\n");
+}
+
+static bool parse_path(struct session *s, const struct smtp_cmd *c, bool mail, struct smtp_path *p)
+{
+	const char *cmd = mail ? "MAIL" : "RCPT";
+	switch (smtp_path_parse(c->arg, c->arg_len, mail ? "FROM:" : "TO:", p)) {
+	case SMTP_PATH_OK:
+		if (!mail && p->is_null)
+			break;
+		return true;
+	case SMTP_PATH_NO_KEYWORD:
+		reject_counted(s, cmd, mail ? "501 5.5.4 Syntax: MAIL FROM:<address>"
+					    : "501 5.5.4 Syntax: RCPT TO:<address>", NULL);
+		return false;
+	case SMTP_PATH_BAD_PARAM:
+		reject_counted(s, cmd, "501 5.5.4 Bad parameter syntax", NULL);
+		return false;
+	case SMTP_PATH_TOO_LONG:
+	case SMTP_PATH_SYNTAX:
+		break;
+	}
+	reject_counted(s, cmd, mail ? "501 5.1.7 Bad sender address syntax"
+				    : "501 5.1.3 Bad recipient address syntax", NULL);
+	return false;
+}
+
+/* "MAIL FROM:<addr> params" as the backend gets it: the address as the
+ * client spelt it (without a source route), the parameters verbatim. */
+static char *forward_line(char **buf, const char *verb, const struct smtp_path *p)
+{
+	size_t need = strlen(verb) + p->addr_len + p->params_len + 8;
+	char *n = realloc(*buf, need);
+	if (!n)
+		return NULL;
+	*buf = n;
+	snprintf(n, need, "%s<%.*s>%s%.*s", verb, (int)p->addr_len, p->addr,
+		 p->params_len ? " " : "", (int)p->params_len, p->params);
+	return n;
+}
+
+static void cmd_mail(struct session *s, const struct smtp_cmd *c)
+{
+	if (!need_helo(s, "MAIL"))
+		return;
+	if (s->in_mail) {
+		reject_counted(s, "MAIL", "503 5.5.1 Error: nested MAIL command", NULL);
+		return;
+	}
+	struct smtp_path p;
+	if (!parse_path(s, c, true, &p))
+		return;
+	const char *v;
+	size_t vlen;
+	const struct backend_caps *bc = backend_caps();
+	if (bc->size_limit && smtp_param_find(p.params, p.params_len, "SIZE", &v, &vlen)) {
+		char num[24];
+		if (vlen >= sizeof num || vlen == 0) {
+			reject_counted(s, "MAIL", "501 5.5.4 Bad SIZE parameter", NULL);
+			return;
+		}
+		memcpy(num, v, vlen);
+		num[vlen] = 0;
+		char *end;
+		errno = 0;
+		unsigned long long size = strtoull(num, &end, 10);
+		if (*end || errno) {
+			reject_counted(s, "MAIL", "501 5.5.4 Bad SIZE parameter", NULL);
+			return;
+		}
+		if (size > bc->size_limit) {
+			reject_counted(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", NULL);
+			return;
+		}
+	}
+	if (!forward_line(&s->mail_line, "MAIL FROM:", &p)) {
+		reply(s, "451 4.3.0 Error: out of memory");
+		return;
+	}
+	reset_transaction(s);
+	memcpy(s->sender, p.addr, p.addr_len);
+	s->sender[p.addr_len] = 0;
+	s->in_mail = true;
+	reply(s, "250 2.1.0 Ok");
+}
+
+static void cmd_rcpt(struct session *s, const struct smtp_cmd *c)
+{
+	if (!s->in_mail) {
+		reject_counted(s, "RCPT", "503 5.5.1 Error: need MAIL command", NULL);
+		return;
+	}
+	struct smtp_path p;
+	if (!parse_path(s, c, false, &p))
+		return;
+	memcpy(s->rcpt, p.addr, p.addr_len);
+	s->rcpt[p.addr_len] = 0;
+	if (s->rcpt_ok >= s->cfg->limits.max_recipients) {
+		/* Not an error: a client with many recipients sends the rest in
+		 * the next transaction (RFC 5321 4.5.3.1.8). */
+		log_reject(s, "RCPT", "452 4.5.3 Error: too many recipients", "max_recipients");
+		reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (!forward_line(&s->fwd_line, "RCPT TO:", &p)) {
+		reply(s, "451 4.3.0 Error: out of memory");
+		return;
+	}
+	s->rcpt_tried++;
+	wait_for(s);
+	struct rcpt_query q = {
+		.cfg = s->cfg,
+		.client = &s->client,
+		.client_str = s->client_str,
+		.helo = s->helo_seen ? s->helo : NULL,
+		.sender = s->sender,
+		.rcpt = &p,
+	};
+	s->check = rcpt_check_start(&q, rcpt_decided, s);
+}
+
+/* ---- DATA ---- */
+
+static void data_finished(struct session *s, const char *text, size_t len, bool accepted)
+{
+	log_transaction(s, accepted ? "accepted" : "rejected", text, len);
+	if (accepted)
+		s->messages++;
+	s->be_txn = false;
+	reset_transaction(s);
+	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	resume(s);
+}
+
+static void body_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
+{
+	struct session *s = arg;
+	enter(s);
+	if (s->state == SS_DATA) {
+		/* The backend spoke (or died) before the body was complete:
+		 * whatever it said, the message is not safely accepted. Read the
+		 * rest of the client's data and then say so. */
+		s->body_failed = true;
+		drop_backend(s);
+		if (s->body_paused) {
+			s->body_paused = false;
+			bufferevent_enable(s->bev, EV_READ);
+		}
+		leave(s);
+		return;
+	}
+	if (st != BE_OK) {
+		const char *t = "451 4.4.2 Error: connection to the mail system lost, message not accepted";
+		reply(s, t);
+		drop_backend(s);
+		data_finished(s, t, strlen(t), false);
+	} else {
+		relay_reply(s, r);
+		data_finished(s, r->text, r->len, r->code / 100 == 2);
+	}
+	leave(s);
+}
+
+static void body_drained(void *arg)
+{
+	struct session *s = arg;
+	if (!s->body_paused || s->state != SS_DATA)
+		return;
+	enter(s);
+	s->body_paused = false;
+	bufferevent_enable(s->bev, EV_READ);
+	process_input(s);
+	leave(s);
+}
+
+static void data_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
+{
+	struct session *s = arg;
+	enter(s);
+	if (st != BE_OK) {
+		rcpt_backend_failed(s, st);
+	} else if (r->code != 354) {
+		relay_reply(s, r);
+		log_transaction(s, "rejected", r->text, r->len);
+		reset_transaction(s);
+		resume(s);
+	} else {
+		relay_reply(s, r);
+		dotcodec_init(&s->dc);
+		s->body_failed = false;
+		backend_body_begin(s->be, body_replied, s);
+		backend_on_drain(s->be, body_drained, s);
+		s->state = SS_DATA;
+		struct timeval tv = { s->cfg->limits.data_timeout, 0 };
+		bufferevent_set_timeouts(s->bev, &tv, &tv);
+		bufferevent_enable(s->bev, EV_READ);
+		process_input(s);
+	}
+	leave(s);
+}
+
+static void cmd_data(struct session *s, const struct smtp_cmd *c)
+{
+	if (c->arg_len) {
+		reject_counted(s, "DATA", "501 5.5.4 Syntax: DATA", NULL);
+		return;
+	}
+	if (!s->in_mail) {
+		reject_counted(s, "DATA", "503 5.5.1 Error: need MAIL command", NULL);
+		return;
+	}
+	if (s->rcpt_ok == 0) {
+		reject_counted(s, "DATA", s->rcpt_tried ? "554 5.5.1 Error: no valid recipients"
+						     : "503 5.5.1 Error: need RCPT command", NULL);
+		return;
+	}
+	if (!backend_usable(s->be)) {
+		const char *t = "451 4.4.2 Error: connection to the mail system lost, try again later";
+		reply(s, t);
+		log_transaction(s, "rejected", t, strlen(t));
+		drop_backend(s);
+		reset_transaction(s);
+		return;
+	}
+	wait_for(s);
+	backend_command(s->be, "DATA", 4, data_replied, s);
+}
+
+/* Feeds buffered client data through the re-encoder into the backend until
+ * the end of the message, the end of the input, or back-pressure. */
+static void pump_body(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	bool done = false;
+	while (!done && evbuffer_get_length(in) > 0) {
+		if (!s->body_failed && backend_body_full(s->be)) {
+			s->body_paused = true;
+			bufferevent_disable(s->bev, EV_READ);
+			return;
+		}
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		struct evbuffer *out = s->body_failed ? NULL : backend_body(s->be);
+		size_t used = dotcodec_feed(&s->dc, v.iov_base, v.iov_len, out, &done);
+		if (used == (size_t)-1) {
+			s->body_failed = true;
+			drop_backend(s);
+			continue;
+		}
+		evbuffer_drain(in, used);
+	}
+	if (!done)
+		return;
+	if (s->body_failed) {
+		const char *t = "451 4.4.2 Error: connection to the mail system lost, message not accepted";
+		reply(s, t);
+		data_finished(s, t, strlen(t), false);
+		return;
+	}
+	/* The reply to end-of-data is the backend's; wait for it. */
+	s->state = SS_WAIT;
+	bufferevent_disable(s->bev, EV_READ);
+	backend_body_end(s->be);
+}
+
+/* ---- the rest of the commands ---- */
+
+static void rset_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
+{
+	(void)r;
+	struct session *s = arg;
+	enter(s);
+	if (st != BE_OK)
+		drop_backend(s);
+	s->be_txn = false;
+	reply(s, "250 2.0.0 Ok");
+	resume(s);
+	leave(s);
+}
+
+static void cmd_rset(struct session *s)
+{
+	abort_transaction(s, "RSET");
+	if (s->be_txn && backend_usable(s->be)) {
+		wait_for(s);
+		backend_command(s->be, "RSET", 4, rset_replied, s);
+		return;
+	}
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void handle_command(struct session *s, const char *line, size_t len)
+{
+	struct smtp_cmd c;
+	smtp_cmd_parse(line, len, &c);
+	s->commands++;
+	switch (c.verb) {
+	case SMTP_VERB_HELO:
+		return cmd_helo(s, &c, false);
+	case SMTP_VERB_EHLO:
+		return cmd_helo(s, &c, true);
+	case SMTP_VERB_MAIL:
+		return cmd_mail(s, &c);
+	case SMTP_VERB_RCPT:
+		return cmd_rcpt(s, &c);
+	case SMTP_VERB_DATA:
+		return cmd_data(s, &c);
+	case SMTP_VERB_RSET:
+		return cmd_rset(s);
+	case SMTP_VERB_NOOP:
+		return reply(s, "250 2.0.0 Ok");
+	case SMTP_VERB_HELP:
+		return reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT");
+	case SMTP_VERB_QUIT:
+		abort_transaction(s, "QUIT");
+		reply(s, "221 2.0.0 Bye");
+		return close_after_flush(s);
+	case SMTP_VERB_VRFY:
+	case SMTP_VERB_EXPN:
+		if (s->cfg->disable_vrfy_command)
+			reject_counted(s, smtp_verb_name(c.verb),
+				       c.verb == SMTP_VERB_VRFY ? "502 5.5.1 VRFY command is disabled"
+								: "502 5.5.1 EXPN command is disabled",
+				       NULL);
+		else
+			reply(s, "252 2.0.0 Send some mail, I will try my best");
+		return;
+	case SMTP_VERB_ETRN:
+		reject_counted(s, "ETRN", "502 5.5.1 Error: ETRN not permitted", NULL);
+		return;
+	default:
+		reject_counted(s, smtp_verb_name(c.verb), "502 5.5.2 Error: command not recognized", NULL);
+		return;
+	}
+}
+
+/* Takes one command line off the input. Returns false when there is no
+ * complete line yet. */
+static bool next_line(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t max = (size_t)s->cfg->limits.max_line;
+	size_t eol_len;
+	struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	if (p.pos < 0) {
+		size_t have = evbuffer_get_length(in);
+		if (have > max + 1) {
+			/* Too long already: drop what we have and the rest of the
+			 * line when it comes; the reply goes out at its end. */
+			evbuffer_drain(in, have);
+			s->discarding = true;
+		}
+		return false;
+	}
+	size_t n = (size_t)p.pos;
+	if (s->discarding || n > max + 1) {
+		evbuffer_drain(in, n + eol_len);
+		s->discarding = false;
+		s->commands++;
+		reject_counted(s, "LINE", "500 5.5.2 Error: line too long", "max_line");
+		return true;
+	}
+	unsigned char *line = evbuffer_pullup(in, (ssize_t)(n + eol_len));
+	if (n > 0 && line[n - 1] == '\r')
+		n--;
+	if (n > max) {
+		evbuffer_drain(in, p.pos + eol_len);
+		s->commands++;
+		reject_counted(s, "LINE", "500 5.5.2 Error: line too long", "max_line");
+		return true;
+	}
+	/* The line is handled in place; it is drained afterwards, and nothing
+	 * reads the input buffer meanwhile (reads are off while waiting). */
+	size_t total = (size_t)p.pos + eol_len;
+	handle_command(s, (const char *)line, n);
+	evbuffer_drain(in, total);
+	return true;
+}
+
+static void process_input(struct session *s)
+{
+	if (s->in_process)
+		return;
+	s->in_process = true;
+	while (!s->gone) {
+		if (s->state == SS_DATA) {
+			if (s->body_paused)
+				break;
+			size_t before = evbuffer_get_length(bufferevent_get_input(s->bev));
+			pump_body(s);
+			if (s->state == SS_DATA &&
+			    evbuffer_get_length(bufferevent_get_input(s->bev)) == before)
+				break;
+			continue;
+		}
+		if (s->state != SS_CMD || s->out_paused)
+			break;
+		if (!next_line(s))
+			break;
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_HIGH &&
+		    s->state != SS_CLOSING) {
+			s->out_paused = true;
+			bufferevent_disable(s->bev, EV_READ);
+		}
+	}
+	s->in_process = false;
+}
+
+static void resume(struct session *s)
+{
+	if (s->state == SS_CLOSING || s->gone)
+		return;
+	s->state = SS_CMD;
+	if (!s->out_paused)
+		bufferevent_enable(s->bev, EV_READ);
+	process_input(s);
+}
+
+/* ---- event loop entries ---- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	struct session *s = arg;
+	enter(s);
+	process_input(s);
+	leave(s);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	struct session *s = arg;
+	enter(s);
+	if (s->state == SS_CLOSING) {
+		kill_session(s);
+	} else if (s->out_paused) {
+		s->out_paused = false;
+		if (s->state == SS_CMD) {
+			bufferevent_enable(s->bev, EV_READ);
+			process_input(s);
+		}
+	}
+	leave(s);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct session *s = arg;
+	enter(s);
+	if ((what & BEV_EVENT_TIMEOUT) && s->state != SS_CLOSING) {
+		bool in_data = s->state == SS_DATA;
+		log_reject(s, in_data ? "DATA" : "TIMEOUT", "421 4.4.2 Error: timeout exceeded",
+			   in_data ? "data_timeout" : "command_timeout");
+		abort_transaction(s, "timeout");
+		/* A body cut short must not become a message: cut the backend. */
+		if (in_data)
+			drop_backend(s);
+		replyf(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->myhostname);
+		close_after_flush(s);
+		bufferevent_enable(s->bev, EV_WRITE);
+		/* a client that reads nothing either */
+		struct timeval tv = { 10, 0 };
+		bufferevent_set_timeouts(s->bev, NULL, &tv);
+	} else {
+		if (s->state == SS_DATA)
+			drop_backend(s);
+		abort_transaction(s, "lost connection");
+		kill_session(s);
+	}
+	leave(s);
+}
+
+void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct ipaddr *client)
+{
+	struct session *s = calloc(1, sizeof *s);
+	struct bufferevent *bev = s ? bufferevent_socket_new(srv.base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	if (!bev) {
+		log_msg(LOG_LVL_ERROR, "accept", "out of memory; connection closed");
+		free(s);
+		evutil_closesocket(fd);
+		connlimit_release(client);
+		return;
+	}
+	s->bev = bev;
+	s->cfg = gg_config_ref(srv.cfg);
+	s->id = ++srv.next_id;
+	s->client = *client;
+	ipaddr_str(client, s->client_str, sizeof s->client_str);
+	s->client_port = sa->sa_family == AF_INET6
+				 ? ntohs(((const struct sockaddr_in6 *)sa)->sin6_port)
+				 : ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	s->started = time(NULL);
+	s->state = SS_CMD;
+	dotcodec_init(&s->dc);
+	s->next = all_sessions;
+	if (all_sessions)
+		all_sessions->prev = s;
+	all_sessions = s;
+	srv.active++;
+
+	size_t high = (size_t)s->cfg->limits.max_line + 2;
+	bufferevent_setwatermark(bev, EV_READ, 0, high > IN_HIGH_MIN ? high : IN_HIGH_MIN);
+	bufferevent_setcb(bev, on_read, on_write, on_event, s);
+	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "connect");
+	ll_int(&l, "id", (long long)s->id);
+	ll_str(&l, "client", s->client_str);
+	ll_int(&l, "port", s->client_port);
+	ll_emit(&l);
+	replyf(s, "220 %s", s->cfg->banner);
+}
+
+void session_close_all(void)
+{
+	for (struct session *s = all_sessions, *next; s; s = next) {
+		next = s->next;
+		if (s->state == SS_CLOSING || s->gone)
+			continue;
+		enter(s);
+		if (s->state == SS_DATA)
+			drop_backend(s);
+		abort_transaction(s, "shutdown");
+		replyf(s, "421 4.3.2 %s Service shutting down", s->cfg->myhostname);
+		close_after_flush(s);
+		bufferevent_enable(s->bev, EV_WRITE);
+		leave(s);
+	}
+}
