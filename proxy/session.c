@@ -180,8 +180,10 @@ static void log_reject(struct session *s, const char *cmd, const char *text, con
 	ll_str(&l, "client", s->client_str);
 	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
 	ll_str(&l, "cmd", cmd);
-	ll_str(&l, "sender", s->in_mail ? s->sender : NULL);
-	ll_str(&l, "rcpt", strcmp(cmd, "RCPT") == 0 ? s->rcpt : NULL);
+	if (s->in_mail)
+		ll_str(&l, "sender", s->sender);
+	if (strcmp(cmd, "RCPT") == 0)
+		ll_str(&l, "rcpt", s->rcpt);
 	if (rule)
 		ll_str(&l, "rule", rule);
 	/* The reply as the client saw it, minus its line ends. */
@@ -812,9 +814,15 @@ static void handle_command(struct session *s, const char *line, size_t len)
 	case SMTP_VERB_ETRN:
 		reject_counted(s, "ETRN", "502 5.5.1 Error: ETRN not permitted", NULL);
 		return;
-	default:
-		reject_counted(s, smtp_verb_name(c.verb), "502 5.5.2 Error: command not recognized", NULL);
+	default: {
+		/* The verb as typed (bounded; the logger escapes it). */
+		char verb[17];
+		size_t n = c.name_len < sizeof verb - 1 ? c.name_len : sizeof verb - 1;
+		memcpy(verb, c.name, n);
+		verb[n] = 0;
+		reject_counted(s, verb, "502 5.5.2 Error: command not recognized", NULL);
 		return;
+	}
 	}
 }
 
