@@ -193,13 +193,19 @@ size_t dotcodec_feed(struct dotcodec *c, const char *in, size_t len,
 		     struct evbuffer *out, bool *done)
 {
 	struct feed f = { .c = c, .out = out, .in = in, .len = len };
+	int err = 0;
+	/* A failed call leaves the codec as it was, so that the caller can feed
+	 * the same bytes again in discard mode and still find the right end;
+	 * a half-advanced state would misplace it. */
+	const struct dotcodec saved = *c;
 
 	find_lf(&f);
-	while (f.i < len && c->state != ST_DONE)
-		if (step(&f) != 0)
-			return (size_t)-1;
-	if (flush(&f) != 0)
+	while (!err && f.i < len && c->state != ST_DONE)
+		err = step(&f);
+	if (err || flush(&f) != 0) {
+		*c = saved;
 		return (size_t)-1;
+	}
 	c->in_bytes += f.i;
 	*done = c->state == ST_DONE;
 	return f.i;

@@ -99,6 +99,20 @@ const char *smtp_verb_name(enum smtp_verb verb)
 	return verb_names[verb];
 }
 
+/* Characters that RFC 5322 gives a meaning in addresses (comments, lists,
+ * brackets, escapes) and that RFC 5321 never allows unquoted in a mailbox.
+ * Refusing them keeps greygate and the backend agreeing on what the address
+ * is. ':' and '[' ']' stay allowed for address literals. */
+static bool is_special(char ch)
+{
+	switch (ch) {
+	case '(': case ')': case '<': case '>': case ',': case ';': case '\\':
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* A domain in a source route: a dotted name or an address literal. The route
  * is discarded, so this only has to be strict enough that its end (',' or
  * ':') is unambiguous. */
@@ -109,7 +123,7 @@ static bool route_domain(const char *s, size_t *i, size_t len)
 	if (*i < len && s[*i] == '[') {
 		while (++*i < len && s[*i] != ']')
 			if (is_blank(s[*i]) || is_ctl(s[*i]) || s[*i] == '[' ||
-			    s[*i] == '\\')
+			    is_special(s[*i]))
 				return false;
 		if (*i == len)
 			return false;
@@ -153,20 +167,6 @@ static bool quoted_char(const char *s, size_t *i, size_t len)
 		++*i;
 	}
 	return true;
-}
-
-/* Characters that RFC 5322 gives a meaning in addresses (comments, lists,
- * brackets, escapes) and that RFC 5321 never allows unquoted in a mailbox.
- * Refusing them keeps greygate and the backend agreeing on what the address
- * is. ':' and '[' ']' stay allowed for address literals. */
-static bool is_special(char ch)
-{
-	switch (ch) {
-	case '(': case ')': case '<': case '>': case ',': case ';': case '\\':
-		return true;
-	default:
-		return false;
-	}
 }
 
 struct mailbox_scan {
@@ -341,12 +341,12 @@ bool smtp_param_find(const char *params, size_t len, const char *name,
 	const char *w;
 	size_t wlen, pos = 0;
 
-	while (nlen > 0 && next_word(params, len, &pos, &w, &wlen)) {
-		if (wlen < nlen || strncasecmp(w, name, nlen) != 0)
+	while (next_word(params, len, &pos, &w, &wlen)) {
+		const char *eq = memchr(w, '=', wlen);
+		size_t klen = eq ? (size_t)(eq - w) : wlen;
+		if (klen != nlen || strncasecmp(w, name, nlen) != 0)
 			continue;
-		if (wlen > nlen && w[nlen] != '=')
-			continue;
-		size_t v = wlen > nlen ? nlen + 1 : nlen;
+		size_t v = eq ? klen + 1 : klen;
 		if (val)
 			*val = w + v;
 		if (val_len)
