@@ -40,7 +40,9 @@ void dotcodec_init(struct dotcodec *c);
  * the end of the client's data). Returns the number of bytes consumed; stops
  * right after the end-of-data line and sets *done, leaving the rest of IN
  * (pipelined commands) unconsumed. Returns (size_t)-1 only if appending to
- * OUT fails (out of memory).
+ * OUT fails (out of memory); the decoder state is then as before the call,
+ * so the same bytes can be fed again in discard mode (OUT NULL) and the end
+ * is still found where it is.
  */
 size_t dotcodec_feed(struct dotcodec *c, const char *in, size_t len,
 		     struct evbuffer *out, bool *done);
