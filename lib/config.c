@@ -21,7 +21,7 @@
 #include "log.h"
 
 #define CONFIG_FILE_MAX (1 << 20)
-#define DOMAIN_FILE_MAX (16 << 20)
+#define LIST_FILE_MAX (16 << 20)
 #define DOMAIN_MAX 253
 
 enum kind { K_GROUP, K_STR, K_INT, K_BOOL, K_STRLIST, K_LATER };
@@ -60,8 +60,39 @@ static const struct key {
 	{ "log.target", K_STR, 0, 0 },
 	{ "log.level", K_STR, 0, 0 },
 	{ "my_addresses", K_LATER, 0, 0 },
-	{ "store", K_LATER, 0, 0 },
-	{ "greylist", K_LATER, 0, 0 },
+	{ "store", K_GROUP, 0, 0 },
+	{ "store.type", K_STR, 0, 0 },
+	{ "store.file", K_STR, 0, 0 },
+	{ "store.failure", K_STR, 0, 0 },
+	{ "store.max_entries", K_INT, 1000, 100000000 },
+	{ "store.save_interval", K_INT, 1, 86400 },
+	{ "store.redis", K_GROUP, 0, 0 },
+	{ "store.redis.host", K_STR, 0, 0 },
+	{ "store.redis.port", K_INT, 1, 65535 },
+	{ "store.redis.password", K_STR, 0, 0 },
+	{ "store.redis.db", K_INT, 0, 1000 },
+	{ "store.redis.timeout_ms", K_INT, 1, 60000 },
+	{ "store.redis.connect_timeout_ms", K_INT, 1, 60000 },
+	{ "store.redis.prefix", K_STR, 0, 0 },
+	{ "greylist", K_GROUP, 0, 0 },
+	{ "greylist.enabled", K_BOOL, 0, 0 },
+	{ "greylist.delay", K_INT, 0, 86400 },
+	{ "greylist.retry_window", K_INT, 1, 31 * 86400 },
+	{ "greylist.pass_lifetime", K_INT, 1, 366 * 86400 },
+	{ "greylist.awl_threshold", K_INT, 0, 1000000 },
+	{ "greylist.ipv4_prefix", K_INT, 8, 32 },
+	{ "greylist.ipv6_prefix", K_INT, 16, 128 },
+	{ "greylist.normalize_sender", K_BOOL, 0, 0 },
+	{ "greylist.normalize", K_GROUP, 0, 0 },
+	{ "greylist.normalize.lower", K_BOOL, 0, 0 },
+	{ "greylist.normalize.batv", K_BOOL, 0, 0 },
+	{ "greylist.normalize.srs", K_BOOL, 0, 0 },
+	{ "greylist.normalize.extension", K_BOOL, 0, 0 },
+	{ "greylist.normalize.digits", K_BOOL, 0, 0 },
+	{ "greylist.normalize.hex", K_BOOL, 0, 0 },
+	{ "greylist.max_new_per_client", K_INT, 1, 10000000 },
+	{ "greylist.message", K_STR, 0, 0 },
+	{ "control_socket", K_STR, 0, 0 },
 	{ "dns", K_LATER, 0, 0 },
 	{ "permit_mx_backup", K_LATER, 0, 0 },
 	{ "permit_mx_backup_networks", K_LATER, 0, 0 },
@@ -69,7 +100,14 @@ static const struct key {
 	{ "reject_unknown_sender_domain", K_LATER, 0, 0 },
 	{ "reject_non_fqdn_recipient", K_LATER, 0, 0 },
 	{ "etrn_networks", K_LATER, 0, 0 },
-	{ "whitelist", K_LATER, 0, 0 },
+	{ "whitelist", K_GROUP, 0, 0 },
+	{ "whitelist.clients", K_STRLIST, 0, 0 },
+	{ "whitelist.clients_file", K_STR, 0, 0 },
+	{ "whitelist.senders", K_STRLIST, 0, 0 },
+	{ "whitelist.senders_file", K_STR, 0, 0 },
+	{ "whitelist.recipients", K_STRLIST, 0, 0 },
+	{ "whitelist.recipients_file", K_STR, 0, 0 },
+	{ "whitelist.client_names", K_LATER, 0, 0 },
 	{ "admin", K_LATER, 0, 0 },
 	{ "tls", K_LATER, 0, 0 },
 };
@@ -226,32 +264,18 @@ static bool domain_add(struct domainlist *l, const char *d)
 	return true;
 }
 
-static bool load_domains(struct loader *ld, const config_t *cf, const char *path,
-			 struct domainlist *l)
-{
-	const config_setting_t *s = config_lookup(cf, path);
-	if (!s)
-		return true;
-	for (int i = 0; i < config_setting_length(s); i++) {
-		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-		char d[DOMAIN_MAX + 2];
-		if (!domain_normalise(config_setting_get_string(e), d, sizeof d))
-			return fail(ld, e, "%s: '%s' is not a domain name", path,
-				    config_setting_get_string(e));
-		if (!domain_add(l, d))
-			return fail(ld, e, "out of memory");
-	}
-	return true;
-}
+/* What one entry of a list means: the same check for an entry written in
+ * the file and one in a list file. Returns false after calling fail(). */
+typedef bool (*entry_fn)(struct loader *ld, const config_setting_t *s, const char *where,
+			 const char *entry, void *dst);
 
-/* One domain a line, '#' starts a comment, blank lines ignored. */
-static bool load_domain_file(struct loader *ld, const config_setting_t *s,
-			     struct domainlist *l)
+/* One entry a line, '#' starts a comment, blank lines ignored. */
+static bool load_list_file(struct loader *ld, const config_setting_t *s, entry_fn fn, void *dst)
 {
 	const char *file = config_setting_get_string(s);
 	FILE *f = fopen(file, "r");
 	if (!f)
-		return fail(ld, s, "relay_domains_file '%s': %s", file, strerror(errno));
+		return fail(ld, s, "%s '%s': %s", config_setting_name(s), file, strerror(errno));
 	char line[512];
 	unsigned lineno = 0;
 	long total = 0;
@@ -260,8 +284,8 @@ static bool load_domain_file(struct loader *ld, const config_setting_t *s,
 		lineno++;
 		size_t n = strlen(line);
 		total += (long)n;
-		if (total > DOMAIN_FILE_MAX) {
-			ok = fail(ld, s, "%s is larger than %d bytes", file, DOMAIN_FILE_MAX);
+		if (total > LIST_FILE_MAX) {
+			ok = fail(ld, s, "%s is larger than %d bytes", file, LIST_FILE_MAX);
 			break;
 		}
 		if (n == sizeof line - 1 && line[n - 1] != '\n') {
@@ -279,40 +303,77 @@ static bool load_domain_file(struct loader *ld, const config_setting_t *s,
 			*--end = 0;
 		if (!*p)
 			continue;
-		char d[DOMAIN_MAX + 2];
-		if (!domain_normalise(p, d, sizeof d))
-			ok = fail(ld, s, "%s:%u: '%s' is not a domain name", file, lineno, p);
-		else if (!domain_add(l, d))
-			ok = fail(ld, s, "out of memory");
+		char where[300];
+		snprintf(where, sizeof where, "%s:%u", file, lineno);
+		ok = fn(ld, s, where, p, dst);
 	}
 	fclose(f);
 	return ok;
 }
 
-static bool load_networks(struct loader *ld, const config_t *cf, const char *path,
-			  struct netlist *l, const char *const *defaults)
+static bool domain_entry(struct loader *ld, const config_setting_t *s, const char *where,
+			 const char *entry, void *dst)
+{
+	char d[DOMAIN_MAX + 2];
+	if (!domain_normalise(entry, d, sizeof d))
+		return fail(ld, s, "%s: '%s' is not a domain name", where, entry);
+	if (!domain_add(dst, d))
+		return fail(ld, s, "out of memory");
+	return true;
+}
+
+static bool network_entry(struct loader *ld, const config_setting_t *s, const char *where,
+			  const char *entry, void *dst)
+{
+	struct cidr c;
+	bool host_bits;
+	if (!cidr_parse(entry, &c, &host_bits))
+		return fail(ld, s, "%s: '%s' is not an address or network", where, entry);
+	if (host_bits) {
+		struct logline l;
+		ll_begin(&l, LOG_LVL_WARNING, "config");
+		ll_str(&l, "setting", where);
+		ll_str(&l, "value", entry);
+		ll_str(&l, "reason", "host bits set beyond the prefix; they are ignored");
+		ll_emit(&l);
+	}
+	if (netlist_add(dst, &c) < 0)
+		return fail(ld, s, "out of memory");
+	return true;
+}
+
+static bool address_entry(struct loader *ld, const config_setting_t *s, const char *where,
+			  const char *entry, void *dst)
+{
+	if (!addrlist_valid(entry))
+		return fail(ld, s, "%s: '%s' is not user@domain, user@, @domain, .domain or <>",
+			    where, entry);
+	if (addrlist_add(dst, entry) < 0)
+		return fail(ld, s, "out of memory");
+	return true;
+}
+
+/* A list setting PATH (or DEFAULTS when it is absent) and its companion
+ * file setting PATH_file, each entry through FN. */
+static bool load_list(struct loader *ld, const config_t *cf, const char *path,
+		      const char *const *defaults, entry_fn fn, void *dst)
 {
 	const config_setting_t *s = config_lookup(cf, path);
-	int n = s ? config_setting_length(s) : 0;
-	for (int i = 0; s ? i < n : defaults[i] != NULL; i++) {
-		const config_setting_t *e = s ? config_setting_get_elem(s, (unsigned)i) : NULL;
-		const char *v = e ? config_setting_get_string(e) : defaults[i];
-		struct cidr c;
-		bool host_bits;
-		if (!cidr_parse(v, &c, &host_bits))
-			return fail(ld, e, "%s: '%s' is not an address or network", path, v);
-		if (host_bits) {
-			struct logline l2;
-			ll_begin(&l2, LOG_LVL_WARNING, "config");
-			ll_str(&l2, "setting", path);
-			ll_str(&l2, "value", v);
-			ll_str(&l2, "reason", "host bits set beyond the prefix; they are ignored");
-			ll_emit(&l2);
+	if (s) {
+		for (int i = 0; i < config_setting_length(s); i++) {
+			const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+			if (!fn(ld, e, path, config_setting_get_string(e), dst))
+				return false;
 		}
-		if (netlist_add(l, &c) < 0)
-			return fail(ld, e, "out of memory");
+	} else {
+		for (size_t i = 0; defaults && defaults[i]; i++)
+			if (!fn(ld, NULL, path, defaults[i], dst))
+				return false;
 	}
-	return true;
+	char file_path[128];
+	snprintf(file_path, sizeof file_path, "%s_file", path);
+	const config_setting_t *f = config_lookup(cf, file_path);
+	return !f || load_list_file(ld, f, fn, dst);
 }
 
 static bool load_listen(struct loader *ld, const config_t *cf, struct gg_config *c)
@@ -366,6 +427,75 @@ static bool validate(struct loader *ld, const config_t *cf, struct gg_config *c)
 	return true;
 }
 
+static bool load_store(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	get_str(cf, "store.type", "memory", &c->store.type);
+	get_str(cf, "store.file", "/var/lib/greygate/greylist.db", &c->store.file);
+	char *failure;
+	get_str(cf, "store.failure", "accept", &failure);
+	bool failure_ok = strcmp(failure, "accept") == 0 || strcmp(failure, "tempfail") == 0;
+	c->store.tempfail = strcmp(failure, "tempfail") == 0;
+	free(failure);
+	get_int(cf, "store.max_entries", 1000000, &c->store.max_entries);
+	get_int(cf, "store.save_interval", 300, &c->store.save_interval);
+	get_str(cf, "store.redis.host", "127.0.0.1", &c->store.redis.host);
+	get_int(cf, "store.redis.port", 6379, &c->store.redis.port);
+	get_str(cf, "store.redis.password", "", &c->store.redis.password);
+	get_int(cf, "store.redis.db", 0, &c->store.redis.db);
+	get_int(cf, "store.redis.timeout_ms", 250, &c->store.redis.timeout_ms);
+	get_int(cf, "store.redis.connect_timeout_ms", 1000, &c->store.redis.connect_timeout_ms);
+	get_str(cf, "store.redis.prefix", "gg:", &c->store.redis.prefix);
+	get_str(cf, "control_socket", "/run/greygate/control.sock", &c->control_socket);
+	if (strcmp(c->store.type, "memory") != 0 && strcmp(c->store.type, "redis") != 0)
+		return fail(ld, config_lookup(cf, "store.type"),
+			    "store.type must be \"memory\" or \"redis\"");
+	if (!failure_ok)
+		return fail(ld, config_lookup(cf, "store.failure"),
+			    "store.failure must be \"accept\" or \"tempfail\"");
+	if (strlen(c->store.redis.prefix) > 64)
+		return fail(ld, config_lookup(cf, "store.redis.prefix"),
+			    "store.redis.prefix is longer than 64 bytes");
+	if (strlen(c->control_socket) >= 108)
+		return fail(ld, config_lookup(cf, "control_socket"),
+			    "control_socket path is longer than a socket path may be");
+	return true;
+}
+
+static bool load_greylist(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	get_bool(cf, "greylist.enabled", true, &c->greylist.enabled);
+	get_int(cf, "greylist.delay", 300, &c->greylist.delay);
+	get_int(cf, "greylist.retry_window", 172800, &c->greylist.retry_window);
+	get_int(cf, "greylist.pass_lifetime", 3110400, &c->greylist.pass_lifetime);
+	get_int(cf, "greylist.awl_threshold", 5, &c->greylist.awl_threshold);
+	get_int(cf, "greylist.ipv4_prefix", 24, &c->greylist.ipv4_prefix);
+	get_int(cf, "greylist.ipv6_prefix", 64, &c->greylist.ipv6_prefix);
+	get_int(cf, "greylist.max_new_per_client", 100, &c->greylist.max_new_per_client);
+	get_str(cf, "greylist.message", "Greylisted, retry in %s seconds", &c->greylist.message);
+	bool on;
+	get_bool(cf, "greylist.normalize_sender", true, &on);
+	struct sender_norm_opts *n = &c->greylist.norm;
+	get_bool(cf, "greylist.normalize.lower", on, &n->lower);
+	get_bool(cf, "greylist.normalize.batv", on, &n->batv);
+	get_bool(cf, "greylist.normalize.srs", on, &n->srs);
+	get_bool(cf, "greylist.normalize.extension", on, &n->ext);
+	get_bool(cf, "greylist.normalize.digits", on, &n->digits);
+	get_bool(cf, "greylist.normalize.hex", on, &n->hex);
+	if (c->greylist.retry_window <= c->greylist.delay)
+		return fail(ld, config_lookup(cf, "greylist.retry_window"),
+			    "greylist.retry_window must be longer than greylist.delay");
+	const char *m = c->greylist.message;
+	const char *pct = strchr(m, '%');
+	if (strlen(m) > 200 || (pct && (pct[1] != 's' || strchr(pct + 1, '%'))))
+		return fail(ld, config_lookup(cf, "greylist.message"),
+			    "greylist.message: at most 200 bytes and one %%s (the seconds left)");
+	for (; *m; m++)
+		if ((unsigned char)*m < ' ')
+			return fail(ld, config_lookup(cf, "greylist.message"),
+				    "greylist.message must not contain control characters");
+	return true;
+}
+
 static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
 	static const char *const default_mynetworks[] = { "127.0.0.0/8", "::1/128", NULL };
@@ -396,13 +526,15 @@ static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 	get_str(cf, "log.target", "stderr", &c->log.target);
 	get_str(cf, "log.level", "info", &c->log.level);
 
-	const config_setting_t *rdf = config_lookup(cf, "relay_domains_file");
 	return load_listen(ld, cf, c) &&
-	       load_networks(ld, cf, "mynetworks", &c->mynetworks, default_mynetworks) &&
-	       load_domains(ld, cf, "local_domains", &c->local_domains) &&
-	       load_domains(ld, cf, "relay_domains", &c->relay_domains) &&
-	       (!rdf || load_domain_file(ld, rdf, &c->relay_domains)) &&
-	       validate(ld, cf, c);
+	       load_list(ld, cf, "mynetworks", default_mynetworks, network_entry, &c->mynetworks) &&
+	       load_list(ld, cf, "local_domains", NULL, domain_entry, &c->local_domains) &&
+	       load_list(ld, cf, "relay_domains", NULL, domain_entry, &c->relay_domains) &&
+	       load_list(ld, cf, "whitelist.clients", NULL, network_entry, &c->whitelist.clients) &&
+	       load_list(ld, cf, "whitelist.senders", NULL, address_entry, &c->whitelist.senders) &&
+	       load_list(ld, cf, "whitelist.recipients", NULL, address_entry,
+			 &c->whitelist.recipients) &&
+	       load_store(ld, cf, c) && load_greylist(ld, cf, c) && validate(ld, cf, c);
 }
 
 struct gg_config *gg_config_load(const char *file, char *err, size_t errlen)
@@ -467,6 +599,16 @@ void gg_config_unref(struct gg_config *c)
 		free(c->listen[i]);
 	free(c->backend.address);
 	netlist_free(&c->mynetworks);
+	netlist_free(&c->whitelist.clients);
+	addrlist_free(&c->whitelist.senders);
+	addrlist_free(&c->whitelist.recipients);
+	free(c->store.type);
+	free(c->store.file);
+	free(c->store.redis.host);
+	free(c->store.redis.password);
+	free(c->store.redis.prefix);
+	free(c->greylist.message);
+	free(c->control_socket);
 	domainlist_free(&c->local_domains);
 	domainlist_free(&c->relay_domains);
 	free(c->log.target);

@@ -13,7 +13,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "addrlist.h"
 #include "netaddr.h"
+#include "sender_norm.h"
 
 #define GG_MAX_LISTEN 16
 
@@ -56,6 +58,40 @@ struct gg_config {
 	} limits;
 
 	int shutdown_grace;           /* seconds */
+
+	struct {
+		char *type;               /* "memory" or "redis" */
+		char *file;               /* persistence of the memory store; "" none */
+		bool tempfail;            /* failure = "tempfail" (else "accept") */
+		int max_entries;          /* memory store bound */
+		int save_interval;        /* seconds between saves of the memory store */
+		struct {
+			char *host;
+			int port;
+			char *password;
+			int db;
+			int timeout_ms;
+			int connect_timeout_ms;
+			char *prefix;
+		} redis;
+	} store;
+
+	struct {
+		bool enabled;
+		int delay, retry_window, pass_lifetime;
+		int awl_threshold;
+		int ipv4_prefix, ipv6_prefix;
+		int max_new_per_client;
+		struct sender_norm_opts norm;
+		char *message;            /* "%s" stands for the seconds left */
+	} greylist;
+
+	struct {
+		struct netlist clients;
+		struct addrlist senders, recipients;
+	} whitelist;
+
+	char *control_socket;         /* greygate-ctl talks to the daemon here */
 
 	struct {
 		char *target;             /* "stderr" or "syslog" */

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "server.h"
 #include "session.h"
+#include "store.h"
 
 #define GREYGATE_VERSION "0.1.0"
 
@@ -161,7 +162,7 @@ int main(int argc, char **argv)
 		log_msg(LOG_LVL_ERROR, "fatal", "cannot create the event loop; exiting");
 		return 1;
 	}
-	if (listener_open(srv.cfg) < 0)
+	if (listener_open(srv.cfg) < 0 || store_open(srv.base, srv.cfg) < 0)
 		return 1;
 	struct event *sigs[3];
 	const int signums[3] = { SIGHUP, SIGTERM, SIGINT };
@@ -185,6 +186,7 @@ int main(int argc, char **argv)
 	if (grace_timer)
 		event_free(grace_timer);
 	listener_close();
+	store()->close();
 	gg_config_unref(srv.cfg);
 	event_base_free(srv.base);
 	log_msg(LOG_LVL_INFO, "exit", "shutdown complete");

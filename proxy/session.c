@@ -418,10 +418,17 @@ static void rcpt_decided(void *arg, const struct rcpt_verdict *v)
 	struct session *s = arg;
 	enter(s);
 	s->check = NULL;
-	if (v->action == RCPT_ACCEPT)
+	if (v->action == RCPT_ACCEPT) {
 		rcpt_to_backend(s);
-	else if (reject_counted(s, "RCPT", v->reply, v->rule))
+	} else if (v->action == RCPT_DEFER) {
+		/* Greylisting and temporary failures are no client errors: a list
+		 * server with many recipients must not be cut off for them. */
+		log_reject(s, "RCPT", v->reply, v->rule);
+		reply(s, v->reply);
 		resume(s);
+	} else if (reject_counted(s, "RCPT", v->reply, v->rule)) {
+		resume(s);
+	}
 	leave(s);
 }
 

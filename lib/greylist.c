@@ -1,0 +1,98 @@
+#include "greylist.h"
+
+static void awl_count(const struct gl_params *p, int64_t now, struct gl_network *n)
+{
+	if (n->awl_expires <= now) {
+		n->awl_count = 0;
+		n->awl_last = 0;
+	}
+	if (n->awl_count > 0 && now - n->awl_last < GL_AWL_COUNT_INTERVAL) {
+		n->awl_expires = now + p->pass_lifetime;
+		return;
+	}
+	n->awl_count++;
+	n->awl_last = now;
+	n->awl_expires = now + p->pass_lifetime;
+}
+
+static void store_new(const struct gl_params *p, int64_t now, struct gl_triplet *t)
+{
+	t->exists = true;
+	t->passed = false;
+	t->first_seen = now;
+	t->expires = now + p->retry_window + GL_EXPIRED_GRACE;
+}
+
+struct gl_decision gl_decide(const struct gl_params *p, int64_t now,
+			     struct gl_triplet *t, struct gl_network *n, bool dry_run)
+{
+	struct gl_decision d = { .action = GL_GREYLIST, .reason = GL_REASON_NEW,
+				 .delay_left = p->delay };
+	struct gl_triplet tt = *t;
+	struct gl_network nn = *n;
+	if (tt.exists && tt.expires <= now)
+		tt.exists = false;
+
+	if (tt.exists && tt.passed) {
+		d.action = GL_PASS;
+		d.reason = GL_REASON_TRIPLET;
+		d.waited = now - tt.first_seen;
+		d.delay_left = 0;
+		tt.expires = now + p->pass_lifetime;
+		awl_count(p, now, &nn);
+	} else if (p->awl_threshold > 0 && nn.awl_expires > now &&
+		   nn.awl_count >= p->awl_threshold) {
+		d.action = GL_PASS;
+		d.reason = GL_REASON_AWL;
+		d.delay_left = 0;
+		nn.awl_expires = now + p->pass_lifetime;
+	} else if (tt.exists && now - tt.first_seen < p->delay) {
+		d.reason = GL_REASON_EARLY;
+		d.delay_left = p->delay - (now - tt.first_seen);
+		d.waited = now - tt.first_seen;
+	} else if (tt.exists && now - tt.first_seen > p->retry_window) {
+		d.reason = GL_REASON_RETRY_WINDOW_EXPIRED;
+		store_new(p, now, &tt);
+	} else if (tt.exists) {
+		d.action = GL_PASS;
+		d.reason = GL_REASON_TRIPLET;
+		d.waited = now - tt.first_seen;
+		d.delay_left = 0;
+		tt.passed = true;
+		tt.expires = now + p->pass_lifetime;
+		awl_count(p, now, &nn);
+	} else {
+		if (nn.new_window_end <= now) {
+			nn.new_count = 0;
+			nn.new_window_end = now + GL_NEW_WINDOW;
+		}
+		if (nn.new_count >= p->max_new_per_client) {
+			d.capped = true;
+		} else {
+			nn.new_count++;
+			store_new(p, now, &tt);
+		}
+	}
+	if (!dry_run) {
+		*t = tt;
+		*n = nn;
+	}
+	return d;
+}
+
+const char *gl_reason_name(enum gl_reason r)
+{
+	switch (r) {
+	case GL_REASON_NEW:
+		return "new";
+	case GL_REASON_EARLY:
+		return "early";
+	case GL_REASON_RETRY_WINDOW_EXPIRED:
+		return "retry-window-expired";
+	case GL_REASON_TRIPLET:
+		return "triplet";
+	case GL_REASON_AWL:
+		return "awl";
+	}
+	return "unknown";
+}

@@ -1,0 +1,85 @@
+/*
+ * greylist: the greylisting decision (SPEC section 5) as a pure function of
+ * the stored state and the time, so that the embedded store uses it as is
+ * and the Redis script (proxy/store_redis.lua) can mirror it line by line.
+ *
+ * State per triplet: when it was first seen and whether it has passed.
+ * State per client network: the auto-whitelist count (at most one count an
+ * hour) and the number of new triplets created in the current hour.
+ *
+ * Order of the rules:
+ *  1. a passed triplet passes (reason triplet) and its lifetime is renewed;
+ *  2. a network on the auto-whitelist passes (reason awl), lifetime renewed;
+ *  3. a known triplet younger than `delay` is greylisted (early);
+ *  4. a known triplet older than `retry_window` starts over (greylisted,
+ *     reason retry-window-expired);
+ *  5. a known triplet between the two passes (reason triplet, waited N);
+ *  6. an unknown triplet is greylisted (new) and stored, unless its network
+ *     created max_new_per_client triplets this hour already: then it is
+ *     greylisted without being stored (capped).
+ * Every pass counts towards the network's auto-whitelist, at most once an
+ * hour.
+ */
+#ifndef GG_GREYLIST_H
+#define GG_GREYLIST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct gl_params {
+	int64_t delay, retry_window, pass_lifetime;
+	int awl_threshold;               /* 0: no auto-whitelist */
+	int max_new_per_client;
+};
+
+struct gl_triplet {
+	bool exists;
+	bool passed;
+	int64_t first_seen;
+	int64_t expires;                 /* absolute time */
+};
+
+struct gl_network {
+	int awl_count;
+	int64_t awl_last;                /* when the count last went up */
+	int64_t awl_expires;
+	int new_count;                   /* new triplets in the current hour */
+	int64_t new_window_end;
+};
+
+enum gl_action { GL_PASS, GL_GREYLIST };
+
+enum gl_reason {
+	GL_REASON_NEW,
+	GL_REASON_EARLY,
+	GL_REASON_RETRY_WINDOW_EXPIRED,
+	GL_REASON_TRIPLET,
+	GL_REASON_AWL,
+};
+
+struct gl_decision {
+	enum gl_action action;
+	enum gl_reason reason;
+	int64_t delay_left;              /* greylisted: seconds until a retry passes */
+	int64_t waited;                  /* triplet pass: seconds since first seen */
+	bool capped;                     /* new but not stored (max_new_per_client) */
+};
+
+/* Time windows that are not parameters. */
+#define GL_AWL_COUNT_INTERVAL 3600
+#define GL_NEW_WINDOW 3600
+/* Kept this long past the retry window so that a late retry is told apart
+ * (retry-window-expired) from a triplet never seen. */
+#define GL_EXPIRED_GRACE 3600
+
+/*
+ * Decides for one triplet at NOW and updates T and N as the store must keep
+ * them (when DRY_RUN is set nothing is updated: "explain"). Expired state
+ * (expires <= NOW) counts as absent.
+ */
+struct gl_decision gl_decide(const struct gl_params *p, int64_t now,
+			     struct gl_triplet *t, struct gl_network *n, bool dry_run);
+
+const char *gl_reason_name(enum gl_reason r);
+
+#endif

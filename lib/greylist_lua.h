@@ -1,0 +1,25 @@
+/*
+ * greylist_lua: the Redis side of the greylisting decision, one script run
+ * by EVALSHA per decision. It applies the rules of greylist.h in the same
+ * order, reading, deciding and writing (with TTLs) in one atomic step, on
+ * the Redis server's clock (TIME), so that MX hosts with skewed clocks
+ * still agree.
+ *
+ * KEYS: 1 triplet hash (f first seen, p passed, n s r the parts for
+ *       greygate-ctl), 2 the network's auto-whitelist hash (c count, t last
+ *       count), 3 the network's new-triplet counter for the hour.
+ * ARGV: delay retry_window pass_lifetime awl_threshold max_new_per_client
+ *       dry_run(0/1) net sender rcpt
+ * Returns { pass(0)|greylist(1), reason, delay_left, waited, capped(0/1) }.
+ */
+#ifndef GG_GREYLIST_LUA_H
+#define GG_GREYLIST_LUA_H
+
+extern const char greylist_lua[];
+
+/* Key names under PREFIX, as both the daemon and greygate-ctl build them. */
+#define GL_KEY_TRIPLET "t:"
+#define GL_KEY_AWL "a:"
+#define GL_KEY_NEW "n:"
+
+#endif

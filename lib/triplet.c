@@ -1,0 +1,62 @@
+#include "triplet.h"
+
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+void triplet_network(const struct ipaddr *client, unsigned v4_prefix, unsigned v6_prefix,
+		     char *out, size_t outlen)
+{
+	struct ipaddr a = *client;
+	unsigned prefix = a.family == AF_INET ? v4_prefix : v6_prefix;
+	ipaddr_mask(&a, prefix);
+	char text[48];
+	snprintf(out, outlen, "%s/%u", ipaddr_str(&a, text, sizeof text), prefix);
+}
+
+static void copy_part(char *dst, const char *src, size_t len, bool lower)
+{
+	for (size_t i = 0; i < len; i++)
+		dst[i] = lower ? (char)tolower((unsigned char)src[i]) : src[i];
+	dst[len] = 0;
+}
+
+static int add_part(EVP_MD_CTX *ctx, const char *s)
+{
+	size_t len = strlen(s);
+	unsigned char prefix[4] = { (unsigned char)(len >> 24), (unsigned char)(len >> 16),
+				    (unsigned char)(len >> 8), (unsigned char)len };
+	return EVP_DigestUpdate(ctx, prefix, sizeof prefix) == 1 &&
+	       EVP_DigestUpdate(ctx, s, len) == 1;
+}
+
+int triplet_make(struct triplet *t, const char *net, const char *sender, size_t sender_len,
+		 const char *rcpt, size_t rcpt_len)
+{
+	if (sender_len >= TRIPLET_PART_MAX || rcpt_len >= TRIPLET_PART_MAX ||
+	    strlen(net) >= sizeof t->net)
+		return -1;
+	memcpy(t->net, net, strlen(net) + 1);
+	copy_part(t->sender, sender, sender_len, false);
+	copy_part(t->rcpt, rcpt, rcpt_len, true);
+
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+		  add_part(ctx, t->net) && add_part(ctx, t->sender) && add_part(ctx, t->rcpt) &&
+		  EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= TRIPLET_KEY_LEN;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return -1;
+	memcpy(t->key, md, TRIPLET_KEY_LEN);
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < TRIPLET_KEY_LEN; i++) {
+		t->hex[2 * i] = hex[md[i] >> 4];
+		t->hex[2 * i + 1] = hex[md[i] & 15];
+	}
+	t->hex[TRIPLET_HEX_LEN] = 0;
+	return 0;
+}
