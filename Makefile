@@ -22,7 +22,7 @@ UNIT_BIN  := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
 
 .PHONY: all deps check unit functional asan run clean
 
-all: $(BUILD)/greygate
+all: $(BUILD)/greygate $(BUILD)/greygate-ctl
 
 $(BUILD)/%.o: %.c $(wildcard lib/*.h proxy/*.h)
 	@mkdir -p $(dir $@)
@@ -34,6 +34,9 @@ $(BUILD)/libgg.a: $(LIB_OBJ)
 
 $(BUILD)/greygate: $(PROXY_OBJ) $(BUILD)/libgg.a
 	$(CC) $(CFLAGS) -o $@ $(PROXY_OBJ) $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
+
+$(BUILD)/greygate-ctl: $(BUILD)/ctl/greygate-ctl.o $(BUILD)/libgg.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
 
 $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)

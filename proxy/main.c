@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "control.h"
 #include "listener.h"
 #include "log.h"
 #include "server.h"
@@ -164,6 +165,7 @@ int main(int argc, char **argv)
 	}
 	if (listener_open(srv.cfg) < 0 || store_open(srv.base, srv.cfg) < 0)
 		return 1;
+	control_open(srv.base, srv.cfg);
 	struct event *sigs[3];
 	const int signums[3] = { SIGHUP, SIGTERM, SIGINT };
 	for (int i = 0; i < 3; i++) {
@@ -186,6 +188,7 @@ int main(int argc, char **argv)
 	if (grace_timer)
 		event_free(grace_timer);
 	listener_close();
+	control_close();
 	store()->close();
 	gg_config_unref(srv.cfg);
 	event_base_free(srv.base);

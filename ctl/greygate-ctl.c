@@ -1,0 +1,351 @@
+/*
+ * greygate-ctl: list, explain, pass, delete and whitelist greylisting state
+ * (SPEC 7 and 9). With the Redis store it talks to Redis itself, so it
+ * works from any host that reaches Redis and while greygate is stopped;
+ * with the embedded store the state lives inside the daemon, so the
+ * command goes through the daemon's control socket.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ctl_cmd.h"
+#include "greylist_lua.h"
+#include "log.h"
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: greygate-ctl [-c FILE] COMMAND [ARGS]\n"
+		"  list [net=NET] [sender=S] [rcpt=R] [state=passed|pending] [limit=N]\n"
+		"  explain CLIENT SENDER RCPT\n"
+		"  pass CLIENT SENDER RCPT\n"
+		"  del KEY | del CLIENT SENDER RCPT\n"
+		"  whitelist NET [TTL]\n"
+		"  stats\n");
+	exit(2);
+}
+
+/* ---- embedded store: through the daemon ---- */
+
+static int via_daemon(const struct gg_config *cfg, int argc, char **argv)
+{
+	char line[4096];
+	size_t n = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strpbrk(argv[i], " \t\r\n")) {
+			fprintf(stderr, "greygate-ctl: arguments with blanks cannot be sent to the daemon\n");
+			return 2;
+		}
+		int w = snprintf(line + n, sizeof line - n, "%s%s", i ? " " : "", argv[i]);
+		if (w < 0 || (size_t)w >= sizeof line - n - 1) {
+			fprintf(stderr, "greygate-ctl: command too long\n");
+			return 2;
+		}
+		n += (size_t)w;
+	}
+	line[n++] = '\n';
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", cfg->control_socket);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+		fprintf(stderr, "greygate-ctl: cannot reach greygate at %s: %s (is it running?)\n",
+			cfg->control_socket, strerror(errno));
+		return 1;
+	}
+	if (write(fd, line, n) != (ssize_t)n) {
+		fprintf(stderr, "greygate-ctl: cannot send to greygate: %s\n", strerror(errno));
+		close(fd);
+		return 1;
+	}
+	/* The daemon ends its answer with "status=N" and closes. */
+	FILE *in = fdopen(fd, "r");
+	int status = 1;
+	char buf[4096];
+	while (in && fgets(buf, sizeof buf, in)) {
+		if (strncmp(buf, "status=", 7) == 0)
+			status = atoi(buf + 7);
+		else
+			fputs(buf, stdout);
+	}
+	if (in)
+		fclose(in);
+	return status;
+}
+
+/* ---- Redis store: directly ---- */
+
+struct rctx {
+	redisContext *c;
+	const struct gg_config *cfg;
+	char err[256];
+	redisReply *held;          /* keeps get()'s strings alive until the next call */
+};
+
+static redisReply *cmd(struct rctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static redisReply *cmd(struct rctx *x, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(x->c, fmt, ap);
+	va_end(ap);
+	if (!r) {
+		snprintf(x->err, sizeof x->err, "%s", x->c->errstr);
+		return NULL;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(x->err, sizeof x->err, "%s", r->str);
+		freeReplyObject(r);
+		return NULL;
+	}
+	return r;
+}
+
+static const char *str_or(const redisReply *r, const char *def)
+{
+	return r && r->type == REDIS_REPLY_STRING ? r->str : def;
+}
+
+/* Fills E from "HMGET key f p n s r" and "TTL key". */
+static bool fill_entry(struct rctx *x, const char *key, const char *hex, struct ctl_entry *e,
+		       redisReply **keep)
+{
+	redisReply *h = cmd(x, "HMGET %s f p n s r", key);
+	if (!h)
+		return false;
+	if (h->type != REDIS_REPLY_ARRAY || h->elements != 5 || h->element[0]->type != REDIS_REPLY_STRING) {
+		freeReplyObject(h);
+		*keep = NULL;
+		return true; /* gone meanwhile */
+	}
+	redisReply *ttl = cmd(x, "TTL %s", key);
+	*e = (struct ctl_entry){ hex, str_or(h->element[2], "?"), str_or(h->element[3], ""),
+				 str_or(h->element[4], "?"),
+				 strcmp(str_or(h->element[1], "0"), "1") == 0,
+				 strtoll(h->element[0]->str, NULL, 10), ttl ? ttl->integer : -1 };
+	if (ttl)
+		freeReplyObject(ttl);
+	*keep = h;
+	return true;
+}
+
+static int r_list(void *ctx, bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
+{
+	struct rctx *x = ctx;
+	const char *prefix = x->cfg->store.redis.prefix;
+	size_t plen = strlen(prefix) + strlen(GL_KEY_TRIPLET);
+	char cursor[32] = "0";
+	do {
+		redisReply *r = cmd(x, "SCAN %s MATCH %s" GL_KEY_TRIPLET "* COUNT 500", cursor, prefix);
+		if (!r)
+			return -1;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+			freeReplyObject(r);
+			snprintf(x->err, sizeof x->err, "unexpected SCAN reply");
+			return -1;
+		}
+		snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+		bool go_on = true;
+		for (size_t i = 0; go_on && i < r->element[1]->elements; i++) {
+			const char *key = r->element[1]->element[i]->str;
+			struct ctl_entry e;
+			redisReply *keep;
+			if (!fill_entry(x, key, key + plen, &e, &keep)) {
+				freeReplyObject(r);
+				return -1;
+			}
+			if (keep) {
+				go_on = fn(arg, &e);
+				freeReplyObject(keep);
+			}
+		}
+		freeReplyObject(r);
+		if (!go_on)
+			break;
+	} while (strcmp(cursor, "0") != 0);
+	return 0;
+}
+
+static int r_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
+{
+	struct rctx *x = ctx;
+	if (x->held)
+		freeReplyObject(x->held);
+	x->held = NULL;
+	char key[200];
+	snprintf(key, sizeof key, "%s" GL_KEY_TRIPLET "%s", x->cfg->store.redis.prefix, t->hex);
+	if (!fill_entry(x, key, t->hex, e, &x->held))
+		return -1;
+	return x->held ? 1 : 0;
+}
+
+static int r_explain(void *ctx, const struct gl_params *p, const struct triplet *t,
+		     struct gl_decision *d)
+{
+	struct rctx *x = ctx;
+	const char *prefix = x->cfg->store.redis.prefix;
+	char k1[200], k2[200], k3[200];
+	snprintf(k1, sizeof k1, "%s" GL_KEY_TRIPLET "%s", prefix, t->hex);
+	snprintf(k2, sizeof k2, "%s" GL_KEY_AWL "%s", prefix, t->net);
+	snprintf(k3, sizeof k3, "%s" GL_KEY_NEW "%s", prefix, t->net);
+	redisReply *r = cmd(x, "EVAL %s 3 %s %s %s %lld %lld %lld %d %d 1 %s %s %s", greylist_lua,
+			    k1, k2, k3, (long long)p->delay, (long long)p->retry_window,
+			    (long long)p->pass_lifetime, p->awl_threshold, p->max_new_per_client,
+			    t->net, t->sender, t->rcpt);
+	if (!r)
+		return -1;
+	int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 5 ? 0 : -1;
+	if (ok == 0) {
+		d->action = r->element[0]->integer == 0 ? GL_PASS : GL_GREYLIST;
+		const char *reason = str_or(r->element[1], "");
+		d->reason = strcmp(reason, "early") == 0 ? GL_REASON_EARLY
+			  : strcmp(reason, "retry-window-expired") == 0 ? GL_REASON_RETRY_WINDOW_EXPIRED
+			  : strcmp(reason, "triplet") == 0 ? GL_REASON_TRIPLET
+			  : strcmp(reason, "awl") == 0 ? GL_REASON_AWL : GL_REASON_NEW;
+		d->delay_left = r->element[2]->integer;
+		d->waited = r->element[3]->integer;
+		d->capped = r->element[4]->integer != 0;
+	} else {
+		snprintf(x->err, sizeof x->err, "unexpected reply from the greylist script");
+	}
+	freeReplyObject(r);
+	return ok;
+}
+
+static int r_ok(redisReply *r)
+{
+	if (!r)
+		return -1;
+	freeReplyObject(r);
+	return 0;
+}
+
+static int r_pass(void *ctx, const struct triplet *t, int64_t lifetime)
+{
+	struct rctx *x = ctx;
+	char key[200];
+	snprintf(key, sizeof key, "%s" GL_KEY_TRIPLET "%s", x->cfg->store.redis.prefix, t->hex);
+	redisReply *now = cmd(x, "TIME");
+	if (!now)
+		return -1;
+	char first[24];
+	snprintf(first, sizeof first, "%s", now->element[0]->str);
+	freeReplyObject(now);
+	return r_ok(cmd(x, "HSETNX %s f %s", key, first)) < 0 ||
+	       r_ok(cmd(x, "HSET %s p 1 n %s s %s r %s", key, t->net, t->sender, t->rcpt)) < 0 ||
+	       r_ok(cmd(x, "EXPIRE %s %lld", key, (long long)lifetime)) < 0 ? -1 : 0;
+}
+
+static int r_del(void *ctx, const char *hex)
+{
+	struct rctx *x = ctx;
+	if (strlen(hex) != TRIPLET_HEX_LEN || strspn(hex, "0123456789abcdef") != TRIPLET_HEX_LEN) {
+		snprintf(x->err, sizeof x->err, "'%s' is not a key", hex);
+		return -1;
+	}
+	redisReply *r = cmd(x, "DEL %s" GL_KEY_TRIPLET "%s", x->cfg->store.redis.prefix, hex);
+	if (!r)
+		return -1;
+	int n = r->integer > 0;
+	freeReplyObject(r);
+	return n;
+}
+
+static int r_whitelist(void *ctx, const char *net, int threshold, int64_t ttl)
+{
+	struct rctx *x = ctx;
+	char key[200];
+	snprintf(key, sizeof key, "%s" GL_KEY_AWL "%s", x->cfg->store.redis.prefix, net);
+	return r_ok(cmd(x, "HSET %s c %d t 0", key, threshold)) < 0 ||
+	       r_ok(cmd(x, "EXPIRE %s %lld", key, (long long)ttl)) < 0 ? -1 : 0;
+}
+
+static bool count_one(void *arg, const struct ctl_entry *e)
+{
+	long *n = arg;
+	n[0]++;
+	n[1] += e->passed;
+	return true;
+}
+
+static int r_stats(void *ctx, FILE *out)
+{
+	struct rctx *x = ctx;
+	long n[2] = { 0, 0 };
+	if (r_list(ctx, count_one, n) < 0)
+		return -1;
+	fprintf(out, "store=redis host=%s port=%d prefix=%s triplets=%ld passed=%ld pending=%ld\n",
+		x->cfg->store.redis.host, x->cfg->store.redis.port, x->cfg->store.redis.prefix, n[0],
+		n[1], n[0] - n[1]);
+	return 0;
+}
+
+static const char *r_error(void *ctx)
+{
+	return ((struct rctx *)ctx)->err;
+}
+
+static const struct ctl_store redis_ops = {
+	r_list, r_get, r_explain, r_pass, r_del, r_whitelist, r_stats, r_error,
+};
+
+static int via_redis(const struct gg_config *cfg, int argc, char **argv)
+{
+	struct timeval tv = { cfg->store.redis.connect_timeout_ms / 1000,
+			      (cfg->store.redis.connect_timeout_ms % 1000) * 1000 };
+	struct rctx x = { .cfg = cfg };
+	x.c = redisConnectWithTimeout(cfg->store.redis.host, cfg->store.redis.port, tv);
+	if (!x.c || x.c->err) {
+		fprintf(stderr, "greygate-ctl: cannot connect to redis %s:%d: %s\n",
+			cfg->store.redis.host, cfg->store.redis.port, x.c ? x.c->errstr : "out of memory");
+		return 1;
+	}
+	struct timeval io = { 5, 0 };
+	redisSetTimeout(x.c, io);
+	if ((cfg->store.redis.password[0] &&
+	     r_ok(cmd(&x, "AUTH %s", cfg->store.redis.password)) < 0) ||
+	    (cfg->store.redis.db && r_ok(cmd(&x, "SELECT %d", cfg->store.redis.db)) < 0)) {
+		fprintf(stderr, "greygate-ctl: redis: %s\n", x.err);
+		redisFree(x.c);
+		return 1;
+	}
+	int status = ctl_execute(cfg, &redis_ops, &x, argc, argv, stdout);
+	if (x.held)
+		freeReplyObject(x.held);
+	redisFree(x.c);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	const char *file = "/etc/greygate/greygate.conf";
+	int opt;
+	while ((opt = getopt(argc, argv, "+c:h")) != -1) {
+		if (opt == 'c')
+			file = optarg;
+		else
+			usage();
+	}
+	if (optind >= argc)
+		usage();
+	/* Configuration warnings are the daemon's business, not ours. */
+	log_setup("stderr", "error");
+	char err[1024];
+	struct gg_config *cfg = gg_config_load(file, err, sizeof err);
+	if (!cfg) {
+		fprintf(stderr, "greygate-ctl: %s\n", err);
+		return 2;
+	}
+	int status = strcmp(cfg->store.type, "redis") == 0
+			     ? via_redis(cfg, argc - optind, argv + optind)
+			     : via_daemon(cfg, argc - optind, argv + optind);
+	gg_config_unref(cfg);
+	return status;
+}

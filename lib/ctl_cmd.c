@@ -1,0 +1,231 @@
+#include "ctl_cmd.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "sender_norm.h"
+
+static struct gl_params params(const struct gg_config *c)
+{
+	return (struct gl_params){ c->greylist.delay, c->greylist.retry_window,
+				   c->greylist.pass_lifetime, c->greylist.awl_threshold,
+				   c->greylist.max_new_per_client };
+}
+
+int ctl_triplet(const struct gg_config *cfg, const char *client, const char *sender,
+		const char *rcpt, struct triplet *t, char *err, size_t errlen)
+{
+	struct ipaddr a;
+	if (!ipaddr_parse(client, &a)) {
+		snprintf(err, errlen, "'%s' is not an IP address", client);
+		return -1;
+	}
+	if (strcmp(sender, "<>") == 0)
+		sender = "";
+	size_t slen = strlen(sender), rlen = strlen(rcpt);
+	if (slen >= TRIPLET_PART_MAX || rlen >= TRIPLET_PART_MAX || rlen == 0) {
+		snprintf(err, errlen, "sender or recipient empty or too long");
+		return -1;
+	}
+	char net[NET_TEXT_MAX], norm[TRIPLET_PART_MAX + 4];
+	triplet_network(&a, (unsigned)cfg->greylist.ipv4_prefix, (unsigned)cfg->greylist.ipv6_prefix,
+			net, sizeof net);
+	size_t nlen = sender_normalise(sender, slen, &cfg->greylist.norm, norm, sizeof norm);
+	if (triplet_make(t, net, norm, nlen, rcpt, rlen) < 0) {
+		snprintf(err, errlen, "cannot compute the key");
+		return -1;
+	}
+	return 0;
+}
+
+static void print_time(FILE *out, const char *key, int64_t when)
+{
+	char buf[32];
+	time_t tt = (time_t)when;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	fprintf(out, " %s=%s", key, buf);
+}
+
+static void print_entry(FILE *out, const struct ctl_entry *e)
+{
+	fprintf(out, "key=%s net=%s sender=%s rcpt=%s state=%s", e->hex, e->net,
+		e->sender[0] ? e->sender : "<>", e->rcpt, e->passed ? "passed" : "pending");
+	print_time(out, "first_seen", e->first_seen);
+	fprintf(out, " ttl=%lld\n", (long long)e->ttl);
+}
+
+struct list_filter {
+	FILE *out;
+	const char *net, *sender, *rcpt;
+	int state;          /* -1 any, 0 pending, 1 passed */
+	long limit, shown;
+};
+
+static bool list_one(void *arg, const struct ctl_entry *e)
+{
+	struct list_filter *f = arg;
+	if ((f->net && strcmp(f->net, e->net) != 0) ||
+	    (f->sender && !strcasestr(e->sender, f->sender)) ||
+	    (f->rcpt && !strcasestr(e->rcpt, f->rcpt)) ||
+	    (f->state >= 0 && f->state != (e->passed ? 1 : 0)))
+		return true;
+	print_entry(f->out, e);
+	return ++f->shown < f->limit;
+}
+
+static int failed(const struct ctl_store *st, void *ctx, FILE *out, const char *what)
+{
+	fprintf(out, "error: %s: %s\n", what, st->error(ctx));
+	return 1;
+}
+
+static int cmd_list(const struct ctl_store *st, void *ctx, int argc, char **argv, FILE *out)
+{
+	struct list_filter f = { .out = out, .state = -1, .limit = 1000 };
+	for (int i = 1; i < argc; i++) {
+		char *eq = strchr(argv[i], '=');
+		if (!eq)
+			goto usage;
+		*eq = 0;
+		const char *v = eq + 1;
+		if (strcmp(argv[i], "net") == 0)
+			f.net = v;
+		else if (strcmp(argv[i], "sender") == 0)
+			f.sender = v;
+		else if (strcmp(argv[i], "rcpt") == 0)
+			f.rcpt = v;
+		else if (strcmp(argv[i], "state") == 0 && strcmp(v, "passed") == 0)
+			f.state = 1;
+		else if (strcmp(argv[i], "state") == 0 && strcmp(v, "pending") == 0)
+			f.state = 0;
+		else if (strcmp(argv[i], "limit") == 0 && (f.limit = strtol(v, NULL, 10)) > 0)
+			continue;
+		else
+			goto usage;
+	}
+	if (st->list(ctx, list_one, &f) < 0)
+		return failed(st, ctx, out, "list");
+	fprintf(out, "shown=%ld%s\n", f.shown, f.shown >= f.limit ? " (limit reached)" : "");
+	return 0;
+usage:
+	fprintf(out, "usage: list [net=NET] [sender=S] [rcpt=R] [state=passed|pending] [limit=N]\n");
+	return 2;
+}
+
+static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
+		       const struct triplet *t, FILE *out)
+{
+	fprintf(out, "net=%s sender=%s rcpt=%s key=%s\n", t->net, t->sender[0] ? t->sender : "<>",
+		t->rcpt, t->hex);
+	struct ctl_entry e;
+	int found = st->get(ctx, t, &e);
+	if (found < 0)
+		return failed(st, ctx, out, "explain");
+	if (found)
+		print_entry(out, &e);
+	else
+		fprintf(out, "stored: nothing\n");
+	struct gl_params p = params(cfg);
+	struct gl_decision d;
+	if (st->explain(ctx, &p, t, &d) < 0)
+		return failed(st, ctx, out, "explain");
+	fprintf(out, "next: action=%s reason=%s", d.action == GL_PASS ? "pass" : "greylist",
+		gl_reason_name(d.reason));
+	if (d.action == GL_GREYLIST)
+		fprintf(out, " delay_left=%lld", (long long)d.delay_left);
+	if (d.capped)
+		fprintf(out, " stored=no-capped");
+	static const char *const why[] = {
+		[GL_REASON_NEW] = "never seen (or forgotten): the first attempt is deferred",
+		[GL_REASON_EARLY] = "seen, but the delay has not passed yet",
+		[GL_REASON_RETRY_WINDOW_EXPIRED] = "seen, but not retried within retry_window: starts over",
+		[GL_REASON_TRIPLET] = "retried after the delay (or passed before): let through",
+		[GL_REASON_AWL] = "the client network is on the auto-whitelist",
+	};
+	fprintf(out, "\nwhy: %s\n", why[d.reason]);
+	return 0;
+}
+
+/* A client network as the auto-whitelist keys it: an address is masked to
+ * the configured prefix; a network must already be of that size. */
+static int awl_net(const struct gg_config *cfg, const char *arg, char *net, size_t len, FILE *out)
+{
+	struct cidr c;
+	if (!cidr_parse(arg, &c, NULL)) {
+		fprintf(out, "error: '%s' is not an address or network\n", arg);
+		return -1;
+	}
+	unsigned want = (unsigned)(c.net.family == AF_INET ? cfg->greylist.ipv4_prefix
+							   : cfg->greylist.ipv6_prefix);
+	bool plain = strchr(arg, '/') == NULL;
+	if (!plain && c.prefix != want) {
+		fprintf(out, "error: the auto-whitelist is kept per /%u; for other networks use "
+			     "whitelist.clients in the configuration\n", want);
+		return -1;
+	}
+	triplet_network(&c.net, (unsigned)cfg->greylist.ipv4_prefix,
+			(unsigned)cfg->greylist.ipv6_prefix, net, len);
+	return 0;
+}
+
+int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
+		int argc, char **argv, FILE *out)
+{
+	if (argc < 1)
+		goto usage;
+	const char *cmd = argv[0];
+	struct triplet t;
+	char err[200];
+	if (strcmp(cmd, "list") == 0)
+		return cmd_list(st, ctx, argc, argv, out);
+	if (strcmp(cmd, "stats") == 0 && argc == 1)
+		return st->stats(ctx, out) < 0 ? failed(st, ctx, out, "stats") : 0;
+	if ((strcmp(cmd, "explain") == 0 || strcmp(cmd, "pass") == 0 || strcmp(cmd, "del") == 0) &&
+	    argc == 4) {
+		if (ctl_triplet(cfg, argv[1], argv[2], argv[3], &t, err, sizeof err) < 0) {
+			fprintf(out, "error: %s\n", err);
+			return 2;
+		}
+		if (cmd[0] == 'e')
+			return cmd_explain(cfg, st, ctx, &t, out);
+		if (cmd[0] == 'p') {
+			if (st->pass(ctx, &t, cfg->greylist.pass_lifetime) < 0)
+				return failed(st, ctx, out, "pass");
+			fprintf(out, "passed key=%s net=%s sender=%s rcpt=%s\n", t.hex, t.net,
+				t.sender[0] ? t.sender : "<>", t.rcpt);
+			return 0;
+		}
+		argv[1] = t.hex;
+		argc = 2;
+	}
+	if (strcmp(cmd, "del") == 0 && argc == 2) {
+		int r = st->del(ctx, argv[1]);
+		if (r < 0)
+			return failed(st, ctx, out, "del");
+		fprintf(out, "%s key=%s\n", r ? "deleted" : "absent", argv[1]);
+		return 0;
+	}
+	if (strcmp(cmd, "whitelist") == 0 && (argc == 2 || argc == 3)) {
+		char net[NET_TEXT_MAX];
+		if (awl_net(cfg, argv[1], net, sizeof net, out) < 0)
+			return 2;
+		long ttl = argc == 3 ? strtol(argv[2], NULL, 10) : cfg->greylist.pass_lifetime;
+		if (ttl <= 0) {
+			fprintf(out, "error: TTL must be a positive number of seconds\n");
+			return 2;
+		}
+		int thr = cfg->greylist.awl_threshold > 0 ? cfg->greylist.awl_threshold : 1;
+		if (st->whitelist(ctx, net, thr, ttl) < 0)
+			return failed(st, ctx, out, "whitelist");
+		fprintf(out, "whitelisted net=%s ttl=%ld\n", net, ttl);
+		return 0;
+	}
+usage:
+	fprintf(out, "usage: list [filters] | explain CLIENT SENDER RCPT | pass CLIENT SENDER RCPT |\n"
+		     "       del KEY | del CLIENT SENDER RCPT | whitelist NET [TTL] | stats\n");
+	return 2;
+}

@@ -1,0 +1,58 @@
+/*
+ * ctl_cmd: greygate-ctl's commands (SPEC 7, like OpenBSD's spamdb), written
+ * once over a small store interface: greygate-ctl runs them against Redis
+ * directly, and the daemon runs them against its embedded store when
+ * greygate-ctl asks through the control socket. Both print alike.
+ *
+ *   list [net=NET] [sender=S] [rcpt=R] [state=passed|pending] [limit=N]
+ *   explain CLIENT SENDER RCPT     which key, what is stored, what the next
+ *                                  decision would be and why; changes nothing
+ *   pass CLIENT SENDER RCPT        let the triplet through from now on
+ *   del KEY | del CLIENT SENDER RCPT
+ *   whitelist NET [TTL]            put a client network on the auto-whitelist
+ *   stats
+ * SENDER "<>" is the null sender.
+ */
+#ifndef GG_CTL_CMD_H
+#define GG_CTL_CMD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "greylist.h"
+#include "triplet.h"
+
+/* One stored triplet as the stores report it. */
+struct ctl_entry {
+	const char *hex, *net, *sender, *rcpt;
+	bool passed;
+	int64_t first_seen;
+	int64_t ttl;                    /* seconds left */
+};
+
+struct ctl_store {
+	/* Calls FN for each stored triplet until FN returns false. */
+	int (*list)(void *ctx, bool (*fn)(void *arg, const struct ctl_entry *e), void *arg);
+	/* 1 found (E filled, strings valid until the next call), 0 absent, -1 error */
+	int (*get)(void *ctx, const struct triplet *t, struct ctl_entry *e);
+	int (*explain)(void *ctx, const struct gl_params *p, const struct triplet *t,
+		       struct gl_decision *d);     /* a dry-run decision */
+	int (*pass)(void *ctx, const struct triplet *t, int64_t lifetime);
+	int (*del)(void *ctx, const char *hex);    /* 1 deleted, 0 absent, -1 error */
+	int (*whitelist)(void *ctx, const char *net, int threshold, int64_t ttl);
+	int (*stats)(void *ctx, FILE *out);
+	const char *(*error)(void *ctx);           /* text of the last failure */
+};
+
+/* Runs ARGV[0..ARGC) and prints to OUT (errors too). Returns the exit
+ * status: 0 done, 1 the store failed, 2 usage. */
+int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
+		int argc, char **argv, FILE *out);
+
+/* The triplet greygate would build for CLIENT SENDER RCPT under CFG. */
+int ctl_triplet(const struct gg_config *cfg, const char *client, const char *sender,
+		const char *rcpt, struct triplet *t, char *err, size_t errlen);
+
+#endif
