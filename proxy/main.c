@@ -47,6 +47,23 @@ static bool same_listen(const struct gg_config *a, const struct gg_config *b)
 	return true;
 }
 
+/* What the running store and control socket were opened with; changing
+ * it takes a restart (the state would otherwise be left behind). */
+static bool same_store(const struct gg_config *a, const struct gg_config *b)
+{
+	return strcmp(a->store.type, b->store.type) == 0 &&
+	       strcmp(a->store.file, b->store.file) == 0 &&
+	       a->store.max_entries == b->store.max_entries &&
+	       a->store.save_interval == b->store.save_interval &&
+	       strcmp(a->store.redis.host, b->store.redis.host) == 0 &&
+	       a->store.redis.port == b->store.redis.port &&
+	       strcmp(a->store.redis.password, b->store.redis.password) == 0 &&
+	       a->store.redis.db == b->store.redis.db &&
+	       a->store.redis.connect_timeout_ms == b->store.redis.connect_timeout_ms &&
+	       strcmp(a->store.redis.prefix, b->store.redis.prefix) == 0 &&
+	       strcmp(a->control_socket, b->control_socket) == 0;
+}
+
 /* SIGHUP: all or nothing. Sessions keep the configuration they hold a
  * reference to; only new ones see the new file. */
 static void reload(void)
@@ -65,6 +82,9 @@ static void reload(void)
 	if (!same_listen(c, srv.cfg))
 		log_msg(LOG_LVL_WARNING, "reload",
 			"listen addresses changed; they take effect at the next restart");
+	if (!same_store(c, srv.cfg))
+		log_msg(LOG_LVL_WARNING, "reload",
+			"store or control_socket settings changed; they take effect at the next restart");
 	log_setup(c->log.target, c->log.level);
 	gg_config_unref(srv.cfg);
 	srv.cfg = c;
