@@ -18,6 +18,11 @@ trap '[ -n "$sink" ] && kill "$sink" 2>/dev/null; exit 0' INT TERM EXIT
 cat <<MSG
 greygate listens on $LISTEN (config $CONF); stop it with Ctrl-C.
 Try it from another terminal:
-  swaks --server $LISTEN --from you@example.net --to postmaster@example.org
+  # a trusted client (mynetworks): straight through
+  swaks --server $LISTEN --from you@example.net --to someone@example.org
+  # any other client is greylisted first (450), and passes when it retries
+  # after greylist.delay seconds:
+  swaks --server $LISTEN --local-interface 127.0.0.2 --from you@example.net --to someone@example.org
+  build/greygate-ctl -c $CONF list
 MSG
 "$BIN" -c "$CONF"
