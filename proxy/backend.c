@@ -432,17 +432,65 @@ bool backend_body_full(const struct backend *b)
 	return b->bev && evbuffer_get_length(bufferevent_get_output(b->bev)) > BODY_HIGH;
 }
 
-/* A detached connection that only waits for its QUIT to leave. */
+/* Detached connections that only wait for their QUIT to be written; kept
+ * in a list so that exit can close the ones still waiting. */
+struct quitting {
+	struct bufferevent *bev;
+	struct quitting *prev, *next;
+};
+
+static struct quitting *quitting_list;
+
+static void quit_done(struct quitting *q)
+{
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		quitting_list = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	bufferevent_free(q->bev);
+	free(q);
+}
+
 static void quit_flushed(struct bufferevent *bev, void *arg)
 {
-	(void)arg;
-	bufferevent_free(bev);
+	(void)bev;
+	quit_done(arg);
 }
 
 static void quit_event(struct bufferevent *bev, short what, void *arg)
 {
+	(void)bev;
 	(void)what;
-	quit_flushed(bev, arg);
+	quit_done(arg);
+}
+
+/* Says QUIT and lets the socket close once it is written, so the backend
+ * logs a clean end instead of a lost connection. */
+static void detach_with_quit(struct backend *b)
+{
+	struct quitting *q = calloc(1, sizeof *q);
+	if (!q)
+		return; /* the caller frees the connection without QUIT */
+	send_line(b, "QUIT", 4);
+	struct timeval tv = { 5, 0 };
+	q->bev = b->bev;
+	q->next = quitting_list;
+	if (quitting_list)
+		quitting_list->prev = q;
+	quitting_list = q;
+	bufferevent_setcb(b->bev, NULL, quit_flushed, quit_event, q);
+	bufferevent_setwatermark(b->bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(b->bev, &tv, &tv);
+	bufferevent_disable(b->bev, EV_READ);
+	b->bev = NULL;
+}
+
+void backend_shutdown(void)
+{
+	while (quitting_list)
+		quit_done(quitting_list);
 }
 
 void backend_free(struct backend *b)
@@ -451,19 +499,10 @@ void backend_free(struct backend *b)
 		return;
 	b->done = NULL;
 	b->drain_fn = NULL;
-	if (b->bev && b->state == B_READY) {
-		/* Say QUIT and let the socket close once it is written, so the
-		 * backend logs a clean end instead of a lost connection. A
-		 * connection in any other state is cut: a half-sent message must
-		 * never be completed. */
-		send_line(b, "QUIT", 4);
-		struct timeval tv = { 5, 0 };
-		bufferevent_setcb(b->bev, NULL, quit_flushed, quit_event, NULL);
-		bufferevent_setwatermark(b->bev, EV_WRITE, 0, 0);
-		bufferevent_set_timeouts(b->bev, &tv, &tv);
-		bufferevent_disable(b->bev, EV_READ);
-		b->bev = NULL;
-	}
+	/* A connection in any other state than idle is cut: a half-sent
+	 * message must never be completed. */
+	if (b->bev && b->state == B_READY)
+		detach_with_quit(b);
 	if (b->in_cb > 0) {
 		b->free_pending = true;
 		return;

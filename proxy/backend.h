@@ -83,6 +83,9 @@ bool backend_body_full(const struct backend *b);
 /* Closes (QUIT when the connection is idle). Safe inside a callback. */
 void backend_free(struct backend *b);
 
+/* At exit: closes the connections still saying QUIT. */
+void backend_shutdown(void);
+
 /* Learns the backend's extensions at start-up with a throw-away connection,
  * so that the first clients already get the right EHLO list. */
 void backend_probe(struct event_base *base, struct gg_config *cfg);

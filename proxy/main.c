@@ -208,8 +208,10 @@ int main(int argc, char **argv)
 	if (grace_timer)
 		event_free(grace_timer);
 	listener_close();
+	session_shutdown();
 	control_close();
 	store()->close();
+	backend_shutdown();
 	gg_config_unref(srv.cfg);
 	event_base_free(srv.base);
 	log_msg(LOG_LVL_INFO, "exit", "shutdown complete");

@@ -1031,3 +1031,9 @@ void session_close_all(void)
 		leave(s);
 	}
 }
+
+void session_shutdown(void)
+{
+	while (all_sessions)
+		destroy(all_sessions);
+}

@@ -23,4 +23,7 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 /* Shutdown grace is over: tell every client 421 and close. */
 void session_close_all(void);
 
+/* At exit, after the loop: frees whatever sessions are left. */
+void session_shutdown(void);
+
 #endif
