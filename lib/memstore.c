@@ -3,13 +3,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define FILE_MAGIC "greygate-memstore 1"
-#define FILE_LINE_MAX 2048
+/* The longest line save can write: a T line whose names are escaped byte
+ * for byte (3 characters each), with numbers of 20 digits and a sign. */
+#define FILE_LINE_MAX (3 * (NET_TEXT_MAX + 2 * TRIPLET_PART_MAX) + 128)
 
 struct tentry {
 	struct tentry *hnext, *prev, *next;   /* hash chain; LRU list */
@@ -194,6 +197,8 @@ static bool network_live(const struct gl_network *n, int64_t now)
 	return n->awl_expires > now || n->new_window_end > now;
 }
 
+/* 0: stored (or dropped, not live); 1: not kept, the table is full; -1: a
+ * name too long or no memory. */
 static int nstore(struct memstore *m, const char *net, const struct gl_network *n, int64_t now)
 {
 	struct nentry **pp = nfind(m, net);
@@ -216,7 +221,7 @@ static int nstore(struct memstore *m, const char *net, const struct gl_network *
 		/* Full: this network's counts are not kept (its new triplets are
 		 * still capped by the triplet table's own bound). */
 		m->evicted++;
-		return -1;
+		return 1;
 	}
 	struct nentry *e = calloc(1, sizeof *e);
 	if (!e)
@@ -277,8 +282,12 @@ int memstore_pass(struct memstore *m, const struct triplet *t, int64_t now, int6
 		e = tinsert(m, t->key, t->net, t->sender, t->rcpt);
 	if (!e)
 		return -1;
-	if (!e->t.exists)
+	/* Left over from before it expired, the old state says nothing. */
+	if (!e->t.exists || e->t.expires <= now)
 		e->t.first_seen = now;
+	/* Passing it by hand is a use: it must not be the next one evicted. */
+	lru_unlink(m, e);
+	lru_front(m, e);
 	e->t.exists = true;
 	e->t.passed = true;
 	e->t.expires = now + lifetime;
@@ -324,7 +333,7 @@ int memstore_whitelist(struct memstore *m, const char *net, int threshold, int64
 	n.awl_count = threshold > n.awl_count ? threshold : n.awl_count;
 	n.awl_expires = expires;
 	n.awl_last = 0;
-	return nstore(m, net, &n, 0);
+	return nstore(m, net, &n, 0) == 0 ? 0 : -1;
 }
 
 void memstore_foreach(struct memstore *m, int64_t now,
@@ -373,10 +382,14 @@ struct memstore_stats memstore_stats(const struct memstore *m)
 /* ---- persistence ---- */
 
 /* Fields are separated by blanks, so blanks, '%' and control bytes inside
- * addresses (quoted local parts) are written as %XX. */
+ * addresses (quoted local parts) are written as %XX. An empty string is
+ * written as "%00" (a NUL cannot be inside a string): an empty field would
+ * be two blanks, and the file could not be read back. */
 static void put_field(FILE *f, const char *s)
 {
 	fputc(' ', f);
+	if (!*s)
+		fputs("%00", f);
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		if (c <= ' ' || c == '%' || c == 0x7f)
@@ -415,10 +428,13 @@ int memstore_save(struct memstore *m, const char *file, int64_t now, char *err, 
 	}
 	for (size_t i = 0; i < m->nnetbuckets; i++)
 		for (struct nentry *e = m->nbuckets_net[i]; e; e = e->hnext)
-			if (network_live(&e->n, now))
-				fprintf(f, "N %s %d %" PRId64 " %" PRId64 " %d %" PRId64 "\n", e->net,
+			if (network_live(&e->n, now)) {
+				fputc('N', f);
+				put_field(f, e->net);
+				fprintf(f, " %d %" PRId64 " %" PRId64 " %d %" PRId64 "\n",
 					e->n.awl_count, e->n.awl_last, e->n.awl_expires,
 					e->n.new_count, e->n.new_window_end);
+			}
 	bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
 	ok = (fclose(f) == 0) && ok;
 	if (!ok || rename(tmp, file) < 0) {
@@ -429,72 +445,121 @@ int memstore_save(struct memstore *m, const char *file, int64_t now, char *err, 
 	return 0;
 }
 
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Undoes put_field in place. Digits are checked one by one: sscanf("%2X")
+ * would take "%4G" or "%-1" for an escape. */
 static bool unescape(char *s)
 {
+	if (strcmp(s, "%00") == 0) {
+		*s = 0;
+		return true;
+	}
 	char *o = s;
 	for (char *p = s; *p; p++) {
 		if (*p != '%') {
 			*o++ = *p;
 			continue;
 		}
-		unsigned v;
-		if (sscanf(p + 1, "%2X", &v) != 1 || !p[1] || !p[2])
+		int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]);
+		if (lo < 0 || (hi == 0 && lo == 0))
 			return false;
-		*o++ = (char)v;
+		*o++ = (char)(hi * 16 + lo);
 		p += 2;
 	}
 	*o = 0;
 	return true;
 }
 
-static bool load_line(struct memstore *m, char *line, int64_t now)
+/* A whole field as a decimal number, in range: strtoll alone would take
+ * "99999999999999999999" as INT64_MAX and " 5" as 5. */
+static bool parse_i64(const char *s, int64_t *out)
 {
-	char *save = NULL;
-	char *kind = strtok_r(line, " ", &save);
-	if (!kind)
+	if (!(*s == '-' || (*s >= '0' && *s <= '9')))
 		return false;
-	if (strcmp(kind, "T") == 0) {
-		char *f[8];
-		for (int i = 0; i < 7; i++)
-			if (!(f[i] = strtok_r(NULL, " ", &save)))
-				return false;
-		if (strtok_r(NULL, " ", &save))
-			return false;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (*end || errno == ERANGE)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool parse_count(const char *s, int *out)
+{
+	int64_t v;
+	if (!parse_i64(s, &v) || v < 0 || v > INT_MAX)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* Splits LINE at single blanks into at most MAX fields; returns the count,
+ * MAX + 1 when there are more. Two blanks make an empty field, which no
+ * field may be, so that damage is refused rather than skipped over. */
+static size_t split(char *line, char **f, size_t max)
+{
+	size_t n = 0;
+	for (char *p = line;;) {
+		if (n == max)
+			return max + 1;
+		f[n++] = p;
+		p = strchr(p, ' ');
+		if (!p)
+			return n;
+		*p++ = 0;
+	}
+}
+
+enum load_result { LOAD_OK, LOAD_BAD, LOAD_NOMEM };
+
+/* One line of the file past the magic. Entries that expired while greygate
+ * was down are skipped, and so are networks that do not fit (counted as
+ * evicted, as at run time): neither is damage. */
+static enum load_result load_line(struct memstore *m, char *line, int64_t now)
+{
+	char *f[8];
+	size_t nf = split(line, f, 8);
+	if (nf == 8 && strcmp(f[0], "T") == 0) {
 		uint8_t key[TRIPLET_KEY_LEN];
-		char *end1, *end2, *end3;
+		int64_t passed;
 		struct gl_triplet t = { .exists = true };
-		t.first_seen = strtoll(f[1], &end1, 10);
-		long passed = strtol(f[2], &end2, 10);
-		t.expires = strtoll(f[3], &end3, 10);
+		if (!hex_to_key(f[1], key) || !parse_i64(f[2], &t.first_seen) ||
+		    !parse_i64(f[3], &passed) || (passed != 0 && passed != 1) ||
+		    !parse_i64(f[4], &t.expires) || !unescape(f[5]) || !unescape(f[6]) ||
+		    !unescape(f[7]) || strlen(f[5]) >= NET_TEXT_MAX ||
+		    strlen(f[6]) >= TRIPLET_PART_MAX || strlen(f[7]) >= TRIPLET_PART_MAX)
+			return LOAD_BAD;
 		t.passed = passed == 1;
-		if (!hex_to_key(f[0], key) || *end1 || *end2 || *end3 || (passed != 0 && passed != 1) ||
-		    !unescape(f[4]) || !unescape(f[5]) || !unescape(f[6]) ||
-		    strlen(f[4]) >= NET_TEXT_MAX || strlen(f[5]) >= TRIPLET_PART_MAX ||
-		    strlen(f[6]) >= TRIPLET_PART_MAX)
-			return false;
 		if (t.expires <= now)
-			return true;
+			return LOAD_OK;
 		struct tentry **pp = tfind(m, key);
-		struct tentry *e = *pp ? *pp : tinsert(m, key, f[4], f[5], f[6]);
+		struct tentry *e = *pp ? *pp : tinsert(m, key, f[5], f[6], f[7]);
 		if (!e)
-			return false;
+			return LOAD_NOMEM;
 		e->t = t;
-		return true;
+		return LOAD_OK;
 	}
-	if (strcmp(kind, "N") == 0) {
-		char net[NET_TEXT_MAX + 1];
+	if (nf == 7 && strcmp(f[0], "N") == 0) {
 		struct gl_network n;
-		char tail;
-		char *rest = save;
-		if (!rest || sscanf(rest, "%50s %d %" SCNd64 " %" SCNd64 " %d %" SCNd64 " %c", net,
-				    &n.awl_count, &n.awl_last, &n.awl_expires, &n.new_count,
-				    &n.new_window_end, &tail) != 6)
-			return false;
-		if (strlen(net) >= NET_TEXT_MAX || n.awl_count < 0 || n.new_count < 0)
-			return false;
-		return nstore(m, net, &n, now) == 0;
+		if (!unescape(f[1]) || strlen(f[1]) >= NET_TEXT_MAX ||
+		    !parse_count(f[2], &n.awl_count) || !parse_i64(f[3], &n.awl_last) ||
+		    !parse_i64(f[4], &n.awl_expires) || !parse_count(f[5], &n.new_count) ||
+		    !parse_i64(f[6], &n.new_window_end))
+			return LOAD_BAD;
+		return nstore(m, f[1], &n, now) < 0 ? LOAD_NOMEM : LOAD_OK;
 	}
-	return false;
+	return LOAD_BAD;
 }
 
 long memstore_load(struct memstore *m, const char *file, int64_t now, char *err, size_t errlen)
@@ -507,7 +572,8 @@ long memstore_load(struct memstore *m, const char *file, int64_t now, char *err,
 		return -1;
 	}
 	char line[FILE_LINE_MAX];
-	long lineno = 0, loaded = 0;
+	long lineno = 0;
+	size_t before = m->ntriplets + m->nnetworks;
 	const char *why = NULL;
 	while (!why && fgets(line, sizeof line, f)) {
 		lineno++;
@@ -522,10 +588,11 @@ long memstore_load(struct memstore *m, const char *file, int64_t now, char *err,
 				why = "not a greygate memory store file";
 			continue;
 		}
-		if (!load_line(m, line, now))
+		enum load_result r = load_line(m, line, now);
+		if (r == LOAD_BAD)
 			why = "malformed entry";
-		else
-			loaded++;
+		else if (r == LOAD_NOMEM)
+			why = "out of memory";
 	}
 	if (!why && ferror(f))
 		why = strerror(errno);
@@ -537,5 +604,8 @@ long memstore_load(struct memstore *m, const char *file, int64_t now, char *err,
 		clear(m);
 		return -1;
 	}
-	return loaded;
+	/* What the file added: not its lines, as expired entries are skipped
+	 * and a smaller bound evicts some of what was read. */
+	size_t after = m->ntriplets + m->nnetworks;
+	return after > before ? (long)(after - before) : 0;
 }

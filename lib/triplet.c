@@ -1,6 +1,5 @@
 #include "triplet.h"
 
-#include <ctype.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,10 +15,15 @@ void triplet_network(const struct ipaddr *client, unsigned v4_prefix, unsigned v
 	snprintf(out, outlen, "%s/%u", ipaddr_str(&a, text, sizeof text), prefix);
 }
 
+/* ASCII only, not tolower(): under a locale other than "C" tolower() may
+ * fold bytes of UTF-8 addresses, and hosts with different locales would
+ * then build different keys for one triplet. */
 static void copy_part(char *dst, const char *src, size_t len, bool lower)
 {
-	for (size_t i = 0; i < len; i++)
-		dst[i] = lower ? (char)tolower((unsigned char)src[i]) : src[i];
+	for (size_t i = 0; i < len; i++) {
+		char c = src[i];
+		dst[i] = lower && c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+	}
 	dst[len] = 0;
 }
 
