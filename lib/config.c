@@ -59,7 +59,7 @@ static const struct key {
 	{ "log", K_GROUP, 0, 0 },
 	{ "log.target", K_STR, 0, 0 },
 	{ "log.level", K_STR, 0, 0 },
-	{ "my_addresses", K_LATER, 0, 0 },
+	{ "my_addresses", K_STRLIST, 0, 0 },
 	{ "store", K_GROUP, 0, 0 },
 	{ "store.type", K_STR, 0, 0 },
 	{ "store.file", K_STR, 0, 0 },
@@ -93,13 +93,21 @@ static const struct key {
 	{ "greylist.max_new_per_client", K_INT, 1, 10000000 },
 	{ "greylist.message", K_STR, 0, 0 },
 	{ "control_socket", K_STR, 0, 0 },
-	{ "dns", K_LATER, 0, 0 },
-	{ "permit_mx_backup", K_LATER, 0, 0 },
-	{ "permit_mx_backup_networks", K_LATER, 0, 0 },
-	{ "reject_non_fqdn_sender", K_LATER, 0, 0 },
-	{ "reject_unknown_sender_domain", K_LATER, 0, 0 },
-	{ "reject_non_fqdn_recipient", K_LATER, 0, 0 },
-	{ "etrn_networks", K_LATER, 0, 0 },
+	{ "dns", K_GROUP, 0, 0 },
+	{ "dns.servers", K_STRLIST, 0, 0 },
+	{ "dns.timeout_ms", K_INT, 10, 60000 },
+	{ "dns.tries", K_INT, 1, 10 },
+	{ "dns.cache_size", K_INT, 0, 10000000 },
+	{ "permit_mx_backup", K_BOOL, 0, 0 },
+	{ "permit_mx_backup_networks", K_STRLIST, 0, 0 },
+	{ "reject_non_fqdn_sender", K_BOOL, 0, 0 },
+	{ "reject_unknown_sender_domain", K_BOOL, 0, 0 },
+	{ "reject_non_fqdn_recipient", K_BOOL, 0, 0 },
+	{ "etrn_networks", K_STRLIST, 0, 0 },
+	{ "handover", K_GROUP, 0, 0 },
+	{ "handover.domains", K_STRLIST, 0, 0 },
+	{ "handover.probe_interval", K_INT, 0, 86400 },
+	{ "handover.probe_timeout", K_INT, 1, 300 },
 	{ "whitelist", K_GROUP, 0, 0 },
 	{ "whitelist.clients", K_STRLIST, 0, 0 },
 	{ "whitelist.clients_file", K_STR, 0, 0 },
@@ -107,7 +115,8 @@ static const struct key {
 	{ "whitelist.senders_file", K_STR, 0, 0 },
 	{ "whitelist.recipients", K_STRLIST, 0, 0 },
 	{ "whitelist.recipients_file", K_STR, 0, 0 },
-	{ "whitelist.client_names", K_LATER, 0, 0 },
+	{ "whitelist.client_names", K_STRLIST, 0, 0 },
+	{ "whitelist.client_names_file", K_STR, 0, 0 },
 	{ "admin", K_LATER, 0, 0 },
 	{ "tls", K_LATER, 0, 0 },
 };
@@ -496,6 +505,44 @@ static bool load_greylist(struct loader *ld, const config_t *cf, struct gg_confi
 	return true;
 }
 
+static bool load_dns(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	get_int(cf, "dns.timeout_ms", 2000, &c->dns.timeout_ms);
+	get_int(cf, "dns.tries", 2, &c->dns.tries);
+	get_int(cf, "dns.cache_size", 10000, &c->dns.cache_size);
+	get_bool(cf, "permit_mx_backup", false, &c->permit_mx_backup);
+	get_bool(cf, "reject_non_fqdn_sender", true, &c->reject_non_fqdn_sender);
+	get_bool(cf, "reject_unknown_sender_domain", true, &c->reject_unknown_sender_domain);
+	get_bool(cf, "reject_non_fqdn_recipient", true, &c->reject_non_fqdn_recipient);
+	get_int(cf, "handover.probe_interval", 0, &c->handover.probe_interval);
+	get_int(cf, "handover.probe_timeout", 10, &c->handover.probe_timeout);
+	/* c-ares takes the servers as one list; each is checked here so that a
+	 * typo is refused with its line instead of at the first lookup. */
+	const config_setting_t *s = config_lookup(cf, "dns.servers");
+	char csv[1024] = "";
+	size_t used = 0;
+	for (int i = 0; s && i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		struct sockaddr_storage ss;
+		socklen_t len;
+		struct ipaddr a;
+		if (!hostport_parse(v, &ss, &len) && !ipaddr_parse(v, &a))
+			return fail(ld, e, "dns.servers: '%s' is not ADDRESS or ADDRESS:PORT", v);
+		int n = snprintf(csv + used, sizeof csv - used, "%s%s", used ? "," : "", v);
+		if (n < 0 || (size_t)n >= sizeof csv - used)
+			return fail(ld, e, "dns.servers: too many servers");
+		used += (size_t)n;
+	}
+	c->dns.servers = xstrdup(csv);
+	/* The handover watches the relay domains unless told otherwise. */
+	if (!config_lookup(cf, "handover.domains"))
+		for (size_t i = 0; i < c->relay_domains.n; i++)
+			if (!domain_add(&c->handover.domains, c->relay_domains.v[i]))
+				return fail(ld, NULL, "out of memory");
+	return true;
+}
+
 static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
 	static const char *const default_mynetworks[] = { "127.0.0.0/8", "::1/128", NULL };
@@ -534,7 +581,14 @@ static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 	       load_list(ld, cf, "whitelist.senders", NULL, address_entry, &c->whitelist.senders) &&
 	       load_list(ld, cf, "whitelist.recipients", NULL, address_entry,
 			 &c->whitelist.recipients) &&
-	       load_store(ld, cf, c) && load_greylist(ld, cf, c) && validate(ld, cf, c);
+	       load_list(ld, cf, "my_addresses", NULL, network_entry, &c->my_addresses) &&
+	       load_list(ld, cf, "permit_mx_backup_networks", NULL, network_entry,
+			 &c->permit_mx_backup_networks) &&
+	       load_list(ld, cf, "etrn_networks", NULL, network_entry, &c->etrn_networks) &&
+	       load_list(ld, cf, "whitelist.client_names", NULL, domain_entry, &c->client_names) &&
+	       load_list(ld, cf, "handover.domains", NULL, domain_entry, &c->handover.domains) &&
+	       load_store(ld, cf, c) && load_greylist(ld, cf, c) && load_dns(ld, cf, c) &&
+	       validate(ld, cf, c);
 }
 
 struct gg_config *gg_config_load(const char *file, char *err, size_t errlen)
@@ -599,6 +653,12 @@ void gg_config_unref(struct gg_config *c)
 		free(c->listen[i]);
 	free(c->backend.address);
 	netlist_free(&c->mynetworks);
+	netlist_free(&c->my_addresses);
+	netlist_free(&c->permit_mx_backup_networks);
+	netlist_free(&c->etrn_networks);
+	domainlist_free(&c->client_names);
+	domainlist_free(&c->handover.domains);
+	free(c->dns.servers);
 	netlist_free(&c->whitelist.clients);
 	addrlist_free(&c->whitelist.senders);
 	addrlist_free(&c->whitelist.recipients);

@@ -94,6 +94,26 @@ struct gg_config {
 	char *control_socket;         /* greygate-ctl talks to the daemon here */
 
 	struct {
+		char *servers;            /* c-ares CSV "127.0.0.1:53,[::1]:53"; "" resolv.conf */
+		int timeout_ms, tries, cache_size;
+	} dns;
+
+	/* DNS-based policy (SPEC 4) */
+	struct netlist my_addresses;       /* what our MX names resolve to (+ listen addresses) */
+	bool permit_mx_backup;
+	struct netlist permit_mx_backup_networks;
+	bool reject_non_fqdn_sender;
+	bool reject_unknown_sender_domain;
+	bool reject_non_fqdn_recipient;
+	struct netlist etrn_networks;
+	struct domainlist client_names;    /* whitelist.client_names: FCrDNS-verified */
+	struct {
+		struct domainlist domains;     /* default: relay_domains */
+		int probe_interval;            /* seconds; 0: off */
+		int probe_timeout;
+	} handover;
+
+	struct {
 		char *target;             /* "stderr" or "syslog" */
 		char *level;              /* "debug", "info", "warning", "error" */
 	} log;

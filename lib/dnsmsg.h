@@ -1,0 +1,66 @@
+/*
+ * dnsmsg: reading a DNS response (RFC 1035) as c-ares hands it over, for
+ * the records greygate's policy needs: MX, A, AAAA, PTR (CNAME chains are
+ * followed by the resolver; the answer's records for the final name are
+ * what counts here).
+ *
+ * Promises: every length and pointer in the message is checked against the
+ * message size; compression pointers may only point backwards and are
+ * followed a bounded number of times; at most DNS_MAX_RR records are
+ * returned (the rest is ignored and says so); names are returned in lower
+ * case without the trailing dot, and a name longer than 253 bytes makes
+ * the message malformed. A negative answer carries the TTL to cache it
+ * for (the SOA minimum, RFC 2308), a positive one the smallest TTL of the
+ * records returned.
+ */
+#ifndef GG_DNSMSG_H
+#define GG_DNSMSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "netaddr.h"
+
+#define DNS_MAX_RR 32
+#define DNS_NAME_MAX 254          /* 253 + NUL */
+
+#define DNS_T_A 1
+#define DNS_T_CNAME 5
+#define DNS_T_SOA 6
+#define DNS_T_PTR 12
+#define DNS_T_MX 15
+#define DNS_T_AAAA 28
+
+enum dns_status {
+	DNS_OK,          /* records of the asked type are in the answer */
+	DNS_NXDOMAIN,    /* the name does not exist */
+	DNS_NODATA,      /* the name exists, no record of that type */
+	DNS_TEMPFAIL,    /* SERVFAIL, timeout, refused, malformed: try later */
+};
+
+struct dns_rr {
+	uint16_t pref;                 /* MX */
+	char name[DNS_NAME_MAX];       /* MX exchange, PTR target */
+	struct ipaddr addr;            /* A, AAAA */
+};
+
+struct dns_answer {
+	enum dns_status status;
+	uint16_t type;
+	uint32_t ttl;
+	size_t n;
+	bool truncated;                /* more records than DNS_MAX_RR */
+	struct dns_rr rr[DNS_MAX_RR];
+};
+
+/*
+ * Parses MSG (LEN bytes), the response to a query for TYPE. Sets A; never
+ * fails: a message that cannot be read is DNS_TEMPFAIL (a broken or
+ * spoofed answer must not turn into a permanent "does not exist").
+ */
+void dnsmsg_parse(const unsigned char *msg, size_t len, uint16_t type, struct dns_answer *a);
+
+const char *dns_status_name(enum dns_status s);
+
+#endif
