@@ -108,6 +108,7 @@ static const struct key {
 	{ "handover.domains", K_STRLIST, 0, 0 },
 	{ "handover.probe_interval", K_INT, 0, 86400 },
 	{ "handover.probe_timeout", K_INT, 1, 300 },
+	{ "handover.probe_port", K_INT, 1, 65535 },
 	{ "whitelist", K_GROUP, 0, 0 },
 	{ "whitelist.clients", K_STRLIST, 0, 0 },
 	{ "whitelist.clients_file", K_STR, 0, 0 },
@@ -516,6 +517,7 @@ static bool load_dns(struct loader *ld, const config_t *cf, struct gg_config *c)
 	get_bool(cf, "reject_non_fqdn_recipient", true, &c->reject_non_fqdn_recipient);
 	get_int(cf, "handover.probe_interval", 0, &c->handover.probe_interval);
 	get_int(cf, "handover.probe_timeout", 10, &c->handover.probe_timeout);
+	get_int(cf, "handover.probe_port", 25, &c->handover.probe_port);
 	/* c-ares takes the servers as one list; each is checked here so that a
 	 * typo is refused with its line instead of at the first lookup. */
 	const config_setting_t *s = config_lookup(cf, "dns.servers");
@@ -535,6 +537,30 @@ static bool load_dns(struct loader *ld, const config_t *cf, struct gg_config *c)
 		used += (size_t)n;
 	}
 	c->dns.servers = xstrdup(csv);
+	/* "This host" for permit_mx_backup: my_addresses plus every concrete
+	 * listen address (a wildcard says nothing about our MX names). */
+	for (size_t i = 0; i < c->nlisten; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		struct cidr host = { .prefix = 0 };
+		if (!hostport_parse(c->listen[i], &ss, &len) ||
+		    !ipaddr_from_sockaddr((struct sockaddr *)&ss, &host.net))
+			continue;
+		static const uint8_t zero[16];
+		if (memcmp(host.net.b, zero, host.net.family == AF_INET ? 4 : 16) == 0)
+			continue;
+		host.prefix = host.net.family == AF_INET ? 32 : 128;
+		if (netlist_add(&c->my_addresses, &host) < 0)
+			return fail(ld, NULL, "out of memory");
+	}
+	if (c->permit_mx_backup && c->permit_mx_backup_networks.n == 0) {
+		struct logline l;
+		ll_begin(&l, LOG_LVL_WARNING, "config");
+		ll_str(&l, "setting", "permit_mx_backup");
+		ll_str(&l, "reason", "without permit_mx_backup_networks anybody can make this host "
+				     "relay for a domain by pointing a low-preference MX record at it");
+		ll_emit(&l);
+	}
 	/* The handover watches the relay domains unless told otherwise. */
 	if (!config_lookup(cf, "handover.domains"))
 		for (size_t i = 0; i < c->relay_domains.n; i++)

@@ -111,6 +111,7 @@ struct gg_config {
 		struct domainlist domains;     /* default: relay_domains */
 		int probe_interval;            /* seconds; 0: off */
 		int probe_timeout;
+		int probe_port;
 	} handover;
 
 	struct {

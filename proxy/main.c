@@ -11,7 +11,9 @@
 #include "backend.h"
 #include "config.h"
 #include "control.h"
+#include "handover.h"
 #include "listener.h"
+#include "resolver.h"
 #include "log.h"
 #include "server.h"
 #include "session.h"
@@ -183,9 +185,11 @@ int main(int argc, char **argv)
 		log_msg(LOG_LVL_ERROR, "fatal", "cannot create the event loop; exiting");
 		return 1;
 	}
-	if (listener_open(srv.cfg) < 0 || store_open(srv.base, srv.cfg) < 0)
+	if (listener_open(srv.cfg) < 0 || store_open(srv.base, srv.cfg) < 0 ||
+	    resolver_open(srv.base, srv.cfg) < 0)
 		return 1;
 	control_open(srv.base, srv.cfg);
+	handover_start(srv.base, srv.cfg);
 	struct event *sigs[3];
 	const int signums[3] = { SIGHUP, SIGTERM, SIGINT };
 	for (int i = 0; i < 3; i++) {
@@ -208,9 +212,11 @@ int main(int argc, char **argv)
 	if (grace_timer)
 		event_free(grace_timer);
 	listener_close();
+	handover_stop();
 	session_shutdown();
 	control_close();
 	store()->close();
+	resolver_close();
 	backend_shutdown();
 	gg_config_unref(srv.cfg);
 	event_base_free(srv.base);

@@ -1,78 +1,94 @@
+/*
+ * The RCPT decision runs as a sequence of steps (SPEC 4); a step either
+ * decides, moves on, or starts a lookup and waits. Answers that come at
+ * once (from a cache) re-enter the same loop instead of recursing.
+ */
 #include "rcpt_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "fcrdns.h"
 #include "log.h"
+#include "mxset.h"
+#include "resolver.h"
 #include "sender_norm.h"
 #include "store.h"
 #include "triplet.h"
 
+enum step {
+	ST_CLIENT,        /* mynetworks; whitelisted client address */
+	ST_CLIENT_NAME,   /* whitelisted client name (FCrDNS) */
+	ST_SENDER,        /* reject_non_fqdn_sender; MX of the sender domain */
+	ST_SENDER_MX,     /* reject_unknown_sender_domain: the MX answer */
+	ST_SENDER_ADDR,   /* ... no MX: the A/AAAA answers */
+	ST_RCPT,          /* reject_non_fqdn_recipient */
+	ST_RELAY,         /* local_domains, relay_domains, permit_mx_backup */
+	ST_RELAY_MX,      /* permit_mx_backup: the MX hosts' answer */
+	ST_EXEMPT,        /* whitelists, the recipient domain's own MX hosts */
+	ST_STORE,         /* greylisting */
+	ST_STORE_DONE,
+};
+
+/*
+ * Lookups are started only from inside run(); an answer records its result
+ * and calls run() again, which goes on once nothing is pending. An answer
+ * that comes at once (cache) finds run() on the stack and just records.
+ */
 struct rcpt_check {
 	rcpt_done_fn done;
 	void *arg;
 	struct gg_config *cfg;
-	struct store_req *req;
-	struct triplet t;
-	char client[48];
+	enum step step;
+	bool running, finished;
+	int pending;                     /* answers still to come */
+
+	struct ipaddr client;
+	char client_str[48];
 	char helo[256];
-	char rcpt[SMTP_PATH_MAX + 1];
 	char sender[SMTP_PATH_MAX + 1];
+	char rcpt[SMTP_PATH_MAX + 1];
+	const char *sdomain, *rdomain;   /* into sender / rcpt; "" when none */
+
+	const char *wl_client;           /* why the client is whitelisted, or NULL */
+	char client_name[DNS_NAME_MAX];
+
+	struct dns_query *dq[2];
+	enum dns_status dns_status[2];
+	bool sender_null_mx;
+	struct mxset_req *mxr;
+	struct mxset mx;                 /* the recipient domain's MX hosts */
+	bool mx_known;
+	struct fcrdns_req *fcr;
+	struct store_req *sreq;
+	struct store_result sres;
+	char sres_error[160];
+	struct triplet t;
+
+	struct rcpt_verdict v;
 };
 
-/*
- * Relay authorisation (SPEC 4, step 4), as far as it needs no DNS: the
- * domains this host serves. Returns false with the refusal in V.
- */
-static bool relay_authorised(const struct rcpt_query *q, struct rcpt_verdict *v)
-{
-	size_t dlen;
-	const char *domain = smtp_path_domain(q->rcpt, &dlen);
-	if (dlen > 0 && domainlist_match(&q->cfg->local_domains, domain, dlen)) {
-		v->rule = "local_domains";
-		return true;
-	}
-	if (dlen > 0 && domainlist_match(&q->cfg->relay_domains, domain, dlen)) {
-		v->rule = "relay_domains";
-		return true;
-	}
-	v->action = RCPT_REJECT;
-	v->rule = "relay_denied";
-	snprintf(v->reply, sizeof v->reply, "554 5.7.1 <%.*s>: Relay access denied",
-		 (int)q->rcpt->addr_len, q->rcpt->addr);
-	return false;
-}
+static bool run(struct rcpt_check *c);
 
-/* Which greylisting exemption applies (SPEC 4, step 5), or NULL. */
-static const char *exemption(const struct rcpt_query *q)
-{
-	const struct gg_config *c = q->cfg;
-	if (!c->greylist.enabled)
-		return "disabled";
-	if (netlist_match(&c->whitelist.clients, q->client))
-		return "whitelist-client";
-	if (addrlist_match(&c->whitelist.senders, q->sender, strlen(q->sender)))
-		return "whitelist-sender";
-	if (addrlist_match(&c->whitelist.recipients, q->rcpt->addr, q->rcpt->addr_len))
-		return "whitelist-recipient";
-	return NULL;
-}
+/* ---- decisions and logs ---- */
 
-static void log_decision(const char *client, const char *helo, const char *net,
-			 const char *sender, const char *rcpt, const char *action,
-			 const char *reason, const struct gl_decision *d, const char *error)
+static void log_decision(struct rcpt_check *c, const char *action, const char *reason,
+			 const struct gl_decision *d, const char *error)
 {
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "decision");
 	ll_str(&l, "action", action);
 	ll_str(&l, "reason", reason);
-	ll_str(&l, "client", client);
-	if (net)
-		ll_str(&l, "net", net);
-	ll_str(&l, "helo", helo);
-	ll_str(&l, "sender", sender[0] ? sender : "<>");
-	ll_str(&l, "rcpt", rcpt);
+	ll_str(&l, "client", c->client_str);
+	if (c->t.net[0])
+		ll_str(&l, "net", c->t.net);
+	if (c->client_name[0])
+		ll_str(&l, "client_name", c->client_name);
+	ll_str(&l, "helo", c->helo[0] ? c->helo : NULL);
+	ll_str(&l, "sender", c->sender[0] ? c->sender : "<>");
+	ll_str(&l, "rcpt", c->rcpt);
 	if (d && d->action == GL_GREYLIST)
 		ll_int(&l, "delay_left", d->delay_left);
 	if (d && d->action == GL_PASS && d->reason == GL_REASON_TRIPLET)
@@ -84,89 +100,397 @@ static void log_decision(const char *client, const char *helo, const char *net,
 	ll_emit(&l);
 }
 
+/* FMT has two %s: the address and EXTRA (may be NULL). */
+static void decide(struct rcpt_check *c, enum rcpt_action action, const char *rule,
+		   const char *fmt, const char *addr, const char *extra)
+{
+	c->v.action = action;
+	c->v.rule = rule;
+	if (fmt)
+		snprintf(c->v.reply, sizeof c->v.reply, fmt, addr, extra ? extra : "");
+	c->finished = true;
+}
+
+static void accept_with(struct rcpt_check *c, const char *reason)
+{
+	log_decision(c, "pass", reason, NULL, NULL);
+	decide(c, RCPT_ACCEPT, reason, NULL, NULL, NULL);
+}
+
+/* ---- answers ---- */
+
+static void on_client_name(void *arg, enum fcrdns_result r, const char *name)
+{
+	struct rcpt_check *c = arg;
+	c->fcr = NULL;
+	if (r == FCRDNS_MATCH) {
+		c->wl_client = "whitelist-client-name";
+		snprintf(c->client_name, sizeof c->client_name, "%s", name);
+	}
+	c->pending--;
+	run(c);
+}
+
+static void on_dns(void *arg, const struct dns_answer *a)
+{
+	struct rcpt_check *c = arg;
+	int w = a->type == DNS_T_AAAA ? 1 : 0;
+	c->dq[w] = NULL;
+	c->dns_status[w] = a->status;
+	if (a->type == DNS_T_MX)
+		c->sender_null_mx = a->status == DNS_OK && a->n == 1 && a->rr[0].name[0] == 0;
+	c->pending--;
+	run(c);
+}
+
+static void on_rcpt_mx(void *arg, const struct mxset *m)
+{
+	struct rcpt_check *c = arg;
+	c->mxr = NULL;
+	c->mx = *m;
+	c->mx_known = true;
+	c->pending--;
+	run(c);
+}
+
+static void on_store(void *arg, const struct store_result *r)
+{
+	struct rcpt_check *c = arg;
+	c->sreq = NULL;
+	c->sres = *r;
+	if (!r->ok) {
+		snprintf(c->sres_error, sizeof c->sres_error, "%s", r->error ? r->error : "?");
+		c->sres.error = c->sres_error;
+	}
+	c->pending--;
+	run(c);
+}
+
+static void lookup(struct rcpt_check *c, int slot, const char *name, uint16_t type)
+{
+	c->pending++;
+	c->dq[slot] = resolver_lookup(name, type, on_dns, c);
+}
+
+/* ---- step: sender ---- */
+
+static bool is_fqdn(const char *domain)
+{
+	return domain[0] == '[' || (strchr(domain, '.') && domain[strlen(domain) - 1] != '.');
+}
+
+static void sender_unknown(struct rcpt_check *c, bool temporary)
+{
+	if (temporary)
+		decide(c, RCPT_DEFER, "reject_unknown_sender_domain",
+		       "450 4.1.8 <%s>: Sender address rejected: Domain not found%s", c->sender,
+		       " (temporary DNS failure)");
+	else
+		decide(c, RCPT_REJECT, "reject_unknown_sender_domain",
+		       "550 5.1.8 <%s>: Sender address rejected: Domain not found%s", c->sender, NULL);
+}
+
+static void step_sender(struct rcpt_check *c)
+{
+	const struct gg_config *cfg = c->cfg;
+	c->step = ST_RCPT;
+	if (c->wl_client || !c->sender[0])
+		return;
+	if (cfg->reject_non_fqdn_sender && !is_fqdn(c->sdomain)) {
+		decide(c, RCPT_REJECT, "reject_non_fqdn_sender",
+		       "504 5.5.2 <%s>: Sender address rejected: need fully-qualified address%s",
+		       c->sender, NULL);
+		return;
+	}
+	if (!cfg->reject_unknown_sender_domain || !c->sdomain[0] || c->sdomain[0] == '[')
+		return;
+	c->step = ST_SENDER_MX;
+	lookup(c, 0, c->sdomain, DNS_T_MX);
+}
+
+static void step_sender_mx(struct rcpt_check *c)
+{
+	c->step = ST_RCPT;
+	switch (c->dns_status[0]) {
+	case DNS_OK:
+		if (c->sender_null_mx)
+			decide(c, RCPT_REJECT, "reject_unknown_sender_domain",
+			       "550 5.7.27 <%s>: Sender address rejected: Domain %s does not accept mail (null MX)",
+			       c->sender, c->sdomain);
+		return;
+	case DNS_TEMPFAIL:
+		sender_unknown(c, true);
+		return;
+	case DNS_NXDOMAIN:
+		sender_unknown(c, false);
+		return;
+	case DNS_NODATA:
+		/* No MX: mail goes to the domain's own address (RFC 5321 5.1). */
+		c->step = ST_SENDER_ADDR;
+		lookup(c, 0, c->sdomain, DNS_T_A);
+		lookup(c, 1, c->sdomain, DNS_T_AAAA);
+		return;
+	}
+}
+
+static void step_sender_addr(struct rcpt_check *c)
+{
+	c->step = ST_RCPT;
+	if (c->dns_status[0] != DNS_OK && c->dns_status[1] != DNS_OK)
+		sender_unknown(c, c->dns_status[0] == DNS_TEMPFAIL || c->dns_status[1] == DNS_TEMPFAIL);
+}
+
+/* ---- step: relay authorisation ---- */
+
+/* Postfix's permit_mx_backup: authorised when this host is one of the
+ * lower-preference MX hosts of the domain and not a primary; with
+ * permit_mx_backup_networks, only if every address of every primary lies
+ * in them. */
+static void step_relay_mx(struct rcpt_check *c)
+{
+	const struct gg_config *cfg = c->cfg;
+	const struct mxset *m = &c->mx;
+	c->step = ST_EXEMPT;
+	if (m->tempfail) {
+		decide(c, RCPT_DEFER, "permit_mx_backup",
+		       "450 4.4.4 <%s>: Recipient address rejected: %s", c->rcpt,
+		       "temporary DNS failure checking relay access");
+		return;
+	}
+	bool me_primary = false, me_backup = false, primaries_inside = true;
+	uint16_t best = m->n ? m->host[0].pref : 0;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct mx_host *h = &m->host[i];
+		bool me = false;
+		for (size_t k = 0; k < h->naddr; k++)
+			me |= netlist_match(&cfg->my_addresses, &h->addr[k]);
+		if (h->pref == best) {
+			me_primary |= me;
+			primaries_inside &= h->naddr > 0;
+			for (size_t k = 0; k < h->naddr; k++)
+				primaries_inside &= netlist_match(&cfg->permit_mx_backup_networks, &h->addr[k]);
+		} else {
+			me_backup |= me;
+		}
+	}
+	const char *why = NULL;
+	if (m->status != DNS_OK || m->null_mx || m->n == 0)
+		why = "no MX";
+	else if (me_primary)
+		why = "this host is a primary MX";
+	else if (!me_backup)
+		why = "this host is not an MX";
+	else if (cfg->permit_mx_backup_networks.n && !primaries_inside)
+		why = "a primary MX lies outside permit_mx_backup_networks";
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "relay");
+	ll_str(&l, "rule", "permit_mx_backup");
+	ll_str(&l, "result", why ? "not-authorised" : "authorised");
+	ll_str(&l, "client", c->client_str);
+	ll_str(&l, "rcpt", c->rcpt);
+	ll_str(&l, "domain", c->rdomain);
+	if (why)
+		ll_str(&l, "why", why);
+	ll_emit(&l);
+	if (why)
+		decide(c, RCPT_REJECT, "relay_denied", "554 5.7.1 <%s>: Relay access denied%s",
+		       c->rcpt, NULL);
+}
+
+static void step_relay(struct rcpt_check *c)
+{
+	const struct gg_config *cfg = c->cfg;
+	size_t dlen = strlen(c->rdomain);
+	c->step = ST_EXEMPT;
+	if (dlen && domainlist_match(&cfg->local_domains, c->rdomain, dlen))
+		return;
+	if (dlen && domainlist_match(&cfg->relay_domains, c->rdomain, dlen))
+		return;
+	if (cfg->permit_mx_backup && dlen && c->rdomain[0] != '[') {
+		c->step = ST_RELAY_MX;
+		c->pending++;
+		c->mxr = mxset_resolve(c->rdomain, on_rcpt_mx, c);
+		return;
+	}
+	decide(c, RCPT_REJECT, "relay_denied", "554 5.7.1 <%s>: Relay access denied%s", c->rcpt, NULL);
+}
+
+/* ---- step: exemptions ---- */
+
+static void step_exempt(struct rcpt_check *c)
+{
+	const struct gg_config *cfg = c->cfg;
+	if (!cfg->greylist.enabled) {
+		decide(c, RCPT_ACCEPT, "greylist-disabled", NULL, NULL, NULL);
+		return;
+	}
+	if (c->wl_client) {
+		accept_with(c, c->wl_client);
+		return;
+	}
+	if (addrlist_match(&cfg->whitelist.senders, c->sender, strlen(c->sender))) {
+		accept_with(c, "whitelist-sender");
+		return;
+	}
+	if (addrlist_match(&cfg->whitelist.recipients, c->rcpt, strlen(c->rcpt))) {
+		accept_with(c, "whitelist-recipient");
+		return;
+	}
+	/* The domain's own MX hosts hand over mail they already greylisted. */
+	if (!c->mx_known && c->rdomain[0] && c->rdomain[0] != '[') {
+		c->mx_known = true;   /* asked once; the answer re-runs this step */
+		c->pending++;
+		c->mxr = mxset_resolve(c->rdomain, on_rcpt_mx, c);
+		return;
+	}
+	if (c->mx_known && mxset_has_address(&c->mx, &c->client)) {
+		accept_with(c, "mx-host");
+		return;
+	}
+	c->step = ST_STORE;
+}
+
+/* ---- step: greylisting ---- */
+
 /* "450 4.2.0 <rcpt>: Recipient address rejected: " + the configured text
  * with its one "%s" replaced by the seconds left. The text comes from the
  * configuration, so it is never used as a format string. */
-static void greylist_reply(const struct gg_config *cfg, const char *rcpt, long long left,
-			   char *out, size_t outlen)
+static void greylist_reply(struct rcpt_check *c, long long left)
 {
-	const char *m = cfg->greylist.message;
+	const char *m = c->cfg->greylist.message;
 	const char *pct = strstr(m, "%s");
 	char secs[24];
 	snprintf(secs, sizeof secs, "%lld", left);
-	snprintf(out, outlen, "450 4.2.0 <%s>: Recipient address rejected: %.*s%s%s", rcpt,
+	snprintf(c->v.reply, sizeof c->v.reply,
+		 "450 4.2.0 <%s>: Recipient address rejected: %.*s%s%s", c->rcpt,
 		 pct ? (int)(pct - m) : (int)strlen(m), m, pct ? secs : "", pct ? pct + 2 : "");
 }
 
-static void store_answered(void *arg, const struct store_result *r)
+static void step_store(struct rcpt_check *c)
 {
-	struct rcpt_check *c = arg;
-	struct rcpt_verdict v = { .action = RCPT_ACCEPT };
-	if (!r->ok) {
-		bool tempfail = c->cfg->store.tempfail;
-		v.rule = "store-failure";
-		log_decision(c->client, c->helo, c->t.net, c->sender, c->rcpt,
-			     tempfail ? "tempfail" : "pass", "store-failure", NULL, r->error);
-		if (tempfail) {
-			v.action = RCPT_DEFER;
-			snprintf(v.reply, sizeof v.reply,
-				 "451 4.3.0 <%s>: Temporary lookup failure, try again later", c->rcpt);
-		}
-	} else if (r->d.action == GL_PASS) {
-		v.rule = gl_reason_name(r->d.reason);
-		log_decision(c->client, c->helo, c->t.net, c->sender, c->rcpt, "pass", v.rule,
-			     &r->d, NULL);
-	} else {
-		v.action = RCPT_DEFER;
-		v.rule = "greylist";
-		log_decision(c->client, c->helo, c->t.net, c->sender, c->rcpt, "greylist",
-			     gl_reason_name(r->d.reason), &r->d, NULL);
-		greylist_reply(c->cfg, c->rcpt, r->d.delay_left, v.reply, sizeof v.reply);
+	const struct gg_config *cfg = c->cfg;
+	char net[NET_TEXT_MAX], sender[SMTP_PATH_MAX + 4];
+	size_t slen = sender_normalise(c->sender, strlen(c->sender), &cfg->greylist.norm, sender,
+				       sizeof sender);
+	triplet_network(&c->client, (unsigned)cfg->greylist.ipv4_prefix,
+			(unsigned)cfg->greylist.ipv6_prefix, net, sizeof net);
+	c->step = ST_STORE_DONE;
+	if (triplet_make(&c->t, net, sender, slen, c->rcpt, strlen(c->rcpt)) < 0) {
+		/* Only hashing can fail here (paths are bounded): a store failure
+		 * in effect, handled by the same policy. */
+		c->sres = (struct store_result){ .ok = false, .error = "cannot compute the triplet key" };
+		return;
 	}
-	rcpt_done_fn done = c->done;
-	void *darg = c->arg;
-	gg_config_unref(c->cfg);
-	free(c);
-	done(darg, &v);
+	c->pending++;
+	c->sreq = store()->decide(cfg, &c->t, false, on_store, c);
 }
 
-static void copy(char *dst, size_t dstlen, const char *src)
+static void step_store_done(struct rcpt_check *c)
 {
-	snprintf(dst, dstlen, "%s", src ? src : "");
+	const struct store_result *r = &c->sres;
+	c->finished = true;
+	if (!r->ok) {
+		bool tempfail = c->cfg->store.tempfail;
+		log_decision(c, tempfail ? "tempfail" : "pass", "store-failure", NULL, r->error);
+		c->v.rule = "store-failure";
+		c->v.action = tempfail ? RCPT_DEFER : RCPT_ACCEPT;
+		if (tempfail)
+			snprintf(c->v.reply, sizeof c->v.reply,
+				 "451 4.3.0 <%s>: Temporary lookup failure, try again later", c->rcpt);
+	} else if (r->d.action == GL_PASS) {
+		c->v.action = RCPT_ACCEPT;
+		c->v.rule = gl_reason_name(r->d.reason);
+		log_decision(c, "pass", c->v.rule, &r->d, NULL);
+	} else {
+		c->v.action = RCPT_DEFER;
+		c->v.rule = "greylist";
+		log_decision(c, "greylist", gl_reason_name(r->d.reason), &r->d, NULL);
+		greylist_reply(c, r->d.delay_left);
+	}
+}
+
+/* ---- the loop ---- */
+
+static void release(struct rcpt_check *c)
+{
+	gg_config_unref(c->cfg);
+	free(c);
+}
+
+/* Returns true when the check has finished (and C is gone). */
+static bool run(struct rcpt_check *c)
+{
+	if (c->running)
+		return false;
+	c->running = true;
+	while (c->pending == 0 && !c->finished) {
+		switch (c->step) {
+		case ST_CLIENT:
+			if (netlist_match(&c->cfg->mynetworks, &c->client)) {
+				/* Trusted: every check below is skipped, relaying included. */
+				accept_with(c, "mynetworks");
+				break;
+			}
+			if (netlist_match(&c->cfg->whitelist.clients, &c->client))
+				c->wl_client = "whitelist-client";
+			c->step = ST_CLIENT_NAME;
+			break;
+		case ST_CLIENT_NAME:
+			c->step = ST_SENDER;
+			if (!c->wl_client && c->cfg->client_names.n) {
+				c->pending++;
+				c->fcr = fcrdns_verify(&c->client, &c->cfg->client_names, on_client_name, c);
+			}
+			break;
+		case ST_SENDER:
+			step_sender(c);
+			break;
+		case ST_SENDER_MX:
+			step_sender_mx(c);
+			break;
+		case ST_SENDER_ADDR:
+			step_sender_addr(c);
+			break;
+		case ST_RCPT:
+			c->step = ST_RELAY;
+			if (c->cfg->reject_non_fqdn_recipient && !is_fqdn(c->rdomain))
+				decide(c, RCPT_REJECT, "reject_non_fqdn_recipient",
+				       "504 5.5.2 <%s>: Recipient address rejected: need fully-qualified address%s",
+				       c->rcpt, NULL);
+			break;
+		case ST_RELAY:
+			step_relay(c);
+			break;
+		case ST_RELAY_MX:
+			step_relay_mx(c);
+			break;
+		case ST_EXEMPT:
+			step_exempt(c);
+			break;
+		case ST_STORE:
+			step_store(c);
+			break;
+		case ST_STORE_DONE:
+			step_store_done(c);
+			break;
+		}
+	}
+	c->running = false;
+	if (!c->finished)
+		return false;
+	rcpt_done_fn done = c->done;
+	void *arg = c->arg;
+	struct rcpt_verdict v = c->v;
+	release(c);
+	done(arg, &v);
+	return true;
 }
 
 struct rcpt_check *rcpt_check_start(const struct rcpt_query *q, rcpt_done_fn done, void *arg)
 {
-	struct rcpt_verdict v = { .action = RCPT_ACCEPT, .rule = "", .reply = "" };
-	char rcpt[SMTP_PATH_MAX + 1];
-	snprintf(rcpt, sizeof rcpt, "%.*s", (int)q->rcpt->addr_len, q->rcpt->addr);
-
-	/* Trusted networks skip every check and may relay (permit_mynetworks). */
-	if (netlist_match(&q->cfg->mynetworks, q->client)) {
-		v.rule = "mynetworks";
-		log_decision(q->client_str, q->helo, NULL, q->sender, rcpt, "pass", "mynetworks",
-			     NULL, NULL);
-		done(arg, &v);
-		return NULL;
-	}
-	if (!relay_authorised(q, &v)) {
-		done(arg, &v);
-		return NULL;
-	}
-	const char *exempt = exemption(q);
-	if (exempt) {
-		if (q->cfg->greylist.enabled)
-			log_decision(q->client_str, q->helo, NULL, q->sender, rcpt, "pass", exempt,
-				     NULL, NULL);
-		v.rule = exempt;
-		done(arg, &v);
-		return NULL;
-	}
-
 	struct rcpt_check *c = calloc(1, sizeof *c);
 	if (!c) {
-		v.action = RCPT_DEFER;
-		v.rule = "out-of-memory";
+		struct rcpt_verdict v = { .action = RCPT_DEFER, .rule = "out-of-memory" };
 		snprintf(v.reply, sizeof v.reply, "451 4.3.0 Error: out of memory, try again later");
 		done(arg, &v);
 		return NULL;
@@ -174,36 +498,31 @@ struct rcpt_check *rcpt_check_start(const struct rcpt_query *q, rcpt_done_fn don
 	c->done = done;
 	c->arg = arg;
 	c->cfg = gg_config_ref(q->cfg);
-	copy(c->client, sizeof c->client, q->client_str);
-	copy(c->helo, sizeof c->helo, q->helo);
-	copy(c->rcpt, sizeof c->rcpt, rcpt);
-	copy(c->sender, sizeof c->sender, q->sender);
-	char net[NET_TEXT_MAX];
-	char sender[SMTP_PATH_MAX + 4];
-	size_t slen = sender_normalise(q->sender, strlen(q->sender), &q->cfg->greylist.norm,
-				       sender, sizeof sender);
-	triplet_network(q->client, (unsigned)q->cfg->greylist.ipv4_prefix,
-			(unsigned)q->cfg->greylist.ipv6_prefix, net, sizeof net);
-	if (triplet_make(&c->t, net, sender, slen, rcpt, strlen(rcpt)) < 0) {
-		/* Only hashing can fail here (paths are bounded): a store failure
-		 * in effect, handled by the same policy. */
-		struct store_result r = { .ok = false, .error = "cannot compute the triplet key" };
-		store_answered(c, &r);
-		return NULL;
-	}
-	/* May answer before it returns (the embedded store): C is gone then. */
-	struct store_req *req = store()->decide(q->cfg, &c->t, false, store_answered, c);
-	if (!req)
-		return NULL;
-	c->req = req;
-	return c;
+	c->client = *q->client;
+	snprintf(c->client_str, sizeof c->client_str, "%s", q->client_str);
+	snprintf(c->helo, sizeof c->helo, "%s", q->helo ? q->helo : "");
+	snprintf(c->sender, sizeof c->sender, "%s", q->sender);
+	snprintf(c->rcpt, sizeof c->rcpt, "%.*s", (int)q->rcpt->addr_len, q->rcpt->addr);
+	const char *at = strrchr(c->sender, '@');
+	c->sdomain = at ? at + 1 : "";
+	size_t dlen;
+	smtp_path_domain(q->rcpt, &dlen);
+	c->rdomain = dlen ? c->rcpt + (q->rcpt->addr_len - dlen) : "";
+	c->step = ST_CLIENT;
+	c->v.action = RCPT_ACCEPT;
+	c->v.rule = "";
+	return run(c) ? NULL : c;
 }
 
 void rcpt_check_cancel(struct rcpt_check *c)
 {
 	if (!c)
 		return;
-	store()->cancel(c->req);
-	gg_config_unref(c->cfg);
-	free(c);
+	resolver_cancel(c->dq[0]);
+	resolver_cancel(c->dq[1]);
+	mxset_cancel(c->mxr);
+	fcrdns_cancel(c->fcr);
+	if (c->sreq)
+		store()->cancel(c->sreq);
+	release(c);
 }

@@ -1,0 +1,119 @@
+#include "fcrdns.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "resolver.h"
+
+struct nameref {
+	struct fcrdns_req *r;
+	size_t i;
+	int which;
+};
+
+struct fcrdns_req {
+	fcrdns_fn done;
+	void *arg;
+	struct ipaddr client;
+	const struct domainlist *patterns;
+	struct dns_query *ptrq;
+	struct dns_query *q[FCRDNS_NAMES_MAX][2];
+	struct nameref ref[FCRDNS_NAMES_MAX][2];
+	char name[FCRDNS_NAMES_MAX][DNS_NAME_MAX];
+	size_t nnames;
+	int pending, launching;
+	bool tempfail;
+	int matched;              /* index of the confirmed name, or -1 */
+};
+
+static bool finish_if_done(struct fcrdns_req *r)
+{
+	if (r->launching > 0 || (r->pending > 0 && r->matched < 0))
+		return false;
+	/* A confirmed name ends it at once; cancel what is still out. */
+	for (size_t i = 0; i < FCRDNS_NAMES_MAX; i++)
+		for (int w = 0; w < 2; w++)
+			resolver_cancel(r->q[i][w]);
+	char name[DNS_NAME_MAX] = "";
+	enum fcrdns_result res = r->matched >= 0 ? FCRDNS_MATCH
+				 : r->tempfail	 ? FCRDNS_TEMPFAIL : FCRDNS_NO_MATCH;
+	if (r->matched >= 0)
+		memcpy(name, r->name[r->matched], sizeof name);
+	fcrdns_fn done = r->done;
+	void *arg = r->arg;
+	free(r);
+	done(arg, res, name);
+	return true;
+}
+
+static void on_forward(void *arg, const struct dns_answer *a)
+{
+	struct nameref *ref = arg;
+	struct fcrdns_req *r = ref->r;
+	r->q[ref->i][ref->which] = NULL;
+	r->pending--;
+	if (a->status == DNS_TEMPFAIL)
+		r->tempfail = true;
+	for (size_t k = 0; a->status == DNS_OK && k < a->n && r->matched < 0; k++) {
+		const struct ipaddr *x = &a->rr[k].addr;
+		if (x->family == r->client.family &&
+		    memcmp(x->b, r->client.b, x->family == AF_INET ? 4 : 16) == 0)
+			r->matched = (int)ref->i;
+	}
+	finish_if_done(r);
+}
+
+static void on_ptr(void *arg, const struct dns_answer *a)
+{
+	static const uint16_t types[2] = { DNS_T_A, DNS_T_AAAA };
+	struct fcrdns_req *r = arg;
+	r->ptrq = NULL;
+	if (a->status == DNS_TEMPFAIL)
+		r->tempfail = true;
+	for (size_t k = 0; a->status == DNS_OK && k < a->n && r->nnames < FCRDNS_NAMES_MAX; k++) {
+		const char *n = a->rr[k].name;
+		if (n[0] && domainlist_match(r->patterns, n, strlen(n)))
+			memcpy(r->name[r->nnames++], n, DNS_NAME_MAX);
+	}
+	r->launching++;
+	for (size_t i = 0; i < r->nnames; i++)
+		for (int w = 0; w < 2; w++) {
+			r->ref[i][w] = (struct nameref){ r, i, w };
+			r->pending++;
+			r->q[i][w] = resolver_lookup(r->name[i], types[w], on_forward, &r->ref[i][w]);
+		}
+	r->launching--;
+	r->pending--;
+	finish_if_done(r);
+}
+
+struct fcrdns_req *fcrdns_verify(const struct ipaddr *client, const struct domainlist *patterns,
+				 fcrdns_fn done, void *arg)
+{
+	struct fcrdns_req *r = calloc(1, sizeof *r);
+	if (!r) {
+		done(arg, FCRDNS_TEMPFAIL, "");
+		return NULL;
+	}
+	r->done = done;
+	r->arg = arg;
+	r->client = *client;
+	r->patterns = patterns;
+	r->matched = -1;
+	r->pending = 1;
+	r->launching = 1;
+	r->ptrq = resolver_lookup_ptr(client, on_ptr, r);
+	r->launching = 0;
+	return finish_if_done(r) ? NULL : r;
+}
+
+void fcrdns_cancel(struct fcrdns_req *r)
+{
+	if (!r)
+		return;
+	resolver_cancel(r->ptrq);
+	for (size_t i = 0; i < FCRDNS_NAMES_MAX; i++)
+		for (int w = 0; w < 2; w++)
+			resolver_cancel(r->q[i][w]);
+	free(r);
+}

@@ -1,0 +1,29 @@
+/*
+ * fcrdns: forward-confirmed reverse DNS, for whitelist.client_names.
+ *
+ * Promises: a client counts as NAME only when a PTR record of its address
+ * gives NAME and an A or AAAA record of NAME gives the address back (the
+ * PTR alone is whatever the owner of the address block wants it to be).
+ * Only PTR names that match the patterns are looked up forward, at most
+ * FCRDNS_NAMES_MAX of them. DONE is called exactly once unless cancelled,
+ * possibly before fcrdns_verify returns (which then returns NULL).
+ */
+#ifndef GG_FCRDNS_H
+#define GG_FCRDNS_H
+
+#include "config.h"
+#include "dnsmsg.h"
+#include "netaddr.h"
+
+#define FCRDNS_NAMES_MAX 4
+
+enum fcrdns_result { FCRDNS_MATCH, FCRDNS_NO_MATCH, FCRDNS_TEMPFAIL };
+
+typedef void (*fcrdns_fn)(void *arg, enum fcrdns_result r, const char *name);
+struct fcrdns_req;
+
+struct fcrdns_req *fcrdns_verify(const struct ipaddr *client, const struct domainlist *patterns,
+				 fcrdns_fn done, void *arg);
+void fcrdns_cancel(struct fcrdns_req *r);
+
+#endif

@@ -1,0 +1,133 @@
+#include "mxset.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "resolver.h"
+
+/* Names one address lookup: which host, which family. */
+struct hostref {
+	struct mxset_req *r;
+	size_t host;
+	int which;                     /* 0 A, 1 AAAA */
+};
+
+struct mxset_req {
+	mxset_fn done;
+	void *arg;
+	struct mxset m;
+	struct dns_query *mxq;
+	struct dns_query *q[MX_HOSTS_MAX][2];
+	struct hostref ref[MX_HOSTS_MAX][2];
+	int pending;                   /* answers still to come */
+	int launching;                 /* inside calls that may answer at once */
+};
+
+/* Answers arrive either later from the loop or at once from the cache;
+ * the request ends when none is pending and no launch is on the stack. */
+static bool finish_if_done(struct mxset_req *r)
+{
+	if (r->pending > 0 || r->launching > 0)
+		return false;
+	mxset_fn done = r->done;
+	void *arg = r->arg;
+	struct mxset m = r->m;
+	free(r);
+	done(arg, &m);
+	return true;
+}
+
+static void on_addr(void *arg, const struct dns_answer *a)
+{
+	struct hostref *ref = arg;
+	struct mxset_req *r = ref->r;
+	struct mx_host *h = &r->m.host[ref->host];
+	r->q[ref->host][ref->which] = NULL;
+	if (a->status == DNS_TEMPFAIL)
+		r->m.tempfail = true;
+	for (size_t k = 0; a->status == DNS_OK && k < a->n && h->naddr < MX_ADDRS_MAX; k++)
+		h->addr[h->naddr++] = a->rr[k].addr;
+	r->pending--;
+	finish_if_done(r);
+}
+
+static int by_pref(const void *x, const void *y)
+{
+	const struct dns_rr *a = x, *b = y;
+	return (int)a->pref - (int)b->pref;
+}
+
+static void on_mx(void *arg, const struct dns_answer *a)
+{
+	static const uint16_t types[2] = { DNS_T_A, DNS_T_AAAA };
+	struct mxset_req *r = arg;
+	r->mxq = NULL;
+	r->m.status = a->status;
+	if (a->status == DNS_TEMPFAIL)
+		r->m.tempfail = true;
+	if (a->status == DNS_OK) {
+		struct dns_rr rr[DNS_MAX_RR];
+		size_t n = a->n;
+		memcpy(rr, a->rr, n * sizeof rr[0]);
+		qsort(rr, n, sizeof rr[0], by_pref);
+		r->m.null_mx = n == 1 && rr[0].name[0] == 0;
+		for (size_t i = 0; i < n && r->m.n < MX_HOSTS_MAX && !r->m.null_mx; i++) {
+			if (!rr[i].name[0])
+				continue;
+			struct mx_host *h = &r->m.host[r->m.n++];
+			h->pref = rr[i].pref;
+			memcpy(h->name, rr[i].name, sizeof h->name);
+		}
+		r->launching++;
+		for (size_t i = 0; i < r->m.n; i++)
+			for (int w = 0; w < 2; w++) {
+				r->ref[i][w] = (struct hostref){ r, i, w };
+				r->pending++;
+				r->q[i][w] = resolver_lookup(r->m.host[i].name, types[w], on_addr,
+							     &r->ref[i][w]);
+			}
+		r->launching--;
+	}
+	r->pending--;
+	finish_if_done(r);
+}
+
+struct mxset_req *mxset_resolve(const char *domain, mxset_fn done, void *arg)
+{
+	struct mxset_req *r = calloc(1, sizeof *r);
+	if (!r) {
+		struct mxset m = { .status = DNS_TEMPFAIL, .tempfail = true };
+		done(arg, &m);
+		return NULL;
+	}
+	r->done = done;
+	r->arg = arg;
+	r->pending = 1;
+	r->launching = 1;
+	r->mxq = resolver_lookup(domain, DNS_T_MX, on_mx, r);
+	r->launching = 0;
+	return finish_if_done(r) ? NULL : r;
+}
+
+void mxset_cancel(struct mxset_req *r)
+{
+	if (!r)
+		return;
+	resolver_cancel(r->mxq);
+	for (size_t i = 0; i < MX_HOSTS_MAX; i++)
+		for (int w = 0; w < 2; w++)
+			resolver_cancel(r->q[i][w]);
+	free(r);
+}
+
+bool mxset_has_address(const struct mxset *m, const struct ipaddr *a)
+{
+	for (size_t i = 0; i < m->n; i++)
+		for (size_t k = 0; k < m->host[i].naddr; k++) {
+			const struct ipaddr *x = &m->host[i].addr[k];
+			if (x->family == a->family &&
+			    memcmp(x->b, a->b, a->family == AF_INET ? 4 : 16) == 0)
+				return true;
+		}
+	return false;
+}

@@ -1,0 +1,361 @@
+/*
+ * c-ares tells us which sockets to watch (ARES_OPT_SOCK_STATE_CB); we keep
+ * one libevent event per socket and one timer for c-ares's own timeouts,
+ * and hand readiness back with ares_process_fd. Queries cannot be
+ * cancelled one by one in c-ares, so a cancelled query only forgets its
+ * caller and its answer is dropped when it comes.
+ */
+#include "resolver.h"
+
+#include <ares.h>
+#include <arpa/nameser.h>
+#include <ctype.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define CACHE_MAX_TTL 3600        /* seconds: a bound on what an answer may claim */
+#define CACHE_BUCKETS 4096
+
+struct dns_query {
+	dns_done_fn done;             /* NULL when cancelled */
+	void *arg;
+	uint16_t type;
+	char name[DNS_NAME_MAX + 16];
+};
+
+struct sockwatch {
+	struct sockwatch *next;
+	ares_socket_t fd;
+	struct event *ev;
+};
+
+/* A cached answer: the header of dns_answer and only the records it has. */
+struct centry {
+	struct centry *hnext, *prev, *next;   /* hash chain; LRU list */
+	time_t expires;
+	uint16_t type;
+	enum dns_status status;
+	size_t n;
+	char name[DNS_NAME_MAX + 16];
+	struct dns_rr rr[];
+};
+
+static struct event_base *base;
+static ares_channel channel;
+static bool channel_ok;
+static struct event *timer;
+static struct sockwatch *watches;
+static struct centry *buckets[CACHE_BUCKETS];
+static struct centry *lru_head, *lru_tail;
+static size_t cache_n, cache_max;
+
+/* ---- cache ---- */
+
+static size_t chash(const char *name, uint16_t type)
+{
+	size_t h = 1469598103934665603ULL ^ type;
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 1099511628211ULL;
+	return h % CACHE_BUCKETS;
+}
+
+static struct centry **cfind(const char *name, uint16_t type)
+{
+	struct centry **pp = &buckets[chash(name, type)];
+	while (*pp && ((*pp)->type != type || strcmp((*pp)->name, name) != 0))
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+static void lru_unlink(struct centry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		lru_head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		lru_tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void lru_front(struct centry *e)
+{
+	e->next = lru_head;
+	if (lru_head)
+		lru_head->prev = e;
+	lru_head = e;
+	if (!lru_tail)
+		lru_tail = e;
+}
+
+static void cremove(struct centry **pp)
+{
+	struct centry *e = *pp;
+	*pp = e->hnext;
+	lru_unlink(e);
+	free(e);
+	cache_n--;
+}
+
+static void cache_put(const char *name, uint16_t type, const struct dns_answer *a)
+{
+	if (a->status == DNS_TEMPFAIL || a->ttl == 0 || cache_max == 0)
+		return;
+	struct centry **pp = cfind(name, type);
+	if (*pp)
+		cremove(pp);
+	while (cache_n >= cache_max && lru_tail)
+		cremove(cfind(lru_tail->name, lru_tail->type));
+	struct centry *e = malloc(sizeof *e + a->n * sizeof e->rr[0]);
+	if (!e)
+		return;
+	e->expires = time(NULL) + (a->ttl < CACHE_MAX_TTL ? a->ttl : CACHE_MAX_TTL);
+	e->type = type;
+	e->status = a->status;
+	e->n = a->n;
+	snprintf(e->name, sizeof e->name, "%s", name);
+	memcpy(e->rr, a->rr, a->n * sizeof e->rr[0]);
+	e->prev = e->next = NULL;
+	struct centry **bucket = &buckets[chash(name, type)];
+	e->hnext = *bucket;
+	*bucket = e;
+	lru_front(e);
+	cache_n++;
+}
+
+static bool cache_get(const char *name, uint16_t type, struct dns_answer *a)
+{
+	struct centry **pp = cfind(name, type);
+	if (!*pp)
+		return false;
+	struct centry *e = *pp;
+	time_t now = time(NULL);
+	if (e->expires <= now) {
+		cremove(pp);
+		return false;
+	}
+	lru_unlink(e);
+	lru_front(e);
+	a->status = e->status;
+	a->type = type;
+	a->ttl = (uint32_t)(e->expires - now);
+	a->n = e->n;
+	a->truncated = false;
+	memcpy(a->rr, e->rr, e->n * sizeof e->rr[0]);
+	return true;
+}
+
+/* ---- c-ares on the loop ---- */
+
+static void process(ares_socket_t r, ares_socket_t w)
+{
+	ares_process_fd(channel, r, w);
+	struct timeval tv, *t = ares_timeout(channel, NULL, &tv);
+	if (t)
+		evtimer_add(timer, t);
+	else
+		evtimer_del(timer);
+}
+
+static void on_socket(evutil_socket_t fd, short what, void *arg)
+{
+	(void)arg;
+	process(what & EV_READ ? fd : ARES_SOCKET_BAD, what & EV_WRITE ? fd : ARES_SOCKET_BAD);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	process(ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+}
+
+static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+	(void)data;
+	struct sockwatch **pp = &watches;
+	while (*pp && (*pp)->fd != fd)
+		pp = &(*pp)->next;
+	struct sockwatch *w = *pp;
+	if (!readable && !writable) {
+		if (w) {
+			*pp = w->next;
+			event_free(w->ev);
+			free(w);
+		}
+		return;
+	}
+	if (!w) {
+		w = calloc(1, sizeof *w);
+		if (!w)
+			return; /* c-ares times the query out; it fails as temporary */
+		w->fd = fd;
+		w->next = watches;
+		watches = w;
+	} else {
+		event_free(w->ev);
+	}
+	w->ev = event_new(base, fd, (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST),
+			  on_socket, NULL);
+	if (w->ev)
+		event_add(w->ev, NULL);
+}
+
+static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	(void)timeouts;
+	struct dns_query *q = arg;
+	struct dns_answer a;
+	if (abuf && alen > 0 &&
+	    (status == ARES_SUCCESS || status == ARES_ENODATA || status == ARES_ENOTFOUND)) {
+		dnsmsg_parse(abuf, (size_t)alen, q->type, &a);
+	} else {
+		memset(&a, 0, offsetof(struct dns_answer, rr));
+		a.status = status == ARES_ENOTFOUND ? DNS_NXDOMAIN
+			   : status == ARES_ENODATA ? DNS_NODATA : DNS_TEMPFAIL;
+		a.type = q->type;
+	}
+	if (a.status == DNS_TEMPFAIL && log_enabled(LOG_LVL_INFO)) {
+		struct logline l;
+		ll_begin(&l, LOG_LVL_INFO, "dns");
+		ll_str(&l, "name", q->name);
+		ll_int(&l, "type", q->type);
+		ll_str(&l, "result", "tempfail");
+		ll_str(&l, "detail", ares_strerror(status));
+		ll_emit(&l);
+	}
+	cache_put(q->name, q->type, &a);
+	if (q->done && status != ARES_EDESTRUCTION)
+		q->done(q->arg, &a);
+	free(q);
+}
+
+/* ---- interface ---- */
+
+struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn done, void *arg)
+{
+	struct dns_answer a;
+	char lname[DNS_NAME_MAX + 16];
+	size_t n = strlen(name);
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n == 0 || n >= DNS_NAME_MAX + 15 || !channel_ok) {
+		memset(&a, 0, offsetof(struct dns_answer, rr));
+		a.type = type;
+		a.status = n == 0 || n >= DNS_NAME_MAX + 15 ? DNS_NXDOMAIN : DNS_TEMPFAIL;
+		done(arg, &a);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		lname[i] = (char)tolower((unsigned char)name[i]);
+	lname[n] = 0;
+	if (cache_get(lname, type, &a)) {
+		done(arg, &a);
+		return NULL;
+	}
+	struct dns_query *q = calloc(1, sizeof *q);
+	if (!q) {
+		memset(&a, 0, offsetof(struct dns_answer, rr));
+		a.type = type;
+		a.status = DNS_TEMPFAIL;
+		done(arg, &a);
+		return NULL;
+	}
+	q->done = done;
+	q->arg = arg;
+	q->type = type;
+	memcpy(q->name, lname, n + 1);
+	ares_query(channel, lname, ns_c_in, type, on_answer, q);
+	process(ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	return q;
+}
+
+struct dns_query *resolver_lookup_ptr(const struct ipaddr *addr, dns_done_fn done, void *arg)
+{
+	char name[80];
+	size_t o = 0;
+	static const char hex[] = "0123456789abcdef";
+	if (addr->family == AF_INET) {
+		snprintf(name, sizeof name, "%u.%u.%u.%u.in-addr.arpa", addr->b[3], addr->b[2],
+			 addr->b[1], addr->b[0]);
+	} else {
+		for (int i = 15; i >= 0; i--) {
+			name[o++] = hex[addr->b[i] & 15];
+			name[o++] = '.';
+			name[o++] = hex[addr->b[i] >> 4];
+			name[o++] = '.';
+		}
+		snprintf(name + o, sizeof name - o, "ip6.arpa");
+	}
+	return resolver_lookup(name, DNS_T_PTR, done, arg);
+}
+
+void resolver_cancel(struct dns_query *q)
+{
+	if (q)
+		q->done = NULL;
+}
+
+int resolver_open(struct event_base *b, const struct gg_config *cfg)
+{
+	base = b;
+	cache_max = (size_t)cfg->dns.cache_size;
+	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS) {
+		log_msg(LOG_LVL_ERROR, "dns", "c-ares initialisation failed");
+		return -1;
+	}
+	struct ares_options o = {
+		.timeout = cfg->dns.timeout_ms,
+		.tries = cfg->dns.tries,
+		.sock_state_cb = sock_state,
+	};
+	int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB;
+	int rc = ares_init_options(&channel, &o, mask);
+	if (rc != ARES_SUCCESS) {
+		log_msg(LOG_LVL_ERROR, "dns", ares_strerror(rc));
+		return -1;
+	}
+	channel_ok = true;
+	if (cfg->dns.servers[0]) {
+		rc = ares_set_servers_ports_csv(channel, cfg->dns.servers);
+		if (rc != ARES_SUCCESS) {
+			log_msg(LOG_LVL_ERROR, "dns", ares_strerror(rc));
+			return -1;
+		}
+	}
+	timer = evtimer_new(base, on_timer, NULL);
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "dns");
+	ll_str(&l, "servers", cfg->dns.servers[0] ? cfg->dns.servers : "/etc/resolv.conf");
+	ll_int(&l, "timeout_ms", cfg->dns.timeout_ms);
+	ll_int(&l, "tries", cfg->dns.tries);
+	ll_emit(&l);
+	return timer ? 0 : -1;
+}
+
+void resolver_close(void)
+{
+	if (!channel_ok)
+		return;
+	ares_destroy(channel);   /* pending queries answer ARES_EDESTRUCTION */
+	channel_ok = false;
+	while (watches) {
+		struct sockwatch *w = watches;
+		watches = w->next;
+		event_free(w->ev);
+		free(w);
+	}
+	if (timer)
+		event_free(timer);
+	while (lru_head)
+		cremove(cfind(lru_head->name, lru_head->type));
+	ares_library_cleanup();
+}
