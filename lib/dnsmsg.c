@@ -1,0 +1,347 @@
+#include "dnsmsg.h"
+
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define HDR_LEN 12
+#define RR_FIXED 10            /* type, class, ttl, rdlength */
+#define Q_FIXED 4              /* qtype, qclass */
+#define CLASS_IN 1
+#define NAME_TEXT_MAX (DNS_NAME_MAX - 1)
+#define LABEL_MAX 63
+#define MAX_JUMPS 64
+
+#define FLAG_QR 0x8000u
+#define FLAG_TC 0x0200u
+#define OPCODE(f) (((f) >> 11) & 0xfu)
+#define RCODE(f) ((f) & 0xfu)
+#define RCODE_NOERROR 0
+#define RCODE_NXDOMAIN 3
+
+/*
+ * Every TTL handed out is capped at a day: the answers feed decisions
+ * (greylisting, MX checks) that should notice a changed zone the next day
+ * at the latest, whatever TTL a zone asks for, and a forged or broken answer
+ * cannot pin itself in a cache for weeks.
+ */
+#define TTL_CAP 86400u
+
+struct rr {
+	uint16_t type, class;
+	uint32_t ttl;
+	size_t rdata;              /* offset of RDATA in the message */
+	size_t rdlen;
+};
+
+static uint16_t get16(const unsigned char *p)
+{
+	return (uint16_t)((unsigned)p[0] << 8 | p[1]);
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* RFC 2181 section 8: a TTL with the top bit set is to be read as zero,
+ * not as a very long time. */
+static uint32_t sane_ttl(uint32_t t)
+{
+	if (t > 0x7fffffffu)
+		return 0;
+	return t > TTL_CAP ? TTL_CAP : t;
+}
+
+/* Bytes that may appear in a name we hand out: those names end up in logs
+ * and in comparisons with names from SMTP, so anything that would need
+ * escaping there (a dot inside a label, NUL, blanks, controls, non-ASCII)
+ * is refused rather than carried along. '/' stays: RFC 2317 reverse
+ * delegation names use it. */
+static bool plain_byte(unsigned char c)
+{
+	return c > 0x20 && c < 0x7f && c != '.';
+}
+
+/*
+ * Reads the name at *OFF into OUT (DNS_NAME_MAX bytes, lower case, no
+ * trailing dot, "" for the root). Its uncompressed part must end by END
+ * (the end of the RDATA holding it, or of the message); *OFF is left just
+ * past that part. PLAIN asks for the character check of plain_byte.
+ *
+ * Each pointer must go strictly before the start of the run of labels it
+ * ends (the name's start, then the previous pointer's target), as BIND
+ * does: that alone makes loops impossible; the jump limit is a second
+ * bound. Targets inside the header are refused, no name lives there.
+ */
+static bool read_name(const unsigned char *m, size_t len, size_t *off,
+		      size_t end, char *out, bool plain)
+{
+	size_t pos = *off, run = *off, limit = end, after = 0, tlen = 0;
+	unsigned jumps = 0;
+
+	for (;;) {
+		if (pos >= limit)
+			return false;
+		unsigned c = m[pos];
+		if ((c & 0xc0) == 0xc0) {
+			if (limit - pos < 2)
+				return false;
+			size_t target = (size_t)(c & 0x3f) << 8 | m[pos + 1];
+			if (jumps == 0)
+				after = pos + 2;
+			if (++jumps > MAX_JUMPS || target >= run || target < HDR_LEN)
+				return false;
+			pos = run = target;
+			/* Earlier parts of the message are not bound by the
+			 * RDATA we started in. */
+			limit = len;
+			continue;
+		}
+		/* 01 and 10 prefixes: extended label types (RFC 6891 made
+		 * them obsolete); no answer we use has them. */
+		if (c & 0xc0)
+			return false;
+		pos++;
+		if (c == 0)
+			break;
+		if (c > limit - pos)
+			return false;
+		size_t need = tlen ? tlen + 1 + c : c;
+		if (need > NAME_TEXT_MAX)
+			return false;
+		if (tlen)
+			out[tlen++] = '.';
+		for (size_t i = 0; i < c; i++) {
+			unsigned char b = m[pos + i];
+			if (plain && !plain_byte(b))
+				return false;
+			if (b >= 'A' && b <= 'Z')
+				b = (unsigned char)(b - 'A' + 'a');
+			out[tlen++] = (char)b;
+		}
+		pos += c;
+	}
+	out[tlen] = '\0';
+	*off = jumps ? after : pos;
+	return true;
+}
+
+/* The owner name (only checked, never used: owners are not matched) and
+ * the fixed part of the RR at *OFF; *OFF is left past its RDATA. */
+static bool read_rr(const unsigned char *m, size_t len, size_t *off, struct rr *rr)
+{
+	char owner[DNS_NAME_MAX];
+
+	if (!read_name(m, len, off, len, owner, false))
+		return false;
+	if (len - *off < RR_FIXED)
+		return false;
+	const unsigned char *p = m + *off;
+	rr->type = get16(p);
+	rr->class = get16(p + 2);
+	rr->ttl = sane_ttl(get32(p + 4));
+	rr->rdlen = get16(p + 8);
+	rr->rdata = *off + RR_FIXED;
+	if (rr->rdlen > len - rr->rdata)
+		return false;
+	*off = rr->rdata + rr->rdlen;
+	return true;
+}
+
+/* A name that must fill the RDATA from OFF to its end exactly. */
+static bool rdata_name(const unsigned char *m, size_t len, size_t off, size_t end,
+		       char *out, bool plain)
+{
+	return read_name(m, len, &off, end, out, plain) && off == end;
+}
+
+static void set_addr(struct ipaddr *out, const unsigned char *b, int family)
+{
+	/* Built as a socket address so that netaddr's rule for them (v4-mapped
+	 * IPv6 is the IPv4 address it carries) applies to AAAA records too and
+	 * the results compare equal to client addresses. */
+	if (family == AF_INET) {
+		struct sockaddr_in sin;
+		memset(&sin, 0, sizeof sin);
+		sin.sin_family = AF_INET;
+		memcpy(&sin.sin_addr, b, 4);
+		ipaddr_from_sockaddr((const struct sockaddr *)&sin, out);
+	} else {
+		struct sockaddr_in6 sin6;
+		memset(&sin6, 0, sizeof sin6);
+		sin6.sin6_family = AF_INET6;
+		memcpy(&sin6.sin6_addr, b, 16);
+		ipaddr_from_sockaddr((const struct sockaddr *)&sin6, out);
+	}
+}
+
+/* Decodes the RDATA of a record of the asked type into OUT. */
+static bool read_rdata(const unsigned char *m, size_t len, const struct rr *rr,
+		       struct dns_rr *out)
+{
+	const unsigned char *p = m + rr->rdata;
+	size_t end = rr->rdata + rr->rdlen;
+
+	switch (rr->type) {
+	case DNS_T_A:
+		if (rr->rdlen != 4)
+			return false;
+		set_addr(&out->addr, p, AF_INET);
+		return true;
+	case DNS_T_AAAA:
+		if (rr->rdlen != 16)
+			return false;
+		set_addr(&out->addr, p, AF_INET6);
+		return true;
+	case DNS_T_MX:
+		if (rr->rdlen < 2)
+			return false;
+		out->pref = get16(p);
+		return rdata_name(m, len, rr->rdata + 2, end, out->name, true);
+	case DNS_T_PTR:
+		return rdata_name(m, len, rr->rdata, end, out->name, true);
+	default:
+		return false;
+	}
+}
+
+/* min(SOA TTL, SOA MINIMUM) per RFC 2308 section 5; the SOA's names are
+ * only checked for structure (RNAME is a mailbox and may well hold a dot in
+ * its first label). */
+static bool soa_ttl(const unsigned char *m, size_t len, const struct rr *rr, uint32_t *ttl)
+{
+	char scratch[DNS_NAME_MAX];
+	size_t off = rr->rdata, end = rr->rdata + rr->rdlen;
+
+	if (!read_name(m, len, &off, end, scratch, false) ||
+	    !read_name(m, len, &off, end, scratch, false) ||
+	    end - off != 20)
+		return false;
+	uint32_t minimum = sane_ttl(get32(m + off + 16));
+	*ttl = rr->ttl < minimum ? rr->ttl : minimum;
+	return true;
+}
+
+static bool supported(uint16_t type)
+{
+	return type == DNS_T_A || type == DNS_T_AAAA || type == DNS_T_MX ||
+	       type == DNS_T_PTR;
+}
+
+/* Does the work of dnsmsg_parse; false means DNS_TEMPFAIL. */
+static bool parse(const unsigned char *m, size_t len, uint16_t type, struct dns_answer *a)
+{
+	if (!m || len < HDR_LEN || !supported(type))
+		return false;
+
+	uint16_t flags = get16(m + 2);
+	size_t qd = get16(m + 4), an = get16(m + 6), ns = get16(m + 8), ar = get16(m + 10);
+	if (!(flags & FLAG_QR) || (flags & FLAG_TC) || OPCODE(flags) != 0)
+		return false;
+	unsigned rcode = RCODE(flags);
+	if (rcode != RCODE_NOERROR && rcode != RCODE_NXDOMAIN)
+		return false;
+	/* Smallest possible entries: a root name and the fixed part. Refusing
+	 * impossible counts up front keeps the walk below short for junk. */
+	if (qd * (1 + Q_FIXED) + (an + ns + ar) * (1 + RR_FIXED) > len - HDR_LEN)
+		return false;
+
+	size_t off = HDR_LEN;
+	char scratch[DNS_NAME_MAX];
+	for (size_t i = 0; i < qd; i++) {
+		if (!read_name(m, len, &off, len, scratch, false) || len - off < Q_FIXED)
+			return false;
+		off += Q_FIXED;
+	}
+
+	uint32_t min_ttl = UINT32_MAX, cname_ttl = UINT32_MAX;
+	for (size_t i = 0; i < an; i++) {
+		struct rr rr;
+		if (!read_rr(m, len, &off, &rr))
+			return false;
+		if (rr.class != CLASS_IN)
+			continue;
+		if (rr.type == type) {
+			/* Records past the limit are still checked: a message
+			 * broken anywhere is not trusted anywhere. */
+			struct dns_rr spare;
+			struct dns_rr *dst = a->n < DNS_MAX_RR ? &a->rr[a->n] : &spare;
+			memset(dst, 0, sizeof *dst);
+			if (!read_rdata(m, len, &rr, dst))
+				return false;
+			if (dst == &spare) {
+				a->truncated = true;
+				continue;
+			}
+			a->n++;
+			if (rr.ttl < min_ttl)
+				min_ttl = rr.ttl;
+		} else if (rr.type == DNS_T_CNAME) {
+			if (!rdata_name(m, len, rr.rdata, rr.rdata + rr.rdlen, scratch, false))
+				return false;
+			if (rr.ttl < cname_ttl)
+				cname_ttl = rr.ttl;
+		}
+	}
+
+	bool have_soa = false;
+	uint32_t neg_ttl = 0;
+	for (size_t i = 0; i < ns; i++) {
+		struct rr rr;
+		if (!read_rr(m, len, &off, &rr))
+			return false;
+		if (!have_soa && rr.type == DNS_T_SOA && rr.class == CLASS_IN) {
+			if (!soa_ttl(m, len, &rr, &neg_ttl))
+				return false;
+			have_soa = true;
+		}
+	}
+
+	/* Not used, but walked so that counts and lengths the message cannot
+	 * back make it malformed here too. */
+	for (size_t i = 0; i < ar; i++) {
+		struct rr rr;
+		if (!read_rr(m, len, &off, &rr))
+			return false;
+	}
+
+	if (rcode == RCODE_NOERROR && a->n > 0) {
+		a->status = DNS_OK;
+		a->ttl = min_ttl < cname_ttl ? min_ttl : cname_ttl;
+		return true;
+	}
+	a->n = 0;
+	a->truncated = false;
+	memset(a->rr, 0, sizeof a->rr);
+	a->status = rcode == RCODE_NXDOMAIN ? DNS_NXDOMAIN : DNS_NODATA;
+	a->ttl = neg_ttl;
+	return true;
+}
+
+void dnsmsg_parse(const unsigned char *msg, size_t len, uint16_t type, struct dns_answer *a)
+{
+	memset(a, 0, sizeof *a);
+	a->type = type;
+	if (!parse(msg, len, type, a)) {
+		memset(a, 0, sizeof *a);
+		a->type = type;
+		a->status = DNS_TEMPFAIL;
+	}
+}
+
+const char *dns_status_name(enum dns_status s)
+{
+	switch (s) {
+	case DNS_OK:
+		return "ok";
+	case DNS_NXDOMAIN:
+		return "nxdomain";
+	case DNS_NODATA:
+		return "nodata";
+	case DNS_TEMPFAIL:
+		return "tempfail";
+	}
+	return "unknown";
+}
