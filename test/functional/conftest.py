@@ -814,8 +814,8 @@ def merge(base, over):
     return out
 
 
-def default_config(port, backend_address):
-    return {
+def default_config(port, backend_address, dns_address=None):
+    cfg = {
         "myhostname": "gw.test",
         "listen": [f"127.0.0.1:{port}"],
         "backend": {"address": backend_address, "xclient": True,
@@ -838,6 +838,102 @@ def default_config(port, backend_address):
         # be "not found"); the DNS policy tests switch it on themselves.
         "reject_unknown_sender_domain": False,
     }
+    if dns_address:
+        # A local server that knows nothing: fast negative answers instead
+        # of timeouts towards a resolver this box cannot reach.
+        cfg["dns"] = {"servers": [dns_address], "timeout_ms": 500, "tries": 1}
+    return cfg
+
+
+# --------------------------------------------------------------------------
+# DNS: dnsmasq
+# --------------------------------------------------------------------------
+
+class DnsServer:
+    """A private dnsmasq on 127.0.0.1:<free port>, serving exactly LINES
+    (dnsmasq.conf syntax: mx-host=, host-record=, cname=, ptr-record=,
+    dns-rr=, server=/domain/addr#port ...). Names under the LOCAL domains
+    that it has no record for are answered NXDOMAIN at once; it never asks
+    anybody else unless a server= line says so."""
+
+    def __init__(self, workdir, lines=(), local=("example", "test")):
+        self.workdir = Path(workdir)
+        self.port = free_port(15353)
+        self.lines = list(lines)
+        self.local = local
+        self.proc = None
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        conf = self.workdir / "dnsmasq.conf"
+        body = [f"port={self.port}", "listen-address=127.0.0.1", "bind-interfaces",
+                "no-resolv", "no-hosts", "no-negcache", "log-queries",
+                f"log-facility={self.workdir / 'dnsmasq.log'}"]
+        body += [f"local=/{d}/" for d in self.local]
+        body += self.lines
+        conf.write_text("\n".join(body) + "\n")
+        self.proc = subprocess.Popen(["dnsmasq", "--keep-in-foreground", "-C", str(conf),
+                                      "--user=root", "--pid-file="],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        wait_until(lambda: self._answers() or self.proc.poll() is not None, 10,
+                   what="dnsmasq answering")
+        if self.proc.poll() is not None:
+            raise AssertionError("dnsmasq did not start: "
+                                 + self.proc.stderr.read().decode(errors="replace"))
+        return self
+
+    def _answers(self):
+        # any well-formed reply to a query means it is up
+        q = (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+             b"\x05probe\x04test\x00\x00\x01\x00\x01")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            try:
+                s.sendto(q, ("127.0.0.1", self.port))
+                return len(s.recv(512)) >= 12
+            except OSError:
+                return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def default_dns(tmp_path_factory):
+    d = DnsServer(tmp_path_factory.mktemp("dns-default"))
+    try:
+        d.start()
+        yield d
+    finally:
+        d.stop()
+
+
+@pytest.fixture
+def dns_server(tmp_path_factory):
+    """dns_server(lines) -> a running DnsServer with those records."""
+    made = []
+
+    def make(lines=(), local=("example", "test")):
+        d = DnsServer(tmp_path_factory.mktemp("dns"), lines, local)
+        made.append(d)
+        return d.start()
+
+    try:
+        yield make
+    finally:
+        for d in made:
+            d.stop()
 
 
 _KV = re.compile(r'([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -1041,7 +1137,7 @@ class Greygate:
 
 
 @pytest.fixture
-def greygate_factory(postfix_backend, tmp_path_factory):
+def greygate_factory(postfix_backend, default_dns, tmp_path_factory):
     """greygate_factory(upstream=None, config=None, env=None, start=True, **overrides)
     -> running Greygate in front of UPSTREAM (anything with .address;
     default: the shared Postfix). OVERRIDES are merged into the default
@@ -1054,7 +1150,7 @@ def greygate_factory(postfix_backend, tmp_path_factory):
         port = port or free_port(12525)
         workdir = tmp_path_factory.mktemp("greygate")
         if config is None:
-            config = merge(default_config(port, backend.address), overrides)
+            config = merge(default_config(port, backend.address, default_dns.address), overrides)
             # never the system-wide default (/run/greygate/control.sock):
             # parallel greygates would fight over it
             config.setdefault("control_socket", str(workdir / "control.sock"))
