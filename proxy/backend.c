@@ -30,6 +30,7 @@ enum bstate {
 };
 
 struct backend {
+	struct backend *live_prev, *live_next;   /* every backend not yet freed */
 	struct event_base *base;
 	struct gg_config *cfg;
 	unsigned long long id;
@@ -48,6 +49,7 @@ struct backend {
 };
 
 static struct backend_caps caps;
+static struct backend *live;
 
 const struct backend_caps *backend_caps(void)
 {
@@ -56,6 +58,12 @@ const struct backend_caps *backend_caps(void)
 
 static void really_free(struct backend *b)
 {
+	if (b->live_prev)
+		b->live_prev->live_next = b->live_next;
+	else
+		live = b->live_next;
+	if (b->live_next)
+		b->live_next->live_prev = b->live_prev;
 	if (b->bev)
 		bufferevent_free(b->bev);
 	gg_config_unref(b->cfg);
@@ -337,6 +345,10 @@ struct backend *backend_new(struct event_base *base, struct gg_config *cfg, unsi
 	b->base = base;
 	b->cfg = gg_config_ref(cfg);
 	b->id = id;
+	b->live_next = live;
+	if (live)
+		live->live_prev = b;
+	live = b;
 	return b;
 }
 
@@ -491,6 +503,19 @@ void backend_shutdown(void)
 {
 	while (quitting_list)
 		quit_done(quitting_list);
+	/* Connections still in use at exit (a start-up probe, a hand-over):
+	 * their owners hear BE_LOST and free them; whatever is left goes too. */
+	while (live) {
+		struct backend *b = live;
+		backend_reply_fn fn = b->done;
+		b->done = NULL;
+		b->state = B_DEAD;
+		b->in_cb++;            /* an owner's backend_free only marks it */
+		if (fn)
+			fn(b->done_arg, BE_LOST, NULL);
+		b->in_cb--;
+		really_free(b);
+	}
 }
 
 void backend_free(struct backend *b)

@@ -83,7 +83,7 @@ bool backend_body_full(const struct backend *b);
 /* Closes (QUIT when the connection is idle). Safe inside a callback. */
 void backend_free(struct backend *b);
 
-/* At exit: closes the connections still saying QUIT. */
+/* At exit: closes every connection left, telling a waiting owner BE_LOST. */
 void backend_shutdown(void);
 
 /* Learns the backend's extensions at start-up with a throw-away connection,

@@ -185,17 +185,19 @@ int main(int argc, char **argv)
 		log_msg(LOG_LVL_ERROR, "fatal", "cannot create the event loop; exiting");
 		return 1;
 	}
-	if (listener_open(srv.cfg) < 0 || store_open(srv.base, srv.cfg) < 0 ||
-	    resolver_open(srv.base, srv.cfg) < 0)
-		return 1;
-	control_open(srv.base, srv.cfg);
-	handover_start(srv.base, srv.cfg);
+	/* Signals first: a SIGTERM or SIGHUP that arrives as soon as the port
+	 * accepts connections must find its handler. */
 	struct event *sigs[3];
 	const int signums[3] = { SIGHUP, SIGTERM, SIGINT };
 	for (int i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(srv.base, signums[i], on_signal, NULL);
 		evsignal_add(sigs[i], NULL);
 	}
+	if (store_open(srv.base, srv.cfg) < 0 || resolver_open(srv.base, srv.cfg) < 0 ||
+	    listener_open(srv.cfg) < 0)
+		return 1;
+	control_open(srv.base, srv.cfg);
+	handover_start(srv.base, srv.cfg);
 	backend_probe(srv.base, srv.cfg);
 
 	struct logline l;

@@ -1,0 +1,131 @@
+"""No lost mail: whatever the backend does wrong turns into a 4xx for the
+client, never into a 2xx for mail the backend did not take, never into a
+5xx for a temporary cause."""
+
+import os
+import re
+import signal
+import time
+import types
+
+import pytest
+
+from conftest import (CLIENT_ADDR, _children, assert_reply, dot_stuff, free_port,
+                      make_message)
+
+
+def test_backend_unreachable(greygate_factory, tok):
+    dead = types.SimpleNamespace(address=f"127.0.0.1:{free_port(11025)}")
+    gg = greygate_factory(upstream=dead)
+    with gg.raw() as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250, "2.1.0")
+        assert_reply(c.cmd(f"RCPT TO:<r-{tok}@test.example>"), 451, "4.4.1")
+        assert_reply(c.cmd(f"RCPT TO:<r2-{tok}@relay.example>"), 451, "4.4.1")
+        # relay decisions do not need the backend
+        assert_reply(c.cmd(f"RCPT TO:<x-{tok}@foreign.example>"), 554, "5.7.1")
+        assert_reply(c.cmd("DATA"), 554, "5.5.1")
+        assert_reply(c.cmd("RSET"), 250)
+        assert_reply(c.cmd("QUIT"), 221)
+
+
+@pytest.mark.parametrize("mode", ["silent", "close", "greet421"])
+def test_backend_misbehaves(greygate_factory, fake_backend, tok, mode):
+    fb = fake_backend(mode)
+    gg = greygate_factory(upstream=fb, backend={"connect_timeout": 2, "command_timeout": 2})
+    with gg.raw(timeout=30) as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+        t0 = time.monotonic()
+        c.send(f"RCPT TO:<r-{tok}@test.example>\r\n")
+        # meanwhile greygate keeps serving others: its event loop never
+        # waits for the backend
+        with gg.raw(source="127.0.0.6", timeout=3) as other:
+            other.greeting()
+            assert_reply(other.cmd("NOOP"), 250)
+        r = c.reply(timeout=25)
+        elapsed = time.monotonic() - t0
+        assert 400 <= r.code < 500, f"{mode}: RCPT got {r}"
+        assert r.enhanced and r.enhanced.startswith("4."), r
+        assert elapsed < 15, elapsed
+        assert_reply(c.cmd("DATA"), 554, "5.5.1")
+        assert_reply(c.cmd("QUIT"), 221)
+    assert fb.accepted >= 1
+
+
+def test_backend_refuses_xclient(make_postfix_backend, greygate_factory, tok):
+    """Without XCLIENT the backend would see greygate's own address
+    (127.0.0.1, in the backend's mynetworks!). greygate must not carry on
+    without it."""
+    backend = make_postfix_backend(extra_main={"smtpd_authorized_xclient_hosts": ""})
+    gg = greygate_factory(upstream=backend)
+    with gg.raw() as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+        r = c.cmd(f"RCPT TO:<r-{tok}@test.example>")
+        assert 400 <= r.code < 500, r
+        r = c.cmd("DATA")
+        if r.code == 354:   # must not happen; finish so that we can look
+            c.send(dot_stuff(make_message(tok)))
+            c.reply()
+        assert_reply(r, 554, "5.5.1")
+        assert_reply(c.cmd("QUIT"), 221)
+    backend.sync_log()
+    assert f"s-{tok}@sender.example" not in backend.log()
+    assert backend.mails_for(tok) == []
+
+
+def _big_chunk(n_lines, tag):
+    line = (tag + " " + "0123456789abcdef" * 4 + "\r\n").encode()
+    return line * n_lines
+
+
+@pytest.mark.parametrize("what", ["smtpd", "instance"])
+def test_backend_dies_mid_data(make_postfix_backend, greygate_factory, tok, what):
+    backend = make_postfix_backend()
+    gg = greygate_factory(upstream=backend)
+    with gg.raw(timeout=60) as c:
+        port = c.local_port
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<r-{tok}@test.example>"), 250)
+        assert_reply(c.cmd("DATA"), 354)
+        c.send(f"Subject: big {tok}\r\n\r\n".encode())
+        c.send(_big_chunk(30000, "before"))        # ~2 MB
+        m = backend.wait_log(rf"postfix/smtpd\[(\d+)\]: \w+: "
+                             rf"client=unknown\[{re.escape(CLIENT_ADDR)}\]:{port}\b")
+        smtpd = int(m.group(1))
+        assert smtpd in [p for p, _ in _children(backend.master_pid)]
+        if what == "smtpd":
+            os.kill(smtpd, signal.SIGKILL)
+        else:
+            backend.kill_instance()
+        c.send(_big_chunk(30000, "after"))
+        c.send(b".\r\n")
+        r = c.reply(timeout=60)
+        assert r.code != 250, f"greygate said 250 for a message the backend never took: {r}"
+        assert_reply(r, 451, "4.4.2")
+        if what == "smtpd":
+            backend.wait_log(rf"pid {smtpd} killed by signal 9")
+            # the session is still usable, with a new backend connection
+            assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+            assert_reply(c.cmd(f"RCPT TO:<again-{tok}@test.example>"), 250)
+            assert_reply(c.cmd("DATA"), 354)
+            c.send(dot_stuff(make_message(tok, subject="again")))
+            assert_reply(c.reply(), 250)
+        else:
+            assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+            assert_reply(c.cmd(f"RCPT TO:<again-{tok}@test.example>"), 451, "4.4.1")
+        assert_reply(c.cmd("QUIT"), 221)
+    if what == "smtpd":
+        [m] = backend.wait_mails(tok)
+        assert m.header("delivered-to") == [f"again-{tok}@test.example"]
+        backend.sync_log()
+        assert len(backend.mails_for(tok)) == 1
+    else:
+        time.sleep(0.5)
+        assert backend.mails_for(tok) == []
