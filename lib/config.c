@@ -24,7 +24,7 @@
 #define LIST_FILE_MAX (16 << 20)
 #define DOMAIN_MAX 253
 
-enum kind { K_GROUP, K_STR, K_INT, K_BOOL, K_STRLIST, K_LATER };
+enum kind { K_GROUP, K_STR, K_INT, K_BOOL, K_STRLIST, K_INT_OR_AUTO, K_LATER };
 
 /* K_LATER: settings of SPEC section 9 that a later version implements; they
  * are accepted (with a warning) so that one file serves every version. */
@@ -56,6 +56,7 @@ static const struct key {
 	{ "limits.data_timeout", K_INT, 1, 86400 },
 	{ "limits.max_errors", K_INT, 1, 100000 },
 	{ "shutdown_grace", K_INT, 0, 3600 },
+	{ "workers", K_INT_OR_AUTO, 1, 64 },
 	{ "log", K_GROUP, 0, 0 },
 	{ "log.target", K_STR, 0, 0 },
 	{ "log.level", K_STR, 0, 0 },
@@ -178,6 +179,15 @@ static bool check_kind(struct loader *ld, const config_setting_t *s,
 				    k->min, k->max);
 		return true;
 	}
+	case K_INT_OR_AUTO:
+		if (t == CONFIG_TYPE_STRING && strcmp(config_setting_get_string(s), "auto") == 0)
+			return true;
+		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+			return fail(ld, s, "%s must be a number or \"auto\"", path);
+		if (config_setting_get_int64(s) < k->min || config_setting_get_int64(s) > k->max)
+			return fail(ld, s, "%s = %lld is out of range %ld..%ld", path,
+				    config_setting_get_int64(s), k->min, k->max);
+		return true;
 	case K_STRLIST:
 		if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
 			return fail(ld, s, "%s must be a list of strings [ \"...\" ]", path);
@@ -596,6 +606,14 @@ static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 	get_int(cf, "limits.data_timeout", 600, &c->limits.data_timeout);
 	get_int(cf, "limits.max_errors", 20, &c->limits.max_errors);
 	get_int(cf, "shutdown_grace", 30, &c->shutdown_grace);
+	/* "auto": one worker per core, as many as the 1..64 range allows */
+	const char *w;
+	if (config_lookup_string(cf, "workers", &w) == CONFIG_TRUE) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
+	} else {
+		get_int(cf, "workers", 1, &c->workers);
+	}
 	get_str(cf, "log.target", "stderr", &c->log.target);
 	get_str(cf, "log.level", "info", &c->log.level);
 

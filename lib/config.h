@@ -58,6 +58,7 @@ struct gg_config {
 	} limits;
 
 	int shutdown_grace;           /* seconds */
+	int workers;                  /* processes sharing the listen sockets */
 
 	struct {
 		char *type;               /* "memory" or "redis" */

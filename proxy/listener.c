@@ -50,11 +50,16 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		refuse(fd, &a, "service shutting down");
 		return;
 	}
-	if (srv.active >= (unsigned)cfg->limits.max_connections) {
+	/* With several workers each keeps its share of the limits: the kernel
+	 * spreads connections evenly, so the shares add up to the limit. */
+	unsigned n = srv.nworkers ? srv.nworkers : 1;
+	unsigned max_conn = ((unsigned)cfg->limits.max_connections + n - 1) / n;
+	int max_client = (int)(((unsigned)cfg->limits.max_per_client + n - 1) / n);
+	if (srv.active >= max_conn) {
 		refuse(fd, &a, "too many connections");
 		return;
 	}
-	if (!connlimit_acquire(&a, cfg->limits.max_per_client)) {
+	if (!connlimit_acquire(&a, max_client)) {
 		refuse(fd, &a, "too many connections from your address");
 		return;
 	}
@@ -71,7 +76,7 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
 	log_msg(LOG_LVL_ERROR, "listen", why);
 }
 
-static int bind_one(const char *spec)
+int listener_bind(const char *spec)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -86,23 +91,14 @@ static int bind_one(const char *spec)
 	if (ss.ss_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) < 0)
 		goto fail;
-	/* SO_REUSEPORT lets worker processes share the port. */
+	/* SO_REUSEPORT: one socket per worker, and the kernel spreads the
+	 * connections between them. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0)
 		goto fail;
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 511) < 0)
 		goto fail;
-	struct evconnlistener *lev = evconnlistener_new(srv.base, on_accept, NULL,
-							LEV_OPT_CLOSE_ON_FREE, 511, fd);
-	if (!lev)
-		goto fail;
-	evconnlistener_set_error_cb(lev, on_accept_error);
-	listeners[nlisteners++] = lev;
-	struct logline l;
-	ll_begin(&l, LOG_LVL_INFO, "listen");
-	ll_str(&l, "address", spec);
-	ll_emit(&l);
-	return 0;
+	return fd;
 fail:
 	snprintf(why, sizeof why, "cannot listen on %s: %s", spec, strerror(errno));
 	log_msg(LOG_LVL_ERROR, "listen", why);
@@ -111,11 +107,31 @@ fail:
 	return -1;
 }
 
+int listener_adopt(int fd, const char *spec)
+{
+	struct evconnlistener *lev = evconnlistener_new(srv.base, on_accept, NULL,
+							LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (!lev) {
+		log_msg(LOG_LVL_ERROR, "listen", "out of memory adopting a listen socket");
+		close(fd);
+		return -1;
+	}
+	evconnlistener_set_error_cb(lev, on_accept_error);
+	listeners[nlisteners++] = lev;
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "listen");
+	ll_str(&l, "address", spec);
+	ll_emit(&l);
+	return 0;
+}
+
 int listener_open(const struct gg_config *cfg)
 {
-	for (size_t i = 0; i < cfg->nlisten; i++)
-		if (bind_one(cfg->listen[i]) < 0)
+	for (size_t i = 0; i < cfg->nlisten; i++) {
+		int fd = listener_bind(cfg->listen[i]);
+		if (fd < 0 || listener_adopt(fd, cfg->listen[i]) < 0)
 			return -1;
+	}
 	return 0;
 }
 

@@ -11,6 +11,10 @@
 /* Binds every address of CFG->listen; returns 0, or -1 after logging which
  * address failed and why. */
 int listener_open(const struct gg_config *cfg);
+/* The parts of listener_open, for a supervisor that binds for its workers:
+ * a bound, listening socket (or -1, logged), and taking one over. */
+int listener_bind(const char *spec);
+int listener_adopt(int fd, const char *spec);
 void listener_close(void);
 
 #endif

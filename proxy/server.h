@@ -19,11 +19,17 @@ struct server {
 	unsigned active;
 	bool draining;                 /* SIGTERM received */
 	unsigned long long next_id;
+	unsigned nworkers;             /* processes sharing the port (limits are split) */
+	int slot;                      /* this worker's number, 0 when alone */
 };
 
 extern struct server srv;
 
 /* A session ended: the listener may exit when draining and none are left. */
 void server_session_gone(void);
+
+/* SIGHUP: loads srv.cfg's file again, all or nothing (logged either way).
+ * Sessions keep the configuration they hold a reference to. */
+bool server_reload(void);
 
 #endif

@@ -41,6 +41,8 @@ struct store_ops {
 /* Opens the store CFG names; returns 0 or -1 (logged). */
 int store_open(struct event_base *base, struct gg_config *cfg);
 const struct store_ops *store(void);
+/* Uses OPS as the store (a worker on the supervisor's embedded store). */
+void store_use(const struct store_ops *ops);
 
 /* The embedded store, when it is the one in use (greygate-ctl's commands
  * run against it through the control socket); NULL otherwise. */

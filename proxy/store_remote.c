@@ -1,0 +1,223 @@
+#include "store_remote.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "memstore.h"
+
+/* The supervisor answers at once unless it is stuck; past this the session
+ * gets a store failure and store.failure decides. */
+#define REMOTE_TIMEOUT_MS 1000
+#define REMOTE_PENDING_MAX 4096
+
+struct store_req {
+	struct store_req *next, *prev;
+	uint64_t id;
+	store_done_fn done;        /* NULL when cancelled */
+	void *arg;
+	struct event *timer;
+};
+
+static struct event_base *base;
+static int chan = -1;
+static struct event *chan_ev;
+static struct store_req *pending_head, *pending_tail;
+static size_t npending;
+static uint64_t next_id;
+
+static void unlink_req(struct store_req *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		pending_head = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	else
+		pending_tail = r->prev;
+	npending--;
+	event_free(r->timer);
+	free(r);
+}
+
+static void fail_req(struct store_req *r, const char *why)
+{
+	store_done_fn done = r->done;
+	void *arg = r->arg;
+	unlink_req(r);
+	if (done) {
+		struct store_result res = { .ok = false, .error = why };
+		done(arg, &res);
+	}
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	/* A late reply finds no request with its id and is dropped. */
+	fail_req(arg, "embedded store (supervisor) timeout");
+}
+
+static void on_reply(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	for (;;) {
+		struct remote_reply rep;
+		ssize_t n = recv(fd, &rep, sizeof rep, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			/* The supervisor is gone: it restarts us anyway; until then
+			 * every decision follows store.failure. */
+			log_msg(LOG_LVL_ERROR, "store", "lost the supervisor's embedded store");
+			event_del(chan_ev);
+			close(chan);
+			chan = -1;
+			while (pending_head)
+				fail_req(pending_head, "embedded store unreachable");
+			return;
+		}
+		if ((size_t)n != sizeof rep)
+			continue;
+		for (struct store_req *r = pending_head; r; r = r->next) {
+			if (r->id != rep.id)
+				continue;
+			store_done_fn done = r->done;
+			void *darg = r->arg;
+			unlink_req(r);
+			if (done) {
+				struct store_result res = { .ok = rep.ok != 0, .d = rep.d,
+							    .error = rep.ok ? NULL : "embedded store error" };
+				done(darg, &res);
+			}
+			break;
+		}
+	}
+}
+
+static struct store_req *remote_decide(const struct gg_config *cfg, const struct triplet *t,
+				       bool dry_run, store_done_fn done, void *arg)
+{
+	struct store_result fail = { .ok = false, .error = "embedded store unreachable" };
+	struct store_req *r = NULL;
+	if (chan < 0 || npending >= REMOTE_PENDING_MAX || !(r = calloc(1, sizeof *r)) ||
+	    !(r->timer = evtimer_new(base, on_timeout, r))) {
+		free(r);
+		done(arg, &fail);
+		return NULL;
+	}
+	struct remote_request q = { .id = ++next_id, .params = store_params(cfg),
+				    .dry_run = dry_run, .t = *t };
+	if (send(chan, &q, sizeof q, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof q) {
+		event_free(r->timer);
+		free(r);
+		done(arg, &fail);
+		return NULL;
+	}
+	r->id = q.id;
+	r->done = done;
+	r->arg = arg;
+	r->prev = pending_tail;
+	if (pending_tail)
+		pending_tail->next = r;
+	else
+		pending_head = r;
+	pending_tail = r;
+	npending++;
+	struct timeval tv = { REMOTE_TIMEOUT_MS / 1000, (REMOTE_TIMEOUT_MS % 1000) * 1000 };
+	evtimer_add(r->timer, &tv);
+	return r;
+}
+
+static void remote_cancel(struct store_req *r)
+{
+	if (r)
+		r->done = NULL; /* freed when its reply or timeout comes */
+}
+
+static bool remote_healthy(void)
+{
+	return chan >= 0;
+}
+
+static void remote_close(void)
+{
+	while (pending_head)
+		unlink_req(pending_head);
+	if (chan_ev)
+		event_free(chan_ev);
+	if (chan >= 0)
+		close(chan);
+	chan = -1;
+}
+
+static const struct store_ops ops = {
+	.name = "memory",
+	.decide = remote_decide,
+	.cancel = remote_cancel,
+	.healthy = remote_healthy,
+	.close = remote_close,
+};
+
+const struct store_ops *store_remote_open(struct event_base *b, struct gg_config *cfg, int fd)
+{
+	(void)cfg;
+	base = b;
+	chan = fd;
+	chan_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_reply, NULL);
+	if (!chan_ev || event_add(chan_ev, NULL) < 0)
+		return NULL;
+	return &ops;
+}
+
+/* ---- supervisor side ---- */
+
+static void on_request(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	struct event *self = arg;
+	struct memstore *m = store_memory_get();
+	for (;;) {
+		struct remote_request q;
+		ssize_t n = recv(fd, &q, sizeof q, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			/* The worker went away; the supervisor closes this end when it
+			 * reaps it, and its replacement gets a new pair. */
+			event_del(self);
+			return;
+		}
+		struct remote_reply rep = { .id = q.id };
+		if ((size_t)n == sizeof q && m) {
+			/* the parts come from our own workers, but still: bounded */
+			q.t.net[sizeof q.t.net - 1] = 0;
+			q.t.sender[sizeof q.t.sender - 1] = 0;
+			q.t.rcpt[sizeof q.t.rcpt - 1] = 0;
+			q.t.hex[sizeof q.t.hex - 1] = 0;
+			rep.d = memstore_decide(m, &q.params, time(NULL), &q.t, q.dry_run != 0);
+			rep.ok = 1;
+		}
+		if (send(fd, &rep, sizeof rep, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			/* a worker that does not read: its request times out there */
+		}
+	}
+}
+
+struct event *store_remote_serve(struct event_base *b, int fd)
+{
+	struct event *ev = event_new(b, fd, EV_READ | EV_PERSIST, on_request, event_self_cbarg());
+	if (ev && event_add(ev, NULL) < 0) {
+		event_free(ev);
+		ev = NULL;
+	}
+	return ev;
+}

@@ -1,0 +1,39 @@
+/*
+ * store_remote: the embedded store when several workers share it. The
+ * memory store has one owner, the supervisor; workers send each decision
+ * over a SOCK_SEQPACKET socket pair (one message a request, one a reply)
+ * and the supervisor answers in order.
+ */
+#ifndef GG_STORE_REMOTE_H
+#define GG_STORE_REMOTE_H
+
+#include <stdint.h>
+
+struct event;
+
+#include "greylist.h"
+#include "store.h"
+#include "triplet.h"
+
+struct remote_request {
+	uint64_t id;
+	struct gl_params params;
+	uint8_t dry_run;
+	struct triplet t;
+};
+
+struct remote_reply {
+	uint64_t id;
+	uint8_t ok;
+	struct gl_decision d;
+};
+
+/* Worker side: decisions go over FD (the supervisor's end is the other). */
+const struct store_ops *store_remote_open(struct event_base *base, struct gg_config *cfg, int fd);
+
+/* Supervisor side: answers a worker's requests on FD from the embedded
+ * store of this process, until the worker goes. The caller frees the
+ * event and closes FD when it reaps the worker. */
+struct event *store_remote_serve(struct event_base *base, int fd);
+
+#endif

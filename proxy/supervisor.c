@@ -1,0 +1,270 @@
+#include "supervisor.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "listener.h"
+#include "log.h"
+#include "server.h"
+#include "store.h"
+#include "store_remote.h"
+#include "worker.h"
+
+#define RESTART_DELAY 1          /* seconds */
+#define RESTART_DELAY_CRASHY 5   /* after a worker that lived less than this */
+#define KILL_AFTER_GRACE 10      /* seconds past shutdown_grace */
+
+struct slot {
+	pid_t pid;
+	int fds[GG_MAX_LISTEN];
+	size_t nfds;
+	int store_fd;                /* our end of the store socket pair, or -1 */
+	struct event *store_ev;
+	struct event *restart;
+	time_t started;
+};
+
+static struct slot *slots;
+static unsigned nslots;
+static char self_exe[PATH_MAX];
+static bool memory_store;
+static struct event *kill_timer;
+
+static void log_worker(enum log_level lvl, unsigned i, const char *what, int status)
+{
+	struct logline l;
+	ll_begin(&l, lvl, "worker");
+	ll_int(&l, "worker", i);
+	ll_int(&l, "pid", slots[i].pid);
+	ll_str(&l, "state", what);
+	if (status >= 0 && WIFEXITED(status))
+		ll_int(&l, "exit", WEXITSTATUS(status));
+	else if (status >= 0 && WIFSIGNALED(status))
+		ll_int(&l, "signal", WTERMSIG(status));
+	ll_emit(&l);
+}
+
+static void spawn(unsigned i)
+{
+	struct slot *s = &slots[i];
+	int sv[2] = { -1, -1 };
+	if (memory_store && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_msg(LOG_LVL_ERROR, "worker", "socketpair failed; worker not started");
+		return;
+	}
+	char spec[256];
+	int n = snprintf(spec, sizeof spec, "%u,%u,%d", i, nslots, sv[1]);
+	for (size_t k = 0; k < s->nfds && n > 0 && (size_t)n < sizeof spec; k++)
+		n += snprintf(spec + n, sizeof spec - (size_t)n, ",%d", s->fds[k]);
+
+	/* Signals stay blocked from here into the new worker, which unblocks
+	 * them once its own handlers are in place. */
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid_t pid = fork();
+	if (pid == 0) {
+		static const int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGCHLD, SIGPIPE };
+		for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++)
+			signal(sigs[k], SIG_DFL);
+		for (size_t k = 0; k < s->nfds; k++)
+			fcntl(s->fds[k], F_SETFD, 0);
+		if (sv[1] >= 0)
+			fcntl(sv[1], F_SETFD, 0);
+		execl(self_exe, self_exe, "-c", srv.cfg->file, "-W", spec, (char *)NULL);
+		_exit(127);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (pid < 0) {
+		log_msg(LOG_LVL_ERROR, "worker", "fork failed; retrying");
+		if (sv[0] >= 0)
+			close(sv[0]);
+		struct timeval tv = { RESTART_DELAY_CRASHY, 0 };
+		evtimer_add(s->restart, &tv);
+		return;
+	}
+	s->pid = pid;
+	s->started = time(NULL);
+	s->store_fd = sv[0];
+	if (sv[0] >= 0)
+		s->store_ev = store_remote_serve(srv.base, sv[0]);
+	log_worker(LOG_LVL_INFO, i, "started", -1);
+}
+
+static void on_restart(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	if (!srv.draining)
+		spawn((unsigned)(uintptr_t)arg);
+}
+
+static bool all_gone(void)
+{
+	for (unsigned i = 0; i < nslots; i++)
+		if (slots[i].pid > 0)
+			return false;
+	return true;
+}
+
+static void reap(void)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (unsigned i = 0; i < nslots; i++) {
+			struct slot *s = &slots[i];
+			if (s->pid != pid)
+				continue;
+			bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+			log_worker(srv.draining && clean ? LOG_LVL_INFO : LOG_LVL_ERROR, i,
+				   srv.draining ? "exited" : "died; restarting", status);
+			s->pid = 0;
+			if (s->store_ev) {
+				event_free(s->store_ev);
+				s->store_ev = NULL;
+			}
+			if (s->store_fd >= 0) {
+				close(s->store_fd);
+				s->store_fd = -1;
+			}
+			if (!srv.draining) {
+				bool crashy = time(NULL) - s->started < RESTART_DELAY_CRASHY;
+				struct timeval tv = { crashy ? RESTART_DELAY_CRASHY : RESTART_DELAY, 0 };
+				evtimer_add(s->restart, &tv);
+			}
+		}
+	}
+	if (srv.draining && all_gone())
+		event_base_loopexit(srv.base, NULL);
+}
+
+static void signal_all(int sig)
+{
+	for (unsigned i = 0; i < nslots; i++)
+		if (slots[i].pid > 0)
+			kill(slots[i].pid, sig);
+}
+
+static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_msg(LOG_LVL_ERROR, "shutdown", "workers still running past the grace period; killing them");
+	signal_all(SIGKILL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	if (sig == SIGCHLD) {
+		reap();
+	} else if (sig == SIGHUP) {
+		/* Each worker reloads the same file itself; ours serves the
+		 * control socket's commands. */
+		server_reload();
+		signal_all(SIGHUP);
+	} else if (!srv.draining) {
+		srv.draining = true;
+		log_msg(LOG_LVL_INFO, "shutdown", "signal; telling the workers to finish");
+		signal_all(SIGTERM);
+		struct timeval tv = { srv.cfg->shutdown_grace + KILL_AFTER_GRACE, 0 };
+		kill_timer = evtimer_new(srv.base, on_kill_timer, NULL);
+		evtimer_add(kill_timer, &tv);
+		if (all_gone())
+			event_base_loopexit(srv.base, NULL);
+	}
+}
+
+int supervisor_run(const char *argv0)
+{
+	ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+	if (n > 0)
+		self_exe[n] = 0;
+	else
+		snprintf(self_exe, sizeof self_exe, "%s", argv0);
+	srv.base = event_base_new();
+	if (!srv.base)
+		return 1;
+	nslots = (unsigned)srv.cfg->workers;
+	srv.nworkers = nslots;
+	memory_store = strcmp(srv.cfg->store.type, "memory") == 0;
+	signal(SIGPIPE, SIG_IGN);
+	struct event *sigs[4];
+	const int signums[4] = { SIGHUP, SIGTERM, SIGINT, SIGCHLD };
+	for (int i = 0; i < 4; i++) {
+		sigs[i] = evsignal_new(srv.base, signums[i], on_signal, NULL);
+		evsignal_add(sigs[i], NULL);
+	}
+	slots = calloc(nslots, sizeof *slots);
+	if (!slots)
+		return 1;
+	int status = 0;
+	for (unsigned i = 0; i < nslots && status == 0; i++) {
+		slots[i].store_fd = -1;
+		slots[i].restart = evtimer_new(srv.base, on_restart, (void *)(uintptr_t)i);
+		for (size_t k = 0; k < srv.cfg->nlisten && status == 0; k++) {
+			int fd = listener_bind(srv.cfg->listen[k]);
+			if (fd < 0)
+				status = 1;
+			else
+				slots[i].fds[slots[i].nfds++] = fd;
+		}
+	}
+	if (status == 0 && memory_store) {
+		if (store_open(srv.base, srv.cfg) < 0)
+			status = 1;
+		else
+			control_open(srv.base, srv.cfg);
+	}
+	if (status == 0) {
+		for (unsigned i = 0; i < nslots; i++)
+			spawn(i);
+		struct logline l;
+		ll_begin(&l, LOG_LVL_INFO, "supervisor");
+		ll_str(&l, "version", GREYGATE_VERSION);
+		ll_int(&l, "workers", nslots);
+		ll_str(&l, "store", srv.cfg->store.type);
+		ll_emit(&l);
+		event_base_dispatch(srv.base);
+	}
+
+	for (unsigned i = 0; i < nslots; i++) {
+		for (size_t k = 0; k < slots[i].nfds; k++)
+			close(slots[i].fds[k]);
+		if (slots[i].store_ev)
+			event_free(slots[i].store_ev);
+		if (slots[i].store_fd >= 0)
+			close(slots[i].store_fd);
+		if (slots[i].restart)
+			event_free(slots[i].restart);
+	}
+	free(slots);
+	for (int i = 0; i < 4; i++)
+		event_free(sigs[i]);
+	if (kill_timer)
+		event_free(kill_timer);
+	if (memory_store && store()) {
+		control_close();
+		store()->close();   /* saves the embedded store */
+	}
+	gg_config_unref(srv.cfg);
+	event_base_free(srv.base);
+	log_msg(LOG_LVL_INFO, "exit", "supervisor done");
+	return status;
+}

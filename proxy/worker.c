@@ -1,0 +1,158 @@
+/*
+ * worker: one serving process: its event loop, its listeners, store
+ * connection, resolver and sessions; reload on SIGHUP, drain on SIGTERM.
+ * Alone it is all of greygate; under the supervisor it is one of several
+ * that share the listen sockets.
+ */
+#include "worker.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "control.h"
+#include "handover.h"
+#include "listener.h"
+#include "log.h"
+#include "resolver.h"
+#include "server.h"
+#include "session.h"
+#include "store.h"
+#include "store_remote.h"
+
+static struct event *grace_timer;
+
+static void grace_over(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	struct logline l;
+	ll_begin(&l, LOG_LVL_WARNING, "shutdown");
+	ll_str(&l, "reason", "grace period over; closing remaining sessions");
+	ll_int(&l, "sessions", srv.active);
+	ll_emit(&l);
+	session_close_all();
+	/* Whatever is left after the 421s had a moment to flush goes with exit. */
+	struct timeval tv = { 2, 0 };
+	event_base_loopexit(srv.base, &tv);
+}
+
+static void drain(void)
+{
+	if (srv.draining)
+		return;
+	srv.draining = true;
+	listener_close();
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "shutdown");
+	ll_str(&l, "reason", "signal; no new connections, finishing sessions");
+	ll_int(&l, "sessions", srv.active);
+	ll_int(&l, "grace", srv.cfg->shutdown_grace);
+	ll_emit(&l);
+	if (srv.active == 0) {
+		event_base_loopexit(srv.base, NULL);
+		return;
+	}
+	struct timeval tv = { srv.cfg->shutdown_grace, 0 };
+	grace_timer = evtimer_new(srv.base, grace_over, NULL);
+	evtimer_add(grace_timer, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	if (sig == SIGHUP) {
+		if (server_reload())
+			backend_probe(srv.base, srv.cfg);
+	} else {
+		drain();
+	}
+}
+
+static int open_listeners(const struct worker_args *w)
+{
+	if (!w->nfds)
+		return listener_open(srv.cfg);
+	for (size_t i = 0; i < w->nfds; i++)
+		if (listener_adopt(w->fds[i], i < srv.cfg->nlisten ? srv.cfg->listen[i] : "inherited") < 0)
+			return -1;
+	return 0;
+}
+
+static int open_store(const struct worker_args *w)
+{
+	if (w->store_fd < 0)
+		return store_open(srv.base, srv.cfg);
+	const struct store_ops *ops = store_remote_open(srv.base, srv.cfg, w->store_fd);
+	if (!ops)
+		return -1;
+	store_use(ops);
+	return 0;
+}
+
+int worker_run(const struct worker_args *w)
+{
+	srv.slot = w->slot;
+	srv.nworkers = w->nworkers ? w->nworkers : 1;
+	signal(SIGPIPE, SIG_IGN);
+	srv.base = event_base_new();
+	if (!srv.base) {
+		log_msg(LOG_LVL_ERROR, "fatal", "cannot create the event loop; exiting");
+		return 1;
+	}
+	/* Signals first: a SIGTERM or SIGHUP that arrives as soon as the port
+	 * accepts connections must find its handler. */
+	struct event *sigs[3];
+	const int signums[3] = { SIGHUP, SIGTERM, SIGINT };
+	for (int i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(srv.base, signums[i], on_signal, NULL);
+		evsignal_add(sigs[i], NULL);
+	}
+	/* Under a supervisor the signals were blocked across fork and exec. */
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	if (open_store(w) < 0 || resolver_open(srv.base, srv.cfg) < 0 || open_listeners(w) < 0)
+		return 1;
+	/* The embedded store's control socket belongs to whoever owns the
+	 * store; the hand-over needs doing once, not once per worker. */
+	if (srv.nworkers == 1)
+		control_open(srv.base, srv.cfg);
+	if (srv.slot == 0)
+		handover_start(srv.base, srv.cfg);
+	backend_probe(srv.base, srv.cfg);
+
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "ready");
+	ll_str(&l, "version", GREYGATE_VERSION);
+	ll_str(&l, "config", srv.cfg->file);
+	ll_str(&l, "backend", srv.cfg->backend.address);
+	if (srv.nworkers > 1) {
+		ll_int(&l, "worker", srv.slot);
+		ll_int(&l, "workers", srv.nworkers);
+	}
+	ll_emit(&l);
+
+	event_base_dispatch(srv.base);
+
+	for (int i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	if (grace_timer)
+		event_free(grace_timer);
+	listener_close();
+	handover_stop();
+	session_shutdown();
+	control_close();
+	store()->close();
+	resolver_close();
+	backend_shutdown();
+	gg_config_unref(srv.cfg);
+	event_base_free(srv.base);
+	log_msg(LOG_LVL_INFO, "exit", "shutdown complete");
+	return 0;
+}

@@ -1,0 +1,23 @@
+/*
+ * worker: runs one serving process until it has drained (see worker.c).
+ */
+#ifndef GG_WORKER_H
+#define GG_WORKER_H
+
+#include <stddef.h>
+
+#define GREYGATE_VERSION "0.1.0"
+#define WORKER_FDS_MAX 16
+
+struct worker_args {
+	int slot;                     /* 0 when alone */
+	unsigned nworkers;            /* 1 when alone */
+	int store_fd;                 /* the supervisor's embedded store, or -1 */
+	int fds[WORKER_FDS_MAX];      /* inherited listen sockets; none: bind */
+	size_t nfds;
+};
+
+/* Expects srv.cfg loaded. Returns the exit status. */
+int worker_run(const struct worker_args *w);
+
+#endif

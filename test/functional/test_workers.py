@@ -1,0 +1,146 @@
+"""workers = N: a supervisor, N worker processes sharing the port, one
+embedded store owned by the supervisor, restarts, reload and drain."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import GREYGATE_BIN, assert_reply, token, wait_until
+
+CTL_BIN = os.path.join(os.path.dirname(GREYGATE_BIN), "greygate-ctl")
+
+
+def worker_pids(gg):
+    out = subprocess.run(["pgrep", "-P", str(gg.pid)], capture_output=True, text=True).stdout
+    return sorted(int(p) for p in out.split())
+
+
+def client_sockets(pid, port):
+    """Established connections of PID on our listen port (from /proc)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]", link)
+        if m:
+            inodes.add(m.group(1))
+    n = 0
+    with open(f"/proc/{pid}/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            local_port = int(parts[1].split(":")[1], 16)
+            if local_port == port and parts[3] == "01" and parts[9] in inodes:
+                n += 1
+    return n
+
+
+@pytest.fixture
+def workers_gg(greygate_factory, tmp_path):
+    return greygate_factory(workers=2, greylist={"enabled": True, "delay": 1},
+                            store={"type": "memory", "file": str(tmp_path / "gl.db")},
+                            limits={"max_connections": 1000, "max_per_client": 200,
+                                    "max_recipients": 100, "max_line": 2048,
+                                    "command_timeout": 300, "data_timeout": 600,
+                                    "max_errors": 20})
+
+
+def test_both_workers_serve(workers_gg):
+    gg = workers_gg
+    wait_until(lambda: len(gg.events("ready")) == 2, 10, what="two workers ready")
+    pids = worker_pids(gg)
+    assert len(pids) == 2
+    clients = []
+    try:
+        for i in range(40):
+            c = gg.raw()
+            c.__enter__()
+            assert_reply(c.greeting(), 220)
+            clients.append(c)
+        counts = [client_sockets(p, gg.port) for p in pids]
+        # the kernel spreads connections over both workers' sockets
+        assert sum(counts) == 40, counts
+        assert all(n > 0 for n in counts), counts
+    finally:
+        for c in clients:
+            c.close()
+
+
+def rcpt(gg, sender, rcpt_to):
+    with gg.raw() as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<{sender}>"), 250)
+        r = c.cmd(f"RCPT TO:<{rcpt_to}>")
+        c.cmd("QUIT")
+        return r
+
+
+def test_one_store_for_all_workers(workers_gg, tmp_path):
+    gg = workers_gg
+    tok = token()
+    sender, to = f"s-{tok}@sender.example", f"r-{tok}@test.example"
+    assert_reply(rcpt(gg, sender, to), 450, "4.2.0")
+    time.sleep(2.2)
+    # every retry passes, whichever worker takes it: one state for all
+    for _ in range(12):
+        assert_reply(rcpt(gg, sender, to), 250)
+    passes = gg.events("decision", action="pass", rcpt=to)
+    assert len(passes) == 12 and all(p["reason"] == "triplet" for p in passes)
+    # greygate-ctl reaches the supervisor's store
+    out = subprocess.run([CTL_BIN, "-c", str(gg.conf_path), "list", f"rcpt={to}"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    assert "state=passed" in out.stdout
+
+
+def test_dead_worker_is_restarted(workers_gg):
+    gg = workers_gg
+    wait_until(lambda: len(gg.events("ready")) == 2, 10, what="two workers ready")
+    victim = worker_pids(gg)[0]
+    os.kill(victim, signal.SIGKILL)
+    gg.wait_event("worker", state="died; restarting", timeout=10)
+    wait_until(lambda: len(gg.events("ready")) == 3, 15, what="a new worker ready")
+    pids = worker_pids(gg)
+    assert len(pids) == 2 and victim not in pids
+    for _ in range(6):
+        with gg.raw() as c:
+            assert_reply(c.greeting(), 220)
+
+
+def test_reload_reaches_every_worker(workers_gg):
+    gg = workers_gg
+    wait_until(lambda: len(gg.events("ready")) == 2, 10, what="two workers ready")
+    tok = token()
+    assert_reply(rcpt(gg, f"s-{tok}@sender.example", f"r@new-{tok}.example"), 554, "5.7.1")
+    cfg = dict(gg.config)
+    cfg["local_domains"] = ["test.example", f"new-{tok}.example"]
+    cfg["greylist"] = {"enabled": False}
+    gg.write_config(cfg)
+    gg.hup()
+    # the supervisor and both workers
+    wait_until(lambda: len(gg.events("reload", result="ok")) == 3, 10, what="three reloads")
+    for _ in range(8):
+        # relayed now: the backend's own answer (it delivers test.example
+        # only), not greygate's relay refusal
+        r = rcpt(gg, f"s-{tok}@sender.example", f"r@new-{tok}.example")
+        assert r.code != 554 and "outbound mail disabled" in r.text, r.text
+
+
+def test_sigterm_drains_and_saves_the_store(workers_gg, tmp_path):
+    gg = workers_gg
+    tok = token()
+    wait_until(lambda: len(gg.events("ready")) == 2, 10, what="two workers ready")
+    pids = worker_pids(gg)
+    assert_reply(rcpt(gg, f"s-{tok}@sender.example", f"r-{tok}@test.example"), 450)
+    gg.term()
+    assert gg.wait_exit(30) == 0
+    saved = (tmp_path / "gl.db").read_text()
+    assert f"r-{tok}@test.example" in saved
+    assert len(gg.events("worker", state="exited", exit="0")) == 2
+    for p in pids:
+        assert not os.path.exists(f"/proc/{p}/status") or "zombie" in open(f"/proc/{p}/status").read()
