@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "hostport.h"
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include "log.h"
 
 #define CONFIG_FILE_MAX (1 << 20)
@@ -75,6 +77,8 @@ static const struct key {
 	{ "store.redis.timeout_ms", K_INT, 1, 60000 },
 	{ "store.redis.connect_timeout_ms", K_INT, 1, 60000 },
 	{ "store.redis.prefix", K_STR, 0, 0 },
+	{ "store.redis.sentinels", K_STRLIST, 0, 0 },
+	{ "store.redis.master_name", K_STR, 0, 0 },
 	{ "greylist", K_GROUP, 0, 0 },
 	{ "greylist.enabled", K_BOOL, 0, 0 },
 	{ "greylist.delay", K_INT, 0, 86400 },
@@ -120,7 +124,9 @@ static const struct key {
 	{ "whitelist.client_names", K_STRLIST, 0, 0 },
 	{ "whitelist.client_names_file", K_STR, 0, 0 },
 	{ "admin", K_LATER, 0, 0 },
-	{ "tls", K_LATER, 0, 0 },
+	{ "tls", K_GROUP, 0, 0 },
+	{ "tls.cert", K_STR, 0, 0 },
+	{ "tls.key", K_STR, 0, 0 },
 };
 
 struct loader {
@@ -465,6 +471,34 @@ static bool load_store(struct loader *ld, const config_t *cf, struct gg_config *
 	get_int(cf, "store.redis.timeout_ms", 250, &c->store.redis.timeout_ms);
 	get_int(cf, "store.redis.connect_timeout_ms", 1000, &c->store.redis.connect_timeout_ms);
 	get_str(cf, "store.redis.prefix", "gg:", &c->store.redis.prefix);
+	get_str(cf, "store.redis.master_name", "", &c->store.redis.master_name);
+	const config_setting_t *sl = config_lookup(cf, "store.redis.sentinels");
+	for (int i = 0; sl && i < config_setting_length(sl); i++) {
+		const config_setting_t *e = config_setting_get_elem(sl, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		struct sockaddr_storage ss;
+		socklen_t len;
+		if (!hostport_parse(v, &ss, &len))
+			return fail(ld, e, "store.redis.sentinels: '%s' is not ADDRESS:PORT "
+					   "([v6]:port for IPv6)", v);
+		char **nv = realloc(c->store.redis.sentinels,
+				    (c->store.redis.nsentinels + 1) * sizeof *nv);
+		if (!nv)
+			return fail(ld, e, "out of memory");
+		c->store.redis.sentinels = nv;
+		nv[c->store.redis.nsentinels++] = xstrdup(v);
+	}
+	if (c->store.redis.nsentinels) {
+		const char *mn = c->store.redis.master_name;
+		bool mn_ok = mn[0] && strlen(mn) <= 128;
+		for (const char *p = mn; *p; p++)
+			mn_ok &= (unsigned char)*p > ' ' && (unsigned char)*p < 127;
+		if (!mn_ok)
+			return fail(ld, config_lookup(cf, "store.redis.master_name")
+						? config_lookup(cf, "store.redis.master_name") : sl,
+				    "store.redis.master_name must name the master (1..128 printable "
+				    "characters, no blanks) when store.redis.sentinels is set");
+	}
 	get_str(cf, "control_socket", "/run/greygate/control.sock", &c->control_socket);
 	if (strcmp(c->store.type, "memory") != 0 && strcmp(c->store.type, "redis") != 0)
 		return fail(ld, config_lookup(cf, "store.type"),
@@ -579,6 +613,36 @@ static bool load_dns(struct loader *ld, const config_t *cf, struct gg_config *c)
 	return true;
 }
 
+/* The certificate and key are read here, so that -t and a reload refuse a
+ * file that names a missing or mismatched pair, with its line. */
+static bool load_tls(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	const config_setting_t *cert = config_lookup(cf, "tls.cert");
+	const config_setting_t *key = config_lookup(cf, "tls.key");
+	if (!cert && !key)
+		return true;
+	if (!cert || !key)
+		return fail(ld, cert ? cert : key, "tls needs both cert and key");
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx)
+		return fail(ld, cert, "cannot create a TLS context");
+	c->tls_ctx = ctx;
+	/* RFC 8996: nothing older than TLS 1.2 */
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	char why[256];
+	if (SSL_CTX_use_certificate_chain_file(ctx, config_setting_get_string(cert)) != 1) {
+		ERR_error_string_n(ERR_get_error(), why, sizeof why);
+		return fail(ld, cert, "tls.cert '%s': %s", config_setting_get_string(cert), why);
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, config_setting_get_string(key), SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		ERR_error_string_n(ERR_get_error(), why, sizeof why);
+		return fail(ld, key, "tls.key '%s': %s", config_setting_get_string(key), why);
+	}
+	return true;
+}
+
 static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
 	static const char *const default_mynetworks[] = { "127.0.0.0/8", "::1/128", NULL };
@@ -632,6 +696,7 @@ static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 	       load_list(ld, cf, "whitelist.client_names", NULL, domain_entry, &c->client_names) &&
 	       load_list(ld, cf, "handover.domains", NULL, domain_entry, &c->handover.domains) &&
 	       load_store(ld, cf, c) && load_greylist(ld, cf, c) && load_dns(ld, cf, c) &&
+	       load_tls(ld, cf, c) &&
 	       validate(ld, cf, c);
 }
 
@@ -703,6 +768,7 @@ void gg_config_unref(struct gg_config *c)
 	domainlist_free(&c->client_names);
 	domainlist_free(&c->handover.domains);
 	free(c->dns.servers);
+	SSL_CTX_free(c->tls_ctx);
 	netlist_free(&c->whitelist.clients);
 	addrlist_free(&c->whitelist.senders);
 	addrlist_free(&c->whitelist.recipients);
@@ -711,6 +777,10 @@ void gg_config_unref(struct gg_config *c)
 	free(c->store.redis.host);
 	free(c->store.redis.password);
 	free(c->store.redis.prefix);
+	for (size_t i = 0; i < c->store.redis.nsentinels; i++)
+		free(c->store.redis.sentinels[i]);
+	free(c->store.redis.sentinels);
+	free(c->store.redis.master_name);
 	free(c->greylist.message);
 	free(c->control_socket);
 	domainlist_free(&c->local_domains);

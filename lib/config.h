@@ -74,6 +74,9 @@ struct gg_config {
 			int timeout_ms;
 			int connect_timeout_ms;
 			char *prefix;
+			char **sentinels;     /* "host:port"; none: host/port is the master */
+			size_t nsentinels;
+			char *master_name;    /* SENTINEL get-master-addr-by-name NAME */
 		} redis;
 	} store;
 
@@ -93,6 +96,11 @@ struct gg_config {
 	} whitelist;
 
 	char *control_socket;         /* greygate-ctl talks to the daemon here */
+
+	/* STARTTLS: an SSL_CTX with tls.cert and tls.key loaded, or NULL (no
+	 * STARTTLS offered). Reloaded with the file, so SIGHUP picks up a
+	 * renewed certificate. */
+	struct ssl_ctx_st *tls_ctx;
 
 	struct {
 		char *servers;            /* c-ares CSV "127.0.0.1:53,[::1]:53"; "" resolv.conf */

@@ -48,6 +48,7 @@ struct rcpt_check {
 	struct ipaddr client;
 	char client_str[48];
 	char helo[256];
+	char tls[16];
 	char sender[SMTP_PATH_MAX + 1];
 	char rcpt[SMTP_PATH_MAX + 1];
 	const char *sdomain, *rdomain;   /* into sender / rcpt; "" when none */
@@ -87,6 +88,7 @@ static void log_decision(struct rcpt_check *c, const char *action, const char *r
 	if (c->client_name[0])
 		ll_str(&l, "client_name", c->client_name);
 	ll_str(&l, "helo", c->helo[0] ? c->helo : NULL);
+	ll_str(&l, "tls", c->tls[0] ? c->tls : "no");
 	ll_str(&l, "sender", c->sender[0] ? c->sender : "<>");
 	ll_str(&l, "rcpt", c->rcpt);
 	if (d && d->action == GL_GREYLIST)
@@ -501,6 +503,7 @@ struct rcpt_check *rcpt_check_start(const struct rcpt_query *q, rcpt_done_fn don
 	c->client = *q->client;
 	snprintf(c->client_str, sizeof c->client_str, "%s", q->client_str);
 	snprintf(c->helo, sizeof c->helo, "%s", q->helo ? q->helo : "");
+	snprintf(c->tls, sizeof c->tls, "%s", q->tls ? q->tls : "");
 	snprintf(c->sender, sizeof c->sender, "%s", q->sender);
 	snprintf(c->rcpt, sizeof c->rcpt, "%.*s", (int)q->rcpt->addr_len, q->rcpt->addr);
 	const char *at = strrchr(c->sender, '@');

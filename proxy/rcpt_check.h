@@ -24,6 +24,7 @@ struct rcpt_query {
 	const char *helo;
 	const char *sender;            /* "" for the null sender */
 	const struct smtp_path *rcpt;
+	const char *tls;               /* the TLS version, NULL for plaintext */
 };
 
 enum rcpt_action { RCPT_ACCEPT, RCPT_REJECT, RCPT_DEFER };

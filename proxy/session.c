@@ -4,7 +4,9 @@
 #include <stdarg.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +49,7 @@ struct session {
 
 	char helo[HELO_MAX + 1];
 	bool helo_seen, esmtp;
+	bool tls;            /* STARTTLS done */
 	bool discarding;     /* inside an over-long line */
 	int errors;
 	unsigned commands;
@@ -81,6 +84,7 @@ static struct session *all_sessions;
 
 static void process_input(struct session *s);
 static void resume(struct session *s);
+static const char *tls_version(const struct session *s);
 
 /* ---- life cycle ---- */
 
@@ -232,6 +236,7 @@ static void log_transaction(struct session *s, const char *result, const char *t
 	ll_str(&l, "sender", s->sender);
 	ll_int(&l, "nrcpt", s->rcpt_ok);
 	ll_strn(&l, "rcpts", s->rcpts, s->rcpts_len);
+	ll_str(&l, "tls", s->tls ? tls_version(s) : "no");
 	ll_str(&l, "result", result);
 	if (s->state == SS_DATA || s->dc.in_bytes)
 		ll_int(&l, "size", (long long)s->dc.out_bytes);
@@ -489,6 +494,8 @@ static void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp)
 		evbuffer_add_printf(out, "250-SMTPUTF8\r\n");
 	if (bc->dsn)
 		evbuffer_add_printf(out, "250-DSN\r\n");
+	if (s->cfg->tls_ctx && !s->tls)
+		evbuffer_add_printf(out, "250-STARTTLS\r\n");
 	evbuffer_add_printf(out, "250 ENHANCEDSTATUSCODES\r\n");
 }
 
@@ -606,6 +613,7 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 		.helo = s->helo_seen ? s->helo : NULL,
 		.sender = s->sender,
 		.rcpt = &p,
+		.tls = tls_version(s),
 	};
 	s->check = rcpt_check_start(&q, rcpt_decided, s);
 }
@@ -896,6 +904,62 @@ static void cmd_etrn(struct session *s, const struct smtp_cmd *c)
 	backend_open(s->be, &ci, etrn_opened, s);
 }
 
+/* ---- STARTTLS (RFC 3207) ---- */
+
+static void session_set_callbacks(struct session *s);
+
+/*
+ * The TLS layer is a filter over the plaintext connection. Whatever the
+ * client pipelined after STARTTLS is thrown away before the filter exists:
+ * plaintext sent ahead must never be read as if it came through TLS (the
+ * STARTTLS command injection class). The session then starts over: no
+ * HELO, no transaction, and the backend connection (whose XCLIENT
+ * described the plaintext session) goes.
+ */
+static void cmd_starttls(struct session *s, const struct smtp_cmd *c)
+{
+	if (c->arg_len) {
+		reject_counted(s, "STARTTLS", "501 5.5.4 Syntax: STARTTLS", NULL);
+		return;
+	}
+	if (s->in_mail) {
+		reject_counted(s, "STARTTLS", "503 5.5.1 Error: MAIL transaction in progress", NULL);
+		return;
+	}
+	SSL *ssl = SSL_new(s->cfg->tls_ctx);
+	if (!ssl) {
+		reply(s, "454 4.7.0 TLS not available due to local problem");
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	struct bufferevent *tls = bufferevent_openssl_filter_new(
+		srv.base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (!tls) {
+		SSL_free(ssl);
+		reply(s, "421 4.7.0 Error: TLS failed");
+		close_after_flush(s);
+		return;
+	}
+	s->bev = tls;
+	s->tls = true;
+	abort_transaction(s, "STARTTLS");
+	drop_backend(s);
+	s->helo_seen = false;
+	s->esmtp = false;
+	s->helo[0] = 0;
+	session_set_callbacks(s);
+}
+
+static const char *tls_version(const struct session *s)
+{
+	if (!s->tls)
+		return NULL;
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+	return ssl ? SSL_get_version(ssl) : NULL;
+}
+
 static void handle_command(struct session *s, const char *line, size_t len)
 {
 	struct smtp_cmd c;
@@ -934,6 +998,11 @@ static void handle_command(struct session *s, const char *line, size_t len)
 		return;
 	case SMTP_VERB_ETRN:
 		return cmd_etrn(s, &c);
+	case SMTP_VERB_STARTTLS:
+		if (s->cfg->tls_ctx && !s->tls)
+			return cmd_starttls(s, &c);
+		reject_counted(s, "STARTTLS", "502 5.5.2 Error: command not recognized", NULL);
+		return;
 	default: {
 		/* The verb as typed (bounded; the logger escapes it). */
 		char verb[17];
@@ -984,8 +1053,11 @@ static bool next_line(struct session *s)
 	/* The line is handled in place; it is drained afterwards, and nothing
 	 * reads the input buffer meanwhile (reads are off while waiting). */
 	size_t total = (size_t)p.pos + eol_len;
+	struct bufferevent *bev = s->bev;
 	handle_command(s, (const char *)line, n);
-	evbuffer_drain(in, total);
+	/* After STARTTLS the old input is gone with everything in it. */
+	if (s->bev == bev)
+		evbuffer_drain(in, total);
 	return true;
 }
 
@@ -1060,6 +1132,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
 	struct session *s = arg;
+	/* the TLS filter reports its finished hand-shake this way */
+	if (what == BEV_EVENT_CONNECTED)
+		return;
 	enter(s);
 	if ((what & BEV_EVENT_TIMEOUT) && s->state != SS_CLOSING) {
 		bool in_data = s->state == SS_DATA;
@@ -1082,6 +1157,18 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		kill_session(s);
 	}
 	leave(s);
+}
+
+/* Callbacks, bounds and timeouts of the client connection (again after
+ * STARTTLS, on the TLS filter). */
+static void session_set_callbacks(struct session *s)
+{
+	size_t high = (size_t)s->cfg->limits.max_line + 2;
+	bufferevent_setwatermark(s->bev, EV_READ, 0, high > IN_HIGH_MIN ? high : IN_HIGH_MIN);
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
 void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct ipaddr *client)
@@ -1112,12 +1199,7 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 	all_sessions = s;
 	srv.active++;
 
-	size_t high = (size_t)s->cfg->limits.max_line + 2;
-	bufferevent_setwatermark(bev, EV_READ, 0, high > IN_HIGH_MIN ? high : IN_HIGH_MIN);
-	bufferevent_setcb(bev, on_read, on_write, on_event, s);
-	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
-	bufferevent_set_timeouts(bev, &tv, &tv);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	session_set_callbacks(s);
 
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "connect");
