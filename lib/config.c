@@ -123,7 +123,8 @@ static const struct key {
 	{ "whitelist.recipients_file", K_STR, 0, 0 },
 	{ "whitelist.client_names", K_STRLIST, 0, 0 },
 	{ "whitelist.client_names_file", K_STR, 0, 0 },
-	{ "admin", K_LATER, 0, 0 },
+	{ "admin", K_GROUP, 0, 0 },
+	{ "admin.listen", K_STR, 0, 0 },
 	{ "tls", K_GROUP, 0, 0 },
 	{ "tls.cert", K_STR, 0, 0 },
 	{ "tls.key", K_STR, 0, 0 },
@@ -493,13 +494,20 @@ static bool load_store(struct loader *ld, const config_t *cf, struct gg_config *
 		bool mn_ok = mn[0] && strlen(mn) <= 128;
 		for (const char *p = mn; *p; p++)
 			mn_ok &= (unsigned char)*p > ' ' && (unsigned char)*p < 127;
+		const config_setting_t *mns = config_lookup(cf, "store.redis.master_name");
 		if (!mn_ok)
-			return fail(ld, config_lookup(cf, "store.redis.master_name")
-						? config_lookup(cf, "store.redis.master_name") : sl,
+			return fail(ld, mns ? mns : sl,
 				    "store.redis.master_name must name the master (1..128 printable "
 				    "characters, no blanks) when store.redis.sentinels is set");
 	}
 	get_str(cf, "control_socket", "/run/greygate/control.sock", &c->control_socket);
+	get_str(cf, "admin.listen", "127.0.0.1:9925", &c->admin_listen);
+	struct sockaddr_storage ass;
+	socklen_t alen;
+	if (c->admin_listen[0] && !hostport_parse(c->admin_listen, &ass, &alen))
+		return fail(ld, config_lookup(cf, "admin.listen"),
+			    "admin.listen: '%s' is not ADDRESS:PORT (\"\" switches it off)",
+			    c->admin_listen);
 	if (strcmp(c->store.type, "memory") != 0 && strcmp(c->store.type, "redis") != 0)
 		return fail(ld, config_lookup(cf, "store.type"),
 			    "store.type must be \"memory\" or \"redis\"");
@@ -783,6 +791,7 @@ void gg_config_unref(struct gg_config *c)
 	free(c->store.redis.master_name);
 	free(c->greylist.message);
 	free(c->control_socket);
+	free(c->admin_listen);
 	domainlist_free(&c->local_domains);
 	domainlist_free(&c->relay_domains);
 	free(c->log.target);

@@ -96,6 +96,7 @@ struct gg_config {
 	} whitelist;
 
 	char *control_socket;         /* greygate-ctl talks to the daemon here */
+	char *admin_listen;           /* /healthz and /metrics; "" off */
 
 	/* STARTTLS: an SSL_CTX with tls.cert and tls.key loaded, or NULL (no
 	 * STARTTLS offered). Reloaded with the file, so SIGHUP picks up a

@@ -203,6 +203,11 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 		argc = 2;
 	}
 	if (strcmp(cmd, "del") == 0 && argc == 2) {
+		if (strlen(argv[1]) != TRIPLET_HEX_LEN ||
+		    strspn(argv[1], "0123456789abcdef") != TRIPLET_HEX_LEN) {
+			fprintf(out, "error: '%s' is not a key (32 hex digits, as list shows)\n", argv[1]);
+			return 2;
+		}
 		int r = st->del(ctx, argv[1]);
 		if (r < 0)
 			return failed(st, ctx, out, "del");
@@ -218,8 +223,14 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 			fprintf(out, "error: TTL must be a positive number of seconds\n");
 			return 2;
 		}
-		int thr = cfg->greylist.awl_threshold > 0 ? cfg->greylist.awl_threshold : 1;
-		if (st->whitelist(ctx, net, thr, ttl) < 0)
+		if (cfg->greylist.awl_threshold == 0) {
+			/* the decision ignores the auto-whitelist then: an entry would
+			 * be stored and never used */
+			fprintf(out, "error: the auto-whitelist is off (greylist.awl_threshold = 0); "
+				     "use whitelist.clients in the configuration\n");
+			return 2;
+		}
+		if (st->whitelist(ctx, net, cfg->greylist.awl_threshold, ttl) < 0)
 			return failed(st, ctx, out, "whitelist");
 		fprintf(out, "whitelisted net=%s ttl=%ld\n", net, ttl);
 		return 0;

@@ -7,6 +7,7 @@ void smtp_reply_reset(struct smtp_reply *r)
 	r->code = 0;
 	r->nlines = 0;
 	r->len = 0;
+	r->text[0] = 0;
 }
 
 static bool is_digit(char c)
@@ -26,7 +27,7 @@ enum smtp_reply_status smtp_reply_feed(struct smtp_reply *r, const char *line, s
 	bool last = len == 3 || line[3] == ' ';
 	if (!last && line[3] != '-')
 		return SMTP_REPLY_BAD;
-	if (r->nlines >= SMTP_REPLY_LINES || r->len + len + 2 > sizeof r->text)
+	if (r->nlines >= SMTP_REPLY_LINES || r->len + len + 3 > sizeof r->text)
 		return SMTP_REPLY_BAD;
 	r->code = code;
 	r->nlines++;
@@ -34,6 +35,7 @@ enum smtp_reply_status smtp_reply_feed(struct smtp_reply *r, const char *line, s
 	r->len += len;
 	memcpy(r->text + r->len, "\r\n", 2);
 	r->len += 2;
+	r->text[r->len] = 0;
 	return last ? SMTP_REPLY_DONE : SMTP_REPLY_MORE;
 }
 

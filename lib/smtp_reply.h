@@ -5,7 +5,7 @@
  * "DDD text" with the same code, and it stays within SMTP_REPLY_MAX bytes
  * and SMTP_REPLY_LINES lines; anything else is a protocol error that the
  * caller treats as a broken backend. The stored text is the reply with
- * every line ended by CRLF, ready to be relayed.
+ * every line ended by CRLF, ready to be relayed, and NUL-terminated.
  */
 #ifndef GG_SMTP_REPLY_H
 #define GG_SMTP_REPLY_H

@@ -11,6 +11,7 @@
 
 #include "hostport.h"
 #include "log.h"
+#include "metrics.h"
 
 /* Body back-pressure: stop reading the client above HIGH, resume below LOW. */
 #define BODY_HIGH (256 * 1024)
@@ -49,11 +50,18 @@ struct backend {
 };
 
 static struct backend_caps caps;
+/* Whether the last attempt to reach the backend got through, for /healthz. */
+static bool reachable = true;
 static struct backend *live;
 
 const struct backend_caps *backend_caps(void)
 {
 	return &caps;
+}
+
+bool backend_reachable(void)
+{
+	return reachable;
 }
 
 static void really_free(struct backend *b)
@@ -87,6 +95,7 @@ static void finish(struct backend *b, enum backend_status st)
 
 static void log_failure(struct backend *b, const char *what, const char *detail)
 {
+	metrics_add(M_BACKEND_ERRORS, 1);
 	struct logline l;
 	ll_begin(&l, LOG_LVL_WARNING, "backend_error");
 	ll_int(&l, "id", (long long)b->id);
@@ -100,6 +109,8 @@ static void go_dead(struct backend *b, enum backend_status st, const char *stage
 {
 	if (!b->probe || st != BE_OK)
 		log_failure(b, stage, detail);
+	if (st == BE_UNAVAILABLE)
+		reachable = false;
 	b->state = B_DEAD;
 	if (b->bev) {
 		bufferevent_free(b->bev);
@@ -216,6 +227,7 @@ static void handshake(struct backend *b)
 		learn_caps(r);
 		if (b->xclient[0] == 0) {
 			b->state = B_READY;
+			reachable = true;
 			return finish(b, BE_OK);
 		}
 		if (!caps.xclient)
@@ -232,6 +244,7 @@ static void handshake(struct backend *b)
 		if (r->code != 250)
 			return go_dead(b, BE_UNAVAILABLE, "helo", r->text);
 		b->state = B_READY;
+		reachable = true;
 		return finish(b, BE_OK);
 	default:
 		return;

@@ -50,6 +50,9 @@ struct backend_caps {
 };
 
 const struct backend_caps *backend_caps(void);
+/* Whether the last connection attempt (or probe) got through the
+ * hand-shake. */
+bool backend_reachable(void);
 
 /* ID is the front session's, for log lines. */
 struct backend *backend_new(struct event_base *base, struct gg_config *cfg, unsigned long long id);

@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "log.h"
+#include "metrics.h"
 #include "mxset.h"
 
 #define PROBES_MAX 64              /* per round */
@@ -95,6 +96,7 @@ static void flush_replied(void *arg, enum backend_status st, const struct smtp_r
 			n--;
 		text[n] = 0;
 		log_handover(f->tracked, r->code / 100 == 2 ? "flushed" : "refused", text);
+		metrics_add(M_HANDOVERS, 1);
 	}
 	backend_free(f->be);
 	free(f);

@@ -11,6 +11,7 @@
 #include "connlimit.h"
 #include "hostport.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "session.h"
 
@@ -22,6 +23,7 @@ static size_t nlisteners;
 static void refuse(evutil_socket_t fd, const struct ipaddr *a, const char *why)
 {
 	char msg[512], addr[48];
+	metrics_add(M_CONNECTIONS_REFUSED, 1);
 	int n = snprintf(msg, sizeof msg, "421 4.7.0 %s Error: %s\r\n", srv.cfg->myhostname, why);
 	if (n > 0 && send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		/* the client is gone already; nothing to tell */
@@ -63,6 +65,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		refuse(fd, &a, "too many connections from your address");
 		return;
 	}
+	metrics_add(M_CONNECTIONS, 1);
 	session_start(fd, sa, &a);
 }
 

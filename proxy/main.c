@@ -22,11 +22,12 @@ static void usage(void)
 	exit(2);
 }
 
-/* "-W slot,workers,store_fd,fd[,fd...]": how the supervisor starts a worker. */
+/* "-W slot,workers,store_fd,metrics_fd,fd[,fd...]": how the supervisor
+ * starts a worker. */
 static bool parse_worker(const char *spec, struct worker_args *w)
 {
 	char *end;
-	long v[3 + WORKER_FDS_MAX];
+	long v[4 + WORKER_FDS_MAX];
 	size_t n = 0;
 	const char *p = spec;
 	while (n < sizeof v / sizeof v[0]) {
@@ -37,14 +38,15 @@ static bool parse_worker(const char *spec, struct worker_args *w)
 			break;
 		p = end + 1;
 	}
-	if (n < 4 || *end)
+	if (n < 5 || *end)
 		return false;
 	w->slot = (int)v[0];
 	w->nworkers = (unsigned)v[1];
 	w->store_fd = (int)v[2];
-	w->nfds = n - 3;
+	w->metrics_fd = (int)v[3];
+	w->nfds = n - 4;
 	for (size_t i = 0; i < w->nfds; i++)
-		w->fds[i] = (int)v[3 + i];
+		w->fds[i] = (int)v[4 + i];
 	return w->slot >= 0 && w->nworkers >= 1;
 }
 
@@ -52,7 +54,7 @@ int main(int argc, char **argv)
 {
 	const char *file = NULL;
 	bool check_only = false;
-	struct worker_args w = { .nworkers = 1, .store_fd = -1 };
+	struct worker_args w = { .nworkers = 1, .store_fd = -1, .metrics_fd = -1 };
 	bool is_worker = false;
 	int opt;
 	while ((opt = getopt(argc, argv, "c:tVW:h")) != -1) {

@@ -12,6 +12,7 @@
 
 #include "fcrdns.h"
 #include "log.h"
+#include "metrics.h"
 #include "mxset.h"
 #include "resolver.h"
 #include "sender_norm.h"
@@ -69,6 +70,7 @@ struct rcpt_check {
 	struct triplet t;
 
 	struct rcpt_verdict v;
+	double started, store_started;
 };
 
 static bool run(struct rcpt_check *c);
@@ -78,6 +80,8 @@ static bool run(struct rcpt_check *c);
 static void log_decision(struct rcpt_check *c, const char *action, const char *reason,
 			 const struct gl_decision *d, const char *error)
 {
+	metrics_decision(strcmp(action, "pass") == 0 ? DA_PASS
+			 : strcmp(action, "greylist") == 0 ? DA_GREYLIST : DA_TEMPFAIL, reason);
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "decision");
 	ll_str(&l, "action", action);
@@ -384,6 +388,7 @@ static void step_store(struct rcpt_check *c)
 		return;
 	}
 	c->pending++;
+	c->store_started = metrics_now();
 	c->sreq = store()->decide(cfg, &c->t, false, on_store, c);
 }
 
@@ -391,7 +396,10 @@ static void step_store_done(struct rcpt_check *c)
 {
 	const struct store_result *r = &c->sres;
 	c->finished = true;
+	if (c->store_started > 0)
+		metrics_observe(H_STORE, metrics_now() - c->store_started);
 	if (!r->ok) {
+		metrics_add(M_STORE_ERRORS, 1);
 		bool tempfail = c->cfg->store.tempfail;
 		log_decision(c, tempfail ? "tempfail" : "pass", "store-failure", NULL, r->error);
 		c->v.rule = "store-failure";
@@ -483,6 +491,7 @@ static bool run(struct rcpt_check *c)
 	rcpt_done_fn done = c->done;
 	void *arg = c->arg;
 	struct rcpt_verdict v = c->v;
+	metrics_observe(H_DECISION, metrics_now() - c->started);
 	release(c);
 	done(arg, &v);
 	return true;
@@ -512,6 +521,7 @@ struct rcpt_check *rcpt_check_start(const struct rcpt_query *q, rcpt_done_fn don
 	smtp_path_domain(q->rcpt, &dlen);
 	c->rdomain = dlen ? c->rcpt + (q->rcpt->addr_len - dlen) : "";
 	c->step = ST_CLIENT;
+	c->started = metrics_now();
 	c->v.action = RCPT_ACCEPT;
 	c->v.rule = "";
 	return run(c) ? NULL : c;

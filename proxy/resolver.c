@@ -17,11 +17,13 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define CACHE_MAX_TTL 3600        /* seconds: a bound on what an answer may claim */
 #define CACHE_BUCKETS 4096
 
 struct dns_query {
+	double started;
 	dns_done_fn done;             /* NULL when cancelled */
 	void *arg;
 	uint16_t type;
@@ -223,6 +225,9 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 			   : status == ARES_ENODATA ? DNS_NODATA : DNS_TEMPFAIL;
 		a.type = q->type;
 	}
+	metrics_observe(H_DNS, metrics_now() - q->started);
+	if (a.status == DNS_TEMPFAIL)
+		metrics_add(M_DNS_ERRORS, 1);
 	if (a.status == DNS_TEMPFAIL && log_enabled(LOG_LVL_INFO)) {
 		struct logline l;
 		ll_begin(&l, LOG_LVL_INFO, "dns");
@@ -272,6 +277,7 @@ struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn d
 	q->done = done;
 	q->arg = arg;
 	q->type = type;
+	q->started = metrics_now();
 	memcpy(q->name, lname, n + 1);
 	ares_query(channel, lname, ns_c_in, type, on_answer, q);
 	process(ARES_SOCKET_BAD, ARES_SOCKET_BAD);

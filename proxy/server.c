@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 struct server srv;
 
@@ -57,6 +58,7 @@ bool server_reload(void)
 		ll_str(&l, "reason", err);
 		ll_str(&l, "action", "keeping the configuration in force");
 		ll_emit(&l);
+		metrics_add(M_RELOADS_FAILED, 1);
 		return false;
 	}
 	if (!same_listen(c, srv.cfg))
@@ -72,6 +74,7 @@ bool server_reload(void)
 	ll_str(&l, "result", "ok");
 	ll_str(&l, "file", c->file);
 	ll_emit(&l);
+	metrics_add(M_RELOADS_OK, 1);
 	return true;
 }
 

@@ -19,6 +19,7 @@
 #include "connlimit.h"
 #include "dotcodec.h"
 #include "log.h"
+#include "metrics.h"
 #include "rcpt_check.h"
 #include "server.h"
 #include "smtp_cmd.h"
@@ -122,6 +123,7 @@ static void destroy(struct session *s)
 	gg_config_unref(s->cfg);
 	free(s);
 	srv.active--;
+	metrics_add(M_CONNECTIONS_ACTIVE, -1);
 	server_session_gone();
 }
 
@@ -188,8 +190,11 @@ static void log_reject(struct session *s, const char *cmd, const char *text, con
 		ll_str(&l, "sender", s->sender);
 	if (strcmp(cmd, "RCPT") == 0)
 		ll_str(&l, "rcpt", s->rcpt);
-	if (rule)
+	if (rule) {
 		ll_str(&l, "rule", rule);
+		if (strcmp(rule, "greylist") != 0)
+			metrics_refusal(rule);
+	}
 	/* The reply as the client saw it, minus its line ends. */
 	size_t n = strlen(text);
 	while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
@@ -623,8 +628,13 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 static void data_finished(struct session *s, const char *text, size_t len, bool accepted)
 {
 	log_transaction(s, accepted ? "accepted" : "rejected", text, len);
-	if (accepted)
+	if (accepted) {
 		s->messages++;
+		metrics_add(M_MESSAGES_ACCEPTED, 1);
+		metrics_add(M_BYTES_RELAYED, (int64_t)s->dc.out_bytes);
+	} else {
+		metrics_add(M_MESSAGES_REJECTED, 1);
+	}
 	s->be_txn = false;
 	reset_transaction(s);
 	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
@@ -1198,6 +1208,7 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 		all_sessions->prev = s;
 	all_sessions = s;
 	srv.active++;
+	metrics_add(M_CONNECTIONS_ACTIVE, 1);
 
 	session_set_callbacks(s);
 

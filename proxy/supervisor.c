@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "control.h"
+#include "metrics.h"
 #include "listener.h"
 #include "log.h"
 #include "server.h"
@@ -39,6 +41,7 @@ static struct slot *slots;
 static unsigned nslots;
 static char self_exe[PATH_MAX];
 static bool memory_store;
+static int metrics_fd = -1;
 static struct event *kill_timer;
 
 static void log_worker(enum log_level lvl, unsigned i, const char *what, int status)
@@ -64,7 +67,7 @@ static void spawn(unsigned i)
 		return;
 	}
 	char spec[256];
-	int n = snprintf(spec, sizeof spec, "%u,%u,%d", i, nslots, sv[1]);
+	int n = snprintf(spec, sizeof spec, "%u,%u,%d,%d", i, nslots, sv[1], metrics_fd);
 	for (size_t k = 0; k < s->nfds && n > 0 && (size_t)n < sizeof spec; k++)
 		n += snprintf(spec + n, sizeof spec - (size_t)n, ",%d", s->fds[k]);
 
@@ -82,6 +85,7 @@ static void spawn(unsigned i)
 			fcntl(s->fds[k], F_SETFD, 0);
 		if (sv[1] >= 0)
 			fcntl(sv[1], F_SETFD, 0);
+		fcntl(metrics_fd, F_SETFD, 0);
 		execl(self_exe, self_exe, "-c", srv.cfg->file, "-W", spec, (char *)NULL);
 		_exit(127);
 	}
@@ -133,6 +137,7 @@ static void reap(void)
 			log_worker(srv.draining && clean ? LOG_LVL_INFO : LOG_LVL_ERROR, i,
 				   srv.draining ? "exited" : "died; restarting", status);
 			s->pid = 0;
+			metrics_slot_gone(i);
 			if (s->store_ev) {
 				event_free(s->store_ev);
 				s->store_ev = NULL;
@@ -233,6 +238,16 @@ int supervisor_run(const char *argv0)
 			control_open(srv.base, srv.cfg);
 	}
 	if (status == 0) {
+		metrics_fd = metrics_shared_create(nslots);
+		if (metrics_fd < 0) {
+			log_msg(LOG_LVL_ERROR, "fatal", "cannot create the shared metrics block");
+			status = 1;
+		} else {
+			fcntl(metrics_fd, F_SETFD, FD_CLOEXEC);
+			admin_open(srv.base, srv.cfg);
+		}
+	}
+	if (status == 0) {
 		for (unsigned i = 0; i < nslots; i++)
 			spawn(i);
 		struct logline l;
@@ -259,6 +274,9 @@ int supervisor_run(const char *argv0)
 		event_free(sigs[i]);
 	if (kill_timer)
 		event_free(kill_timer);
+	admin_close();
+	if (metrics_fd >= 0)
+		close(metrics_fd);
 	if (memory_store && store()) {
 		control_close();
 		store()->close();   /* saves the embedded store */

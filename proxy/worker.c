@@ -12,18 +12,36 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "backend.h"
 #include "control.h"
 #include "handover.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "resolver.h"
 #include "server.h"
 #include "session.h"
 #include "store.h"
 #include "store_remote.h"
 
-static struct event *grace_timer;
+static struct event *grace_timer, *health_timer;
+
+#define HEALTH_EVERY 1        /* seconds */
+#define PROBE_EVERY 10        /* health ticks between backend probes */
+
+/* Reports this worker's view for /healthz; probes the backend now and then
+ * so that its state is known without traffic. */
+static void on_health(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	static unsigned ticks;
+	metrics_health(backend_reachable(), store()->healthy());
+	if (++ticks % PROBE_EVERY == 0 && !srv.draining)
+		backend_probe(srv.base, srv.cfg);
+}
 
 static void grace_over(evutil_socket_t fd, short what, void *arg)
 {
@@ -117,12 +135,23 @@ int worker_run(const struct worker_args *w)
 	sigset_t all;
 	sigfillset(&all);
 	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	if ((w->metrics_fd >= 0 ? metrics_init_shared(w->metrics_fd, (unsigned)w->slot, srv.nworkers)
+				 : metrics_init_private()) < 0) {
+		log_msg(LOG_LVL_ERROR, "fatal", "cannot set up the metrics; exiting");
+		return 1;
+	}
 	if (open_store(w) < 0 || resolver_open(srv.base, srv.cfg) < 0 || open_listeners(w) < 0)
 		return 1;
 	/* The embedded store's control socket belongs to whoever owns the
 	 * store; the hand-over needs doing once, not once per worker. */
-	if (srv.nworkers == 1)
+	if (srv.nworkers == 1) {
 		control_open(srv.base, srv.cfg);
+		admin_open(srv.base, srv.cfg);
+	}
+	health_timer = event_new(srv.base, -1, EV_PERSIST, on_health, NULL);
+	struct timeval htv = { HEALTH_EVERY, 0 };
+	event_add(health_timer, &htv);
+	on_health(-1, 0, NULL);
 	if (srv.slot == 0)
 		handover_start(srv.base, srv.cfg);
 	backend_probe(srv.base, srv.cfg);
@@ -144,6 +173,8 @@ int worker_run(const struct worker_args *w)
 		event_free(sigs[i]);
 	if (grace_timer)
 		event_free(grace_timer);
+	event_free(health_timer);
+	admin_close();
 	listener_close();
 	handover_stop();
 	session_shutdown();

@@ -6,13 +6,15 @@
 
 #include <stddef.h>
 
-#define GREYGATE_VERSION "0.1.0"
+#include "version.h"
+
 #define WORKER_FDS_MAX 16
 
 struct worker_args {
 	int slot;                     /* 0 when alone */
 	unsigned nworkers;            /* 1 when alone */
 	int store_fd;                 /* the supervisor's embedded store, or -1 */
+	int metrics_fd;               /* the supervisor's metrics block, or -1 */
 	int fds[WORKER_FDS_MAX];      /* inherited listen sockets; none: bind */
 	size_t nfds;
 };

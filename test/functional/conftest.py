@@ -487,7 +487,7 @@ class PostfixBackend:
             "myorigin": "backend.test",
             "mydestination": "",
             "inet_interfaces": "127.0.0.1",
-            "inet_protocols": "ipv4",
+            "inet_protocols": "all",  # XCLIENT ADDR=IPV6:... needs it
             "mynetworks": "127.0.0.0/8",
             "smtpd_authorized_xclient_hosts": "127.0.0.0/8",
             "smtpd_relay_restrictions": "permit_mynetworks reject_unauth_destination",
@@ -834,6 +834,8 @@ def default_config(port, backend_address, dns_address=None):
         # tests, which switch it on.
         "greylist": {"enabled": False},
         "store": {"type": "memory", "file": ""},
+        # every greygate of a run would want the default port
+        "admin": {"listen": ""},
         # Needs DNS (there is none on a test box: every sender domain would
         # be "not found"); the DNS policy tests switch it on themselves.
         "reject_unknown_sender_domain": False,

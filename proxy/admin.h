@@ -1,0 +1,19 @@
+/*
+ * admin: the small HTTP endpoint on admin.listen (loopback by default):
+ * /healthz (200 "ok", or 503 with the reason: no worker, a worker not
+ * responding, store or backend unavailable; Docker's HEALTHCHECK uses it)
+ * and /metrics (Prometheus text). Served by the process that sees all the
+ * numbers: the supervisor with workers, else the one process.
+ */
+#ifndef GG_ADMIN_H
+#define GG_ADMIN_H
+
+#include "config.h"
+
+struct event_base;
+
+/* Best effort: a port that cannot be bound is logged, not fatal. */
+void admin_open(struct event_base *base, const struct gg_config *cfg);
+void admin_close(void);
+
+#endif

@@ -1,0 +1,272 @@
+#include "metrics.h"
+
+#include <stdio.h>
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "version.h"
+
+#define HEALTH_STALE 5            /* seconds without a report: not healthy */
+
+static const char *const reasons[DECISION_REASONS] = {
+	"new", "early", "retry-window-expired", "triplet", "awl", "whitelist-client",
+	"whitelist-client-name", "whitelist-sender", "whitelist-recipient", "mynetworks",
+	"mx-host", "store-failure", "greylist-disabled", "other",
+};
+static const char *const rules[REFUSAL_RULES] = {
+	"relay_denied", "reject_non_fqdn_sender", "reject_unknown_sender_domain",
+	"reject_non_fqdn_recipient", "permit_mx_backup", "max_errors", "max_line",
+	"command_timeout", "data_timeout", "backend", "etrn", "other",
+};
+static const char *const actions[DA_COUNT] = { "pass", "greylist", "tempfail" };
+/* upper bounds in seconds; the last bucket is +Inf */
+static const double bounds[HIST_BUCKETS - 1] = {
+	0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+};
+static const char *const hist_names[H_COUNT] = {
+	"greygate_decision_seconds", "greygate_store_seconds", "greygate_dns_seconds",
+};
+static const char *const hist_help[H_COUNT] = {
+	"Time from RCPT to the policy decision.",
+	"Time of one greylisting store request.",
+	"Time of one DNS lookup that went to a server.",
+};
+
+struct slot {
+	_Atomic int64_t m[M_COUNT];
+	_Atomic uint64_t dec[DA_COUNT][DECISION_REASONS];
+	_Atomic uint64_t ref[REFUSAL_RULES];
+	_Atomic uint64_t hist[H_COUNT][HIST_BUCKETS];
+	_Atomic uint64_t hist_sum_us[H_COUNT];
+	_Atomic int64_t health_time;
+	_Atomic int backend_ok, store_ok, live;
+};
+
+static struct slot *slots;
+static struct slot *mine;
+static unsigned nslots;
+
+double metrics_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int metrics_init_private(void)
+{
+	slots = calloc(1, sizeof *slots);
+	if (!slots)
+		return -1;
+	nslots = 1;
+	mine = slots;
+	atomic_store(&mine->live, 1);
+	return 0;
+}
+
+int metrics_shared_create(unsigned n)
+{
+	int fd = memfd_create("greygate-metrics", 0);
+	if (fd < 0 || ftruncate(fd, (off_t)(n * sizeof *slots)) < 0)
+		return -1;
+	void *p = mmap(NULL, n * sizeof *slots, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	slots = p;
+	nslots = n;
+	mine = NULL;
+	return fd;
+}
+
+int metrics_init_shared(int fd, unsigned slot, unsigned n)
+{
+	void *p = mmap(NULL, n * sizeof *slots, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED || slot >= n)
+		return -1;
+	slots = p;
+	nslots = n;
+	mine = &slots[slot];
+	/* a restarted worker starts its slot afresh; totals restart with it */
+	memset(mine, 0, sizeof *mine);
+	atomic_store(&mine->live, 1);
+	return 0;
+}
+
+void metrics_slot_gone(unsigned slot)
+{
+	if (slots && slot < nslots)
+		atomic_store(&slots[slot].live, 0);
+}
+
+void metrics_add(enum metric m, int64_t v)
+{
+	if (mine)
+		atomic_fetch_add_explicit(&mine->m[m], v, memory_order_relaxed);
+}
+
+static size_t index_of(const char *const *names, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n - 1; i++)
+		if (names[i] && strcmp(names[i], name) == 0)
+			return i;
+	return n - 1;  /* "other" */
+}
+
+void metrics_decision(enum decision_action a, const char *reason)
+{
+	if (!mine)
+		return;
+	size_t r = index_of(reasons, 14, reason);
+	atomic_fetch_add_explicit(&mine->dec[a][r], 1, memory_order_relaxed);
+}
+
+void metrics_refusal(const char *rule)
+{
+	if (mine)
+		atomic_fetch_add_explicit(&mine->ref[index_of(rules, REFUSAL_RULES, rule)], 1,
+					  memory_order_relaxed);
+}
+
+void metrics_observe(enum histogram h, double seconds)
+{
+	if (!mine)
+		return;
+	size_t b = 0;
+	while (b < HIST_BUCKETS - 1 && seconds > bounds[b])
+		b++;
+	atomic_fetch_add_explicit(&mine->hist[h][b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&mine->hist_sum_us[h], (uint64_t)(seconds * 1e6),
+				  memory_order_relaxed);
+}
+
+void metrics_health(bool backend_ok, bool store_ok)
+{
+	if (!mine)
+		return;
+	atomic_store(&mine->backend_ok, backend_ok);
+	atomic_store(&mine->store_ok, store_ok);
+	atomic_store(&mine->health_time, (int64_t)metrics_now());
+}
+
+bool metrics_healthy(char *reason, size_t len)
+{
+	int64_t now = (int64_t)metrics_now();
+	unsigned live = 0;
+	for (unsigned i = 0; i < nslots; i++) {
+		struct slot *s = &slots[i];
+		if (!atomic_load(&s->live))
+			continue;
+		live++;
+		if (now - atomic_load(&s->health_time) > HEALTH_STALE) {
+			snprintf(reason, len, "worker %u not responding", i);
+			return false;
+		}
+		if (!atomic_load(&s->store_ok)) {
+			snprintf(reason, len, "store unavailable");
+			return false;
+		}
+		if (!atomic_load(&s->backend_ok)) {
+			snprintf(reason, len, "backend unavailable");
+			return false;
+		}
+	}
+	if (!live) {
+		snprintf(reason, len, "no worker running");
+		return false;
+	}
+	snprintf(reason, len, "ok");
+	return true;
+}
+
+static uint64_t sum_m(enum metric m)
+{
+	int64_t t = 0;
+	for (unsigned i = 0; i < nslots; i++)
+		t += atomic_load_explicit(&slots[i].m[m], memory_order_relaxed);
+	return t < 0 ? 0 : (uint64_t)t;
+}
+
+static void counter(FILE *out, const char *name, const char *help, const char *type, uint64_t v)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+		(unsigned long long)v);
+}
+
+void metrics_write(FILE *out)
+{
+	static const struct { enum metric m; const char *name, *help, *type; } plain[] = {
+		{ M_CONNECTIONS, "greygate_connections_total", "Connections accepted.", "counter" },
+		{ M_CONNECTIONS_REFUSED, "greygate_connections_refused_total",
+		  "Connections refused by a connection limit.", "counter" },
+		{ M_CONNECTIONS_ACTIVE, "greygate_connections_active", "Sessions open now.", "gauge" },
+		{ M_MESSAGES_ACCEPTED, "greygate_messages_accepted_total",
+		  "Messages the backend accepted.", "counter" },
+		{ M_MESSAGES_REJECTED, "greygate_messages_rejected_total",
+		  "Messages refused or not accepted at end of data.", "counter" },
+		{ M_BYTES_RELAYED, "greygate_bytes_relayed_total", "Message bytes sent to the backend.",
+		  "counter" },
+		{ M_BACKEND_ERRORS, "greygate_backend_errors_total",
+		  "Backend connections that failed or died.", "counter" },
+		{ M_STORE_ERRORS, "greygate_store_errors_total",
+		  "Greylisting store requests that failed.", "counter" },
+		{ M_DNS_ERRORS, "greygate_dns_errors_total", "DNS lookups that failed temporarily.",
+		  "counter" },
+		{ M_HANDOVERS, "greygate_handovers_total", "ETRNs sent after a primary came back.",
+		  "counter" },
+		{ M_RELOADS_OK, "greygate_config_reloads_ok_total", "Configuration reloads done.",
+		  "counter" },
+		{ M_RELOADS_FAILED, "greygate_config_reloads_failed_total",
+		  "Configuration reloads refused.", "counter" },
+	};
+	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+		counter(out, plain[i].name, plain[i].help, plain[i].type, sum_m(plain[i].m));
+
+	fprintf(out, "# HELP greygate_decisions_total RCPT decisions by action and reason.\n"
+		     "# TYPE greygate_decisions_total counter\n");
+	for (int a = 0; a < DA_COUNT; a++)
+		for (size_t r = 0; r < 14; r++) {
+			uint64_t v = 0;
+			for (unsigned i = 0; i < nslots; i++)
+				v += atomic_load_explicit(&slots[i].dec[a][r], memory_order_relaxed);
+			if (v)
+				fprintf(out, "greygate_decisions_total{action=\"%s\",reason=\"%s\"} %llu\n",
+					actions[a], reasons[r], (unsigned long long)v);
+		}
+	fprintf(out, "# HELP greygate_refusals_total Refused commands by rule.\n"
+		     "# TYPE greygate_refusals_total counter\n");
+	for (size_t r = 0; r < REFUSAL_RULES; r++) {
+		uint64_t v = 0;
+		for (unsigned i = 0; i < nslots; i++)
+			v += atomic_load_explicit(&slots[i].ref[r], memory_order_relaxed);
+		if (v)
+			fprintf(out, "greygate_refusals_total{rule=\"%s\"} %llu\n", rules[r],
+				(unsigned long long)v);
+	}
+	for (int h = 0; h < H_COUNT; h++) {
+		fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", hist_names[h], hist_help[h],
+			hist_names[h]);
+		uint64_t cum = 0, sum_us = 0;
+		for (unsigned i = 0; i < nslots; i++)
+			sum_us += atomic_load_explicit(&slots[i].hist_sum_us[h], memory_order_relaxed);
+		for (int b = 0; b < HIST_BUCKETS; b++) {
+			for (unsigned i = 0; i < nslots; i++)
+				cum += atomic_load_explicit(&slots[i].hist[h][b], memory_order_relaxed);
+			if (b < HIST_BUCKETS - 1)
+				fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", hist_names[h], bounds[b],
+					(unsigned long long)cum);
+			else
+				fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n", hist_names[h],
+					(unsigned long long)cum);
+		}
+		fprintf(out, "%s_sum %.6f\n%s_count %llu\n", hist_names[h], (double)sum_us / 1e6,
+			hist_names[h], (unsigned long long)cum);
+	}
+	fprintf(out, "# HELP greygate_build_info Version.\n# TYPE greygate_build_info gauge\n"
+		     "greygate_build_info{version=\"" GREYGATE_VERSION "\"} 1\n");
+}

@@ -1,0 +1,67 @@
+/*
+ * metrics: counters, gauges and latency histograms for /metrics and the
+ * health of /healthz (proxy/admin.c).
+ *
+ * Promises: recording is a relaxed atomic add into this process's own slot
+ * (no lock, no allocation, nothing that can fail); with workers the slots
+ * live in one shared memory block that the supervisor created, so the
+ * supervisor's /metrics adds all workers up without asking them.
+ */
+#ifndef GG_METRICS_H
+#define GG_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum metric {
+	M_CONNECTIONS,            /* accepted */
+	M_CONNECTIONS_REFUSED,    /* refused by a limit */
+	M_CONNECTIONS_ACTIVE,     /* gauge */
+	M_MESSAGES_ACCEPTED,
+	M_MESSAGES_REJECTED,
+	M_BYTES_RELAYED,
+	M_BACKEND_ERRORS,
+	M_STORE_ERRORS,
+	M_DNS_ERRORS,
+	M_HANDOVERS,
+	M_RELOADS_OK,
+	M_RELOADS_FAILED,
+	M_COUNT
+};
+
+/* Decisions by action and reason, refusals by rule: fixed label sets. */
+enum decision_action { DA_PASS, DA_GREYLIST, DA_TEMPFAIL, DA_COUNT };
+#define DECISION_REASONS 16
+#define REFUSAL_RULES 12
+
+enum histogram { H_DECISION, H_STORE, H_DNS, H_COUNT };
+#define HIST_BUCKETS 13           /* the last one is +Inf */
+
+void metrics_add(enum metric m, int64_t v);
+void metrics_decision(enum decision_action a, const char *reason);
+void metrics_refusal(const char *rule);
+void metrics_observe(enum histogram h, double seconds);
+
+/* Health as this process sees it, for /healthz. */
+void metrics_health(bool backend_ok, bool store_ok);
+
+/* Monotonic seconds, for latencies. */
+double metrics_now(void);
+
+/* Set up: alone (private memory), or as worker SLOT of a shared block FD
+ * (from metrics_shared_create in the supervisor). */
+int metrics_init_private(void);
+int metrics_init_shared(int fd, unsigned slot, unsigned nslots);
+/* Supervisor: a block for NSLOTS workers; returns its fd (inherited). */
+int metrics_shared_create(unsigned nslots);
+/* Supervisor: worker SLOT died; its numbers stop counting for health. */
+void metrics_slot_gone(unsigned slot);
+
+/* Prometheus text of all slots added up. */
+void metrics_write(FILE *out);
+/* Healthy when every live slot says so and has spoken in the last few
+ * seconds; REASON says what is not. */
+bool metrics_healthy(char *reason, size_t len);
+
+#endif
