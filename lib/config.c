@@ -125,6 +125,10 @@ static const struct key {
 	{ "whitelist.client_names_file", K_STR, 0, 0 },
 	{ "admin", K_GROUP, 0, 0 },
 	{ "admin.listen", K_STR, 0, 0 },
+	{ "user", K_STR, 0, 0 },
+	{ "group", K_STR, 0, 0 },
+	{ "run_as_root", K_BOOL, 0, 0 },
+	{ "pid_file", K_STR, 0, 0 },
 	{ "tls", K_GROUP, 0, 0 },
 	{ "tls.cert", K_STR, 0, 0 },
 	{ "tls.key", K_STR, 0, 0 },
@@ -502,6 +506,10 @@ static bool load_store(struct loader *ld, const config_t *cf, struct gg_config *
 	}
 	get_str(cf, "control_socket", "/run/greygate/control.sock", &c->control_socket);
 	get_str(cf, "admin.listen", "127.0.0.1:9925", &c->admin_listen);
+	get_str(cf, "user", "", &c->user);
+	get_str(cf, "group", "", &c->group);
+	get_bool(cf, "run_as_root", false, &c->run_as_root);
+	get_str(cf, "pid_file", "", &c->pid_file);
 	struct sockaddr_storage ass;
 	socklen_t alen;
 	if (c->admin_listen[0] && !hostport_parse(c->admin_listen, &ass, &alen))
@@ -792,6 +800,9 @@ void gg_config_unref(struct gg_config *c)
 	free(c->greylist.message);
 	free(c->control_socket);
 	free(c->admin_listen);
+	free(c->user);
+	free(c->group);
+	free(c->pid_file);
 	domainlist_free(&c->local_domains);
 	domainlist_free(&c->relay_domains);
 	free(c->log.target);

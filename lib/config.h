@@ -97,6 +97,9 @@ struct gg_config {
 
 	char *control_socket;         /* greygate-ctl talks to the daemon here */
 	char *admin_listen;           /* /healthz and /metrics; "" off */
+	char *user, *group;           /* drop to these after binding; "" none */
+	bool run_as_root;             /* allow going on as root */
+	char *pid_file;               /* "" none */
 
 	/* STARTTLS: an SSL_CTX with tls.cert and tls.key loaded, or NULL (no
 	 * STARTTLS offered). Reloaded with the file, so SIGHUP picks up a

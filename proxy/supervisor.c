@@ -16,6 +16,7 @@
 #include "admin.h"
 #include "control.h"
 #include "metrics.h"
+#include "privs.h"
 #include "listener.h"
 #include "log.h"
 #include "server.h"
@@ -247,6 +248,10 @@ int supervisor_run(const char *argv0)
 			admin_open(srv.base, srv.cfg);
 		}
 	}
+	/* Everything privileged is open: the workers are started as the
+	 * unprivileged user and inherit what they need. */
+	if (status == 0 && privs_settle(srv.cfg) < 0)
+		status = 1;
 	if (status == 0) {
 		for (unsigned i = 0; i < nslots; i++)
 			spawn(i);
@@ -275,6 +280,7 @@ int supervisor_run(const char *argv0)
 	if (kill_timer)
 		event_free(kill_timer);
 	admin_close();
+	privs_cleanup(srv.cfg);
 	if (metrics_fd >= 0)
 		close(metrics_fd);
 	if (memory_store && store()) {

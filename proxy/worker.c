@@ -19,6 +19,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "privs.h"
 #include "resolver.h"
 #include "server.h"
 #include "session.h"
@@ -148,6 +149,9 @@ int worker_run(const struct worker_args *w)
 		control_open(srv.base, srv.cfg);
 		admin_open(srv.base, srv.cfg);
 	}
+	/* Under a supervisor this process started unprivileged already. */
+	if (srv.nworkers == 1 && privs_settle(srv.cfg) < 0)
+		return 1;
 	health_timer = event_new(srv.base, -1, EV_PERSIST, on_health, NULL);
 	struct timeval htv = { HEALTH_EVERY, 0 };
 	event_add(health_timer, &htv);
@@ -182,6 +186,8 @@ int worker_run(const struct worker_args *w)
 	store()->close();
 	resolver_close();
 	backend_shutdown();
+	if (srv.nworkers == 1)
+		privs_cleanup(srv.cfg);
 	gg_config_unref(srv.cfg);
 	event_base_free(srv.base);
 	log_msg(LOG_LVL_INFO, "exit", "shutdown complete");

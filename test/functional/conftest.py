@@ -836,6 +836,8 @@ def default_config(port, backend_address, dns_address=None):
         "store": {"type": "memory", "file": ""},
         # every greygate of a run would want the default port
         "admin": {"listen": ""},
+        # the suite runs as root and keeps its files in root's temp dirs
+        "run_as_root": True,
         # Needs DNS (there is none on a test box: every sender domain would
         # be "not found"); the DNS policy tests switch it on themselves.
         "reject_unknown_sender_domain": False,
