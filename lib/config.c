@@ -109,6 +109,7 @@ static const struct key {
 	{ "reject_unknown_sender_domain", K_BOOL, 0, 0 },
 	{ "reject_non_fqdn_recipient", K_BOOL, 0, 0 },
 	{ "etrn_networks", K_STRLIST, 0, 0 },
+	{ "proxy_protocol_networks", K_STRLIST, 0, 0 },
 	{ "handover", K_GROUP, 0, 0 },
 	{ "handover.domains", K_STRLIST, 0, 0 },
 	{ "handover.probe_interval", K_INT, 0, 86400 },
@@ -709,6 +710,8 @@ static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 	       load_list(ld, cf, "permit_mx_backup_networks", NULL, network_entry,
 			 &c->permit_mx_backup_networks) &&
 	       load_list(ld, cf, "etrn_networks", NULL, network_entry, &c->etrn_networks) &&
+	       load_list(ld, cf, "proxy_protocol_networks", NULL, network_entry,
+			 &c->proxy_protocol_networks) &&
 	       load_list(ld, cf, "whitelist.client_names", NULL, domain_entry, &c->client_names) &&
 	       load_list(ld, cf, "handover.domains", NULL, domain_entry, &c->handover.domains) &&
 	       load_store(ld, cf, c) && load_greylist(ld, cf, c) && load_dns(ld, cf, c) &&
@@ -781,6 +784,7 @@ void gg_config_unref(struct gg_config *c)
 	netlist_free(&c->my_addresses);
 	netlist_free(&c->permit_mx_backup_networks);
 	netlist_free(&c->etrn_networks);
+	netlist_free(&c->proxy_protocol_networks);
 	domainlist_free(&c->client_names);
 	domainlist_free(&c->handover.domains);
 	free(c->dns.servers);

@@ -119,6 +119,7 @@ struct gg_config {
 	bool reject_unknown_sender_domain;
 	bool reject_non_fqdn_recipient;
 	struct netlist etrn_networks;
+	struct netlist proxy_protocol_networks;  /* clients that send a PROXY header */
 	struct domainlist client_names;    /* whitelist.client_names: FCrDNS-verified */
 	struct {
 		struct domainlist domains;     /* default: relay_domains */

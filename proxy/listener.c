@@ -36,6 +36,14 @@ static void refuse(evutil_socket_t fd, const struct ipaddr *a, const char *why)
 	ll_emit(&l);
 }
 
+/* With several workers each keeps its share of a limit: the kernel spreads
+ * connections evenly, so the shares add up to the limit. */
+unsigned listener_share(int limit)
+{
+	unsigned n = srv.nworkers ? srv.nworkers : 1;
+	return ((unsigned)limit + n - 1) / n;
+}
+
 static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		      struct sockaddr *sa, int salen, void *arg)
 {
@@ -52,21 +60,20 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		refuse(fd, &a, "service shutting down");
 		return;
 	}
-	/* With several workers each keeps its share of the limits: the kernel
-	 * spreads connections evenly, so the shares add up to the limit. */
-	unsigned n = srv.nworkers ? srv.nworkers : 1;
-	unsigned max_conn = ((unsigned)cfg->limits.max_connections + n - 1) / n;
-	int max_client = (int)(((unsigned)cfg->limits.max_per_client + n - 1) / n);
-	if (srv.active >= max_conn) {
+	if (srv.active >= listener_share(cfg->limits.max_connections)) {
 		refuse(fd, &a, "too many connections");
 		return;
 	}
-	if (!connlimit_acquire(&a, max_client)) {
+	/* Behind a load balancer the client is known only from the PROXY
+	 * header; the session counts it then. */
+	bool via_proxy = netlist_match(&cfg->proxy_protocol_networks, &a);
+	if (!via_proxy &&
+	    !connlimit_acquire(&a, (int)listener_share(cfg->limits.max_per_client))) {
 		refuse(fd, &a, "too many connections from your address");
 		return;
 	}
 	metrics_add(M_CONNECTIONS, 1);
-	session_start(fd, sa, &a);
+	session_start(fd, sa, &a, via_proxy);
 }
 
 static void on_accept_error(struct evconnlistener *lev, void *arg)

@@ -15,6 +15,9 @@ int listener_open(const struct gg_config *cfg);
  * a bound, listening socket (or -1, logged), and taking one over. */
 int listener_bind(const char *spec);
 int listener_adopt(int fd, const char *spec);
+/* This process's share of a connection limit (limits are split between
+ * workers). */
+unsigned listener_share(int limit);
 void listener_close(void);
 
 #endif

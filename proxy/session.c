@@ -18,6 +18,8 @@
 #include "config.h"
 #include "connlimit.h"
 #include "dotcodec.h"
+#include "proxyproto.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "rcpt_check.h"
@@ -35,6 +37,7 @@ enum sstate {
 	SS_WAIT,     /* a command waits for a check or the backend */
 	SS_DATA,     /* the message body is streaming */
 	SS_CLOSING,  /* the last reply is being flushed */
+	SS_PROXY,    /* waiting for the load balancer's PROXY header */
 };
 
 struct session {
@@ -47,6 +50,8 @@ struct session {
 	char client_str[48];
 	unsigned client_port;
 	time_t started;
+	bool counted;        /* in connlimit under client */
+	double line_started; /* first byte of an incomplete command line, or 0 */
 
 	char helo[HELO_MAX + 1];
 	bool helo_seen, esmtp;
@@ -111,7 +116,8 @@ static void destroy(struct session *s)
 	backend_free(s->be);
 	if (s->bev)
 		bufferevent_free(s->bev);
-	connlimit_release(&s->client);
+	if (s->counted)
+		connlimit_release(&s->client);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -1025,6 +1031,62 @@ static void handle_command(struct session *s, const char *line, size_t len)
 	}
 }
 
+/* ---- PROXY protocol ---- */
+
+static void refuse_proxy(struct session *s, const char *why)
+{
+	log_reject(s, "PROXY", why, "proxy_protocol");
+	replyf(s, "421 4.7.0 %s Error: %s", s->cfg->myhostname, why);
+	close_after_flush(s);
+}
+
+/* A connection from proxy_protocol_networks starts with the load
+ * balancer's header: the real client comes from it, and nothing else is
+ * accepted from those networks. Returns true once the session may go on. */
+static bool read_proxy_header(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t have = evbuffer_get_length(in);
+	if (have == 0)
+		return false;
+	size_t n = have < PROXYPROTO_V2_MAX ? have : PROXYPROTO_V2_MAX;
+	const unsigned char *p = evbuffer_pullup(in, (ssize_t)n);
+	struct proxyproto_result r;
+	enum proxyproto_status st = proxyproto_parse(p, n, &r);
+	if (st == PP_NEED_MORE && n < PROXYPROTO_V2_MAX)
+		return false;
+	if (st != PP_OK) {
+		refuse_proxy(s, "PROXY protocol header required");
+		return false;
+	}
+	evbuffer_drain(in, r.len);
+	char proxy[48];
+	memcpy(proxy, s->client_str, sizeof proxy);
+	if (!r.local) {
+		if (!connlimit_acquire(&r.src, (int)listener_share(s->cfg->limits.max_per_client))) {
+			refuse_proxy(s, "too many connections from your address");
+			return false;
+		}
+		s->client = r.src;
+		s->counted = true;
+		s->client_port = r.src_port;
+		ipaddr_str(&r.src, s->client_str, sizeof s->client_str);
+	}
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "proxy");
+	ll_int(&l, "id", (long long)s->id);
+	ll_str(&l, "client", s->client_str);
+	ll_int(&l, "port", s->client_port);
+	ll_str(&l, "proxy", proxy);
+	ll_int(&l, "version", r.version);
+	if (r.local)
+		ll_str(&l, "local", "yes");
+	ll_emit(&l);
+	s->state = SS_CMD;
+	replyf(s, "220 %s", s->cfg->banner);
+	return true;
+}
+
 /* Takes one command line off the input. Returns false when there is no
  * complete line yet. */
 static bool next_line(struct session *s)
@@ -1035,6 +1097,17 @@ static bool next_line(struct session *s)
 	struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 	if (p.pos < 0) {
 		size_t have = evbuffer_get_length(in);
+		/* One line may not take longer than command_timeout in all, however
+		 * steadily its bytes trickle in (slow-loris). */
+		double now = metrics_now();
+		if (have > 0 && s->line_started == 0)
+			s->line_started = now;
+		if (have > 0 && now - s->line_started > s->cfg->limits.command_timeout) {
+			log_reject(s, "LINE", "421 4.4.2 Error: timeout exceeded", "command_timeout");
+			replyf(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->myhostname);
+			close_after_flush(s);
+			return false;
+		}
 		if (have > max + 1) {
 			/* Too long already: drop what we have and the rest of the
 			 * line when it comes; the reply goes out at its end. */
@@ -1044,6 +1117,7 @@ static bool next_line(struct session *s)
 		return false;
 	}
 	size_t n = (size_t)p.pos;
+	s->line_started = 0;
 	if (s->discarding || n > max + 1) {
 		evbuffer_drain(in, n + eol_len);
 		s->discarding = false;
@@ -1077,6 +1151,11 @@ static void process_input(struct session *s)
 		return;
 	s->in_process = true;
 	while (!s->gone) {
+		if (s->state == SS_PROXY) {
+			if (!read_proxy_header(s))
+				break;
+			continue;
+		}
 		if (s->state == SS_DATA) {
 			if (s->body_paused)
 				break;
@@ -1181,7 +1260,8 @@ static void session_set_callbacks(struct session *s)
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
-void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct ipaddr *client)
+void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct ipaddr *client,
+		   bool via_proxy)
 {
 	struct session *s = calloc(1, sizeof *s);
 	struct bufferevent *bev = s ? bufferevent_socket_new(srv.base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
@@ -1189,7 +1269,8 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 		log_msg(LOG_LVL_ERROR, "accept", "out of memory; connection closed");
 		free(s);
 		evutil_closesocket(fd);
-		connlimit_release(client);
+		if (!via_proxy)
+			connlimit_release(client);
 		return;
 	}
 	s->bev = bev;
@@ -1201,7 +1282,8 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 				 ? ntohs(((const struct sockaddr_in6 *)sa)->sin6_port)
 				 : ntohs(((const struct sockaddr_in *)sa)->sin_port);
 	s->started = time(NULL);
-	s->state = SS_CMD;
+	s->state = via_proxy ? SS_PROXY : SS_CMD;
+	s->counted = !via_proxy;
 	dotcodec_init(&s->dc);
 	s->next = all_sessions;
 	if (all_sessions)
@@ -1217,8 +1299,11 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 	ll_int(&l, "id", (long long)s->id);
 	ll_str(&l, "client", s->client_str);
 	ll_int(&l, "port", s->client_port);
+	if (via_proxy)
+		ll_str(&l, "proxy_protocol", "waiting");
 	ll_emit(&l);
-	replyf(s, "220 %s", s->cfg->banner);
+	if (!via_proxy)
+		replyf(s, "220 %s", s->cfg->banner);
 }
 
 void session_close_all(void)

@@ -13,12 +13,16 @@
 #define GG_SESSION_H
 
 #include <event2/util.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 
 #include "netaddr.h"
 
-/* Takes over FD; CLIENT was already counted by connlimit. */
-void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct ipaddr *client);
+/* Takes over FD. CLIENT was already counted by connlimit, unless VIA_PROXY:
+ * then the session waits for the PROXY header, takes the client from it
+ * and counts that one. */
+void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct ipaddr *client,
+		   bool via_proxy);
 
 /* Shutdown grace is over: tell every client 421 and close. */
 void session_close_all(void);
