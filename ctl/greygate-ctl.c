@@ -85,6 +85,8 @@ static int via_daemon(const struct gg_config *cfg, int argc, char **argv)
 struct rctx {
 	redisContext *c;
 	const struct gg_config *cfg;
+	char host[256];            /* the master: store.redis.host/port or a sentinel's answer */
+	int port;
 	char err[256];
 	redisReply *held;          /* keeps get()'s strings alive until the next call */
 };
@@ -282,8 +284,7 @@ static int r_stats(void *ctx, FILE *out)
 	if (r_list(ctx, count_one, n) < 0)
 		return -1;
 	fprintf(out, "store=redis host=%s port=%d prefix=%s triplets=%ld passed=%ld pending=%ld\n",
-		x->cfg->store.redis.host, x->cfg->store.redis.port, x->cfg->store.redis.prefix, n[0],
-		n[1], n[0] - n[1]);
+		x->host, x->port, x->cfg->store.redis.prefix, n[0], n[1], n[0] - n[1]);
 	return 0;
 }
 
@@ -296,15 +297,71 @@ static const struct ctl_store redis_ops = {
 	r_list, r_get, r_explain, r_pass, r_del, r_whitelist, r_stats, r_error,
 };
 
+/* store.redis.sentinels: the first sentinel that names the master wins. */
+static bool ask_sentinels(const struct gg_config *cfg, struct timeval tv, struct rctx *x)
+{
+	const char *name = cfg->store.redis.master_name;
+	for (size_t i = 0; i < cfg->store.redis.nsentinels; i++) {
+		const char *s = cfg->store.redis.sentinels[i];
+		char host[64];
+		const char *colon = strrchr(s, ':');
+		const char *h = s;
+		size_t hl = colon ? (size_t)(colon - s) : 0;
+		if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+			h++;
+			hl -= 2;
+		}
+		if (!colon || hl >= sizeof host)
+			continue;
+		memcpy(host, h, hl);
+		host[hl] = 0;
+		redisContext *c = redisConnectWithTimeout(host, atoi(colon + 1), tv);
+		if (!c || c->err) {
+			fprintf(stderr, "greygate-ctl: sentinel %s: %s\n", s,
+				c ? c->errstr : "out of memory");
+			if (c)
+				redisFree(c);
+			continue;
+		}
+		redisSetTimeout(c, tv);
+		redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", name);
+		bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+			  r->element[0]->type == REDIS_REPLY_STRING &&
+			  r->element[1]->type == REDIS_REPLY_STRING;
+		if (ok) {
+			snprintf(x->host, sizeof x->host, "%s", r->element[0]->str);
+			x->port = atoi(r->element[1]->str);
+		} else {
+			fprintf(stderr, "greygate-ctl: sentinel %s: %s\n", s,
+				!r ? c->errstr
+				: r->type == REDIS_REPLY_ERROR ? r->str
+							       : "does not know the master name");
+		}
+		if (r)
+			freeReplyObject(r);
+		redisFree(c);
+		if (ok)
+			return true;
+	}
+	return false;
+}
+
 static int via_redis(const struct gg_config *cfg, int argc, char **argv)
 {
 	struct timeval tv = { cfg->store.redis.connect_timeout_ms / 1000,
 			      (cfg->store.redis.connect_timeout_ms % 1000) * 1000 };
 	struct rctx x = { .cfg = cfg };
-	x.c = redisConnectWithTimeout(cfg->store.redis.host, cfg->store.redis.port, tv);
+	snprintf(x.host, sizeof x.host, "%s", cfg->store.redis.host);
+	x.port = cfg->store.redis.port;
+	if (cfg->store.redis.nsentinels && !ask_sentinels(cfg, tv, &x)) {
+		fprintf(stderr, "greygate-ctl: no sentinel named the master '%s'\n",
+			cfg->store.redis.master_name);
+		return 1;
+	}
+	x.c = redisConnectWithTimeout(x.host, x.port, tv);
 	if (!x.c || x.c->err) {
-		fprintf(stderr, "greygate-ctl: cannot connect to redis %s:%d: %s\n",
-			cfg->store.redis.host, cfg->store.redis.port, x.c ? x.c->errstr : "out of memory");
+		fprintf(stderr, "greygate-ctl: cannot connect to redis %s:%d: %s\n", x.host, x.port,
+			x.c ? x.c->errstr : "out of memory");
 		return 1;
 	}
 	struct timeval io = { 5, 0 };

@@ -8,7 +8,17 @@
  * once and the late reply, if any, is dropped. Several timeouts in a row
  * mean Redis is stuck: the connection is cut and re-made with back-off, so
  * requests fail fast meanwhile instead of each waiting a full timeout.
+ *
+ * With store.redis.sentinels, every (re)connect first asks the sentinels in
+ * turn "SENTINEL get-master-addr-by-name NAME" (each under the connect and
+ * request timeouts), connects to the address named, and only uses the
+ * connection once ROLE says it is a master. A broken connection, stuck
+ * requests or a READONLY/LOADING/MASTERDOWN answer send it back to the
+ * sentinels (with the same back-off). A subscription to +switch-master on
+ * one sentinel makes a failover take effect at once instead of at the next
+ * failure.
  */
+#include <arpa/inet.h>
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -19,6 +29,7 @@
 #include <string.h>
 
 #include "greylist_lua.h"
+#include "hostport.h"
 #include "log.h"
 #include "store.h"
 
@@ -27,7 +38,7 @@
 #define BACKOFF_MAX_MS 5000
 #define NARGS 15                   /* EVALSHA sha 3 k1 k2 k3 + 9 ARGV */
 
-enum rstate { R_DOWN, R_CONNECTING, R_UP };
+enum rstate { R_DOWN, R_DISCOVERING, R_CONNECTING, R_UP };
 
 struct store_req {
 	store_done_fn done;        /* NULL once answered or cancelled */
@@ -49,15 +60,53 @@ static int timeouts_in_row;
 static char sha[41];
 static unsigned long long failures;
 
+/* The master: store.redis.host/port, or what the sentinels last named. */
+static char mhost[256];
+static int mport;
+
+/* Sentinel mode (nsent > 0) */
+struct sentinel {
+	char host[INET6_ADDRSTRLEN];
+	int port;
+	const char *name;          /* as written in the configuration */
+};
+static struct sentinel *sent;
+static size_t nsent;
+static size_t sent_first;          /* the one that answered last: asked first */
+static size_t sent_tried;          /* in the current round */
+static size_t sent_cur;            /* the one being asked */
+static redisAsyncContext *sc;      /* asking sent[sent_cur] */
+static struct event *sentinel_timer;
+static redisAsyncContext *pc;      /* subscribed to +switch-master */
+static size_t pc_sent;
+static struct event *pc_timer;
+
 static void schedule_reconnect(void);
+static void connect_master(void);
 
 static void log_store(enum log_level lvl, const char *what, const char *detail)
 {
 	struct logline l;
 	ll_begin(&l, lvl, "store");
 	ll_str(&l, "store", "redis");
-	ll_str(&l, "redis", cfg->store.redis.host);
-	ll_int(&l, "port", cfg->store.redis.port);
+	ll_str(&l, "redis", mhost);
+	ll_int(&l, "port", mport);
+	if (nsent)
+		ll_str(&l, "master_name", cfg->store.redis.master_name);
+	ll_str(&l, "state", what);
+	if (detail)
+		ll_str(&l, "detail", detail);
+	ll_emit(&l);
+}
+
+static void log_sentinel(enum log_level lvl, const struct sentinel *s, const char *what,
+			 const char *detail)
+{
+	struct logline l;
+	ll_begin(&l, lvl, "store");
+	ll_str(&l, "store", "redis");
+	ll_str(&l, "sentinel", s->name);
+	ll_str(&l, "master_name", cfg->store.redis.master_name);
 	ll_str(&l, "state", what);
 	if (detail)
 		ll_str(&l, "detail", detail);
@@ -92,6 +141,12 @@ static void req_free(struct store_req *r)
 
 /* ---- connection ---- */
 
+static void arm(struct event *ev, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(ev, &tv);
+}
+
 static void drop_connection(const char *why)
 {
 	if (!ac)
@@ -100,7 +155,9 @@ static void drop_connection(const char *why)
 	redisAsyncContext *c = ac;
 	ac = NULL;
 	state = R_DOWN;
-	/* Pending callbacks run now with a NULL reply and answer their sessions. */
+	evtimer_del(connect_timer);
+	/* Pending callbacks run now with a NULL reply and answer their sessions
+	 * (at the end of the current callback when called from one). */
 	redisAsyncFree(c);
 	schedule_reconnect();
 }
@@ -109,14 +166,17 @@ static void on_connected(const redisAsyncContext *c, int status)
 {
 	if (c != ac)
 		return;
-	evtimer_del(connect_timer);
 	if (status != REDIS_OK) {
+		evtimer_del(connect_timer);
 		log_store(LOG_LVL_WARNING, "connect-failed", c->errstr);
 		ac = NULL;            /* hiredis frees it after this callback */
 		state = R_DOWN;
 		schedule_reconnect();
 		return;
 	}
+	if (nsent)
+		return;               /* up once ROLE says "master"; connect_timer runs on */
+	evtimer_del(connect_timer);
 	state = R_UP;
 	backoff_ms = 0;
 	timeouts_in_row = 0;
@@ -130,6 +190,7 @@ static void on_disconnected(const redisAsyncContext *c, int status)
 	log_store(LOG_LVL_WARNING, "disconnected", status == REDIS_OK ? "closed" : c->errstr);
 	ac = NULL;
 	state = R_DOWN;
+	evtimer_del(connect_timer);
 	schedule_reconnect();
 }
 
@@ -141,14 +202,42 @@ static void on_setup_reply(redisAsyncContext *c, void *reply, void *priv)
 		log_store(LOG_LVL_ERROR, priv, r->str);
 }
 
-static void connect_now(void)
+/* Sentinel mode: what a sentinel names may be stale (a demoted master that
+ * came back), so the connection counts only once the node says it is the
+ * master. Queued last, so AUTH, SELECT and SCRIPT LOAD are done by then. */
+static void on_role(redisAsyncContext *c, void *reply, void *priv)
 {
-	ac = redisAsyncConnect(cfg->store.redis.host, cfg->store.redis.port);
+	(void)priv;
+	redisReply *r = reply;
+	if (c != ac || !r || state != R_CONNECTING)
+		return;
+	const char *role = r->type == REDIS_REPLY_ERROR ? r->str
+			 : r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+					   r->element[0]->type == REDIS_REPLY_STRING
+				 ? r->element[0]->str
+				 : "?";
+	if (strcmp(role, "master") == 0) {
+		evtimer_del(connect_timer);
+		state = R_UP;
+		backoff_ms = 0;
+		timeouts_in_row = 0;
+		log_store(LOG_LVL_INFO, "connected", "role=master");
+		return;
+	}
+	char why[200];
+	snprintf(why, sizeof why, "not the master (ROLE: %.150s)", role);
+	drop_connection(why);
+}
+
+static void connect_master(void)
+{
+	ac = redisAsyncConnect(mhost, mport);
 	if (!ac || ac->err) {
 		log_store(LOG_LVL_WARNING, "connect-failed", ac ? ac->errstr : "out of memory");
 		if (ac)
 			redisAsyncFree(ac);
 		ac = NULL;
+		state = R_DOWN;
 		schedule_reconnect();
 		return;
 	}
@@ -156,9 +245,7 @@ static void connect_now(void)
 	redisLibeventAttach(ac, base);
 	redisAsyncSetConnectCallback(ac, on_connected);
 	redisAsyncSetDisconnectCallback(ac, on_disconnected);
-	struct timeval tv = { cfg->store.redis.connect_timeout_ms / 1000,
-			      (cfg->store.redis.connect_timeout_ms % 1000) * 1000 };
-	evtimer_add(connect_timer, &tv);
+	arm(connect_timer, cfg->store.redis.connect_timeout_ms);
 	/* Queued now, sent as soon as the socket is up, ahead of any decision. */
 	if (cfg->store.redis.password[0])
 		redisAsyncCommand(ac, on_setup_reply, "auth-failed", "AUTH %s",
@@ -167,6 +254,256 @@ static void connect_now(void)
 		redisAsyncCommand(ac, on_setup_reply, "select-failed", "SELECT %d",
 				  cfg->store.redis.db);
 	redisAsyncCommand(ac, on_setup_reply, "script-load-failed", "SCRIPT LOAD %s", greylist_lua);
+	if (nsent)
+		redisAsyncCommand(ac, on_role, NULL, "ROLE");
+}
+
+/* ---- sentinels ---- */
+
+static void ask_next_sentinel(void);
+static void subscribe_switch_master(void);
+
+/* An address from a sentinel: numeric only (a name would need a blocking
+ * lookup). */
+static bool set_master(const char *host, long port)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	if (port < 1 || port > 65535 || strlen(host) >= sizeof mhost ||
+	    (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1))
+		return false;
+	snprintf(mhost, sizeof mhost, "%s", host);
+	mport = (int)port;
+	return true;
+}
+
+static void sentinel_abandon(void)
+{
+	if (sentinel_timer)
+		evtimer_del(sentinel_timer);
+	if (sc) {
+		redisAsyncContext *c = sc;
+		sc = NULL;
+		redisAsyncFree(c);
+	}
+}
+
+static void sentinel_failed(const char *why)
+{
+	log_sentinel(LOG_LVL_WARNING, &sent[sent_cur], "sentinel-failed", why);
+	sentinel_abandon();
+	ask_next_sentinel();
+}
+
+static void on_sentinel_reply(redisAsyncContext *c, void *reply, void *priv)
+{
+	(void)priv;
+	redisReply *r = reply;
+	if (c != sc || !r)
+		return;               /* abandoned, or lost: on_sentinel_disconnected */
+	if (r->type == REDIS_REPLY_NIL) {
+		sentinel_failed("does not know the master name");
+		return;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		sentinel_failed(r->str);
+		return;
+	}
+	char host[256] = "";
+	long port = 0;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
+		snprintf(host, sizeof host, "%s", r->element[0]->str);
+		char *end;
+		port = strtol(r->element[1]->str, &end, 10);
+		if (*end)
+			port = 0;
+	}
+	if (!set_master(host, port)) {
+		sentinel_failed("unusable answer (not a numeric ADDRESS PORT)");
+		return;
+	}
+	sent_first = sent_cur;
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "store");
+	ll_str(&l, "store", "redis");
+	ll_str(&l, "sentinel", sent[sent_cur].name);
+	ll_str(&l, "master_name", cfg->store.redis.master_name);
+	ll_str(&l, "state", "master-found");
+	ll_str(&l, "redis", mhost);
+	ll_int(&l, "port", mport);
+	ll_emit(&l);
+	sentinel_abandon();           /* freed once this callback returns */
+	subscribe_switch_master();
+	connect_master();
+}
+
+static void on_sentinel_connected(const redisAsyncContext *c, int status)
+{
+	if (c != sc)
+		return;
+	if (status != REDIS_OK) {
+		sc = NULL;            /* hiredis frees it after this callback */
+		sentinel_failed(c->errstr);
+		return;
+	}
+	arm(sentinel_timer, cfg->store.redis.timeout_ms);   /* now for the answer */
+}
+
+static void on_sentinel_disconnected(const redisAsyncContext *c, int status)
+{
+	if (c != sc)
+		return;
+	sc = NULL;
+	sentinel_failed(status == REDIS_OK ? "closed" : c->errstr);
+}
+
+static void on_sentinel_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (sc)
+		sentinel_failed("timeout");
+}
+
+/* Asks the sentinels in turn, starting with the one that answered last;
+ * when none answers, the whole round is retried after the back-off. */
+static void ask_next_sentinel(void)
+{
+	evtimer_del(sentinel_timer);
+	if (sent_tried == nsent) {
+		state = R_DOWN;
+		log_store(LOG_LVL_WARNING, "no-master", "no sentinel named the master");
+		schedule_reconnect();
+		return;
+	}
+	sent_cur = (sent_first + sent_tried++) % nsent;
+	const struct sentinel *s = &sent[sent_cur];
+	state = R_DISCOVERING;
+	sc = redisAsyncConnect(s->host, s->port);
+	if (!sc || sc->err) {
+		const char *why = sc ? sc->errstr : "out of memory";
+		log_sentinel(LOG_LVL_WARNING, s, "sentinel-failed", why);
+		if (sc)
+			redisAsyncFree(sc);
+		sc = NULL;
+		ask_next_sentinel();
+		return;
+	}
+	redisLibeventAttach(sc, base);
+	redisAsyncSetConnectCallback(sc, on_sentinel_connected);
+	redisAsyncSetDisconnectCallback(sc, on_sentinel_disconnected);
+	arm(sentinel_timer, cfg->store.redis.connect_timeout_ms);
+	redisAsyncCommand(sc, on_sentinel_reply, NULL, "SENTINEL get-master-addr-by-name %s",
+			  cfg->store.redis.master_name);
+}
+
+/* +switch-master "NAME OLDIP OLDPORT NEWIP NEWPORT": go to the new master
+ * now rather than at the next failure. */
+static void on_switch_master(redisAsyncContext *c, void *reply, void *priv)
+{
+	(void)priv;
+	redisReply *r = reply;
+	if (c != pc || !r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+	    r->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(r->element[0]->str, "subscribe") == 0) {
+		log_sentinel(LOG_LVL_INFO, &sent[pc_sent], "subscribed", "+switch-master");
+		return;
+	}
+	if (strcmp(r->element[0]->str, "message") != 0 || r->element[2]->type != REDIS_REPLY_STRING)
+		return;
+	char name[129], oldh[64], newh[64];
+	long oldp, newp;
+	if (sscanf(r->element[2]->str, "%128s %63s %ld %63s %ld", name, oldh, &oldp, newh,
+		   &newp) != 5 ||
+	    strcmp(name, cfg->store.redis.master_name) != 0)
+		return;
+	if (ac && strcmp(newh, mhost) == 0 && newp == mport)
+		return;           /* there already, or on the way */
+	char prev[sizeof mhost];
+	int prevp = mport;
+	snprintf(prev, sizeof prev, "%s", mhost);
+	if (!set_master(newh, newp))
+		return;
+	char detail[400];
+	snprintf(detail, sizeof detail, "+switch-master from %s:%ld (was using %s:%d)", oldh, oldp,
+		 prev, prevp);
+	log_store(LOG_LVL_INFO, "switch-master", detail);
+	sentinel_abandon();
+	evtimer_del(retry_timer);
+	if (ac) {
+		redisAsyncContext *old = ac;
+		ac = NULL;
+		state = R_DOWN;
+		evtimer_del(connect_timer);
+		redisAsyncFree(old);  /* answers what was pending on the old master */
+	}
+	backoff_ms = 0;
+	connect_master();
+}
+
+static void on_pc_connected(const redisAsyncContext *c, int status)
+{
+	if (c != pc)
+		return;
+	evtimer_del(pc_timer);
+	if (status != REDIS_OK)
+		pc = NULL;            /* tried again at the next discovery */
+}
+
+static void on_pc_disconnected(const redisAsyncContext *c, int status)
+{
+	(void)status;
+	if (c != pc)
+		return;
+	pc = NULL;
+	log_sentinel(LOG_LVL_WARNING, &sent[pc_sent], "unsubscribed", "connection lost");
+}
+
+static void on_pc_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (pc) {
+		redisAsyncContext *c = pc;
+		pc = NULL;
+		redisAsyncFree(c);
+	}
+}
+
+/* On the sentinel that just answered; a lost subscription is made again at
+ * the next discovery (a failure finds the new master without it, too). */
+static void subscribe_switch_master(void)
+{
+	if (pc)
+		return;
+	pc_sent = sent_cur;
+	pc = redisAsyncConnect(sent[pc_sent].host, sent[pc_sent].port);
+	if (!pc || pc->err) {
+		if (pc)
+			redisAsyncFree(pc);
+		pc = NULL;
+		return;
+	}
+	redisLibeventAttach(pc, base);
+	redisAsyncSetConnectCallback(pc, on_pc_connected);
+	redisAsyncSetDisconnectCallback(pc, on_pc_disconnected);
+	arm(pc_timer, cfg->store.redis.connect_timeout_ms);
+	redisAsyncCommand(pc, on_switch_master, NULL, "SUBSCRIBE +switch-master");
+}
+
+/* ---- (re)connecting ---- */
+
+static void connect_now(void)
+{
+	if (nsent) {
+		sent_tried = 0;
+		ask_next_sentinel();
+	} else {
+		connect_master();
+	}
 }
 
 static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
@@ -197,8 +534,7 @@ static void schedule_reconnect(void)
 	backoff_ms = backoff_ms ? backoff_ms * 2 : BACKOFF_MIN_MS;
 	if (backoff_ms > BACKOFF_MAX_MS)
 		backoff_ms = BACKOFF_MAX_MS;
-	struct timeval tv = { backoff_ms / 1000, (backoff_ms % 1000) * 1000 };
-	evtimer_add(retry_timer, &tv);
+	arm(retry_timer, backoff_ms);
 }
 
 /* ---- decisions ---- */
@@ -207,7 +543,6 @@ static bool send_request(struct store_req *r);
 
 static void on_reply(redisAsyncContext *c, void *reply, void *priv)
 {
-	(void)c;
 	struct store_req *r = priv;
 	redisReply *rep = reply;
 	if (!r->done) {           /* timed out or cancelled already */
@@ -228,6 +563,12 @@ static void on_reply(redisAsyncContext *c, void *reply, void *priv)
 		}
 		char why[200];
 		snprintf(why, sizeof why, "redis error: %s", rep->str);
+		/* Sentinel mode: a demoted master, a replica still loading, or one
+		 * cut off from its master: ask the sentinels where the master is. */
+		if (nsent && c == ac &&
+		    (strncmp(rep->str, "READONLY", 8) == 0 || strncmp(rep->str, "LOADING", 7) == 0 ||
+		     strncmp(rep->str, "MASTERDOWN", 10) == 0))
+			drop_connection(why);
 		answer_error(r, why);
 		req_free(r);
 		return;
@@ -380,8 +721,19 @@ static void redis_close(void)
 		ac = NULL;
 		redisAsyncFree(c);
 	}
+	sentinel_abandon();
+	if (pc) {
+		redisAsyncContext *c = pc;
+		pc = NULL;
+		redisAsyncFree(c);
+	}
 	event_free(retry_timer);
 	event_free(connect_timer);
+	if (sentinel_timer)
+		event_free(sentinel_timer);
+	if (pc_timer)
+		event_free(pc_timer);
+	free(sent);
 	gg_config_unref(cfg);
 }
 
@@ -416,6 +768,41 @@ const struct store_ops *store_redis_open(struct event_base *b, struct gg_config 
 	if (!retry_timer || !connect_timer) {
 		log_msg(LOG_LVL_ERROR, "store", "out of memory creating the redis store");
 		return NULL;
+	}
+	snprintf(mhost, sizeof mhost, "%s", c->store.redis.host);
+	mport = c->store.redis.port;
+	nsent = c->store.redis.nsentinels;
+	if (nsent) {
+		/* no master until a sentinel names one */
+		snprintf(mhost, sizeof mhost, "-");
+		mport = 0;
+		sent = calloc(nsent, sizeof *sent);
+		sentinel_timer = evtimer_new(base, on_sentinel_timeout, NULL);
+		pc_timer = evtimer_new(base, on_pc_timeout, NULL);
+		if (!sent || !sentinel_timer || !pc_timer) {
+			log_msg(LOG_LVL_ERROR, "store", "out of memory creating the redis store");
+			return NULL;
+		}
+		for (size_t i = 0; i < nsent; i++) {
+			struct sockaddr_storage ss;
+			socklen_t len;
+			const char *name = c->store.redis.sentinels[i];
+			if (!hostport_parse(name, &ss, &len)) {   /* the loader checked */
+				log_msg(LOG_LVL_ERROR, "store", "bad store.redis.sentinels entry");
+				return NULL;
+			}
+			struct sentinel *s = &sent[i];
+			s->name = name;
+			if (ss.ss_family == AF_INET) {
+				struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+				inet_ntop(AF_INET, &sin->sin_addr, s->host, sizeof s->host);
+				s->port = ntohs(sin->sin_port);
+			} else {
+				struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+				inet_ntop(AF_INET6, &sin6->sin6_addr, s->host, sizeof s->host);
+				s->port = ntohs(sin6->sin6_port);
+			}
+		}
 	}
 	/* Start-up does not wait for Redis: until it answers, decisions follow
 	 * store.failure, and the connection is retried in the background. */
