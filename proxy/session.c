@@ -94,12 +94,18 @@ static const char *tls_version(const struct session *s);
 
 /* ---- life cycle ---- */
 
+/* Every line about a session names it and its client first. */
+static void begin_line(struct logline *l, const struct session *s, const char *event)
+{
+	ll_begin(l, LOG_LVL_INFO, event);
+	ll_int(l, "id", (long long)s->id);
+	ll_str(l, "client", s->client_str);
+}
+
 static void log_disconnect(struct session *s)
 {
 	struct logline l;
-	ll_begin(&l, LOG_LVL_INFO, "disconnect");
-	ll_int(&l, "id", (long long)s->id);
-	ll_str(&l, "client", s->client_str);
+	begin_line(&l, s, "disconnect");
 	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
 	ll_int(&l, "commands", s->commands);
 	ll_int(&l, "messages", s->messages);
@@ -187,9 +193,7 @@ static void replyf(struct session *s, const char *fmt, ...)
 static void log_reject(struct session *s, const char *cmd, const char *text, const char *rule)
 {
 	struct logline l;
-	ll_begin(&l, LOG_LVL_INFO, "reject");
-	ll_int(&l, "id", (long long)s->id);
-	ll_str(&l, "client", s->client_str);
+	begin_line(&l, s, "reject");
 	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
 	ll_str(&l, "cmd", cmd);
 	if (s->in_mail)
@@ -240,9 +244,7 @@ static void relay_reply(struct session *s, const struct smtp_reply *r)
 static void log_transaction(struct session *s, const char *result, const char *text, size_t len)
 {
 	struct logline l;
-	ll_begin(&l, LOG_LVL_INFO, "transaction");
-	ll_int(&l, "id", (long long)s->id);
-	ll_str(&l, "client", s->client_str);
+	begin_line(&l, s, "transaction");
 	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
 	ll_str(&l, "sender", s->sender);
 	ll_int(&l, "nrcpt", s->rcpt_ok);
@@ -811,9 +813,7 @@ static void cmd_rset(struct session *s)
 static void log_etrn(struct session *s, const char *result, const char *text, size_t len)
 {
 	struct logline l;
-	ll_begin(&l, LOG_LVL_INFO, "etrn");
-	ll_int(&l, "id", (long long)s->id);
-	ll_str(&l, "client", s->client_str);
+	begin_line(&l, s, "etrn");
 	ll_str(&l, "domain", s->rcpt);
 	ll_str(&l, "result", result);
 	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
@@ -1073,9 +1073,7 @@ static bool read_proxy_header(struct session *s)
 		ipaddr_str(&r.src, s->client_str, sizeof s->client_str);
 	}
 	struct logline l;
-	ll_begin(&l, LOG_LVL_INFO, "proxy");
-	ll_int(&l, "id", (long long)s->id);
-	ll_str(&l, "client", s->client_str);
+	begin_line(&l, s, "proxy");
 	ll_int(&l, "port", s->client_port);
 	ll_str(&l, "proxy", proxy);
 	ll_int(&l, "version", r.version);
@@ -1295,9 +1293,7 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 	session_set_callbacks(s);
 
 	struct logline l;
-	ll_begin(&l, LOG_LVL_INFO, "connect");
-	ll_int(&l, "id", (long long)s->id);
-	ll_str(&l, "client", s->client_str);
+	begin_line(&l, s, "connect");
 	ll_int(&l, "port", s->client_port);
 	if (via_proxy)
 		ll_str(&l, "proxy_protocol", "waiting");
