@@ -23,6 +23,7 @@
 #define CACHE_BUCKETS 4096
 
 struct dns_query {
+	struct chan *chan;
 	double started;
 	dns_done_fn done;             /* NULL when cancelled */
 	void *arg;
@@ -47,11 +48,22 @@ struct centry {
 	struct dns_rr rr[];
 };
 
+/* One c-ares channel with what drives it. A reload that changes the DNS
+ * settings makes a new one; the old one retires once its queries are
+ * answered, so no session waits for an answer that will never come. */
+struct chan {
+	struct chan *next;             /* retiring ones */
+	ares_channel ch;
+	struct event *timer;
+	struct sockwatch *watches;
+	unsigned pending;
+	char servers[1024];
+	int timeout_ms, tries;
+};
+
 static struct event_base *base;
-static ares_channel channel;
-static bool channel_ok;
-static struct event *timer;
-static struct sockwatch *watches;
+static struct chan *cur;
+static struct chan *retiring;
 static struct centry *buckets[CACHE_BUCKETS];
 static struct centry *lru_head, *lru_tail;
 static size_t cache_n, cache_max;
@@ -156,34 +168,37 @@ static bool cache_get(const char *name, uint16_t type, struct dns_answer *a)
 
 /* ---- c-ares on the loop ---- */
 
-static void process(ares_socket_t r, ares_socket_t w)
+/* When c-ares wants to be woken for its own retries and timeouts. */
+static void rearm(struct chan *c)
 {
-	ares_process_fd(channel, r, w);
-	struct timeval tv, *t = ares_timeout(channel, NULL, &tv);
+	struct timeval tv, *t = ares_timeout(c->ch, NULL, &tv);
 	if (t)
-		evtimer_add(timer, t);
+		evtimer_add(c->timer, t);
 	else
-		evtimer_del(timer);
+		evtimer_del(c->timer);
 }
 
 static void on_socket(evutil_socket_t fd, short what, void *arg)
 {
-	(void)arg;
-	process(what & EV_READ ? fd : ARES_SOCKET_BAD, what & EV_WRITE ? fd : ARES_SOCKET_BAD);
+	struct chan *c = arg;
+	ares_process_fd(c->ch, what & EV_READ ? fd : ARES_SOCKET_BAD,
+			what & EV_WRITE ? fd : ARES_SOCKET_BAD);
+	rearm(c);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	(void)arg;
-	process(ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	struct chan *c = arg;
+	ares_process_fd(c->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	rearm(c);
 }
 
 static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
 {
-	(void)data;
-	struct sockwatch **pp = &watches;
+	struct chan *c = data;
+	struct sockwatch **pp = &c->watches;
 	while (*pp && (*pp)->fd != fd)
 		pp = &(*pp)->next;
 	struct sockwatch *w = *pp;
@@ -200,15 +215,47 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
 		if (!w)
 			return; /* c-ares times the query out; it fails as temporary */
 		w->fd = fd;
-		w->next = watches;
-		watches = w;
+		w->next = c->watches;
+		c->watches = w;
 	} else {
 		event_free(w->ev);
 	}
 	w->ev = event_new(base, fd, (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST),
-			  on_socket, NULL);
+			  on_socket, c);
 	if (w->ev)
 		event_add(w->ev, NULL);
+}
+
+static void chan_free(struct chan *c)
+{
+	ares_destroy(c->ch);   /* pending queries answer ARES_EDESTRUCTION */
+	while (c->watches) {
+		struct sockwatch *w = c->watches;
+		c->watches = w->next;
+		event_free(w->ev);
+		free(w);
+	}
+	if (c->timer)
+		event_free(c->timer);
+	free(c);
+}
+
+/* A retired channel is destroyed from the loop, never inside its own
+ * callback. */
+static void reap_retired(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (struct chan **pp = &retiring; *pp;) {
+		struct chan *c = *pp;
+		if (c->pending == 0) {
+			*pp = c->next;
+			chan_free(c);
+		} else {
+			pp = &c->next;
+		}
+	}
 }
 
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
@@ -238,9 +285,14 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 		ll_emit(&l);
 	}
 	cache_put(q->name, q->type, &a);
+	struct chan *c = q->chan;
 	if (q->done && status != ARES_EDESTRUCTION)
 		q->done(q->arg, &a);
 	free(q);
+	if (--c->pending == 0 && c != cur && status != ARES_EDESTRUCTION) {
+		struct timeval now = { 0, 0 };
+		event_base_once(base, -1, EV_TIMEOUT, reap_retired, NULL, &now);
+	}
 }
 
 /* ---- interface ---- */
@@ -252,7 +304,7 @@ struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn d
 	size_t n = strlen(name);
 	if (n > 0 && name[n - 1] == '.')
 		n--;
-	if (n == 0 || n >= DNS_NAME_MAX + 15 || !channel_ok) {
+	if (n == 0 || n >= DNS_NAME_MAX + 15 || !cur) {
 		memset(&a, 0, offsetof(struct dns_answer, rr));
 		a.type = type;
 		a.status = n == 0 || n >= DNS_NAME_MAX + 15 ? DNS_NXDOMAIN : DNS_TEMPFAIL;
@@ -279,8 +331,12 @@ struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn d
 	q->type = type;
 	q->started = metrics_now();
 	memcpy(q->name, lname, n + 1);
-	ares_query(channel, lname, ns_c_in, type, on_answer, q);
-	process(ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	q->chan = cur;
+	cur->pending++;
+	ares_query(cur->ch, lname, ns_c_in, type, on_answer, q);
+	/* Only re-arm: processing here could run a timed-out query's callback
+	 * a second time when we are inside that very callback. */
+	rearm(cur);
 	return q;
 }
 
@@ -310,6 +366,48 @@ void resolver_cancel(struct dns_query *q)
 		q->done = NULL;
 }
 
+static struct chan *chan_new(const struct gg_config *cfg)
+{
+	struct chan *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	snprintf(c->servers, sizeof c->servers, "%s", cfg->dns.servers);
+	c->timeout_ms = cfg->dns.timeout_ms;
+	c->tries = cfg->dns.tries;
+	struct ares_options o = {
+		.timeout = cfg->dns.timeout_ms,
+		.tries = cfg->dns.tries,
+		.sock_state_cb = sock_state,
+		.sock_state_cb_data = c,
+	};
+	int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB;
+	int rc = ares_init_options(&c->ch, &o, mask);
+	if (rc != ARES_SUCCESS) {
+		log_msg(LOG_LVL_ERROR, "dns", ares_strerror(rc));
+		free(c);
+		return NULL;
+	}
+	if (cfg->dns.servers[0] && (rc = ares_set_servers_ports_csv(c->ch, cfg->dns.servers)) != ARES_SUCCESS) {
+		log_msg(LOG_LVL_ERROR, "dns", ares_strerror(rc));
+		ares_destroy(c->ch);
+		free(c);
+		return NULL;
+	}
+	c->timer = evtimer_new(base, on_timer, c);
+	if (!c->timer) {
+		ares_destroy(c->ch);
+		free(c);
+		return NULL;
+	}
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "dns");
+	ll_str(&l, "servers", cfg->dns.servers[0] ? cfg->dns.servers : "/etc/resolv.conf");
+	ll_int(&l, "timeout_ms", cfg->dns.timeout_ms);
+	ll_int(&l, "tries", cfg->dns.tries);
+	ll_emit(&l);
+	return c;
+}
+
 int resolver_open(struct event_base *b, const struct gg_config *cfg)
 {
 	base = b;
@@ -318,49 +416,42 @@ int resolver_open(struct event_base *b, const struct gg_config *cfg)
 		log_msg(LOG_LVL_ERROR, "dns", "c-ares initialisation failed");
 		return -1;
 	}
-	struct ares_options o = {
-		.timeout = cfg->dns.timeout_ms,
-		.tries = cfg->dns.tries,
-		.sock_state_cb = sock_state,
-	};
-	int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB;
-	int rc = ares_init_options(&channel, &o, mask);
-	if (rc != ARES_SUCCESS) {
-		log_msg(LOG_LVL_ERROR, "dns", ares_strerror(rc));
-		return -1;
+	cur = chan_new(cfg);
+	return cur ? 0 : -1;
+}
+
+void resolver_reload(const struct gg_config *cfg)
+{
+	cache_max = (size_t)cfg->dns.cache_size;
+	if (!cur || (strcmp(cur->servers, cfg->dns.servers) == 0 &&
+		     cur->timeout_ms == cfg->dns.timeout_ms && cur->tries == cfg->dns.tries))
+		return;
+	struct chan *c = chan_new(cfg);
+	if (!c) {
+		log_msg(LOG_LVL_ERROR, "dns", "new DNS settings not applied; keeping the old ones");
+		return;
 	}
-	channel_ok = true;
-	if (cfg->dns.servers[0]) {
-		rc = ares_set_servers_ports_csv(channel, cfg->dns.servers);
-		if (rc != ARES_SUCCESS) {
-			log_msg(LOG_LVL_ERROR, "dns", ares_strerror(rc));
-			return -1;
-		}
-	}
-	timer = evtimer_new(base, on_timer, NULL);
-	struct logline l;
-	ll_begin(&l, LOG_LVL_INFO, "dns");
-	ll_str(&l, "servers", cfg->dns.servers[0] ? cfg->dns.servers : "/etc/resolv.conf");
-	ll_int(&l, "timeout_ms", cfg->dns.timeout_ms);
-	ll_int(&l, "tries", cfg->dns.tries);
-	ll_emit(&l);
-	return timer ? 0 : -1;
+	struct chan *old = cur;
+	cur = c;
+	/* Answers learnt from other servers are not these servers' answers. */
+	while (lru_head)
+		cremove(cfind(lru_head->name, lru_head->type));
+	old->next = retiring;
+	retiring = old;
+	reap_retired(-1, 0, NULL);
 }
 
 void resolver_close(void)
 {
-	if (!channel_ok)
+	if (!cur)
 		return;
-	ares_destroy(channel);   /* pending queries answer ARES_EDESTRUCTION */
-	channel_ok = false;
-	while (watches) {
-		struct sockwatch *w = watches;
-		watches = w->next;
-		event_free(w->ev);
-		free(w);
+	chan_free(cur);
+	cur = NULL;
+	while (retiring) {
+		struct chan *c = retiring;
+		retiring = c->next;
+		chan_free(c);
 	}
-	if (timer)
-		event_free(timer);
 	while (lru_head)
 		cremove(cfind(lru_head->name, lru_head->type));
 	ares_library_cleanup();

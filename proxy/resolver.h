@@ -22,6 +22,9 @@ struct dns_query;
 typedef void (*dns_done_fn)(void *arg, const struct dns_answer *a);
 
 int resolver_open(struct event_base *base, const struct gg_config *cfg);
+/* SIGHUP: new DNS settings take effect for new lookups; lookups under way
+ * finish on the old servers. */
+void resolver_reload(const struct gg_config *cfg);
 void resolver_close(void);
 
 /* NAME without trailing dot; TYPE one of DNS_T_MX, DNS_T_A, DNS_T_AAAA, DNS_T_PTR. */

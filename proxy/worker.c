@@ -86,8 +86,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	(void)arg;
 	if (sig == SIGHUP) {
-		if (server_reload())
-			backend_probe(srv.base, srv.cfg);
+		if (!server_reload())
+			return;
+		backend_probe(srv.base, srv.cfg);
+		resolver_reload(srv.cfg);
+		/* the hand-over keeps what it saw of the primaries across this */
+		if (srv.slot == 0) {
+			handover_stop();
+			handover_start(srv.base, srv.cfg);
+		}
 	} else {
 		drain();
 	}
