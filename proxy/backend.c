@@ -236,7 +236,9 @@ static void handshake(struct backend *b)
 		send_line(b, b->xclient, strlen(b->xclient));
 		return expect_reply(b, B_XCLIENT);
 	case B_XCLIENT:
-		if (r->code != 220)
+		/* Postfix answers with a new greeting (220); other implementations
+		 * (and Postfix's own smtp-sink) with 250. */
+		if (r->code / 100 != 2)
 			return go_dead(b, BE_UNAVAILABLE, "xclient", r->text);
 		send_line(b, b->helo2, strlen(b->helo2));
 		return expect_reply(b, B_HELO2);

@@ -13,6 +13,10 @@ if ! (exec 3<>"/dev/tcp/${BACKEND%:*}/${BACKEND##*:}") 2>/dev/null && command -v
 	smtp-sink -u "$(id -un | sed 's/^root$/postfix/')" -c "$BACKEND" 100 >/dev/null 2>&1 &
 	sink=$!
 	echo "nothing listens on $BACKEND: started smtp-sink there as a stand-in backend (pid $sink)"
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		(exec 3<>"/dev/tcp/${BACKEND%:*}/${BACKEND##*:}") 2>/dev/null && break
+		sleep 0.2
+	done
 fi
 trap '[ -n "$sink" ] && kill "$sink" 2>/dev/null; exit 0' INT TERM EXIT
 cat <<MSG
