@@ -72,7 +72,7 @@ static void on_ptr(void *arg, const struct dns_answer *a)
 		r->tempfail = true;
 	for (size_t k = 0; a->status == DNS_OK && k < a->n && r->nnames < FCRDNS_NAMES_MAX; k++) {
 		const char *n = a->rr[k].name;
-		if (n[0] && domainlist_match(r->patterns, n, strlen(n)))
+		if (n[0] && (!r->patterns || domainlist_match(r->patterns, n, strlen(n))))
 			memcpy(r->name[r->nnames++], n, DNS_NAME_MAX);
 	}
 	r->launching++;

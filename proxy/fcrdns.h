@@ -4,8 +4,8 @@
  * Promises: a client counts as NAME only when a PTR record of its address
  * gives NAME and an A or AAAA record of NAME gives the address back (the
  * PTR alone is whatever the owner of the address block wants it to be).
- * Only PTR names that match the patterns are looked up forward, at most
- * FCRDNS_NAMES_MAX of them. DONE is called exactly once unless cancelled,
+ * Only PTR names that match the patterns (any name when PATTERNS is NULL)
+ * are looked up forward, at most FCRDNS_NAMES_MAX of them. DONE is called exactly once unless cancelled,
  * possibly before fcrdns_verify returns (which then returns NULL).
  */
 #ifndef GG_FCRDNS_H

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "connlimit.h"
 #include "dotcodec.h"
+#include "fcrdns.h"
 #include "proxyproto.h"
 #include "listener.h"
 #include "log.h"
@@ -51,6 +52,10 @@ struct session {
 	unsigned client_port;
 	time_t started;
 	bool counted;        /* in connlimit under client */
+	/* The client's forward-confirmed host name for XCLIENT NAME, or
+	 * [UNAVAILABLE] / [TEMPUNAVAIL] as Postfix spells "none" and "not yet". */
+	char client_name[DNS_NAME_MAX + 2];
+	struct fcrdns_req *name_lookup;
 	double line_started; /* first byte of an incomplete command line, or 0 */
 
 	char helo[HELO_MAX + 1];
@@ -119,6 +124,7 @@ static void destroy(struct session *s)
 	log_disconnect(s);
 	if (s->check)
 		rcpt_check_cancel(s->check);
+	fcrdns_cancel(s->name_lookup);
 	backend_free(s->be);
 	if (s->bev)
 		bufferevent_free(s->bev);
@@ -247,6 +253,7 @@ static void log_transaction(struct session *s, const char *result, const char *t
 	begin_line(&l, s, "transaction");
 	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
 	ll_str(&l, "sender", s->sender);
+	ll_str(&l, "client_name", s->client_name);
 	ll_int(&l, "nrcpt", s->rcpt_ok);
 	ll_strn(&l, "rcpts", s->rcpts, s->rcpts_len);
 	ll_str(&l, "tls", s->tls ? tls_version(s) : "no");
@@ -295,7 +302,7 @@ static struct backend_client client_info(const struct session *s)
 		.addr = s->client_str,
 		.ipv6 = s->client.family == AF_INET6,
 		.port = s->client_port,
-		.name = NULL,
+		.name = s->client_name,
 		.helo = s->helo_seen ? s->helo : NULL,
 		.esmtp = s->esmtp,
 	};
@@ -305,12 +312,11 @@ static struct backend_client client_info(const struct session *s)
 
 static void rcpt_backend_failed(struct session *s, enum backend_status st)
 {
-	if (st == BE_UNAVAILABLE)
-		reply(s, "451 4.4.1 Error: mail system temporarily unavailable, try again later");
-	else
-		reply(s, "451 4.4.2 Error: connection to the mail system lost, try again later");
-	log_reject(s, "RCPT", st == BE_UNAVAILABLE ? "451 4.4.1 backend unavailable"
-						   : "451 4.4.2 backend connection lost", "backend");
+	const char *t = st == BE_UNAVAILABLE
+				? "451 4.4.1 Error: mail system temporarily unavailable, try again later"
+				: "451 4.4.2 Error: connection to the mail system lost, try again later";
+	reply(s, t);
+	log_reject(s, "RCPT", t, "backend");
 	drop_backend(s);
 	resume(s);
 }
@@ -1031,6 +1037,25 @@ static void handle_command(struct session *s, const char *line, size_t len)
 	}
 }
 
+/* ---- the client's name ---- */
+
+static void on_client_name(void *arg, enum fcrdns_result r, const char *name)
+{
+	struct session *s = arg;
+	s->name_lookup = NULL;
+	snprintf(s->client_name, sizeof s->client_name, "%s",
+		 r == FCRDNS_MATCH ? name : r == FCRDNS_TEMPFAIL ? "[TEMPUNAVAIL]" : "[UNAVAILABLE]");
+}
+
+/* Looked up once the client's address is final, in the background: by the
+ * first recipient that goes to the backend it is known (else XCLIENT says
+ * [TEMPUNAVAIL], which Postfix treats as a temporary failure). */
+static void start_name_lookup(struct session *s)
+{
+	snprintf(s->client_name, sizeof s->client_name, "[TEMPUNAVAIL]");
+	s->name_lookup = fcrdns_verify(&s->client, NULL, on_client_name, s);
+}
+
 /* ---- PROXY protocol ---- */
 
 static void refuse_proxy(struct session *s, const char *why)
@@ -1081,6 +1106,7 @@ static bool read_proxy_header(struct session *s)
 		ll_str(&l, "local", "yes");
 	ll_emit(&l);
 	s->state = SS_CMD;
+	start_name_lookup(s);
 	replyf(s, "220 %s", s->cfg->banner);
 	return true;
 }
@@ -1298,8 +1324,10 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 	if (via_proxy)
 		ll_str(&l, "proxy_protocol", "waiting");
 	ll_emit(&l);
-	if (!via_proxy)
+	if (!via_proxy) {
+		start_name_lookup(s);
 		replyf(s, "220 %s", s->cfg->banner);
+	}
 }
 
 void session_close_all(void)
