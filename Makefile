@@ -56,6 +56,7 @@ functional: $(BUILD)/greygate
 check: deps
 	$(MAKE) all unit
 	$(MAKE) functional
+	@sh test/e2e/run-if-possible.sh "$(MAKE)"
 
 asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 \
@@ -63,8 +64,55 @@ asan: deps
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  all unit functional
 
+# End to end in network namespaces (test/e2e/README.md): a sending Postfix,
+# two MX hosts (greygate + Postfix each), Redis and DNS on a private bridge;
+# as root, about 2 minutes. `make check` runs it when it can.
+.PHONY: e2e
+e2e: $(BUILD)/greygate $(BUILD)/greygate-ctl
+	@sh test/e2e/deps.sh
+	GREYGATE_BIN=$(abspath $(BUILD)/greygate) $(PYTHON) -m pytest -q test/e2e $(PYTEST_ARGS)
+
+# Throughput, latency and memory on loopback (bench/README.md): an -O2
+# build in build-bench, then bench/bench.py (about 5 minutes; root).
+# BENCH_ARGS="--runs 1 --only storm,pass" and the like for a part of it.
+.PHONY: bench
+bench: deps
+	@sh bench/deps.sh
+	$(MAKE) BUILD=build-bench OPT=-O2 all
+	$(PYTHON) bench/bench.py --greygate build-bench/greygate --ctl build-bench/greygate-ctl $(BENCH_ARGS)
+
+# libFuzzer targets (test/fuzz/README.md), built with clang into build-fuzz:
+# replays test/fuzz/crashes/, then runs each target for FUZZ_SECONDS on a
+# working copy of its seeds; fails if any crashes (5 x 60 s: about 5 min).
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -std=c11 -D_GNU_SOURCE -Ilib
+FUZZ_LIBS     = $(shell pkg-config --cflags --libs libevent openssl 2>/dev/null)
+FUZZ_SRC_smtp_cmd     := lib/smtp_cmd.c
+FUZZ_SRC_address_norm := lib/smtp_cmd.c lib/sender_norm.c lib/triplet.c lib/netaddr.c
+FUZZ_SRC_dotcodec     := lib/dotcodec.c
+FUZZ_SRC_proxyproto   := lib/proxyproto.c lib/netaddr.c
+FUZZ_SRC_dnsmsg       := lib/dnsmsg.c lib/netaddr.c
+
+build-fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz_check.h $(wildcard lib/*.c lib/*.h)
+	@mkdir -p build-fuzz && echo '*' > build-fuzz/.gitignore
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS)
+
+# FUZZ_JOBS targets run at once (one per core by default).
+FUZZ_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+
+.PHONY: fuzz
+fuzz: deps
+	$(MAKE) $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+	$(MAKE) -j$(FUZZ_JOBS) $(FUZZ_TARGETS:%=fuzz-run-%)
+
+fuzz-run-%: build-fuzz/fuzz_%
+	@sh test/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $*
+
 run: deps all
 	@bash tools/run.sh $(abspath $(BUILD)/greygate)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-bench build-fuzz

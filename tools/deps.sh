@@ -4,7 +4,7 @@
 set -eu
 PKGS="gcc make pkg-config libevent-dev libhiredis-dev libc-ares-dev libconfig-dev
       libssl-dev libcmocka-dev python3 python3-pytest postfix swaks redis-server
-      dnsmasq-base iproute2 procps"
+      dnsmasq-base iproute2 procps clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

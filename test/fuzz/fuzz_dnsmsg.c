@@ -1,0 +1,103 @@
+/*
+ * fuzz_dnsmsg: the DNS response reader (lib/dnsmsg.h).
+ *
+ * The input is a response message; it is parsed as the answer to an MX,
+ * an A, an AAAA and a PTR query. Checked: the status is one of the four,
+ * n <= DNS_MAX_RR and n > 0 exactly for DNS_OK, "truncated" only with
+ * DNS_MAX_RR records, the TTL within the one-day cap; every name returned
+ * is NUL-terminated within DNS_NAME_MAX, at most 253 bytes, lower case,
+ * without empty labels or a trailing dot, of printable ASCII only (as the
+ * header promises for names handed out); A records are IPv4, AAAA records
+ * IPv6 (or IPv4 for a v4-mapped one); parsing twice gives the same answer.
+ * A type the reader does not support is always DNS_TEMPFAIL.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "dnsmsg.h"
+#include "fuzz_check.h"
+
+static void check_name(const char *name)
+{
+	const char *nul = memchr(name, '\0', DNS_NAME_MAX);
+	CHECK(nul != NULL);
+	size_t n = (size_t)(nul - name);
+	CHECK(n <= DNS_NAME_MAX - 1);
+	if (n == 0)
+		return; /* the root */
+	CHECK(name[0] != '.' && name[n - 1] != '.');
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		CHECK(c > 0x20 && c < 0x7f);
+		CHECK(!(c >= 'A' && c <= 'Z'));
+		if (c == '.')
+			CHECK(name[i + 1] != '.');
+	}
+}
+
+static void check_type(const uint8_t *msg, size_t len, uint16_t type)
+{
+	struct dns_answer a, b;
+
+	memset(&a, 0xa5, sizeof a);
+	dnsmsg_parse(msg, len, type, &a);
+	CHECK(a.type == type);
+	CHECK(a.status == DNS_OK || a.status == DNS_NXDOMAIN || a.status == DNS_NODATA ||
+	      a.status == DNS_TEMPFAIL);
+	CHECK(strcmp(dns_status_name(a.status), "unknown") != 0);
+	CHECK(a.n <= DNS_MAX_RR);
+	CHECK((a.status == DNS_OK) == (a.n > 0));
+	if (a.truncated)
+		CHECK(a.status == DNS_OK && a.n == DNS_MAX_RR);
+	CHECK(a.ttl <= 86400);
+	if (a.status == DNS_TEMPFAIL)
+		CHECK(a.ttl == 0);
+
+	for (size_t i = 0; i < a.n; i++) {
+		const struct dns_rr *rr = &a.rr[i];
+		check_name(rr->name);
+		switch (type) {
+		case DNS_T_A:
+			CHECK(rr->addr.family == AF_INET && rr->name[0] == '\0');
+			break;
+		case DNS_T_AAAA:
+			CHECK(rr->addr.family == AF_INET6 || rr->addr.family == AF_INET);
+			CHECK(rr->name[0] == '\0');
+			break;
+		case DNS_T_MX:
+		case DNS_T_PTR:
+			CHECK(rr->addr.family == 0);
+			break;
+		}
+		if (type != DNS_T_MX)
+			CHECK(rr->pref == 0);
+	}
+
+	/* pure: the same answer again */
+	dnsmsg_parse(msg, len, type, &b);
+	CHECK(a.status == b.status && a.n == b.n && a.ttl == b.ttl &&
+	      a.truncated == b.truncated);
+	for (size_t i = 0; i < a.n; i++)
+		CHECK(a.rr[i].pref == b.rr[i].pref &&
+		      strcmp(a.rr[i].name, b.rr[i].name) == 0 &&
+		      a.rr[i].addr.family == b.rr[i].addr.family &&
+		      memcmp(a.rr[i].addr.b, b.rr[i].addr.b, sizeof a.rr[i].addr.b) == 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const uint16_t types[] = { DNS_T_MX, DNS_T_A, DNS_T_AAAA, DNS_T_PTR };
+
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+		check_type(data, size, types[i]);
+
+	/* a type the reader does not know: never an answer */
+	struct dns_answer a;
+	dnsmsg_parse(data, size, 16 /* TXT */, &a);
+	CHECK(a.status == DNS_TEMPFAIL && a.n == 0);
+	return 0;
+}
