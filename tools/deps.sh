@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages greygate's build and tests need, when some are
 # missing: as root with apt-get, otherwise by telling what to run.
+#   sh tools/deps.sh [EXTRA-PACKAGE...]   (the e2e suite and the bench add theirs)
 set -eu
 PKGS="gcc make pkg-config libevent-dev libhiredis-dev libc-ares-dev libconfig-dev
       libssl-dev libcmocka-dev python3 python3-pytest postfix swaks redis-server
-      dnsmasq-base iproute2 procps clang libclang-rt-14-dev"
+      dnsmasq-base iproute2 procps openssl clang libclang-rt-14-dev $*"
 
 missing=""
 for p in $PKGS; do
