@@ -12,13 +12,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from resp import RedisError, Resp
 
 from conftest import (CLIENT_ADDR, GREYGATE_BIN, RawSMTP, assert_reply, default_config,
                       free_port, render_config, require_binary, wait_until)
@@ -35,54 +36,6 @@ GL = {"enabled": True, "delay": DELAY, "retry_window": 3600, "pass_lifetime": 86
 # --------------------------------------------------------------------------
 # Redis processes
 # --------------------------------------------------------------------------
-
-class RedisError(Exception):
-    pass
-
-
-class Resp:
-    """Minimal RESP2 client (python3-redis is not a dependency)."""
-
-    def __init__(self, port, timeout=2):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.f = self.sock.makefile("rb")
-
-    def close(self):
-        with contextlib.suppress(OSError):
-            self.f.close()
-            self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def cmd(self, *args):
-        parts = [str(a).encode() for a in args]
-        self.sock.sendall(b"*%d\r\n" % len(parts) +
-                          b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
-        return self._read()
-
-    def _read(self):
-        line = self.f.readline()
-        if not line:
-            raise ConnectionError("redis closed the connection")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RedisError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            return None if n < 0 else self.f.read(n + 2)[:-2].decode("utf-8", "replace")
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._read() for _ in range(n)]
-        raise RedisError(f"bad RESP line {line!r}")
-
 
 def rcmd(port, *args):
     with Resp(port) as r:
