@@ -75,7 +75,9 @@ struct session {
 	int rcpt_tried, rcpt_ok;
 	char rcpts[RCPT_LOG_MAX];   /* accepted recipients, for the log */
 	size_t rcpts_len;
-	struct smtp_reply mail_refused;  /* the backend refused our MAIL */
+	/* the backend refused our MAIL: its reply, kept for the transaction's
+	 * RCPTs (allocated then: most sessions never need its 8 KiB) */
+	struct smtp_reply *mail_refused;
 	bool mail_sent;      /* MAIL was replayed in this transaction */
 	bool be_txn;         /* the backend has a transaction open */
 
@@ -138,6 +140,7 @@ static void destroy(struct session *s)
 		s->next->prev = s->prev;
 	free(s->mail_line);
 	free(s->fwd_line);
+	free(s->mail_refused);
 	gg_config_unref(s->cfg);
 	free(s);
 	srv.active--;
@@ -273,7 +276,8 @@ static void reset_transaction(struct session *s)
 	s->rcpt_tried = s->rcpt_ok = 0;
 	s->rcpts_len = 0;
 	s->mail_sent = false;
-	s->mail_refused.code = 0;
+	free(s->mail_refused);
+	s->mail_refused = NULL;
 	s->body_failed = false;
 	dotcodec_init(&s->dc);
 }
@@ -355,11 +359,11 @@ static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_re
 
 static void rcpt_forward(struct session *s)
 {
-	if (s->mail_refused.code) {
+	if (s->mail_refused) {
 		/* Postfix's proxy does the same: the recipient gets the reason the
 		 * sender was refused, and nothing reaches the backend. */
-		relay_reply(s, &s->mail_refused);
-		log_reject(s, "RCPT", s->mail_refused.text, "backend_mail");
+		relay_reply(s, s->mail_refused);
+		log_reject(s, "RCPT", s->mail_refused->text, "backend_mail");
 		resume(s);
 		return;
 	}
@@ -374,10 +378,12 @@ static void mail_replied(void *arg, enum backend_status st, const struct smtp_re
 		rcpt_backend_failed(s, st);
 	} else {
 		s->mail_sent = true;
-		if (r->code / 100 == 2)
+		if (r->code / 100 == 2) {
 			s->be_txn = true;
-		else
-			s->mail_refused = *r;
+		} else if ((s->mail_refused = malloc(sizeof *s->mail_refused)) != NULL) {
+			*s->mail_refused = *r;
+		}
+		/* (out of memory: the RCPT goes on and the backend refuses it) */
 		rcpt_forward(s);
 	}
 	leave(s);
@@ -1052,6 +1058,11 @@ static void on_client_name(void *arg, enum fcrdns_result r, const char *name)
  * [TEMPUNAVAIL], which Postfix treats as a temporary failure). */
 static void start_name_lookup(struct session *s)
 {
+	/* only XCLIENT uses it */
+	if (!s->cfg->backend.xclient) {
+		snprintf(s->client_name, sizeof s->client_name, "[UNAVAILABLE]");
+		return;
+	}
 	snprintf(s->client_name, sizeof s->client_name, "[TEMPUNAVAIL]");
 	s->name_lookup = fcrdns_verify(&s->client, NULL, on_client_name, s);
 }

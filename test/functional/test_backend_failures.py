@@ -129,3 +129,25 @@ def test_backend_dies_mid_data(make_postfix_backend, greygate_factory, tok, what
     else:
         time.sleep(0.5)
         assert backend.mails_for(tok) == []
+
+
+def test_backend_refusing_mail_answers_every_rcpt(make_postfix_backend, greygate_factory):
+    """The backend refuses the replayed MAIL: each RCPT of the transaction
+    gets that refusal, nothing is accepted, and the next transaction works."""
+    pf = make_postfix_backend(extra_main={
+        "smtpd_delay_reject": "no",      # refuse at MAIL, not at RCPT
+        "smtpd_sender_restrictions":
+            "check_sender_access inline:{ { refused@sender.example = REJECT go away } }"})
+    gg = greygate_factory(upstream=pf)
+    with gg.raw() as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<refused@sender.example>"), 250)
+        for r in ("a@test.example", "b@test.example"):
+            reply = c.cmd(f"RCPT TO:<{r}>")
+            assert reply.code == 554 and "go away" in reply.text, reply.text
+        assert_reply(c.cmd("DATA"), 554, "5.5.1")
+        assert_reply(c.cmd("RSET"), 250)
+        assert_reply(c.cmd("MAIL FROM:<fine@sender.example>"), 250)
+        assert_reply(c.cmd("RCPT TO:<a@test.example>"), 250)
+    assert gg.events("reject", rule="backend_mail")
