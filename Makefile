@@ -73,7 +73,7 @@ e2e: $(BUILD)/greygate $(BUILD)/greygate-ctl
 	GREYGATE_BIN=$(abspath $(BUILD)/greygate) $(PYTHON) -m pytest -q test/e2e $(PYTEST_ARGS)
 
 # Throughput, latency and memory on loopback (bench/README.md): an -O2
-# build in build-bench, then bench/bench.py (about 5 minutes; root).
+# build in build-bench, then bench/bench.py (about 6 minutes; root).
 # BENCH_ARGS="--runs 1 --only storm,pass" and the like for a part of it.
 .PHONY: bench
 bench: deps

@@ -275,9 +275,12 @@ class Env:
         return subprocess.run(["redis-cli", "-p", str(self.redis_port), *args], check=True,
                               capture_output=True, text=True).stdout.strip()
 
-    def evalsha_calls(self):
-        m = re.search(r"cmdstat_evalsha:calls=(\d+)", self.redis_cmd("info", "commandstats"))
-        return int(m.group(1)) if m else 0
+    def evalsha_calls(self, with_usec=False):
+        """EVALSHA calls so far (and the microseconds Redis spent in them)."""
+        m = re.search(r"cmdstat_evalsha:calls=(\d+),usec=(\d+)",
+                      self.redis_cmd("info", "commandstats"))
+        calls, usec = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        return (calls, usec) if with_usec else calls
 
     def start_sinks(self):
         # -m: connections it serves at once (default 256, too few here).
@@ -657,7 +660,7 @@ def one_run(env, name, port, spec, cpu_pids, rss_pids, mode, load, checks, pss, 
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     o0 = our_cpu(env)
     box0, t0 = cpu_snap(), time.monotonic()
-    e0 = env.evalsha_calls() if checks else 0
+    e0, u0 = env.evalsha_calls(True) if checks else (0, 0)
     h0 = decision_hist(checks["metrics"]) if checks else None
     tag = f"{name}{nr}x{os.getpid()}"
     smp = Sampler(port, mode, spec["per_conn"], tag)
@@ -692,14 +695,17 @@ def one_run(env, name, port, spec, cpu_pids, rss_pids, mode, load, checks, pss, 
                cpu_us=cpu / max(n, 1) * 1e6, hwm_mib=hwm / 1024, box=box * 100,
                src_cpu=src, other=other, irq=(box - box_proc) * 100)
     if checks:
-        run["decisions"] = env.evalsha_calls() - e0
+        e1, u1 = env.evalsha_calls(True)
+        run["decisions"] = e1 - e0
+        run["redis_us"] = (u1 - u0) / max(1, e1 - e0)     # Redis's time per EVALSHA
         run["gg_p50"], run["gg_p99"], run["gg_mean"] = hist_delta(
             h0, decision_hist(checks["metrics"]))
     log(f"  {name:<16} {n:>7} msgs in {wall:5.2f}s = {n / wall:8.0f}/s"
         f"  p50 {p50 or 0:.2f} ms p99 {p99 or 0:.2f} ms ({nlat} samples, {lerr} err)"
         f"  cpu {cpu:.2f}s  hwm {hwm / 1024:.1f} MiB  box {box:.0%}  client cpu {src:.2f}s"
         f"  other {other:.2f} cores  softirq {(box - box_proc) * NCPU:.2f} cores"
-        + (f"  decisions {run['decisions']} (greygate's own decision time: mean "
+        + (f"  decisions {run['decisions']} (Redis {run['redis_us']:.0f} us each;"
+           f" greygate's own decision time: mean "
            f"{run['gg_mean'] or 0:.2f} ms, p50 <= {run['gg_p50']} ms, p99 <= {run['gg_p99']} ms)"
            if checks else ""))
     return run
@@ -937,6 +943,9 @@ def main():
                     "idle,postgrey,info,workers")
     ap.add_argument("--skip", default="")
     ap.add_argument("--json", default=None, help="also write every run to this file")
+    ap.add_argument("--conc", type=int, default=None,
+                    help="concurrent smtp-source sessions for every load except large "
+                    "(default 20)")
     ap.add_argument("--uncached-ptr", action="store_true",
                     help="no PTR records for the clients: every connection costs greygate a "
                     "DNS round trip (see start_dns)")
@@ -950,6 +959,10 @@ def main():
         return sampler_main(int(port), mode, int(per_conn), tag, float(interval))
 
     args.ctl = args.ctl or str(Path(args.greygate).parent / "greygate-ctl")
+    if args.conc:
+        for name, spec in LOADS.items():
+            if name != "large":
+                spec["conc"] = args.conc
     allsc = ["direct", "storm", "pass", "pipeline", "large", "idle", "postgrey", "info",
              "workers"]
     which = set(args.only.split(",")) if args.only else set(allsc)
