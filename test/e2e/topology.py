@@ -207,7 +207,7 @@ def _user(name):
     return pwd.getpwnam(name)
 
 
-class PostfixInstance:
+class PostfixInstance(fx.PostfixLog):
     """A private Postfix in namespace NS: ROOT/{conf,queue,data,log,mail}.
     ROLE ('primary'/'backup') applies docker/postfix-setup.sh with ENV;
     MAIN then overrides (harness settings, e.g. short retry times)."""
@@ -343,20 +343,6 @@ class PostfixInstance:
 
     def flush(self):
         run(self.in_ns("postqueue", "-c", str(self.conf), "-f"), check=False, timeout=30)
-
-    def log(self, since=0):
-        try:
-            with open(self.logfile, "rb") as f:
-                f.seek(since)
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_mark(self):
-        try:
-            return self.logfile.stat().st_size
-        except FileNotFoundError:
-            return 0
 
     def sync_log(self):
         """A marker through postlogd: every line logged before is in the file."""

@@ -434,7 +434,26 @@ def _children(pid):
     return kids
 
 
-class PostfixBackend:
+class PostfixLog:
+    """Reading a private Postfix's maillog (self.logfile), by byte offset;
+    shared with the end-to-end suite's Postfix instances."""
+
+    def log(self, since=0):
+        try:
+            with open(self.logfile, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_mark(self):
+        try:
+            return self.logfile.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+
+class PostfixBackend(PostfixLog):
     """A private Postfix instance. Create with PostfixBackend(extra_main={...}),
     then start(); always destroy()."""
 
@@ -628,20 +647,7 @@ class PostfixBackend:
                 if not os.environ.get("GG_KEEP_TMP"):
                     shutil.rmtree(self.root, ignore_errors=True)
 
-    # -- log
-    def log(self, since=0):
-        try:
-            with open(self.logfile, "rb") as f:
-                f.seek(since)
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_mark(self):
-        try:
-            return self.logfile.stat().st_size
-        except FileNotFoundError:
-            return 0
+    # -- log: see PostfixLog
 
     def sync_log(self):
         """Writes a marker through postlogd and waits until it is in the log
