@@ -143,6 +143,7 @@ def test_command_timeout_is_idle_time(greygate_factory):
 
 def test_data_timeout(greygate_factory, postfix_backend, tok):
     gg = greygate_factory(limits=limits(command_timeout=30, data_timeout=2))
+    mark = postfix_backend.log_mark()   # client ports get reused
     with gg.raw(timeout=20) as c:
         port = c.local_port
         c.greeting()
@@ -159,7 +160,7 @@ def test_data_timeout(greygate_factory, postfix_backend, tok):
         assert c.wait_closed(5)
     # the backend session ends without a message
     postfix_backend.wait_log(rf"(disconnect from|lost connection after \S+ from) "
-                             rf"unknown\[{re.escape(CLIENT_ADDR)}\]:{port}\b")
+                             rf"unknown\[{re.escape(CLIENT_ADDR)}\]:{port}\b", since=mark)
     postfix_backend.sync_log()
     assert postfix_backend.mails_for(tok) == []
 
