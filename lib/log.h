@@ -24,6 +24,7 @@ struct logline {
 	enum log_level lvl;
 	size_t len;
 	bool truncated;
+	bool off;            /* below the level: nothing is built */
 	char buf[LOG_LINE_MAX];
 };
 
