@@ -305,7 +305,8 @@ class Env:
             # smtp-sink advertises XCLIENT but answers it with 250 instead of
             # Postfix's new 220 greeting, which greygate (rightly) treats as a
             # failed hand-shake: no XCLIENT against smtp-sink.
-            "backend": {"xclient": False, "command_timeout": 60},
+            # idle_time: the product's default (the test suite's is 0)
+            "backend": {"xclient": False, "command_timeout": 60, "idle_time": None},
             "local_domains": [DOMAIN],
             "relay_domains": [],
             "limits": {"max_connections": 20000, "max_per_client": 20000,

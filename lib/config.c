@@ -43,6 +43,8 @@ static const struct key {
 	{ "backend.xclient", K_BOOL, 0, 0 },
 	{ "backend.connect_timeout", K_INT, 1, 300 },
 	{ "backend.command_timeout", K_INT, 1, 3600 },
+	{ "backend.idle_time", K_INT, 0, 60 },
+	{ "backend.idle_connections", K_INT, 0, 10000 },
 	{ "mynetworks", K_STRLIST, 0, 0 },
 	{ "local_domains", K_STRLIST, 0, 0 },
 	{ "relay_domains", K_STRLIST, 0, 0 },
@@ -677,6 +679,8 @@ static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 	get_bool(cf, "backend.xclient", true, &c->backend.xclient);
 	get_int(cf, "backend.connect_timeout", 5, &c->backend.connect_timeout);
 	get_int(cf, "backend.command_timeout", 300, &c->backend.command_timeout);
+	get_int(cf, "backend.idle_time", 2, &c->backend.idle_time);
+	get_int(cf, "backend.idle_connections", 20, &c->backend.idle_connections);
 	get_bool(cf, "helo_required", true, &c->helo_required);
 	get_bool(cf, "disable_vrfy_command", true, &c->disable_vrfy_command);
 	get_int(cf, "limits.max_connections", 10000, &c->limits.max_connections);

@@ -38,6 +38,8 @@ struct gg_config {
 		bool xclient;
 		int connect_timeout;      /* seconds */
 		int command_timeout;      /* seconds, per backend reply */
+		int idle_time;            /* seconds a connection waits for the next client; 0: no reuse */
+		int idle_connections;     /* at most this many waiting, per process */
 	} backend;
 
 	struct netlist mynetworks;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "hostport.h"
 #include "log.h"
@@ -47,6 +48,9 @@ struct backend {
 	int in_cb;
 	bool free_pending;
 	bool probe;           /* throw-away connection that only learns caps */
+	bool reused;          /* taken from the idle pool, hand-shake not yet done */
+	bool in_body;         /* the reply awaited is the one to end-of-data */
+	bool delivered;       /* the last reply accepted a message, nothing sent since */
 };
 
 static struct backend_caps caps;
@@ -105,8 +109,19 @@ static void log_failure(struct backend *b, const char *what, const char *detail)
 	ll_emit(&l);
 }
 
+static void connect_fresh(struct backend *b);
+
 static void go_dead(struct backend *b, enum backend_status st, const char *stage, const char *detail)
 {
+	if (b->reused && st == BE_UNAVAILABLE) {
+		/* An idle connection the backend gave up on while we handed it
+		 * over: not an error, the client gets a fresh one. */
+		b->reused = false;
+		bufferevent_free(b->bev);
+		b->bev = NULL;
+		connect_fresh(b);
+		return;
+	}
 	if (!b->probe || st != BE_OK)
 		log_failure(b, stage, detail);
 	if (st == BE_UNAVAILABLE)
@@ -119,11 +134,26 @@ static void go_dead(struct backend *b, enum backend_status st, const char *stage
 	finish(b, st);
 }
 
+/* A command goes straight to the socket when nothing is queued ahead of it
+ * (the usual case: one command at a time), which spares the write event's
+ * epoll_ctl calls and loop iteration; whatever the socket does not take,
+ * or a failure, is left to the bufferevent. */
 static void send_line(struct backend *b, const char *line, size_t len)
 {
 	struct evbuffer *out = bufferevent_get_output(b->bev);
-	evbuffer_add(out, line, len);
-	evbuffer_add(out, "\r\n", 2);
+	char buf[LINE_MAX_BACKEND];
+	if (len + 2 > sizeof buf || evbuffer_get_length(out) > 0) {
+		evbuffer_add(out, line, len);
+		evbuffer_add(out, "\r\n", 2);
+		return;
+	}
+	memcpy(buf, line, len);
+	memcpy(buf + len, "\r\n", 2);
+	ssize_t n = send(bufferevent_getfd(b->bev), buf, len + 2, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n < len + 2)
+		evbuffer_add(out, buf + n, len + 2 - (size_t)n);
 }
 
 static void expect_reply(struct backend *b, enum bstate st)
@@ -245,6 +275,7 @@ static void handshake(struct backend *b)
 	case B_HELO2:
 		if (r->code != 250)
 			return go_dead(b, BE_UNAVAILABLE, "helo", r->text);
+		b->reused = false;
 		b->state = B_READY;
 		reachable = true;
 		return finish(b, BE_OK);
@@ -258,7 +289,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 	struct backend *b = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char line[LINE_MAX_BACKEND];
-	while (b->state != B_DEAD && b->bev) {
+	/* (a stale idle connection is replaced inside the loop: stop then) */
+	while (b->state != B_DEAD && b->bev == bev) {
 		size_t eol_len;
 		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 		if (p.pos < 0) {
@@ -293,6 +325,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 		bufferevent_set_timeouts(b->bev, NULL, NULL);
 		if (b->state == B_BUSY) {
 			b->state = B_READY;
+			/* Postfix forgets a connection's errors and junk commands
+			 * when it accepts a message: only then is it fit for the
+			 * next client (proxy/backend.h). */
+			b->delivered = b->in_body && b->reply.code / 100 == 2;
+			b->in_body = false;
 			b->in_cb++;
 			finish(b, BE_OK);
 			b->in_cb--;
@@ -367,18 +404,19 @@ struct backend *backend_new(struct event_base *base, struct gg_config *cfg, unsi
 	return b;
 }
 
-void backend_open(struct backend *b, const struct backend_client *ci,
-		  backend_reply_fn done, void *arg)
+/* Makes B the owner of its bufferevent's events. */
+static void attach(struct backend *b)
 {
-	b->done = done;
-	b->done_arg = arg;
-	if (ci)
-		prepare_xclient(b, ci);
-	else
-		b->xclient[0] = 0;
-	if (!b->cfg->backend.xclient)
-		b->xclient[0] = 0;
+	bufferevent_setcb(b->bev, on_read, on_write, on_event, b);
+	bufferevent_setwatermark(b->bev, EV_WRITE, BODY_LOW, 0);
+	bufferevent_setwatermark(b->bev, EV_READ, 0, 64 * 1024);
+	bufferevent_enable(b->bev, EV_READ | EV_WRITE);
+}
 
+static bool take_idle(struct backend *b);
+
+static void connect_fresh(struct backend *b)
+{
 	struct sockaddr_storage ss;
 	socklen_t len;
 	if (!hostport_parse(b->cfg->backend.address, &ss, &len)) {
@@ -391,18 +429,42 @@ void backend_open(struct backend *b, const struct backend_client *ci,
 		go_dead(b, BE_UNAVAILABLE, "connect", "out of memory");
 		return;
 	}
-	bufferevent_setcb(b->bev, on_read, on_write, on_event, b);
-	bufferevent_setwatermark(b->bev, EV_WRITE, BODY_LOW, 0);
-	bufferevent_setwatermark(b->bev, EV_READ, 0, 64 * 1024);
+	attach(b);
 	struct timeval tv = { b->cfg->backend.connect_timeout, 0 };
 	bufferevent_set_timeouts(b->bev, &tv, &tv);
-	bufferevent_enable(b->bev, EV_READ | EV_WRITE);
 	b->state = B_CONNECTING;
+	metrics_add(M_BACKEND_CONNECTS, 1);
 	if (bufferevent_socket_connect(b->bev, (struct sockaddr *)&ss, (int)len) < 0) {
 		char detail[128];
 		snprintf(detail, sizeof detail, "%s", strerror(errno));
 		go_dead(b, BE_UNAVAILABLE, "connect", detail);
 	}
+}
+
+void backend_open(struct backend *b, const struct backend_client *ci,
+		  backend_reply_fn done, void *arg)
+{
+	b->done = done;
+	b->done_arg = arg;
+	if (ci && b->cfg->backend.xclient)
+		prepare_xclient(b, ci);
+	else
+		b->xclient[0] = 0;
+	if (!b->probe && take_idle(b)) {
+		metrics_add(M_BACKEND_REUSED, 1);
+		if (b->xclient[0] == 0) {
+			/* Without XCLIENT every client looks the same to the
+			 * backend: the connection is ready as it is. */
+			b->reused = false;
+			b->state = B_READY;
+			finish(b, BE_OK);
+			return;
+		}
+		send_line(b, b->xclient, strlen(b->xclient));
+		expect_reply(b, B_XCLIENT);
+		return;
+	}
+	connect_fresh(b);
 }
 
 void backend_command(struct backend *b, const char *line, size_t len,
@@ -416,6 +478,7 @@ void backend_command(struct backend *b, const char *line, size_t len,
 		go_dead(b, BE_LOST, "command", "backend connection is gone");
 		return;
 	}
+	b->delivered = false;
 	send_line(b, line, len);
 	expect_reply(b, B_BUSY);
 }
@@ -425,6 +488,7 @@ void backend_body_begin(struct backend *b, backend_reply_fn done, void *arg)
 	b->done = done;
 	b->done_arg = arg;
 	b->state = B_BUSY;
+	b->in_body = true;
 	smtp_reply_reset(&b->reply);
 	/* The backend says nothing until the body ends, however slow the client
 	 * is; only a backend that stops taking the body is timed out here. */
@@ -459,65 +523,174 @@ bool backend_body_full(const struct backend *b)
 	return b->bev && evbuffer_get_length(bufferevent_get_output(b->bev)) > BODY_HIGH;
 }
 
-/* Detached connections that only wait for their QUIT to be written; kept
- * in a list so that exit can close the ones still waiting. */
-struct quitting {
+/*
+ * Connections no front session owns: idle ones waiting for the next client
+ * (newest first), and ones that only wait for their QUIT to be written.
+ * Both lists are closed at exit.
+ */
+struct detached {
 	struct bufferevent *bev;
-	struct quitting *prev, *next;
+	struct gg_config *cfg;        /* idle: the configuration it was made under */
+	struct detached *prev, *next;
+	struct detached **list;
 };
 
-static struct quitting *quitting_list;
+static struct detached *idle_list, *quitting_list;
+static int idle_count;
 
-static void quit_done(struct quitting *q)
+static void detached_unlink(struct detached *d)
 {
-	if (q->prev)
-		q->prev->next = q->next;
+	if (!d->list)
+		return;
+	if (d->prev)
+		d->prev->next = d->next;
 	else
-		quitting_list = q->next;
-	if (q->next)
-		q->next->prev = q->prev;
-	bufferevent_free(q->bev);
-	free(q);
+		*d->list = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	if (d->list == &idle_list)
+		idle_count--;
+	d->prev = d->next = NULL;
+	d->list = NULL;
+}
+
+static void detached_link(struct detached *d, struct detached **list)
+{
+	d->list = list;
+	d->prev = NULL;
+	d->next = *list;
+	if (*list)
+		(*list)->prev = d;
+	*list = d;
+	if (list == &idle_list)
+		idle_count++;
+}
+
+static void detached_free(struct detached *d)
+{
+	detached_unlink(d);
+	if (d->bev)
+		bufferevent_free(d->bev);
+	if (d->cfg)
+		gg_config_unref(d->cfg);
+	free(d);
 }
 
 static void quit_flushed(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
-	quit_done(arg);
+	detached_free(arg);
 }
 
 static void quit_event(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
 	(void)what;
-	quit_done(arg);
+	detached_free(arg);
 }
 
 /* Says QUIT and lets the socket close once it is written, so the backend
- * logs a clean end instead of a lost connection. */
-static void detach_with_quit(struct backend *b)
+ * logs a clean end instead of a lost connection. D is on no list. */
+static void quit_detached(struct detached *d)
 {
-	struct quitting *q = calloc(1, sizeof *q);
-	if (!q)
-		return; /* the caller frees the connection without QUIT */
-	send_line(b, "QUIT", 4);
+	struct evbuffer *out = bufferevent_get_output(d->bev);
+	evbuffer_add(out, "QUIT\r\n", 6);
 	struct timeval tv = { 5, 0 };
-	q->bev = b->bev;
-	q->next = quitting_list;
-	if (quitting_list)
-		quitting_list->prev = q;
-	quitting_list = q;
-	bufferevent_setcb(b->bev, NULL, quit_flushed, quit_event, q);
-	bufferevent_setwatermark(b->bev, EV_WRITE, 0, 0);
-	bufferevent_set_timeouts(b->bev, &tv, &tv);
-	bufferevent_disable(b->bev, EV_READ);
+	detached_link(d, &quitting_list);
+	bufferevent_setcb(d->bev, NULL, quit_flushed, quit_event, d);
+	bufferevent_setwatermark(d->bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(d->bev, &tv, &tv);
+	bufferevent_disable(d->bev, EV_READ);
+	bufferevent_enable(d->bev, EV_WRITE);
+}
+
+/* Takes B's connection away from B; NULL when out of memory (the caller
+ * then frees the connection). */
+static struct detached *detach(struct backend *b)
+{
+	struct detached *d = calloc(1, sizeof *d);
+	if (!d)
+		return NULL;
+	d->bev = b->bev;
 	b->bev = NULL;
+	return d;
+}
+
+/* An idle connection spoke (typically "421 timeout" before closing) or
+ * closed: it is of no use any more. */
+static void idle_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	detached_free(arg);
+}
+
+static void idle_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct detached *d = arg;
+	if (what & BEV_EVENT_TIMEOUT) {
+		/* nobody needed it within idle_time */
+		detached_unlink(d);
+		gg_config_unref(d->cfg);
+		d->cfg = NULL;
+		quit_detached(d);
+		return;
+	}
+	detached_free(d);
+}
+
+/* Keeps B's connection for the next client, when the backend has just
+ * accepted a message on it and there is room. */
+static bool park(struct backend *b)
+{
+	const struct gg_config *c = b->cfg;
+	if (b->probe || !b->delivered || c->backend.idle_time == 0 ||
+	    idle_count >= c->backend.idle_connections)
+		return false;
+	struct detached *d = detach(b);
+	if (!d)
+		return false;
+	d->cfg = gg_config_ref(b->cfg);
+	detached_link(d, &idle_list);
+	struct timeval tv = { c->backend.idle_time, 0 };
+	bufferevent_setcb(d->bev, idle_read, NULL, idle_event, d);
+	bufferevent_set_timeouts(d->bev, &tv, NULL);
+	bufferevent_disable(d->bev, EV_WRITE);
+	bufferevent_enable(d->bev, EV_READ);
+	return true;
+}
+
+/* Gives B the newest idle connection made under B's configuration (older
+ * configurations' connections are closed on the way). */
+static bool take_idle(struct backend *b)
+{
+	while (idle_list) {
+		struct detached *d = idle_list;
+		detached_unlink(d);
+		if (d->cfg != b->cfg) {
+			gg_config_unref(d->cfg);
+			d->cfg = NULL;
+			quit_detached(d);
+			continue;
+		}
+		b->bev = d->bev;
+		d->bev = NULL;
+		detached_free(d);
+		b->reused = true;
+		b->delivered = false;
+		attach(b);
+		bufferevent_set_timeouts(b->bev, NULL, NULL);
+		return true;
+	}
+	return false;
 }
 
 void backend_shutdown(void)
 {
+	while (idle_list)
+		detached_free(idle_list);
 	while (quitting_list)
-		quit_done(quitting_list);
+		detached_free(quitting_list);
 	/* Connections still in use at exit (a start-up probe, a hand-over):
 	 * their owners hear BE_LOST and free them; whatever is left goes too. */
 	while (live) {
@@ -541,8 +714,11 @@ void backend_free(struct backend *b)
 	b->drain_fn = NULL;
 	/* A connection in any other state than idle is cut: a half-sent
 	 * message must never be completed. */
-	if (b->bev && b->state == B_READY)
-		detach_with_quit(b);
+	if (b->bev && b->state == B_READY && !park(b)) {
+		struct detached *d = detach(b);
+		if (d)
+			quit_detached(d);
+	}
 	if (b->in_cb > 0) {
 		b->free_pending = true;
 		return;

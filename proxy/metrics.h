@@ -22,6 +22,8 @@ enum metric {
 	M_MESSAGES_REJECTED,
 	M_BYTES_RELAYED,
 	M_BACKEND_ERRORS,
+	M_BACKEND_CONNECTS,       /* new connections opened */
+	M_BACKEND_REUSED,         /* idle connections taken by a new client */
 	M_STORE_ERRORS,
 	M_DNS_ERRORS,
 	M_HANDOVERS,
