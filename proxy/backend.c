@@ -41,6 +41,7 @@ struct backend {
 	struct smtp_reply reply;
 	backend_reply_fn done;
 	void *done_arg;
+	backend_reply_fn then;   /* a pipelined second command's reply */
 	void (*drain_fn)(void *);
 	void *drain_arg;
 	char helo2[600];      /* the EHLO/HELO to send after XCLIENT */
@@ -126,6 +127,7 @@ static void go_dead(struct backend *b, enum backend_status st, const char *stage
 		log_failure(b, stage, detail);
 	if (st == BE_UNAVAILABLE)
 		reachable = false;
+	b->then = NULL;
 	b->state = B_DEAD;
 	if (b->bev) {
 		bufferevent_free(b->bev);
@@ -189,6 +191,8 @@ static void learn_caps(const struct smtp_reply *r)
 				num[n - kw - 1] = 0;
 				c.size_limit = strtoul(num, NULL, 10);
 			}
+		} else if (IS("PIPELINING")) {
+			c.pipelining = true;
 		} else if (IS("8BITMIME")) {
 			c.eightbitmime = true;
 		} else if (IS("SMTPUTF8")) {
@@ -330,12 +334,21 @@ static void on_read(struct bufferevent *bev, void *arg)
 			 * next client (proxy/backend.h). */
 			b->delivered = b->in_body && b->reply.code / 100 == 2;
 			b->in_body = false;
+			backend_reply_fn then = b->then;
+			b->then = NULL;
 			b->in_cb++;
 			finish(b, BE_OK);
 			b->in_cb--;
 			if (b->free_pending && b->in_cb == 0) {
 				really_free(b);
 				return;
+			}
+			/* the reply to the pipelined second command comes next,
+			 * unless the owner let go of the connection meanwhile */
+			if (then && !b->free_pending && b->state == B_READY && b->bev == bev &&
+			    !b->done) {
+				b->done = then;
+				expect_reply(b, B_BUSY);
 			}
 		} else {
 			b->in_cb++;
@@ -480,6 +493,33 @@ void backend_command(struct backend *b, const char *line, size_t len,
 	}
 	b->delivered = false;
 	send_line(b, line, len);
+	expect_reply(b, B_BUSY);
+}
+
+void backend_pipeline(struct backend *b, const char *first, size_t first_len,
+		      backend_reply_fn first_done, const char *line, size_t len,
+		      backend_reply_fn done, void *arg)
+{
+	b->done = first_done;
+	b->done_arg = arg;
+	if (b->state != B_READY || !b->bev) {
+		go_dead(b, BE_LOST, "command", "backend connection is gone");
+		return;
+	}
+	b->delivered = false;
+	b->then = done;
+	char buf[LINE_MAX_BACKEND];
+	if (first_len + len + 4 > sizeof buf) {
+		/* (lines are bounded well below this; kept for safety) */
+		b->then = NULL;
+		backend_command(b, first, first_len, first_done, arg);
+		return;
+	}
+	/* one write for both, so that they travel in one segment */
+	memcpy(buf, first, first_len);
+	memcpy(buf + first_len, "\r\n", 2);
+	memcpy(buf + first_len + 2, line, len);
+	send_line(b, buf, first_len + 2 + len);
 	expect_reply(b, B_BUSY);
 }
 

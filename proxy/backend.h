@@ -45,7 +45,7 @@ struct backend_client {
 /* What the backend advertised in its last EHLO reply. */
 struct backend_caps {
 	bool known;
-	bool size, eightbitmime, smtputf8, dsn, xclient, enhancedstatuscodes;
+	bool size, eightbitmime, smtputf8, dsn, xclient, enhancedstatuscodes, pipelining;
 	unsigned long size_limit;   /* 0: no limit announced */
 };
 
@@ -64,6 +64,14 @@ void backend_open(struct backend *b, const struct backend_client *ci,
 /* Sends one command LINE (without CRLF) and reports its reply. */
 void backend_command(struct backend *b, const char *line, size_t len,
 		     backend_reply_fn done, void *arg);
+
+/* With PIPELINING: sends FIRST and LINE in one write; FIRST_DONE gets the
+ * first reply, then DONE the second. A failure is reported once, to
+ * whichever is waiting; an owner that lets go of the connection in
+ * FIRST_DONE hears nothing more. */
+void backend_pipeline(struct backend *b, const char *first, size_t first_len,
+		      backend_reply_fn first_done, const char *line, size_t len,
+		      backend_reply_fn done, void *arg);
 
 bool backend_usable(const struct backend *b);
 

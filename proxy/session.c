@@ -356,12 +356,24 @@ static void note_rcpt(struct session *s)
 	s->rcpts_len += n;
 }
 
+static void rcpt_refused_with_mail(struct session *s)
+{
+	/* Postfix's proxy does the same: the recipient gets the reason the
+	 * sender was refused, and nothing reaches the backend. */
+	relay_reply(s, s->mail_refused);
+	log_reject(s, "RCPT", s->mail_refused->text, "backend_mail");
+	resume(s);
+}
+
 static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
 	enter(s);
 	if (st != BE_OK) {
 		rcpt_backend_failed(s, st);
+	} else if (s->mail_refused) {
+		/* pipelined behind the refused MAIL: its own reply says nothing */
+		rcpt_refused_with_mail(s);
 	} else {
 		relay_reply(s, r);
 		if (r->code / 100 == 2) {
@@ -380,14 +392,22 @@ static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_re
 static void rcpt_forward(struct session *s)
 {
 	if (s->mail_refused) {
-		/* Postfix's proxy does the same: the recipient gets the reason the
-		 * sender was refused, and nothing reaches the backend. */
-		relay_reply(s, s->mail_refused);
-		log_reject(s, "RCPT", s->mail_refused->text, "backend_mail");
-		resume(s);
+		rcpt_refused_with_mail(s);
 		return;
 	}
 	backend_command(s->be, s->fwd_line.p, strlen(s->fwd_line.p), rcpt_replied, s);
+}
+
+/* The reply to the replayed MAIL; the RCPT follows it, or is already on
+ * its way (PIPELINING). */
+static void note_mail_reply(struct session *s, const struct smtp_reply *r)
+{
+	s->mail_sent = true;
+	if (r->code / 100 == 2)
+		s->be_txn = true;
+	else if ((s->mail_refused = malloc(sizeof *s->mail_refused)) != NULL)
+		*s->mail_refused = *r;
+	/* (out of memory: the RCPT goes on and the backend refuses it) */
 }
 
 static void mail_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
@@ -397,21 +417,32 @@ static void mail_replied(void *arg, enum backend_status st, const struct smtp_re
 	if (st != BE_OK) {
 		rcpt_backend_failed(s, st);
 	} else {
-		s->mail_sent = true;
-		if (r->code / 100 == 2) {
-			s->be_txn = true;
-		} else if ((s->mail_refused = malloc(sizeof *s->mail_refused)) != NULL) {
-			*s->mail_refused = *r;
-		}
-		/* (out of memory: the RCPT goes on and the backend refuses it) */
+		note_mail_reply(s, r);
 		rcpt_forward(s);
 	}
 	leave(s);
 }
 
+static void mail_replied_pipelined(void *arg, enum backend_status st, const struct smtp_reply *r)
+{
+	struct session *s = arg;
+	enter(s);
+	if (st != BE_OK)
+		rcpt_backend_failed(s, st);
+	else
+		note_mail_reply(s, r);
+	leave(s);
+}
+
+/* MAIL and the first RCPT in one round trip when the backend pipelines. */
 static void send_mail(struct session *s)
 {
-	backend_command(s->be, s->mail_line.p, strlen(s->mail_line.p), mail_replied, s);
+	const char *m = s->mail_line.p, *r = s->fwd_line.p;
+	if (backend_caps()->pipelining)
+		backend_pipeline(s->be, m, strlen(m), mail_replied_pipelined, r, strlen(r),
+				 rcpt_replied, s);
+	else
+		backend_command(s->be, m, strlen(m), mail_replied, s);
 }
 
 static void rset_then_mail(void *arg, enum backend_status st, const struct smtp_reply *r)

@@ -1,0 +1,113 @@
+"""MAIL and the first RCPT reach the backend in one round trip when, and
+only when, the backend offers PIPELINING."""
+
+import socket
+import threading
+
+import pytest
+
+from conftest import assert_reply, dot_stuff, free_port, make_message
+
+
+class ScriptedBackend:
+    """A minimal SMTP server on 127.0.0.1 that notes, for every MAIL,
+    whether the RCPT after it had arrived before MAIL was answered."""
+
+    def __init__(self, pipelining):
+        self.ehlo = b"250-sink.test\r\n" + (b"250-PIPELINING\r\n" if pipelining else b"") \
+            + b"250 8BITMIME\r\n"
+        self.port = free_port(11525)
+        self.sock = socket.create_server(("127.0.0.1", self.port))
+        self.sock.settimeout(0.1)
+        self.rcpt_with_mail = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(10)
+        buf = b""
+
+        def line():
+            nonlocal buf
+            while b"\r\n" not in buf:
+                data = conn.recv(4096)
+                if not data:
+                    raise EOFError
+                buf += data
+            ln, buf = buf.split(b"\r\n", 1)
+            return ln
+
+        try:
+            conn.sendall(b"220 sink.test ESMTP\r\n")
+            while True:
+                cmd = line().upper()
+                if cmd.startswith(b"EHLO"):
+                    conn.sendall(self.ehlo)
+                elif cmd.startswith(b"MAIL"):
+                    # whatever else arrives within a moment came with MAIL
+                    conn.settimeout(0.5)
+                    try:
+                        while b"\r\n" not in buf:
+                            data = conn.recv(4096)
+                            if not data:
+                                break
+                            buf += data
+                    except socket.timeout:
+                        pass
+                    conn.settimeout(10)
+                    self.rcpt_with_mail.append(buf.upper().startswith(b"RCPT"))
+                    conn.sendall(b"250 2.1.0 Ok\r\n")
+                elif cmd.startswith(b"RCPT"):
+                    conn.sendall(b"250 2.1.5 Ok\r\n")
+                elif cmd == b"DATA":
+                    conn.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    while line() != b".":
+                        pass
+                    conn.sendall(b"250 2.0.0 Ok: queued\r\n")
+                elif cmd == b"QUIT":
+                    conn.sendall(b"221 2.0.0 Bye\r\n")
+                    break
+                else:
+                    conn.sendall(b"250 2.0.0 Ok\r\n")
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_mail_and_first_rcpt_pipelined(greygate_factory, tok, pipelining):
+    backend = ScriptedBackend(pipelining)
+    try:
+        gg = greygate_factory(upstream=backend, backend={"xclient": False})
+        with gg.raw() as c:
+            c.greeting()
+            c.ehlo()
+            assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+            assert_reply(c.cmd(f"RCPT TO:<a-{tok}@test.example>"), 250, "2.1.5")
+            assert_reply(c.cmd(f"RCPT TO:<b-{tok}@test.example>"), 250, "2.1.5")
+            assert_reply(c.cmd("DATA"), 354)
+            c.send(dot_stuff(make_message(tok)))
+            assert_reply(c.reply(), 250, "2.0.0")
+            assert_reply(c.cmd("QUIT"), 221)
+        assert backend.rcpt_with_mail == [pipelining]
+    finally:
+        backend.close()
