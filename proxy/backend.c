@@ -685,7 +685,8 @@ static bool park(struct backend *b)
 {
 	const struct gg_config *c = b->cfg;
 	if (b->probe || !b->delivered || c->backend.idle_time == 0 ||
-	    idle_count >= c->backend.idle_connections)
+	    idle_count >= c->backend.idle_connections ||
+	    evbuffer_get_length(bufferevent_get_input(b->bev)) > 0)  /* it said more */
 		return false;
 	struct detached *d = detach(b);
 	if (!d)
