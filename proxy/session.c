@@ -23,6 +23,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "rcpt_ahead.h"
 #include "rcpt_check.h"
 #include "server.h"
 #include "smtp_cmd.h"
@@ -89,6 +90,7 @@ struct session {
 
 	struct backend *be;
 	struct rcpt_check *check;
+	struct rcpt_ahead *ahead;  /* checks of pipelined RCPTs, started early */
 	struct dotcodec dc;
 	bool body_failed;    /* backend gone or answered early: discard */
 	bool body_paused;    /* back-pressure from the backend */
@@ -132,6 +134,7 @@ static void destroy(struct session *s)
 	log_disconnect(s);
 	if (s->check)
 		rcpt_check_cancel(s->check);
+	rcpt_ahead_free(s->ahead);
 	fcrdns_cancel(s->name_lookup);
 	backend_free(s->be);
 	if (s->bev)
@@ -300,6 +303,8 @@ static void reset_transaction(struct session *s)
 	s->mail_refused = NULL;
 	s->body_failed = false;
 	dotcodec_init(&s->dc);
+	rcpt_ahead_free(s->ahead);
+	s->ahead = NULL;
 }
 
 /* Ends an open transaction that produced no message (RSET, HELO, QUIT,
@@ -671,7 +676,7 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 	reply(s, "250 2.1.0 Ok");
 }
 
-static void cmd_rcpt(struct session *s, const struct smtp_cmd *c)
+static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *line, size_t len)
 {
 	if (!s->in_mail) {
 		reject_counted(s, "RCPT", "503 5.5.1 Error: need MAIL command", NULL);
@@ -704,7 +709,63 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 		.rcpt = &p,
 		.tls = tls_version(s),
 	};
-	s->check = rcpt_check_start(&q, rcpt_decided, s);
+	if (!(s->ahead && rcpt_ahead_take(s->ahead, line, len, rcpt_decided, s)))
+		s->check = rcpt_check_start(&q, rcpt_decided, s);
+}
+
+/*
+ * While a RCPT is being decided, the RCPTs the client pipelined behind it
+ * (complete lines in the input, up to the first other command) start their
+ * checks too (proxy/rcpt_ahead.h). The first lines of the input are the
+ * ones already started.
+ */
+static void look_ahead(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t skip = s->ahead ? rcpt_ahead_count(s->ahead) : 0;
+	struct evbuffer_ptr pos;
+	evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
+	char line[600];
+	for (;;) {
+		if (s->ahead && !rcpt_ahead_room(s->ahead))
+			return;
+		size_t eol_len;
+		struct evbuffer_ptr eol = evbuffer_search_eol(in, &pos, &eol_len, EVBUFFER_EOL_LF);
+		if (eol.pos < 0)
+			return;
+		size_t n = (size_t)(eol.pos - pos.pos);
+		if (n > sizeof line)
+			return;
+		if (evbuffer_copyout_from(in, &pos, line, n) != (ev_ssize_t)n)
+			return;
+		if (n > 0 && line[n - 1] == '\r')
+			n--;
+		if (skip > 0) {
+			skip--;
+		} else {
+			struct smtp_cmd c;
+			struct smtp_path p;
+			smtp_cmd_parse(line, n, &c);
+			if (c.verb != SMTP_VERB_RCPT ||
+			    smtp_path_parse(c.arg, c.arg_len, "TO:", &p) != SMTP_PATH_OK || p.is_null)
+				return;
+			if (!s->ahead && !(s->ahead = rcpt_ahead_new()))
+				return;
+			struct rcpt_query q = {
+				.cfg = s->cfg,
+				.client = &s->client,
+				.client_str = s->client_str,
+				.helo = s->helo_seen ? s->helo : NULL,
+				.sender = s->sender,
+				.rcpt = &p,
+				.tls = tls_version(s),
+			};
+			if (!rcpt_ahead_start(s->ahead, line, n, &q))
+				return;
+		}
+		if (evbuffer_ptr_set(in, &pos, (size_t)eol.pos + eol_len, EVBUFFER_PTR_SET) < 0)
+			return;
+	}
 }
 
 /* ---- DATA ---- */
@@ -1068,7 +1129,7 @@ static void handle_command(struct session *s, const char *line, size_t len)
 	case SMTP_VERB_MAIL:
 		return cmd_mail(s, &c);
 	case SMTP_VERB_RCPT:
-		return cmd_rcpt(s, &c);
+		return cmd_rcpt(s, &c, line, len);
 	case SMTP_VERB_DATA:
 		return cmd_data(s, &c);
 	case SMTP_VERB_RSET:
@@ -1244,6 +1305,8 @@ static bool next_line(struct session *s)
 	/* After STARTTLS the old input is gone with everything in it. */
 	if (s->bev == bev)
 		evbuffer_drain(in, total);
+	if (s->state == SS_WAIT && s->in_mail && !s->gone && (s->check || s->ahead))
+		look_ahead(s);
 	return true;
 }
 

@@ -650,6 +650,47 @@ def test_pipelined_rcpts(gl_gate, kind, postfix_backend, tok):
         sorted([rp, "postmaster@test.example"]), delivered
 
 
+def test_pipelined_rcpts_share_store_round_trips(gl_gate, redis_server, tok):
+    """The checks of pipelined RCPTs start together (their EVALSHAs go to
+    Redis in one write): with Redis frozen, six pipelined RCPTs are all
+    answered after about one store timeout, not one after the other."""
+    timeout_ms = 1000
+    gg = gl_gate("redis", store={"failure": "tempfail"},
+                 redis={"timeout_ms": timeout_ms, "connect_timeout_ms": timeout_ms})
+    s = sender_for(tok)
+    rcpts = [f"p{i}-{tok}@test.example" for i in range(6)]
+    expect(gg, s, f"before-{tok}@test.example", "greylist", "new")
+    redis_server.pause()
+    try:
+        with open_session(gg, s) as c:
+            t0 = time.monotonic()
+            c.send("".join(f"RCPT TO:<{r}>\r\n" for r in rcpts) + "NOOP\r\n")
+            replies = c.replies(len(rcpts) + 1)
+            took = time.monotonic() - t0
+        assert [(r.code, r.enhanced) for r in replies] == \
+            [(451, "4.3.0")] * len(rcpts) + [(250, "2.0.0")], replies
+        # one after the other: three timeouts (3 s), after which the store
+        # counts as down and the rest are answered at once
+        assert took < 2.2 * timeout_ms / 1000, f"{len(rcpts)} pipelined RCPTs took {took:.2f}s"
+    finally:
+        redis_server.resume()
+    # and with Redis back, each pipelined RCPT is its own decision; the
+    # triplet of the repeated one is stored once (new, then early: which
+    # of the two comes first is not fixed, their checks run together)
+    rcpts = [f"q{i}-{tok}@test.example" for i in range(6)]
+    mark = gg.log_mark()
+    wait_until(lambda: rcpt_once(gg, s, f"after-{token_suffix()}-{tok}@test.example")[0].code
+               == 450, 15, interval=0.3, what="decisions by Redis again")
+    with open_session(gg, s) as c:
+        c.send("".join(f"RCPT TO:<{r}>\r\n" for r in rcpts + rcpts[:1]))
+        replies = c.replies(len(rcpts) + 1)
+    assert [r.code for r in replies] == [450] * (len(rcpts) + 1), replies
+    for r in rcpts[1:]:
+        check_decision(gg, r, mark, "greylist", "new")
+    twins = [e for e in gg.events("decision", since=mark) if e.get("rcpt") == rcpts[0]]
+    assert sorted(e.get("reason") for e in twins) == ["early", "new"], twins
+
+
 def test_retry_window_and_pass_lifetime(gl_gate, kind, tok):
     """delay=1, retry_window=2, pass_lifetime=2 (S = the second of the first
     contacts). Triplet A, not retried within retry_window, starts over
