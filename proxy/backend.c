@@ -136,26 +136,42 @@ static void go_dead(struct backend *b, enum backend_status st, const char *stage
 	finish(b, st);
 }
 
-/* A command goes straight to the socket when nothing is queued ahead of it
- * (the usual case: one command at a time), which spares the write event's
- * epoll_ctl calls and loop iteration; whatever the socket does not take,
- * or a failure, is left to the bufferevent. */
-static void send_line(struct backend *b, const char *line, size_t len)
+/* Commands go straight to the socket, in one write, when nothing is queued
+ * ahead of them (the usual case: one command at a time), which spares the
+ * write event's epoll_ctl calls and loop iteration; whatever the socket
+ * does not take, or a failure, is left to the bufferevent. SECOND may be
+ * NULL. */
+static void send_lines(struct backend *b, const char *line, size_t len, const char *second,
+		       size_t second_len)
 {
 	struct evbuffer *out = bufferevent_get_output(b->bev);
 	char buf[LINE_MAX_BACKEND];
-	if (len + 2 > sizeof buf || evbuffer_get_length(out) > 0) {
+	size_t total = len + 2 + (second ? second_len + 2 : 0);
+	if (total > sizeof buf || evbuffer_get_length(out) > 0) {
 		evbuffer_add(out, line, len);
 		evbuffer_add(out, "\r\n", 2);
+		if (second) {
+			evbuffer_add(out, second, second_len);
+			evbuffer_add(out, "\r\n", 2);
+		}
 		return;
 	}
 	memcpy(buf, line, len);
 	memcpy(buf + len, "\r\n", 2);
-	ssize_t n = send(bufferevent_getfd(b->bev), buf, len + 2, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (second) {
+		memcpy(buf + len + 2, second, second_len);
+		memcpy(buf + total - 2, "\r\n", 2);
+	}
+	ssize_t n = send(bufferevent_getfd(b->bev), buf, total, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n < 0)
 		n = 0;
-	if ((size_t)n < len + 2)
-		evbuffer_add(out, buf + n, len + 2 - (size_t)n);
+	if ((size_t)n < total)
+		evbuffer_add(out, buf + n, total - (size_t)n);
+}
+
+static void send_line(struct backend *b, const char *line, size_t len)
+{
+	send_lines(b, line, len, NULL, 0);
 }
 
 static void expect_reply(struct backend *b, enum bstate st)
@@ -480,8 +496,10 @@ void backend_open(struct backend *b, const struct backend_client *ci,
 	connect_fresh(b);
 }
 
-void backend_command(struct backend *b, const char *line, size_t len,
-		     backend_reply_fn done, void *arg)
+/* Sends LINE, and SECOND (when not NULL) in the same write; DONE hears the
+ * first reply, THEN the second. */
+static void command(struct backend *b, const char *line, size_t len, const char *second,
+		    size_t second_len, backend_reply_fn done, backend_reply_fn then, void *arg)
 {
 	b->done = done;
 	b->done_arg = arg;
@@ -492,35 +510,22 @@ void backend_command(struct backend *b, const char *line, size_t len,
 		return;
 	}
 	b->delivered = false;
-	send_line(b, line, len);
+	b->then = then;
+	send_lines(b, line, len, second, second_len);
 	expect_reply(b, B_BUSY);
+}
+
+void backend_command(struct backend *b, const char *line, size_t len,
+		     backend_reply_fn done, void *arg)
+{
+	command(b, line, len, NULL, 0, done, NULL, arg);
 }
 
 void backend_pipeline(struct backend *b, const char *first, size_t first_len,
 		      backend_reply_fn first_done, const char *line, size_t len,
 		      backend_reply_fn done, void *arg)
 {
-	b->done = first_done;
-	b->done_arg = arg;
-	if (b->state != B_READY || !b->bev) {
-		go_dead(b, BE_LOST, "command", "backend connection is gone");
-		return;
-	}
-	b->delivered = false;
-	b->then = done;
-	char buf[LINE_MAX_BACKEND];
-	if (first_len + len + 4 > sizeof buf) {
-		/* (lines are bounded well below this; kept for safety) */
-		b->then = NULL;
-		backend_command(b, first, first_len, first_done, arg);
-		return;
-	}
-	/* one write for both, so that they travel in one segment */
-	memcpy(buf, first, first_len);
-	memcpy(buf + first_len, "\r\n", 2);
-	memcpy(buf + first_len + 2, line, len);
-	send_line(b, buf, first_len + 2 + len);
-	expect_reply(b, B_BUSY);
+	command(b, first, first_len, line, len, first_done, done, arg);
 }
 
 void backend_body_begin(struct backend *b, backend_reply_fn done, void *arg)

@@ -676,6 +676,19 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 	reply(s, "250 2.1.0 Ok");
 }
 
+static struct rcpt_query rcpt_query_for(struct session *s, const struct smtp_path *rcpt)
+{
+	return (struct rcpt_query){
+		.cfg = s->cfg,
+		.client = &s->client,
+		.client_str = s->client_str,
+		.helo = s->helo_seen ? s->helo : NULL,
+		.sender = s->sender,
+		.rcpt = rcpt,
+		.tls = tls_version(s),
+	};
+}
+
 static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *line, size_t len)
 {
 	if (!s->in_mail) {
@@ -700,15 +713,7 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *li
 	}
 	s->rcpt_tried++;
 	wait_for(s);
-	struct rcpt_query q = {
-		.cfg = s->cfg,
-		.client = &s->client,
-		.client_str = s->client_str,
-		.helo = s->helo_seen ? s->helo : NULL,
-		.sender = s->sender,
-		.rcpt = &p,
-		.tls = tls_version(s),
-	};
+	struct rcpt_query q = rcpt_query_for(s, &p);
 	if (!(s->ahead && rcpt_ahead_take(s->ahead, line, len, rcpt_decided, s)))
 		s->check = rcpt_check_start(&q, rcpt_decided, s);
 }
@@ -751,15 +756,7 @@ static void look_ahead(struct session *s)
 				return;
 			if (!s->ahead && !(s->ahead = rcpt_ahead_new()))
 				return;
-			struct rcpt_query q = {
-				.cfg = s->cfg,
-				.client = &s->client,
-				.client_str = s->client_str,
-				.helo = s->helo_seen ? s->helo : NULL,
-				.sender = s->sender,
-				.rcpt = &p,
-				.tls = tls_version(s),
-			};
+			struct rcpt_query q = rcpt_query_for(s, &p);
 			if (!rcpt_ahead_start(s->ahead, line, n, &q))
 				return;
 		}

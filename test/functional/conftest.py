@@ -723,10 +723,12 @@ class FakeBackend:
     """A misbehaving backend on 127.0.0.1:<free port>. MODE:
     'silent'   accepts connections and never says a word;
     'close'    accepts and closes at once;
-    'greet421' greets with 421 and closes."""
+    'greet421' greets with 421 and closes;
+    'serve'    hands each connection to SERVE(conn) in a thread of its own."""
 
-    def __init__(self, mode):
+    def __init__(self, mode, serve=None):
         self.mode = mode
+        self.serve = serve
         self.port = free_port(11025)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -756,6 +758,8 @@ class FakeBackend:
                 conn.close()
             elif self.mode == "close":
                 conn.close()
+            elif self.mode == "serve":
+                threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
             else:
                 self.conns.append(conn)
 
@@ -772,8 +776,8 @@ class FakeBackend:
 def fake_backend():
     made = []
 
-    def make(mode):
-        fb = FakeBackend(mode)
+    def make(mode, serve=None):
+        fb = FakeBackend(mode, serve)
         made.append(fb)
         return fb
 
@@ -971,6 +975,15 @@ def binary_is_sanitized(path=GREYGATE_BIN):
             return b"__asan_init" in f.read()
     except OSError:
         return False
+
+
+def rss_test_env():
+    """The environment for a greygate whose RSS a test measures: ASan keeps
+    freed chunks in a quarantine (256 MB by default), which would make every
+    byte that passed through look resident; keep it small there."""
+    if binary_is_sanitized():
+        return {"ASAN_OPTIONS": "quarantine_size_mb=1:thread_local_quarantine_size_kb=64"}
+    return None
 
 
 def require_binary():

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import assert_reply, parse_kv
+from conftest import assert_reply, parse_kv, rss_test_env
 
 
 def serves(gg):
@@ -96,8 +96,8 @@ def test_100000_commands_on_one_connection(greygate):
     assert rss_kb(gg) - base < 8 * 1024
 
 
-def test_client_that_never_reads(greygate):
-    gg = greygate
+def test_client_that_never_reads(greygate_factory):
+    gg = greygate_factory(env=rss_test_env())
     base = rss_kb(gg)
     s = socket.create_connection(("127.0.0.1", gg.port), source_address=("127.0.0.5", 0))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

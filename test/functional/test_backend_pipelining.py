@@ -2,41 +2,20 @@
 only when, the backend offers PIPELINING."""
 
 import socket
-import threading
 
 import pytest
 
-from conftest import assert_reply, dot_stuff, free_port, make_message
+from conftest import assert_reply, dot_stuff, make_message
 
 
-class ScriptedBackend:
-    """A minimal SMTP server on 127.0.0.1 that notes, for every MAIL,
-    whether the RCPT after it had arrived before MAIL was answered."""
+def scripted_smtp(pipelining, rcpt_with_mail):
+    """A minimal SMTP server for FakeBackend('serve', ...) that appends to
+    RCPT_WITH_MAIL, for every MAIL, whether the RCPT after it had arrived
+    before MAIL was answered."""
+    ehlo = b"250-sink.test\r\n" + (b"250-PIPELINING\r\n" if pipelining else b"") \
+        + b"250 8BITMIME\r\n"
 
-    def __init__(self, pipelining):
-        self.ehlo = b"250-sink.test\r\n" + (b"250-PIPELINING\r\n" if pipelining else b"") \
-            + b"250 8BITMIME\r\n"
-        self.port = free_port(11525)
-        self.sock = socket.create_server(("127.0.0.1", self.port))
-        self.sock.settimeout(0.1)
-        self.rcpt_with_mail = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def serve(conn):
         conn.settimeout(10)
         buf = b""
 
@@ -55,7 +34,7 @@ class ScriptedBackend:
             while True:
                 cmd = line().upper()
                 if cmd.startswith(b"EHLO"):
-                    conn.sendall(self.ehlo)
+                    conn.sendall(ehlo)
                 elif cmd.startswith(b"MAIL"):
                     # whatever else arrives within a moment came with MAIL
                     conn.settimeout(0.5)
@@ -68,7 +47,7 @@ class ScriptedBackend:
                     except socket.timeout:
                         pass
                     conn.settimeout(10)
-                    self.rcpt_with_mail.append(buf.upper().startswith(b"RCPT"))
+                    rcpt_with_mail.append(buf.upper().startswith(b"RCPT"))
                     conn.sendall(b"250 2.1.0 Ok\r\n")
                 elif cmd.startswith(b"RCPT"):
                     conn.sendall(b"250 2.1.5 Ok\r\n")
@@ -86,28 +65,22 @@ class ScriptedBackend:
             pass
         finally:
             conn.close()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
+    return serve
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
-def test_mail_and_first_rcpt_pipelined(greygate_factory, tok, pipelining):
-    backend = ScriptedBackend(pipelining)
-    try:
-        gg = greygate_factory(upstream=backend, backend={"xclient": False})
-        with gg.raw() as c:
-            c.greeting()
-            c.ehlo()
-            assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
-            assert_reply(c.cmd(f"RCPT TO:<a-{tok}@test.example>"), 250, "2.1.5")
-            assert_reply(c.cmd(f"RCPT TO:<b-{tok}@test.example>"), 250, "2.1.5")
-            assert_reply(c.cmd("DATA"), 354)
-            c.send(dot_stuff(make_message(tok)))
-            assert_reply(c.reply(), 250, "2.0.0")
-            assert_reply(c.cmd("QUIT"), 221)
-        assert backend.rcpt_with_mail == [pipelining]
-    finally:
-        backend.close()
+def test_mail_and_first_rcpt_pipelined(greygate_factory, fake_backend, tok, pipelining):
+    rcpt_with_mail = []
+    backend = fake_backend("serve", scripted_smtp(pipelining, rcpt_with_mail))
+    gg = greygate_factory(upstream=backend, backend={"xclient": False})
+    with gg.raw() as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<a-{tok}@test.example>"), 250, "2.1.5")
+        assert_reply(c.cmd(f"RCPT TO:<b-{tok}@test.example>"), 250, "2.1.5")
+        assert_reply(c.cmd("DATA"), 354)
+        c.send(dot_stuff(make_message(tok)))
+        assert_reply(c.reply(), 250, "2.0.0")
+        assert_reply(c.cmd("QUIT"), 221)
+    assert rcpt_with_mail == [pipelining]

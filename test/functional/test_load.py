@@ -6,7 +6,7 @@ import re
 import threading
 import time
 
-from conftest import assert_reply, binary_is_sanitized, dot_stuff, make_message
+from conftest import assert_reply, dot_stuff, make_message, rss_test_env
 
 N_SESSIONS = 200
 N_ADDRESSES = 20          # 10 sessions per client address (max_per_client is 50)
@@ -68,12 +68,7 @@ def _status(pid, field):
 
 
 def test_10mb_message_bounded_memory(greygate_factory, postfix_backend, tok):
-    env = None
-    if binary_is_sanitized():
-        # ASan keeps freed chunks in a quarantine (256 MB by default), which
-        # would make every streamed byte look resident. Keep it small here.
-        env = {"ASAN_OPTIONS": "quarantine_size_mb=1:thread_local_quarantine_size_kb=64"}
-    gg = greygate_factory(env=env)
+    gg = greygate_factory(env=rss_test_env())
     # warm up (backend probe, first session, allocator pools)
     with gg.raw() as c:
         c.send_message(f"w-{tok}@sender.example", [f"warm-{tok}@test.example"],
