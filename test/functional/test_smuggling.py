@@ -65,6 +65,8 @@ def test_smuggling_is_impossible(greygate, postfix_backend, tok, variant):
     assert victim not in log, [l for l in log.splitlines() if victim in l]
     disc = re.search(rf"disconnect from unknown\[{re.escape(CLIENT_ADDR)}\]:{port}\b.*", log).group(0)
     assert re.search(r"\bmail=1\b", disc) and re.search(r"\bdata=1\b", disc), disc
+    # (delivery into the Maildir may lag behind the backend session's end)
+    postfix_backend.wait_mails(tok)
     mails = postfix_backend.mails_for(tok)
     assert len(mails) == 1, mails
     [m] = mails
