@@ -23,6 +23,14 @@ def deliver(gg, tok, source, helo, n):
         assert refused == {}
 
 
+def after_probe(gg, backend):
+    """A mark in the backend's log after greygate's start-up probe, whose
+    connection would otherwise be counted."""
+    gg.wait_event("backend_probe")
+    backend.sync_log()
+    return backend.log_mark()
+
+
 def backend_connects(backend, mark):
     backend.sync_log()
     return len(BACKEND_CONNECT.findall(backend.log(mark)))
@@ -30,7 +38,7 @@ def backend_connects(backend, mark):
 
 def test_clients_share_one_backend_connection(greygate_factory, postfix_backend, tok):
     gg = greygate_factory(backend={"idle_time": 10})
-    mark = postfix_backend.log_mark()
+    mark = after_probe(gg, postfix_backend)
     for n, (source, helo) in enumerate(CLIENTS):
         deliver(gg, tok, source, helo, n)
     mails = postfix_backend.wait_mails(tok, count=len(CLIENTS))
@@ -47,7 +55,7 @@ def test_many_clients_on_one_connection(greygate_factory, postfix_backend, tok):
     errors, then 421): it forgets them at every accepted message, which is
     why only such a connection is kept."""
     gg = greygate_factory(backend={"idle_time": 10})
-    mark = postfix_backend.log_mark()
+    mark = after_probe(gg, postfix_backend)
     count = 70
     for n in range(count):
         deliver(gg, tok, CLIENTS[n % 3][0], CLIENTS[n % 3][1], n)
@@ -57,7 +65,7 @@ def test_many_clients_on_one_connection(greygate_factory, postfix_backend, tok):
 
 def test_no_reuse_after_a_session_without_delivery(greygate_factory, postfix_backend, tok):
     gg = greygate_factory(backend={"idle_time": 10})
-    mark = postfix_backend.log_mark()
+    mark = after_probe(gg, postfix_backend)
     deliver(gg, tok, *CLIENTS[0], 0)
     # this client's transaction reaches the backend (MAIL, RCPT) and is
     # abandoned: its connection is closed, not handed to the next client
@@ -78,7 +86,7 @@ def test_no_reuse_after_a_session_without_delivery(greygate_factory, postfix_bac
 def test_idle_connection_closed_by_the_backend(make_postfix_backend, greygate_factory, tok):
     backend = make_postfix_backend(extra_main={"smtpd_timeout": "1s"})
     gg = greygate_factory(upstream=backend, backend={"idle_time": 30})
-    mark = backend.log_mark()
+    mark = after_probe(gg, backend)
     deliver(gg, tok, *CLIENTS[0], 0)
     # the backend times the idle connection out ("421 ... timeout", close)
     backend.wait_log(r"timeout after END-OF-MESSAGE", since=mark)
@@ -91,7 +99,7 @@ def test_idle_connection_closed_by_the_backend(make_postfix_backend, greygate_fa
 
 def test_idle_connection_quits_after_idle_time(greygate_factory, postfix_backend, tok):
     gg = greygate_factory(backend={"idle_time": 3})
-    mark = postfix_backend.log_mark()
+    mark = after_probe(gg, postfix_backend)
     deliver(gg, tok, *CLIENTS[0], 0)
     disconnect = r"disconnect from \S+\[127\.0\.0\.5\].*"
     postfix_backend.sync_log()
@@ -105,7 +113,7 @@ def test_idle_connection_quits_after_idle_time(greygate_factory, postfix_backend
 
 def test_no_reuse_when_idle_time_is_zero(greygate_factory, postfix_backend, tok):
     gg = greygate_factory(backend={"idle_time": 0})
-    mark = postfix_backend.log_mark()
+    mark = after_probe(gg, postfix_backend)
     for n, (source, helo) in enumerate(CLIENTS[:2]):
         deliver(gg, tok, source, helo, n)
     postfix_backend.wait_mails(tok, count=2)
@@ -116,7 +124,7 @@ def test_reused_connection_without_xclient(greygate_factory, postfix_backend, to
     """Without XCLIENT every client is greygate to the backend: the
     connection goes on as it is."""
     gg = greygate_factory(backend={"idle_time": 10, "xclient": False})
-    mark = postfix_backend.log_mark()
+    mark = after_probe(gg, postfix_backend)
     for n, (source, helo) in enumerate(CLIENTS):
         deliver(gg, tok, source, helo, n)
     assert len(postfix_backend.wait_mails(tok, count=3)) == 3
