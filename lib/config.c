@@ -45,6 +45,7 @@ static const struct key {
 	{ "backend.command_timeout", K_INT, 1, 3600 },
 	{ "backend.idle_time", K_INT, 0, 60 },
 	{ "backend.idle_connections", K_INT, 0, 10000 },
+	{ "backend.refuse_when_down", K_BOOL, 0, 0 },
 	{ "mynetworks", K_STRLIST, 0, 0 },
 	{ "local_domains", K_STRLIST, 0, 0 },
 	{ "relay_domains", K_STRLIST, 0, 0 },
@@ -681,6 +682,7 @@ static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 	get_int(cf, "backend.command_timeout", 300, &c->backend.command_timeout);
 	get_int(cf, "backend.idle_time", 2, &c->backend.idle_time);
 	get_int(cf, "backend.idle_connections", 20, &c->backend.idle_connections);
+	get_bool(cf, "backend.refuse_when_down", true, &c->backend.refuse_when_down);
 	get_bool(cf, "helo_required", true, &c->helo_required);
 	get_bool(cf, "disable_vrfy_command", true, &c->disable_vrfy_command);
 	get_int(cf, "limits.max_connections", 10000, &c->limits.max_connections);

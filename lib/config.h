@@ -40,6 +40,7 @@ struct gg_config {
 		int command_timeout;      /* seconds, per backend reply */
 		int idle_time;            /* seconds a connection waits for the next client; 0: no reuse */
 		int idle_connections;     /* at most this many waiting, per process */
+		bool refuse_when_down;    /* greet with 421 while it cannot be reached */
 	} backend;
 
 	struct netlist mynetworks;

@@ -772,10 +772,15 @@ void backend_free(struct backend *b)
 	really_free(b);
 }
 
+/* One probe at a time: a backend that does not answer must not collect a
+ * probe a second until connect_timeout. */
+static bool probing;
+
 static void probe_done(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	(void)r;
 	struct backend *b = arg;
+	probing = false;
 	struct logline l;
 	ll_begin(&l, st == BE_OK ? LOG_LVL_INFO : LOG_LVL_WARNING, "backend_probe");
 	ll_str(&l, "backend", b->cfg->backend.address);
@@ -792,9 +797,12 @@ static void probe_done(void *arg, enum backend_status st, const struct smtp_repl
 
 void backend_probe(struct event_base *base, struct gg_config *cfg)
 {
+	if (probing)
+		return;
 	struct backend *b = backend_new(base, cfg, 0);
 	if (!b)
 		return;
+	probing = true;
 	b->probe = true;
 	backend_open(b, NULL, probe_done, b);
 }

@@ -21,7 +21,7 @@ static const char *const reasons[DECISION_REASONS] = {
 static const char *const rules[REFUSAL_RULES] = {
 	"relay_denied", "reject_non_fqdn_sender", "reject_unknown_sender_domain",
 	"reject_non_fqdn_recipient", "permit_mx_backup", "max_errors", "max_line",
-	"command_timeout", "data_timeout", "backend", "etrn", "other",
+	"command_timeout", "data_timeout", "backend", "etrn", "backend_down", "other",
 };
 static const char *const actions[DA_COUNT] = { "pass", "greylist", "tempfail" };
 /* upper bounds in seconds; the last bucket is +Inf */

@@ -35,7 +35,7 @@ enum metric {
 /* Decisions by action and reason, refusals by rule: fixed label sets. */
 enum decision_action { DA_PASS, DA_GREYLIST, DA_TEMPFAIL, DA_COUNT };
 #define DECISION_REASONS 16
-#define REFUSAL_RULES 12
+#define REFUSAL_RULES 13
 
 enum histogram { H_DECISION, H_STORE, H_DNS, H_COUNT };
 #define HIST_BUCKETS 13           /* the last one is +Inf */

@@ -1192,6 +1192,29 @@ static void start_name_lookup(struct session *s)
 	s->name_lookup = fcrdns_verify(&s->client, NULL, on_client_name, s);
 }
 
+/*
+ * While the backend cannot be reached, new clients are refused at once
+ * (backend.refuse_when_down): a sender then tries the next MX host now
+ * instead of meeting 451 at RCPT, and a backup's hand-over probe, which
+ * reads this banner, sees the primary as down until its MTA is back.
+ */
+static void greet(struct session *s)
+{
+	enter(s);   /* (from session_start too: a refused session ends in leave) */
+	if (s->cfg->backend.refuse_when_down && !backend_reachable()) {
+		char t[400];
+		snprintf(t, sizeof t, "421 4.3.2 %s Service temporarily unavailable, try again later",
+			 s->cfg->myhostname);
+		log_reject(s, "CONNECT", t, "backend_down");
+		reply(s, t);
+		close_after_flush(s);
+	} else {
+		start_name_lookup(s);
+		replyf(s, "220 %s", s->cfg->banner);
+	}
+	leave(s);
+}
+
 /* ---- PROXY protocol ---- */
 
 static void refuse_proxy(struct session *s, const char *why)
@@ -1242,8 +1265,7 @@ static bool read_proxy_header(struct session *s)
 		ll_str(&l, "local", "yes");
 	ll_emit(&l);
 	s->state = SS_CMD;
-	start_name_lookup(s);
-	replyf(s, "220 %s", s->cfg->banner);
+	greet(s);
 	return true;
 }
 
@@ -1498,10 +1520,8 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 	if (via_proxy)
 		ll_str(&l, "proxy_protocol", "waiting");
 	ll_emit(&l);
-	if (!via_proxy) {
-		start_name_lookup(s);
-		replyf(s, "220 %s", s->cfg->banner);
-	}
+	if (!via_proxy)
+		greet(s);
 }
 
 void session_close_all(void)

@@ -32,7 +32,8 @@ static struct event *grace_timer, *health_timer;
 #define PROBE_EVERY 10        /* health ticks between backend probes */
 
 /* Reports this worker's view for /healthz; probes the backend now and then
- * so that its state is known without traffic. */
+ * so that its state is known without traffic, every second while it is
+ * down (clients are refused meanwhile: the way back should be quick). */
 static void on_health(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -40,7 +41,7 @@ static void on_health(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	static unsigned ticks;
 	metrics_health(backend_reachable(), store()->healthy());
-	if (++ticks % PROBE_EVERY == 0 && !srv.draining)
+	if ((++ticks % PROBE_EVERY == 0 || !backend_reachable()) && !srv.draining)
 		backend_probe(srv.base, srv.cfg);
 }
 

@@ -1,9 +1,14 @@
 """Primary outage: the backup greylists, accepts and queues; when the
 primary is back, the backup's greygate notices (banner probe) and sends
 ETRN to its own Postfix, which hands everything over at once: within
-seconds, not at Postfix's next back-off retry (300 s and more here)."""
+seconds, not at Postfix's next back-off retry (300 s and more here).
+The outage is the whole primary host (its network cut), or only its
+Postfix: then the primary's greygate refuses new clients with 421 at the
+greeting (backend.refuse_when_down), which is what the backup's probe reads."""
 
 import time
+
+import pytest
 
 import topology as T
 from conftest import bounces, sender_queue_empty_for
@@ -12,7 +17,8 @@ N_MESSAGES = 20
 HANDOVER_LIMIT = 30          # seconds from the primary's return
 
 
-def test_outage_queued_on_backup_and_handed_over(topo, mailer, tok):
+@pytest.mark.parametrize("outage", ["network", "postfix"])
+def test_outage_queued_on_backup_and_handed_over(topo, mailer, tok, outage):
     mx1, mx2 = topo.greygate["mx1"], topo.greygate["mx2"]
     pf_mx2 = topo.postfix["mx2"]
     users = [u for u in T.mailboxes() if not u.startswith("postmaster@")][:5]
@@ -20,11 +26,16 @@ def test_outage_queued_on_backup_and_handed_over(topo, mailer, tok):
     keys = [(tok, i) for i in range(N_MESSAGES)]
     m1, m2 = mx1.log_mark(), mx2.log_mark()
 
-    topo.link("mx1", False)
+    if outage == "network":
+        topo.link("mx1", False)
+    else:
+        topo.postfix["mx1"].stop()
     try:
-        # the hand-over must have seen the primary go down to react to its return
+        # the hand-over must have seen the primary go down to react to its
+        # return (mx1's greygate notices its Postfix gone within its own
+        # backend probe period, 10 s)
         mx2.wait_event("probe", since=m2, state="down", primary=T.HOSTNAME["mx1"],
-                       timeout=T.PROBE_INTERVAL * 3 + T.PROBE_TIMEOUT + 5)
+                       timeout=T.PROBE_INTERVAL * 3 + T.PROBE_TIMEOUT + 15)
         for i in range(N_MESSAGES):
             mailer.send(sender, users[i % len(users)], tok, i)
 
@@ -57,7 +68,13 @@ def test_outage_queued_on_backup_and_handed_over(topo, mailer, tok):
         assert not mx1.events("decision", since=m1, sender=sender)
     finally:
         t_back = time.monotonic()
-        topo.link("mx1", True)
+        if outage == "network":
+            topo.link("mx1", True)
+        else:
+            topo.postfix["mx1"].start()
+    if outage == "postfix":
+        refused = mx1.events("reject", since=m1, cmd="CONNECT", rule="backend_down")
+        assert refused, "mx1's greygate did not refuse clients while its Postfix was down"
 
     mx2.wait_event("probe", since=m2, state="up", primary=T.HOSTNAME["mx1"],
                    timeout=T.PROBE_INTERVAL * 3 + 5)

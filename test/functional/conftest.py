@@ -830,9 +830,12 @@ def default_config(port, backend_address, dns_address=None):
         "listen": [f"127.0.0.1:{port}"],
         # idle_time 0: one backend connection per client connection, so
         # that a test can find its session in the backend's log by the
-        # client's port (test_backend_reuse.py tests the reuse)
+        # client's port (test_backend_reuse.py tests the reuse);
+        # refuse_when_down false: the backend failure tests look at what
+        # happens after the greeting (test_backend_failures.py tests both)
         "backend": {"address": backend_address, "xclient": True,
-                    "connect_timeout": 5, "command_timeout": 30, "idle_time": 0},
+                    "connect_timeout": 5, "command_timeout": 30, "idle_time": 0,
+                    "refuse_when_down": False},
         "mynetworks": [],
         "local_domains": ["test.example"],
         "relay_domains": ["relay.example"],

@@ -11,7 +11,8 @@ import types
 import pytest
 
 from conftest import (CLIENT_ADDR, _children, assert_reply, dot_stuff, free_port,
-                      make_message)
+                      make_message, wait_until)
+from test_backend_pipelining import scripted_smtp
 
 
 def test_backend_unreachable(greygate_factory, tok):
@@ -27,6 +28,41 @@ def test_backend_unreachable(greygate_factory, tok):
         assert_reply(c.cmd(f"RCPT TO:<x-{tok}@foreign.example>"), 554, "5.7.1")
         assert_reply(c.cmd("DATA"), 554, "5.5.1")
         assert_reply(c.cmd("RSET"), 250)
+        assert_reply(c.cmd("QUIT"), 221)
+
+
+def test_refused_at_greeting_while_backend_down(greygate_factory, fake_backend, tok):
+    """backend.refuse_when_down: while the backend cannot be reached, new
+    clients get 421 at once (a sender tries its next MX now, and a backup's
+    hand-over probe sees this host as down); soon after the backend is back
+    clients are greeted again, because greygate probes it every second
+    meanwhile."""
+    fb = fake_backend("close")
+    gg = greygate_factory(upstream=fb, backend={"refuse_when_down": True, "connect_timeout": 2,
+                                                "xclient": False})
+    gg.wait_event("backend_probe", result="unavailable")
+    with gg.raw() as c:
+        assert_reply(c.reply(), 421, "4.3.2", contains="gw.test")
+        assert c.wait_closed(5)
+    gg.wait_event("reject", cmd="CONNECT", rule="backend_down")
+
+    fb.serve = scripted_smtp(True, [])
+    fb.mode = "serve"
+    t0 = time.monotonic()
+
+    def greeted():
+        with gg.raw() as c:
+            return c.reply().code == 220
+    wait_until(greeted, 10, interval=0.2, what="a greeting after the backend's return")
+    assert time.monotonic() - t0 < 5
+    with gg.raw() as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<r-{tok}@test.example>"), 250)
+        assert_reply(c.cmd("DATA"), 354)
+        c.send(dot_stuff(make_message(tok)))
+        assert_reply(c.reply(), 250)
         assert_reply(c.cmd("QUIT"), 221)
 
 
