@@ -74,13 +74,8 @@ def test_mail_and_first_rcpt_pipelined(greygate_factory, fake_backend, tok, pipe
     backend = fake_backend("serve", scripted_smtp(pipelining, rcpt_with_mail))
     gg = greygate_factory(upstream=backend, backend={"xclient": False})
     with gg.raw() as c:
-        c.greeting()
-        c.ehlo()
-        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
-        assert_reply(c.cmd(f"RCPT TO:<a-{tok}@test.example>"), 250, "2.1.5")
-        assert_reply(c.cmd(f"RCPT TO:<b-{tok}@test.example>"), 250, "2.1.5")
-        assert_reply(c.cmd("DATA"), 354)
-        c.send(dot_stuff(make_message(tok)))
-        assert_reply(c.reply(), 250, "2.0.0")
+        assert_reply(c.send_message(f"s-{tok}@sender.example",
+                                    [f"a-{tok}@test.example", f"b-{tok}@test.example"],
+                                    dot_stuff(make_message(tok))), 250, "2.0.0")
         assert_reply(c.cmd("QUIT"), 221)
     assert rcpt_with_mail == [pipelining]
