@@ -49,7 +49,7 @@ struct backend {
 	int in_cb;
 	bool free_pending;
 	bool probe;           /* throw-away connection that only learns caps */
-	bool reused;          /* taken from the idle pool, hand-shake not yet done */
+	bool reused;          /* taken from the idle list, XCLIENT hand-shake not yet done */
 	bool in_body;         /* the reply awaited is the one to end-of-data */
 	bool delivered;       /* the last reply accepted a message, nothing sent since */
 };
@@ -484,11 +484,11 @@ void backend_open(struct backend *b, const struct backend_client *ci,
 		if (b->xclient[0] == 0) {
 			/* Without XCLIENT every client looks the same to the
 			 * backend: the connection is ready as it is. */
-			b->reused = false;
 			b->state = B_READY;
 			finish(b, BE_OK);
 			return;
 		}
+		b->reused = true;
 		send_line(b, b->xclient, strlen(b->xclient));
 		expect_reply(b, B_XCLIENT);
 		return;
@@ -635,9 +635,15 @@ static void quit_event(struct bufferevent *bev, short what, void *arg)
 }
 
 /* Says QUIT and lets the socket close once it is written, so the backend
- * logs a clean end instead of a lost connection. D is on no list. */
+ * logs a clean end instead of a lost connection. An idle connection leaves
+ * the idle list. */
 static void quit_detached(struct detached *d)
 {
+	detached_unlink(d);
+	if (d->cfg) {
+		gg_config_unref(d->cfg);
+		d->cfg = NULL;
+	}
 	struct evbuffer *out = bufferevent_get_output(d->bev);
 	evbuffer_add(out, "QUIT\r\n", 6);
 	struct timeval tv = { 5, 0 };
@@ -673,15 +679,10 @@ static void idle_event(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
 	struct detached *d = arg;
-	if (what & BEV_EVENT_TIMEOUT) {
-		/* nobody needed it within idle_time */
-		detached_unlink(d);
-		gg_config_unref(d->cfg);
-		d->cfg = NULL;
-		quit_detached(d);
-		return;
-	}
-	detached_free(d);
+	if (what & BEV_EVENT_TIMEOUT)
+		quit_detached(d);   /* nobody needed it within idle_time */
+	else
+		detached_free(d);
 }
 
 /* Keeps B's connection for the next client, when the backend has just
@@ -712,18 +713,13 @@ static bool take_idle(struct backend *b)
 {
 	while (idle_list) {
 		struct detached *d = idle_list;
-		detached_unlink(d);
 		if (d->cfg != b->cfg) {
-			gg_config_unref(d->cfg);
-			d->cfg = NULL;
 			quit_detached(d);
 			continue;
 		}
 		b->bev = d->bev;
 		d->bev = NULL;
 		detached_free(d);
-		b->reused = true;
-		b->delivered = false;
 		attach(b);
 		bufferevent_set_timeouts(b->bev, NULL, NULL);
 		return true;

@@ -3,9 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Longer recipient lines are simply not looked ahead. */
-#define AHEAD_LINE_MAX 600
-
 struct entry {
 	struct rcpt_ahead *owner;
 	struct rcpt_check *check;   /* running */
@@ -14,7 +11,7 @@ struct entry {
 	rcpt_done_fn done;          /* when taken before it was decided */
 	void *arg;
 	size_t len;
-	char line[AHEAD_LINE_MAX];
+	char line[RCPT_AHEAD_LINE_MAX];
 };
 
 struct rcpt_ahead {

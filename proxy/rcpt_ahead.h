@@ -20,6 +20,8 @@
 #include "rcpt_check.h"
 
 #define RCPT_AHEAD_MAX 8
+/* Longer recipient lines are simply not looked ahead. */
+#define RCPT_AHEAD_LINE_MAX 600
 
 struct rcpt_ahead;
 

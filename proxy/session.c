@@ -196,15 +196,20 @@ static void close_after_flush(struct session *s)
 
 /* Replies are queued; they leave when the event that caused them has been
  * handled (leave()), or at once outside of one. */
+static void queued(struct session *s)
+{
+	if (s->depth == 0) {
+		enter(s);
+		leave(s);
+	}
+}
+
 static void reply(struct session *s, const char *text)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	evbuffer_add(out, text, strlen(text));
 	evbuffer_add(out, "\r\n", 2);
-	if (s->depth == 0) {
-		enter(s);
-		leave(s);
-	}
+	queued(s);
 }
 
 static void replyf(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -265,10 +270,7 @@ static bool reject_counted(struct session *s, const char *cmd, const char *text,
 static void relay_reply(struct session *s, const struct smtp_reply *r)
 {
 	evbuffer_add(bufferevent_get_output(s->bev), r->text, r->len);
-	if (s->depth == 0) {
-		enter(s);
-		leave(s);
-	}
+	queued(s);
 }
 
 /* ---- transaction ---- */
@@ -604,8 +606,6 @@ static bool parse_path(struct session *s, const struct smtp_cmd *c, bool mail, s
 	return false;
 }
 
-/* "MAIL FROM:<addr> params" as the backend gets it: the address as the
- * client spelt it (without a source route), the parameters verbatim. */
 /* Grows B to NEED bytes; a buffer never shrinks, so that the transactions
  * of a session allocate once. */
 static char *linebuf_reserve(struct linebuf *b, size_t need)
@@ -620,6 +620,8 @@ static char *linebuf_reserve(struct linebuf *b, size_t need)
 	return b->p;
 }
 
+/* "MAIL FROM:<addr> params" as the backend gets it: the address as the
+ * client spelt it (without a source route), the parameters verbatim. */
 static char *forward_line(struct linebuf *buf, const char *verb, const struct smtp_path *p)
 {
 	size_t need = strlen(verb) + p->addr_len + p->params_len + 8;
@@ -713,9 +715,10 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *li
 	}
 	s->rcpt_tried++;
 	wait_for(s);
+	if (s->ahead && rcpt_ahead_take(s->ahead, line, len, rcpt_decided, s))
+		return;
 	struct rcpt_query q = rcpt_query_for(s, &p);
-	if (!(s->ahead && rcpt_ahead_take(s->ahead, line, len, rcpt_decided, s)))
-		s->check = rcpt_check_start(&q, rcpt_decided, s);
+	s->check = rcpt_check_start(&q, rcpt_decided, s);
 }
 
 /*
@@ -730,7 +733,7 @@ static void look_ahead(struct session *s)
 	size_t skip = s->ahead ? rcpt_ahead_count(s->ahead) : 0;
 	struct evbuffer_ptr pos;
 	evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
-	char line[600];
+	char line[RCPT_AHEAD_LINE_MAX];
 	for (;;) {
 		if (s->ahead && !rcpt_ahead_room(s->ahead))
 			return;
