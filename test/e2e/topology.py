@@ -376,7 +376,7 @@ class PostfixInstance(fx.PostfixLog):
 # greygate instances
 # --------------------------------------------------------------------------
 
-class GreygateInstance:
+class GreygateInstance(fx.GreygateLog):
     """greygate in namespace NS, configured by docker/greygate-conf.sh with
     ENV, running as nobody (like the container's non-root user; port 25 is
     allowed by net.ipv4.ip_unprivileged_port_start=0 in the namespace)."""
@@ -460,32 +460,11 @@ class GreygateInstance:
         self.proc = None
         return problems
 
-    def log_text(self):
-        try:
-            return self.log_path.read_bytes().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+    # -- log: fx.GreygateLog
+    event_timeout, event_interval = 15, 0.1
 
-    def log_lines(self):
-        return self.log_text().splitlines()
-
-    def log_mark(self):
-        return len(self.log_lines())
-
-    def events(self, event=None, since=0, **match):
-        out = []
-        for line in self.log_lines()[since:]:
-            d = parse_kv(line)
-            if event is not None and d.get("event") != event:
-                continue
-            if all(d.get(k) == v for k, v in match.items()):
-                d["_line"] = line
-                out.append(d)
-        return out
-
-    def wait_event(self, event, since=0, timeout=15, **match):
-        return wait_until(lambda: self.events(event, since, **match), timeout, interval=0.1,
-                          what=f"greygate {self.name} log event={event} {match}")
+    def log_label(self):
+        return f"greygate {self.name}"
 
 
 # --------------------------------------------------------------------------

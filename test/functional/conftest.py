@@ -290,6 +290,13 @@ class RawSMTP:
     def send_message(self, mail_from, rcpts, data, ehlo=True):
         """Convenience: one transaction with ready-made DATA bytes (already
         dot-stuffed, ending with CRLF.CRLF). Returns the end-of-data reply."""
+        self.start_data(mail_from, rcpts, ehlo)
+        self.send(data)
+        return self.reply()
+
+    def start_data(self, mail_from, rcpts, ehlo=True):
+        """Greeting and EHLO (unless EHLO is false), MAIL, each RCPT, DATA:
+        each must succeed; the body is the caller's."""
         if ehlo:
             self.greeting()
             self.ehlo()
@@ -297,8 +304,6 @@ class RawSMTP:
         for r in rcpts:
             assert_reply(self.cmd(f"RCPT TO:<{r}>"), 250)
         assert_reply(self.cmd("DATA"), 354)
-        self.send(data)
-        return self.reply()
 
 
 # --------------------------------------------------------------------------
@@ -996,7 +1001,47 @@ def require_binary():
     return GREYGATE_BIN
 
 
-class Greygate:
+class GreygateLog:
+    """Reading a greygate's log (self.log_path), by line number; shared with
+    the end-to-end suite's greygate instances."""
+
+    def log_text(self):
+        try:
+            return self.log_path.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_lines(self):
+        return self.log_text().splitlines()
+
+    def log_mark(self):
+        return len(self.log_lines())
+
+    def events(self, event=None, since=0, **match):
+        """Parsed key=value log lines (dicts), optionally filtered by event
+        name and exact key values."""
+        out = []
+        for line in self.log_lines()[since:]:
+            d = parse_kv(line)
+            if event is not None and d.get("event") != event:
+                continue
+            if all(d.get(k) == v for k, v in match.items()):
+                d["_line"] = line
+                out.append(d)
+        return out
+
+    event_timeout, event_interval = 10, 0.05
+
+    def wait_event(self, event, since=0, timeout=None, **match):
+        return wait_until(lambda: self.events(event, since, **match),
+                          timeout or self.event_timeout, interval=self.event_interval,
+                          what=f"{self.log_label()} log event={event} {match}")
+
+    def log_label(self):
+        return "greygate"
+
+
+class Greygate(GreygateLog):
     def __init__(self, workdir, config, port, env=None):
         self.workdir = Path(workdir)
         self.port = port
@@ -1126,35 +1171,7 @@ class Greygate:
                     return int(line.split()[1])
         raise KeyError(field)
 
-    # -- log
-    def log_text(self):
-        try:
-            return self.log_path.read_bytes().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_lines(self):
-        return self.log_text().splitlines()
-
-    def log_mark(self):
-        return len(self.log_lines())
-
-    def events(self, event=None, since=0, **match):
-        """Parsed key=value log lines (dicts), optionally filtered by event
-        name and exact key values."""
-        out = []
-        for line in self.log_lines()[since:]:
-            d = parse_kv(line)
-            if event is not None and d.get("event") != event:
-                continue
-            if all(d.get(k) == v for k, v in match.items()):
-                d["_line"] = line
-                out.append(d)
-        return out
-
-    def wait_event(self, event, since=0, timeout=10, **match):
-        return wait_until(lambda: self.events(event, since, **match), timeout,
-                          what=f"greygate log event={event} {match}")
+    # -- log: see GreygateLog
 
     # -- clients
     def raw(self, source=CLIENT_ADDR, timeout=15):
@@ -1190,14 +1207,20 @@ def greygate_factory(postfix_backend, default_dns, tmp_path_factory):
         return gg
 
     yield make
+    errors = stop_gates(made)
+    if errors:
+        pytest.fail(errors, pytrace=False)
+
+
+def stop_gates(gates):
+    """Stops every greygate of GATES; what went wrong, or "" when nothing."""
     errors = []
-    for gg in made:
+    for gg in gates:
         try:
             gg.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-    if errors:
-        pytest.fail("greygate teardown: " + "\n\n".join(errors), pytrace=False)
+        except AssertionError as ex:
+            errors.append(str(ex))
+    return "greygate teardown: " + "\n\n".join(errors) if errors else ""
 
 
 @pytest.fixture

@@ -120,11 +120,7 @@ def test_backend_dies_mid_data(make_postfix_backend, greygate_factory, tok, what
     gg = greygate_factory(upstream=backend)
     with gg.raw(timeout=60) as c:
         port = c.local_port
-        c.greeting()
-        c.ehlo()
-        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
-        assert_reply(c.cmd(f"RCPT TO:<r-{tok}@test.example>"), 250)
-        assert_reply(c.cmd("DATA"), 354)
+        c.start_data(f"s-{tok}@sender.example", [f"r-{tok}@test.example"])
         c.send(f"Subject: big {tok}\r\n\r\n".encode())
         c.send(_big_chunk(30000, "before"))        # ~2 MB
         m = backend.wait_log(rf"postfix/smtpd\[(\d+)\]: \w+: "

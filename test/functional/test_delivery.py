@@ -80,11 +80,7 @@ def test_body_is_byte_identical_raw(greygate, postfix_backend, tok):
 
 def test_empty_message(greygate, postfix_backend, tok):
     with greygate.raw() as c:
-        c.greeting()
-        c.ehlo()
-        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
-        assert_reply(c.cmd(f"RCPT TO:<r-{tok}@test.example>"), 250)
-        assert_reply(c.cmd("DATA"), 354)
+        c.start_data(f"s-{tok}@sender.example", [f"r-{tok}@test.example"])
         c.send(b".\r\n")
         assert_reply(c.reply(), 250)
         assert_reply(c.cmd("NOOP"), 250, "2.0.0")
@@ -152,11 +148,7 @@ def test_two_transactions_one_connection(greygate, postfix_backend, tok):
     mark = postfix_backend.log_mark()   # client ports get reused
     with greygate.raw() as c:
         port = c.local_port
-        c.greeting()
-        c.ehlo()
-        assert_reply(c.cmd(f"MAIL FROM:<s1-{tok}@sender.example>"), 250)
-        assert_reply(c.cmd(f"RCPT TO:<one-{tok}@test.example>"), 250)
-        assert_reply(c.cmd("DATA"), 354)
+        c.start_data(f"s1-{tok}@sender.example", [f"one-{tok}@test.example"])
         c.send(dot_stuff(make_message(tok, subject="first"))
                + f"MAIL FROM:<s2-{tok}@sender.example>\r\n"
                  f"RCPT TO:<two-{tok}@test.example>\r\nDATA\r\n".encode())

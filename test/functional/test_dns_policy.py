@@ -25,7 +25,7 @@ import pytest
 
 from conftest import (BACKEND_DOMAINS, CLIENT_ADDR, DnsServer, Greygate, PostfixBackend,
                       RawSMTP, assert_reply, default_config, dot_stuff, free_port,
-                      make_message, merge, token)
+                      make_message, merge, stop_gates, token)
 
 DNS_TIMEOUT_MS = 400
 
@@ -305,12 +305,7 @@ def env(tmp_path_factory):
                                  **COMMON)
         yield e
     finally:
-        errors = []
-        for gg in gates:
-            try:
-                gg.stop()
-            except AssertionError as ex:
-                errors.append(str(ex))
+        errors = stop_gates(gates)
         if dns:
             dns.stop()
         if backend:
@@ -318,7 +313,7 @@ def env(tmp_path_factory):
         for u in upstreams:
             u.close()
         if errors:
-            pytest.fail("greygate teardown: " + "\n\n".join(errors), pytrace=False)
+            pytest.fail(errors, pytrace=False)
 
 
 @pytest.fixture
@@ -330,14 +325,9 @@ def own_gate(env, tmp_path_factory):
     try:
         yield start_gate(tmp_path_factory, env.backend, env.dns, gates, **COMMON)
     finally:
-        errors = []
-        for gg in gates:
-            try:
-                gg.stop()
-            except AssertionError as ex:
-                errors.append(str(ex))
+        errors = stop_gates(gates)
         if errors:
-            pytest.fail("greygate teardown: " + "\n\n".join(errors), pytrace=False)
+            pytest.fail(errors, pytrace=False)
 
 
 def assert_never_reached_backend(backend, mark, source, port):

@@ -146,11 +146,7 @@ def test_data_timeout(greygate_factory, postfix_backend, tok):
     mark = postfix_backend.log_mark()   # client ports get reused
     with gg.raw(timeout=20) as c:
         port = c.local_port
-        c.greeting()
-        c.ehlo()
-        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
-        assert_reply(c.cmd(f"RCPT TO:<r-{tok}@test.example>"), 250)
-        assert_reply(c.cmd("DATA"), 354)
+        c.start_data(f"s-{tok}@sender.example", [f"r-{tok}@test.example"])
         c.send(f"Subject: {tok}\r\n\r\nhalf a messa".encode())
         t0 = time.monotonic()
         r = c.reply(timeout=15)
@@ -168,11 +164,7 @@ def test_data_timeout(greygate_factory, postfix_backend, tok):
 def test_data_timeout_is_idle_time(greygate_factory, postfix_backend, tok):
     gg = greygate_factory(limits=limits(command_timeout=30, data_timeout=2))
     with gg.raw() as c:
-        c.greeting()
-        c.ehlo()
-        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
-        assert_reply(c.cmd(f"RCPT TO:<r-{tok}@test.example>"), 250)
-        assert_reply(c.cmd("DATA"), 354)
+        c.start_data(f"s-{tok}@sender.example", [f"r-{tok}@test.example"])
         c.send(f"Subject: {tok}\r\n\r\n".encode())
         t0 = time.monotonic()
         while time.monotonic() - t0 < 4:

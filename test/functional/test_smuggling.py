@@ -46,11 +46,7 @@ def test_smuggling_is_impossible(greygate, postfix_backend, tok, variant):
     mark = postfix_backend.log_mark()
     with greygate.raw() as c:
         port = c.local_port
-        c.greeting()
-        c.ehlo()
-        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
-        assert_reply(c.cmd(f"RCPT TO:<{legit}>"), 250)
-        assert_reply(c.cmd("DATA"), 354)
+        c.start_data(f"s-{tok}@sender.example", [legit])
         c.send(payload)
         assert_reply(c.reply(), 250, "2.0.0")
         # exactly one reply for the whole payload: the next one is NOOP's
@@ -85,11 +81,7 @@ def test_dot_transparency(greygate, postfix_backend, tok):
     """RFC 5321 4.5.2: the client's stuffing is undone and redone, so the
     mailbox holds exactly what the client meant."""
     with greygate.raw() as c:
-        c.greeting()
-        c.ehlo()
-        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
-        assert_reply(c.cmd(f"RCPT TO:<r-{tok}@test.example>"), 250)
-        assert_reply(c.cmd("DATA"), 354)
+        c.start_data(f"s-{tok}@sender.example", [f"r-{tok}@test.example"])
         c.send(b"Subject: dots\r\n\r\n..a\r\n...b\r\n.c.\r\n..\r\n...\r\nend\r\n.\r\n")
         assert_reply(c.reply(), 250)
         assert_reply(c.cmd("QUIT"), 221)
