@@ -62,7 +62,6 @@ fx = _load_functional_helpers()
 RawSMTP = fx.RawSMTP
 Reply = fx.Reply
 assert_reply = fx.assert_reply
-parse_kv = fx.parse_kv
 wait_until = fx.wait_until
 backdate = fx._backdate
 SANITIZER_MARKERS = fx.SANITIZER_MARKERS
