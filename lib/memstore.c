@@ -4,15 +4,39 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#define FILE_MAGIC "greygate-memstore 1"
-/* The longest line save can write: a T line whose names are escaped byte
- * for byte (3 characters each), with numbers of 20 digits and a sign. */
-#define FILE_LINE_MAX (3 * (NET_TEXT_MAX + 2 * TRIPLET_PART_MAX) + 128)
+/* The text format of earlier versions, still read (see memstore_load). */
+#define TEXT_MAGIC "greygate-memstore 1"
+/* Its longest line: a T line whose names are escaped byte for byte (3
+ * characters each), with numbers of 20 digits and a sign. */
+#define TEXT_LINE_MAX (3 * (NET_TEXT_MAX + 2 * TRIPLET_PART_MAX) + 128)
+
+/* The compact format: MAGIC, the save time (8 bytes, little-endian), the
+ * records, an end record with the counts, and a SHA-256 of everything
+ * before it. docs/design.md describes the records. */
+#define BIN_MAGIC "greygate-memstore 2\n"
+#define BIN_MAGIC_LEN (sizeof BIN_MAGIC - 1)
+#define BIN_HEADER_LEN (BIN_MAGIC_LEN + 8)
+#define DIGEST_LEN 32
+#define REC_TRIPLET 'T'
+#define REC_NETWORK 'N'
+#define REC_END 'E'
+#define FLAG_PASSED 1
+/* A string is written once and then referred to, by how many strings were
+ * written since, while it is among the last REF_WINDOW: the reader keeps
+ * just that many. */
+#define REF_WINDOW 65536
+#define VARINT_MAX 10
+/* The longest record: a triplet whose three strings are written out. */
+#define REC_MAX (2 + TRIPLET_KEY_LEN + 2 * VARINT_MAX + 3 * (VARINT_MAX + TRIPLET_PART_MAX))
 
 struct tentry {
 	struct tentry *hnext, *prev, *next;   /* hash chain; LRU list */
@@ -29,6 +53,7 @@ struct nentry {
 };
 
 struct memstore {
+	uint8_t hkey[SIPHASH_KEY_LEN];
 	struct tentry **tbuckets;
 	size_t nbuckets, ntriplets, max_entries;
 	struct tentry *lru_head, *lru_tail;  /* head: most recently used */
@@ -36,35 +61,39 @@ struct memstore {
 	size_t nnetbuckets, nnetworks;
 	size_t sweep_pos;                    /* next bucket the sweeper looks at */
 	unsigned long long evicted, expired;
+	size_t longest_walk;
 };
 
-static size_t key_hash(const uint8_t *key)
+/* Keyed: the key is a digest of what the client chose, and anybody can
+ * grind triplets whose digests share their first bits. */
+static size_t key_bucket(const struct memstore *m, const uint8_t *key)
 {
-	size_t h;
-	memcpy(&h, key, sizeof h);           /* a digest is uniform already */
-	return h;
+	return (size_t)siphash24(m->hkey, key, TRIPLET_KEY_LEN) & (m->nbuckets - 1);
 }
 
-static size_t str_hash(const char *s)
+static size_t net_bucket(const struct memstore *m, const char *net)
 {
-	size_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
+	return (size_t)siphash24(m->hkey, net, strlen(net)) & (m->nnetbuckets - 1);
 }
 
-struct memstore *memstore_new(size_t max_entries)
+static void walked(struct memstore *m, size_t n)
+{
+	if (n > m->longest_walk)
+		m->longest_walk = n;
+}
+
+struct memstore *memstore_new_keyed(size_t max_entries, const uint8_t key[SIPHASH_KEY_LEN])
 {
 	struct memstore *m = calloc(1, sizeof *m);
 	if (!m)
 		return NULL;
+	memcpy(m->hkey, key, SIPHASH_KEY_LEN);
 	m->max_entries = max_entries;
+	/* Both tables hold at most max_entries: two a bucket on average. */
 	m->nbuckets = 1024;
 	while (m->nbuckets < max_entries / 2 && m->nbuckets < (1u << 24))
 		m->nbuckets *= 2;
-	m->nnetbuckets = 1024;
-	while (m->nnetbuckets < max_entries / 8 && m->nnetbuckets < (1u << 22))
-		m->nnetbuckets *= 2;
+	m->nnetbuckets = m->nbuckets;
 	m->tbuckets = calloc(m->nbuckets, sizeof *m->tbuckets);
 	m->nbuckets_net = calloc(m->nnetbuckets, sizeof *m->nbuckets_net);
 	if (!m->tbuckets || !m->nbuckets_net) {
@@ -72,6 +101,19 @@ struct memstore *memstore_new(size_t max_entries)
 		return NULL;
 	}
 	return m;
+}
+
+struct memstore *memstore_new(size_t max_entries)
+{
+	uint8_t key[SIPHASH_KEY_LEN];
+	for (size_t got = 0; got < sizeof key;) {
+		ssize_t n = getrandom(key + got, sizeof key - got, 0);
+		if (n < 0 && errno != EINTR)
+			return NULL;
+		if (n > 0)
+			got += (size_t)n;
+	}
+	return memstore_new_keyed(max_entries, key);
 }
 
 static void clear(struct memstore *m)
@@ -132,11 +174,19 @@ static void lru_front(struct memstore *m, struct tentry *e)
 		m->lru_tail = e;
 }
 
-static struct tentry **tfind(struct memstore *m, const uint8_t *key)
+/* The link that points at KEY's entry, or the end of its bucket's chain;
+ * LEN, if not NULL, gets the number of entries passed over. */
+static struct tentry **tfind(struct memstore *m, const uint8_t *key, size_t *len)
 {
-	struct tentry **pp = &m->tbuckets[key_hash(key) & (m->nbuckets - 1)];
-	while (*pp && memcmp((*pp)->key, key, TRIPLET_KEY_LEN) != 0)
+	struct tentry **pp = &m->tbuckets[key_bucket(m, key)];
+	size_t n = 0;
+	while (*pp && memcmp((*pp)->key, key, TRIPLET_KEY_LEN) != 0) {
 		pp = &(*pp)->hnext;
+		n++;
+	}
+	walked(m, n + (*pp != NULL));
+	if (len)
+		*len = n;
 	return pp;
 }
 
@@ -154,7 +204,19 @@ static struct tentry *tinsert(struct memstore *m, const uint8_t *key, const char
 			      const char *sender, const char *rcpt)
 {
 	while (m->ntriplets >= m->max_entries && m->lru_tail) {
-		tremove(m, tfind(m, m->lru_tail->key));
+		tremove(m, tfind(m, m->lru_tail->key, NULL));
+		m->evicted++;
+	}
+	/* A full bucket gives up its oldest entry (the chain's last: entries
+	 * go in at the head). Without the hash key nobody can aim at one
+	 * bucket, so this is about as rare as a random chain of that length. */
+	size_t len;
+	tfind(m, key, &len);
+	if (len >= MEMSTORE_CHAIN_MAX) {
+		struct tentry **last = &m->tbuckets[key_bucket(m, key)];
+		while ((*last)->hnext)
+			last = &(*last)->hnext;
+		tremove(m, last);
 		m->evicted++;
 	}
 	struct tentry *e = calloc(1, sizeof *e);
@@ -174,7 +236,7 @@ static struct tentry *tinsert(struct memstore *m, const uint8_t *key, const char
 	e->net = memcpy(strs, net, ln);
 	e->sender = memcpy(strs + ln, sender, ls);
 	e->rcpt = memcpy(strs + ln + ls, rcpt, lr);
-	struct tentry **bucket = &m->tbuckets[key_hash(key) & (m->nbuckets - 1)];
+	struct tentry **bucket = &m->tbuckets[key_bucket(m, key)];
 	e->hnext = *bucket;
 	*bucket = e;
 	lru_front(m, e);
@@ -184,11 +246,17 @@ static struct tentry *tinsert(struct memstore *m, const uint8_t *key, const char
 
 /* ---- networks ---- */
 
-static struct nentry **nfind(struct memstore *m, const char *net)
+static struct nentry **nfind(struct memstore *m, const char *net, size_t *len)
 {
-	struct nentry **pp = &m->nbuckets_net[str_hash(net) & (m->nnetbuckets - 1)];
-	while (*pp && strcmp((*pp)->net, net) != 0)
+	struct nentry **pp = &m->nbuckets_net[net_bucket(m, net)];
+	size_t n = 0;
+	while (*pp && strcmp((*pp)->net, net) != 0) {
 		pp = &(*pp)->hnext;
+		n++;
+	}
+	walked(m, n + (*pp != NULL));
+	if (len)
+		*len = n;
 	return pp;
 }
 
@@ -201,7 +269,8 @@ static bool network_live(const struct gl_network *n, int64_t now)
  * name too long or no memory. */
 static int nstore(struct memstore *m, const char *net, const struct gl_network *n, int64_t now)
 {
-	struct nentry **pp = nfind(m, net);
+	size_t len;
+	struct nentry **pp = nfind(m, net, &len);
 	if (!network_live(n, now)) {
 		if (*pp) {
 			struct nentry *e = *pp;
@@ -217,9 +286,10 @@ static int nstore(struct memstore *m, const char *net, const struct gl_network *
 	}
 	if (strlen(net) >= NET_TEXT_MAX)
 		return -1;
-	if (m->nnetworks >= m->max_entries) {
-		/* Full: this network's counts are not kept (its new triplets are
-		 * still capped by the triplet table's own bound). */
+	if (m->nnetworks >= m->max_entries || len >= MEMSTORE_CHAIN_MAX) {
+		/* Full (the table or the bucket): this network's counts are not
+		 * kept (its new triplets are still capped by the triplet table's
+		 * own bound). */
 		m->evicted++;
 		return 1;
 	}
@@ -228,7 +298,7 @@ static int nstore(struct memstore *m, const char *net, const struct gl_network *
 		return -1;
 	memcpy(e->net, net, strlen(net) + 1);
 	e->n = *n;
-	struct nentry **bucket = &m->nbuckets_net[str_hash(net) & (m->nnetbuckets - 1)];
+	struct nentry **bucket = &m->nbuckets_net[net_bucket(m, net)];
 	e->hnext = *bucket;
 	*bucket = e;
 	m->nnetworks++;
@@ -237,7 +307,7 @@ static int nstore(struct memstore *m, const char *net, const struct gl_network *
 
 static struct gl_network nget(struct memstore *m, const char *net)
 {
-	struct nentry *e = *nfind(m, net);
+	struct nentry *e = *nfind(m, net, NULL);
 	struct gl_network none = { 0 };
 	return e ? e->n : none;
 }
@@ -247,7 +317,7 @@ static struct gl_network nget(struct memstore *m, const char *net)
 struct gl_decision memstore_decide(struct memstore *m, const struct gl_params *p, int64_t now,
 				   const struct triplet *t, bool dry_run)
 {
-	struct tentry **pp = tfind(m, t->key);
+	struct tentry **pp = tfind(m, t->key, NULL);
 	struct gl_triplet st = *pp ? (*pp)->t : (struct gl_triplet){ 0 };
 	struct gl_network net = nget(m, t->net);
 	struct gl_decision d = gl_decide(p, now, &st, &net, dry_run);
@@ -271,13 +341,13 @@ struct gl_decision memstore_decide(struct memstore *m, const struct gl_params *p
 
 struct gl_triplet memstore_get(struct memstore *m, const struct triplet *t)
 {
-	struct tentry *e = *tfind(m, t->key);
+	struct tentry *e = *tfind(m, t->key, NULL);
 	return e ? e->t : (struct gl_triplet){ 0 };
 }
 
 int memstore_pass(struct memstore *m, const struct triplet *t, int64_t now, int64_t lifetime)
 {
-	struct tentry *e = *tfind(m, t->key);
+	struct tentry *e = *tfind(m, t->key, NULL);
 	if (!e)
 		e = tinsert(m, t->key, t->net, t->sender, t->rcpt);
 	if (!e)
@@ -320,7 +390,7 @@ int memstore_delete(struct memstore *m, const char *hex)
 	uint8_t key[TRIPLET_KEY_LEN];
 	if (!hex_to_key(hex, key))
 		return -1;
-	struct tentry **pp = tfind(m, key);
+	struct tentry **pp = tfind(m, key, NULL);
 	if (!*pp)
 		return 0;
 	tremove(m, pp);
@@ -376,74 +446,383 @@ void memstore_sweep(struct memstore *m, int64_t now, size_t budget)
 
 struct memstore_stats memstore_stats(const struct memstore *m)
 {
-	return (struct memstore_stats){ m->ntriplets, m->nnetworks, m->evicted, m->expired };
+	return (struct memstore_stats){ m->ntriplets, m->nnetworks, m->evicted, m->expired,
+					m->longest_walk };
 }
 
-/* ---- persistence ---- */
+/* ---- the compact format ---- */
 
-/* Fields are separated by blanks, so blanks, '%' and control bytes inside
- * addresses (quoted local parts) are written as %XX. An empty string is
- * written as "%00" (a NUL cannot be inside a string): an empty field would
- * be two blanks, and the file could not be read back. */
-static void put_field(FILE *f, const char *s)
+struct cached {
+	const char *s;
+	uint64_t idx;
+};
+
+struct writer {
+	FILE *f;
+	EVP_MD_CTX *sha;
+	int64_t base;                /* times are written as differences to it */
+	unsigned long long bytes;
+	uint64_t literals;           /* strings written out so far */
+	struct cached *cache;        /* REF_WINDOW slots, by a hash of the string */
+	bool ok;
+	size_t len;
+	uint8_t rec[REC_MAX];        /* the record being built */
+};
+
+static void put_u8(struct writer *w, uint8_t b)
 {
-	fputc(' ', f);
-	if (!*s)
-		fputs("%00", f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c <= ' ' || c == '%' || c == 0x7f)
-			fprintf(f, "%%%02X", c);
-		else
-			fputc(c, f);
-	}
+	w->rec[w->len++] = b;
 }
 
-int memstore_save(struct memstore *m, const char *file, int64_t now, char *err, size_t errlen)
+static void put_varint(struct writer *w, uint64_t v)
+{
+	for (; v >= 0x80; v >>= 7)
+		put_u8(w, (uint8_t)(v | 0x80));
+	put_u8(w, (uint8_t)v);
+}
+
+/* Zigzag, so that times shortly before the base are short too. */
+static void put_time(struct writer *w, int64_t t)
+{
+	uint64_t d = (uint64_t)t - (uint64_t)w->base;
+	put_varint(w, (d << 1) ^ (0 - (d >> 63)));
+}
+
+/* A string is a varint: twice its length, followed by its bytes; or twice
+ * the distance back to the same string written out before, plus one. The
+ * cache forgets a string when another takes its slot: that costs bytes,
+ * never correctness. */
+static void put_str(struct writer *w, const char *s)
+{
+	static const uint8_t cache_key[SIPHASH_KEY_LEN];
+	size_t len = strlen(s);
+	if (len >= TRIPLET_PART_MAX) {
+		w->ok = false;
+		return;
+	}
+	struct cached *c = &w->cache[siphash24(cache_key, s, len) & (REF_WINDOW - 1)];
+	if (c->s && w->literals - c->idx <= REF_WINDOW && strcmp(c->s, s) == 0) {
+		put_varint(w, ((w->literals - c->idx) << 1) | 1);
+		return;
+	}
+	put_varint(w, (uint64_t)len << 1);
+	memcpy(w->rec + w->len, s, len);
+	w->len += len;
+	c->s = s;
+	c->idx = w->literals++;
+}
+
+static void end_record(struct writer *w)
+{
+	if (w->ok && (fwrite(w->rec, 1, w->len, w->f) != w->len ||
+		      EVP_DigestUpdate(w->sha, w->rec, w->len) != 1))
+		w->ok = false;
+	w->bytes += w->len;
+	w->len = 0;
+}
+
+static void write_records(struct memstore *m, struct writer *w, int64_t now,
+			  struct memstore_saved *saved)
+{
+	memcpy(w->rec, BIN_MAGIC, BIN_MAGIC_LEN);
+	w->len = BIN_MAGIC_LEN;
+	for (int i = 0; i < 8; i++)
+		put_u8(w, (uint8_t)((uint64_t)now >> (8 * i)));
+	end_record(w);
+	/* Oldest first, so that loading rebuilds the same LRU order. */
+	for (struct tentry *e = m->lru_tail; e && w->ok; e = e->prev) {
+		if (e->t.expires <= now)
+			continue;
+		put_u8(w, REC_TRIPLET);
+		put_u8(w, e->t.passed ? FLAG_PASSED : 0);
+		memcpy(w->rec + w->len, e->key, TRIPLET_KEY_LEN);
+		w->len += TRIPLET_KEY_LEN;
+		put_time(w, e->t.first_seen);
+		put_time(w, e->t.expires);
+		put_str(w, e->net);
+		put_str(w, e->sender);
+		put_str(w, e->rcpt);
+		end_record(w);
+		saved->triplets++;
+	}
+	for (size_t i = 0; i < m->nnetbuckets && w->ok; i++)
+		for (struct nentry *e = m->nbuckets_net[i]; e; e = e->hnext) {
+			if (!network_live(&e->n, now))
+				continue;
+			put_u8(w, REC_NETWORK);
+			put_str(w, e->net);
+			put_varint(w, (uint64_t)e->n.awl_count);
+			put_time(w, e->n.awl_last);
+			put_time(w, e->n.awl_expires);
+			put_varint(w, (uint64_t)e->n.new_count);
+			put_time(w, e->n.new_window_end);
+			end_record(w);
+			saved->networks++;
+		}
+	put_u8(w, REC_END);
+	put_varint(w, saved->triplets);
+	put_varint(w, saved->networks);
+	end_record(w);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	if (w->ok && (EVP_DigestFinal_ex(w->sha, md, &mdlen) != 1 || mdlen != DIGEST_LEN ||
+		      fwrite(md, 1, DIGEST_LEN, w->f) != DIGEST_LEN))
+		w->ok = false;
+	w->bytes += DIGEST_LEN;
+}
+
+int memstore_save(struct memstore *m, const char *file, int64_t now, struct memstore_saved *out,
+		  char *err, size_t errlen)
 {
 	char tmp[4096];
 	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", file) >= sizeof tmp) {
 		snprintf(err, errlen, "%s: path too long", file);
 		return -1;
 	}
+	struct writer *w = calloc(1, sizeof *w);
+	if (w)
+		w->cache = calloc(REF_WINDOW, sizeof *w->cache);
+	if (w)
+		w->sha = EVP_MD_CTX_new();
+	if (!w || !w->cache || !w->sha || EVP_DigestInit_ex(w->sha, EVP_sha256(), NULL) != 1) {
+		snprintf(err, errlen, "%s: out of memory", tmp);
+		if (w) {
+			free(w->cache);
+			EVP_MD_CTX_free(w->sha);
+		}
+		free(w);
+		return -1;
+	}
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (!f) {
+	w->f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	int rc = -1;
+	if (!w->f) {
 		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		return -1;
+		goto done;
 	}
-	fprintf(f, "%s\n", FILE_MAGIC);
-	/* Oldest first, so that loading rebuilds the same LRU order. */
-	for (struct tentry *e = m->lru_tail; e; e = e->prev) {
-		if (e->t.expires <= now)
-			continue;
-		fprintf(f, "T %s %" PRId64 " %d %" PRId64, e->hex, e->t.first_seen,
-			e->t.passed ? 1 : 0, e->t.expires);
-		put_field(f, e->net);
-		put_field(f, e->sender);
-		put_field(f, e->rcpt);
-		fputc('\n', f);
-	}
-	for (size_t i = 0; i < m->nnetbuckets; i++)
-		for (struct nentry *e = m->nbuckets_net[i]; e; e = e->hnext)
-			if (network_live(&e->n, now)) {
-				fputc('N', f);
-				put_field(f, e->net);
-				fprintf(f, " %d %" PRId64 " %" PRId64 " %d %" PRId64 "\n",
-					e->n.awl_count, e->n.awl_last, e->n.awl_expires,
-					e->n.new_count, e->n.new_window_end);
-			}
-	bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-	ok = (fclose(f) == 0) && ok;
+	setvbuf(w->f, NULL, _IOFBF, 1 << 16);
+	w->base = now;
+	w->ok = true;
+	struct memstore_saved saved = { 0, 0, 0 };
+	write_records(m, w, now, &saved);
+	bool ok = w->ok && fflush(w->f) == 0 && fsync(fileno(w->f)) == 0;
+	ok = (fclose(w->f) == 0) && ok;
 	if (!ok || rename(tmp, file) < 0) {
-		snprintf(err, errlen, "%s: %s", ok ? file : tmp, strerror(errno));
+		snprintf(err, errlen, "%s: %s", ok ? file : tmp, errno ? strerror(errno) : "write failed");
 		unlink(tmp);
-		return -1;
+		goto done;
 	}
-	return 0;
+	saved.bytes = w->bytes;
+	if (out)
+		*out = saved;
+	rc = 0;
+done:
+	free(w->cache);
+	EVP_MD_CTX_free(w->sha);
+	free(w);
+	return rc;
 }
+
+/* ---- loading ---- */
+
+/* One triplet read from a file. One that expired while greygate was down
+ * is skipped, which is no damage. */
+static bool load_triplet(struct memstore *m, const uint8_t *key, const struct gl_triplet *t,
+			 const char *net, const char *sender, const char *rcpt, int64_t now)
+{
+	if (t->expires <= now)
+		return true;
+	struct tentry **pp = tfind(m, key, NULL);
+	struct tentry *e = *pp ? *pp : tinsert(m, key, net, sender, rcpt);
+	if (!e)
+		return false;
+	e->t = *t;
+	return true;
+}
+
+struct reader {
+	const uint8_t *p, *end;
+	const uint8_t *rec;          /* where the record being read starts */
+	int64_t base;
+	uint64_t literals;
+	const uint8_t **lit;         /* the last REF_WINDOW strings written out */
+	uint16_t *litlen;
+};
+
+static bool get_varint(struct reader *r, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		if (r->p == r->end)
+			return false;
+		uint8_t b = *r->p++;
+		if (shift == 63 && b > 1)
+			return false;
+		x |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = x;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool get_time(struct reader *r, int64_t *t)
+{
+	uint64_t u;
+	if (!get_varint(r, &u))
+		return false;
+	uint64_t d = (u >> 1) ^ (0 - (u & 1));
+	*t = (int64_t)((uint64_t)r->base + d);
+	return true;
+}
+
+static bool get_count(struct reader *r, int *out)
+{
+	uint64_t v;
+	if (!get_varint(r, &v) || v > INT_MAX)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* A string shorter than MAX into OUT (MAX bytes). */
+static bool get_str(struct reader *r, char *out, size_t max)
+{
+	uint64_t v;
+	if (!get_varint(r, &v))
+		return false;
+	const uint8_t *p;
+	size_t len;
+	if (v & 1) {
+		uint64_t back = v >> 1;
+		if (back == 0 || back > REF_WINDOW || back > r->literals)
+			return false;
+		size_t slot = (size_t)((r->literals - back) % REF_WINDOW);
+		p = r->lit[slot];
+		len = r->litlen[slot];
+	} else {
+		if ((v >> 1) >= TRIPLET_PART_MAX || (uint64_t)(r->end - r->p) < (v >> 1))
+			return false;
+		len = (size_t)(v >> 1);
+		p = r->p;
+		r->p += len;
+		if (memchr(p, 0, len))
+			return false;
+		size_t slot = (size_t)(r->literals++ % REF_WINDOW);
+		r->lit[slot] = p;
+		r->litlen[slot] = (uint16_t)len;
+	}
+	if (len >= max)
+		return false;
+	memcpy(out, p, len);
+	out[len] = 0;
+	return true;
+}
+
+/* Reads the records after the header; NULL, or what is wrong with the
+ * record at R->rec. */
+static const char *load_records(struct memstore *m, struct reader *r, int64_t now)
+{
+	uint64_t ntriplets = 0, nnetworks = 0;
+	char net[NET_TEXT_MAX], sender[TRIPLET_PART_MAX], rcpt[TRIPLET_PART_MAX];
+	for (;;) {
+		r->rec = r->p;
+		if (r->p == r->end)
+			return "no end record";
+		uint8_t kind = *r->p++;
+		if (kind == REC_TRIPLET) {
+			uint8_t key[TRIPLET_KEY_LEN];
+			struct gl_triplet t = { .exists = true };
+			if (r->end - r->p < 1 + TRIPLET_KEY_LEN || (r->p[0] & ~FLAG_PASSED))
+				return "malformed triplet";
+			t.passed = r->p[0] & FLAG_PASSED;
+			memcpy(key, r->p + 1, TRIPLET_KEY_LEN);
+			r->p += 1 + TRIPLET_KEY_LEN;
+			if (!get_time(r, &t.first_seen) || !get_time(r, &t.expires) ||
+			    !get_str(r, net, sizeof net) || !get_str(r, sender, sizeof sender) ||
+			    !get_str(r, rcpt, sizeof rcpt))
+				return "malformed triplet";
+			if (!load_triplet(m, key, &t, net, sender, rcpt, now))
+				return "out of memory";
+			ntriplets++;
+		} else if (kind == REC_NETWORK) {
+			struct gl_network n;
+			if (!get_str(r, net, sizeof net) || !get_count(r, &n.awl_count) ||
+			    !get_time(r, &n.awl_last) || !get_time(r, &n.awl_expires) ||
+			    !get_count(r, &n.new_count) || !get_time(r, &n.new_window_end))
+				return "malformed network";
+			if (nstore(m, net, &n, now) < 0)
+				return "out of memory";
+			nnetworks++;
+		} else if (kind == REC_END) {
+			uint64_t nt, nn;
+			if (!get_varint(r, &nt) || !get_varint(r, &nn) || nt != ntriplets ||
+			    nn != nnetworks)
+				return "end record does not match the entries";
+			if (r->p != r->end) {
+				r->rec = r->p;
+				return "data after the end record";
+			}
+			return NULL;
+		} else {
+			return "unknown record";
+		}
+	}
+}
+
+/* FD holds the compact format (its magic was seen). The checksum is
+ * checked before anything is read into the store. */
+static bool load_binary(struct memstore *m, int fd, const char *file, int64_t now, char *err,
+			size_t errlen)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "%s: byte 0: %s", file, strerror(errno));
+		return false;
+	}
+	if ((uint64_t)st.st_size > SIZE_MAX || st.st_size < (off_t)(BIN_HEADER_LEN + 3 + DIGEST_LEN)) {
+		snprintf(err, errlen, "%s: byte %lld: file cut short", file, (long long)st.st_size);
+		return false;
+	}
+	size_t size = (size_t)st.st_size;
+	const uint8_t *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED) {
+		snprintf(err, errlen, "%s: byte 0: %s", file, strerror(errno));
+		return false;
+	}
+	size_t body = size - DIGEST_LEN;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	const char *why = NULL;
+	size_t at = body;
+	struct reader r = { .p = map + BIN_HEADER_LEN, .end = map + body };
+	if (EVP_Digest(map, body, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != DIGEST_LEN) {
+		why = "cannot compute the checksum";
+	} else if (memcmp(md, map + body, DIGEST_LEN) != 0) {
+		why = "checksum mismatch (damaged or cut short)";
+	} else {
+		r.lit = calloc(REF_WINDOW, sizeof *r.lit);
+		r.litlen = calloc(REF_WINDOW, sizeof *r.litlen);
+		uint64_t base = 0;
+		for (int i = 7; i >= 0; i--)
+			base = (base << 8) | map[BIN_MAGIC_LEN + (size_t)i];
+		r.base = (int64_t)base;
+		why = r.lit && r.litlen ? load_records(m, &r, now) : "out of memory";
+		at = (size_t)(r.rec - map);
+		free(r.lit);
+		free(r.litlen);
+	}
+	munmap((void *)map, size);
+	if (why)
+		snprintf(err, errlen, "%s: byte %zu: %s", file, at, why);
+	return !why;
+}
+
+
+/* ---- loading the text format of earlier versions ---- */
 
 static int hex_digit(char c)
 {
@@ -523,9 +902,8 @@ static size_t split(char *line, char **f, size_t max)
 
 enum load_result { LOAD_OK, LOAD_BAD, LOAD_NOMEM };
 
-/* One line of the file past the magic. Entries that expired while greygate
- * was down are skipped, and so are networks that do not fit (counted as
- * evicted, as at run time): neither is damage. */
+/* One line of the file past the magic. Networks that do not fit are
+ * skipped (counted as evicted, as at run time): that is no damage. */
 static enum load_result load_line(struct memstore *m, char *line, int64_t now)
 {
 	char *f[8];
@@ -541,14 +919,7 @@ static enum load_result load_line(struct memstore *m, char *line, int64_t now)
 		    strlen(f[6]) >= TRIPLET_PART_MAX || strlen(f[7]) >= TRIPLET_PART_MAX)
 			return LOAD_BAD;
 		t.passed = passed == 1;
-		if (t.expires <= now)
-			return LOAD_OK;
-		struct tentry **pp = tfind(m, key);
-		struct tentry *e = *pp ? *pp : tinsert(m, key, f[5], f[6], f[7]);
-		if (!e)
-			return LOAD_NOMEM;
-		e->t = t;
-		return LOAD_OK;
+		return load_triplet(m, key, &t, f[5], f[6], f[7], now) ? LOAD_OK : LOAD_NOMEM;
 	}
 	if (nf == 7 && strcmp(f[0], "N") == 0) {
 		struct gl_network n;
@@ -562,18 +933,19 @@ static enum load_result load_line(struct memstore *m, char *line, int64_t now)
 	return LOAD_BAD;
 }
 
-long memstore_load(struct memstore *m, const char *file, int64_t now, char *err, size_t errlen)
+/* FD holds something else than the compact format: the text format of
+ * earlier versions, or damage. */
+static bool load_text(struct memstore *m, int fd, const char *file, int64_t now, char *err,
+		      size_t errlen)
 {
-	FILE *f = fopen(file, "r");
+	FILE *f = fdopen(fd, "r");
 	if (!f) {
-		if (errno == ENOENT)
-			return 0;
 		snprintf(err, errlen, "%s:0: %s", file, strerror(errno));
-		return -1;
+		close(fd);
+		return false;
 	}
-	char line[FILE_LINE_MAX];
+	char line[TEXT_LINE_MAX];
 	long lineno = 0;
-	size_t before = m->ntriplets + m->nnetworks;
 	const char *why = NULL;
 	while (!why && fgets(line, sizeof line, f)) {
 		lineno++;
@@ -584,7 +956,7 @@ long memstore_load(struct memstore *m, const char *file, int64_t now, char *err,
 		}
 		line[n - 1] = 0;
 		if (lineno == 1) {
-			if (strcmp(line, FILE_MAGIC) != 0)
+			if (strcmp(line, TEXT_MAGIC) != 0)
 				why = "not a greygate memory store file";
 			continue;
 		}
@@ -599,12 +971,35 @@ long memstore_load(struct memstore *m, const char *file, int64_t now, char *err,
 	if (!why && lineno == 0)
 		why = "empty file";
 	fclose(f);
-	if (why) {
+	if (why)
 		snprintf(err, errlen, "%s:%ld: %s", file, lineno, why);
+	return !why;
+}
+
+long memstore_load(struct memstore *m, const char *file, int64_t now, char *err, size_t errlen)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "%s:0: %s", file, strerror(errno));
+		return -1;
+	}
+	size_t before = m->ntriplets + m->nnetworks;
+	char head[BIN_MAGIC_LEN];
+	bool ok;
+	if (pread(fd, head, sizeof head, 0) == (ssize_t)sizeof head &&
+	    memcmp(head, BIN_MAGIC, BIN_MAGIC_LEN) == 0) {
+		ok = load_binary(m, fd, file, now, err, errlen);
+		close(fd);
+	} else {
+		ok = load_text(m, fd, file, now, err, errlen);
+	}
+	if (!ok) {
 		clear(m);
 		return -1;
 	}
-	/* What the file added: not its lines, as expired entries are skipped
+	/* What the file added: not its entries, as expired ones are skipped
 	 * and a smaller bound evicts some of what was read. */
 	size_t after = m->ntriplets + m->nnetworks;
 	return after > before ? (long)(after - before) : 0;

@@ -9,6 +9,10 @@
  * the state survives restarts through memstore_save (write to a temporary
  * file, fsync, rename: a crash leaves the old file or the new one) and
  * memstore_load, which refuses a damaged file as a whole and says where.
+ * The hash tables are keyed (SipHash, a random key per store), and no
+ * operation looks at more than MEMSTORE_CHAIN_MAX entries of one bucket:
+ * whoever chooses senders and recipients cannot make lookups or evictions
+ * slow.
  */
 #ifndef GG_MEMSTORE_H
 #define GG_MEMSTORE_H
@@ -18,13 +22,26 @@
 #include <stdint.h>
 
 #include "greylist.h"
+#include "siphash.h"
 #include "triplet.h"
+
+/* A bucket holds at most this many entries: a new one in a full bucket
+ * evicts the bucket's oldest (triplets) or is not kept (networks). With
+ * at most two entries a bucket on average, a random key fills one to
+ * this bound about once in 10^4 full tables. */
+#define MEMSTORE_CHAIN_MAX 16
 
 struct memstore;
 
 struct memstore_stats {
 	size_t triplets, networks;
 	unsigned long long evicted, expired;
+	size_t longest_walk;      /* the most entries one operation looked at */
+};
+
+/* What a save wrote. */
+struct memstore_saved {
+	unsigned long long triplets, networks, bytes;
 };
 
 /* What list and explain show of one triplet. */
@@ -33,7 +50,10 @@ struct memstore_view {
 	struct gl_triplet t;
 };
 
+/* With a random hash key (getrandom); NULL without memory or randomness. */
 struct memstore *memstore_new(size_t max_entries);
+/* With the hash key KEY, for tests that need to know the buckets. */
+struct memstore *memstore_new_keyed(size_t max_entries, const uint8_t key[SIPHASH_KEY_LEN]);
 void memstore_free(struct memstore *m);
 
 struct gl_decision memstore_decide(struct memstore *m, const struct gl_params *p, int64_t now,
@@ -54,9 +74,15 @@ void memstore_foreach(struct memstore *m, int64_t now,
 void memstore_sweep(struct memstore *m, int64_t now, size_t budget);
 struct memstore_stats memstore_stats(const struct memstore *m);
 
-int memstore_save(struct memstore *m, const char *file, int64_t now, char *err, size_t errlen);
-/* Returns the number of entries loaded, 0 when FILE does not exist, or -1
- * (store left empty, ERR says "FILE:LINE: reason"). */
+/* Writes what is live at NOW to FILE (the compact format of
+ * docs/design.md); OUT, if not NULL, gets what was written. */
+int memstore_save(struct memstore *m, const char *file, int64_t now, struct memstore_saved *out,
+		  char *err, size_t errlen);
+/* Reads a file memstore_save wrote, or one in the text format of earlier
+ * versions (read once, the next save writes the compact format). Returns
+ * the number of entries loaded, 0 when FILE does not exist, or -1 (store
+ * left empty, ERR says "FILE: byte N: reason" or, for the text format,
+ * "FILE:LINE: reason"). */
 long memstore_load(struct memstore *m, const char *file, int64_t now, char *err, size_t errlen);
 
 #endif
