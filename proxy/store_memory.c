@@ -2,10 +2,22 @@
  * The embedded store: memstore on this process's loop, saved to
  * store.file every save_interval seconds and at exit, swept for expired
  * entries a slice at a time.
+ *
+ * A periodic save is written by a forked child from its copy of the
+ * memory (copy-on-write), so that the loop goes on deciding while a large
+ * store is written and synced; the loop learns of the child's end through
+ * SIGCHLD and reads its report from a pipe. One save runs at a time. The
+ * save at exit is written in this process: the loop is over by then.
  */
+#include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "memstore.h"
@@ -16,32 +28,176 @@
 
 static struct memstore *mem;
 static struct gg_config *opened_with;   /* file and bounds are fixed at start */
-static struct event *save_timer, *sweep_timer;
+static struct event *save_timer, *sweep_timer, *child_ev;
+
+/* What a save child tells its parent through the pipe. */
+struct save_report {
+	bool ok;
+	struct memstore_saved saved;
+	char err[400];
+};
+
+static struct {
+	pid_t pid;                 /* the save child, or 0 */
+	int fd;                    /* the pipe's read end */
+	struct timespec started;
+	const char *why;
+} saving = { 0, -1, { 0, 0 }, NULL };
 
 struct memstore *store_memory_get(void)
 {
 	return mem;
 }
 
-static void save(const char *why)
+static long long ms_since(const struct timespec *start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)(now.tv_sec - start->tv_sec) * 1000 +
+	       (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+static void log_save(const char *why, const struct save_report *rep, long long ms, int status)
+{
+	struct logline l;
+	ll_begin(&l, rep->ok ? LOG_LVL_INFO : LOG_LVL_ERROR, "store_save");
+	ll_str(&l, "result", rep->ok ? "ok" : "failed");
+	ll_str(&l, "why", why);
+	if (rep->ok) {
+		ll_int(&l, "triplets", (long long)rep->saved.triplets);
+		ll_int(&l, "networks", (long long)rep->saved.networks);
+		ll_int(&l, "bytes", (long long)rep->saved.bytes);
+	} else {
+		ll_str(&l, "reason", rep->err);
+		if (status >= 0 && WIFSIGNALED(status))
+			ll_int(&l, "signal", WTERMSIG(status));
+		ll_str(&l, "action", "state kept in memory; retrying at the next save");
+	}
+	ll_int(&l, "duration_ms", ms);
+	ll_emit(&l);
+}
+
+static void save_here(const char *why)
+{
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	struct save_report rep = { .ok = false };
+	rep.ok = memstore_save(mem, opened_with->store.file, time(NULL), &rep.saved, rep.err,
+			       sizeof rep.err) == 0;
+	log_save(why, &rep, ms_since(&start), -1);
+}
+
+/* In the child: nothing of the parent's loop may run here (its signal
+ * handlers would write into the parent's signal pipe), and the parent's
+ * descriptors are closed so that a connection the parent closes during the
+ * save is closed at once, not when the child ends. */
+_Noreturn static void save_child(int report_fd, const sigset_t *mask)
+{
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	if (dup2(report_fd, STDERR_FILENO + 1) < 0)
+		_exit(2);
+	report_fd = STDERR_FILENO + 1;
+	if (close_range(STDERR_FILENO + 2, ~0u, 0) < 0)
+		for (int fd = STDERR_FILENO + 2; fd < 1024; fd++)
+			close(fd);
+	sigprocmask(SIG_SETMASK, mask, NULL);
+	struct save_report rep;
+	memset(&rep, 0, sizeof rep);
+	rep.ok = memstore_save(mem, opened_with->store.file, time(NULL), &rep.saved, rep.err,
+			       sizeof rep.err) == 0;
+	ssize_t n = write(report_fd, &rep, sizeof rep);
+	_exit(rep.ok && n == (ssize_t)sizeof rep ? 0 : 1);
+}
+
+static void save_in_child(const char *why)
 {
 	if (!opened_with->store.file[0])
 		return;
-	char err[512];
-	struct logline l;
-	if (memstore_save(mem, opened_with->store.file, time(NULL), err, sizeof err) < 0) {
-		ll_begin(&l, LOG_LVL_ERROR, "store_save");
-		ll_str(&l, "result", "failed");
-		ll_str(&l, "reason", err);
-		ll_str(&l, "action", "state kept in memory; retrying at the next save");
-	} else {
-		struct memstore_stats st = memstore_stats(mem);
-		ll_begin(&l, LOG_LVL_DEBUG, "store_save");
-		ll_str(&l, "result", "ok");
+	if (saving.pid > 0) {
+		struct logline l;
+		ll_begin(&l, LOG_LVL_WARNING, "store_save");
+		ll_str(&l, "result", "skipped");
 		ll_str(&l, "why", why);
-		ll_int(&l, "triplets", (long long)st.triplets);
+		ll_str(&l, "reason", "the previous save is still running");
+		ll_emit(&l);
+		return;
 	}
-	ll_emit(&l);
+	int p[2];
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+		struct save_report rep = { .ok = false };
+		snprintf(rep.err, sizeof rep.err, "pipe: %s", strerror(errno));
+		log_save(why, &rep, 0, -1);
+		return;
+	}
+	/* Signals stay blocked across fork until the child has reset them. */
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid_t pid = fork();
+	if (pid == 0)
+		save_child(p[1], &old);
+	int fork_errno = errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		struct save_report rep = { .ok = false };
+		snprintf(rep.err, sizeof rep.err, "fork: %s", strerror(fork_errno));
+		log_save(why, &rep, 0, -1);
+		return;
+	}
+	saving.pid = pid;
+	saving.fd = p[0];
+	saving.why = why;
+	clock_gettime(CLOCK_MONOTONIC, &saving.started);
+}
+
+/* The child has ended (STATUS, or -1 when it was reaped elsewhere): its
+ * report is in the pipe, or it died without one. */
+static void save_ended(int status)
+{
+	struct save_report rep;
+	ssize_t n = read(saving.fd, &rep, sizeof rep);
+	if (n != (ssize_t)sizeof rep) {
+		memset(&rep, 0, sizeof rep);
+		snprintf(rep.err, sizeof rep.err, "the save process ended without a report");
+	}
+	rep.err[sizeof rep.err - 1] = 0;
+	log_save(saving.why, &rep, ms_since(&saving.started), status);
+	close(saving.fd);
+	saving.pid = 0;
+	saving.fd = -1;
+}
+
+static void on_child(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	if (saving.pid <= 0)
+		return;
+	int status;
+	pid_t r = waitpid(saving.pid, &status, WNOHANG);
+	if (r == saving.pid)
+		save_ended(status);
+	else if (r < 0 && errno == ECHILD)
+		save_ended(-1);
+}
+
+/* At exit a save still running is stopped: the one that follows has
+ * newer state, and both would write the same temporary file. */
+static void save_abandon(void)
+{
+	if (saving.pid <= 0)
+		return;
+	kill(saving.pid, SIGKILL);
+	while (waitpid(saving.pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	close(saving.fd);
+	saving.pid = 0;
+	saving.fd = -1;
 }
 
 static void on_save(evutil_socket_t fd, short what, void *arg)
@@ -49,7 +205,7 @@ static void on_save(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	save("interval");
+	save_in_child("interval");
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -82,9 +238,12 @@ static bool mem_healthy(void)
 
 static void mem_close(void)
 {
-	save("exit");
+	save_abandon();
+	if (opened_with->store.file[0])
+		save_here("exit");
 	event_free(save_timer);
 	event_free(sweep_timer);
+	event_free(child_ev);
 	memstore_free(mem);
 	gg_config_unref(opened_with);
 	mem = NULL;
@@ -129,6 +288,8 @@ const struct store_ops *store_memory_open(struct event_base *base, struct gg_con
 	struct timeval save_tv = { cfg->store.save_interval, 0 }, sweep_tv = { SWEEP_EVERY, 0 };
 	save_timer = event_new(base, -1, EV_PERSIST, on_save, NULL);
 	sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, NULL);
+	child_ev = evsignal_new(base, SIGCHLD, on_child, NULL);
+	evsignal_add(child_ev, NULL);
 	event_add(save_timer, &save_tv);
 	event_add(sweep_timer, &sweep_tv);
 	return &ops;

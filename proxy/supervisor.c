@@ -125,15 +125,14 @@ static bool all_gone(void)
 	return true;
 }
 
+/* Each worker is waited for by its own pid: the embedded store's save
+ * child is waited for by the store, which wants its status. */
 static void reap(void)
 {
-	int status;
-	pid_t pid;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (unsigned i = 0; i < nslots; i++) {
-			struct slot *s = &slots[i];
-			if (s->pid != pid)
-				continue;
+	for (unsigned i = 0; i < nslots; i++) {
+		struct slot *s = &slots[i];
+		int status;
+		if (s->pid > 0 && waitpid(s->pid, &status, WNOHANG) == s->pid) {
 			bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 			log_worker(srv.draining && clean ? LOG_LVL_INFO : LOG_LVL_ERROR, i,
 				   srv.draining ? "exited" : "died; restarting", status);

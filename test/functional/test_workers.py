@@ -1,5 +1,6 @@
 """workers = N: a supervisor, N worker processes sharing the port, one
 embedded store owned by the supervisor, restarts, reload and drain."""
+import hashlib
 import os
 import re
 import signal
@@ -144,3 +145,76 @@ def test_sigterm_drains_and_saves_the_store(workers_gg, tmp_path):
     assert len(gg.events("worker", state="exited", exit="0")) == 2
     for p in pids:
         assert not os.path.exists(f"/proc/{p}/status") or "zombie" in open(f"/proc/{p}/status").read()
+
+
+def write_text_store(path, n, now):
+    """A store.file of N greylisted triplets in the text format of earlier
+    versions, which greygate still reads (and which every version reads):
+    a large store without deciding a million times."""
+    first, exp = now - 100, now + 86400
+    # keys spread as digests are (they are not checked against the names)
+    key = [hashlib.blake2b(i.to_bytes(4, "little"), digest_size=16).hexdigest()
+           for i in range(n)]
+    with open(path, "w") as f:
+        f.write("greygate-memstore 1\n")
+        step = 100000
+        for start in range(0, n, step):
+            f.write("".join(
+                f"T {key[i]} {first} 0 {exp} 10.{i >> 16 & 255}.{i >> 8 & 255}.0/24 "
+                f"bounce-{key[i][:16]}@mailer{i % 1000}.sender.example "
+                f"firstname.lastname{i % 5000}@test.example\n"
+                for i in range(start, min(n, start + step))))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_saving_a_large_store_does_not_stall_decisions(greygate_factory, tmp_path, workers):
+    """A million entries (store.max_entries' default) saved every second:
+    the loop that owns the store goes on deciding while the file is
+    written, so every RCPT meanwhile gets its greylisting answer at once,
+    never store.failure's pass (workers' requests time out after 1 s) nor
+    a stall."""
+    n = 1000000
+    db = tmp_path / "gl.db"
+    write_text_store(db, n, int(time.time()))
+    gg = greygate_factory(workers=workers, start=False,
+                          greylist={"enabled": True, "delay": 60},
+                          store={"type": "memory", "file": str(db), "save_interval": 1,
+                                 "failure": "accept", "max_entries": n},
+                          limits={"max_connections": 100, "max_per_client": 50,
+                                  "max_recipients": 1000, "max_line": 2048,
+                                  "command_timeout": 300, "data_timeout": 600,
+                                  "max_errors": 2000})
+    gg.start(timeout=60)
+    [load] = gg.wait_event("store_load", result="ok", timeout=5)
+    assert int(load["entries"]) == n, load["_line"]
+    if workers > 1:
+        wait_until(lambda: len(gg.events("ready")) == workers, 10, what="workers ready")
+    mark = gg.log_mark()
+    tok = token()
+    count, slowest = 0, 0.0
+    with gg.raw() as c:
+        assert_reply(c.greeting(), 220)
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+        deadline = time.monotonic() + 30
+        # until two saves have ended while RCPTs were being answered
+        while len(gg.events("store_save", since=mark, result="ok")) < 2:
+            assert time.monotonic() < deadline, gg.events("store_save", since=mark)
+            t = time.monotonic()
+            r = c.cmd(f"RCPT TO:<r{count}-{tok}@test.example>")
+            took = time.monotonic() - t
+            assert r.code == 450 and took < 0.25, \
+                f"RCPT {count}: {r} after {took:.2f}s; " \
+                f"{gg.events('decision', since=mark, reason='store-failure')[:1]}"
+            count += 1
+            slowest = max(slowest, took)
+            time.sleep(0.01)
+        c.cmd("QUIT")
+    assert not gg.events("decision", since=mark, reason="store-failure")
+    saves = gg.events("store_save", since=mark, result="ok")
+    for s in saves:
+        # each save ran in the background: its duration is no stall
+        assert int(s["triplets"]) >= n - count, s["_line"]
+        assert int(s["bytes"]) < 100 * int(s["triplets"]), s["_line"]
+    assert not gg.events("store_save", since=mark, result="failed")
+    print(f"{count} RCPTs, slowest {slowest:.3f}s; saves: {[s['_line'] for s in saves]}")
