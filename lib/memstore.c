@@ -35,8 +35,9 @@
  * just that many. */
 #define REF_WINDOW 65536
 #define VARINT_MAX 10
-/* The longest record: a triplet whose three strings are written out. */
-#define REC_MAX (2 + TRIPLET_KEY_LEN + 2 * VARINT_MAX + 3 * (VARINT_MAX + TRIPLET_PART_MAX))
+/* The longest record: a triplet whose five strings are written out (an
+ * address is two: its local part and its domain). */
+#define REC_MAX (2 + 2 * VARINT_MAX + 5 * VARINT_MAX + NET_TEXT_MAX + 2 * TRIPLET_PART_MAX)
 
 struct tentry {
 	struct tentry *hnext, *prev, *next;   /* hash chain; LRU list */
@@ -454,6 +455,7 @@ struct memstore_stats memstore_stats(const struct memstore *m)
 
 struct cached {
 	const char *s;
+	size_t len;
 	uint64_t idx;
 };
 
@@ -492,24 +494,43 @@ static void put_time(struct writer *w, int64_t t)
  * the distance back to the same string written out before, plus one. The
  * cache forgets a string when another takes its slot: that costs bytes,
  * never correctness. */
-static void put_str(struct writer *w, const char *s)
+static void put_strn(struct writer *w, const char *s, size_t len)
 {
 	static const uint8_t cache_key[SIPHASH_KEY_LEN];
-	size_t len = strlen(s);
-	if (len >= TRIPLET_PART_MAX) {
-		w->ok = false;
-		return;
-	}
 	struct cached *c = &w->cache[siphash24(cache_key, s, len) & (REF_WINDOW - 1)];
-	if (c->s && w->literals - c->idx <= REF_WINDOW && strcmp(c->s, s) == 0) {
+	if (c->s && w->literals - c->idx <= REF_WINDOW && c->len == len &&
+	    memcmp(c->s, s, len) == 0) {
 		put_varint(w, ((w->literals - c->idx) << 1) | 1);
 		return;
 	}
 	put_varint(w, (uint64_t)len << 1);
 	memcpy(w->rec + w->len, s, len);
 	w->len += len;
-	c->s = s;
-	c->idx = w->literals++;
+	*c = (struct cached){ s, len, w->literals++ };
+}
+
+static void put_str(struct writer *w, const char *s, size_t max)
+{
+	size_t len = strlen(s);
+	if (len >= max)
+		w->ok = false;
+	else
+		put_strn(w, s, len);
+}
+
+/* An address as its local part and its domain (from the last '@' on):
+ * domains recur far more than addresses. */
+static void put_addr(struct writer *w, const char *s)
+{
+	size_t len = strlen(s);
+	const char *at = strrchr(s, '@');
+	size_t local = at ? (size_t)(at - s) : len;
+	if (len >= TRIPLET_PART_MAX) {
+		w->ok = false;
+		return;
+	}
+	put_strn(w, s, local);
+	put_strn(w, s + local, len - local);
 }
 
 static void end_record(struct writer *w)
@@ -533,15 +554,15 @@ static void write_records(struct memstore *m, struct writer *w, int64_t now,
 	for (struct tentry *e = m->lru_tail; e && w->ok; e = e->prev) {
 		if (e->t.expires <= now)
 			continue;
+		/* No key: it is a digest of the names, computed again on
+		 * loading. */
 		put_u8(w, REC_TRIPLET);
 		put_u8(w, e->t.passed ? FLAG_PASSED : 0);
-		memcpy(w->rec + w->len, e->key, TRIPLET_KEY_LEN);
-		w->len += TRIPLET_KEY_LEN;
 		put_time(w, e->t.first_seen);
 		put_time(w, e->t.expires);
-		put_str(w, e->net);
-		put_str(w, e->sender);
-		put_str(w, e->rcpt);
+		put_str(w, e->net, NET_TEXT_MAX);
+		put_addr(w, e->sender);
+		put_addr(w, e->rcpt);
 		end_record(w);
 		saved->triplets++;
 	}
@@ -550,7 +571,7 @@ static void write_records(struct memstore *m, struct writer *w, int64_t now,
 			if (!network_live(&e->n, now))
 				continue;
 			put_u8(w, REC_NETWORK);
-			put_str(w, e->net);
+			put_str(w, e->net, NET_TEXT_MAX);
 			put_varint(w, (uint64_t)e->n.awl_count);
 			put_time(w, e->n.awl_last);
 			put_time(w, e->n.awl_expires);
@@ -688,8 +709,9 @@ static bool get_count(struct reader *r, int *out)
 	return true;
 }
 
-/* A string shorter than MAX into OUT (MAX bytes). */
-static bool get_str(struct reader *r, char *out, size_t max)
+/* A string into OUT at *LEN, where it must end before MAX; *LEN moves
+ * past it. */
+static bool get_strn(struct reader *r, char *out, size_t *outlen, size_t max)
 {
 	uint64_t v;
 	if (!get_varint(r, &v))
@@ -715,11 +737,24 @@ static bool get_str(struct reader *r, char *out, size_t max)
 		r->lit[slot] = p;
 		r->litlen[slot] = (uint16_t)len;
 	}
-	if (len >= max)
+	if (len >= max - *outlen)
 		return false;
-	memcpy(out, p, len);
-	out[len] = 0;
+	memcpy(out + *outlen, p, len);
+	*outlen += len;
+	out[*outlen] = 0;
 	return true;
+}
+
+static bool get_str(struct reader *r, char *out, size_t max)
+{
+	size_t len = 0;
+	return get_strn(r, out, &len, max);
+}
+
+static bool get_addr(struct reader *r, char *out, size_t max)
+{
+	size_t len = 0;
+	return get_strn(r, out, &len, max) && get_strn(r, out, &len, max);
 }
 
 /* Reads the records after the header; NULL, or what is wrong with the
@@ -734,19 +769,24 @@ static const char *load_records(struct memstore *m, struct reader *r, int64_t no
 			return "no end record";
 		uint8_t kind = *r->p++;
 		if (kind == REC_TRIPLET) {
-			uint8_t key[TRIPLET_KEY_LEN];
 			struct gl_triplet t = { .exists = true };
-			if (r->end - r->p < 1 + TRIPLET_KEY_LEN || (r->p[0] & ~FLAG_PASSED))
+			if (r->p == r->end || (r->p[0] & ~FLAG_PASSED))
 				return "malformed triplet";
-			t.passed = r->p[0] & FLAG_PASSED;
-			memcpy(key, r->p + 1, TRIPLET_KEY_LEN);
-			r->p += 1 + TRIPLET_KEY_LEN;
+			t.passed = *r->p++ & FLAG_PASSED;
 			if (!get_time(r, &t.first_seen) || !get_time(r, &t.expires) ||
-			    !get_str(r, net, sizeof net) || !get_str(r, sender, sizeof sender) ||
-			    !get_str(r, rcpt, sizeof rcpt))
+			    !get_str(r, net, sizeof net) || !get_addr(r, sender, sizeof sender) ||
+			    !get_addr(r, rcpt, sizeof rcpt))
 				return "malformed triplet";
-			if (!load_triplet(m, key, &t, net, sender, rcpt, now))
-				return "out of memory";
+			/* The key is made again of the names, as it was (the
+			 * recipient was in lower case already). */
+			struct triplet k;
+			if (t.expires > now) {
+				if (triplet_make(&k, net, sender, strlen(sender), rcpt,
+						 strlen(rcpt)) < 0 || strcmp(k.rcpt, rcpt) != 0)
+					return "malformed triplet";
+				if (!load_triplet(m, k.key, &t, net, sender, rcpt, now))
+					return "out of memory";
+			}
 			ntriplets++;
 		} else if (kind == REC_NETWORK) {
 			struct gl_network n;

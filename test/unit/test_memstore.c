@@ -300,7 +300,7 @@ static void test_ms_file_is_compact(void **state)
 	double per = (double)saved.bytes / N;
 	print_message("%d triplets, %llu networks: %llu bytes, %.1f an entry\n", N,
 		      saved.networks, saved.bytes, per);
-	assert_true(per < 60);
+	assert_true(per < 40);
 	memstore_free(m);
 }
 
@@ -345,12 +345,10 @@ static void b_header(struct bin *f, int64_t base)
 }
 
 /* Zigzag time differences to the base: these are small and positive. */
-static void b_triplet(struct bin *f, uint8_t flags, const struct triplet *t, uint64_t first,
-		      uint64_t expires)
+static void b_triplet(struct bin *f, uint8_t flags, uint64_t first, uint64_t expires)
 {
 	b_u8(f, 'T');
 	b_u8(f, flags);
-	b_bytes(f, t->key, TRIPLET_KEY_LEN);
 	b_varint(f, first << 1);
 	b_varint(f, expires << 1);
 }
@@ -401,23 +399,29 @@ static void test_ms_binary_damage(void **state)
 {
 	(void)state;
 	struct triplet a = numbered(1), b = numbered(2);
+	assert_string_equal(a.sender, "s1@example.com");
 
 	/* The builder writes what memstore_load reads: two triplets sharing
-	 * their network and recipient (by reference), one network. */
+	 * their network, sender domain and recipient (by reference), one
+	 * network. An address is its local part and its domain. */
 	struct bin good;
 	b_header(&good, T0);
-	b_triplet(&good, 1, &a, 0, 1000);
-	b_lit(&good, "203.0.113.0/24");
-	b_lit(&good, "s1@example.com");
-	b_lit(&good, "user@example.org");
+	b_triplet(&good, 1, 0, 1000);
+	b_lit(&good, "203.0.113.0/24");           /* string 0 */
+	b_lit(&good, "s1");
+	b_lit(&good, "@example.com");             /* 2 */
+	b_lit(&good, "user");
+	b_lit(&good, "@example.org");             /* 4 */
 	size_t second = good.len;
-	b_triplet(&good, 0, &b, 0, 1000);
-	b_varint(&good, (3 << 1) | 1);            /* the network, three strings back */
-	b_lit(&good, "s2@example.com");
-	b_varint(&good, (2 << 1) | 1);            /* the recipient */
+	b_triplet(&good, 0, 0, 1000);
+	b_varint(&good, (5 << 1) | 1);            /* the network, five strings back */
+	b_lit(&good, "s2");                       /* 5 */
+	b_varint(&good, (4 << 1) | 1);            /* @example.com */
+	b_varint(&good, (3 << 1) | 1);            /* user */
+	b_varint(&good, (2 << 1) | 1);            /* @example.org */
 	size_t network = good.len;
 	b_u8(&good, 'N');
-	b_varint(&good, (4 << 1) | 1);            /* the network again */
+	b_varint(&good, (6 << 1) | 1);            /* the network again */
 	b_varint(&good, 3);
 	b_varint(&good, 0);
 	b_varint(&good, 2000);
@@ -436,6 +440,7 @@ static void test_ms_binary_damage(void **state)
 	collect(m, &s);
 	assert_non_null(strstr(s.text, "|203.0.113.0/24|s2@example.com|user@example.org|0|"));
 	assert_true(memstore_get(m, &a).passed);
+	assert_false(memstore_get(m, &b).passed);
 	memstore_free(m);
 
 	/* Every cut and every flipped byte: the checksum. */
@@ -462,17 +467,16 @@ static void test_ms_binary_damage(void **state)
 		bool end;            /* then an end record for the two triplets */
 	} cases[] = {
 		{ "unknown record", "unknown record", network, { 'X' }, 1, true },
-		{ "unknown flag", "malformed triplet", second, { 'T', 2, [19] = 0 }, 20, false },
-		{ "reference to nothing", "malformed triplet", 28,
-		  { 'T', 0, [18] = 0, 2, 3 }, 21, false },
-		{ "reference too far", "malformed triplet", second,
-		  { 'T', 0, [18] = 0, 2, 9 }, 21, false },
-		{ "reference of zero", "malformed triplet", second,
-		  { 'T', 0, [18] = 0, 2, 1 }, 21, false },
+		{ "unknown flag", "malformed triplet", second, { 'T', 2, 0, 2, 11 }, 5, false },
+		{ "reference to nothing", "malformed triplet", 28, { 'T', 0, 0, 2, 3 }, 5, false },
+		{ "reference too far", "malformed triplet", second, { 'T', 0, 0, 2, 13 }, 5, false },
+		{ "reference of zero", "malformed triplet", second, { 'T', 0, 0, 2, 1 }, 5, false },
 		{ "NUL in a string", "malformed triplet", second,
-		  { 'T', 0, [18] = 0, 2, 6, 'a', 0, 'b' }, 24, false },
+		  { 'T', 0, 0, 2, 6, 'a', 0, 'b' }, 8, false },
 		{ "string longer than the data", "malformed triplet", second,
-		  { 'T', 0, [18] = 0, 2, 100, 'a' }, 22, false },
+		  { 'T', 0, 0, 2, 100, 'a' }, 6, false },
+		{ "recipient in upper case", "malformed triplet", second,
+		  { 'T', 0, 0, 2, 11, 2, 'x', 9, 2, 'X', 7 }, 11, true },
 		{ "varint too long", "malformed network", network,
 		  { 'N', 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0 }, 13, false },
 		{ "count out of range", "malformed network", network,
@@ -513,16 +517,32 @@ static void test_ms_binary_damage(void **state)
 
 	memcpy(f.b, good.b, second);
 	f.len = second;
-	b_triplet(&f, 0, &b, 0, 1000);
+	b_triplet(&f, 0, 0, 1000);
 	char longest[TRIPLET_PART_MAX + 1];
 	memset(longest, 'a', TRIPLET_PART_MAX);
 	longest[TRIPLET_PART_MAX] = 0;
-	b_varint(&f, 1 | (3 << 1));
+	b_varint(&f, 1 | (5 << 1));
 	b_lit(&f, longest);
-	b_varint(&f, 1 | (2 << 1));
+	b_lit(&f, "@x");
+	b_varint(&f, 1 | (4 << 1));
+	b_varint(&f, 1 | (3 << 1));
 	b_end(&f, 2, 0);
 	b_digest(&f);
 	expect_refused("sender too long", f.b, f.len, "malformed triplet", (long)second);
+	/* Each part fits, the two together do not. */
+	memcpy(f.b, good.b, second);
+	f.len = second;
+	b_triplet(&f, 0, 0, 1000);
+	longest[TRIPLET_PART_MAX / 2] = 0;
+	b_varint(&f, 1 | (5 << 1));
+	b_lit(&f, longest);
+	b_lit(&f, longest);
+	b_varint(&f, 1 | (4 << 1));
+	b_varint(&f, 1 | (3 << 1));
+	b_end(&f, 2, 0);
+	b_digest(&f);
+	expect_refused("sender parts too long together", f.b, f.len, "malformed triplet",
+		       (long)second);
 }
 
 int main(void)
