@@ -600,23 +600,15 @@ int memstore_save(struct memstore *m, const char *file, int64_t now, struct mems
 		snprintf(err, errlen, "%s: path too long", file);
 		return -1;
 	}
+	int rc = -1;
 	struct writer *w = calloc(1, sizeof *w);
-	if (w)
-		w->cache = calloc(REF_WINDOW, sizeof *w->cache);
-	if (w)
-		w->sha = EVP_MD_CTX_new();
-	if (!w || !w->cache || !w->sha || EVP_DigestInit_ex(w->sha, EVP_sha256(), NULL) != 1) {
+	if (!w || !(w->cache = calloc(REF_WINDOW, sizeof *w->cache)) ||
+	    !(w->sha = EVP_MD_CTX_new()) || EVP_DigestInit_ex(w->sha, EVP_sha256(), NULL) != 1) {
 		snprintf(err, errlen, "%s: out of memory", tmp);
-		if (w) {
-			free(w->cache);
-			EVP_MD_CTX_free(w->sha);
-		}
-		free(w);
-		return -1;
+		goto done;
 	}
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	w->f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	int rc = -1;
 	if (!w->f) {
 		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
 		if (fd >= 0)
@@ -627,11 +619,12 @@ int memstore_save(struct memstore *m, const char *file, int64_t now, struct mems
 	w->base = now;
 	w->ok = true;
 	struct memstore_saved saved = { 0, 0, 0 };
+	errno = 0;
 	write_records(m, w, now, &saved);
 	bool ok = w->ok && fflush(w->f) == 0 && fsync(fileno(w->f)) == 0;
 	ok = (fclose(w->f) == 0) && ok;
 	if (!ok || rename(tmp, file) < 0) {
-		snprintf(err, errlen, "%s: %s", ok ? file : tmp, errno ? strerror(errno) : "write failed");
+		snprintf(err, errlen, "%s: %s", ok ? file : tmp, strerror(errno ? errno : EIO));
 		unlink(tmp);
 		goto done;
 	}
@@ -640,8 +633,10 @@ int memstore_save(struct memstore *m, const char *file, int64_t now, struct mems
 		*out = saved;
 	rc = 0;
 done:
-	free(w->cache);
-	EVP_MD_CTX_free(w->sha);
+	if (w) {
+		free(w->cache);
+		EVP_MD_CTX_free(w->sha);
+	}
 	free(w);
 	return rc;
 }

@@ -140,8 +140,10 @@ def test_sigterm_drains_and_saves_the_store(workers_gg, tmp_path):
     assert_reply(rcpt(gg, f"s-{tok}@sender.example", f"r-{tok}@test.example"), 450)
     gg.term()
     assert gg.wait_exit(30) == 0
-    saved = (tmp_path / "gl.db").read_text()
-    assert f"r-{tok}@test.example" in saved
+    saved = (tmp_path / "gl.db").read_bytes()
+    assert f"r-{tok}".encode() in saved
+    [ev] = gg.events("store_save", why="exit")
+    assert ev["result"] == "ok" and int(ev["triplets"]) == 1, ev["_line"]
     assert len(gg.events("worker", state="exited", exit="0")) == 2
     for p in pids:
         assert not os.path.exists(f"/proc/{p}/status") or "zombie" in open(f"/proc/{p}/status").read()
