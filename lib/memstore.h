@@ -27,8 +27,8 @@
 
 /* A bucket holds at most this many entries: a new one in a full bucket
  * evicts the bucket's oldest (triplets) or is not kept (networks). With
- * at most two entries a bucket on average, a random key fills one to
- * this bound about once in 10^4 full tables. */
+ * at most two entries a bucket on average and keys nobody can aim, an
+ * insertion finds its bucket full about once in 2 * 10^9. */
 #define MEMSTORE_CHAIN_MAX 16
 
 struct memstore;

@@ -195,6 +195,13 @@ static void save_abandon(void)
 	kill(saving.pid, SIGKILL);
 	while (waitpid(saving.pid, NULL, 0) < 0 && errno == EINTR)
 		;
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "store_save");
+	ll_str(&l, "result", "stopped");
+	ll_str(&l, "why", saving.why);
+	ll_str(&l, "reason", "exiting; the exit save follows");
+	ll_int(&l, "duration_ms", ms_since(&saving.started));
+	ll_emit(&l);
 	close(saving.fd);
 	saving.pid = 0;
 	saving.fd = -1;

@@ -220,3 +220,10 @@ def test_saving_a_large_store_does_not_stall_decisions(greygate_factory, tmp_pat
         assert int(s["bytes"]) < 60 * int(s["triplets"]), s["_line"]
     assert not gg.events("store_save", since=mark, result="failed")
     print(f"{count} RCPTs, slowest {slowest:.3f}s; saves: {[s['_line'] for s in saves]}")
+    # SIGTERM, likely while a save runs: that one is stopped, the exit save
+    # is written in the process, and the file is whole
+    gg.stop()
+    [last] = gg.events("store_save", since=mark, why="exit")
+    assert last["result"] == "ok", last["_line"]
+    assert not (tmp_path / "gl.db.tmp").exists()
+    assert db.read_bytes().startswith(b"greygate-memstore 2\n")
