@@ -1,13 +1,29 @@
 #include "store.h"
 
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 
 static const struct store_ops *current;
+static struct event_base *loop;
+
+/* A decision as its caller sees it: the store's own request while one is
+ * under way, then the answer, handed over from the loop by EV. */
+struct store_call {
+	struct event *ev;
+	struct store_req *req;
+	store_done_fn done;
+	void *arg;
+	struct store_result res;
+	char error[200];            /* a copy: the store's text may not outlive its call */
+};
 
 int store_open(struct event_base *base, struct gg_config *cfg)
 {
+	loop = base;
 	if (strcmp(cfg->store.type, "redis") == 0)
 		current = store_redis_open(base, cfg);
 	else
@@ -15,14 +31,63 @@ int store_open(struct event_base *base, struct gg_config *cfg)
 	return current ? 0 : -1;
 }
 
-void store_use(const struct store_ops *ops)
+void store_use(struct event_base *base, const struct store_ops *ops)
 {
+	loop = base;
 	current = ops;
 }
 
 const struct store_ops *store(void)
 {
 	return current;
+}
+
+static void deliver(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct store_call *c = arg;
+	store_done_fn done = c->done;
+	void *darg = c->arg;
+	event_free(c->ev);
+	done(darg, &c->res);
+	free(c);
+}
+
+static void answered(void *arg, const struct store_result *r)
+{
+	struct store_call *c = arg;
+	c->req = NULL;
+	c->res = *r;
+	if (r->error) {
+		snprintf(c->error, sizeof c->error, "%s", r->error);
+		c->res.error = c->error;
+	}
+	event_active(c->ev, EV_TIMEOUT, 1);
+}
+
+struct store_call *store_decide(const struct gg_config *cfg, const struct triplet *t,
+				store_done_fn done, void *arg)
+{
+	struct store_call *c = calloc(1, sizeof *c);
+	if (!c || !(c->ev = event_new(loop, -1, 0, deliver, c))) {
+		log_msg(LOG_LVL_ERROR, "store", "out of memory starting a decision; exiting");
+		abort();
+	}
+	c->done = done;
+	c->arg = arg;
+	c->req = current->decide(cfg, t, false, answered, c);
+	return c;
+}
+
+void store_cancel(struct store_call *c)
+{
+	if (!c)
+		return;
+	if (c->req)
+		current->cancel(c->req);
+	event_free(c->ev);
+	free(c);
 }
 
 struct gl_params store_params(const struct gg_config *cfg)

@@ -118,7 +118,7 @@ static int open_store(const struct worker_args *w)
 	const struct store_ops *ops = store_remote_open(srv.base, srv.cfg, w->store_fd);
 	if (!ops)
 		return -1;
-	store_use(ops);
+	store_use(srv.base, ops);
 	return 0;
 }
 
