@@ -4,6 +4,11 @@
  * and hand readiness back with ares_process_fd. Queries cannot be
  * cancelled one by one in c-ares, so a cancelled query only forgets its
  * caller and its answer is dropped when it comes.
+ *
+ * resolver_lookup only queues the query and wakes the loop (event_active);
+ * everything that can answer (the cache, a refused name, a full table,
+ * c-ares itself, which may complete inside ares_query) runs later from
+ * that event, so no answer ever reaches a caller inside resolver_lookup.
  */
 #include "resolver.h"
 
@@ -16,14 +21,26 @@
 #include <string.h>
 #include <time.h>
 
+#include "hostname.h"
 #include "log.h"
 #include "metrics.h"
+#include "xalloc.h"
 
 #define CACHE_MAX_TTL 3600        /* seconds: a bound on what an answer may claim */
 #define CACHE_BUCKETS 4096
+/* A server that fails (times out, SERVFAIL, refuses) fails again for
+ * every decision that asks the same name; remembering it briefly makes an
+ * outage cost one timeout per name every few seconds instead of one per
+ * decision, and is short enough that nobody waits for a server that is
+ * back. */
+#define TEMPFAIL_TTL 5
+/* Lookups in c-ares at once; past it a lookup fails as temporary instead
+ * of queueing without bound behind a server that does not answer. */
+#define INFLIGHT_MAX 4096
 
 struct dns_query {
-	struct chan *chan;
+	struct dns_query *next;       /* on the start queue */
+	struct chan *chan;            /* NULL until handed to c-ares */
 	double started;
 	dns_done_fn done;             /* NULL when cancelled */
 	void *arg;
@@ -62,6 +79,9 @@ struct chan {
 };
 
 static struct event_base *base;
+static struct event *kick;        /* starts what resolver_lookup queued */
+static struct dns_query *startq, **startq_tail = &startq;
+static unsigned inflight;
 static struct chan *cur;
 static struct chan *retiring;
 static struct centry *buckets[CACHE_BUCKETS];
@@ -120,7 +140,8 @@ static void cremove(struct centry **pp)
 
 static void cache_put(const char *name, uint16_t type, const struct dns_answer *a)
 {
-	if (a->status == DNS_TEMPFAIL || a->ttl == 0 || cache_max == 0)
+	uint32_t ttl = a->status == DNS_TEMPFAIL ? TEMPFAIL_TTL : a->ttl;
+	if (ttl == 0 || cache_max == 0)
 		return;
 	struct centry **pp = cfind(name, type);
 	if (*pp)
@@ -130,7 +151,7 @@ static void cache_put(const char *name, uint16_t type, const struct dns_answer *
 	struct centry *e = malloc(sizeof *e + a->n * sizeof e->rr[0]);
 	if (!e)
 		return;
-	e->expires = time(NULL) + (a->ttl < CACHE_MAX_TTL ? a->ttl : CACHE_MAX_TTL);
+	e->expires = time(NULL) + (ttl < CACHE_MAX_TTL ? ttl : CACHE_MAX_TTL);
 	e->type = type;
 	e->status = a->status;
 	e->n = a->n;
@@ -284,8 +305,11 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 		ll_str(&l, "detail", ares_strerror(status));
 		ll_emit(&l);
 	}
-	cache_put(q->name, q->type, &a);
+	/* (not when the channel goes away: that is no answer from DNS) */
+	if (status != ARES_EDESTRUCTION)
+		cache_put(q->name, q->type, &a);
 	struct chan *c = q->chan;
+	inflight--;
 	if (q->done && status != ARES_EDESTRUCTION)
 		q->done(q->arg, &a);
 	free(q);
@@ -295,48 +319,86 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	}
 }
 
+/* ---- starting queries, from the loop ---- */
+
+static void answer_now(struct dns_query *q, enum dns_status status)
+{
+	struct dns_answer a;
+	memset(&a, 0, offsetof(struct dns_answer, rr));
+	a.type = q->type;
+	a.status = status;
+	q->done(q->arg, &a);
+}
+
+static void start(struct dns_query *q)
+{
+	struct dns_answer a;
+	if (!q->done) {
+		/* cancelled while queued */
+	} else if (!hostname_valid(q->name, strlen(q->name))) {
+		/* No such host can exist; c-ares would refuse it or send
+		 * something other than what was asked. */
+		answer_now(q, DNS_NXDOMAIN);
+	} else if (cache_get(q->name, q->type, &a)) {
+		q->done(q->arg, &a);
+	} else if (!cur || inflight >= INFLIGHT_MAX) {
+		metrics_add(M_DNS_ERRORS, 1);
+		struct logline l;
+		ll_begin(&l, LOG_LVL_INFO, "dns");
+		ll_str(&l, "name", q->name);
+		ll_int(&l, "type", q->type);
+		ll_str(&l, "result", "tempfail");
+		ll_str(&l, "detail", cur ? "too many lookups under way" : "no resolver");
+		ll_emit(&l);
+		answer_now(q, DNS_TEMPFAIL);
+	} else {
+		q->chan = cur;
+		q->started = metrics_now();
+		cur->pending++;
+		inflight++;
+		/* may answer before it returns (on_answer frees Q): we are on
+		 * the loop here, not inside the caller's resolver_lookup */
+		ares_query(cur->ch, q->name, ns_c_in, q->type, on_answer, q);
+		rearm(cur);
+		return;
+	}
+	free(q);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	/* Callbacks run below may queue more; those wait for the next kick. */
+	struct dns_query *q = startq;
+	startq = NULL;
+	startq_tail = &startq;
+	while (q) {
+		struct dns_query *next = q->next;
+		start(q);
+		q = next;
+	}
+}
+
 /* ---- interface ---- */
 
 struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn done, void *arg)
 {
-	struct dns_answer a;
-	char lname[DNS_NAME_MAX + 16];
+	struct dns_query *q = xcalloc(1, sizeof *q);
 	size_t n = strlen(name);
 	if (n > 0 && name[n - 1] == '.')
 		n--;
-	if (n == 0 || n >= DNS_NAME_MAX + 15 || !cur) {
-		memset(&a, 0, offsetof(struct dns_answer, rr));
-		a.type = type;
-		a.status = n == 0 || n >= DNS_NAME_MAX + 15 ? DNS_NXDOMAIN : DNS_TEMPFAIL;
-		done(arg, &a);
-		return NULL;
-	}
-	for (size_t i = 0; i < n; i++)
-		lname[i] = (char)tolower((unsigned char)name[i]);
-	lname[n] = 0;
-	if (cache_get(lname, type, &a)) {
-		done(arg, &a);
-		return NULL;
-	}
-	struct dns_query *q = calloc(1, sizeof *q);
-	if (!q) {
-		memset(&a, 0, offsetof(struct dns_answer, rr));
-		a.type = type;
-		a.status = DNS_TEMPFAIL;
-		done(arg, &a);
-		return NULL;
-	}
+	/* too long to be a name: left "" for start() to refuse */
+	if (n < sizeof q->name)
+		for (size_t i = 0; i < n; i++)
+			q->name[i] = (char)tolower((unsigned char)name[i]);
 	q->done = done;
 	q->arg = arg;
 	q->type = type;
-	q->started = metrics_now();
-	memcpy(q->name, lname, n + 1);
-	q->chan = cur;
-	cur->pending++;
-	ares_query(cur->ch, lname, ns_c_in, type, on_answer, q);
-	/* Only re-arm: processing here could run a timed-out query's callback
-	 * a second time when we are inside that very callback. */
-	rearm(cur);
+	*startq_tail = q;
+	startq_tail = &q->next;
+	event_active(kick, EV_TIMEOUT, 0);
 	return q;
 }
 
@@ -411,6 +473,9 @@ static struct chan *chan_new(const struct gg_config *cfg)
 int resolver_open(struct event_base *b, const struct gg_config *cfg)
 {
 	base = b;
+	kick = event_new(base, -1, 0, on_kick, NULL);
+	if (!kick)
+		return -1;
 	cache_max = (size_t)cfg->dns.cache_size;
 	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS) {
 		log_msg(LOG_LVL_ERROR, "dns", "c-ares initialisation failed");
@@ -443,6 +508,16 @@ void resolver_reload(const struct gg_config *cfg)
 
 void resolver_close(void)
 {
+	/* Queued queries end unanswered, as c-ares's do below. */
+	while (startq) {
+		struct dns_query *q = startq;
+		startq = q->next;
+		free(q);
+	}
+	startq_tail = &startq;
+	if (kick)
+		event_free(kick);
+	kick = NULL;
 	if (!cur)
 		return;
 	chan_free(cur);
