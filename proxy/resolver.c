@@ -39,7 +39,9 @@
 #define INFLIGHT_MAX 4096
 
 struct dns_query {
-	struct dns_query *next;       /* on the start queue */
+	struct dns_query *next;       /* on the start queue; among followers */
+	struct dns_query *hnext;      /* in flight: hash chain */
+	struct dns_query *followers;  /* lookups of the same name waiting on this one */
 	struct chan *chan;            /* NULL until handed to c-ares */
 	double started;
 	dns_done_fn done;             /* NULL when cancelled */
@@ -82,6 +84,10 @@ static struct event_base *base;
 static struct event *kick;        /* starts what resolver_lookup queued */
 static struct dns_query *startq, **startq_tail = &startq;
 static unsigned inflight;
+/* The queries in c-ares on the current channel, by name and type: a
+ * lookup of a name already asked for waits for that answer instead of
+ * asking again (during an outage, one timeout per name, not per caller). */
+static struct dns_query *flight[CACHE_BUCKETS];
 static struct chan *cur;
 static struct chan *retiring;
 static struct centry *buckets[CACHE_BUCKETS];
@@ -279,6 +285,23 @@ static void reap_retired(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static struct dns_query **flight_find(const char *name, uint16_t type)
+{
+	struct dns_query **pp = &flight[chash(name, type)];
+	while (*pp && ((*pp)->type != type || strcmp((*pp)->name, name) != 0))
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+static void flight_remove(struct dns_query *q)
+{
+	struct dns_query **pp = &flight[chash(q->name, q->type)];
+	while (*pp && *pp != q)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = q->hnext;
+}
+
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	(void)timeouts;
@@ -310,9 +333,20 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 		cache_put(q->name, q->type, &a);
 	struct chan *c = q->chan;
 	inflight--;
+	flight_remove(q);
+	/* Q first, then the followers in the order they came; a callback may
+	 * cancel a follower (it only loses its DONE), never free it. */
+	struct dns_query *f = q->followers;
 	if (q->done && status != ARES_EDESTRUCTION)
 		q->done(q->arg, &a);
 	free(q);
+	while (f) {
+		struct dns_query *next = f->next;
+		if (f->done && status != ARES_EDESTRUCTION)
+			f->done(f->arg, &a);
+		free(f);
+		f = next;
+	}
 	if (--c->pending == 0 && c != cur && status != ARES_EDESTRUCTION) {
 		struct timeval now = { 0, 0 };
 		event_base_once(base, -1, EV_TIMEOUT, reap_retired, NULL, &now);
@@ -333,6 +367,7 @@ static void answer_now(struct dns_query *q, enum dns_status status)
 static void start(struct dns_query *q)
 {
 	struct dns_answer a;
+	struct dns_query **leader = NULL;
 	if (!q->done) {
 		/* cancelled while queued */
 	} else if (!hostname_valid(q->name, strlen(q->name))) {
@@ -341,6 +376,14 @@ static void start(struct dns_query *q)
 		answer_now(q, DNS_NXDOMAIN);
 	} else if (cache_get(q->name, q->type, &a)) {
 		q->done(q->arg, &a);
+	} else if (*(leader = flight_find(q->name, q->type))) {
+		/* the followers keep their order: appended at the end */
+		struct dns_query **pp = &(*leader)->followers;
+		while (*pp)
+			pp = &(*pp)->next;
+		q->next = NULL;
+		*pp = q;
+		return;
 	} else if (!cur || inflight >= INFLIGHT_MAX) {
 		metrics_add(M_DNS_ERRORS, 1);
 		struct logline l;
@@ -356,6 +399,8 @@ static void start(struct dns_query *q)
 		q->started = metrics_now();
 		cur->pending++;
 		inflight++;
+		q->hnext = NULL;
+		*leader = q;
 		/* may answer before it returns (on_answer frees Q): we are on
 		 * the loop here, not inside the caller's resolver_lookup */
 		ares_query(cur->ch, q->name, ns_c_in, q->type, on_answer, q);
@@ -498,9 +543,17 @@ void resolver_reload(const struct gg_config *cfg)
 	}
 	struct chan *old = cur;
 	cur = c;
-	/* Answers learnt from other servers are not these servers' answers. */
+	/* Answers learnt from other servers are not these servers' answers;
+	 * lookups under way there are not joined any more (they still answer
+	 * those waiting on them). */
 	while (lru_head)
 		cremove(cfind(lru_head->name, lru_head->type));
+	for (size_t i = 0; i < CACHE_BUCKETS; i++)
+		while (flight[i]) {
+			struct dns_query *q = flight[i];
+			flight[i] = q->hnext;
+			q->hnext = NULL;
+		}
 	old->next = retiring;
 	retiring = old;
 	reap_retired(-1, 0, NULL);
