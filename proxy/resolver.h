@@ -2,9 +2,9 @@
  * resolver: DNS for the policy checks, on c-ares driven by our event loop
  * (no blocking resolver anywhere), with a bounded cache that honours TTLs,
  * negative answers included (RFC 2308). A temporary failure is always told
- * apart from "does not exist"; it is remembered for a few seconds, so a
- * server that does not answer costs one timeout per name, not one per
- * decision.
+ * apart from "does not exist"; it is remembered for a few seconds, and a
+ * lookup of a name already being asked joins that query, so a server that
+ * does not answer costs one timeout per name, not one per decision.
  *
  * Promises: resolver_lookup always returns a query, and DONE is called
  * exactly once unless the query is cancelled first, always later from the
