@@ -319,13 +319,23 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	metrics_observe(H_DNS, metrics_now() - q->started);
 	if (a.status == DNS_TEMPFAIL)
 		metrics_add(M_DNS_ERRORS, 1);
-	if (a.status == DNS_TEMPFAIL && log_enabled(LOG_LVL_INFO)) {
+	/* Names that were no host names are told once per answer (then it is
+	 * cached): why a client has no name, or an MX host no address. */
+	long long bad = 0;
+	for (size_t i = 0; i < a.n; i++)
+		bad += a.rr[i].bad_name;
+	if ((a.status == DNS_TEMPFAIL || bad) && log_enabled(LOG_LVL_INFO)) {
 		struct logline l;
 		ll_begin(&l, LOG_LVL_INFO, "dns");
 		ll_str(&l, "name", q->name);
 		ll_int(&l, "type", q->type);
-		ll_str(&l, "result", "tempfail");
-		ll_str(&l, "detail", ares_strerror(status));
+		if (a.status == DNS_TEMPFAIL) {
+			ll_str(&l, "result", "tempfail");
+			ll_str(&l, "detail", ares_strerror(status));
+		} else {
+			ll_str(&l, "result", "bad-names");
+			ll_int(&l, "ignored", bad);
+		}
 		ll_emit(&l);
 	}
 	/* (not when the channel goes away: that is no answer from DNS) */

@@ -179,6 +179,10 @@ PTR_CASES = {
     "good": ("127.0.0.75", Answer([ptr(dname("good-host.example"))]), "good-host.example"),
 }
 
+# The cases whose answer is well-formed but names no host: logged as such.
+BAD_NAME_CASES = ("62a-backslash", "escaped-dot", "dot-in-label", "nul-in-label", "bang",
+                  "name-260", "ptr-to-root", "one-of-two")
+
 # Forward records that would confirm each hostile name, were it taken as
 # text: only the name checks keep these clients nameless.
 FORWARD = {
@@ -226,8 +230,11 @@ GL_CASES = {
 }
 
 
+SLOW_DOMAIN = "slowmx.test"    # its MX lookup never gets an answer
+
+
 def zone():
-    z = {}
+    z = {(SLOW_DOMAIN, T_MX): SILENT}
     for client, answer, _ in PTR_CASES.values():
         z[(rev(client), T_PTR)] = answer
     for name, a in FORWARD.items():
@@ -269,7 +276,7 @@ def env():
     e = Env()
     e.dns = CraftedDns(zone())
     e.backend = PostfixBackend(extra_main={"virtual_mailbox_domains": " ".join(
-        BACKEND_DOMAINS + list(MX_CASES) + list(GL_CASES))})
+        BACKEND_DOMAINS + list(MX_CASES) + list(GL_CASES) + [SLOW_DOMAIN])})
     try:
         e.backend.start()
         yield e
@@ -348,6 +355,9 @@ def test_client_name_from_hostile_ptr(env, make_gate, case):
     mail = env.backend.wait_mails(tok)[0]
     received = mail.header("received")
     assert any(f"({shown} [{client}])" in h for h in received), received
+    if case in BAD_NAME_CASES:
+        ev = gg.events("dns", since=mark, name=rev(client))
+        assert [(e["result"], e["ignored"]) for e in ev] == [("bad-names", "1")], ev
     assert_clean_log(gg, mark)
     assert_serving(gg)
 
@@ -387,6 +397,31 @@ def test_mx_host_exemption_by_hostile_mx(make_gate, domain):
     assert [e["reason"] for e in ev] == ["mx-host" if code == 250 else "new"], ev
     assert_clean_log(gg, mark)
     assert_serving(gg, 450)
+
+
+def test_passing_decision_asks_no_dns(env, make_gate):
+    """The MX hosts of the recipient domain matter only for a refusal: a
+    triplet that passes is not held up by a lookup that never answers.
+    (The failed lookup is remembered for 5 s: the retry comes later.)"""
+    gg = make_gate(greylist={"enabled": True, "delay": 0},
+                   local_domains=["test.example", SLOW_DOMAIN])
+    rcpt = f"r-{token()}@{SLOW_DOMAIN}"
+
+    def attempt(code, enhanced):
+        with RawSMTP(gg.port, source="127.0.0.81") as c:
+            assert_reply(c.greeting(), 220)
+            assert_reply(c.ehlo(), 250)
+            assert_reply(c.cmd("MAIL FROM:<s@test.example>"), 250)
+            assert_reply(c.cmd(f"RCPT TO:<{rcpt}>"), code, enhanced)
+            assert_reply(c.cmd("QUIT"), 221)
+
+    attempt(450, "4.2.0")
+    assert env.dns.queries.count((SLOW_DOMAIN, T_MX)) == 1
+    time.sleep(5.5)
+    mark = gg.log_mark()
+    attempt(250, "2.1.5")
+    assert env.dns.queries.count((SLOW_DOMAIN, T_MX)) == 1
+    assert [e["reason"] for e in gg.events("decision", since=mark)] == ["triplet"]
 
 
 # --------------------------------------------------------------------------
