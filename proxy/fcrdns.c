@@ -75,8 +75,7 @@ static void on_ptr(void *arg, const struct dns_answer *a)
 	/* A PTR that is no host name is as good as none (dnsmsg left it ""). */
 	for (size_t k = 0; a->status == DNS_OK && k < a->n && r->nnames < FCRDNS_NAMES_MAX; k++) {
 		const char *n = a->rr[k].name;
-		if (!a->rr[k].bad_name && n[0] &&
-		    (!r->patterns || domainlist_match(r->patterns, n, strlen(n))))
+		if (n[0] && (!r->patterns || domainlist_match(r->patterns, n, strlen(n))))
 			memcpy(r->name[r->nnames++], n, DNS_NAME_MAX);
 	}
 	for (size_t i = 0; i < r->nnames; i++)
