@@ -94,7 +94,7 @@ FUZZ_SRC_smtp_cmd     := lib/smtp_cmd.c
 FUZZ_SRC_address_norm := lib/smtp_cmd.c lib/sender_norm.c lib/triplet.c lib/netaddr.c
 FUZZ_SRC_dotcodec     := lib/dotcodec.c
 FUZZ_SRC_proxyproto   := lib/proxyproto.c lib/netaddr.c
-FUZZ_SRC_dnsmsg       := lib/dnsmsg.c lib/netaddr.c
+FUZZ_SRC_dnsmsg       := lib/dnsmsg.c lib/netaddr.c lib/hostname.c
 
 build-fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz_check.h $(wildcard lib/*.c lib/*.h)
 	@mkdir -p build-fuzz && echo '*' > build-fuzz/.gitignore

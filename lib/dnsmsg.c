@@ -4,6 +4,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "hostname.h"
+
 #define HDR_LEN 12
 #define RR_FIXED 10            /* type, class, ttl, rdlength */
 #define Q_FIXED 4              /* qtype, qclass */
@@ -54,21 +56,19 @@ static uint32_t sane_ttl(uint32_t t)
 	return t > TTL_CAP ? TTL_CAP : t;
 }
 
-/* Bytes that may appear in a name we hand out: those names end up in logs
- * and in comparisons with names from SMTP, so anything that would need
- * escaping there (a dot inside a label, NUL, blanks, controls, non-ASCII)
- * is refused rather than carried along. '/' stays: RFC 2317 reverse
- * delegation names use it. */
-static bool plain_byte(unsigned char c)
-{
-	return c > 0x20 && c < 0x7f && c != '.';
-}
-
 /*
  * Reads the name at *OFF into OUT (DNS_NAME_MAX bytes, lower case, no
  * trailing dot, "" for the root). Its uncompressed part must end by END
  * (the end of the RDATA holding it, or of the message); *OFF is left just
- * past that part. PLAIN asks for the character check of plain_byte.
+ * past that part.
+ *
+ * USABLE is NULL for names that are only walked (owners, the question,
+ * the SOA's): for those a text form longer than 253 bytes makes the
+ * message malformed. Otherwise the name is one greygate may hand out, and
+ * what the sender controls inside a well-formed message (the bytes of a
+ * label, the length of the whole) never makes the message malformed:
+ * *USABLE says whether OUT is the root or a valid host name, and OUT is ""
+ * when not.
  *
  * Each pointer must go strictly before the start of the run of labels it
  * ends (the name's start, then the previous pointer's target), as BIND
@@ -76,10 +76,12 @@ static bool plain_byte(unsigned char c)
  * bound. Targets inside the header are refused, no name lives there.
  */
 static bool read_name(const unsigned char *m, size_t len, size_t *off,
-		      size_t end, char *out, bool plain)
+		      size_t end, char *out, bool *usable)
 {
 	size_t pos = *off, run = *off, limit = end, after = 0, tlen = 0;
 	unsigned jumps = 0;
+	/* a '.' or NUL inside a label has no faithful text form */
+	bool faithful = true, fits = true;
 
 	for (;;) {
 		if (pos >= limit)
@@ -109,14 +111,19 @@ static bool read_name(const unsigned char *m, size_t len, size_t *off,
 		if (c > limit - pos)
 			return false;
 		size_t need = tlen ? tlen + 1 + c : c;
-		if (need > NAME_TEXT_MAX)
-			return false;
+		if (!fits || need > NAME_TEXT_MAX) {
+			if (!usable)
+				return false;
+			fits = false;
+			pos += c;
+			continue;
+		}
 		if (tlen)
 			out[tlen++] = '.';
 		for (size_t i = 0; i < c; i++) {
 			unsigned char b = m[pos + i];
-			if (plain && !plain_byte(b))
-				return false;
+			if (b == '.' || b == 0)
+				faithful = false;
 			if (b >= 'A' && b <= 'Z')
 				b = (unsigned char)(b - 'A' + 'a');
 			out[tlen++] = (char)b;
@@ -125,6 +132,11 @@ static bool read_name(const unsigned char *m, size_t len, size_t *off,
 	}
 	out[tlen] = '\0';
 	*off = jumps ? after : pos;
+	if (usable) {
+		*usable = fits && faithful && (tlen == 0 || hostname_valid(out, tlen));
+		if (!*usable)
+			out[0] = '\0';
+	}
 	return true;
 }
 
@@ -134,7 +146,7 @@ static bool read_rr(const unsigned char *m, size_t len, size_t *off, struct rr *
 {
 	char owner[DNS_NAME_MAX];
 
-	if (!read_name(m, len, off, len, owner, false))
+	if (!read_name(m, len, off, len, owner, NULL))
 		return false;
 	if (len - *off < RR_FIXED)
 		return false;
@@ -152,9 +164,9 @@ static bool read_rr(const unsigned char *m, size_t len, size_t *off, struct rr *
 
 /* A name that must fill the RDATA from OFF to its end exactly. */
 static bool rdata_name(const unsigned char *m, size_t len, size_t off, size_t end,
-		       char *out, bool plain)
+		       char *out, bool *usable)
 {
-	return read_name(m, len, &off, end, out, plain) && off == end;
+	return read_name(m, len, &off, end, out, usable) && off == end;
 }
 
 static void set_addr(struct ipaddr *out, const unsigned char *b, int family)
@@ -183,6 +195,7 @@ static bool read_rdata(const unsigned char *m, size_t len, const struct rr *rr,
 {
 	const unsigned char *p = m + rr->rdata;
 	size_t end = rr->rdata + rr->rdlen;
+	bool usable;
 
 	switch (rr->type) {
 	case DNS_T_A:
@@ -199,9 +212,16 @@ static bool read_rdata(const unsigned char *m, size_t len, const struct rr *rr,
 		if (rr->rdlen < 2)
 			return false;
 		out->pref = get16(p);
-		return rdata_name(m, len, rr->rdata + 2, end, out->name, true);
+		/* the root stays: it is the null MX (RFC 7505) */
+		if (!rdata_name(m, len, rr->rdata + 2, end, out->name, &usable))
+			return false;
+		out->bad_name = !usable;
+		return true;
 	case DNS_T_PTR:
-		return rdata_name(m, len, rr->rdata, end, out->name, true);
+		if (!rdata_name(m, len, rr->rdata, end, out->name, &usable))
+			return false;
+		out->bad_name = !usable || !out->name[0];
+		return true;
 	default:
 		return false;
 	}
@@ -215,8 +235,8 @@ static bool soa_ttl(const unsigned char *m, size_t len, const struct rr *rr, uin
 	char scratch[DNS_NAME_MAX];
 	size_t off = rr->rdata, end = rr->rdata + rr->rdlen;
 
-	if (!read_name(m, len, &off, end, scratch, false) ||
-	    !read_name(m, len, &off, end, scratch, false) ||
+	if (!read_name(m, len, &off, end, scratch, NULL) ||
+	    !read_name(m, len, &off, end, scratch, NULL) ||
 	    end - off != 20)
 		return false;
 	uint32_t minimum = sane_ttl(get32(m + off + 16));
@@ -251,7 +271,7 @@ static bool parse(const unsigned char *m, size_t len, uint16_t type, struct dns_
 	size_t off = HDR_LEN;
 	char scratch[DNS_NAME_MAX];
 	for (size_t i = 0; i < qd; i++) {
-		if (!read_name(m, len, &off, len, scratch, false) || len - off < Q_FIXED)
+		if (!read_name(m, len, &off, len, scratch, NULL) || len - off < Q_FIXED)
 			return false;
 		off += Q_FIXED;
 	}
@@ -279,7 +299,10 @@ static bool parse(const unsigned char *m, size_t len, uint16_t type, struct dns_
 			if (rr.ttl < min_ttl)
 				min_ttl = rr.ttl;
 		} else if (rr.type == DNS_T_CNAME) {
-			if (!rdata_name(m, len, rr.rdata, rr.rdata + rr.rdlen, scratch, false))
+			/* Only walked: the target is never used, and whatever
+			 * its bytes, its records follow under it. */
+			bool ignored;
+			if (!rdata_name(m, len, rr.rdata, rr.rdata + rr.rdlen, scratch, &ignored))
 				return false;
 			if (rr.ttl < cname_ttl)
 				cname_ttl = rr.ttl;
@@ -344,4 +367,10 @@ const char *dns_status_name(enum dns_status s)
 		return "tempfail";
 	}
 	return "unknown";
+}
+
+bool dns_null_mx(const struct dns_answer *a)
+{
+	return a->type == DNS_T_MX && a->status == DNS_OK && a->n == 1 && !a->rr[0].name[0] &&
+	       !a->rr[0].bad_name;
 }

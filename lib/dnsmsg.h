@@ -8,8 +8,12 @@
  * message size; compression pointers may only point backwards and are
  * followed a bounded number of times; at most DNS_MAX_RR records are
  * returned (the rest is ignored and says so); names are returned in lower
- * case without the trailing dot, and a name longer than 253 bytes makes
- * the message malformed. A negative answer carries the TTL to cache it
+ * case without the trailing dot. An MX exchange or PTR target that is not
+ * a valid host name (hostname.h: escapes, NUL, controls, a dot inside a
+ * label, more than 253 bytes, a PTR to the root) is returned as "" with
+ * bad_name set, never as text and never as a malformed message: the sender
+ * chose those bytes, they are no fault of the resolver. Any other name
+ * longer than 253 bytes makes the message malformed. A negative answer carries the TTL to cache it
  * for (the SOA minimum, RFC 2308), a positive one the smallest TTL of the
  * records returned.
  */
@@ -41,6 +45,7 @@ enum dns_status {
 
 struct dns_rr {
 	uint16_t pref;                 /* MX */
+	bool bad_name;                 /* NAME was no host name; NAME is "" */
 	char name[DNS_NAME_MAX];       /* MX exchange, PTR target */
 	struct ipaddr addr;            /* A, AAAA */
 };
@@ -62,5 +67,9 @@ struct dns_answer {
 void dnsmsg_parse(const unsigned char *msg, size_t len, uint16_t type, struct dns_answer *a);
 
 const char *dns_status_name(enum dns_status s);
+
+/* Whether A, an MX answer, is the null MX of RFC 7505 (the domain accepts
+ * no mail): one record whose exchange is the root. */
+bool dns_null_mx(const struct dns_answer *a);
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "resolver.h"
+#include "xalloc.h"
 
 struct nameref {
 	struct fcrdns_req *r;
@@ -21,15 +22,17 @@ struct fcrdns_req {
 	struct nameref ref[FCRDNS_NAMES_MAX][2];
 	char name[FCRDNS_NAMES_MAX][DNS_NAME_MAX];
 	size_t nnames;
-	int pending, launching;
+	int pending;              /* answers still to come */
 	bool tempfail;
 	int matched;              /* index of the confirmed name, or -1 */
 };
 
-static bool finish_if_done(struct fcrdns_req *r)
+/* Answers come only from the loop, so R is never on the stack of a call
+ * that started one of its lookups when it ends here. */
+static void finish_if_done(struct fcrdns_req *r)
 {
-	if (r->launching > 0 || (r->pending > 0 && r->matched < 0))
-		return false;
+	if (r->pending > 0 && r->matched < 0)
+		return;
 	/* A confirmed name ends it at once; cancel what is still out. */
 	for (size_t i = 0; i < FCRDNS_NAMES_MAX; i++)
 		for (int w = 0; w < 2; w++)
@@ -43,7 +46,6 @@ static bool finish_if_done(struct fcrdns_req *r)
 	void *arg = r->arg;
 	free(r);
 	done(arg, res, name);
-	return true;
 }
 
 static void on_forward(void *arg, const struct dns_answer *a)
@@ -70,19 +72,18 @@ static void on_ptr(void *arg, const struct dns_answer *a)
 	r->ptrq = NULL;
 	if (a->status == DNS_TEMPFAIL)
 		r->tempfail = true;
+	/* A PTR that is no host name is as good as none (dnsmsg left it ""). */
 	for (size_t k = 0; a->status == DNS_OK && k < a->n && r->nnames < FCRDNS_NAMES_MAX; k++) {
 		const char *n = a->rr[k].name;
 		if (n[0] && (!r->patterns || domainlist_match(r->patterns, n, strlen(n))))
 			memcpy(r->name[r->nnames++], n, DNS_NAME_MAX);
 	}
-	r->launching++;
 	for (size_t i = 0; i < r->nnames; i++)
 		for (int w = 0; w < 2; w++) {
 			r->ref[i][w] = (struct nameref){ r, i, w };
 			r->pending++;
 			r->q[i][w] = resolver_lookup(r->name[i], types[w], on_forward, &r->ref[i][w]);
 		}
-	r->launching--;
 	r->pending--;
 	finish_if_done(r);
 }
@@ -90,21 +91,15 @@ static void on_ptr(void *arg, const struct dns_answer *a)
 struct fcrdns_req *fcrdns_verify(const struct ipaddr *client, const struct domainlist *patterns,
 				 fcrdns_fn done, void *arg)
 {
-	struct fcrdns_req *r = calloc(1, sizeof *r);
-	if (!r) {
-		done(arg, FCRDNS_TEMPFAIL, "");
-		return NULL;
-	}
+	struct fcrdns_req *r = xcalloc(1, sizeof *r);
 	r->done = done;
 	r->arg = arg;
 	r->client = *client;
 	r->patterns = patterns;
 	r->matched = -1;
 	r->pending = 1;
-	r->launching = 1;
 	r->ptrq = resolver_lookup_ptr(client, on_ptr, r);
-	r->launching = 0;
-	return finish_if_done(r) ? NULL : r;
+	return r;
 }
 
 void fcrdns_cancel(struct fcrdns_req *r)

@@ -5,8 +5,11 @@
  * gives NAME and an A or AAAA record of NAME gives the address back (the
  * PTR alone is whatever the owner of the address block wants it to be).
  * Only PTR names that match the patterns (any name when PATTERNS is NULL)
- * are looked up forward, at most FCRDNS_NAMES_MAX of them. DONE is called exactly once unless cancelled,
- * possibly before fcrdns_verify returns (which then returns NULL).
+ * are looked up forward, at most FCRDNS_NAMES_MAX of them; a PTR that is no
+ * valid host name counts as no PTR. fcrdns_verify always returns a request;
+ * DONE is called exactly once unless cancelled, always later from the
+ * event loop (never inside fcrdns_verify), with NAME a valid host name
+ * when MATCH.
  */
 #ifndef GG_FCRDNS_H
 #define GG_FCRDNS_H

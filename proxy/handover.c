@@ -262,10 +262,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		r->domain = i;
 		r->next = rounds;
 		rounds = r;
-		/* NULL: answered at once from the cache, and R is gone already */
-		struct mxset_req *q = mxset_resolve(cfg->handover.domains.v[i], on_mx, r);
-		if (q)
-			r->mxr = q;
+		r->mxr = mxset_resolve(cfg->handover.domains.v[i], on_mx, r);
 	}
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "resolver.h"
+#include "xalloc.h"
 
 /* Names one address lookup: which host, which family. */
 struct hostref {
@@ -20,21 +21,19 @@ struct mxset_req {
 	struct dns_query *q[MX_HOSTS_MAX][2];
 	struct hostref ref[MX_HOSTS_MAX][2];
 	int pending;                   /* answers still to come */
-	int launching;                 /* inside calls that may answer at once */
 };
 
-/* Answers arrive either later from the loop or at once from the cache;
- * the request ends when none is pending and no launch is on the stack. */
-static bool finish_if_done(struct mxset_req *r)
+/* Answers come only from the loop, so R is never on the stack of a call
+ * that started one of its lookups when it ends here. */
+static void finish_if_done(struct mxset_req *r)
 {
-	if (r->pending > 0 || r->launching > 0)
-		return false;
+	if (r->pending > 0)
+		return;
 	mxset_fn done = r->done;
 	void *arg = r->arg;
 	struct mxset m = r->m;
 	free(r);
 	done(arg, &m);
-	return true;
 }
 
 static void on_addr(void *arg, const struct dns_answer *a)
@@ -70,23 +69,23 @@ static void on_mx(void *arg, const struct dns_answer *a)
 		size_t n = a->n;
 		memcpy(rr, a->rr, n * sizeof rr[0]);
 		qsort(rr, n, sizeof rr[0], by_pref);
-		r->m.null_mx = n == 1 && rr[0].name[0] == 0;
+		r->m.null_mx = dns_null_mx(a);
+		/* An exchange that is no host name stays, with no address: its
+		 * preference still says who the primaries are. */
 		for (size_t i = 0; i < n && r->m.n < MX_HOSTS_MAX && !r->m.null_mx; i++) {
-			if (!rr[i].name[0])
+			if (!rr[i].name[0] && !rr[i].bad_name)
 				continue;
 			struct mx_host *h = &r->m.host[r->m.n++];
 			h->pref = rr[i].pref;
 			memcpy(h->name, rr[i].name, sizeof h->name);
 		}
-		r->launching++;
 		for (size_t i = 0; i < r->m.n; i++)
-			for (int w = 0; w < 2; w++) {
+			for (int w = 0; w < 2 && r->m.host[i].name[0]; w++) {
 				r->ref[i][w] = (struct hostref){ r, i, w };
 				r->pending++;
 				r->q[i][w] = resolver_lookup(r->m.host[i].name, types[w], on_addr,
 							     &r->ref[i][w]);
 			}
-		r->launching--;
 	}
 	r->pending--;
 	finish_if_done(r);
@@ -94,19 +93,12 @@ static void on_mx(void *arg, const struct dns_answer *a)
 
 struct mxset_req *mxset_resolve(const char *domain, mxset_fn done, void *arg)
 {
-	struct mxset_req *r = calloc(1, sizeof *r);
-	if (!r) {
-		struct mxset m = { .status = DNS_TEMPFAIL, .tempfail = true };
-		done(arg, &m);
-		return NULL;
-	}
+	struct mxset_req *r = xcalloc(1, sizeof *r);
 	r->done = done;
 	r->arg = arg;
 	r->pending = 1;
-	r->launching = 1;
 	r->mxq = resolver_lookup(domain, DNS_T_MX, on_mx, r);
-	r->launching = 0;
-	return finish_if_done(r) ? NULL : r;
+	return r;
 }
 
 void mxset_cancel(struct mxset_req *r)

@@ -1,13 +1,15 @@
 /*
  * mxset: the MX hosts of a domain with their addresses, the input of
  * permit_mx_backup (relay authorisation) and of the greylisting exemption
- * for the domain's own MX hosts (SPEC 4).
+ * for the domain's own MX hosts.
  *
  * Promises: the MX RRset and then A and AAAA of each exchange (at most
  * MX_HOSTS_MAX, best preference first) are looked up concurrently; any
  * temporary DNS failure on the way is reported (tempfail), never turned
- * into "not found". DONE is called exactly once unless cancelled, possibly
- * before mxset_resolve returns (all answers cached; it returns NULL then).
+ * into "not found". An exchange whose name is no valid host name is kept
+ * (its preference counts) with NAME "" and no address. mxset_resolve
+ * always returns a request; DONE is called exactly once unless cancelled,
+ * always later from the event loop, never inside mxset_resolve.
  */
 #ifndef GG_MXSET_H
 #define GG_MXSET_H
@@ -23,7 +25,7 @@
 
 struct mx_host {
 	uint16_t pref;
-	char name[DNS_NAME_MAX];
+	char name[DNS_NAME_MAX];       /* "" when the exchange was no host name */
 	size_t naddr;
 	struct ipaddr addr[MX_ADDRS_MAX];
 };

@@ -96,10 +96,7 @@ bool rcpt_ahead_start(struct rcpt_ahead *a, const char *line, size_t len,
 	e->done = NULL;
 	e->check = NULL;
 	a->n++;
-	/* (the verdict may come before rcpt_check_start returns) */
-	struct rcpt_check *c = rcpt_check_start(q, ahead_done, e);
-	if (!e->decided)
-		e->check = c;
+	e->check = rcpt_check_start(q, ahead_done, e);
 	return true;
 }
 

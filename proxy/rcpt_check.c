@@ -1,10 +1,19 @@
 /*
- * The RCPT decision runs as a sequence of steps (SPEC 4); a step either
- * decides, moves on, or starts a lookup and waits. Answers that come at
- * once (from a cache) re-enter the same loop instead of recursing.
+ * The RCPT decision runs as a sequence of steps; a step either decides,
+ * moves on, or starts lookups and waits. Answers only record their result
+ * and wake the check through its own event, so the steps run from the
+ * loop alone, never inside a call that started a lookup, whether that
+ * lookup answers later (DNS, Redis) or at once (the embedded store).
+ *
+ * What needs no DNS is decided first: the MX-host exemption, the one
+ * lookup most decisions would otherwise wait for, is asked only when the
+ * store's answer would refuse the recipient, so a resolver that does not
+ * answer delays only those, and greylisting goes on.
  */
 #include "rcpt_check.h"
 
+#include <event2/event.h>
+#include <event2/event_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +25,10 @@
 #include "mxset.h"
 #include "resolver.h"
 #include "sender_norm.h"
+#include "server.h"
 #include "store.h"
 #include "triplet.h"
+#include "xalloc.h"
 
 enum step {
 	ST_CLIENT,        /* mynetworks; whitelisted client address */
@@ -28,22 +39,23 @@ enum step {
 	ST_RCPT,          /* reject_non_fqdn_recipient */
 	ST_RELAY,         /* local_domains, relay_domains, permit_mx_backup */
 	ST_RELAY_MX,      /* permit_mx_backup: the MX hosts' answer */
-	ST_EXEMPT,        /* whitelists, the recipient domain's own MX hosts */
+	ST_EXEMPT,        /* whitelists */
 	ST_STORE,         /* greylisting */
 	ST_STORE_DONE,
+	ST_MX_HOST,       /* a refusal unless the client is an MX host of the domain */
 };
 
 /*
- * Lookups are started only from inside run(); an answer records its result
- * and calls run() again, which goes on once nothing is pending. An answer
- * that comes at once (cache) finds run() on the stack and just records.
+ * Lookups are started only from run(); an answer records its result and,
+ * once nothing is pending, wakes run() through the event WAKE.
  */
 struct rcpt_check {
 	rcpt_done_fn done;
 	void *arg;
 	struct gg_config *cfg;
+	struct event wake;
 	enum step step;
-	bool running, finished;
+	bool finished;
 	int pending;                     /* answers still to come */
 
 	struct ipaddr client;
@@ -73,7 +85,11 @@ struct rcpt_check {
 	double started, store_started;
 };
 
-static bool run(struct rcpt_check *c);
+static void answered(struct rcpt_check *c)
+{
+	if (--c->pending == 0)
+		event_active(&c->wake, EV_TIMEOUT, 0);
+}
 
 /* ---- decisions and logs ---- */
 
@@ -133,8 +149,7 @@ static void on_client_name(void *arg, enum fcrdns_result r, const char *name)
 		c->wl_client = "whitelist-client-name";
 		snprintf(c->client_name, sizeof c->client_name, "%s", name);
 	}
-	c->pending--;
-	run(c);
+	answered(c);
 }
 
 static void on_dns(void *arg, const struct dns_answer *a)
@@ -144,9 +159,8 @@ static void on_dns(void *arg, const struct dns_answer *a)
 	c->dq[w] = NULL;
 	c->dns_status[w] = a->status;
 	if (a->type == DNS_T_MX)
-		c->sender_null_mx = a->status == DNS_OK && a->n == 1 && a->rr[0].name[0] == 0;
-	c->pending--;
-	run(c);
+		c->sender_null_mx = dns_null_mx(a);
+	answered(c);
 }
 
 static void on_rcpt_mx(void *arg, const struct mxset *m)
@@ -155,8 +169,7 @@ static void on_rcpt_mx(void *arg, const struct mxset *m)
 	c->mxr = NULL;
 	c->mx = *m;
 	c->mx_known = true;
-	c->pending--;
-	run(c);
+	answered(c);
 }
 
 static void on_store(void *arg, const struct store_result *r)
@@ -168,8 +181,7 @@ static void on_store(void *arg, const struct store_result *r)
 		snprintf(c->sres_error, sizeof c->sres_error, "%s", r->error ? r->error : "?");
 		c->sres.error = c->sres_error;
 	}
-	c->pending--;
-	run(c);
+	answered(c);
 }
 
 static void lookup(struct rcpt_check *c, int slot, const char *name, uint16_t type)
@@ -342,17 +354,6 @@ static void step_exempt(struct rcpt_check *c)
 		accept_with(c, "whitelist-recipient");
 		return;
 	}
-	/* The domain's own MX hosts hand over mail they already greylisted. */
-	if (!c->mx_known && c->rdomain[0] && c->rdomain[0] != '[') {
-		c->mx_known = true;   /* asked once; the answer re-runs this step */
-		c->pending++;
-		c->mxr = mxset_resolve(c->rdomain, on_rcpt_mx, c);
-		return;
-	}
-	if (c->mx_known && mxset_has_address(&c->mx, &c->client)) {
-		accept_with(c, "mx-host");
-		return;
-	}
 	c->step = ST_STORE;
 }
 
@@ -392,14 +393,12 @@ static void step_store(struct rcpt_check *c)
 	c->sreq = store()->decide(cfg, &c->t, false, on_store, c);
 }
 
-static void step_store_done(struct rcpt_check *c)
+/* The store's answer, once the MX-host exemption had its say. */
+static void store_verdict(struct rcpt_check *c)
 {
 	const struct store_result *r = &c->sres;
 	c->finished = true;
-	if (c->store_started > 0)
-		metrics_observe(H_STORE, metrics_now() - c->store_started);
 	if (!r->ok) {
-		metrics_add(M_STORE_ERRORS, 1);
 		bool tempfail = c->cfg->store.tempfail;
 		log_decision(c, tempfail ? "tempfail" : "pass", "store-failure", NULL, r->error);
 		c->v.rule = "store-failure";
@@ -419,20 +418,47 @@ static void step_store_done(struct rcpt_check *c)
 	}
 }
 
+/*
+ * The domain's own MX hosts hand over mail they already greylisted: they
+ * pass whatever the store says. Asked only for a refusal, so that a
+ * decision that passes anyway never waits for DNS. (A refused triplet of
+ * an MX host is in the store by now; it is never used, and expires.)
+ */
+static void step_store_done(struct rcpt_check *c)
+{
+	const struct store_result *r = &c->sres;
+	if (c->store_started > 0)
+		metrics_observe(H_STORE, metrics_now() - c->store_started);
+	if (!r->ok)
+		metrics_add(M_STORE_ERRORS, 1);
+	bool refusal = r->ok ? r->d.action != GL_PASS : c->cfg->store.tempfail;
+	c->step = ST_MX_HOST;
+	if (refusal && !c->mx_known && c->rdomain[0] && c->rdomain[0] != '[') {
+		c->mx_known = true;
+		c->pending++;
+		c->mxr = mxset_resolve(c->rdomain, on_rcpt_mx, c);
+	}
+}
+
+static void step_mx_host(struct rcpt_check *c)
+{
+	if (c->mx_known && mxset_has_address(&c->mx, &c->client))
+		accept_with(c, "mx-host");
+	else
+		store_verdict(c);
+}
+
 /* ---- the loop ---- */
 
 static void release(struct rcpt_check *c)
 {
+	event_del(&c->wake);
 	gg_config_unref(c->cfg);
 	free(c);
 }
 
-/* Returns true when the check has finished (and C is gone). */
-static bool run(struct rcpt_check *c)
+static void run(struct rcpt_check *c)
 {
-	if (c->running)
-		return false;
-	c->running = true;
 	while (c->pending == 0 && !c->finished) {
 		switch (c->step) {
 		case ST_CLIENT:
@@ -483,32 +509,35 @@ static bool run(struct rcpt_check *c)
 		case ST_STORE_DONE:
 			step_store_done(c);
 			break;
+		case ST_MX_HOST:
+			step_mx_host(c);
+			break;
 		}
 	}
-	c->running = false;
 	if (!c->finished)
-		return false;
+		return;
 	rcpt_done_fn done = c->done;
 	void *arg = c->arg;
 	struct rcpt_verdict v = c->v;
 	metrics_observe(H_DECISION, metrics_now() - c->started);
 	release(c);
 	done(arg, &v);
-	return true;
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	run(arg);
 }
 
 struct rcpt_check *rcpt_check_start(const struct rcpt_query *q, rcpt_done_fn done, void *arg)
 {
-	struct rcpt_check *c = calloc(1, sizeof *c);
-	if (!c) {
-		struct rcpt_verdict v = { .action = RCPT_DEFER, .rule = "out-of-memory" };
-		snprintf(v.reply, sizeof v.reply, "451 4.3.0 Error: out of memory, try again later");
-		done(arg, &v);
-		return NULL;
-	}
+	struct rcpt_check *c = xcalloc(1, sizeof *c);
 	c->done = done;
 	c->arg = arg;
 	c->cfg = gg_config_ref(q->cfg);
+	event_assign(&c->wake, srv.base, -1, 0, on_wake, c);
 	c->client = *q->client;
 	snprintf(c->client_str, sizeof c->client_str, "%s", q->client_str);
 	snprintf(c->helo, sizeof c->helo, "%s", q->helo ? q->helo : "");
@@ -524,7 +553,8 @@ struct rcpt_check *rcpt_check_start(const struct rcpt_query *q, rcpt_done_fn don
 	c->started = metrics_now();
 	c->v.action = RCPT_ACCEPT;
 	c->v.rule = "";
-	return run(c) ? NULL : c;
+	event_active(&c->wake, EV_TIMEOUT, 0);
+	return c;
 }
 
 void rcpt_check_cancel(struct rcpt_check *c)

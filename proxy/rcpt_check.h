@@ -1,12 +1,14 @@
 /*
- * rcpt_check: the decision at RCPT time (SPEC section 4), as an
+ * rcpt_check: the decision at RCPT time, as an
  * asynchronous step: a check may have to wait for the store or for DNS
  * while other sessions go on, so the answer comes through a function.
  *
- * Promises: DONE is called exactly once unless the check is cancelled
- * first; it may be called before rcpt_check_start returns (then the
- * function returns NULL). The query's strings need to live only until
- * rcpt_check_start returns.
+ * Promises: rcpt_check_start always returns the check; DONE is called
+ * exactly once unless the check is cancelled first, always later from the
+ * event loop, never inside rcpt_check_start. The query's strings need to
+ * live only until rcpt_check_start returns. The recipient domain's MX
+ * hosts are looked up only when the decision would otherwise refuse the
+ * recipient (greylisting, a store failure that defers): they pass.
  */
 #ifndef GG_RCPT_CHECK_H
 #define GG_RCPT_CHECK_H

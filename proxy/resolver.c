@@ -4,6 +4,11 @@
  * and hand readiness back with ares_process_fd. Queries cannot be
  * cancelled one by one in c-ares, so a cancelled query only forgets its
  * caller and its answer is dropped when it comes.
+ *
+ * resolver_lookup only queues the query and wakes the loop (event_active);
+ * everything that can answer (the cache, a refused name, a full table,
+ * c-ares itself, which may complete inside ares_query) runs later from
+ * that event, so no answer ever reaches a caller inside resolver_lookup.
  */
 #include "resolver.h"
 
@@ -16,14 +21,28 @@
 #include <string.h>
 #include <time.h>
 
+#include "hostname.h"
 #include "log.h"
 #include "metrics.h"
+#include "xalloc.h"
 
 #define CACHE_MAX_TTL 3600        /* seconds: a bound on what an answer may claim */
 #define CACHE_BUCKETS 4096
+/* A server that fails (times out, SERVFAIL, refuses) fails again for
+ * every decision that asks the same name; remembering it briefly makes an
+ * outage cost one timeout per name every few seconds instead of one per
+ * decision, and is short enough that nobody waits for a server that is
+ * back. */
+#define TEMPFAIL_TTL 5
+/* Lookups in c-ares at once; past it a lookup fails as temporary instead
+ * of queueing without bound behind a server that does not answer. */
+#define INFLIGHT_MAX 4096
 
 struct dns_query {
-	struct chan *chan;
+	struct dns_query *next;       /* on the start queue; among followers */
+	struct dns_query *hnext;      /* in flight: hash chain */
+	struct dns_query *followers;  /* lookups of the same name waiting on this one */
+	struct chan *chan;            /* NULL until handed to c-ares */
 	double started;
 	dns_done_fn done;             /* NULL when cancelled */
 	void *arg;
@@ -62,6 +81,13 @@ struct chan {
 };
 
 static struct event_base *base;
+static struct event *kick;        /* starts what resolver_lookup queued */
+static struct dns_query *startq, **startq_tail = &startq;
+static unsigned inflight;
+/* The queries in c-ares on the current channel, by name and type: a
+ * lookup of a name already asked for waits for that answer instead of
+ * asking again (during an outage, one timeout per name, not per caller). */
+static struct dns_query *flight[CACHE_BUCKETS];
 static struct chan *cur;
 static struct chan *retiring;
 static struct centry *buckets[CACHE_BUCKETS];
@@ -120,7 +146,8 @@ static void cremove(struct centry **pp)
 
 static void cache_put(const char *name, uint16_t type, const struct dns_answer *a)
 {
-	if (a->status == DNS_TEMPFAIL || a->ttl == 0 || cache_max == 0)
+	uint32_t ttl = a->status == DNS_TEMPFAIL ? TEMPFAIL_TTL : a->ttl;
+	if (ttl == 0 || cache_max == 0)
 		return;
 	struct centry **pp = cfind(name, type);
 	if (*pp)
@@ -130,7 +157,7 @@ static void cache_put(const char *name, uint16_t type, const struct dns_answer *
 	struct centry *e = malloc(sizeof *e + a->n * sizeof e->rr[0]);
 	if (!e)
 		return;
-	e->expires = time(NULL) + (a->ttl < CACHE_MAX_TTL ? a->ttl : CACHE_MAX_TTL);
+	e->expires = time(NULL) + (ttl < CACHE_MAX_TTL ? ttl : CACHE_MAX_TTL);
 	e->type = type;
 	e->status = a->status;
 	e->n = a->n;
@@ -258,6 +285,23 @@ static void reap_retired(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static struct dns_query **flight_find(const char *name, uint16_t type)
+{
+	struct dns_query **pp = &flight[chash(name, type)];
+	while (*pp && ((*pp)->type != type || strcmp((*pp)->name, name) != 0))
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+static void flight_remove(struct dns_query *q)
+{
+	struct dns_query **pp = &flight[chash(q->name, q->type)];
+	while (*pp && *pp != q)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = q->hnext;
+}
+
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	(void)timeouts;
@@ -275,23 +319,120 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	metrics_observe(H_DNS, metrics_now() - q->started);
 	if (a.status == DNS_TEMPFAIL)
 		metrics_add(M_DNS_ERRORS, 1);
-	if (a.status == DNS_TEMPFAIL && log_enabled(LOG_LVL_INFO)) {
+	/* Names that were no host names are told once per answer (then it is
+	 * cached): why a client has no name, or an MX host no address. */
+	long long bad = 0;
+	for (size_t i = 0; i < a.n; i++)
+		bad += a.rr[i].bad_name;
+	if ((a.status == DNS_TEMPFAIL || bad) && log_enabled(LOG_LVL_INFO)) {
+		struct logline l;
+		ll_begin(&l, LOG_LVL_INFO, "dns");
+		ll_str(&l, "name", q->name);
+		ll_int(&l, "type", q->type);
+		if (a.status == DNS_TEMPFAIL) {
+			ll_str(&l, "result", "tempfail");
+			ll_str(&l, "detail", ares_strerror(status));
+		} else {
+			ll_str(&l, "result", "bad-names");
+			ll_int(&l, "ignored", bad);
+		}
+		ll_emit(&l);
+	}
+	/* (not when the channel goes away: that is no answer from DNS) */
+	if (status != ARES_EDESTRUCTION)
+		cache_put(q->name, q->type, &a);
+	struct chan *c = q->chan;
+	inflight--;
+	flight_remove(q);
+	/* Q first, then the followers in the order they came; a callback may
+	 * cancel a follower (it only loses its DONE), never free it. */
+	struct dns_query *f = q->followers;
+	if (q->done && status != ARES_EDESTRUCTION)
+		q->done(q->arg, &a);
+	free(q);
+	while (f) {
+		struct dns_query *next = f->next;
+		if (f->done && status != ARES_EDESTRUCTION)
+			f->done(f->arg, &a);
+		free(f);
+		f = next;
+	}
+	if (--c->pending == 0 && c != cur && status != ARES_EDESTRUCTION) {
+		struct timeval now = { 0, 0 };
+		event_base_once(base, -1, EV_TIMEOUT, reap_retired, NULL, &now);
+	}
+}
+
+/* ---- starting queries, from the loop ---- */
+
+static void answer_now(struct dns_query *q, enum dns_status status)
+{
+	struct dns_answer a;
+	memset(&a, 0, offsetof(struct dns_answer, rr));
+	a.type = q->type;
+	a.status = status;
+	q->done(q->arg, &a);
+}
+
+static void start(struct dns_query *q)
+{
+	struct dns_answer a;
+	struct dns_query **leader = NULL;
+	if (!q->done) {
+		/* cancelled while queued */
+	} else if (!hostname_valid(q->name, strlen(q->name))) {
+		/* No such host can exist; c-ares would refuse it or send
+		 * something other than what was asked. */
+		answer_now(q, DNS_NXDOMAIN);
+	} else if (cache_get(q->name, q->type, &a)) {
+		q->done(q->arg, &a);
+	} else if (*(leader = flight_find(q->name, q->type))) {
+		/* the followers keep their order: appended at the end */
+		struct dns_query **pp = &(*leader)->followers;
+		while (*pp)
+			pp = &(*pp)->next;
+		q->next = NULL;
+		*pp = q;
+		return;
+	} else if (!cur || inflight >= INFLIGHT_MAX) {
+		metrics_add(M_DNS_ERRORS, 1);
 		struct logline l;
 		ll_begin(&l, LOG_LVL_INFO, "dns");
 		ll_str(&l, "name", q->name);
 		ll_int(&l, "type", q->type);
 		ll_str(&l, "result", "tempfail");
-		ll_str(&l, "detail", ares_strerror(status));
+		ll_str(&l, "detail", cur ? "too many lookups under way" : "no resolver");
 		ll_emit(&l);
+		answer_now(q, DNS_TEMPFAIL);
+	} else {
+		q->chan = cur;
+		q->started = metrics_now();
+		cur->pending++;
+		inflight++;
+		q->hnext = NULL;
+		*leader = q;
+		/* may answer before it returns (on_answer frees Q): we are on
+		 * the loop here, not inside the caller's resolver_lookup */
+		ares_query(cur->ch, q->name, ns_c_in, q->type, on_answer, q);
+		rearm(cur);
+		return;
 	}
-	cache_put(q->name, q->type, &a);
-	struct chan *c = q->chan;
-	if (q->done && status != ARES_EDESTRUCTION)
-		q->done(q->arg, &a);
 	free(q);
-	if (--c->pending == 0 && c != cur && status != ARES_EDESTRUCTION) {
-		struct timeval now = { 0, 0 };
-		event_base_once(base, -1, EV_TIMEOUT, reap_retired, NULL, &now);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	/* Callbacks run below may queue more; those wait for the next kick. */
+	struct dns_query *q = startq;
+	startq = NULL;
+	startq_tail = &startq;
+	while (q) {
+		struct dns_query *next = q->next;
+		start(q);
+		q = next;
 	}
 }
 
@@ -299,44 +440,20 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 
 struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn done, void *arg)
 {
-	struct dns_answer a;
-	char lname[DNS_NAME_MAX + 16];
+	struct dns_query *q = xcalloc(1, sizeof *q);
 	size_t n = strlen(name);
 	if (n > 0 && name[n - 1] == '.')
 		n--;
-	if (n == 0 || n >= DNS_NAME_MAX + 15 || !cur) {
-		memset(&a, 0, offsetof(struct dns_answer, rr));
-		a.type = type;
-		a.status = n == 0 || n >= DNS_NAME_MAX + 15 ? DNS_NXDOMAIN : DNS_TEMPFAIL;
-		done(arg, &a);
-		return NULL;
-	}
-	for (size_t i = 0; i < n; i++)
-		lname[i] = (char)tolower((unsigned char)name[i]);
-	lname[n] = 0;
-	if (cache_get(lname, type, &a)) {
-		done(arg, &a);
-		return NULL;
-	}
-	struct dns_query *q = calloc(1, sizeof *q);
-	if (!q) {
-		memset(&a, 0, offsetof(struct dns_answer, rr));
-		a.type = type;
-		a.status = DNS_TEMPFAIL;
-		done(arg, &a);
-		return NULL;
-	}
+	/* too long to be a name: left "" for start() to refuse */
+	if (n < sizeof q->name)
+		for (size_t i = 0; i < n; i++)
+			q->name[i] = (char)tolower((unsigned char)name[i]);
 	q->done = done;
 	q->arg = arg;
 	q->type = type;
-	q->started = metrics_now();
-	memcpy(q->name, lname, n + 1);
-	q->chan = cur;
-	cur->pending++;
-	ares_query(cur->ch, lname, ns_c_in, type, on_answer, q);
-	/* Only re-arm: processing here could run a timed-out query's callback
-	 * a second time when we are inside that very callback. */
-	rearm(cur);
+	*startq_tail = q;
+	startq_tail = &q->next;
+	event_active(kick, EV_TIMEOUT, 0);
 	return q;
 }
 
@@ -411,6 +528,9 @@ static struct chan *chan_new(const struct gg_config *cfg)
 int resolver_open(struct event_base *b, const struct gg_config *cfg)
 {
 	base = b;
+	kick = event_new(base, -1, 0, on_kick, NULL);
+	if (!kick)
+		return -1;
 	cache_max = (size_t)cfg->dns.cache_size;
 	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS) {
 		log_msg(LOG_LVL_ERROR, "dns", "c-ares initialisation failed");
@@ -433,9 +553,17 @@ void resolver_reload(const struct gg_config *cfg)
 	}
 	struct chan *old = cur;
 	cur = c;
-	/* Answers learnt from other servers are not these servers' answers. */
+	/* Answers learnt from other servers are not these servers' answers;
+	 * lookups under way there are not joined any more (they still answer
+	 * those waiting on them). */
 	while (lru_head)
 		cremove(cfind(lru_head->name, lru_head->type));
+	for (size_t i = 0; i < CACHE_BUCKETS; i++)
+		while (flight[i]) {
+			struct dns_query *q = flight[i];
+			flight[i] = q->hnext;
+			q->hnext = NULL;
+		}
 	old->next = retiring;
 	retiring = old;
 	reap_retired(-1, 0, NULL);
@@ -443,6 +571,16 @@ void resolver_reload(const struct gg_config *cfg)
 
 void resolver_close(void)
 {
+	/* Queued queries end unanswered, as c-ares's do below. */
+	while (startq) {
+		struct dns_query *q = startq;
+		startq = q->next;
+		free(q);
+	}
+	startq_tail = &startq;
+	if (kick)
+		event_free(kick);
+	kick = NULL;
 	if (!cur)
 		return;
 	chan_free(cur);

@@ -1,12 +1,18 @@
 /*
  * resolver: DNS for the policy checks, on c-ares driven by our event loop
  * (no blocking resolver anywhere), with a bounded cache that honours TTLs,
- * negative answers included (RFC 2308). A temporary failure is never
- * cached and is always told apart from "does not exist".
+ * negative answers included (RFC 2308). A temporary failure is always told
+ * apart from "does not exist"; it is remembered for a few seconds, and a
+ * lookup of a name already being asked joins that query, so a server that
+ * does not answer costs one timeout per name, not one per decision.
  *
- * Promises: DONE is called exactly once unless the query is cancelled
- * first; on a cache hit it runs before resolver_lookup returns (which then
- * returns NULL). The answer is only valid during the call.
+ * Promises: resolver_lookup always returns a query, and DONE is called
+ * exactly once unless the query is cancelled first, always later from the
+ * event loop, never inside resolver_lookup: the query stays valid until
+ * DONE has run or resolver_cancel was called. A NAME that is not a valid
+ * host name (hostname.h) is DNS_NXDOMAIN without a query; when too many
+ * lookups are under way a new one fails as DNS_TEMPFAIL rather than
+ * waiting. The answer is only valid during the call.
  */
 #ifndef GG_RESOLVER_H
 #define GG_RESOLVER_H
@@ -31,6 +37,7 @@ void resolver_close(void);
 struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn done, void *arg);
 /* The PTR records of ADDR (in-addr.arpa / ip6.arpa). */
 struct dns_query *resolver_lookup_ptr(const struct ipaddr *addr, dns_done_fn done, void *arg);
+/* Q may be NULL; after it, Q's DONE is not called and Q is not used. */
 void resolver_cancel(struct dns_query *q);
 
 #endif

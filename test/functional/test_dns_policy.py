@@ -504,12 +504,23 @@ def test_sender_checks(env, sender, code, enhanced):
         assert ev[0]["rule"] == rule, ev
 
 
-def test_temporary_failures_are_not_cached(env):
-    """A temporary failure is asked again next time: once the name server
-    answers NXDOMAIN, the 450 becomes a 550 (and the other way round)."""
+def test_temporary_failures_are_cached_briefly(env):
+    """A temporary failure is remembered for a few seconds (an outage costs
+    one timeout per name, not one per decision), then asked again: once
+    the name server answers NXDOMAIN, the 450 becomes a 550 (and the
+    other way round)."""
     try:
-        for default, code, enhanced in [("servfail", 450, "4.1.8"), ("nxdomain", 550, "5.1.8"),
-                                        ("servfail", 450, "4.1.8")]:
+        env.flip.default = "servfail"
+        r, _ = rcpt_once(env.gate, "s@flip.test", f"r-{token()}@test.example")
+        assert_reply(r, 450, "4.1.8")
+        failed_at = time.monotonic()
+        asked = len(env.flip.queries)
+        env.flip.default = "nxdomain"
+        r, _ = rcpt_once(env.gate, "s@flip.test", f"r-{token()}@test.example")
+        assert_reply(r, 450, "4.1.8")
+        assert len(env.flip.queries) == asked, "a remembered failure was asked again"
+        time.sleep(max(0.0, failed_at + 5.5 - time.monotonic()))
+        for default, code, enhanced in [("nxdomain", 550, "5.1.8"), ("servfail", 450, "4.1.8")]:
             env.flip.default = default
             r, _ = rcpt_once(env.gate, "s@flip.test", f"r-{token()}@test.example")
             assert_reply(r, code, enhanced)

@@ -5,9 +5,9 @@
  * an A, an AAAA and a PTR query. Checked: the status is one of the four,
  * n <= DNS_MAX_RR and n > 0 exactly for DNS_OK, "truncated" only with
  * DNS_MAX_RR records, the TTL within the one-day cap; every name returned
- * is NUL-terminated within DNS_NAME_MAX, at most 253 bytes, lower case,
- * without empty labels or a trailing dot, of printable ASCII only (as the
- * header promises for names handed out); A records are IPv4, AAAA records
+ * is NUL-terminated within DNS_NAME_MAX and either the root or a valid
+ * host name in lower case (as the header promises for names handed out),
+ * and a bad name is returned as "" (never as a PTR name); A records are IPv4, AAAA records
  * IPv6 (or IPv4 for a v4-mapped one); parsing twice gives the same answer.
  * A type the reader does not support is always DNS_TEMPFAIL.
  */
@@ -20,6 +20,7 @@
 
 #include "dnsmsg.h"
 #include "fuzz_check.h"
+#include "hostname.h"
 
 static void check_name(const char *name)
 {
@@ -29,14 +30,9 @@ static void check_name(const char *name)
 	CHECK(n <= DNS_NAME_MAX - 1);
 	if (n == 0)
 		return; /* the root */
-	CHECK(name[0] != '.' && name[n - 1] != '.');
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)name[i];
-		CHECK(c > 0x20 && c < 0x7f);
-		CHECK(!(c >= 'A' && c <= 'Z'));
-		if (c == '.')
-			CHECK(name[i + 1] != '.');
-	}
+	CHECK(hostname_valid(name, n));
+	for (size_t i = 0; i < n; i++)
+		CHECK(!(name[i] >= 'A' && name[i] <= 'Z'));
 }
 
 static void check_type(const uint8_t *msg, size_t len, uint16_t type)
@@ -60,6 +56,12 @@ static void check_type(const uint8_t *msg, size_t len, uint16_t type)
 	for (size_t i = 0; i < a.n; i++) {
 		const struct dns_rr *rr = &a.rr[i];
 		check_name(rr->name);
+		if (rr->bad_name)
+			CHECK(rr->name[0] == '\0');
+		if (type == DNS_T_PTR)
+			CHECK(rr->bad_name == (rr->name[0] == '\0'));
+		else if (type != DNS_T_MX)
+			CHECK(!rr->bad_name);
 		switch (type) {
 		case DNS_T_A:
 			CHECK(rr->addr.family == AF_INET && rr->name[0] == '\0');
@@ -82,7 +84,7 @@ static void check_type(const uint8_t *msg, size_t len, uint16_t type)
 	CHECK(a.status == b.status && a.n == b.n && a.ttl == b.ttl &&
 	      a.truncated == b.truncated);
 	for (size_t i = 0; i < a.n; i++)
-		CHECK(a.rr[i].pref == b.rr[i].pref &&
+		CHECK(a.rr[i].pref == b.rr[i].pref && a.rr[i].bad_name == b.rr[i].bad_name &&
 		      strcmp(a.rr[i].name, b.rr[i].name) == 0 &&
 		      a.rr[i].addr.family == b.rr[i].addr.family &&
 		      memcmp(a.rr[i].addr.b, b.rr[i].addr.b, sizeof a.rr[i].addr.b) == 0);

@@ -216,6 +216,17 @@ static void assert_tempfail(const struct msg *m, uint16_t type)
 	assert_false(a->truncated);
 }
 
+/* One record whose name was no host name: handed out as "" with bad_name,
+ * the answer itself good. */
+static void assert_bad_name(const struct msg *m, uint16_t type)
+{
+	const struct dns_answer *a = parse(m, type);
+	assert_int_equal(a->status, DNS_OK);
+	assert_int_equal(a->n, 1);
+	assert_true(a->rr[0].bad_name);
+	assert_string_equal(a->rr[0].name, "");
+}
+
 /* ---- good answers ------------------------------------------------------- */
 
 static void build_mx(struct msg *m)
@@ -574,16 +585,29 @@ static void test_odd_but_fine(void **state)
 	putbytes(&m, "\0\0\0junk", 7);
 	assert_int_equal(parse(&m, DNS_T_A)->status, DNS_OK);
 
-	/* names with '-', '_' and '/' (RFC 2317) are plain enough */
+	/* names with '-' and '_' are host names; '/' (RFC 2317) is fine in
+	 * the question and a CNAME, which are only walked, not in a PTR */
+	hdr(&m, RESP, 1, 2, 0, 0);
+	question(&m, "1.0/25.2.0.192.in-addr.arpa", DNS_T_PTR);
+	ptr(&m, 12);
+	rr_begin(&m, DNS_T_CNAME, 10);
+	name(&m, "1.0/24.2.0.192.in-addr.arpa");
+	rr_end(&m);
+	ptr(&m, 12);
+	rr_begin(&m, DNS_T_PTR, 10);
+	name(&m, "_x-1.0-25.example");
+	rr_end(&m);
+	a = parse(&m, DNS_T_PTR);
+	assert_int_equal(a->status, DNS_OK);
+	assert_false(a->rr[0].bad_name);
+	assert_string_equal(a->rr[0].name, "_x-1.0-25.example");
 	hdr(&m, RESP, 1, 1, 0, 0);
 	question(&m, "1.0/25.2.0.192.in-addr.arpa", DNS_T_PTR);
 	ptr(&m, 12);
 	rr_begin(&m, DNS_T_PTR, 10);
-	name(&m, "_x-1.0/25.example");
+	name(&m, "x-1.0/25.example");
 	rr_end(&m);
-	a = parse(&m, DNS_T_PTR);
-	assert_int_equal(a->status, DNS_OK);
-	assert_string_equal(a->rr[0].name, "_x-1.0/25.example");
+	assert_bad_name(&m, DNS_T_PTR);
 
 	/* the SOA's RNAME may carry a dot in its first label (a mailbox):
 	 * only names handed out have to be plain */
@@ -891,11 +915,13 @@ static void test_name_length(void **state)
 	ptr_answer_raw(&m, rd, n);
 	const struct dns_answer *a = parse(&m, DNS_T_PTR);
 	assert_int_equal(a->status, DNS_OK);
+	assert_false(a->rr[0].bad_name);
 	assert_int_equal(strlen(a->rr[0].name), 253);
 
+	/* a target too long is no usable name, not a broken message */
 	n = long_name(rd, sizeof rd, 4, 63, 62);
 	ptr_answer_raw(&m, rd, n);
-	assert_tempfail(&m, DNS_T_PTR);
+	assert_bad_name(&m, DNS_T_PTR);
 
 	/* 127 one-byte labels: 253; 128: 255 */
 	n = long_name(rd, sizeof rd, 127, 1, 1);
@@ -903,7 +929,7 @@ static void test_name_length(void **state)
 	assert_int_equal(parse(&m, DNS_T_PTR)->status, DNS_OK);
 	n = long_name(rd, sizeof rd, 128, 1, 1);
 	ptr_answer_raw(&m, rd, n);
-	assert_tempfail(&m, DNS_T_PTR);
+	assert_bad_name(&m, DNS_T_PTR);
 
 	/* too long only once the compressed suffix is added: the question
 	 * (22 bytes as text) plus 4 x 57 + 4 dots = 254 */
@@ -918,9 +944,10 @@ static void test_name_length(void **state)
 	}
 	ptr(&m, 12);
 	rr_end(&m);
-	assert_tempfail(&m, DNS_T_PTR);
+	assert_bad_name(&m, DNS_T_PTR);
 
-	/* also in a name that is only skipped (owner, question) */
+	/* in a name that is only walked (owner, question) the message is
+	 * malformed: no server of ours sends one */
 	hdr(&m, RESP, 1, 0, 0, 0);
 	n = long_name(rd, sizeof rd, 4, 63, 62);
 	putbytes(&m, rd, n);
@@ -951,13 +978,14 @@ static void test_unplain_labels(void **state)
 {
 	(void)state;
 	struct msg m;
-	static const unsigned char bad[] = { '.', '\0', ' ', 0x7f, 0x1b, 0xc3, 0x80, '\n' };
+	static const unsigned char bad[] = { '.', '\0', ' ', 0x7f, 0x1b, 0xc3, 0x80, '\n', '\\',
+					     '!', '/', '*' };
 
 	for (size_t i = 0; i < sizeof bad; i++) {
 		unsigned char rd[] = { 3, 'm', 'x', 'x', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0 };
 		rd[2] = bad[i];
 		ptr_answer_raw(&m, rd, sizeof rd);
-		assert_tempfail(&m, DNS_T_PTR);
+		assert_bad_name(&m, DNS_T_PTR);
 
 		hdr(&m, RESP, 1, 1, 0, 0);
 		question(&m, "example", DNS_T_MX);
@@ -966,7 +994,9 @@ static void test_unplain_labels(void **state)
 		put16(&m, 10);
 		putbytes(&m, rd, sizeof rd);
 		rr_end(&m);
-		assert_tempfail(&m, DNS_T_MX);
+		assert_bad_name(&m, DNS_T_MX);
+		assert_int_equal(ans.rr[0].pref, 10);
+		assert_false(dns_null_mx(&ans));
 	}
 	/* the bad byte reached through a pointer into the question */
 	hdr(&m, RESP, 1, 1, 0, 0);
@@ -980,7 +1010,50 @@ static void test_unplain_labels(void **state)
 	put16(&m, 10);
 	ptr(&m, 12);
 	rr_end(&m);
-	assert_tempfail(&m, DNS_T_MX);
+	assert_bad_name(&m, DNS_T_MX);
+}
+
+/* The trigger of a heap corruption once: 62 x 'a' and a backslash, which
+ * a name-to-text step would turn into an escape and c-ares into a label
+ * longer than 63 bytes. Also: names that Postfix refuses as host names. */
+static void test_hostile_targets(void **state)
+{
+	(void)state;
+	struct msg m;
+	unsigned char rd[80];
+	rd[0] = 63;
+	memset(rd + 1, 'a', 62);
+	rd[63] = '\\';
+	rd[64] = 3;
+	memcpy(rd + 65, "net", 3);
+	rd[68] = 0;
+	ptr_answer_raw(&m, rd, 69);
+	assert_bad_name(&m, DNS_T_PTR);
+
+	static const char *const refused[] = { "-a.example", "a-.example", "1.2.3.4", "42" };
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+		size_t n = 0;
+		const char *p = refused[i];
+		while (*p) {
+			const char *dot = strchr(p, '.');
+			size_t l = dot ? (size_t)(dot - p) : strlen(p);
+			rd[n++] = (unsigned char)l;
+			memcpy(rd + n, p, l);
+			n += l;
+			p += l + (dot ? 1 : 0);
+		}
+		rd[n++] = 0;
+		ptr_answer_raw(&m, rd, n);
+		assert_bad_name(&m, DNS_T_PTR);
+	}
+
+	/* a PTR to the root is no name either; an MX to it is the null MX */
+	rd[0] = 0;
+	ptr_answer_raw(&m, rd, 1);
+	assert_bad_name(&m, DNS_T_PTR);
+	build_null_mx(&m);
+	assert_true(dns_null_mx(parse(&m, DNS_T_MX)));
+	assert_false(ans.rr[0].bad_name);
 }
 
 /* ---- RDATA lengths ------------------------------------------------------ */
@@ -1333,6 +1406,7 @@ int main(void)
 		cmocka_unit_test(test_name_length),
 		cmocka_unit_test(test_case_folded),
 		cmocka_unit_test(test_unplain_labels),
+		cmocka_unit_test(test_hostile_targets),
 		cmocka_unit_test(test_rdlength),
 		cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_max_rr),
