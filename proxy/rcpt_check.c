@@ -2,8 +2,7 @@
  * The RCPT decision runs as a sequence of steps; a step either decides,
  * moves on, or starts lookups and waits. Answers only record their result
  * and wake the check through its own event, so the steps run from the
- * loop alone, never inside a call that started a lookup, whether that
- * lookup answers later (DNS, Redis) or at once (the embedded store).
+ * loop alone, never inside a call that started a lookup.
  *
  * What needs no DNS is decided first: the MX-host exemption, the one
  * lookup most decisions would otherwise wait for, is asked only when the
@@ -76,7 +75,7 @@ struct rcpt_check {
 	struct mxset mx;                 /* the recipient domain's MX hosts */
 	bool mx_known;
 	struct fcrdns_req *fcr;
-	struct store_req *sreq;
+	struct store_call *sreq;
 	struct store_result sres;
 	char sres_error[160];
 	struct triplet t;
@@ -390,7 +389,7 @@ static void step_store(struct rcpt_check *c)
 	}
 	c->pending++;
 	c->store_started = metrics_now();
-	c->sreq = store()->decide(cfg, &c->t, false, on_store, c);
+	c->sreq = store_decide(cfg, &c->t, on_store, c);
 }
 
 /* The store's answer, once the MX-host exemption had its say. */
@@ -565,7 +564,6 @@ void rcpt_check_cancel(struct rcpt_check *c)
 	resolver_cancel(c->dq[1]);
 	mxset_cancel(c->mxr);
 	fcrdns_cancel(c->fcr);
-	if (c->sreq)
-		store()->cancel(c->sreq);
+	store_cancel(c->sreq);
 	release(c);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 static const struct store_ops *current;
 static struct event_base *loop;
@@ -69,9 +70,9 @@ static void answered(void *arg, const struct store_result *r)
 struct store_call *store_decide(const struct gg_config *cfg, const struct triplet *t,
 				store_done_fn done, void *arg)
 {
-	struct store_call *c = calloc(1, sizeof *c);
-	if (!c || !(c->ev = event_new(loop, -1, 0, deliver, c))) {
-		log_msg(LOG_LVL_ERROR, "store", "out of memory starting a decision; exiting");
+	struct store_call *c = xcalloc(1, sizeof *c);
+	if (!(c->ev = event_new(loop, -1, 0, deliver, c))) {
+		log_msg(LOG_LVL_ERROR, "store", "cannot make an event for a decision; exiting");
 		abort();
 	}
 	c->done = done;
