@@ -361,15 +361,22 @@ static void step_exempt(struct rcpt_check *c)
 /* "450 4.2.0 <rcpt>: Recipient address rejected: " + the configured text
  * with its one "%s" replaced by the seconds left. The text comes from the
  * configuration, so it is never used as a format string. */
+/* The configured text with the seconds left in place of its %s; "1
+ * seconds" of the default text becomes "1 second". */
 static void greylist_reply(struct rcpt_check *c, long long left)
 {
 	const char *m = c->cfg->greylist.message;
 	const char *pct = strstr(m, "%s");
-	char secs[24];
+	const char *rest = pct ? pct + 2 : "";
+	char secs[32];
 	snprintf(secs, sizeof secs, "%lld", left);
+	if (left == 1 && strncmp(rest, " seconds", 8) == 0) {
+		snprintf(secs, sizeof secs, "1 second");
+		rest += 8;
+	}
 	snprintf(c->v.reply, sizeof c->v.reply,
 		 "450 4.2.0 <%s>: Recipient address rejected: %.*s%s%s", c->rcpt,
-		 pct ? (int)(pct - m) : (int)strlen(m), m, pct ? secs : "", pct ? pct + 2 : "");
+		 pct ? (int)(pct - m) : (int)strlen(m), m, pct ? secs : "", rest);
 }
 
 static void step_store(struct rcpt_check *c)

@@ -333,7 +333,8 @@ def greylisted(reply, rcpt, seconds=None):
     want = f"450 4.2.0 <{rcpt}>: Recipient address rejected: Greylisted, retry in "
     assert reply.lines[0].startswith(want), f"want {want!r}..., got {reply.text!r}"
     if seconds is not None:
-        assert reply.lines[0] == want + f"{seconds} seconds", reply.text
+        unit = "second" if int(seconds) == 1 else "seconds"
+        assert reply.lines[0] == want + f"{seconds} {unit}", reply.text
 
 
 def check_decision(gg, rcpt, since, action, reason, **more):
@@ -434,6 +435,15 @@ def test_new_early_pass_delivered(gl_gate, kind, postfix_backend, tok):
     check_decision(gg, rcpt, mark, "pass", "triplet", waited=DELAY, net=NET4)
     # passed: passes again at once, from another client of the same /24
     expect(gg, sender, rcpt, "pass", "triplet", source="127.0.0.3")
+
+
+def test_retry_in_one_second_is_singular(gl_gate, kind, tok):
+    """With one second to wait, the default text says "1 second"."""
+    gg = gl_gate(kind, greylist={"delay": 1})
+    rcpt = f"one-{tok}@test.example"
+    r, _, _ = rcpt_once(gg, sender_for(tok), rcpt)
+    greylisted(r, rcpt, 1)
+    assert r.lines[0].endswith("retry in 1 second"), r.text
 
 
 def test_triplet_parts(gl_gate, kind, tok):
