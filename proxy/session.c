@@ -19,6 +19,8 @@
 #include "connlimit.h"
 #include "dotcodec.h"
 #include "fcrdns.h"
+#include "helo.h"
+#include "hostname.h"
 #include "proxyproto.h"
 #include "listener.h"
 #include "log.h"
@@ -41,6 +43,23 @@ enum sstate {
 	SS_CLOSING,  /* the last reply is being flushed */
 	SS_PROXY,    /* waiting for the load balancer's PROXY header */
 };
+
+/*
+ * The client's mail transaction, as far as the backend is concerned. Only
+ * txn_to() changes it (docs/design.md has the table of what the client gets
+ * for each backend failure in each state):
+ *   TX_NONE    no MAIL;
+ *   TX_MAIL    MAIL given, nothing of it sent to the backend yet (a failed
+ *              connection attempt loses nothing: the next RCPT tries again);
+ *   TX_SENT    MAIL sent on the session's backend connection;
+ *   TX_RCPT    the backend accepted a recipient on that connection;
+ *   TX_FAILED  that connection was lost after MAIL went out: recipients it
+ *              accepted are gone with it, so the transaction can no longer
+ *              deliver; every RCPT and DATA gets a 4xx until RSET, HELO or
+ *              the end of the session starts afresh. Never reconnected.
+ *   TX_DATA    DATA sent; the body streams to the backend.
+ */
+enum txn { TX_NONE, TX_MAIL, TX_SENT, TX_RCPT, TX_FAILED, TX_DATA };
 
 struct linebuf {
 	char *p;
@@ -74,7 +93,7 @@ struct session {
 	unsigned messages;
 
 	/* the transaction */
-	bool in_mail;
+	enum txn txn;
 	char sender[SMTP_PATH_MAX + 1];
 	struct linebuf mail_line;  /* MAIL as replayed to the backend */
 	struct linebuf fwd_line;   /* the RCPT (or ETRN) being forwarded */
@@ -85,8 +104,8 @@ struct session {
 	/* the backend refused our MAIL: its reply, kept for the transaction's
 	 * RCPTs (allocated then: most sessions never need its 8 KiB) */
 	struct smtp_reply *mail_refused;
-	bool mail_sent;      /* MAIL was replayed in this transaction */
-	bool be_txn;         /* the backend has a transaction open */
+	bool be_txn;         /* the backend has a transaction open (it may outlive
+				the client's: the next MAIL then RSETs first) */
 
 	struct backend *be;
 	struct rcpt_check *check;
@@ -229,7 +248,7 @@ static void log_reject(struct session *s, const char *cmd, const char *text, con
 	begin_line(&l, s, "reject");
 	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
 	ll_str(&l, "cmd", cmd);
-	if (s->in_mail)
+	if (s->txn != TX_NONE)
 		ll_str(&l, "sender", s->sender);
 	if (strcmp(cmd, "RCPT") == 0)
 		ll_str(&l, "rcpt", s->rcpt);
@@ -294,30 +313,6 @@ static void log_transaction(struct session *s, const char *result, const char *t
 	ll_emit(&l);
 }
 
-static void reset_transaction(struct session *s)
-{
-	s->in_mail = false;
-	s->sender[0] = 0;
-	s->rcpt_tried = s->rcpt_ok = 0;
-	s->rcpts_len = 0;
-	s->mail_sent = false;
-	free(s->mail_refused);
-	s->mail_refused = NULL;
-	s->body_failed = false;
-	dotcodec_init(&s->dc);
-	rcpt_ahead_free(s->ahead);
-	s->ahead = NULL;
-}
-
-/* Ends an open transaction that produced no message (RSET, HELO, QUIT,
- * disconnect) so that its recipients show up in the log. */
-static void abort_transaction(struct session *s, const char *why)
-{
-	if (s->in_mail && s->rcpt_ok > 0)
-		log_transaction(s, "aborted", why, strlen(why));
-	reset_transaction(s);
-}
-
 /* The backend gets the client's HELO through XCLIENT; after a new HELO the
  * old backend connection speaks for the wrong name, so it goes. */
 static void drop_backend(struct session *s)
@@ -325,6 +320,40 @@ static void drop_backend(struct session *s)
 	backend_free(s->be);
 	s->be = NULL;
 	s->be_txn = false;
+}
+
+/* The one place the transaction changes state. */
+static void txn_to(struct session *s, enum txn to)
+{
+	switch (to) {
+	case TX_NONE:
+		s->sender[0] = 0;
+		s->rcpt_tried = s->rcpt_ok = 0;
+		s->rcpts_len = 0;
+		free(s->mail_refused);
+		s->mail_refused = NULL;
+		s->body_failed = false;
+		dotcodec_init(&s->dc);
+		rcpt_ahead_free(s->ahead);
+		s->ahead = NULL;
+		break;
+	case TX_FAILED:
+		/* whatever the connection still holds must never be delivered */
+		drop_backend(s);
+		break;
+	default:
+		break;
+	}
+	s->txn = to;
+}
+
+/* Ends an open transaction that produced no message (RSET, HELO, QUIT,
+ * disconnect) so that its recipients show up in the log. */
+static void abort_transaction(struct session *s, const char *why)
+{
+	if (s->txn != TX_NONE && s->rcpt_ok > 0)
+		log_transaction(s, "aborted", why, strlen(why));
+	txn_to(s, TX_NONE);
 }
 
 static struct backend_client client_info(const struct session *s)
@@ -341,15 +370,30 @@ static struct backend_client client_info(const struct session *s)
 
 /* ---- RCPT ---- */
 
-static void rcpt_backend_failed(struct session *s, enum backend_status st)
+#define TXN_LOST "451 4.4.2 Error: connection to the mail system lost, try again later"
+
+/* The backend failed while CMD (RCPT or DATA) waited for it. Once MAIL has
+ * gone out on the connection, the transaction is failed; before, nothing
+ * was lost and the next RCPT may try a new connection. */
+static void backend_failed(struct session *s, const char *cmd, enum backend_status st)
 {
 	const char *t = st == BE_UNAVAILABLE
 				? "451 4.4.1 Error: mail system temporarily unavailable, try again later"
-				: "451 4.4.2 Error: connection to the mail system lost, try again later";
+			: st == BE_REFUSED
+				? "451 4.3.0 Error: the mail system refused this session, try again later"
+				: TXN_LOST;
 	reply(s, t);
-	log_reject(s, "RCPT", t, "backend");
-	drop_backend(s);
+	log_reject(s, cmd, t, st == BE_REFUSED ? "backend_refused" : "backend");
+	if (s->txn == TX_MAIL)
+		drop_backend(s);
+	else
+		txn_to(s, TX_FAILED);
 	resume(s);
+}
+
+static void rcpt_backend_failed(struct session *s, enum backend_status st)
+{
+	backend_failed(s, "RCPT", st);
 }
 
 static void note_rcpt(struct session *s)
@@ -384,6 +428,7 @@ static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_re
 	} else {
 		relay_reply(s, r);
 		if (r->code / 100 == 2) {
+			txn_to(s, TX_RCPT);
 			s->rcpt_ok++;
 			note_rcpt(s);
 			resume(s);
@@ -402,6 +447,10 @@ static void rcpt_forward(struct session *s)
 		rcpt_refused_with_mail(s);
 		return;
 	}
+	if (!s->be) {   /* (MAIL went out on a connection: it is there) */
+		rcpt_backend_failed(s, BE_LOST);
+		return;
+	}
 	backend_command(s->be, s->fwd_line.p, strlen(s->fwd_line.p), rcpt_replied, s);
 }
 
@@ -409,7 +458,6 @@ static void rcpt_forward(struct session *s)
  * its way (PIPELINING). */
 static void note_mail_reply(struct session *s, const struct smtp_reply *r)
 {
-	s->mail_sent = true;
 	if (r->code / 100 == 2)
 		s->be_txn = true;
 	else if ((s->mail_refused = malloc(sizeof *s->mail_refused)) != NULL)
@@ -445,6 +493,7 @@ static void mail_replied_pipelined(void *arg, enum backend_status st, const stru
 static void send_mail(struct session *s)
 {
 	const char *m = s->mail_line.p, *r = s->fwd_line.p;
+	txn_to(s, TX_SENT);
 	if (backend_caps()->pipelining)
 		backend_pipeline(s->be, m, strlen(m), mail_replied_pipelined, r, strlen(r),
 				 rcpt_replied, s);
@@ -480,7 +529,7 @@ static void backend_opened(void *arg, enum backend_status st, const struct smtp_
 /* Connects, XCLIENTs and replays MAIL as needed, then forwards the RCPT. */
 static void rcpt_to_backend(struct session *s)
 {
-	if (s->mail_sent) {
+	if (s->txn != TX_MAIL) {
 		rcpt_forward(s);
 		return;
 	}
@@ -546,6 +595,20 @@ static void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp)
 	}
 	if (c->arg_len > HELO_MAX) {
 		reject_counted(s, esmtp ? "EHLO" : "HELO", "501 5.5.4 Error: host name too long", NULL);
+		return;
+	}
+	/* The backend is handed this name after XCLIENT: what it would refuse
+	 * is refused here, with its words, before it gets that far. */
+	switch (helo_check(c->arg, c->arg_len)) {
+	case HELO_OK:
+		break;
+	case HELO_BAD_UTF8:
+		reject_counted(s, esmtp ? "EHLO" : "HELO", "500 5.5.2 Error: bad UTF-8 syntax", NULL);
+		return;
+	case HELO_CONTROL:
+		reject_counted(s, esmtp ? "EHLO" : "HELO",
+			       esmtp ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname",
+			       NULL);
 		return;
 	}
 	abort_transaction(s, "new HELO/EHLO");
@@ -637,7 +700,7 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 {
 	if (!need_helo(s, "MAIL"))
 		return;
-	if (s->in_mail) {
+	if (s->txn != TX_NONE) {
 		reject_counted(s, "MAIL", "503 5.5.1 Error: nested MAIL command", NULL);
 		return;
 	}
@@ -671,10 +734,10 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 		reply(s, "451 4.3.0 Error: out of memory");
 		return;
 	}
-	reset_transaction(s);
+	txn_to(s, TX_NONE);
 	memcpy(s->sender, p.addr, p.addr_len);
 	s->sender[p.addr_len] = 0;
-	s->in_mail = true;
+	txn_to(s, TX_MAIL);
 	reply(s, "250 2.1.0 Ok");
 }
 
@@ -691,9 +754,15 @@ static struct rcpt_query rcpt_query_for(struct session *s, const struct smtp_pat
 	};
 }
 
+/* "postmaster" without a domain, in any case. */
+static bool is_postmaster(const struct smtp_path *p)
+{
+	return p->addr_len == 10 && strncasecmp(p->addr, "postmaster", 10) == 0;
+}
+
 static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *line, size_t len)
 {
-	if (!s->in_mail) {
+	if (s->txn == TX_NONE) {
 		reject_counted(s, "RCPT", "503 5.5.1 Error: need MAIL command", NULL);
 		return;
 	}
@@ -709,12 +778,23 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *li
 		reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
+	if (s->txn == TX_FAILED) {
+		log_reject(s, "RCPT", TXN_LOST, "backend");
+		reply(s, TXN_LOST);
+		return;
+	}
 	if (!forward_line(&s->fwd_line, "RCPT TO:", &p)) {
 		reply(s, "451 4.3.0 Error: out of memory");
 		return;
 	}
 	s->rcpt_tried++;
 	wait_for(s);
+	if (is_postmaster(&p)) {
+		/* RFC 5321 4.5.1: always accepted, never greylisted; the
+		 * backend resolves it. */
+		rcpt_to_backend(s);
+		return;
+	}
 	if (s->ahead && rcpt_ahead_take(s->ahead, line, len, rcpt_decided, s))
 		return;
 	struct rcpt_query q = rcpt_query_for(s, &p);
@@ -755,7 +835,8 @@ static void look_ahead(struct session *s)
 			struct smtp_path p;
 			smtp_cmd_parse(line, n, &c);
 			if (c.verb != SMTP_VERB_RCPT ||
-			    smtp_path_parse(c.arg, c.arg_len, "TO:", &p) != SMTP_PATH_OK || p.is_null)
+			    smtp_path_parse(c.arg, c.arg_len, "TO:", &p) != SMTP_PATH_OK || p.is_null ||
+			    is_postmaster(&p))
 				return;
 			if (!s->ahead && !(s->ahead = rcpt_ahead_new()))
 				return;
@@ -781,7 +862,7 @@ static void data_finished(struct session *s, const char *text, size_t len, bool 
 		metrics_add(M_MESSAGES_REJECTED, 1);
 	}
 	s->be_txn = false;
-	reset_transaction(s);
+	txn_to(s, TX_NONE);
 	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	resume(s);
@@ -833,13 +914,14 @@ static void data_replied(void *arg, enum backend_status st, const struct smtp_re
 	struct session *s = arg;
 	enter(s);
 	if (st != BE_OK) {
-		rcpt_backend_failed(s, st);
+		backend_failed(s, "DATA", st);
 	} else if (r->code != 354) {
 		relay_reply(s, r);
 		log_transaction(s, "rejected", r->text, r->len);
-		reset_transaction(s);
+		txn_to(s, TX_NONE);
 		resume(s);
 	} else {
+		txn_to(s, TX_DATA);
 		relay_reply(s, r);
 		dotcodec_init(&s->dc);
 		s->body_failed = false;
@@ -860,8 +942,15 @@ static void cmd_data(struct session *s, const struct smtp_cmd *c)
 		reject_counted(s, "DATA", "501 5.5.4 Syntax: DATA", NULL);
 		return;
 	}
-	if (!s->in_mail) {
+	if (s->txn == TX_NONE) {
 		reject_counted(s, "DATA", "503 5.5.1 Error: need MAIL command", NULL);
+		return;
+	}
+	if (s->txn == TX_RCPT && !s->be)   /* (recipients were accepted on one) */
+		txn_to(s, TX_FAILED);
+	if (s->txn == TX_FAILED) {
+		log_reject(s, "DATA", TXN_LOST, "backend");
+		reply(s, TXN_LOST);
 		return;
 	}
 	if (s->rcpt_ok == 0) {
@@ -869,14 +958,7 @@ static void cmd_data(struct session *s, const struct smtp_cmd *c)
 						     : "503 5.5.1 Error: need RCPT command", NULL);
 		return;
 	}
-	if (!backend_usable(s->be)) {
-		const char *t = "451 4.4.2 Error: connection to the mail system lost, try again later";
-		reply(s, t);
-		log_transaction(s, "rejected", t, strlen(t));
-		drop_backend(s);
-		reset_transaction(s);
-		return;
-	}
+	/* (a connection that died idle: backend_command reports it) */
 	wait_for(s);
 	backend_command(s->be, "DATA", 4, data_replied, s);
 }
@@ -1004,7 +1086,7 @@ static void cmd_etrn(struct session *s, const struct smtp_cmd *c)
 	const struct gg_config *cfg = s->cfg;
 	if (!need_helo(s, "ETRN"))
 		return;
-	if (s->in_mail) {
+	if (s->txn != TX_NONE) {
 		reject_counted(s, "ETRN", "503 5.5.1 Error: MAIL transaction in progress", NULL);
 		return;
 	}
@@ -1074,7 +1156,7 @@ static void cmd_starttls(struct session *s, const struct smtp_cmd *c)
 		reject_counted(s, "STARTTLS", "501 5.5.4 Syntax: STARTTLS", NULL);
 		return;
 	}
-	if (s->in_mail) {
+	if (s->txn != TX_NONE) {
 		reject_counted(s, "STARTTLS", "503 5.5.1 Error: MAIL transaction in progress", NULL);
 		return;
 	}
@@ -1177,6 +1259,10 @@ static void on_client_name(void *arg, enum fcrdns_result r, const char *name)
 {
 	struct session *s = arg;
 	s->name_lookup = NULL;
+	/* Postfix refuses XCLIENT (for the whole connection) with a NAME that
+	 * is no host name: such a name is no usable name. */
+	if (r == FCRDNS_MATCH && !hostname_valid(name, strlen(name)))
+		r = FCRDNS_NO_MATCH;
 	snprintf(s->client_name, sizeof s->client_name, "%s",
 		 r == FCRDNS_MATCH ? name : r == FCRDNS_TEMPFAIL ? "[TEMPUNAVAIL]" : "[UNAVAILABLE]");
 }
@@ -1327,7 +1413,7 @@ static bool next_line(struct session *s)
 	/* After STARTTLS the old input is gone with everything in it. */
 	if (s->bev == bev)
 		evbuffer_drain(in, total);
-	if (s->state == SS_WAIT && s->in_mail && !s->gone && (s->check || s->ahead))
+	if (s->state == SS_WAIT && s->txn != TX_NONE && !s->gone && (s->check || s->ahead))
 		look_ahead(s);
 	return true;
 }
