@@ -115,9 +115,12 @@ struct session {
 	bool body_paused;    /* back-pressure from the backend */
 	bool out_paused;     /* back-pressure from the client */
 
-	int depth;           /* nesting of callbacks on the stack */
+	/* Queued replies are flushed, and a session that ended is freed, from
+	 * this event: from the loop, with no frame of the session's on the
+	 * stack. */
+	struct event *tick;
 	bool in_process;
-	bool gone;           /* freed when depth drops to 0 */
+	bool gone;           /* ended: freed by the next tick */
 };
 
 static struct session *all_sessions;
@@ -148,14 +151,27 @@ static void log_disconnect(struct session *s)
 	ll_emit(&l);
 }
 
+/* Lets go of every request in flight, so that none calls back into a
+ * session that has ended. Each module allows this inside its own callback
+ * (and the session forgets a request before acting on its answer). */
+static void release(struct session *s)
+{
+	if (s->check)
+		rcpt_check_cancel(s->check);
+	s->check = NULL;
+	rcpt_ahead_free(s->ahead);
+	s->ahead = NULL;
+	fcrdns_cancel(s->name_lookup);
+	s->name_lookup = NULL;
+	backend_free(s->be);
+	s->be = NULL;
+}
+
 static void destroy(struct session *s)
 {
 	log_disconnect(s);
-	if (s->check)
-		rcpt_check_cancel(s->check);
-	rcpt_ahead_free(s->ahead);
-	fcrdns_cancel(s->name_lookup);
-	backend_free(s->be);
+	release(s);
+	event_free(s->tick);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	if (s->counted)
@@ -178,27 +194,26 @@ static void destroy(struct session *s)
 
 static void flush_replies(struct session *s);
 
-/* Every entry from the event loop brackets its work with enter/leave, so a
- * session that ends deep inside a callback chain is freed only once the
- * chain has unwound; the replies it queued go out as it unwinds. */
-static void enter(struct session *s)
+static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-	s->depth++;
-}
-
-static void leave(struct session *s)
-{
-	if (s->depth == 1 && !s->gone)
-		flush_replies(s);
-	if (--s->depth == 0 && s->gone)
+	(void)fd;
+	(void)what;
+	struct session *s = arg;
+	if (s->gone)
 		destroy(s);
+	else
+		flush_replies(s);
 }
 
 static void kill_session(struct session *s)
 {
+	if (s->gone)
+		return;
 	s->gone = true;
 	if (s->bev)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	release(s);
+	event_active(s->tick, 0, 0);
 }
 
 /* Closes once the replies already queued have reached the client. */
@@ -213,14 +228,11 @@ static void close_after_flush(struct session *s)
 
 /* ---- replies ---- */
 
-/* Replies are queued; they leave when the event that caused them has been
- * handled (leave()), or at once outside of one. */
+/* Replies are queued; they leave together once the callbacks of this loop
+ * pass are done (on_tick). */
 static void queued(struct session *s)
 {
-	if (s->depth == 0) {
-		enter(s);
-		leave(s);
-	}
+	event_active(s->tick, 0, 0);
 }
 
 static void reply(struct session *s, const char *text)
@@ -419,7 +431,6 @@ static void rcpt_refused_with_mail(struct session *s)
 static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK) {
 		rcpt_backend_failed(s, st);
 	} else if (s->mail_refused) {
@@ -438,7 +449,6 @@ static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_re
 				resume(s);
 		}
 	}
-	leave(s);
 }
 
 static void rcpt_forward(struct session *s)
@@ -468,25 +478,21 @@ static void note_mail_reply(struct session *s, const struct smtp_reply *r)
 static void mail_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK) {
 		rcpt_backend_failed(s, st);
 	} else {
 		note_mail_reply(s, r);
 		rcpt_forward(s);
 	}
-	leave(s);
 }
 
 static void mail_replied_pipelined(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK)
 		rcpt_backend_failed(s, st);
 	else
 		note_mail_reply(s, r);
-	leave(s);
 }
 
 /* MAIL and the first RCPT in one round trip when the backend pipelines. */
@@ -505,25 +511,21 @@ static void rset_then_mail(void *arg, enum backend_status st, const struct smtp_
 {
 	(void)r;
 	struct session *s = arg;
-	enter(s);
 	s->be_txn = false;
 	if (st != BE_OK)
 		rcpt_backend_failed(s, st);
 	else
 		send_mail(s);
-	leave(s);
 }
 
 static void backend_opened(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	(void)r;
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK)
 		rcpt_backend_failed(s, st);
 	else
 		send_mail(s);
-	leave(s);
 }
 
 /* Connects, XCLIENTs and replays MAIL as needed, then forwards the RCPT. */
@@ -553,7 +555,6 @@ static void rcpt_to_backend(struct session *s)
 static void rcpt_decided(void *arg, const struct rcpt_verdict *v)
 {
 	struct session *s = arg;
-	enter(s);
 	s->check = NULL;
 	if (v->action == RCPT_ACCEPT) {
 		rcpt_to_backend(s);
@@ -566,7 +567,6 @@ static void rcpt_decided(void *arg, const struct rcpt_verdict *v)
 	} else if (reject_counted(s, "RCPT", v->reply, v->rule)) {
 		resume(s);
 	}
-	leave(s);
 }
 
 /* ---- commands ---- */
@@ -642,7 +642,7 @@ static void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp)
 		evbuffer_add_printf(out, "250-DSN\r\n");
 	if (s->cfg->tls_ctx && !s->tls)
 		evbuffer_add_printf(out, "250-STARTTLS\r\n");
-	evbuffer_add_printf(out, "250 ENHANCEDSTATUSCODES\r\n");
+	reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
 static bool parse_path(struct session *s, const struct smtp_cmd *c, bool mail, struct smtp_path *p)
@@ -871,7 +871,6 @@ static void data_finished(struct session *s, const char *text, size_t len, bool 
 static void body_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (s->state == SS_DATA) {
 		/* The backend spoke (or died) before the body was complete:
 		 * whatever it said, the message is not safely accepted. Read the
@@ -882,7 +881,6 @@ static void body_replied(void *arg, enum backend_status st, const struct smtp_re
 			s->body_paused = false;
 			bufferevent_enable(s->bev, EV_READ);
 		}
-		leave(s);
 		return;
 	}
 	if (st != BE_OK) {
@@ -894,7 +892,6 @@ static void body_replied(void *arg, enum backend_status st, const struct smtp_re
 		relay_reply(s, r);
 		data_finished(s, r->text, r->len, r->code / 100 == 2);
 	}
-	leave(s);
 }
 
 static void body_drained(void *arg)
@@ -902,17 +899,14 @@ static void body_drained(void *arg)
 	struct session *s = arg;
 	if (!s->body_paused || s->state != SS_DATA)
 		return;
-	enter(s);
 	s->body_paused = false;
 	bufferevent_enable(s->bev, EV_READ);
 	process_input(s);
-	leave(s);
 }
 
 static void data_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK) {
 		backend_failed(s, "DATA", st);
 	} else if (r->code != 354) {
@@ -933,7 +927,6 @@ static void data_replied(void *arg, enum backend_status st, const struct smtp_re
 		bufferevent_enable(s->bev, EV_READ);
 		process_input(s);
 	}
-	leave(s);
 }
 
 static void cmd_data(struct session *s, const struct smtp_cmd *c)
@@ -1007,13 +1000,11 @@ static void rset_replied(void *arg, enum backend_status st, const struct smtp_re
 {
 	(void)r;
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK)
 		drop_backend(s);
 	s->be_txn = false;
 	reply(s, "250 2.0.0 Ok");
 	resume(s);
-	leave(s);
 }
 
 static void cmd_rset(struct session *s)
@@ -1044,7 +1035,6 @@ static void log_etrn(struct session *s, const char *result, const char *text, si
 static void etrn_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK) {
 		const char *t = st == BE_UNAVAILABLE
 					? "458 4.4.1 Error: mail system unavailable, try ETRN later"
@@ -1057,7 +1047,6 @@ static void etrn_replied(void *arg, enum backend_status st, const struct smtp_re
 		log_etrn(s, r->code / 100 == 2 ? "ok" : "refused", r->text, r->len);
 	}
 	resume(s);
-	leave(s);
 }
 
 static void etrn_send(struct session *s)
@@ -1068,12 +1057,10 @@ static void etrn_send(struct session *s)
 static void etrn_opened(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK)
 		etrn_replied(s, st, r);
 	else
 		etrn_send(s);
-	leave(s);
 }
 
 /*
@@ -1289,7 +1276,6 @@ static void start_name_lookup(struct session *s)
  */
 static void greet(struct session *s)
 {
-	enter(s);   /* (from session_start too: a refused session ends in leave) */
 	if (s->cfg->backend.refuse_when_down && !backend_reachable()) {
 		char t[400];
 		snprintf(t, sizeof t, "421 4.3.2 %s Service temporarily unavailable, try again later",
@@ -1301,7 +1287,6 @@ static void greet(struct session *s)
 		start_name_lookup(s);
 		replyf(s, "220 %s", s->cfg->banner);
 	}
-	leave(s);
 }
 
 /* ---- PROXY protocol ---- */
@@ -1468,9 +1453,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct session *s = arg;
-	enter(s);
 	process_input(s);
-	leave(s);
 }
 
 /* Everything queued for the client has been written. */
@@ -1518,11 +1501,9 @@ static void on_write(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct session *s = arg;
-	enter(s);
 	if (s->direct_write && !s->gone)
 		bufferevent_disable(s->bev, EV_WRITE);
 	output_drained(s);
-	leave(s);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -1532,7 +1513,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	/* the TLS filter reports its finished hand-shake this way */
 	if (what == BEV_EVENT_CONNECTED)
 		return;
-	enter(s);
 	if ((what & BEV_EVENT_TIMEOUT) && s->state != SS_CLOSING) {
 		bool in_data = s->state == SS_DATA;
 		log_reject(s, in_data ? "DATA" : "TIMEOUT", "421 4.4.2 Error: timeout exceeded",
@@ -1553,7 +1533,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		abort_transaction(s, "lost connection");
 		kill_session(s);
 	}
-	leave(s);
 }
 
 /* Callbacks, bounds and timeouts of the client connection (again after
@@ -1573,9 +1552,12 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 		   bool via_proxy)
 {
 	struct session *s = calloc(1, sizeof *s);
-	struct bufferevent *bev = s ? bufferevent_socket_new(srv.base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	struct event *tick = s ? event_new(srv.base, -1, 0, on_tick, s) : NULL;
+	struct bufferevent *bev = tick ? bufferevent_socket_new(srv.base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
 	if (!bev) {
 		log_msg(LOG_LVL_ERROR, "accept", "out of memory; connection closed");
+		if (tick)
+			event_free(tick);
 		free(s);
 		evutil_closesocket(fd);
 		if (!via_proxy)
@@ -1583,6 +1565,7 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 		return;
 	}
 	s->bev = bev;
+	s->tick = tick;
 	s->cfg = gg_config_ref(srv.cfg);
 	s->id = ++srv.next_id;
 	s->client = *client;
@@ -1619,14 +1602,12 @@ void session_close_all(void)
 		next = s->next;
 		if (s->state == SS_CLOSING || s->gone)
 			continue;
-		enter(s);
 		if (s->state == SS_DATA)
 			drop_backend(s);
 		abort_transaction(s, "shutdown");
 		replyf(s, "421 4.3.2 %s Service shutting down", s->cfg->myhostname);
 		close_after_flush(s);
 		bufferevent_enable(s->bev, EV_WRITE);
-		leave(s);
 	}
 }
 
