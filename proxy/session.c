@@ -167,15 +167,12 @@ static void release(struct session *s)
 	s->be = NULL;
 }
 
+/* Frees an ended session (kill_session). */
 static void destroy(struct session *s)
 {
-	log_disconnect(s);
-	release(s);
 	event_free(s->tick);
 	if (s->bev)
 		bufferevent_free(s->bev);
-	if (s->counted)
-		connlimit_release(&s->client);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -187,9 +184,6 @@ static void destroy(struct session *s)
 	free(s->mail_refused);
 	gg_config_unref(s->cfg);
 	free(s);
-	srv.active--;
-	metrics_add(M_CONNECTIONS_ACTIVE, -1);
-	server_session_gone();
 }
 
 static void flush_replies(struct session *s);
@@ -205,6 +199,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		flush_replies(s);
 }
 
+/* Ends the session at once, for the connection limits too; only the
+ * memory waits for the tick. */
 static void kill_session(struct session *s)
 {
 	if (s->gone)
@@ -213,7 +209,13 @@ static void kill_session(struct session *s)
 	if (s->bev)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	release(s);
+	log_disconnect(s);
+	if (s->counted)
+		connlimit_release(&s->client);
+	srv.active--;
+	metrics_add(M_CONNECTIONS_ACTIVE, -1);
 	event_active(s->tick, 0, 0);
+	server_session_gone();
 }
 
 /* Closes once the replies already queued have reached the client. */
@@ -1613,6 +1615,8 @@ void session_close_all(void)
 
 void session_shutdown(void)
 {
-	while (all_sessions)
+	while (all_sessions) {
+		kill_session(all_sessions);
 		destroy(all_sessions);
+	}
 }
