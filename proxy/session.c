@@ -1038,9 +1038,9 @@ static void etrn_replied(void *arg, enum backend_status st, const struct smtp_re
 {
 	struct session *s = arg;
 	if (st != BE_OK) {
-		const char *t = st == BE_UNAVAILABLE
-					? "458 4.4.1 Error: mail system unavailable, try ETRN later"
-					: "458 4.4.2 Error: connection to the mail system lost, try ETRN later";
+		const char *t = st == BE_LOST
+					? "458 4.4.2 Error: connection to the mail system lost, try ETRN later"
+					: "458 4.4.1 Error: mail system unavailable, try ETRN later";
 		reply(s, t);
 		log_etrn(s, "failed", t, strlen(t));
 		drop_backend(s);
