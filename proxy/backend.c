@@ -49,7 +49,7 @@ struct backend {
 	/* A completion waiting for the loop: the owner hears of it from
 	 * deliver(), never inside the call that started the request nor
 	 * inside our own reading, so no frame of ours is on the stack when the
-	 * owner lets go of us. Reading and writing pause meanwhile. */
+	 * owner lets go of us. Replies are not parsed meanwhile. */
 	struct event *deliver_ev;
 	backend_reply_fn pending;
 	void *pending_arg;
@@ -109,8 +109,6 @@ static void finish(struct backend *b, enum backend_status st)
 	b->pending_arg = b->done_arg;
 	b->pending_st = st;
 	b->done = NULL;
-	if (b->bev)
-		bufferevent_disable(b->bev, EV_READ | EV_WRITE);
 	event_active(b->deliver_ev, 0, 0);
 }
 
@@ -395,39 +393,42 @@ static void on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
-/* Tells the owner what finish() recorded. Nothing here touches B after the
- * owner's function, which may free it. */
+/* Tells the owner what finish() recorded; woken without a completion, it
+ * reads what arrived meanwhile. Nothing here touches B after the owner's
+ * function, which may free it. */
 static void deliver(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct backend *b = arg;
 	backend_reply_fn fn = b->pending;
-	if (!fn)
+	if (!fn) {
+		if (b->bev)
+			on_read(b->bev, b);
 		return;
+	}
 	void *fn_arg = b->pending_arg;
 	enum backend_status st = b->pending_st;
 	b->pending = NULL;
-	if (b->state == B_DEAD || !b->bev) {
-		fn(fn_arg, st, NULL);
-		return;
-	}
-	/* The reply to the pipelined second command comes next: the owner
-	 * lets go of the connection in FIRST_DONE if it wants no more. */
-	if (st == BE_OK && b->then && b->state == B_READY) {
+	/* The reply to the pipelined second command comes next (the owner
+	 * lets go of the connection in FIRST_DONE if it wants no more); if
+	 * the connection died after the first, the second hears so next. */
+	if (st == BE_OK && b->then) {
 		b->done = b->then;
 		b->done_arg = fn_arg;
-		b->state = B_BUSY;
-		struct timeval tv = { b->cfg->backend.command_timeout, 0 };
-		bufferevent_set_timeouts(b->bev, &tv, &tv);
+		b->then = NULL;
+		if (b->state == B_READY && b->bev) {
+			b->state = B_BUSY;
+			struct timeval tv = { b->cfg->backend.command_timeout, 0 };
+			bufferevent_set_timeouts(b->bev, &tv, &tv);
+		} else {
+			finish(b, BE_LOST);
+		}
 	}
 	b->then = NULL;
 	b->reply_stale = true;
-	bufferevent_enable(b->bev, EV_READ | EV_WRITE);
-	/* what arrived meanwhile is read on the next pass (on_read gets it
-	 * there, not under the owner's function) */
-	if (evbuffer_get_length(bufferevent_get_input(b->bev)) > 0)
-		bufferevent_trigger(b->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	if (!b->pending && b->bev && evbuffer_get_length(bufferevent_get_input(b->bev)) > 0)
+		event_active(b->deliver_ev, 0, 0);
 	fn(fn_arg, st, st == BE_OK ? &b->reply : NULL);
 }
 
