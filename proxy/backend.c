@@ -46,8 +46,16 @@ struct backend {
 	void *drain_arg;
 	char helo2[600];      /* the EHLO/HELO to send after XCLIENT */
 	char xclient[2048];
-	int in_cb;
-	bool free_pending;
+	/* A completion waiting for the loop: the owner hears of it from
+	 * deliver(), never inside the call that started the request nor
+	 * inside our own reading, so no frame of ours is on the stack when the
+	 * owner lets go of us. Replies are not parsed meanwhile. */
+	struct event *deliver_ev;
+	backend_reply_fn pending;
+	void *pending_arg;
+	enum backend_status pending_st;
+	bool linked;          /* on the live list */
+	bool reply_stale;     /* reply holds the one delivered; reset before the next */
 	bool probe;           /* throw-away connection that only learns caps */
 	bool reused;          /* taken from the idle list, XCLIENT hand-shake not yet done */
 	bool in_body;         /* the reply awaited is the one to end-of-data */
@@ -69,33 +77,39 @@ bool backend_reachable(void)
 	return reachable;
 }
 
-static void really_free(struct backend *b)
+static void unlink_live(struct backend *b)
 {
+	if (!b->linked)
+		return;
 	if (b->live_prev)
 		b->live_prev->live_next = b->live_next;
 	else
 		live = b->live_next;
 	if (b->live_next)
 		b->live_next->live_prev = b->live_prev;
+	b->linked = false;
+}
+
+static void really_free(struct backend *b)
+{
+	unlink_live(b);
 	if (b->bev)
 		bufferevent_free(b->bev);
+	event_free(b->deliver_ev);
 	gg_config_unref(b->cfg);
 	free(b);
 }
 
-/* Calls the owner's function once, and tolerates the owner freeing us inside. */
+/* The owner's function is called once, from the loop (deliver). */
 static void finish(struct backend *b, enum backend_status st)
 {
-	backend_reply_fn fn = b->done;
-	void *arg = b->done_arg;
-	b->done = NULL;
-	if (!fn)
+	if (!b->done)
 		return;
-	b->in_cb++;
-	fn(arg, st, st == BE_OK ? &b->reply : NULL);
-	b->in_cb--;
-	if (b->free_pending && b->in_cb == 0)
-		really_free(b);
+	b->pending = b->done;
+	b->pending_arg = b->done_arg;
+	b->pending_st = st;
+	b->done = NULL;
+	event_active(b->deliver_ev, 0, 0);
 }
 
 static void log_failure(struct backend *b, const char *what, const char *detail)
@@ -259,6 +273,15 @@ static void prepare_xclient(struct backend *b, const struct backend_client *ci)
 		 ci->helo ? ci->helo : b->cfg->myhostname);
 }
 
+/* How a refusal of the hand-shake steps that carry the client's own data
+ * (XCLIENT, then its HELO) counts: a reused connection that the backend
+ * gave up on is replaced (go_dead), anything else fails this session only
+ * and says nothing about whether the backend serves others. */
+static enum backend_status refusal(const struct backend *b, const struct smtp_reply *r)
+{
+	return b->reused && r->code == 421 ? BE_UNAVAILABLE : BE_REFUSED;
+}
+
 /* Moves the hand-shake on by one reply. */
 static void handshake(struct backend *b)
 {
@@ -287,14 +310,16 @@ static void handshake(struct backend *b)
 		return expect_reply(b, B_XCLIENT);
 	case B_XCLIENT:
 		/* Postfix answers with a new greeting (220); other implementations
-		 * (and Postfix's own smtp-sink) with 250. */
+		 * (and Postfix's own smtp-sink) with 250. A refusal here is about
+		 * this client's attributes (or an idle connection's 421 timeout
+		 * on a reused one), not about the backend. */
 		if (r->code / 100 != 2)
-			return go_dead(b, BE_UNAVAILABLE, "xclient", r->text);
+			return go_dead(b, refusal(b, r), "xclient", r->text);
 		send_line(b, b->helo2, strlen(b->helo2));
 		return expect_reply(b, B_HELO2);
 	case B_HELO2:
 		if (r->code != 250)
-			return go_dead(b, BE_UNAVAILABLE, "helo", r->text);
+			return go_dead(b, refusal(b, r), "helo", r->text);
 		b->reused = false;
 		b->state = B_READY;
 		reachable = true;
@@ -309,8 +334,9 @@ static void on_read(struct bufferevent *bev, void *arg)
 	struct backend *b = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char line[LINE_MAX_BACKEND];
-	/* (a stale idle connection is replaced inside the loop: stop then) */
-	while (b->state != B_DEAD && b->bev == bev) {
+	/* (a stale idle connection is replaced inside the loop: stop then;
+	 * a reply waiting for deliver() stops it too) */
+	while (b->state != B_DEAD && b->bev == bev && !b->pending) {
 		size_t eol_len;
 		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 		if (p.pos < 0) {
@@ -333,6 +359,10 @@ static void on_read(struct bufferevent *bev, void *arg)
 			go_dead(b, BE_LOST, "idle", "unexpected reply from an idle backend");
 			return;
 		}
+		if (b->reply_stale) {
+			smtp_reply_reset(&b->reply);
+			b->reply_stale = false;
+		}
 		enum smtp_reply_status st = smtp_reply_feed(&b->reply, line, n);
 		if (st == SMTP_REPLY_BAD) {
 			go_dead(b, b->state == B_BUSY ? BE_LOST : BE_UNAVAILABLE, "read",
@@ -343,6 +373,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 			continue;
 		/* No timeout while idle: an idle backend is only watched for EOF. */
 		bufferevent_set_timeouts(b->bev, NULL, NULL);
+		if (b->state == B_BUSY && b->reply.code == 421) {
+			/* "closing the transmission channel": whatever was
+			 * given on this connection is gone with it */
+			go_dead(b, BE_LOST, "command", b->reply.text);
+			return;
+		}
 		if (b->state == B_BUSY) {
 			b->state = B_READY;
 			/* Postfix forgets a connection's errors and junk commands
@@ -350,32 +386,50 @@ static void on_read(struct bufferevent *bev, void *arg)
 			 * next client (proxy/backend.h). */
 			b->delivered = b->in_body && b->reply.code / 100 == 2;
 			b->in_body = false;
-			backend_reply_fn then = b->then;
-			b->then = NULL;
-			b->in_cb++;
 			finish(b, BE_OK);
-			b->in_cb--;
-			if (b->free_pending && b->in_cb == 0) {
-				really_free(b);
-				return;
-			}
-			/* the reply to the pipelined second command comes next,
-			 * unless the owner let go of the connection meanwhile */
-			if (then && !b->free_pending && b->state == B_READY && b->bev == bev &&
-			    !b->done) {
-				b->done = then;
-				expect_reply(b, B_BUSY);
-			}
 		} else {
-			b->in_cb++;
 			handshake(b);
-			b->in_cb--;
-			if (b->free_pending && b->in_cb == 0) {
-				really_free(b);
-				return;
-			}
 		}
 	}
+}
+
+/* Tells the owner what finish() recorded; woken without a completion, it
+ * reads what arrived meanwhile. Nothing here touches B after the owner's
+ * function, which may free it. */
+static void deliver(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct backend *b = arg;
+	backend_reply_fn fn = b->pending;
+	if (!fn) {
+		if (b->bev)
+			on_read(b->bev, b);
+		return;
+	}
+	void *fn_arg = b->pending_arg;
+	enum backend_status st = b->pending_st;
+	b->pending = NULL;
+	/* The reply to the pipelined second command comes next (the owner
+	 * lets go of the connection in FIRST_DONE if it wants no more); if
+	 * the connection died after the first, the second hears so next. */
+	if (st == BE_OK && b->then) {
+		b->done = b->then;
+		b->done_arg = fn_arg;
+		b->then = NULL;
+		if (b->state == B_READY && b->bev) {
+			b->state = B_BUSY;
+			struct timeval tv = { b->cfg->backend.command_timeout, 0 };
+			bufferevent_set_timeouts(b->bev, &tv, &tv);
+		} else {
+			finish(b, BE_LOST);
+		}
+	}
+	b->then = NULL;
+	b->reply_stale = true;
+	if (!b->pending && b->bev && evbuffer_get_length(bufferevent_get_input(b->bev)) > 0)
+		event_active(b->deliver_ev, 0, 0);
+	fn(fn_arg, st, st == BE_OK ? &b->reply : NULL);
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
@@ -423,9 +477,15 @@ struct backend *backend_new(struct event_base *base, struct gg_config *cfg, unsi
 	struct backend *b = calloc(1, sizeof *b);
 	if (!b)
 		return NULL;
+	b->deliver_ev = event_new(base, -1, 0, deliver, b);
+	if (!b->deliver_ev) {
+		free(b);
+		return NULL;
+	}
 	b->base = base;
 	b->cfg = gg_config_ref(cfg);
 	b->id = id;
+	b->linked = true;
 	b->live_next = live;
 	if (live)
 		live->live_prev = b;
@@ -543,6 +603,8 @@ void backend_body_begin(struct backend *b, backend_reply_fn done, void *arg)
 
 void backend_body_end(struct backend *b)
 {
+	if (!b->bev)
+		return;   /* it died: DONE hears BE_LOST */
 	struct timeval tv = { b->cfg->backend.command_timeout, 0 };
 	bufferevent_set_timeouts(b->bev, &tv, &tv);
 }
@@ -563,9 +625,12 @@ void backend_on_drain(struct backend *b, void (*fn)(void *), void *arg)
 	b->drain_arg = arg;
 }
 
+/* Also full once the backend has answered or died before the end of the
+ * body: the owner stops feeding it and hears why from its DONE. */
 bool backend_body_full(const struct backend *b)
 {
-	return b->bev && evbuffer_get_length(bufferevent_get_output(b->bev)) > BODY_HIGH;
+	return !b->bev || b->state != B_BUSY || b->pending ||
+	       evbuffer_get_length(bufferevent_get_output(b->bev)) > BODY_HIGH;
 }
 
 /*
@@ -737,14 +802,16 @@ void backend_shutdown(void)
 	 * their owners hear BE_LOST and free them; whatever is left goes too. */
 	while (live) {
 		struct backend *b = live;
-		backend_reply_fn fn = b->done;
-		b->done = NULL;
+		backend_reply_fn fn = b->pending ? b->pending : b->done;
+		void *arg = b->pending ? b->pending_arg : b->done_arg;
+		b->pending = b->done = NULL;
 		b->state = B_DEAD;
-		b->in_cb++;            /* an owner's backend_free only marks it */
+		unlink_live(b);
+		/* a waiting owner lets go of it in FN, as owners do */
 		if (fn)
-			fn(b->done_arg, BE_LOST, NULL);
-		b->in_cb--;
-		really_free(b);
+			fn(arg, BE_LOST, NULL);
+		else
+			really_free(b);
 	}
 }
 
@@ -760,10 +827,6 @@ void backend_free(struct backend *b)
 		struct detached *d = detach(b);
 		if (d)
 			quit_detached(d);
-	}
-	if (b->in_cb > 0) {
-		b->free_pending = true;
-		return;
 	}
 	really_free(b);
 }

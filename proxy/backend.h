@@ -8,8 +8,16 @@
  * advertised is remembered process-wide so that the front side offers no
  * extension the backend lacks. One command is outstanding at a time; every
  * outcome, including a dead or silent backend, ends in exactly one call of
- * the caller's function. Nothing blocks: connect, reads and writes are on
- * the event loop with timeouts.
+ * the caller's function, and that call always comes from the event loop:
+ * never inside backend_open/backend_command/backend_pipeline/the body
+ * functions that started it, and never with a frame of this module on the
+ * stack, so the caller may free the backend there. Nothing blocks:
+ * connect, reads and writes are on the event loop with timeouts.
+ *
+ * "Unreachable" (backend_reachable) means the backend cannot be connected
+ * to, does not greet with 220, or refuses greygate's own EHLO or XCLIENT
+ * for everyone; a refusal of one client's attributes is BE_REFUSED and
+ * leaves it alone.
  */
 #ifndef GG_BACKEND_H
 #define GG_BACKEND_H
@@ -28,6 +36,8 @@ enum backend_status {
 	BE_OK,           /* R is the backend's reply */
 	BE_UNAVAILABLE,  /* could not connect, or the hand-shake was refused */
 	BE_LOST,         /* the connection died or timed out mid-command */
+	BE_REFUSED,      /* the backend refused this client's XCLIENT or HELO:
+			    this session's failure, not the backend's */
 };
 
 typedef void (*backend_reply_fn)(void *arg, enum backend_status st, const struct smtp_reply *r);
@@ -61,7 +71,8 @@ struct backend *backend_new(struct event_base *base, struct gg_config *cfg, unsi
 void backend_open(struct backend *b, const struct backend_client *ci,
 		  backend_reply_fn done, void *arg);
 
-/* Sends one command LINE (without CRLF) and reports its reply. */
+/* Sends one command LINE (without CRLF) and reports its reply. A backend
+ * that is not usable reports BE_LOST (from the loop). */
 void backend_command(struct backend *b, const char *line, size_t len,
 		     backend_reply_fn done, void *arg);
 
@@ -91,7 +102,8 @@ void backend_body_end(struct backend *b);
 void backend_on_drain(struct backend *b, void (*fn)(void *), void *arg);
 bool backend_body_full(const struct backend *b);
 
-/* Closes (QUIT when the connection is idle). Safe inside a callback. */
+/* Closes (QUIT when the connection is idle); a completion not yet
+ * delivered is dropped. */
 void backend_free(struct backend *b);
 
 /* At exit: closes every connection left, telling a waiting owner BE_LOST. */

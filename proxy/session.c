@@ -19,6 +19,8 @@
 #include "connlimit.h"
 #include "dotcodec.h"
 #include "fcrdns.h"
+#include "helo.h"
+#include "hostname.h"
 #include "proxyproto.h"
 #include "listener.h"
 #include "log.h"
@@ -41,6 +43,23 @@ enum sstate {
 	SS_CLOSING,  /* the last reply is being flushed */
 	SS_PROXY,    /* waiting for the load balancer's PROXY header */
 };
+
+/*
+ * The client's mail transaction, as far as the backend is concerned. Only
+ * txn_to() changes it (docs/design.md has the table of what the client gets
+ * for each backend failure in each state):
+ *   TX_NONE    no MAIL;
+ *   TX_MAIL    MAIL given, nothing of it sent to the backend yet (a failed
+ *              connection attempt loses nothing: the next RCPT tries again);
+ *   TX_SENT    MAIL sent on the session's backend connection;
+ *   TX_RCPT    the backend accepted a recipient on that connection;
+ *   TX_FAILED  that connection was lost after MAIL went out: recipients it
+ *              accepted are gone with it, so the transaction can no longer
+ *              deliver; every RCPT and DATA gets a 4xx until RSET, HELO or
+ *              the end of the session starts afresh. Never reconnected.
+ *   TX_DATA    DATA sent; the body streams to the backend.
+ */
+enum txn { TX_NONE, TX_MAIL, TX_SENT, TX_RCPT, TX_FAILED, TX_DATA };
 
 struct linebuf {
 	char *p;
@@ -74,7 +93,7 @@ struct session {
 	unsigned messages;
 
 	/* the transaction */
-	bool in_mail;
+	enum txn txn;
 	char sender[SMTP_PATH_MAX + 1];
 	struct linebuf mail_line;  /* MAIL as replayed to the backend */
 	struct linebuf fwd_line;   /* the RCPT (or ETRN) being forwarded */
@@ -85,8 +104,8 @@ struct session {
 	/* the backend refused our MAIL: its reply, kept for the transaction's
 	 * RCPTs (allocated then: most sessions never need its 8 KiB) */
 	struct smtp_reply *mail_refused;
-	bool mail_sent;      /* MAIL was replayed in this transaction */
-	bool be_txn;         /* the backend has a transaction open */
+	bool be_txn;         /* the backend has a transaction open (it may outlive
+				the client's: the next MAIL then RSETs first) */
 
 	struct backend *be;
 	struct rcpt_check *check;
@@ -96,9 +115,12 @@ struct session {
 	bool body_paused;    /* back-pressure from the backend */
 	bool out_paused;     /* back-pressure from the client */
 
-	int depth;           /* nesting of callbacks on the stack */
+	/* Queued replies are flushed, and a session that ended is freed, from
+	 * this event: from the loop, with no frame of the session's on the
+	 * stack. */
+	struct event *tick;
 	bool in_process;
-	bool gone;           /* freed when depth drops to 0 */
+	bool gone;           /* ended: freed by the next tick */
 };
 
 static struct session *all_sessions;
@@ -129,18 +151,28 @@ static void log_disconnect(struct session *s)
 	ll_emit(&l);
 }
 
-static void destroy(struct session *s)
+/* Lets go of every request in flight, so that none calls back into a
+ * session that has ended. Each module allows this inside its own callback
+ * (and the session forgets a request before acting on its answer). */
+static void release(struct session *s)
 {
-	log_disconnect(s);
 	if (s->check)
 		rcpt_check_cancel(s->check);
+	s->check = NULL;
 	rcpt_ahead_free(s->ahead);
+	s->ahead = NULL;
 	fcrdns_cancel(s->name_lookup);
+	s->name_lookup = NULL;
 	backend_free(s->be);
+	s->be = NULL;
+}
+
+/* Frees an ended session (kill_session). */
+static void destroy(struct session *s)
+{
+	event_free(s->tick);
 	if (s->bev)
 		bufferevent_free(s->bev);
-	if (s->counted)
-		connlimit_release(&s->client);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -152,34 +184,38 @@ static void destroy(struct session *s)
 	free(s->mail_refused);
 	gg_config_unref(s->cfg);
 	free(s);
-	srv.active--;
-	metrics_add(M_CONNECTIONS_ACTIVE, -1);
-	server_session_gone();
 }
 
 static void flush_replies(struct session *s);
 
-/* Every entry from the event loop brackets its work with enter/leave, so a
- * session that ends deep inside a callback chain is freed only once the
- * chain has unwound; the replies it queued go out as it unwinds. */
-static void enter(struct session *s)
+static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-	s->depth++;
-}
-
-static void leave(struct session *s)
-{
-	if (s->depth == 1 && !s->gone)
-		flush_replies(s);
-	if (--s->depth == 0 && s->gone)
+	(void)fd;
+	(void)what;
+	struct session *s = arg;
+	if (s->gone)
 		destroy(s);
+	else
+		flush_replies(s);
 }
 
+/* Ends the session at once, for the connection limits too; only the
+ * memory waits for the tick. */
 static void kill_session(struct session *s)
 {
+	if (s->gone)
+		return;
 	s->gone = true;
 	if (s->bev)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	release(s);
+	log_disconnect(s);
+	if (s->counted)
+		connlimit_release(&s->client);
+	srv.active--;
+	metrics_add(M_CONNECTIONS_ACTIVE, -1);
+	event_active(s->tick, 0, 0);
+	server_session_gone();
 }
 
 /* Closes once the replies already queued have reached the client. */
@@ -194,14 +230,11 @@ static void close_after_flush(struct session *s)
 
 /* ---- replies ---- */
 
-/* Replies are queued; they leave when the event that caused them has been
- * handled (leave()), or at once outside of one. */
+/* Replies are queued; they leave together once the callbacks of this loop
+ * pass are done (on_tick). */
 static void queued(struct session *s)
 {
-	if (s->depth == 0) {
-		enter(s);
-		leave(s);
-	}
+	event_active(s->tick, 0, 0);
 }
 
 static void reply(struct session *s, const char *text)
@@ -229,7 +262,7 @@ static void log_reject(struct session *s, const char *cmd, const char *text, con
 	begin_line(&l, s, "reject");
 	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
 	ll_str(&l, "cmd", cmd);
-	if (s->in_mail)
+	if (s->txn != TX_NONE)
 		ll_str(&l, "sender", s->sender);
 	if (strcmp(cmd, "RCPT") == 0)
 		ll_str(&l, "rcpt", s->rcpt);
@@ -294,30 +327,6 @@ static void log_transaction(struct session *s, const char *result, const char *t
 	ll_emit(&l);
 }
 
-static void reset_transaction(struct session *s)
-{
-	s->in_mail = false;
-	s->sender[0] = 0;
-	s->rcpt_tried = s->rcpt_ok = 0;
-	s->rcpts_len = 0;
-	s->mail_sent = false;
-	free(s->mail_refused);
-	s->mail_refused = NULL;
-	s->body_failed = false;
-	dotcodec_init(&s->dc);
-	rcpt_ahead_free(s->ahead);
-	s->ahead = NULL;
-}
-
-/* Ends an open transaction that produced no message (RSET, HELO, QUIT,
- * disconnect) so that its recipients show up in the log. */
-static void abort_transaction(struct session *s, const char *why)
-{
-	if (s->in_mail && s->rcpt_ok > 0)
-		log_transaction(s, "aborted", why, strlen(why));
-	reset_transaction(s);
-}
-
 /* The backend gets the client's HELO through XCLIENT; after a new HELO the
  * old backend connection speaks for the wrong name, so it goes. */
 static void drop_backend(struct session *s)
@@ -325,6 +334,40 @@ static void drop_backend(struct session *s)
 	backend_free(s->be);
 	s->be = NULL;
 	s->be_txn = false;
+}
+
+/* The one place the transaction changes state. */
+static void txn_to(struct session *s, enum txn to)
+{
+	switch (to) {
+	case TX_NONE:
+		s->sender[0] = 0;
+		s->rcpt_tried = s->rcpt_ok = 0;
+		s->rcpts_len = 0;
+		free(s->mail_refused);
+		s->mail_refused = NULL;
+		s->body_failed = false;
+		dotcodec_init(&s->dc);
+		rcpt_ahead_free(s->ahead);
+		s->ahead = NULL;
+		break;
+	case TX_FAILED:
+		/* whatever the connection still holds must never be delivered */
+		drop_backend(s);
+		break;
+	default:
+		break;
+	}
+	s->txn = to;
+}
+
+/* Ends an open transaction that produced no message (RSET, HELO, QUIT,
+ * disconnect) so that its recipients show up in the log. */
+static void abort_transaction(struct session *s, const char *why)
+{
+	if (s->txn != TX_NONE && s->rcpt_ok > 0)
+		log_transaction(s, "aborted", why, strlen(why));
+	txn_to(s, TX_NONE);
 }
 
 static struct backend_client client_info(const struct session *s)
@@ -341,15 +384,30 @@ static struct backend_client client_info(const struct session *s)
 
 /* ---- RCPT ---- */
 
-static void rcpt_backend_failed(struct session *s, enum backend_status st)
+#define TXN_LOST "451 4.4.2 Error: connection to the mail system lost, try again later"
+
+/* The backend failed while CMD (RCPT or DATA) waited for it. Once MAIL has
+ * gone out on the connection, the transaction is failed; before, nothing
+ * was lost and the next RCPT may try a new connection. */
+static void backend_failed(struct session *s, const char *cmd, enum backend_status st)
 {
 	const char *t = st == BE_UNAVAILABLE
 				? "451 4.4.1 Error: mail system temporarily unavailable, try again later"
-				: "451 4.4.2 Error: connection to the mail system lost, try again later";
+			: st == BE_REFUSED
+				? "451 4.3.0 Error: the mail system refused this session, try again later"
+				: TXN_LOST;
 	reply(s, t);
-	log_reject(s, "RCPT", t, "backend");
-	drop_backend(s);
+	log_reject(s, cmd, t, st == BE_REFUSED ? "backend_refused" : "backend");
+	if (s->txn == TX_MAIL)
+		drop_backend(s);
+	else
+		txn_to(s, TX_FAILED);
 	resume(s);
+}
+
+static void rcpt_backend_failed(struct session *s, enum backend_status st)
+{
+	backend_failed(s, "RCPT", st);
 }
 
 static void note_rcpt(struct session *s)
@@ -375,7 +433,6 @@ static void rcpt_refused_with_mail(struct session *s)
 static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK) {
 		rcpt_backend_failed(s, st);
 	} else if (s->mail_refused) {
@@ -384,6 +441,7 @@ static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_re
 	} else {
 		relay_reply(s, r);
 		if (r->code / 100 == 2) {
+			txn_to(s, TX_RCPT);
 			s->rcpt_ok++;
 			note_rcpt(s);
 			resume(s);
@@ -393,13 +451,16 @@ static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_re
 				resume(s);
 		}
 	}
-	leave(s);
 }
 
 static void rcpt_forward(struct session *s)
 {
 	if (s->mail_refused) {
 		rcpt_refused_with_mail(s);
+		return;
+	}
+	if (!s->be) {   /* (MAIL went out on a connection: it is there) */
+		rcpt_backend_failed(s, BE_LOST);
 		return;
 	}
 	backend_command(s->be, s->fwd_line.p, strlen(s->fwd_line.p), rcpt_replied, s);
@@ -409,7 +470,6 @@ static void rcpt_forward(struct session *s)
  * its way (PIPELINING). */
 static void note_mail_reply(struct session *s, const struct smtp_reply *r)
 {
-	s->mail_sent = true;
 	if (r->code / 100 == 2)
 		s->be_txn = true;
 	else if ((s->mail_refused = malloc(sizeof *s->mail_refused)) != NULL)
@@ -420,31 +480,28 @@ static void note_mail_reply(struct session *s, const struct smtp_reply *r)
 static void mail_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK) {
 		rcpt_backend_failed(s, st);
 	} else {
 		note_mail_reply(s, r);
 		rcpt_forward(s);
 	}
-	leave(s);
 }
 
 static void mail_replied_pipelined(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK)
 		rcpt_backend_failed(s, st);
 	else
 		note_mail_reply(s, r);
-	leave(s);
 }
 
 /* MAIL and the first RCPT in one round trip when the backend pipelines. */
 static void send_mail(struct session *s)
 {
 	const char *m = s->mail_line.p, *r = s->fwd_line.p;
+	txn_to(s, TX_SENT);
 	if (backend_caps()->pipelining)
 		backend_pipeline(s->be, m, strlen(m), mail_replied_pipelined, r, strlen(r),
 				 rcpt_replied, s);
@@ -456,31 +513,27 @@ static void rset_then_mail(void *arg, enum backend_status st, const struct smtp_
 {
 	(void)r;
 	struct session *s = arg;
-	enter(s);
 	s->be_txn = false;
 	if (st != BE_OK)
 		rcpt_backend_failed(s, st);
 	else
 		send_mail(s);
-	leave(s);
 }
 
 static void backend_opened(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	(void)r;
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK)
 		rcpt_backend_failed(s, st);
 	else
 		send_mail(s);
-	leave(s);
 }
 
 /* Connects, XCLIENTs and replays MAIL as needed, then forwards the RCPT. */
 static void rcpt_to_backend(struct session *s)
 {
-	if (s->mail_sent) {
+	if (s->txn != TX_MAIL) {
 		rcpt_forward(s);
 		return;
 	}
@@ -504,7 +557,6 @@ static void rcpt_to_backend(struct session *s)
 static void rcpt_decided(void *arg, const struct rcpt_verdict *v)
 {
 	struct session *s = arg;
-	enter(s);
 	s->check = NULL;
 	if (v->action == RCPT_ACCEPT) {
 		rcpt_to_backend(s);
@@ -517,7 +569,6 @@ static void rcpt_decided(void *arg, const struct rcpt_verdict *v)
 	} else if (reject_counted(s, "RCPT", v->reply, v->rule)) {
 		resume(s);
 	}
-	leave(s);
 }
 
 /* ---- commands ---- */
@@ -546,6 +597,20 @@ static void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp)
 	}
 	if (c->arg_len > HELO_MAX) {
 		reject_counted(s, esmtp ? "EHLO" : "HELO", "501 5.5.4 Error: host name too long", NULL);
+		return;
+	}
+	/* The backend is handed this name after XCLIENT: what it would refuse
+	 * is refused here, with its words, before it gets that far. */
+	switch (helo_check(c->arg, c->arg_len)) {
+	case HELO_OK:
+		break;
+	case HELO_BAD_UTF8:
+		reject_counted(s, esmtp ? "EHLO" : "HELO", "500 5.5.2 Error: bad UTF-8 syntax", NULL);
+		return;
+	case HELO_CONTROL:
+		reject_counted(s, esmtp ? "EHLO" : "HELO",
+			       esmtp ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname",
+			       NULL);
 		return;
 	}
 	abort_transaction(s, "new HELO/EHLO");
@@ -579,7 +644,7 @@ static void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp)
 		evbuffer_add_printf(out, "250-DSN\r\n");
 	if (s->cfg->tls_ctx && !s->tls)
 		evbuffer_add_printf(out, "250-STARTTLS\r\n");
-	evbuffer_add_printf(out, "250 ENHANCEDSTATUSCODES\r\n");
+	reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
 static bool parse_path(struct session *s, const struct smtp_cmd *c, bool mail, struct smtp_path *p)
@@ -637,7 +702,7 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 {
 	if (!need_helo(s, "MAIL"))
 		return;
-	if (s->in_mail) {
+	if (s->txn != TX_NONE) {
 		reject_counted(s, "MAIL", "503 5.5.1 Error: nested MAIL command", NULL);
 		return;
 	}
@@ -671,10 +736,10 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 		reply(s, "451 4.3.0 Error: out of memory");
 		return;
 	}
-	reset_transaction(s);
+	txn_to(s, TX_NONE);
 	memcpy(s->sender, p.addr, p.addr_len);
 	s->sender[p.addr_len] = 0;
-	s->in_mail = true;
+	txn_to(s, TX_MAIL);
 	reply(s, "250 2.1.0 Ok");
 }
 
@@ -691,9 +756,15 @@ static struct rcpt_query rcpt_query_for(struct session *s, const struct smtp_pat
 	};
 }
 
+/* "postmaster" without a domain, in any case. */
+static bool is_postmaster(const struct smtp_path *p)
+{
+	return p->addr_len == 10 && strncasecmp(p->addr, "postmaster", 10) == 0;
+}
+
 static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *line, size_t len)
 {
-	if (!s->in_mail) {
+	if (s->txn == TX_NONE) {
 		reject_counted(s, "RCPT", "503 5.5.1 Error: need MAIL command", NULL);
 		return;
 	}
@@ -709,12 +780,23 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *li
 		reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
+	if (s->txn == TX_FAILED) {
+		log_reject(s, "RCPT", TXN_LOST, "backend");
+		reply(s, TXN_LOST);
+		return;
+	}
 	if (!forward_line(&s->fwd_line, "RCPT TO:", &p)) {
 		reply(s, "451 4.3.0 Error: out of memory");
 		return;
 	}
 	s->rcpt_tried++;
 	wait_for(s);
+	if (is_postmaster(&p)) {
+		/* RFC 5321 4.5.1: always accepted, never greylisted; the
+		 * backend resolves it. */
+		rcpt_to_backend(s);
+		return;
+	}
 	if (s->ahead && rcpt_ahead_take(s->ahead, line, len, rcpt_decided, s))
 		return;
 	struct rcpt_query q = rcpt_query_for(s, &p);
@@ -755,7 +837,8 @@ static void look_ahead(struct session *s)
 			struct smtp_path p;
 			smtp_cmd_parse(line, n, &c);
 			if (c.verb != SMTP_VERB_RCPT ||
-			    smtp_path_parse(c.arg, c.arg_len, "TO:", &p) != SMTP_PATH_OK || p.is_null)
+			    smtp_path_parse(c.arg, c.arg_len, "TO:", &p) != SMTP_PATH_OK || p.is_null ||
+			    is_postmaster(&p))
 				return;
 			if (!s->ahead && !(s->ahead = rcpt_ahead_new()))
 				return;
@@ -781,7 +864,7 @@ static void data_finished(struct session *s, const char *text, size_t len, bool 
 		metrics_add(M_MESSAGES_REJECTED, 1);
 	}
 	s->be_txn = false;
-	reset_transaction(s);
+	txn_to(s, TX_NONE);
 	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	resume(s);
@@ -790,7 +873,6 @@ static void data_finished(struct session *s, const char *text, size_t len, bool 
 static void body_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (s->state == SS_DATA) {
 		/* The backend spoke (or died) before the body was complete:
 		 * whatever it said, the message is not safely accepted. Read the
@@ -801,7 +883,6 @@ static void body_replied(void *arg, enum backend_status st, const struct smtp_re
 			s->body_paused = false;
 			bufferevent_enable(s->bev, EV_READ);
 		}
-		leave(s);
 		return;
 	}
 	if (st != BE_OK) {
@@ -813,7 +894,6 @@ static void body_replied(void *arg, enum backend_status st, const struct smtp_re
 		relay_reply(s, r);
 		data_finished(s, r->text, r->len, r->code / 100 == 2);
 	}
-	leave(s);
 }
 
 static void body_drained(void *arg)
@@ -821,25 +901,23 @@ static void body_drained(void *arg)
 	struct session *s = arg;
 	if (!s->body_paused || s->state != SS_DATA)
 		return;
-	enter(s);
 	s->body_paused = false;
 	bufferevent_enable(s->bev, EV_READ);
 	process_input(s);
-	leave(s);
 }
 
 static void data_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK) {
-		rcpt_backend_failed(s, st);
+		backend_failed(s, "DATA", st);
 	} else if (r->code != 354) {
 		relay_reply(s, r);
 		log_transaction(s, "rejected", r->text, r->len);
-		reset_transaction(s);
+		txn_to(s, TX_NONE);
 		resume(s);
 	} else {
+		txn_to(s, TX_DATA);
 		relay_reply(s, r);
 		dotcodec_init(&s->dc);
 		s->body_failed = false;
@@ -851,7 +929,6 @@ static void data_replied(void *arg, enum backend_status st, const struct smtp_re
 		bufferevent_enable(s->bev, EV_READ);
 		process_input(s);
 	}
-	leave(s);
 }
 
 static void cmd_data(struct session *s, const struct smtp_cmd *c)
@@ -860,8 +937,15 @@ static void cmd_data(struct session *s, const struct smtp_cmd *c)
 		reject_counted(s, "DATA", "501 5.5.4 Syntax: DATA", NULL);
 		return;
 	}
-	if (!s->in_mail) {
+	if (s->txn == TX_NONE) {
 		reject_counted(s, "DATA", "503 5.5.1 Error: need MAIL command", NULL);
+		return;
+	}
+	if (s->txn == TX_RCPT && !s->be)   /* (recipients were accepted on one) */
+		txn_to(s, TX_FAILED);
+	if (s->txn == TX_FAILED) {
+		log_reject(s, "DATA", TXN_LOST, "backend");
+		reply(s, TXN_LOST);
 		return;
 	}
 	if (s->rcpt_ok == 0) {
@@ -869,14 +953,7 @@ static void cmd_data(struct session *s, const struct smtp_cmd *c)
 						     : "503 5.5.1 Error: need RCPT command", NULL);
 		return;
 	}
-	if (!backend_usable(s->be)) {
-		const char *t = "451 4.4.2 Error: connection to the mail system lost, try again later";
-		reply(s, t);
-		log_transaction(s, "rejected", t, strlen(t));
-		drop_backend(s);
-		reset_transaction(s);
-		return;
-	}
+	/* (a connection that died idle: backend_command reports it) */
 	wait_for(s);
 	backend_command(s->be, "DATA", 4, data_replied, s);
 }
@@ -925,13 +1002,11 @@ static void rset_replied(void *arg, enum backend_status st, const struct smtp_re
 {
 	(void)r;
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK)
 		drop_backend(s);
 	s->be_txn = false;
 	reply(s, "250 2.0.0 Ok");
 	resume(s);
-	leave(s);
 }
 
 static void cmd_rset(struct session *s)
@@ -962,11 +1037,10 @@ static void log_etrn(struct session *s, const char *result, const char *text, si
 static void etrn_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK) {
-		const char *t = st == BE_UNAVAILABLE
-					? "458 4.4.1 Error: mail system unavailable, try ETRN later"
-					: "458 4.4.2 Error: connection to the mail system lost, try ETRN later";
+		const char *t = st == BE_LOST
+					? "458 4.4.2 Error: connection to the mail system lost, try ETRN later"
+					: "458 4.4.1 Error: mail system unavailable, try ETRN later";
 		reply(s, t);
 		log_etrn(s, "failed", t, strlen(t));
 		drop_backend(s);
@@ -975,7 +1049,6 @@ static void etrn_replied(void *arg, enum backend_status st, const struct smtp_re
 		log_etrn(s, r->code / 100 == 2 ? "ok" : "refused", r->text, r->len);
 	}
 	resume(s);
-	leave(s);
 }
 
 static void etrn_send(struct session *s)
@@ -986,12 +1059,10 @@ static void etrn_send(struct session *s)
 static void etrn_opened(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
-	enter(s);
 	if (st != BE_OK)
 		etrn_replied(s, st, r);
 	else
 		etrn_send(s);
-	leave(s);
 }
 
 /*
@@ -1004,7 +1075,7 @@ static void cmd_etrn(struct session *s, const struct smtp_cmd *c)
 	const struct gg_config *cfg = s->cfg;
 	if (!need_helo(s, "ETRN"))
 		return;
-	if (s->in_mail) {
+	if (s->txn != TX_NONE) {
 		reject_counted(s, "ETRN", "503 5.5.1 Error: MAIL transaction in progress", NULL);
 		return;
 	}
@@ -1074,7 +1145,7 @@ static void cmd_starttls(struct session *s, const struct smtp_cmd *c)
 		reject_counted(s, "STARTTLS", "501 5.5.4 Syntax: STARTTLS", NULL);
 		return;
 	}
-	if (s->in_mail) {
+	if (s->txn != TX_NONE) {
 		reject_counted(s, "STARTTLS", "503 5.5.1 Error: MAIL transaction in progress", NULL);
 		return;
 	}
@@ -1177,6 +1248,10 @@ static void on_client_name(void *arg, enum fcrdns_result r, const char *name)
 {
 	struct session *s = arg;
 	s->name_lookup = NULL;
+	/* Postfix refuses XCLIENT (for the whole connection) with a NAME that
+	 * is no host name: such a name is no usable name. */
+	if (r == FCRDNS_MATCH && !hostname_valid(name, strlen(name)))
+		r = FCRDNS_NO_MATCH;
 	snprintf(s->client_name, sizeof s->client_name, "%s",
 		 r == FCRDNS_MATCH ? name : r == FCRDNS_TEMPFAIL ? "[TEMPUNAVAIL]" : "[UNAVAILABLE]");
 }
@@ -1203,7 +1278,6 @@ static void start_name_lookup(struct session *s)
  */
 static void greet(struct session *s)
 {
-	enter(s);   /* (from session_start too: a refused session ends in leave) */
 	if (s->cfg->backend.refuse_when_down && !backend_reachable()) {
 		char t[400];
 		snprintf(t, sizeof t, "421 4.3.2 %s Service temporarily unavailable, try again later",
@@ -1215,7 +1289,6 @@ static void greet(struct session *s)
 		start_name_lookup(s);
 		replyf(s, "220 %s", s->cfg->banner);
 	}
-	leave(s);
 }
 
 /* ---- PROXY protocol ---- */
@@ -1327,7 +1400,7 @@ static bool next_line(struct session *s)
 	/* After STARTTLS the old input is gone with everything in it. */
 	if (s->bev == bev)
 		evbuffer_drain(in, total);
-	if (s->state == SS_WAIT && s->in_mail && !s->gone && (s->check || s->ahead))
+	if (s->state == SS_WAIT && s->txn != TX_NONE && !s->gone && (s->check || s->ahead))
 		look_ahead(s);
 	return true;
 }
@@ -1382,9 +1455,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct session *s = arg;
-	enter(s);
 	process_input(s);
-	leave(s);
 }
 
 /* Everything queued for the client has been written. */
@@ -1432,11 +1503,9 @@ static void on_write(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct session *s = arg;
-	enter(s);
 	if (s->direct_write && !s->gone)
 		bufferevent_disable(s->bev, EV_WRITE);
 	output_drained(s);
-	leave(s);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -1446,7 +1515,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	/* the TLS filter reports its finished hand-shake this way */
 	if (what == BEV_EVENT_CONNECTED)
 		return;
-	enter(s);
 	if ((what & BEV_EVENT_TIMEOUT) && s->state != SS_CLOSING) {
 		bool in_data = s->state == SS_DATA;
 		log_reject(s, in_data ? "DATA" : "TIMEOUT", "421 4.4.2 Error: timeout exceeded",
@@ -1467,7 +1535,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		abort_transaction(s, "lost connection");
 		kill_session(s);
 	}
-	leave(s);
 }
 
 /* Callbacks, bounds and timeouts of the client connection (again after
@@ -1487,9 +1554,12 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 		   bool via_proxy)
 {
 	struct session *s = calloc(1, sizeof *s);
-	struct bufferevent *bev = s ? bufferevent_socket_new(srv.base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	struct event *tick = s ? event_new(srv.base, -1, 0, on_tick, s) : NULL;
+	struct bufferevent *bev = tick ? bufferevent_socket_new(srv.base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
 	if (!bev) {
 		log_msg(LOG_LVL_ERROR, "accept", "out of memory; connection closed");
+		if (tick)
+			event_free(tick);
 		free(s);
 		evutil_closesocket(fd);
 		if (!via_proxy)
@@ -1497,6 +1567,7 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 		return;
 	}
 	s->bev = bev;
+	s->tick = tick;
 	s->cfg = gg_config_ref(srv.cfg);
 	s->id = ++srv.next_id;
 	s->client = *client;
@@ -1533,19 +1604,19 @@ void session_close_all(void)
 		next = s->next;
 		if (s->state == SS_CLOSING || s->gone)
 			continue;
-		enter(s);
 		if (s->state == SS_DATA)
 			drop_backend(s);
 		abort_transaction(s, "shutdown");
 		replyf(s, "421 4.3.2 %s Service shutting down", s->cfg->myhostname);
 		close_after_flush(s);
 		bufferevent_enable(s->bev, EV_WRITE);
-		leave(s);
 	}
 }
 
 void session_shutdown(void)
 {
-	while (all_sessions)
+	while (all_sessions) {
+		kill_session(all_sessions);
 		destroy(all_sessions);
+	}
 }

@@ -777,6 +777,130 @@ class FakeBackend:
         self.sock.close()
 
 
+class ScriptedSMTP:
+    """An SMTP server for FakeBackend('serve', ScriptedSMTP(...)) that
+    misbehaves once, the first time any connection reaches STEP, and records what
+    it got. STEP: 'MAIL', 'RCPT1', 'RCPT2' (the n-th RCPT of the
+    connection), 'DATA', 'EOD' (end of data), 'RSET', 'XCLIENT'; ACTION:
+    'close' (closes instead of replying), 'silent' (never replies), a
+    reply code such as '421', '451', '554' (replied instead of the usual,
+    then closes if 421), or 'idle421' / 'idleclose' (replies as usual, then
+    CLOSE_AFTER seconds later says 421 and closes, or just closes).
+    XCLIENT_REFUSE: an ADDR= value whose XCLIENT is refused with 501 on any
+    connection (a refusal of one client's attributes).
+    .lines: the command lines of every connection (list of lists of bytes);
+    .delivered: (sender, [recipients]) of every message it accepted."""
+
+    def __init__(self, step=None, action=None, pipelining=False, xclient=False,
+                 xclient_refuse=None, close_after=0.3):
+        self.step, self.action = step, action
+        self.pipelining, self.xclient = pipelining, xclient
+        self.xclient_refuse = xclient_refuse
+        self.close_after = close_after
+        self.lines = []
+        self.delivered = []
+        self.faulted = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, conn):
+        faulty = False   # this connection misbehaved
+        got = []
+        with self._lock:
+            self.lines.append(got)
+        conn.settimeout(30)
+        buf = b""
+
+        def line():
+            nonlocal buf
+            while b"\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    raise EOFError
+                buf += data
+            ln, buf = buf.split(b"\r\n", 1)
+            return ln
+
+        def fault(step):
+            """True when the reply to STEP was replaced (or withheld)."""
+            nonlocal faulty
+            with self._lock:
+                if step != self.step or self.faulted.is_set():
+                    return False
+                self.faulted.set()
+                faulty = True
+            if self.action in ("idle421", "idleclose"):
+                return False
+            if self.action == "close":
+                raise EOFError
+            if self.action == "silent":   # until greygate gives up on us
+                while conn.recv(65536):
+                    pass
+                raise EOFError
+            conn.sendall(f"{self.action} {self.action[0]}.3.0 scripted failure\r\n".encode())
+            if self.action == "421":
+                raise EOFError
+            return True
+
+        def after(step):
+            if faulty and step == self.step and self.action in ("idle421", "idleclose"):
+                time.sleep(self.close_after)
+                if self.action == "idle421":
+                    conn.sendall(b"421 4.4.2 backend.test Error: timeout exceeded\r\n")
+                raise EOFError
+
+        ehlo = b"250-sink.test\r\n" + (b"250-PIPELINING\r\n" if self.pipelining else b"") \
+            + (b"250-XCLIENT ADDR NAME PORT HELO PROTO\r\n" if self.xclient else b"") \
+            + b"250 8BITMIME\r\n"
+        sender, rcpts, nrcpt = None, [], 0
+        try:
+            conn.sendall(b"220 sink.test ESMTP\r\n")
+            while True:
+                cmd = line()
+                got.append(cmd)
+                up = cmd.upper()
+                if up.startswith(b"EHLO") or up.startswith(b"HELO"):
+                    conn.sendall(ehlo if up.startswith(b"EHLO") else b"250 sink.test\r\n")
+                elif up.startswith(b"XCLIENT"):
+                    if self.xclient_refuse and b"ADDR=" + self.xclient_refuse.encode() + b" " in cmd:
+                        conn.sendall(b"501 5.5.4 Bad XCLIENT syntax\r\n")
+                    elif not fault("XCLIENT"):
+                        conn.sendall(b"220 sink.test ESMTP\r\n")
+                elif up.startswith(b"MAIL"):
+                    if not fault("MAIL"):
+                        sender, rcpts, nrcpt = cmd[10:].decode(errors="replace"), [], 0
+                        conn.sendall(b"250 2.1.0 Ok\r\n")
+                        after("MAIL")
+                elif up.startswith(b"RCPT"):
+                    nrcpt += 1
+                    if not fault(f"RCPT{nrcpt}"):
+                        rcpts.append(cmd[8:].decode(errors="replace"))
+                        conn.sendall(b"250 2.1.5 Ok\r\n")
+                        after(f"RCPT{nrcpt}")
+                elif up == b"DATA":
+                    if not fault("DATA"):
+                        conn.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                        while line() != b".":
+                            pass
+                        got.append(b".")
+                        if not fault("EOD"):
+                            self.delivered.append((sender, rcpts))
+                            conn.sendall(b"250 2.0.0 Ok: queued\r\n")
+                        sender, rcpts = None, []
+                elif up == b"RSET":
+                    if not fault("RSET"):
+                        sender, rcpts, nrcpt = None, [], 0
+                        conn.sendall(b"250 2.0.0 Ok\r\n")
+                elif up == b"QUIT":
+                    conn.sendall(b"221 2.0.0 Bye\r\n")
+                    break
+                else:
+                    conn.sendall(b"250 2.0.0 Ok\r\n")
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
+
+
 @pytest.fixture
 def fake_backend():
     made = []
