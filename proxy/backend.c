@@ -835,13 +835,30 @@ void backend_free(struct backend *b)
  * probe a second until connect_timeout. */
 static bool probing;
 
+/* What the last probe logged, so that a probe every few seconds logs a
+ * line only when its result changes (at debug otherwise). */
+static struct probe_seen {
+	bool logged;
+	enum backend_status st;
+	struct backend_caps caps;
+} probe_seen;
+
 static void probe_done(void *arg, enum backend_status st, const struct smtp_reply *r)
 {
 	(void)r;
 	struct backend *b = arg;
 	probing = false;
+	const struct backend_caps *c = &caps, *o = &probe_seen.caps;
+	bool changed = !probe_seen.logged || probe_seen.st != st ||
+		       (st == BE_OK && (c->size != o->size || c->size_limit != o->size_limit ||
+					c->eightbitmime != o->eightbitmime ||
+					c->smtputf8 != o->smtputf8 || c->dsn != o->dsn ||
+					c->xclient != o->xclient || c->pipelining != o->pipelining ||
+					c->enhancedstatuscodes != o->enhancedstatuscodes));
+	probe_seen = (struct probe_seen){ .logged = true, .st = st, .caps = caps };
 	struct logline l;
-	ll_begin(&l, st == BE_OK ? LOG_LVL_INFO : LOG_LVL_WARNING, "backend_probe");
+	ll_begin(&l, !changed ? LOG_LVL_DEBUG : st == BE_OK ? LOG_LVL_INFO : LOG_LVL_WARNING,
+		 "backend_probe");
 	ll_str(&l, "backend", b->cfg->backend.address);
 	ll_str(&l, "result", st == BE_OK ? "ok" : "unavailable");
 	if (st == BE_OK) {

@@ -45,6 +45,7 @@ def test_refused_at_greeting_while_backend_down(greygate_factory, fake_backend, 
         assert_reply(c.reply(), 421, "4.3.2", contains="gw.test")
         assert c.wait_closed(5)
     gg.wait_event("reject", cmd="CONNECT", rule="backend_down")
+    time.sleep(2.5)     # a few more probes while it is down
 
     fb.serve = scripted_smtp(True, [])
     fb.mode = "serve"
@@ -55,6 +56,11 @@ def test_refused_at_greeting_while_backend_down(greygate_factory, fake_backend, 
             return c.reply().code == 220
     wait_until(greeted, 10, interval=0.2, what="a greeting after the backend's return")
     assert time.monotonic() - t0 < 5
+    # probed every second meanwhile, but logged (at info) only when the
+    # result changed: once down, once up again
+    gg.wait_event("backend_probe", result="ok")
+    probes = [e["result"] for e in gg.events("backend_probe")]
+    assert probes == ["unavailable", "ok"], probes
     with gg.raw() as c:
         assert_reply(c.send_message(f"s-{tok}@sender.example", [f"r-{tok}@test.example"],
                                     dot_stuff(make_message(tok))), 250)
