@@ -186,6 +186,7 @@ void syslog(int prio, const char *fmt, ...)
 
 static struct stream bscript, dscript, cscript;
 static uint8_t caps_bits;
+static bool backend_scripted_failure;   /* the script made the backend fail or lag */
 static struct ipaddr client_addr;
 static struct sockaddr_storage client_sa;
 
@@ -724,6 +725,8 @@ static bool answer(struct bconn *c, const char *verb, char *msg, size_t msg_len)
 		snprintf(def, sizeof def, "250 2.1.0 Ok\r\n");
 	uint8_t k = (c->probe || !more(&bscript)) ? 0 : next(&bscript);
 	uint64_t delay = (k & 0x80) ? (uint64_t)next(&bscript) * 50 : 0;
+	if ((k & 15) % 11 != 0 || delay > 0)
+		backend_scripted_failure = true;
 	const char *text = def;
 	bool close_after = strcasecmp(verb, "QUIT") == 0;
 	switch ((k & 15) % 11) {
@@ -814,6 +817,95 @@ static bool known_verb(const char *v)
 	return false;
 }
 
+static bool valid_utf8(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned char c = p[i];
+		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+			   : (c & 0xf8) == 0xf0 ? 4 : 0;
+		if (len == 0 || (len == 2 && c < 0xc2) || n - i < len)
+			return false;
+		for (size_t k = 1; k < len; k++)
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+		i += len;
+	}
+	return true;
+}
+
+/* As Postfix's valid_hostname: LDH (and '_') labels of 1..63 octets, no
+ * '-' at either end, 255 in all, not all numeric. */
+static bool valid_hostname(const char *h)
+{
+	size_t label = 0, total = 0;
+	bool non_numeric = false;
+	for (const char *p = h;; p++, total++) {
+		if (*p == '.' || !*p) {
+			if (label == 0 || p[-1] == '-')
+				return false;
+			if (!*p)
+				break;
+			label = 0;
+			continue;
+		}
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+			return false;
+		if (label == 0 && *p == '-')
+			return false;
+		if (++label > 63)
+			return false;
+		if (!(*p >= '0' && *p <= '9'))
+			non_numeric = true;
+	}
+	return total <= 255 && non_numeric;
+}
+
+/* What Postfix (3.7, smtputf8_enable) answers to LINE when it refuses it
+ * for its bytes alone, whoever sent it; NULL when it does not. */
+static const char *postfix_refuses(const char *line, size_t n)
+{
+	if (!valid_utf8((const unsigned char *)line, n))
+		return "500 5.5.2 Error: bad UTF-8 syntax\r\n";
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			return "500 5.5.2 Error: bad syntax\r\n";
+	if ((n == 4 && (strncasecmp(line, "EHLO", 4) == 0 || strncasecmp(line, "HELO", 4) == 0)) ||
+	    (n == 5 && (strncasecmp(line, "EHLO ", 5) == 0 || strncasecmp(line, "HELO ", 5) == 0)))
+		return "501 Syntax: EHLO hostname\r\n";
+	if (n < 8 || strncasecmp(line, "XCLIENT ", 8) != 0)
+		return NULL;
+	/* XCLIENT NAME=xtext: a host name, [UNAVAILABLE] or [TEMPUNAVAIL];
+	 * HELO=xtext: at most 255 octets */
+	for (size_t i = 8; i < n;) {
+		size_t e = i;
+		while (e < n && line[e] != ' ')
+			e++;
+		char val[600];
+		size_t v = 0;
+		const char *eq = memchr(line + i, '=', e - i);
+		for (const char *p = eq ? eq + 1 : line + e; p < line + e && v < sizeof val - 1; p++) {
+			if (*p == '+' && line + e - p >= 3) {
+				char hex[3] = { p[1], p[2], 0 };
+				val[v++] = (char)strtol(hex, NULL, 16);
+				p += 2;
+			} else {
+				val[v++] = *p;
+			}
+		}
+		val[v] = 0;
+		if (eq && (size_t)(eq - (line + i)) == 4 && strncasecmp(line + i, "NAME", 4) == 0 &&
+		    strcmp(val, "[UNAVAILABLE]") != 0 && strcmp(val, "[TEMPUNAVAIL]") != 0 &&
+		    !valid_hostname(val))
+			return "501 5.5.4 Bad NAME syntax\r\n";
+		if (eq && (size_t)(eq - (line + i)) == 4 && strncasecmp(line + i, "HELO", 4) == 0 &&
+		    v > 255)
+			return "501 5.5.4 Bad HELO syntax\r\n";
+		i = e + 1;
+	}
+	return NULL;
+}
+
 /* One command line as the backend reads it (without its CRLF). */
 static bool backend_line(struct bconn *c, const char *line, size_t n)
 {
@@ -832,6 +924,11 @@ static bool backend_line(struct bconn *c, const char *line, size_t n)
 		CHECK(c->rcpt_accepted);             /* DATA only after an accepted recipient */
 	if (c->stalled || c->closing)
 		return true;
+	const char *refusal = postfix_refuses(line, n);
+	if (refusal) {
+		queue(c, refusal, 0, NULL, 0, false);
+		return bconn_flush(c);
+	}
 	return answer(c, verb, NULL, 0);
 }
 
@@ -1227,7 +1324,7 @@ static int baseline_fds;
 static int count_fds(void)
 {
 	int n = 0;
-	for (int fd = 0; fd < 1024; fd++)
+	for (int fd = 0; fd < 256; fd++)
 		if (fcntl(fd, F_GETFD) >= 0)
 			n++;
 	return n;
@@ -1359,6 +1456,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		step();
 	probe_phase = false;
 
+	backend_scripted_failure = false;
 	memset(&cl, 0, sizeof cl);
 	cl.sent = evbuffer_new();
 	int sv[2];
@@ -1390,6 +1488,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		step();
 	}
 
+	/* One client's data does not make the backend "down" for everybody:
+	 * only a backend that fails (or lags) by the script, or one that does
+	 * not offer the XCLIENT the configuration asks for, may be. */
+	CHECK(backend_reachable() || backend_scripted_failure || ((cfgbits & 2) && !(caps_bits & 2)));
+
 	/* tear down as the worker does at exit */
 	session_shutdown();
 	backend_shutdown();
@@ -1419,7 +1522,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv.cfg = NULL;
 	virt = false;
 	if (count_fds() != baseline_fds) {
-		for (int fd = 0; fd < 1024; fd++) {
+		for (int fd = 0; fd < 256; fd++) {
 			char path[64], target[256];
 			snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
 			ssize_t n = readlink(path, target, sizeof target - 1);
