@@ -66,8 +66,9 @@
  *  - replies are well formed (3 digits, '-' or ' ', CRLF, one code per
  *    reply) and there is exactly one reply per client command, in order:
  *    a command is a line up to LF (as the session reads them), DATA's 354
- *    makes the bytes up to CRLF.CRLF one more command; the only replies
- *    without a command are the greeting and a 421 before closing; a
+ *    makes the bytes up to CRLF.CRLF one more command (and only a DATA
+ *    line gets a 354); the only replies without a command are the
+ *    greeting and a 421 before closing; nothing follows a 221 or 421; a
  *    session that closes with commands unanswered said 421 or 221 (or
  *    refused at the greeting) last;
  *  - every command is answered within 120 s (virtual) and the session is
@@ -80,6 +81,11 @@
  *    something else), DATA only after a recipient it accepted, and a body
  *    in canonical form (every CR followed by LF and every LF preceded by
  *    CR) that ends at CRLF.CRLF only;
+ *  - the backend is still "reachable" after the run unless the backend
+ *    script made it fail or lag, or it lacks the XCLIENT the
+ *    configuration asks for: the fake backend refuses what Postfix
+ *    refuses for the bytes alone (bad UTF-8, controls, an XCLIENT NAME
+ *    that is no host name), and such a refusal is one client's problem;
  *  - after the run no session is left (srv.active 0) and no descriptor
  *    is left open.
  */
