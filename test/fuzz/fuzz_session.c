@@ -44,7 +44,7 @@
  * Backend script, one entry per reply the backend owes (greeting, each
  * command, end-of-data; the start-up probe gets defaults): byte K, K&15 %
  * 11: 0 default, 1 4xx, 2 5xx, 3 421 + close, 4 close without reply,
- * 5 silence from now on, 6 default then close, 7 odd default (multi-line,
+ * 5 silence from now on, 6 default, then close 1 s later, 7 odd default (multi-line,
  * junk extensions), 8 garbage line, 9 default, but close when body bytes
  * arrive, 10 a 354 for anything; K&128: a byte follows, delay x 50 ms.
  * DNS script, one entry per ares_query: byte M, M&7: 0 default record
@@ -637,11 +637,19 @@ static bool bconn_flush(struct bconn *c)
 		if (!c->out)
 			c->out_tail = &c->out;
 		if (!r->text) {
+			/* what was written goes out before the close, as a
+			 * server's reply-then-close does */
+			struct evbuffer *o = bufferevent_get_output(c->bev);
+			while (evbuffer_get_length(o) > 0 &&
+			       evbuffer_write(o, bufferevent_getfd(c->bev)) > 0)
+				;
 			free(r);
 			bconn_free(c);
 			return false;
 		}
 		bufferevent_write(c->bev, r->text, r->len);
+		if (print_logs)
+			fprintf(stderr, "backend %p > %.*s\n", (void *)c, (int)r->len, r->text);
 		if (r->msg) {
 			CHECK(accepted.tail - accepted.head < MSG_MAX);
 			size_t i = accepted.tail++ % MSG_MAX;
@@ -735,6 +743,7 @@ static bool answer(struct bconn *c, const char *verb, char *msg, size_t msg_len)
 		backend_scripted_failure = true;
 	const char *text = def;
 	bool close_after = strcasecmp(verb, "QUIT") == 0;
+	uint64_t close_delay = delay;
 	switch ((k & 15) % 11) {
 	case 1:
 		text = "451 4.3.0 Error: queue file write error\r\n";
@@ -754,7 +763,9 @@ static bool answer(struct bconn *c, const char *verb, char *msg, size_t msg_len)
 		free(msg);
 		return true;
 	case 6:
+		/* idle too long afterwards, as smtpd_timeout ends it */
 		close_after = true;
+		close_delay = delay + 1000;
 		break;
 	case 7:
 		if (strcasecmp(verb, "EHLO") == 0) {
@@ -796,7 +807,7 @@ static bool answer(struct bconn *c, const char *verb, char *msg, size_t msg_len)
 	free(msg);
 	if (!text || close_after) {
 		c->closing = true;
-		queue(c, NULL, delay, NULL, 0, false);
+		queue(c, NULL, close_delay, NULL, 0, false);
 	}
 	return bconn_flush(c);
 }
@@ -915,6 +926,8 @@ static const char *postfix_refuses(const char *line, size_t n)
 /* One command line as the backend reads it (without its CRLF). */
 static bool backend_line(struct bconn *c, const char *line, size_t n)
 {
+	if (print_logs)
+		fprintf(stderr, "backend %p < %.*s\n", (void *)c, (int)n, line);
 	CHECK(memchr(line, '\r', n) == NULL);   /* a CR inside a command line */
 	char verb[16];
 	size_t v = 0;
@@ -1068,6 +1081,8 @@ static bool unanswered(void)
 /* A complete reply of CODE arrived. */
 static void on_reply(int code)
 {
+	if (print_logs)
+		fprintf(stderr, "client < %d\n", code);
 	CHECK(!cl.ended);   /* nothing after 221 or 421 */
 	if (!cl.greeted) {
 		cl.greeted = true;
@@ -1174,6 +1189,8 @@ static void client_send(const void *p, size_t n)
 {
 	if (!cl.bev || cl.gone || n == 0)
 		return;
+	if (print_logs)
+		fprintf(stderr, "client > %.*s\n", (int)n, (const char *)p);
 	evbuffer_add(cl.sent, p, n);
 	bufferevent_write(cl.bev, p, n);
 }
