@@ -59,7 +59,10 @@
  * bytes (length byte + bytes), 6 a standard body with its end, 7 RSET,
  * 8 NOOP, 9 QUIT, 10 raw line (length + bytes + CRLF), 11 raw bytes
  * (length + bytes), 12 WAIT for every reply, 13 SLEEP (byte x 100 ms),
- * 14 disconnect, 15 VRFY/HELP/ETRN/STARTTLS/junk (byte).
+ * 14 disconnect, 15 VRFY/HELP/ETRN/STARTTLS/junk (byte). An op after a
+ * disconnect (the client's or the server's) opens a new connection, up to
+ * 4 in a run (backend connections are reused between them with
+ * idle_time).
  *
  * Invariants (a break aborts with "invariant failed: ..."):
  *  - no sanitizer report (ASan, UBSan; LeakSanitizer per input);
@@ -128,6 +131,7 @@
 #define QUIET_ITERS 8           /* loop passes without activity = idle */
 #define REPLY_BOUND_MS 120000   /* a command waits this long at most */
 #define RUN_BOUND_MS 1200000    /* all of one run, virtual */
+#define CONNS_MAX 4             /* client connections in one run */
 
 /* ------------------------------------------------------------------ */
 /* input streams                                                      */
@@ -1077,12 +1081,12 @@ static struct {
 	struct evbuffer *sent;      /* everything written, for the reply count */
 	size_t upos;                /* where the next unanswered command starts */
 	bool body;                  /* the bytes at upos are a body (after 354) */
-	bool greeted, closed_by_server, gone;
+	bool greeted, closed_by_server;
 	bool last_was_close;        /* the last reply was 421 / 221 / a refused greeting */
 	bool ended;                 /* 221 or 421 seen: nothing may follow */
-	unsigned rcpt_ok;
 	int rcode;
 } cl;
+static unsigned client_rcpt_ok;   /* 2xx to RCPT, all connections of the run */
 
 /* Where the command at upos ends (just after it), or 0 when incomplete. */
 static size_t unit_end(void)
@@ -1161,8 +1165,8 @@ static void on_reply(int code)
 		}
 		if (code / 100 == 2 && end - cl.upos >= 4 &&
 		    strncasecmp((const char *)p + cl.upos, "RCPT", 4) == 0) {
-			cl.rcpt_ok++;
-			CHECK(cl.rcpt_ok <= accepted.rcpt_ok);  /* 2xx to a RCPT the backend did not take */
+			client_rcpt_ok++;
+			CHECK(client_rcpt_ok <= accepted.rcpt_ok);  /* 2xx to a RCPT the backend did not take */
 		}
 	}
 	cl.upos = end;
@@ -1219,7 +1223,7 @@ static void client_event(struct bufferevent *bev, short what, void *arg)
 
 static void client_send(const void *p, size_t n)
 {
-	if (!cl.bev || cl.gone || n == 0)
+	if (!cl.bev || n == 0)
 		return;
 	if (print_logs)
 		fprintf(stderr, "%llu client > %.*s\n", (unsigned long long)vnow_ms, (int)n, (const char *)p);
@@ -1357,7 +1361,6 @@ static void client_op(uint8_t op)
 			bufferevent_free(cl.bev);
 			cl.bev = NULL;
 		}
-		cl.gone = true;
 		break;
 	case 15: {
 		const char *m = PICK(misc, next(&cscript));
@@ -1366,6 +1369,26 @@ static void client_op(uint8_t op)
 		break;
 	}
 	}
+	settle();
+}
+
+/* A new connection from the client (the last one is closed already). */
+static void client_connect(void)
+{
+	if (cl.sent)
+		evbuffer_free(cl.sent);
+	memset(&cl, 0, sizeof cl);
+	cl.sent = evbuffer_new();
+	CHECK(cl.sent != NULL);
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+	cl.bev = bufferevent_socket_new(srv.base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	CHECK(cl.bev != NULL);
+	bufferevent_setcb(cl.bev, client_read, NULL, client_event, NULL);
+	bufferevent_enable(cl.bev, EV_READ);
+	/* as the listener admits it (the limit is never reached here) */
+	CHECK(connlimit_acquire(&client_addr, 10));
+	session_start(sv[1], (const struct sockaddr *)&client_sa, &client_addr, false);
 	settle();
 }
 
@@ -1512,25 +1535,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	probe_phase = false;
 
 	backend_scripted_failure = false;
+	client_rcpt_ok = 0;
 	memset(&cl, 0, sizeof cl);
-	cl.sent = evbuffer_new();
-	int sv[2];
-	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-	cl.bev = bufferevent_socket_new(srv.base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	CHECK(cl.bev != NULL);
-	bufferevent_setcb(cl.bev, client_read, NULL, client_event, NULL);
-	bufferevent_enable(cl.bev, EV_READ);
-	if (connlimit_acquire(&client_addr, 10))
-		session_start(sv[1], (const struct sockaddr *)&client_sa, &client_addr, false);
-	else
-		close(sv[1]);
-	settle();
-
-	while (more(&cscript) && cl.bev && !cl.gone)
-		client_op(next(&cscript));
+	unsigned conns = 0;
+	while (conns == 0 || more(&cscript)) {
+		if (!cl.bev) {
+			if (conns++ == CONNS_MAX)
+				break;
+			client_connect();
+		}
+		if (more(&cscript))
+			client_op(next(&cscript));
+	}
 
 	/* the client waits for what it asked, then leaves */
-	if (cl.bev && !cl.gone)
+	if (cl.bev)
 		wait_replies();
 	if (cl.bev) {
 		bufferevent_free(cl.bev);
@@ -1565,6 +1584,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	store()->close();
 	resolver_close();
 	evbuffer_free(cl.sent);
+	cl.sent = NULL;
 	while (accepted.head < accepted.tail) {
 		free(accepted.text[accepted.head % MSG_MAX]);
 		accepted.text[accepted.head++ % MSG_MAX] = NULL;
