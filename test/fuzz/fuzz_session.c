@@ -59,9 +59,9 @@
  * bytes (length byte + bytes), 6 a standard body with its end, 7 RSET,
  * 8 NOOP, 9 QUIT, 10 raw line (length + bytes + CRLF), 11 raw bytes
  * (length + bytes), 12 WAIT for every reply, 13 SLEEP (byte x 100 ms),
- * 14 disconnect, 15 VRFY/HELP/ETRN/STARTTLS/junk (byte). An op after a
- * disconnect (the client's or the server's) opens a new connection, up to
- * 4 in a run (backend connections are reused between them with
+ * 14 disconnect, 15 VRFY/HELP/ETRN/STARTTLS/junk (byte). An op that
+ * sends after a disconnect (the client's or the server's) opens a new
+ * connection first, up to 4 in a run (backend connections are reused between them with
  * idle_time).
  *
  * Invariants (a break aborts with "invariant failed: ..."):
@@ -1537,15 +1537,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	backend_scripted_failure = false;
 	client_rcpt_ok = 0;
 	memset(&cl, 0, sizeof cl);
-	unsigned conns = 0;
-	while (conns == 0 || more(&cscript)) {
-		if (!cl.bev) {
+	client_connect();
+	for (unsigned conns = 1; more(&cscript);) {
+		uint8_t op = next(&cscript);
+		/* waiting, sleeping and leaving need no connection */
+		bool sends = op % 16 < 12 || op % 16 == 15;
+		if (!cl.bev && sends) {
 			if (conns++ == CONNS_MAX)
 				break;
 			client_connect();
 		}
-		if (more(&cscript))
-			client_op(next(&cscript));
+		client_op(op);
 	}
 
 	/* the client waits for what it asked, then leaves */
