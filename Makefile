@@ -86,7 +86,7 @@ bench: deps
 # working copy of its seeds; fails if any crashes (5 x 60 s: about 5 min).
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg
+FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -std=c11 -D_GNU_SOURCE -Ilib
 FUZZ_LIBS     = $(shell pkg-config --cflags --libs libevent openssl 2>/dev/null)
@@ -99,6 +99,16 @@ FUZZ_SRC_dnsmsg       := lib/dnsmsg.c lib/netaddr.c lib/hostname.c
 build-fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz_check.h $(wildcard lib/*.c lib/*.h)
 	@mkdir -p build-fuzz && echo '*' > build-fuzz/.gitignore
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS)
+
+# The session target runs the proxy itself (all of proxy/ but main.c) with
+# proxy/resolver.c on the fake c-ares the target defines: c-ares's headers,
+# not its library.
+FUZZ_SESSION_PKGS := libevent libevent_openssl hiredis libconfig openssl
+build-fuzz/fuzz_session: test/fuzz/fuzz_session.c test/fuzz/fuzz_check.h $(wildcard lib/*.[ch] proxy/*.[ch])
+	@mkdir -p build-fuzz && echo '*' > build-fuzz/.gitignore
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Iproxy $(shell pkg-config --cflags $(FUZZ_SESSION_PKGS) libcares 2>/dev/null) \
+	  -o $@ $< $(filter-out proxy/main.c,$(wildcard proxy/*.c)) $(wildcard lib/*.c) \
+	  $(shell pkg-config --libs $(FUZZ_SESSION_PKGS) 2>/dev/null)
 
 # FUZZ_JOBS targets run at once (one per core by default).
 FUZZ_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
