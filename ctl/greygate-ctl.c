@@ -207,10 +207,8 @@ static int r_explain(void *ctx, const struct gl_params *p, const struct triplet 
 	if (ok == 0) {
 		d->action = r->element[0]->integer == 0 ? GL_PASS : GL_GREYLIST;
 		const char *reason = str_or(r->element[1], "");
-		d->reason = strcmp(reason, "early") == 0 ? GL_REASON_EARLY
-			  : strcmp(reason, "retry-window-expired") == 0 ? GL_REASON_RETRY_WINDOW_EXPIRED
-			  : strcmp(reason, "triplet") == 0 ? GL_REASON_TRIPLET
-			  : strcmp(reason, "awl") == 0 ? GL_REASON_AWL : GL_REASON_NEW;
+		if (!gl_reason_parse(reason, &d->reason))
+			d->reason = GL_REASON_NEW;
 		d->delay_left = r->element[2]->integer;
 		d->waited = r->element[3]->integer;
 		d->capped = r->element[4]->integer != 0;

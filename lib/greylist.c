@@ -1,5 +1,9 @@
 #include "greylist.h"
 
+#include <string.h>
+
+#include "why.h"
+
 static void awl_count(const struct gl_params *p, int64_t now, struct gl_network *n)
 {
 	if (n->awl_expires <= now) {
@@ -82,17 +86,16 @@ struct gl_decision gl_decide(const struct gl_params *p, int64_t now,
 
 const char *gl_reason_name(enum gl_reason r)
 {
-	switch (r) {
-	case GL_REASON_NEW:
-		return "new";
-	case GL_REASON_EARLY:
-		return "early";
-	case GL_REASON_RETRY_WINDOW_EXPIRED:
-		return "retry-window-expired";
-	case GL_REASON_TRIPLET:
-		return "triplet";
-	case GL_REASON_AWL:
-		return "awl";
-	}
-	return "unknown";
+	const char *name = why_name(why_of_gl(r));
+	return name ? name : "unknown";
+}
+
+bool gl_reason_parse(const char *name, enum gl_reason *r)
+{
+	for (int i = 0; i < GL_REASONS; i++)
+		if (strcmp(name, gl_reason_name((enum gl_reason)i)) == 0) {
+			*r = (enum gl_reason)i;
+			return true;
+		}
+	return false;
 }

@@ -56,6 +56,7 @@ enum gl_reason {
 	GL_REASON_TRIPLET,
 	GL_REASON_AWL,
 };
+#define GL_REASONS (GL_REASON_AWL + 1)
 
 struct gl_decision {
 	enum gl_action action;
@@ -80,6 +81,10 @@ struct gl_decision {
 struct gl_decision gl_decide(const struct gl_params *p, int64_t now,
 			     struct gl_triplet *t, struct gl_network *n, bool dry_run);
 
+/* The reason as logged and as the Redis script returns it ("unknown" for a
+ * value out of range); the names live in why.h. */
 const char *gl_reason_name(enum gl_reason r);
+/* The reason called NAME; false when there is none. */
+bool gl_reason_parse(const char *name, enum gl_reason *r);
 
 #endif

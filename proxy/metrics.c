@@ -13,16 +13,6 @@
 
 #define HEALTH_STALE 5            /* seconds without a report: not healthy */
 
-static const char *const reasons[DECISION_REASONS] = {
-	"new", "early", "retry-window-expired", "triplet", "awl", "whitelist-client",
-	"whitelist-client-name", "whitelist-sender", "whitelist-recipient", "mynetworks",
-	"mx-host", "store-failure", "greylist-disabled", "other",
-};
-static const char *const rules[REFUSAL_RULES] = {
-	"relay_denied", "reject_non_fqdn_sender", "reject_unknown_sender_domain",
-	"reject_non_fqdn_recipient", "permit_mx_backup", "max_errors", "max_line",
-	"command_timeout", "data_timeout", "backend", "etrn", "backend_down", "other",
-};
 static const char *const actions[DA_COUNT] = { "pass", "greylist", "tempfail" };
 /* upper bounds in seconds; the last bucket is +Inf */
 static const double bounds[HIST_BUCKETS - 1] = {
@@ -39,8 +29,8 @@ static const char *const hist_help[H_COUNT] = {
 
 struct slot {
 	_Atomic int64_t m[M_COUNT];
-	_Atomic uint64_t dec[DA_COUNT][DECISION_REASONS];
-	_Atomic uint64_t ref[REFUSAL_RULES];
+	_Atomic uint64_t dec[DA_COUNT][WHY_COUNT];  /* by reason */
+	_Atomic uint64_t ref[WHY_COUNT];            /* by rule */
 	_Atomic uint64_t hist[H_COUNT][HIST_BUCKETS];
 	_Atomic uint64_t hist_sum_us[H_COUNT];
 	_Atomic int64_t health_time;
@@ -110,27 +100,21 @@ void metrics_add(enum metric m, int64_t v)
 		atomic_fetch_add_explicit(&mine->m[m], v, memory_order_relaxed);
 }
 
-static size_t index_of(const char *const *names, size_t n, const char *name)
+const char *metrics_action_name(enum decision_action a)
 {
-	for (size_t i = 0; i < n - 1; i++)
-		if (names[i] && strcmp(names[i], name) == 0)
-			return i;
-	return n - 1;  /* "other" */
+	return actions[a];
 }
 
-void metrics_decision(enum decision_action a, const char *reason)
+void metrics_decision(enum decision_action a, enum why reason)
 {
-	if (!mine)
-		return;
-	size_t r = index_of(reasons, 14, reason);
-	atomic_fetch_add_explicit(&mine->dec[a][r], 1, memory_order_relaxed);
+	if (mine && why_is(reason, WHY_REASON))
+		atomic_fetch_add_explicit(&mine->dec[a][reason], 1, memory_order_relaxed);
 }
 
-void metrics_refusal(const char *rule)
+void metrics_refusal(enum why rule)
 {
-	if (mine)
-		atomic_fetch_add_explicit(&mine->ref[index_of(rules, REFUSAL_RULES, rule)], 1,
-					  memory_order_relaxed);
+	if (mine && why_is(rule, WHY_REFUSAL))
+		atomic_fetch_add_explicit(&mine->ref[rule], 1, memory_order_relaxed);
 }
 
 void metrics_observe(enum histogram h, double seconds)
@@ -234,22 +218,26 @@ void metrics_write(FILE *out)
 	fprintf(out, "# HELP greygate_decisions_total RCPT decisions by action and reason.\n"
 		     "# TYPE greygate_decisions_total counter\n");
 	for (int a = 0; a < DA_COUNT; a++)
-		for (size_t r = 0; r < 14; r++) {
+		for (enum why r = 0; r < WHY_COUNT; r++) {
+			if (!why_is(r, WHY_REASON))
+				continue;
 			uint64_t v = 0;
 			for (unsigned i = 0; i < nslots; i++)
 				v += atomic_load_explicit(&slots[i].dec[a][r], memory_order_relaxed);
 			if (v)
 				fprintf(out, "greygate_decisions_total{action=\"%s\",reason=\"%s\"} %llu\n",
-					actions[a], reasons[r], (unsigned long long)v);
+					actions[a], why_name(r), (unsigned long long)v);
 		}
 	fprintf(out, "# HELP greygate_refusals_total Refused commands by rule.\n"
 		     "# TYPE greygate_refusals_total counter\n");
-	for (size_t r = 0; r < REFUSAL_RULES; r++) {
+	for (enum why r = 0; r < WHY_COUNT; r++) {
+		if (!why_is(r, WHY_REFUSAL))
+			continue;
 		uint64_t v = 0;
 		for (unsigned i = 0; i < nslots; i++)
 			v += atomic_load_explicit(&slots[i].ref[r], memory_order_relaxed);
 		if (v)
-			fprintf(out, "greygate_refusals_total{rule=\"%s\"} %llu\n", rules[r],
+			fprintf(out, "greygate_refusals_total{rule=\"%s\"} %llu\n", why_name(r),
 				(unsigned long long)v);
 	}
 	for (int h = 0; h < H_COUNT; h++) {

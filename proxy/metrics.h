@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "why.h"
+
 enum metric {
 	M_CONNECTIONS,            /* accepted */
 	M_CONNECTIONS_REFUSED,    /* refused by a limit */
@@ -32,17 +34,20 @@ enum metric {
 	M_COUNT
 };
 
-/* Decisions by action and reason, refusals by rule: fixed label sets. */
+/* Decisions by action and reason, refusals by rule: the label sets are
+ * the entries of why.h. */
 enum decision_action { DA_PASS, DA_GREYLIST, DA_TEMPFAIL, DA_COUNT };
-#define DECISION_REASONS 16
-#define REFUSAL_RULES 13
 
 enum histogram { H_DECISION, H_STORE, H_DNS, H_COUNT };
 #define HIST_BUCKETS 13           /* the last one is +Inf */
 
 void metrics_add(enum metric m, int64_t v);
-void metrics_decision(enum decision_action a, const char *reason);
-void metrics_refusal(const char *rule);
+/* The action as logged and labelled: "pass", "greylist", "tempfail". */
+const char *metrics_action_name(enum decision_action a);
+/* Counted only when why.h says REASON is a decision reason, RULE a refusal
+ * rule. */
+void metrics_decision(enum decision_action a, enum why reason);
+void metrics_refusal(enum why rule);
 void metrics_observe(enum histogram h, double seconds);
 
 /* Health as this process sees it, for /healthz. */

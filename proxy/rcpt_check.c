@@ -65,7 +65,7 @@ struct rcpt_check {
 	char rcpt[SMTP_PATH_MAX + 1];
 	const char *sdomain, *rdomain;   /* into sender / rcpt; "" when none */
 
-	const char *wl_client;           /* why the client is whitelisted, or NULL */
+	enum why wl_client;              /* why the client is whitelisted, or WHY_NONE */
 	char client_name[DNS_NAME_MAX];
 
 	struct dns_query *dq[2];
@@ -92,15 +92,14 @@ static void answered(struct rcpt_check *c)
 
 /* ---- decisions and logs ---- */
 
-static void log_decision(struct rcpt_check *c, const char *action, const char *reason,
+static void log_decision(struct rcpt_check *c, enum decision_action action, enum why reason,
 			 const struct gl_decision *d, const char *error)
 {
-	metrics_decision(strcmp(action, "pass") == 0 ? DA_PASS
-			 : strcmp(action, "greylist") == 0 ? DA_GREYLIST : DA_TEMPFAIL, reason);
+	metrics_decision(action, reason);
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "decision");
-	ll_str(&l, "action", action);
-	ll_str(&l, "reason", reason);
+	ll_str(&l, "action", metrics_action_name(action));
+	ll_str(&l, "reason", why_name(reason));
 	ll_str(&l, "client", c->client_str);
 	if (c->t.net[0])
 		ll_str(&l, "net", c->t.net);
@@ -122,7 +121,7 @@ static void log_decision(struct rcpt_check *c, const char *action, const char *r
 }
 
 /* FMT has two %s: the address and EXTRA (may be NULL). */
-static void decide(struct rcpt_check *c, enum rcpt_action action, const char *rule,
+static void decide(struct rcpt_check *c, enum rcpt_action action, enum why rule,
 		   const char *fmt, const char *addr, const char *extra)
 {
 	c->v.action = action;
@@ -132,9 +131,9 @@ static void decide(struct rcpt_check *c, enum rcpt_action action, const char *ru
 	c->finished = true;
 }
 
-static void accept_with(struct rcpt_check *c, const char *reason)
+static void accept_with(struct rcpt_check *c, enum why reason)
 {
-	log_decision(c, "pass", reason, NULL, NULL);
+	log_decision(c, DA_PASS, reason, NULL, NULL);
 	decide(c, RCPT_ACCEPT, reason, NULL, NULL, NULL);
 }
 
@@ -145,7 +144,7 @@ static void on_client_name(void *arg, enum fcrdns_result r, const char *name)
 	struct rcpt_check *c = arg;
 	c->fcr = NULL;
 	if (r == FCRDNS_MATCH) {
-		c->wl_client = "whitelist-client-name";
+		c->wl_client = WHY_WHITELIST_CLIENT_NAME;
 		snprintf(c->client_name, sizeof c->client_name, "%s", name);
 	}
 	answered(c);
@@ -199,11 +198,11 @@ static bool is_fqdn(const char *domain)
 static void sender_unknown(struct rcpt_check *c, bool temporary)
 {
 	if (temporary)
-		decide(c, RCPT_DEFER, "reject_unknown_sender_domain",
+		decide(c, RCPT_DEFER, WHY_REJECT_UNKNOWN_SENDER_DOMAIN,
 		       "450 4.1.8 <%s>: Sender address rejected: Domain not found%s", c->sender,
 		       " (temporary DNS failure)");
 	else
-		decide(c, RCPT_REJECT, "reject_unknown_sender_domain",
+		decide(c, RCPT_REJECT, WHY_REJECT_UNKNOWN_SENDER_DOMAIN,
 		       "550 5.1.8 <%s>: Sender address rejected: Domain not found%s", c->sender, NULL);
 }
 
@@ -211,10 +210,10 @@ static void step_sender(struct rcpt_check *c)
 {
 	const struct gg_config *cfg = c->cfg;
 	c->step = ST_RCPT;
-	if (c->wl_client || !c->sender[0])
+	if (c->wl_client != WHY_NONE || !c->sender[0])
 		return;
 	if (cfg->reject_non_fqdn_sender && !is_fqdn(c->sdomain)) {
-		decide(c, RCPT_REJECT, "reject_non_fqdn_sender",
+		decide(c, RCPT_REJECT, WHY_REJECT_NON_FQDN_SENDER,
 		       "504 5.5.2 <%s>: Sender address rejected: need fully-qualified address%s",
 		       c->sender, NULL);
 		return;
@@ -231,7 +230,7 @@ static void step_sender_mx(struct rcpt_check *c)
 	switch (c->dns_status[0]) {
 	case DNS_OK:
 		if (c->sender_null_mx)
-			decide(c, RCPT_REJECT, "reject_unknown_sender_domain",
+			decide(c, RCPT_REJECT, WHY_REJECT_UNKNOWN_SENDER_DOMAIN,
 			       "550 5.7.27 <%s>: Sender address rejected: Domain %s does not accept mail (null MX)",
 			       c->sender, c->sdomain);
 		return;
@@ -269,7 +268,7 @@ static void step_relay_mx(struct rcpt_check *c)
 	const struct mxset *m = &c->mx;
 	c->step = ST_EXEMPT;
 	if (m->tempfail) {
-		decide(c, RCPT_DEFER, "permit_mx_backup",
+		decide(c, RCPT_DEFER, WHY_PERMIT_MX_BACKUP,
 		       "450 4.4.4 <%s>: Recipient address rejected: %s", c->rcpt,
 		       "temporary DNS failure checking relay access");
 		return;
@@ -301,7 +300,7 @@ static void step_relay_mx(struct rcpt_check *c)
 		why = "a primary MX lies outside permit_mx_backup_networks";
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "relay");
-	ll_str(&l, "rule", "permit_mx_backup");
+	ll_str(&l, "rule", why_name(WHY_PERMIT_MX_BACKUP));
 	ll_str(&l, "result", why ? "not-authorised" : "authorised");
 	ll_str(&l, "client", c->client_str);
 	ll_str(&l, "rcpt", c->rcpt);
@@ -310,7 +309,7 @@ static void step_relay_mx(struct rcpt_check *c)
 		ll_str(&l, "why", why);
 	ll_emit(&l);
 	if (why)
-		decide(c, RCPT_REJECT, "relay_denied", "554 5.7.1 <%s>: Relay access denied%s",
+		decide(c, RCPT_REJECT, WHY_RELAY_DENIED, "554 5.7.1 <%s>: Relay access denied%s",
 		       c->rcpt, NULL);
 }
 
@@ -329,7 +328,7 @@ static void step_relay(struct rcpt_check *c)
 		c->mxr = mxset_resolve(c->rdomain, on_rcpt_mx, c);
 		return;
 	}
-	decide(c, RCPT_REJECT, "relay_denied", "554 5.7.1 <%s>: Relay access denied%s", c->rcpt, NULL);
+	decide(c, RCPT_REJECT, WHY_RELAY_DENIED, "554 5.7.1 <%s>: Relay access denied%s", c->rcpt, NULL);
 }
 
 /* ---- step: exemptions ---- */
@@ -338,19 +337,19 @@ static void step_exempt(struct rcpt_check *c)
 {
 	const struct gg_config *cfg = c->cfg;
 	if (!cfg->greylist.enabled) {
-		decide(c, RCPT_ACCEPT, "greylist-disabled", NULL, NULL, NULL);
+		decide(c, RCPT_ACCEPT, WHY_GREYLIST_DISABLED, NULL, NULL, NULL);
 		return;
 	}
-	if (c->wl_client) {
+	if (c->wl_client != WHY_NONE) {
 		accept_with(c, c->wl_client);
 		return;
 	}
 	if (addrlist_match(&cfg->whitelist.senders, c->sender, strlen(c->sender))) {
-		accept_with(c, "whitelist-sender");
+		accept_with(c, WHY_WHITELIST_SENDER);
 		return;
 	}
 	if (addrlist_match(&cfg->whitelist.recipients, c->rcpt, strlen(c->rcpt))) {
-		accept_with(c, "whitelist-recipient");
+		accept_with(c, WHY_WHITELIST_RECIPIENT);
 		return;
 	}
 	c->step = ST_STORE;
@@ -406,20 +405,20 @@ static void store_verdict(struct rcpt_check *c)
 	c->finished = true;
 	if (!r->ok) {
 		bool tempfail = c->cfg->store.tempfail;
-		log_decision(c, tempfail ? "tempfail" : "pass", "store-failure", NULL, r->error);
-		c->v.rule = "store-failure";
+		log_decision(c, tempfail ? DA_TEMPFAIL : DA_PASS, WHY_STORE_FAILURE, NULL, r->error);
+		c->v.rule = WHY_STORE_FAILURE;
 		c->v.action = tempfail ? RCPT_DEFER : RCPT_ACCEPT;
 		if (tempfail)
 			snprintf(c->v.reply, sizeof c->v.reply,
 				 "451 4.3.0 <%s>: Temporary lookup failure, try again later", c->rcpt);
 	} else if (r->d.action == GL_PASS) {
 		c->v.action = RCPT_ACCEPT;
-		c->v.rule = gl_reason_name(r->d.reason);
-		log_decision(c, "pass", c->v.rule, &r->d, NULL);
+		c->v.rule = why_of_gl(r->d.reason);
+		log_decision(c, DA_PASS, c->v.rule, &r->d, NULL);
 	} else {
 		c->v.action = RCPT_DEFER;
-		c->v.rule = "greylist";
-		log_decision(c, "greylist", gl_reason_name(r->d.reason), &r->d, NULL);
+		c->v.rule = WHY_GREYLIST;
+		log_decision(c, DA_GREYLIST, why_of_gl(r->d.reason), &r->d, NULL);
 		greylist_reply(c, r->d.delay_left);
 	}
 }
@@ -449,7 +448,7 @@ static void step_store_done(struct rcpt_check *c)
 static void step_mx_host(struct rcpt_check *c)
 {
 	if (c->mx_known && mxset_has_address(&c->mx, &c->client))
-		accept_with(c, "mx-host");
+		accept_with(c, WHY_MX_HOST);
 	else
 		store_verdict(c);
 }
@@ -470,16 +469,16 @@ static void run(struct rcpt_check *c)
 		case ST_CLIENT:
 			if (netlist_match(&c->cfg->mynetworks, &c->client)) {
 				/* Trusted: every check below is skipped, relaying included. */
-				accept_with(c, "mynetworks");
+				accept_with(c, WHY_MYNETWORKS);
 				break;
 			}
 			if (netlist_match(&c->cfg->whitelist.clients, &c->client))
-				c->wl_client = "whitelist-client";
+				c->wl_client = WHY_WHITELIST_CLIENT;
 			c->step = ST_CLIENT_NAME;
 			break;
 		case ST_CLIENT_NAME:
 			c->step = ST_SENDER;
-			if (!c->wl_client && c->cfg->client_names.n) {
+			if (c->wl_client == WHY_NONE && c->cfg->client_names.n) {
 				c->pending++;
 				c->fcr = fcrdns_verify(&c->client, &c->cfg->client_names, on_client_name, c);
 			}
@@ -496,7 +495,7 @@ static void run(struct rcpt_check *c)
 		case ST_RCPT:
 			c->step = ST_RELAY;
 			if (c->cfg->reject_non_fqdn_recipient && !is_fqdn(c->rdomain))
-				decide(c, RCPT_REJECT, "reject_non_fqdn_recipient",
+				decide(c, RCPT_REJECT, WHY_REJECT_NON_FQDN_RECIPIENT,
 				       "504 5.5.2 <%s>: Recipient address rejected: need fully-qualified address%s",
 				       c->rcpt, NULL);
 			break;
@@ -558,7 +557,7 @@ struct rcpt_check *rcpt_check_start(const struct rcpt_query *q, rcpt_done_fn don
 	c->step = ST_CLIENT;
 	c->started = metrics_now();
 	c->v.action = RCPT_ACCEPT;
-	c->v.rule = "";
+	c->v.rule = WHY_NONE;
 	event_active(&c->wake, EV_TIMEOUT, 0);
 	return c;
 }

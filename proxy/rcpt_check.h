@@ -18,6 +18,7 @@
 #include "config.h"
 #include "netaddr.h"
 #include "smtp_cmd.h"
+#include "why.h"
 
 struct rcpt_query {
 	struct gg_config *cfg;
@@ -33,7 +34,7 @@ enum rcpt_action { RCPT_ACCEPT, RCPT_REJECT, RCPT_DEFER };
 
 struct rcpt_verdict {
 	enum rcpt_action action;
-	const char *rule;              /* which rule decided, for the log */
+	enum why rule;                 /* which rule or reason decided, for the log */
 	char reply[600];               /* the reply to give unless ACCEPT */
 };
 

@@ -256,7 +256,7 @@ static void replyf(struct session *s, const char *fmt, ...)
 	reply(s, buf);
 }
 
-static void log_reject(struct session *s, const char *cmd, const char *text, const char *rule)
+static void log_reject(struct session *s, const char *cmd, const char *text, enum why rule)
 {
 	struct logline l;
 	begin_line(&l, s, "reject");
@@ -266,10 +266,9 @@ static void log_reject(struct session *s, const char *cmd, const char *text, con
 		ll_str(&l, "sender", s->sender);
 	if (strcmp(cmd, "RCPT") == 0)
 		ll_str(&l, "rcpt", s->rcpt);
-	if (rule) {
-		ll_str(&l, "rule", rule);
-		if (strcmp(rule, "greylist") != 0)
-			metrics_refusal(rule);
+	if (rule != WHY_NONE) {
+		ll_str(&l, "rule", why_name(rule));
+		metrics_refusal(rule);
 	}
 	/* The reply as the client saw it, minus its line ends. */
 	size_t n = strlen(text);
@@ -287,12 +286,12 @@ static bool count_error(struct session *s, const char *cmd)
 	if (++s->errors < s->cfg->limits.max_errors)
 		return true;
 	replyf(s, "421 4.7.0 %s Error: too many errors", s->cfg->myhostname);
-	log_reject(s, cmd, "421 4.7.0 Error: too many errors", "max_errors");
+	log_reject(s, cmd, "421 4.7.0 Error: too many errors", WHY_MAX_ERRORS);
 	close_after_flush(s);
 	return false;
 }
 
-static bool reject_counted(struct session *s, const char *cmd, const char *text, const char *rule)
+static bool reject_counted(struct session *s, const char *cmd, const char *text, enum why rule)
 {
 	log_reject(s, cmd, text, rule);
 	reply(s, text);
@@ -397,7 +396,7 @@ static void backend_failed(struct session *s, const char *cmd, enum backend_stat
 				? "451 4.3.0 Error: the mail system refused this session, try again later"
 				: TXN_LOST;
 	reply(s, t);
-	log_reject(s, cmd, t, st == BE_REFUSED ? "backend_refused" : "backend");
+	log_reject(s, cmd, t, st == BE_REFUSED ? WHY_BACKEND_REFUSED : WHY_BACKEND);
 	if (s->txn == TX_MAIL)
 		drop_backend(s);
 	else
@@ -426,7 +425,7 @@ static void rcpt_refused_with_mail(struct session *s)
 	/* Postfix's proxy does the same: the recipient gets the reason the
 	 * sender was refused, and nothing reaches the backend. */
 	relay_reply(s, s->mail_refused);
-	log_reject(s, "RCPT", s->mail_refused->text, "backend_mail");
+	log_reject(s, "RCPT", s->mail_refused->text, WHY_BACKEND_MAIL);
 	resume(s);
 }
 
@@ -446,7 +445,7 @@ static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_re
 			note_rcpt(s);
 			resume(s);
 		} else {
-			log_reject(s, "RCPT", r->text, "backend");
+			log_reject(s, "RCPT", r->text, WHY_BACKEND);
 			if (r->code < 500 || count_error(s, "RCPT"))
 				resume(s);
 		}
@@ -583,7 +582,7 @@ static bool need_helo(struct session *s, const char *cmd)
 {
 	if (s->helo_seen || !s->cfg->helo_required)
 		return true;
-	reject_counted(s, cmd, "503 5.5.1 Error: send HELO/EHLO first", NULL);
+	reject_counted(s, cmd, "503 5.5.1 Error: send HELO/EHLO first", WHY_NONE);
 	return false;
 }
 
@@ -592,11 +591,11 @@ static void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp)
 	if (c->arg_len == 0) {
 		reject_counted(s, esmtp ? "EHLO" : "HELO",
 			       esmtp ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname",
-			       NULL);
+			       WHY_NONE);
 		return;
 	}
 	if (c->arg_len > HELO_MAX) {
-		reject_counted(s, esmtp ? "EHLO" : "HELO", "501 5.5.4 Error: host name too long", NULL);
+		reject_counted(s, esmtp ? "EHLO" : "HELO", "501 5.5.4 Error: host name too long", WHY_NONE);
 		return;
 	}
 	/* The backend is handed this name after XCLIENT: what it would refuse
@@ -605,12 +604,12 @@ static void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp)
 	case HELO_OK:
 		break;
 	case HELO_BAD_UTF8:
-		reject_counted(s, esmtp ? "EHLO" : "HELO", "500 5.5.2 Error: bad UTF-8 syntax", NULL);
+		reject_counted(s, esmtp ? "EHLO" : "HELO", "500 5.5.2 Error: bad UTF-8 syntax", WHY_NONE);
 		return;
 	case HELO_CONTROL:
 		reject_counted(s, esmtp ? "EHLO" : "HELO",
 			       esmtp ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname",
-			       NULL);
+			       WHY_NONE);
 		return;
 	}
 	abort_transaction(s, "new HELO/EHLO");
@@ -657,17 +656,17 @@ static bool parse_path(struct session *s, const struct smtp_cmd *c, bool mail, s
 		return true;
 	case SMTP_PATH_NO_KEYWORD:
 		reject_counted(s, cmd, mail ? "501 5.5.4 Syntax: MAIL FROM:<address>"
-					    : "501 5.5.4 Syntax: RCPT TO:<address>", NULL);
+					    : "501 5.5.4 Syntax: RCPT TO:<address>", WHY_NONE);
 		return false;
 	case SMTP_PATH_BAD_PARAM:
-		reject_counted(s, cmd, "501 5.5.4 Bad parameter syntax", NULL);
+		reject_counted(s, cmd, "501 5.5.4 Bad parameter syntax", WHY_NONE);
 		return false;
 	case SMTP_PATH_TOO_LONG:
 	case SMTP_PATH_SYNTAX:
 		break;
 	}
 	reject_counted(s, cmd, mail ? "501 5.1.7 Bad sender address syntax"
-				    : "501 5.1.3 Bad recipient address syntax", NULL);
+				    : "501 5.1.3 Bad recipient address syntax", WHY_NONE);
 	return false;
 }
 
@@ -703,7 +702,7 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 	if (!need_helo(s, "MAIL"))
 		return;
 	if (s->txn != TX_NONE) {
-		reject_counted(s, "MAIL", "503 5.5.1 Error: nested MAIL command", NULL);
+		reject_counted(s, "MAIL", "503 5.5.1 Error: nested MAIL command", WHY_NONE);
 		return;
 	}
 	struct smtp_path p;
@@ -715,7 +714,7 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 	if (bc->size_limit && smtp_param_find(p.params, p.params_len, "SIZE", &v, &vlen)) {
 		char num[24];
 		if (vlen >= sizeof num || vlen == 0) {
-			reject_counted(s, "MAIL", "501 5.5.4 Bad SIZE parameter", NULL);
+			reject_counted(s, "MAIL", "501 5.5.4 Bad SIZE parameter", WHY_NONE);
 			return;
 		}
 		memcpy(num, v, vlen);
@@ -724,11 +723,11 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 		errno = 0;
 		unsigned long long size = strtoull(num, &end, 10);
 		if (*end || errno) {
-			reject_counted(s, "MAIL", "501 5.5.4 Bad SIZE parameter", NULL);
+			reject_counted(s, "MAIL", "501 5.5.4 Bad SIZE parameter", WHY_NONE);
 			return;
 		}
 		if (size > bc->size_limit) {
-			reject_counted(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", NULL);
+			reject_counted(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", WHY_NONE);
 			return;
 		}
 	}
@@ -765,7 +764,7 @@ static bool is_postmaster(const struct smtp_path *p)
 static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *line, size_t len)
 {
 	if (s->txn == TX_NONE) {
-		reject_counted(s, "RCPT", "503 5.5.1 Error: need MAIL command", NULL);
+		reject_counted(s, "RCPT", "503 5.5.1 Error: need MAIL command", WHY_NONE);
 		return;
 	}
 	struct smtp_path p;
@@ -776,12 +775,12 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *li
 	if (s->rcpt_ok >= s->cfg->limits.max_recipients) {
 		/* Not an error: a client with many recipients sends the rest in
 		 * the next transaction (RFC 5321 4.5.3.1.8). */
-		log_reject(s, "RCPT", "452 4.5.3 Error: too many recipients", "max_recipients");
+		log_reject(s, "RCPT", "452 4.5.3 Error: too many recipients", WHY_MAX_RECIPIENTS);
 		reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	if (s->txn == TX_FAILED) {
-		log_reject(s, "RCPT", TXN_LOST, "backend");
+		log_reject(s, "RCPT", TXN_LOST, WHY_BACKEND);
 		reply(s, TXN_LOST);
 		return;
 	}
@@ -934,23 +933,23 @@ static void data_replied(void *arg, enum backend_status st, const struct smtp_re
 static void cmd_data(struct session *s, const struct smtp_cmd *c)
 {
 	if (c->arg_len) {
-		reject_counted(s, "DATA", "501 5.5.4 Syntax: DATA", NULL);
+		reject_counted(s, "DATA", "501 5.5.4 Syntax: DATA", WHY_NONE);
 		return;
 	}
 	if (s->txn == TX_NONE) {
-		reject_counted(s, "DATA", "503 5.5.1 Error: need MAIL command", NULL);
+		reject_counted(s, "DATA", "503 5.5.1 Error: need MAIL command", WHY_NONE);
 		return;
 	}
 	if (s->txn == TX_RCPT && !s->be)   /* (recipients were accepted on one) */
 		txn_to(s, TX_FAILED);
 	if (s->txn == TX_FAILED) {
-		log_reject(s, "DATA", TXN_LOST, "backend");
+		log_reject(s, "DATA", TXN_LOST, WHY_BACKEND);
 		reply(s, TXN_LOST);
 		return;
 	}
 	if (s->rcpt_ok == 0) {
 		reject_counted(s, "DATA", s->rcpt_tried ? "554 5.5.1 Error: no valid recipients"
-						     : "503 5.5.1 Error: need RCPT command", NULL);
+						     : "503 5.5.1 Error: need RCPT command", WHY_NONE);
 		return;
 	}
 	/* (a connection that died idle: backend_command reports it) */
@@ -1076,11 +1075,11 @@ static void cmd_etrn(struct session *s, const struct smtp_cmd *c)
 	if (!need_helo(s, "ETRN"))
 		return;
 	if (s->txn != TX_NONE) {
-		reject_counted(s, "ETRN", "503 5.5.1 Error: MAIL transaction in progress", NULL);
+		reject_counted(s, "ETRN", "503 5.5.1 Error: MAIL transaction in progress", WHY_NONE);
 		return;
 	}
 	if (c->arg_len == 0 || c->arg_len > SMTP_PATH_MAX || memchr(c->arg, ' ', c->arg_len)) {
-		reject_counted(s, "ETRN", "501 5.5.4 Syntax: ETRN domain", NULL);
+		reject_counted(s, "ETRN", "501 5.5.4 Syntax: ETRN domain", WHY_NONE);
 		return;
 	}
 	/* "@domain" (and its subdomains) and "#queue" are forms Postfix knows;
@@ -1095,7 +1094,7 @@ static void cmd_etrn(struct session *s, const struct smtp_cmd *c)
 	s->rcpt[c->arg_len] = 0;
 	char text[SMTP_PATH_MAX + 64];
 	if (cfg->etrn_networks.n == 0) {
-		reject_counted(s, "ETRN", "502 5.5.1 Error: ETRN not permitted", "etrn_networks");
+		reject_counted(s, "ETRN", "502 5.5.1 Error: ETRN not permitted", WHY_ETRN_NETWORKS);
 		return;
 	}
 	if (!netlist_match(&cfg->etrn_networks, &s->client) ||
@@ -1103,7 +1102,7 @@ static void cmd_etrn(struct session *s, const struct smtp_cmd *c)
 	      domainlist_match(&cfg->handover.domains, d, dlen))) {
 		snprintf(text, sizeof text, "459 4.7.1 <%s>: ETRN not permitted", s->rcpt);
 		log_etrn(s, "refused", text, strlen(text));
-		reject_counted(s, "ETRN", text, "etrn");
+		reject_counted(s, "ETRN", text, WHY_ETRN);
 		return;
 	}
 	char *line = linebuf_reserve(&s->fwd_line, c->arg_len + 8);
@@ -1142,11 +1141,11 @@ static void session_set_callbacks(struct session *s);
 static void cmd_starttls(struct session *s, const struct smtp_cmd *c)
 {
 	if (c->arg_len) {
-		reject_counted(s, "STARTTLS", "501 5.5.4 Syntax: STARTTLS", NULL);
+		reject_counted(s, "STARTTLS", "501 5.5.4 Syntax: STARTTLS", WHY_NONE);
 		return;
 	}
 	if (s->txn != TX_NONE) {
-		reject_counted(s, "STARTTLS", "503 5.5.1 Error: MAIL transaction in progress", NULL);
+		reject_counted(s, "STARTTLS", "503 5.5.1 Error: MAIL transaction in progress", WHY_NONE);
 		return;
 	}
 	SSL *ssl = SSL_new(s->cfg->tls_ctx);
@@ -1219,7 +1218,7 @@ static void handle_command(struct session *s, const char *line, size_t len)
 			reject_counted(s, smtp_verb_name(c.verb),
 				       c.verb == SMTP_VERB_VRFY ? "502 5.5.1 VRFY command is disabled"
 								: "502 5.5.1 EXPN command is disabled",
-				       NULL);
+				       WHY_NONE);
 		else
 			reply(s, "252 2.0.0 Send some mail, I will try my best");
 		return;
@@ -1228,7 +1227,7 @@ static void handle_command(struct session *s, const char *line, size_t len)
 	case SMTP_VERB_STARTTLS:
 		if (s->cfg->tls_ctx && !s->tls)
 			return cmd_starttls(s, &c);
-		reject_counted(s, "STARTTLS", "502 5.5.2 Error: command not recognized", NULL);
+		reject_counted(s, "STARTTLS", "502 5.5.2 Error: command not recognized", WHY_NONE);
 		return;
 	default: {
 		/* The verb as typed (bounded; the logger escapes it). */
@@ -1236,7 +1235,7 @@ static void handle_command(struct session *s, const char *line, size_t len)
 		size_t n = c.name_len < sizeof verb - 1 ? c.name_len : sizeof verb - 1;
 		memcpy(verb, c.name, n);
 		verb[n] = 0;
-		reject_counted(s, verb, "502 5.5.2 Error: command not recognized", NULL);
+		reject_counted(s, verb, "502 5.5.2 Error: command not recognized", WHY_NONE);
 		return;
 	}
 	}
@@ -1282,7 +1281,7 @@ static void greet(struct session *s)
 		char t[400];
 		snprintf(t, sizeof t, "421 4.3.2 %s Service temporarily unavailable, try again later",
 			 s->cfg->myhostname);
-		log_reject(s, "CONNECT", t, "backend_down");
+		log_reject(s, "CONNECT", t, WHY_BACKEND_DOWN);
 		reply(s, t);
 		close_after_flush(s);
 	} else {
@@ -1295,7 +1294,7 @@ static void greet(struct session *s)
 
 static void refuse_proxy(struct session *s, const char *why)
 {
-	log_reject(s, "PROXY", why, "proxy_protocol");
+	log_reject(s, "PROXY", why, WHY_PROXY_PROTOCOL);
 	replyf(s, "421 4.7.0 %s Error: %s", s->cfg->myhostname, why);
 	close_after_flush(s);
 }
@@ -1361,7 +1360,7 @@ static bool next_line(struct session *s)
 		if (have > 0 && s->line_started == 0)
 			s->line_started = now;
 		if (have > 0 && now - s->line_started > s->cfg->limits.command_timeout) {
-			log_reject(s, "LINE", "421 4.4.2 Error: timeout exceeded", "command_timeout");
+			log_reject(s, "LINE", "421 4.4.2 Error: timeout exceeded", WHY_COMMAND_TIMEOUT);
 			replyf(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->myhostname);
 			close_after_flush(s);
 			return false;
@@ -1380,7 +1379,7 @@ static bool next_line(struct session *s)
 		evbuffer_drain(in, n + eol_len);
 		s->discarding = false;
 		s->commands++;
-		reject_counted(s, "LINE", "500 5.5.2 Error: line too long", "max_line");
+		reject_counted(s, "LINE", "500 5.5.2 Error: line too long", WHY_MAX_LINE);
 		return true;
 	}
 	unsigned char *line = evbuffer_pullup(in, (ssize_t)(n + eol_len));
@@ -1389,7 +1388,7 @@ static bool next_line(struct session *s)
 	if (n > max) {
 		evbuffer_drain(in, p.pos + eol_len);
 		s->commands++;
-		reject_counted(s, "LINE", "500 5.5.2 Error: line too long", "max_line");
+		reject_counted(s, "LINE", "500 5.5.2 Error: line too long", WHY_MAX_LINE);
 		return true;
 	}
 	/* The line is handled in place; it is drained afterwards, and nothing
@@ -1518,7 +1517,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	if ((what & BEV_EVENT_TIMEOUT) && s->state != SS_CLOSING) {
 		bool in_data = s->state == SS_DATA;
 		log_reject(s, in_data ? "DATA" : "TIMEOUT", "421 4.4.2 Error: timeout exceeded",
-			   in_data ? "data_timeout" : "command_timeout");
+			   in_data ? WHY_DATA_TIMEOUT : WHY_COMMAND_TIMEOUT);
 		abort_transaction(s, "timeout");
 		/* A body cut short must not become a message: cut the backend. */
 		if (in_data)

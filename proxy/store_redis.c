@@ -585,17 +585,7 @@ static void on_reply(redisAsyncContext *c, void *reply, void *priv)
 	}
 	struct store_result res = { .ok = true };
 	res.d.action = rep->element[0]->integer == 0 ? GL_PASS : GL_GREYLIST;
-	const char *reason = rep->element[1]->str;
-	static const enum gl_reason reasons[] = { GL_REASON_NEW, GL_REASON_EARLY,
-						  GL_REASON_RETRY_WINDOW_EXPIRED,
-						  GL_REASON_TRIPLET, GL_REASON_AWL };
-	bool known = false;
-	for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
-		if (strcmp(reason, gl_reason_name(reasons[i])) == 0) {
-			res.d.reason = reasons[i];
-			known = true;
-		}
-	if (!known) {
+	if (!gl_reason_parse(rep->element[1]->str, &res.d.reason)) {
 		answer_error(r, "unknown reason from the greylist script");
 		req_free(r);
 		return;

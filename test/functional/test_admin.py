@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from conftest import assert_reply, free_port, token, wait_until
+from conftest import ScriptedSMTP, assert_reply, free_port, token, wait_until
 
 
 def get(port, path):
@@ -83,6 +83,71 @@ def test_metrics_decisions_and_reloads(admin_gg, tmp_path):
     assert metric(text, "greygate_decisions_total", action="greylist", reason="new") == 1
     assert metric(text, "greygate_config_reloads_ok_total") == 1
     assert metric(text, "greygate_store_seconds_count") == 1
+
+
+def test_refusals_counted_by_their_own_rule(admin_gg, fake_backend):
+    """Each refusal is counted under the rule its log line names, the ones
+    that once landed in rule="other" included: a backend refusing MAIL
+    (backend_mail) or one client's XCLIENT (backend_refused), too many
+    recipients, ETRN without etrn_networks, bytes that are no PROXY header,
+    a greylisting store that is down with failure = tempfail."""
+    script = ScriptedSMTP("MAIL", "554", xclient=True, xclient_refuse="127.0.0.7")
+    dead_redis = free_port(16379)
+    gg = admin_gg(upstream=fake_backend("serve", script),
+                  limits={"max_recipients": 2},
+                  proxy_protocol_networks=["127.0.0.9/32"],
+                  greylist={"enabled": True},
+                  whitelist={"senders": ["@partner.example"]},
+                  store={"type": "redis", "file": "", "failure": "tempfail",
+                         "redis": {"host": "127.0.0.1", "port": dead_redis,
+                                   "timeout_ms": 200}})
+    tok = token()
+    with gg.raw() as c:
+        c.greeting()
+        c.ehlo()
+        for _ in range(2):
+            assert_reply(c.cmd("ETRN relay.example"), 502, "5.5.1")
+        # the backend refuses the MAIL: every RCPT hears its refusal
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@partner.example>"), 250)
+        for i in range(2):
+            assert_reply(c.cmd(f"RCPT TO:<m{i}-{tok}@test.example>"), 554)
+        assert_reply(c.cmd("RSET"), 250)
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@partner.example>"), 250)
+        for i in range(2):
+            assert_reply(c.cmd(f"RCPT TO:<r{i}-{tok}@test.example>"), 250)
+        for i in range(2, 5):
+            assert_reply(c.cmd(f"RCPT TO:<r{i}-{tok}@test.example>"), 452, "4.5.3")
+        assert_reply(c.cmd("RSET"), 250)
+        # greylisted, but the store is down
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+        for i in range(4):
+            assert_reply(c.cmd(f"RCPT TO:<g{i}-{tok}@test.example>"), 451, "4.3.0")
+        c.cmd("QUIT")
+    with gg.raw(source="127.0.0.7") as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<x-{tok}@partner.example>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<x-{tok}@test.example>"), 451, "4.3.0")
+        c.cmd("QUIT")
+    for _ in range(3):
+        with gg.raw(source="127.0.0.9") as c:
+            c.send(b"EHLO sneaky.example\r\n")
+            assert_reply(c.reply(), 421, "4.7.0")
+            assert c.wait_closed()
+    want = {"etrn_networks": 2, "backend_mail": 2, "max_recipients": 3, "store-failure": 4,
+            "backend_refused": 1, "proxy_protocol": 3}
+    for rule, n in want.items():
+        gg.wait_event("reject", rule=rule)
+        assert len(gg.events("reject", rule=rule)) == n, rule
+    _, text = get(gg.admin_port, "/metrics")
+    got = {rule: metric(text, "greygate_refusals_total", rule=rule) for rule in want}
+    assert got == want
+    assert metric(text, "greygate_decisions_total", action="tempfail",
+                  reason="store-failure") == 4
+    # the MAIL refusal's two, the two taken, the one whose XCLIENT was refused
+    assert metric(text, "greygate_decisions_total", action="pass",
+                  reason="whitelist-sender") == 5
+    assert "other" not in text, [ln for ln in text.splitlines() if "other" in ln]
 
 
 def test_healthz_ok(admin_gg):
