@@ -274,12 +274,14 @@ static void prepare_xclient(struct backend *b, const struct backend_client *ci)
 }
 
 /* How a refusal of the hand-shake steps that carry the client's own data
- * (XCLIENT, then its HELO) counts: a reused connection that the backend
- * gave up on is replaced (go_dead), anything else fails this session only
- * and says nothing about whether the backend serves others. */
-static enum backend_status refusal(const struct backend *b, const struct smtp_reply *r)
+ * (XCLIENT, then its HELO) counts. On a reused connection it may be about
+ * the connection (the backend's idle timeout, its error or junk-command
+ * counts, state left from the last client): that connection is replaced by
+ * a fresh one (go_dead), which tells. On a fresh one it fails this session
+ * only and says nothing about whether the backend serves others. */
+static enum backend_status refusal(const struct backend *b)
 {
-	return b->reused && r->code == 421 ? BE_UNAVAILABLE : BE_REFUSED;
+	return b->reused ? BE_UNAVAILABLE : BE_REFUSED;
 }
 
 /* Moves the hand-shake on by one reply. */
@@ -314,12 +316,12 @@ static void handshake(struct backend *b)
 		 * this client's attributes (or an idle connection's 421 timeout
 		 * on a reused one), not about the backend. */
 		if (r->code / 100 != 2)
-			return go_dead(b, refusal(b, r), "xclient", r->text);
+			return go_dead(b, refusal(b), "xclient", r->text);
 		send_line(b, b->helo2, strlen(b->helo2));
 		return expect_reply(b, B_HELO2);
 	case B_HELO2:
 		if (r->code != 250)
-			return go_dead(b, refusal(b, r), "helo", r->text);
+			return go_dead(b, refusal(b), "helo", r->text);
 		b->reused = false;
 		b->state = B_READY;
 		reachable = true;

@@ -781,7 +781,8 @@ class ScriptedSMTP:
     """An SMTP server for FakeBackend('serve', ScriptedSMTP(...)) that
     misbehaves once, the first time any connection reaches STEP, and records what
     it got. STEP: 'MAIL', 'RCPT1', 'RCPT2' (the n-th RCPT of the
-    connection), 'DATA', 'EOD' (end of data), 'RSET', 'XCLIENT'; ACTION:
+    connection), 'DATA', 'EOD' (end of data), 'RSET', 'XCLIENT' (any),
+    'XCLIENT2' (the second of a connection: one greygate reuses); ACTION:
     'close' (closes instead of replying), 'silent' (never replies), a
     reply code such as '421', '451', '554' (replied instead of the usual,
     then closes if 421), or 'idle421' / 'idleclose' (replies as usual, then
@@ -851,7 +852,7 @@ class ScriptedSMTP:
         ehlo = b"250-sink.test\r\n" + (b"250-PIPELINING\r\n" if self.pipelining else b"") \
             + (b"250-XCLIENT ADDR NAME PORT HELO PROTO\r\n" if self.xclient else b"") \
             + b"250 8BITMIME\r\n"
-        sender, rcpts, nrcpt = None, [], 0
+        sender, rcpts, nrcpt, nxclient = None, [], 0, 0
         try:
             conn.sendall(b"220 sink.test ESMTP\r\n")
             while True:
@@ -861,9 +862,10 @@ class ScriptedSMTP:
                 if up.startswith(b"EHLO") or up.startswith(b"HELO"):
                     conn.sendall(ehlo if up.startswith(b"EHLO") else b"250 sink.test\r\n")
                 elif up.startswith(b"XCLIENT"):
+                    nxclient += 1
                     if self.xclient_refuse and b"ADDR=" + self.xclient_refuse.encode() + b" " in cmd:
                         conn.sendall(b"501 5.5.4 Bad XCLIENT syntax\r\n")
-                    elif not fault("XCLIENT"):
+                    elif not fault("XCLIENT") and not fault(f"XCLIENT{nxclient}"):
                         conn.sendall(b"220 sink.test ESMTP\r\n")
                 elif up.startswith(b"MAIL"):
                     if not fault("MAIL"):

@@ -5,7 +5,7 @@ and EHLO for that client; anything else gets a fresh connection."""
 import re
 import time
 
-from conftest import assert_reply, make_message
+from conftest import ScriptedSMTP, assert_reply, make_message
 
 from test_delivery import assert_xclient_received
 
@@ -95,6 +95,22 @@ def test_idle_connection_closed_by_the_backend(make_postfix_backend, greygate_fa
     mails = backend.wait_mails(tok, count=2)
     assert len(mails) == 2
     assert backend_connects(backend, mark) == 2
+
+
+def test_reused_connection_refusing_xclient_is_replaced(greygate_factory, fake_backend, tok):
+    """A reused connection whose backend refuses the next client's XCLIENT
+    (a 5xx, not a 421: state left on the connection, an error count) says
+    nothing about that client: greygate opens a fresh connection for it and
+    the mail goes through."""
+    script = ScriptedSMTP(step="XCLIENT2", action="503", xclient=True)
+    fb = fake_backend("serve", script)
+    gg = greygate_factory(upstream=fb, backend={"idle_time": 30, "xclient": True})
+    gg.wait_event("backend_probe")
+    deliver(gg, tok, *CLIENTS[0], 0)
+    deliver(gg, tok, *CLIENTS[1], 1)
+    assert script.faulted.is_set(), "the connection was not reused"
+    assert len(script.delivered) == 2, script.delivered
+    assert not gg.events("reject", rule="backend_refused")
 
 
 def test_idle_connection_quits_after_idle_time(greygate_factory, postfix_backend, tok):
