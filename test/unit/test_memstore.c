@@ -10,12 +10,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <dirent.h>
 #include <openssl/evp.h>
 
 #include "memstore.h"
 #include "siphash.h"
 #include "triplet.h"
+#include "tmpdir.h"
 
 #define T0 INT64_C(1700000000)
 
@@ -44,38 +44,6 @@ static struct triplet numbered(int i)
 	return mk("203.0.113.0/24", sender, "user@example.org");
 }
 
-static char tmpdir[] = "/tmp/gg-test-memstore-XXXXXX";
-
-static int setup_dir(void **state)
-{
-	(void)state;
-	return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown_dir(void **state)
-{
-	(void)state;
-	DIR *d = opendir(tmpdir);
-	if (!d)
-		return -1;
-	for (struct dirent *e; (e = readdir(d));) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		char file[512];
-		snprintf(file, sizeof file, "%s/%s", tmpdir, e->d_name);
-		unlink(file);
-	}
-	closedir(d);
-	return rmdir(tmpdir);
-}
-
-static const char *path(const char *name)
-{
-	static char buf[256];
-	snprintf(buf, sizeof buf, "%s/%s", tmpdir, name);
-	return buf;
-}
-
 static size_t read_file(const char *file, uint8_t *buf, size_t max)
 {
 	FILE *f = fopen(file, "rb");
@@ -84,14 +52,6 @@ static size_t read_file(const char *file, uint8_t *buf, size_t max)
 	assert_true(n < max);
 	fclose(f);
 	return n;
-}
-
-static void write_file(const char *file, const void *data, size_t len)
-{
-	FILE *f = fopen(file, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
 }
 
 /* ---------------------------------------------------------------- siphash */
