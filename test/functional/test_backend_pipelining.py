@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from conftest import assert_reply, dot_stuff, make_message
+from conftest import LineReader, assert_reply, dot_stuff, make_message
 
 
 def scripted_smtp(pipelining, rcpt_with_mail):
@@ -17,17 +17,8 @@ def scripted_smtp(pipelining, rcpt_with_mail):
 
     def serve(conn):
         conn.settimeout(10)
-        buf = b""
-
-        def line():
-            nonlocal buf
-            while b"\r\n" not in buf:
-                data = conn.recv(4096)
-                if not data:
-                    raise EOFError
-                buf += data
-            ln, buf = buf.split(b"\r\n", 1)
-            return ln
+        reader = LineReader(conn)
+        line = reader.line
 
         try:
             conn.sendall(b"220 sink.test ESMTP\r\n")
@@ -39,15 +30,11 @@ def scripted_smtp(pipelining, rcpt_with_mail):
                     # whatever else arrives within a moment came with MAIL
                     conn.settimeout(0.5)
                     try:
-                        while b"\r\n" not in buf:
-                            data = conn.recv(4096)
-                            if not data:
-                                break
-                            buf += data
+                        reader.wait_line()
                     except socket.timeout:
                         pass
                     conn.settimeout(10)
-                    rcpt_with_mail.append(buf.upper().startswith(b"RCPT"))
+                    rcpt_with_mail.append(reader.buf.upper().startswith(b"RCPT"))
                     conn.sendall(b"250 2.1.0 Ok\r\n")
                 elif cmd.startswith(b"RCPT"):
                     conn.sendall(b"250 2.1.5 Ok\r\n")
