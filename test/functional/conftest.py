@@ -819,6 +819,19 @@ class LineReader:
         ln, self.buf = self.buf.split(b"\r\n", 1)
         return ln
 
+    def next_starts(self, prefix, wait):
+        """Whether the next line, if it has come within WAIT seconds,
+        starts with PREFIX (upper case)."""
+        timeout = self.conn.gettimeout()
+        self.conn.settimeout(wait)
+        try:
+            self.wait_line()
+        except socket.timeout:
+            pass
+        finally:
+            self.conn.settimeout(timeout)
+        return self.buf.upper().startswith(prefix)
+
 
 class ScriptedSMTP:
     """An SMTP server for FakeBackend('serve', ScriptedSMTP(...)) that
@@ -831,17 +844,23 @@ class ScriptedSMTP:
     CLOSE_AFTER seconds later says 421 and closes, or just closes).
     XCLIENT_REFUSE: an ADDR= value whose XCLIENT is refused with 501 on any
     connection (a refusal of one client's attributes).
+    WATCH_MAIL: at each MAIL, waits half a second for what comes next
+    before replying.
     .lines: the command lines of every connection (list of lists of bytes);
-    .delivered: (sender, [recipients]) of every message it accepted."""
+    .delivered: (sender, [recipients]) of every message it accepted;
+    .rcpt_with_mail (WATCH_MAIL): for every MAIL, whether the RCPT after it
+    had arrived before MAIL was answered."""
 
     def __init__(self, step=None, action=None, pipelining=False, xclient=False,
-                 xclient_refuse=None, close_after=0.3):
+                 xclient_refuse=None, close_after=0.3, watch_mail=False):
         self.step, self.action = step, action
         self.pipelining, self.xclient = pipelining, xclient
         self.xclient_refuse = xclient_refuse
         self.close_after = close_after
+        self.watch_mail = watch_mail
         self.lines = []
         self.delivered = []
+        self.rcpt_with_mail = []
         self.faulted = threading.Event()
         self._lock = threading.Lock()
 
@@ -851,7 +870,8 @@ class ScriptedSMTP:
         with self._lock:
             self.lines.append(got)
         conn.settimeout(30)
-        line = LineReader(conn).line
+        reader = LineReader(conn)
+        line = reader.line
 
         def fault(step):
             """True when the reply to STEP was replaced (or withheld)."""
@@ -899,6 +919,8 @@ class ScriptedSMTP:
                     elif not fault("XCLIENT"):
                         conn.sendall(b"220 sink.test ESMTP\r\n")
                 elif up.startswith(b"MAIL"):
+                    if self.watch_mail:
+                        self.rcpt_with_mail.append(reader.next_starts(b"RCPT", 0.5))
                     if not fault("MAIL"):
                         sender, rcpts, nrcpt = cmd[10:].decode(errors="replace"), [], 0
                         conn.sendall(b"250 2.1.0 Ok\r\n")
