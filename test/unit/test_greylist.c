@@ -13,6 +13,7 @@
 #include "memstore.h"
 #include "netaddr.h"
 #include "triplet.h"
+#include "mk_triplet.h"
 #include "tmpdir.h"
 
 #define T0 INT64_C(1700000000)
@@ -66,14 +67,6 @@ static bool same_decision(struct gl_decision a, struct gl_decision b)
 {
 	return a.action == b.action && a.reason == b.reason && a.delay_left == b.delay_left &&
 	       a.waited == b.waited && a.capped == b.capped;
-}
-
-static struct triplet mk(const char *net, const char *sender, const char *rcpt)
-{
-	struct triplet t;
-	if (triplet_make(&t, net, sender, strlen(sender), rcpt, strlen(rcpt)) != 0)
-		fail_msg("triplet_make(%s, %s, %s) failed", net, sender, rcpt);
-	return t;
 }
 
 static struct ipaddr ip(const char *s)

@@ -15,6 +15,7 @@
 #include "memstore.h"
 #include "siphash.h"
 #include "triplet.h"
+#include "mk_triplet.h"
 #include "tmpdir.h"
 
 #define T0 INT64_C(1700000000)
@@ -28,14 +29,6 @@ static const struct gl_params P = {
 };
 
 static const uint8_t KEY[SIPHASH_KEY_LEN] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
-
-static struct triplet mk(const char *net, const char *sender, const char *rcpt)
-{
-	struct triplet t;
-	if (triplet_make(&t, net, sender, strlen(sender), rcpt, strlen(rcpt)) != 0)
-		fail_msg("triplet_make(%s, %s, %s) failed", net, sender, rcpt);
-	return t;
-}
 
 static struct triplet numbered(int i)
 {
