@@ -38,7 +38,7 @@ $(BUILD)/greygate: $(PROXY_OBJ) $(BUILD)/libgg.a
 $(BUILD)/greygate-ctl: $(BUILD)/ctl/greygate-ctl.o $(BUILD)/libgg.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
 
-$(BUILD)/unit/%: test/unit/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
+$(BUILD)/unit/%: test/unit/%.c $(BUILD)/libgg.a $(wildcard lib/*.h test/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS) -lcmocka
 

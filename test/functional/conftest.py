@@ -24,6 +24,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -724,24 +725,17 @@ def make_postfix_backend():
             pf.destroy()
 
 
-class FakeBackend:
-    """A misbehaving backend on 127.0.0.1:<free port>. MODE:
-    'silent'   accepts connections and never says a word;
-    'close'    accepts and closes at once;
-    'greet421' greets with 421 and closes;
-    'serve'    hands each connection to SERVE(conn) in a thread of its own."""
+class LoopbackServer:
+    """A socket on 127.0.0.1 served by a thread of its own until close().
+    A subclass sets up its own state, then hands its bound socket to
+    LoopbackServer.__init__; its serve_once() handles at most one arrival,
+    and a socket.timeout (the socket waits 0.1 s at most) or OSError from
+    it means only that nothing came this time."""
 
-    def __init__(self, mode, serve=None):
-        self.mode = mode
-        self.serve = serve
-        self.port = free_port(11025)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen(128)
+    def __init__(self, sock):
+        self.sock = sock
         self.sock.settimeout(0.1)
-        self.conns = []
-        self.accepted = 0
+        self.port = sock.getsockname()[1]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -753,28 +747,90 @@ class FakeBackend:
     def _run(self):
         while not self._stop.is_set():
             try:
-                conn, _ = self.sock.accept()
+                self.serve_once()
             except (socket.timeout, OSError):
                 continue
-            self.accepted += 1
-            if self.mode == "greet421":
-                with contextlib.suppress(OSError):
-                    conn.sendall(b"421 4.3.2 Service shutting down\r\n")
-                conn.close()
-            elif self.mode == "close":
-                conn.close()
-            elif self.mode == "serve":
-                threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-            else:
-                self.conns.append(conn)
 
     def close(self):
         self._stop.set()
         self._thread.join(5)
+        self.sock.close()
+
+
+class FakeBackend(LoopbackServer):
+    """A misbehaving backend on 127.0.0.1:<free port>. MODE:
+    'silent'   accepts connections and never says a word;
+    'close'    accepts and closes at once;
+    'greet421' greets with 421 and closes;
+    'serve'    hands each connection to SERVE(conn) in a thread of its own."""
+
+    def __init__(self, mode, serve=None):
+        self.mode = mode
+        self.serve = serve
+        self.conns = []
+        self.accepted = 0
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", free_port(11025)))
+        sock.listen(128)
+        super().__init__(sock)
+
+    def serve_once(self):
+        conn, _ = self.sock.accept()
+        self.accepted += 1
+        if self.mode == "greet421":
+            with contextlib.suppress(OSError):
+                conn.sendall(b"421 4.3.2 Service shutting down\r\n")
+            conn.close()
+        elif self.mode == "close":
+            conn.close()
+        elif self.mode == "serve":
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+        else:
+            self.conns.append(conn)
+
+    def close(self):
+        super().close()
         for c in self.conns:
             with contextlib.suppress(OSError):
                 c.close()
-        self.sock.close()
+
+
+class LineReader:
+    """CRLF-ended lines from CONN, for the fake SMTP servers; .buf holds
+    what came after the last line taken."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.buf = b""
+
+    def wait_line(self):
+        """True once a whole line is buffered, False at end of stream."""
+        while b"\r\n" not in self.buf:
+            data = self.conn.recv(65536)
+            if not data:
+                return False
+            self.buf += data
+        return True
+
+    def line(self):
+        if not self.wait_line():
+            raise EOFError
+        ln, self.buf = self.buf.split(b"\r\n", 1)
+        return ln
+
+    def next_starts(self, prefix, wait):
+        """Whether the next line, if it has come within WAIT seconds,
+        starts with PREFIX (upper case)."""
+        timeout = self.conn.gettimeout()
+        self.conn.settimeout(wait)
+        try:
+            self.wait_line()
+        except socket.timeout:
+            pass
+        finally:
+            self.conn.settimeout(timeout)
+        return self.buf.upper().startswith(prefix)
 
 
 class ScriptedSMTP:
@@ -789,17 +845,23 @@ class ScriptedSMTP:
     CLOSE_AFTER seconds later says 421 and closes, or just closes).
     XCLIENT_REFUSE: an ADDR= value whose XCLIENT is refused with 501 on any
     connection (a refusal of one client's attributes).
+    WATCH_MAIL: at each MAIL, waits half a second for what comes next
+    before replying.
     .lines: the command lines of every connection (list of lists of bytes);
-    .delivered: (sender, [recipients]) of every message it accepted."""
+    .delivered: (sender, [recipients]) of every message it accepted;
+    .rcpt_with_mail (WATCH_MAIL): for every MAIL, whether the RCPT after it
+    had arrived before MAIL was answered."""
 
     def __init__(self, step=None, action=None, pipelining=False, xclient=False,
-                 xclient_refuse=None, close_after=0.3):
+                 xclient_refuse=None, close_after=0.3, watch_mail=False):
         self.step, self.action = step, action
         self.pipelining, self.xclient = pipelining, xclient
         self.xclient_refuse = xclient_refuse
         self.close_after = close_after
+        self.watch_mail = watch_mail
         self.lines = []
         self.delivered = []
+        self.rcpt_with_mail = []
         self.faulted = threading.Event()
         self._lock = threading.Lock()
 
@@ -809,17 +871,8 @@ class ScriptedSMTP:
         with self._lock:
             self.lines.append(got)
         conn.settimeout(30)
-        buf = b""
-
-        def line():
-            nonlocal buf
-            while b"\r\n" not in buf:
-                data = conn.recv(65536)
-                if not data:
-                    raise EOFError
-                buf += data
-            ln, buf = buf.split(b"\r\n", 1)
-            return ln
+        reader = LineReader(conn)
+        line = reader.line
 
         def fault(step):
             """True when the reply to STEP was replaced (or withheld)."""
@@ -868,6 +921,8 @@ class ScriptedSMTP:
                     elif not fault("XCLIENT") and not fault(f"XCLIENT{nxclient}"):
                         conn.sendall(b"220 sink.test ESMTP\r\n")
                 elif up.startswith(b"MAIL"):
+                    if self.watch_mail:
+                        self.rcpt_with_mail.append(reader.next_starts(b"RCPT", 0.5))
                     if not fault("MAIL"):
                         sender, rcpts, nrcpt = cmd[10:].decode(errors="replace"), [], 0
                         conn.sendall(b"250 2.1.0 Ok\r\n")
@@ -1058,6 +1113,47 @@ class DnsServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+class FakeDns(LoopbackServer):
+    """A UDP name server on 127.0.0.1:<port> that a test scripts: a subclass's
+    answer(name, qtype) gives (rcode, [records], tc) for each query, or None
+    to say nothing at all. NAME is lower case, a dot inside a label written
+    "\\.". .queries: the (name, qtype) of every query, in order. Nothing is
+    listening on TCP, so a retry after TC finds the port closed."""
+
+    def __init__(self):
+        self.queries = []
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        super().__init__(sock)
+
+    @staticmethod
+    def _question(q):
+        labels, off = [], 12
+        while q[off]:
+            n = q[off]
+            # a dot inside a label stays told apart from the dot between
+            labels.append(q[off + 1:off + 1 + n].decode("latin-1").lower().replace(".", "\\."))
+            off += 1 + n
+        qtype = struct.unpack(">H", q[off + 1:off + 3])[0]
+        return ".".join(labels), qtype, off + 5
+
+    def serve_once(self):
+        q, peer = self.sock.recvfrom(4096)
+        try:
+            name, qtype, qend = self._question(q)
+        except (IndexError, struct.error):
+            return
+        self.queries.append((name, qtype))
+        a = self.answer(name, qtype)
+        if a is None:
+            return
+        rcode, records, tc = a
+        rd = struct.unpack(">H", q[2:4])[0] & 0x0100
+        flags = 0x8000 | 0x0400 | rd | 0x0080 | (0x0200 if tc else 0) | rcode  # QR AA RD RA TC
+        self.sock.sendto(q[:2] + struct.pack(">HHHHH", flags, 1, len(records), 0, 0) +
+                         q[12:qend] + b"".join(records), peer)
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,8 @@ import types
 
 import pytest
 
-from conftest import (CLIENT_ADDR, _children, assert_reply, dot_stuff, free_port,
-                      make_message, wait_until)
-from test_backend_pipelining import scripted_smtp
+from conftest import (CLIENT_ADDR, ScriptedSMTP, _children, assert_reply, dot_stuff,
+                      free_port, make_message, wait_until)
 
 
 def test_backend_unreachable(greygate_factory, tok):
@@ -47,7 +46,7 @@ def test_refused_at_greeting_while_backend_down(greygate_factory, fake_backend, 
     gg.wait_event("reject", cmd="CONNECT", rule="backend_down")
     time.sleep(2.5)     # a few more probes while it is down
 
-    fb.serve = scripted_smtp(True, [])
+    fb.serve = ScriptedSMTP(pipelining=True)
     fb.mode = "serve"
     t0 = time.monotonic()
 

@@ -1,81 +1,19 @@
 """MAIL and the first RCPT reach the backend in one round trip when, and
 only when, the backend offers PIPELINING."""
 
-import socket
-
 import pytest
 
-from conftest import assert_reply, dot_stuff, make_message
-
-
-def scripted_smtp(pipelining, rcpt_with_mail):
-    """A minimal SMTP server for FakeBackend('serve', ...) that appends to
-    RCPT_WITH_MAIL, for every MAIL, whether the RCPT after it had arrived
-    before MAIL was answered."""
-    ehlo = b"250-sink.test\r\n" + (b"250-PIPELINING\r\n" if pipelining else b"") \
-        + b"250 8BITMIME\r\n"
-
-    def serve(conn):
-        conn.settimeout(10)
-        buf = b""
-
-        def line():
-            nonlocal buf
-            while b"\r\n" not in buf:
-                data = conn.recv(4096)
-                if not data:
-                    raise EOFError
-                buf += data
-            ln, buf = buf.split(b"\r\n", 1)
-            return ln
-
-        try:
-            conn.sendall(b"220 sink.test ESMTP\r\n")
-            while True:
-                cmd = line().upper()
-                if cmd.startswith(b"EHLO"):
-                    conn.sendall(ehlo)
-                elif cmd.startswith(b"MAIL"):
-                    # whatever else arrives within a moment came with MAIL
-                    conn.settimeout(0.5)
-                    try:
-                        while b"\r\n" not in buf:
-                            data = conn.recv(4096)
-                            if not data:
-                                break
-                            buf += data
-                    except socket.timeout:
-                        pass
-                    conn.settimeout(10)
-                    rcpt_with_mail.append(buf.upper().startswith(b"RCPT"))
-                    conn.sendall(b"250 2.1.0 Ok\r\n")
-                elif cmd.startswith(b"RCPT"):
-                    conn.sendall(b"250 2.1.5 Ok\r\n")
-                elif cmd == b"DATA":
-                    conn.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                    while line() != b".":
-                        pass
-                    conn.sendall(b"250 2.0.0 Ok: queued\r\n")
-                elif cmd == b"QUIT":
-                    conn.sendall(b"221 2.0.0 Bye\r\n")
-                    break
-                else:
-                    conn.sendall(b"250 2.0.0 Ok\r\n")
-        except (EOFError, OSError):
-            pass
-        finally:
-            conn.close()
-    return serve
+from conftest import ScriptedSMTP, assert_reply, dot_stuff, make_message
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
 def test_mail_and_first_rcpt_pipelined(greygate_factory, fake_backend, tok, pipelining):
-    rcpt_with_mail = []
-    backend = fake_backend("serve", scripted_smtp(pipelining, rcpt_with_mail))
+    script = ScriptedSMTP(pipelining=pipelining, watch_mail=True)
+    backend = fake_backend("serve", script)
     gg = greygate_factory(upstream=backend, backend={"xclient": False})
     with gg.raw() as c:
         assert_reply(c.send_message(f"s-{tok}@sender.example",
                                     [f"a-{tok}@test.example", f"b-{tok}@test.example"],
                                     dot_stuff(make_message(tok))), 250, "2.0.0")
         assert_reply(c.cmd("QUIT"), 221)
-    assert rcpt_with_mail == [pipelining]
+    assert script.rcpt_with_mail == [pipelining]

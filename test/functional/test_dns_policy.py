@@ -16,16 +16,13 @@ a backend refusal) and two greygates (module scope, greylisting off): every
 case opens its own session.
 """
 
-import socket
-import struct
-import threading
 import time
 
 import pytest
 
-from conftest import (BACKEND_DOMAINS, CLIENT_ADDR, DnsServer, Greygate, PostfixBackend,
-                      RawSMTP, assert_reply, default_config, dot_stuff, free_port,
-                      make_message, merge, stop_gates, token)
+from conftest import (BACKEND_DOMAINS, CLIENT_ADDR, DnsServer, FakeDns, Greygate,
+                      PostfixBackend, RawSMTP, assert_reply, default_config, dot_stuff,
+                      free_port, make_message, merge, stop_gates, token)
 
 DNS_TIMEOUT_MS = 400
 
@@ -37,60 +34,19 @@ QTYPES = {"A": 1, "MX": 15, "AAAA": 28, "PTR": 12}
 RCODES = {"nodata": 0, "servfail": 2, "nxdomain": 3, "refused": 5}
 
 
-class ScriptedDns:
-    """UDP name server on 127.0.0.1:<port> answering each query by RULES
-    {(qname, "TYPE"): action} else DEFAULT. Actions: "servfail", "refused",
-    "nxdomain", "nodata" (NOERROR, empty answer), "silent" (never answers)."""
+class ScriptedDns(FakeDns):
+    """Answers each query by RULES {(qname, "TYPE"): action} else DEFAULT.
+    Actions: "servfail", "refused", "nxdomain", "nodata" (NOERROR, empty
+    answer), "silent" (never answers)."""
 
     def __init__(self, default, rules=None):
         self.default = default
         self.rules = {(n.lower(), QTYPES[t]): a for (n, t), a in (rules or {}).items()}
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.queries = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    @staticmethod
-    def _question(q):
-        labels, off = [], 12
-        while q[off]:
-            n = q[off]
-            labels.append(q[off + 1:off + 1 + n].decode("ascii", "replace").lower())
-            off += 1 + n
-        off += 1
-        qtype = struct.unpack(">H", q[off:off + 2])[0]
-        return ".".join(labels), qtype, off + 4
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                q, peer = self.sock.recvfrom(4096)
-            except (socket.timeout, OSError):
-                continue
-            try:
-                name, qtype, qend = self._question(q)
-            except (IndexError, struct.error):
-                continue
-            self.queries.append((name, qtype))
-            action = self.rules.get((name, qtype), self.default)
-            if action == "silent":
-                continue
-            rd = struct.unpack(">H", q[2:4])[0] & 0x0100
-            flags = 0x8000 | 0x0400 | rd | 0x0080 | RCODES[action]   # QR AA RD RA rcode
-            reply = q[:2] + struct.pack(">HHHHH", flags, 1, 0, 0, 0) + q[12:qend]
-            try:
-                self.sock.sendto(reply, peer)
-            except OSError:
-                pass
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
+    def answer(self, name, qtype):
+        action = self.rules.get((name, qtype), self.default)
+        return None if action == "silent" else (RCODES[action], [], False)
 
 
 # --------------------------------------------------------------------------

@@ -8,12 +8,13 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <dirent.h>
 
 #include "greylist.h"
 #include "memstore.h"
 #include "netaddr.h"
 #include "triplet.h"
+#include "mk_triplet.h"
+#include "tmpdir.h"
 
 #define T0 INT64_C(1700000000)
 #define HOUR 3600
@@ -66,14 +67,6 @@ static bool same_decision(struct gl_decision a, struct gl_decision b)
 {
 	return a.action == b.action && a.reason == b.reason && a.delay_left == b.delay_left &&
 	       a.waited == b.waited && a.capped == b.capped;
-}
-
-static struct triplet mk(const char *net, const char *sender, const char *rcpt)
-{
-	struct triplet t;
-	if (triplet_make(&t, net, sender, strlen(sender), rcpt, strlen(rcpt)) != 0)
-		fail_msg("triplet_make(%s, %s, %s) failed", net, sender, rcpt);
-	return t;
 }
 
 static struct ipaddr ip(const char *s)
@@ -385,38 +378,6 @@ static void test_gl_reason_names(void **state)
 }
 
 /* --------------------------------------------------------------- memstore */
-
-static char tmpdir[] = "/tmp/gg-test-greylist-XXXXXX";
-
-static int setup_dir(void **state)
-{
-	(void)state;
-	return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown_dir(void **state)
-{
-	(void)state;
-	DIR *d = opendir(tmpdir);
-	if (!d)
-		return -1;
-	for (struct dirent *e; (e = readdir(d));) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		char file[512];
-		snprintf(file, sizeof file, "%s/%s", tmpdir, e->d_name);
-		unlink(file);
-	}
-	closedir(d);
-	return rmdir(tmpdir);
-}
-
-static const char *path(const char *name)
-{
-	static char buf[256];
-	snprintf(buf, sizeof buf, "%s/%s", tmpdir, name);
-	return buf;
-}
 
 static void test_ms_decisions(void **state)
 {
@@ -777,14 +738,6 @@ static void test_ms_roundtrip_odd_parts(void **state)
 
 /* ---- damaged files ---- */
 
-static void write_all(const char *file, const char *text, size_t len)
-{
-	FILE *f = fopen(file, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(text, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
-}
-
 /* TEXT with line LINE (1-based) replaced by REPL, into OUT. */
 static size_t replace_line(const char *text, int line, const char *repl, char *out,
 			   size_t outlen)
@@ -927,7 +880,7 @@ static void test_ms_load_corrupt(void **state)
 		const struct damage *d = &cases[i];
 		char text[16384];
 		size_t len = damage(good, d, text, sizeof text);
-		write_all(path("bad.db"), text, len);
+		write_file(path("bad.db"), text, len);
 
 		/* Whatever the store held before, it is empty after a refusal. */
 		struct memstore *s = memstore_new(100);
@@ -951,7 +904,7 @@ static void test_ms_load_corrupt(void **state)
 
 	/* The undamaged file loads: the refusals were about the damage. */
 	struct memstore *s = memstore_new(100);
-	write_all(path("bad.db"), good, good_len);
+	write_file(path("bad.db"), good, good_len);
 	assert_int_equal(memstore_load(s, path("bad.db"), T0 + 2, err, sizeof err), 3);
 	assert_true(memstore_get(s, &b).exists);
 	memstore_free(s);

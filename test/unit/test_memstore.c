@@ -10,12 +10,13 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <dirent.h>
 #include <openssl/evp.h>
 
 #include "memstore.h"
 #include "siphash.h"
 #include "triplet.h"
+#include "mk_triplet.h"
+#include "tmpdir.h"
 
 #define T0 INT64_C(1700000000)
 
@@ -29,51 +30,11 @@ static const struct gl_params P = {
 
 static const uint8_t KEY[SIPHASH_KEY_LEN] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
 
-static struct triplet mk(const char *net, const char *sender, const char *rcpt)
-{
-	struct triplet t;
-	if (triplet_make(&t, net, sender, strlen(sender), rcpt, strlen(rcpt)) != 0)
-		fail_msg("triplet_make(%s, %s, %s) failed", net, sender, rcpt);
-	return t;
-}
-
 static struct triplet numbered(int i)
 {
 	char sender[64];
 	snprintf(sender, sizeof sender, "s%d@example.com", i);
 	return mk("203.0.113.0/24", sender, "user@example.org");
-}
-
-static char tmpdir[] = "/tmp/gg-test-memstore-XXXXXX";
-
-static int setup_dir(void **state)
-{
-	(void)state;
-	return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown_dir(void **state)
-{
-	(void)state;
-	DIR *d = opendir(tmpdir);
-	if (!d)
-		return -1;
-	for (struct dirent *e; (e = readdir(d));) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		char file[512];
-		snprintf(file, sizeof file, "%s/%s", tmpdir, e->d_name);
-		unlink(file);
-	}
-	closedir(d);
-	return rmdir(tmpdir);
-}
-
-static const char *path(const char *name)
-{
-	static char buf[256];
-	snprintf(buf, sizeof buf, "%s/%s", tmpdir, name);
-	return buf;
 }
 
 static size_t read_file(const char *file, uint8_t *buf, size_t max)
@@ -84,14 +45,6 @@ static size_t read_file(const char *file, uint8_t *buf, size_t max)
 	assert_true(n < max);
 	fclose(f);
 	return n;
-}
-
-static void write_file(const char *file, const void *data, size_t len)
-{
-	FILE *f = fopen(file, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
 }
 
 /* ---------------------------------------------------------------- siphash */
