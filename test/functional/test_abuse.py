@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import assert_reply, parse_kv, rss_test_env
+from conftest import assert_reply, parse_kv, rss_test_env, wait_until
 
 
 def serves(gg):
@@ -66,6 +66,8 @@ def test_connection_flood(greygate_factory):
     finally:
         for s in socks:
             s.close()
+    # the refusal is logged just after its 421 is sent
+    wait_until(lambda: len(gg.events("refuse")) >= 40, 5, what="40 refusals logged")
     assert len(gg.events("refuse")) == 40
     serves(gg)
 
