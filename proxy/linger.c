@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 struct lingering_conn {
+	struct lingering_conn *prev, *next;
 	struct event *ev;
 	size_t left;          /* input bytes still accepted */
 	uint64_t until_ms;    /* monotonic */
 };
 
+static struct lingering_conn *all;
 static int lingering;
 
 static uint64_t now_ms(void)
@@ -25,6 +27,12 @@ static uint64_t now_ms(void)
 
 static void finish(struct lingering_conn *l, evutil_socket_t fd)
 {
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		all = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
 	event_free(l->ev);
 	free(l);
 	close(fd);
@@ -75,9 +83,19 @@ void linger_close(struct event_base *base, evutil_socket_t fd)
 		return;
 	}
 	lingering++;
+	l->next = all;
+	if (all)
+		all->prev = l;
+	all = l;
 	l->left = LINGER_BYTES;
 	l->until_ms = now_ms() + LINGER_SECONDS * 1000;
 	struct timeval tv = { LINGER_SECONDS, 0 };
 	if (event_add(l->ev, &tv) != 0)
 		finish(l, fd);
+}
+
+void linger_close_all(void)
+{
+	while (all)
+		finish(all, event_get_fd(all->ev));
 }

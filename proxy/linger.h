@@ -24,5 +24,7 @@
 
 /* Takes FD (a connected stream socket) over and closes it as above. */
 void linger_close(struct event_base *base, evutil_socket_t fd);
+/* At exit: closes every connection still lingering. */
+void linger_close_all(void);
 
 #endif
