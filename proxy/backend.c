@@ -59,6 +59,8 @@ struct backend {
 	bool probe;           /* throw-away connection that only learns caps */
 	bool reused;          /* taken from the idle list, XCLIENT hand-shake not yet done */
 	bool in_body;         /* the reply awaited is the one to end-of-data */
+	int positive;         /* the class of positive reply the one awaited may have */
+	int then_positive;    /* the same for the pipelined second command */
 	bool delivered;       /* the last reply accepted a message, nothing sent since */
 };
 
@@ -188,9 +190,29 @@ static void send_line(struct backend *b, const char *line, size_t len)
 	send_lines(b, line, len, NULL, 0);
 }
 
+/*
+ * Which replies a request may get: 4xx and 5xx always, and one positive
+ * class: 3 (354) for DATA, 2 for every other command greygate sends, for
+ * the hand-shake's steps and for end-of-data. Anything else (a 354 to RCPT,
+ * a 1xx, a 250 to DATA) is never relayed: the backend and greygate no
+ * longer agree where the dialogue is, so the connection is lost to the
+ * request (or unavailable, in the hand-shake).
+ */
+static int positive_class(const char *line, size_t len)
+{
+	return len == 4 && strncasecmp(line, "DATA", 4) == 0 ? 3 : 2;
+}
+
+static bool reply_fits(const struct backend *b, const struct smtp_reply *r)
+{
+	int c = r->code / 100;
+	return c == b->positive || c == 4 || c == 5;
+}
+
 static void expect_reply(struct backend *b, enum bstate st)
 {
 	b->state = st;
+	b->positive = 2;
 	smtp_reply_reset(&b->reply);
 	struct timeval tv = { b->cfg->backend.command_timeout, 0 };
 	bufferevent_set_timeouts(b->bev, &tv, &tv);
@@ -375,6 +397,13 @@ static void on_read(struct bufferevent *bev, void *arg)
 			continue;
 		/* No timeout while idle: an idle backend is only watched for EOF. */
 		bufferevent_set_timeouts(b->bev, NULL, NULL);
+		if (!reply_fits(b, &b->reply)) {
+			char detail[256];
+			snprintf(detail, sizeof detail, "reply of a class the command cannot have: %.200s",
+				 b->reply.text);
+			go_dead(b, b->state == B_BUSY ? BE_LOST : BE_UNAVAILABLE, "read", detail);
+			return;
+		}
 		if (b->state == B_BUSY && b->reply.code == 421) {
 			/* "closing the transmission channel": whatever was
 			 * given on this connection is gone with it */
@@ -421,6 +450,7 @@ static void deliver(evutil_socket_t fd, short what, void *arg)
 		b->then = NULL;
 		if (b->state == B_READY && b->bev) {
 			b->state = B_BUSY;
+			b->positive = b->then_positive;
 			struct timeval tv = { b->cfg->backend.command_timeout, 0 };
 			bufferevent_set_timeouts(b->bev, &tv, &tv);
 		} else {
@@ -575,6 +605,8 @@ static void command(struct backend *b, const char *line, size_t len, const char 
 	b->then = then;
 	send_lines(b, line, len, second, second_len);
 	expect_reply(b, B_BUSY);
+	b->positive = positive_class(line, len);
+	b->then_positive = second ? positive_class(second, second_len) : 2;
 }
 
 void backend_command(struct backend *b, const char *line, size_t len,
@@ -596,6 +628,7 @@ void backend_body_begin(struct backend *b, backend_reply_fn done, void *arg)
 	b->done_arg = arg;
 	b->state = B_BUSY;
 	b->in_body = true;
+	b->positive = 2;
 	smtp_reply_reset(&b->reply);
 	/* The backend says nothing until the body ends, however slow the client
 	 * is; only a backend that stops taking the body is timed out here. */

@@ -21,6 +21,7 @@
 #include "fcrdns.h"
 #include "helo.h"
 #include "hostname.h"
+#include "linger.h"
 #include "proxyproto.h"
 #include "listener.h"
 #include "log.h"
@@ -218,13 +219,27 @@ static void kill_session(struct session *s)
 	server_session_gone();
 }
 
+/* The last reply has left: the session ends, and the socket lingers for
+ * what the client sent meanwhile (a close with input unread would reset
+ * the connection and lose the replies the client has not read yet). A TLS
+ * session's bytes may still wait in the filter's underlying buffer. */
+static void closed_after_flush(struct session *s)
+{
+	if (s->direct_write) {
+		evutil_socket_t fd = bufferevent_getfd(s->bev);
+		bufferevent_setfd(s->bev, -1);
+		linger_close(srv.base, fd);
+	}
+	kill_session(s);
+}
+
 /* Closes once the replies already queued have reached the client. */
 static void close_after_flush(struct session *s)
 {
 	s->state = SS_CLOSING;
 	bufferevent_disable(s->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		kill_session(s);
+		closed_after_flush(s);
 	/* otherwise on_write finishes it */
 }
 
@@ -1461,7 +1476,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void output_drained(struct session *s)
 {
 	if (s->state == SS_CLOSING) {
-		kill_session(s);
+		closed_after_flush(s);
 	} else if (s->out_paused) {
 		s->out_paused = false;
 		if (s->state == SS_CMD) {

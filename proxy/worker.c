@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "control.h"
 #include "handover.h"
+#include "linger.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -190,6 +191,7 @@ int worker_run(const struct worker_args *w)
 	listener_close();
 	handover_stop();
 	session_shutdown();
+	linger_close_all();
 	control_close();
 	store()->close();
 	resolver_close();

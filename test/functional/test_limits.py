@@ -2,9 +2,10 @@
 connections in total and per client address."""
 
 import re
+import socket
 import time
 
-from conftest import (CLIENT_ADDR, ConnectionClosed, assert_reply, dot_stuff,
+from conftest import (CLIENT_ADDR, ConnectionClosed, RawSMTP, assert_reply, dot_stuff,
                       make_message, wait_until)
 
 
@@ -231,3 +232,46 @@ def test_max_per_client(greygate_factory):
     finally:
         for c in conns:
             c.close()
+
+
+class SmallWindowSMTP(RawSMTP):
+    """A client whose receive window is small: replies it has not read yet
+    wait in the server's send queue (as they do for any client over a slow
+    or lossy path)."""
+
+    def __init__(self, port, source=CLIENT_ADDR, timeout=15):
+        self.timeout = timeout
+        self.buf = b""
+        self.closed_by_peer = False
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        self.sock.settimeout(timeout)
+        self.sock.bind((source, 0))
+        self.sock.connect(("127.0.0.1", port))
+
+
+def test_pipelined_errors_every_reply_before_close(greygate_factory):
+    """A pipelining client that runs into max_errors reads every reply up to
+    the 421, although it sent more than the server read: closing a socket
+    with unread input resets the connection, and a reset throws away the
+    replies still queued for the client."""
+    gg = greygate_factory(limits=limits(max_errors=20))
+    with SmallWindowSMTP(gg.port) as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd("MAIL FROM:<s@sender.example>"), 250)
+        assert_reply(c.cmd("RCPT TO:<user@test.example>"), 250)
+        # relay denials of long addresses (about 240 bytes each) fill the
+        # client's window long before the 421; more of them than the server
+        # reads
+        domain = ".".join(["d" * 60] * 3) + ".foreign.example"
+        c.send("".join(f"RCPT TO:<v{i:02}{'v' * 50}@{domain}>\r\n" for i in range(40)))
+        # the client reads only once the server is done with it
+        assert gg.wait_event("disconnect", client=CLIENT_ADDR)
+        replies = []
+        while not replies or replies[-1].code != 421:
+            replies.append(c.reply())
+        codes = [r.code for r in replies]
+        assert codes in ([554] * 19 + [421], [554] * 20 + [421]), codes
+        assert "Relay access denied" in replies[0].text, replies[0]
+        assert c.wait_closed(5)

@@ -93,6 +93,13 @@ TABLE = {
     ("EOD", "421"): ([OK, OK, GO, LOST, NEED_MAIL, NEED_MAIL], None),
     ("EOD", "451"): ([OK, OK, GO, (451, "4.3.0"), NEED_MAIL, NEED_MAIL], None),
     ("EOD", "554"): ([OK, OK, GO, (554, "5.3.0"), NEED_MAIL, NEED_MAIL], None),
+    # a hostile backend: a reply of a class the command cannot have never
+    # reaches the client; the connection is lost to the command
+    ("MAIL", "354"): (LOST_ROW, None),
+    ("RCPT1", "354"): (LOST_ROW, None),
+    ("RCPT2", "354"): ([OK, LOST, LOST, None, LOST, LOST], None),
+    ("DATA", "250"): ([OK, OK, LOST, None, LOST, LOST], None),
+    ("EOD", "354"): ([OK, OK, GO, LOST, NEED_MAIL, NEED_MAIL], None),
 }
 
 
@@ -148,7 +155,7 @@ def test_failure_table(greygate_factory, fake_backend, tok, step, action, pipeli
     _still_serving(gg, script, tok)
 
 
-@pytest.mark.parametrize("action", ["close", "silent", "421", "451", "554"])
+@pytest.mark.parametrize("action", ["close", "silent", "421", "451", "554", "354"])
 def test_failure_at_rset(greygate_factory, fake_backend, tok, action):
     """RSET goes to the backend when it holds a transaction; whatever it does
     then, the client's RSET is done (250) and the next transaction is
@@ -196,3 +203,22 @@ def test_backend_timeout_mid_transaction_postfix(make_postfix_backend, greygate_
     assert gg.alive()
     with gg.raw() as c:
         assert_reply(c.greeting(), 220)
+
+
+@pytest.mark.parametrize("step", ["MAIL", "RCPT1"])
+def test_reply_of_wrong_class_logged(greygate_factory, fake_backend, tok, step):
+    """A 354 to MAIL or RCPT is no reply to relay: the RCPT gets 451 4.4.2
+    (the connection is lost to the transaction), and the log says what the
+    backend did."""
+    script = ScriptedSMTP(step, "354")
+    gg = _gate(greygate_factory, fake_backend, script)
+    with gg.raw(timeout=20) as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<a-{tok}@test.example>"), *LOST)
+        assert_reply(c.cmd("QUIT"), 221)
+    ev = gg.wait_event("backend_error", stage="read")
+    assert "cannot have" in ev[0]["detail"] and "354" in ev[0]["detail"], ev
+    assert gg.alive()
+    _still_serving(gg, script, tok)

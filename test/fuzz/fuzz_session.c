@@ -118,6 +118,7 @@
 #include "backend.h"
 #include "config.h"
 #include "connlimit.h"
+#include "linger.h"
 #include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
@@ -1570,6 +1571,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* tear down as the worker does at exit */
 	session_shutdown();
+	linger_close_all();
 	backend_shutdown();
 	settle();
 	for (size_t i = 0; i < BCONN_MAX; i++)
