@@ -498,7 +498,7 @@ static enum proxyproto_status parse_v2(const unsigned char *b, size_t n,
 
 	/* LOCAL is the proxy talking for itself (health checks); PROXY with
 	 * UNSPEC means the proxy could not tell us the client. Either way the
-	 * spec says to use the real endpoints and ignore the block. */
+	 * block is ignored and no client is known. */
 	bool local = cmd == V2_CMD_LOCAL || fam == V2_FAM_UNSPEC;
 	size_t minlen = fam == V2_FAM_TCP4 ? V2_ADDR4_LEN : V2_ADDR6_LEN;
 

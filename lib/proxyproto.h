@@ -29,8 +29,9 @@ enum proxyproto_status {
 struct proxyproto_result {
 	size_t len;             /* bytes the header took */
 	int version;            /* 1 or 2 */
-	/* LOCAL (v2) or UNKNOWN (v1): the connection is the proxy's own
-	 * (a health check); the client is the proxy itself */
+	/* LOCAL or UNSPEC (v2), UNKNOWN (v1): the header names no client
+	 * (a health check, or a proxy that could not tell); src and dst are
+	 * zero. The connection's own peer is the proxy, not the client. */
 	int local;
 	struct ipaddr src, dst;
 	uint16_t src_port, dst_port;

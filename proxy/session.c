@@ -78,6 +78,10 @@ struct session {
 	unsigned client_port;
 	time_t started;
 	bool counted;        /* in connlimit under client */
+	/* A PROXY header without a client (v1 UNKNOWN, v2 LOCAL or UNSPEC):
+	 * client holds the balancer's address, which must earn the session
+	 * no trust, so such a session takes no mail and reaches no backend. */
+	bool client_unknown;
 	/* The client's forward-confirmed host name for XCLIENT NAME, or
 	 * [UNAVAILABLE] / [TEMPUNAVAIL] as Postfix spells "none" and "not yet". */
 	char client_name[DNS_NAME_MAX + 2];
@@ -593,6 +597,14 @@ static void wait_for(struct session *s)
 	bufferevent_disable(s->bev, EV_READ);
 }
 
+/* Temporary: a balancer that lost its clients' addresses is a fault its
+ * admin fixes, and mail sent meanwhile should wait in senders' queues. */
+static void refuse_unknown_client(struct session *s, const char *cmd)
+{
+	reject_counted(s, cmd, "451 4.7.1 Error: client address unknown, try again later",
+		       WHY_PROXY_PROTOCOL);
+}
+
 static bool need_helo(struct session *s, const char *cmd)
 {
 	if (s->helo_seen || !s->cfg->helo_required)
@@ -716,6 +728,10 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 {
 	if (!need_helo(s, "MAIL"))
 		return;
+	if (s->client_unknown) {
+		refuse_unknown_client(s, "MAIL");
+		return;
+	}
 	if (s->txn != TX_NONE) {
 		reject_counted(s, "MAIL", "503 5.5.1 Error: nested MAIL command", WHY_NONE);
 		return;
@@ -1089,6 +1105,10 @@ static void cmd_etrn(struct session *s, const struct smtp_cmd *c)
 	const struct gg_config *cfg = s->cfg;
 	if (!need_helo(s, "ETRN"))
 		return;
+	if (s->client_unknown) {
+		refuse_unknown_client(s, "ETRN");
+		return;
+	}
 	if (s->txn != TX_NONE) {
 		reject_counted(s, "ETRN", "503 5.5.1 Error: MAIL transaction in progress", WHY_NONE);
 		return;
@@ -1276,7 +1296,7 @@ static void on_client_name(void *arg, enum fcrdns_result r, const char *name)
 static void start_name_lookup(struct session *s)
 {
 	/* only XCLIENT uses it */
-	if (!s->cfg->backend.xclient) {
+	if (!s->cfg->backend.xclient || s->client_unknown) {
 		snprintf(s->client_name, sizeof s->client_name, "[UNAVAILABLE]");
 		return;
 	}
@@ -1336,7 +1356,12 @@ static bool read_proxy_header(struct session *s)
 	evbuffer_drain(in, r.len);
 	char proxy[48];
 	memcpy(proxy, s->client_str, sizeof proxy);
-	if (!r.local) {
+	if (r.local) {
+		/* not counted in connlimit either: the balancer is no client */
+		s->client_unknown = true;
+		s->client_port = 0;
+		snprintf(s->client_str, sizeof s->client_str, "unknown");
+	} else {
 		if (!connlimit_acquire(&r.src, (int)listener_share(s->cfg->limits.max_per_client))) {
 			refuse_proxy(s, "too many connections from your address");
 			return false;

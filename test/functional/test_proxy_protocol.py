@@ -1,12 +1,14 @@
 """PROXY protocol v1/v2 from proxy_protocol_networks: the client comes
 from the header (and reaches the backend through XCLIENT), anything else
-from those networks is refused, and limits count the real client."""
+from those networks is refused, and limits count the real client. A
+header that names no client (v1 UNKNOWN, v2 LOCAL or UNSPEC) leaves the
+client unknown: greeted, but no mail and none of the balancer's trust."""
 import socket
 import struct
 
 import pytest
 
-from conftest import assert_reply, dot_stuff, make_message, token
+from conftest import ScriptedSMTP, assert_reply, dot_stuff, make_message, token
 
 PROXY = "127.0.0.9"
 
@@ -69,7 +71,58 @@ def test_local_health_check(pp_gg):
         c.send(v2("0.0.0.0", "0.0.0.0", 0, 0, command=0x20, fam=0x00))
         assert_reply(c.reply(), 220)
         assert_reply(c.cmd("QUIT"), 221)
-    assert pp_gg.events("proxy", client=PROXY, local="yes")
+    assert pp_gg.events("proxy", client="unknown", proxy=PROXY, local="yes")
+
+
+NO_CLIENT = {
+    "v1 UNKNOWN": b"PROXY UNKNOWN\r\n",
+    "v2 LOCAL": v2("0.0.0.0", "0.0.0.0", 0, 0, command=0x20, fam=0x00),
+    "v2 UNSPEC": v2("0.0.0.0", "0.0.0.0", 0, 0, command=0x21, fam=0x00),
+}
+
+
+@pytest.mark.parametrize("hdr", NO_CLIENT.values(), ids=NO_CLIENT.keys())
+def test_no_client_in_header_gets_no_trust(greygate_factory, fake_backend, hdr):
+    """The balancer is in mynetworks and whitelist.clients (a same-host
+    balancer and the default loopback mynetworks): a session whose header
+    names no client must not borrow that trust, to relay or to skip
+    greylisting, and the backend must never hear of the balancer's address
+    as the client."""
+    script = ScriptedSMTP(xclient=True)
+    fb = fake_backend("serve", script)
+    gg = greygate_factory(upstream=fb, proxy_protocol_networks=[f"{PROXY}/32"],
+                          mynetworks=["127.0.0.0/8"],
+                          whitelist={"clients": ["127.0.0.0/8"]},
+                          greylist={"enabled": True})
+    tok = token()
+    with gg.raw(source=PROXY) as c:
+        c.send(hdr)
+        assert_reply(c.reply(), 220)
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 451, "4.7.1")
+        for rcpt in (f"x-{tok}@foreign.example", f"r-{tok}@test.example"):
+            r = c.cmd(f"RCPT TO:<{rcpt}>")
+            assert r.code != 250, (rcpt, r)
+        assert_reply(c.cmd("NOOP"), 250)
+        assert_reply(c.cmd("QUIT"), 221)
+    ev = gg.wait_event("reject", cmd="MAIL", client="unknown")
+    assert ev[0]["rule"] == "proxy_protocol"
+    sent = [ln for conn in script.lines for ln in conn]
+    assert not [ln for ln in sent if PROXY.encode() in ln], sent
+    assert not [ln for ln in sent if ln.upper().startswith((b"MAIL", b"RCPT"))], sent
+
+
+def test_health_checks_are_no_clients(pp_gg):
+    """v2 LOCAL is the balancer's own health check: it is greeted, and
+    with max_per_client = 1 its checks are not counted as one client."""
+    with pp_gg.raw(source=PROXY) as a, pp_gg.raw(source=PROXY) as b:
+        for c in (a, b):
+            c.send(NO_CLIENT["v2 LOCAL"])
+            assert_reply(c.reply(), 220)
+        for c in (a, b):
+            c.ehlo()
+            assert_reply(c.cmd("ETRN test.example"), 451, "4.7.1")
+            assert_reply(c.cmd("QUIT"), 221)
 
 
 def test_header_from_others_is_just_a_bad_command(pp_gg):
