@@ -91,12 +91,13 @@ static redisReplyObjectFunctions bounded_fn = {
 	mk_string, mk_array, mk_integer, mk_nil, free_obj,
 };
 
-/* The start of what waits in R's buffer, printable, e.g. "$1000000000". */
+/* What waits in R's buffer: a bulk string's announced length (the reader has
+ * taken its '$' and waits for all of it), else the start of the line. */
 static const char *pending_head(const redisReader *r)
 {
-	static char head[40];
+	char head[25];
 	size_t n = 0;
-	for (size_t i = r->pos; i < r->len && n < 24; i++) {
+	for (size_t i = r->pos; i < r->len && n < sizeof head - 1; i++) {
 		unsigned char ch = (unsigned char)r->buf[i];
 		if (ch == '\r' || ch == '\n')
 			break;
@@ -104,7 +105,10 @@ static const char *pending_head(const redisReader *r)
 	}
 	head[n] = '\0';
 	static char detail[64];
-	snprintf(detail, sizeof detail, "pending reply starts '%s'", head);
+	if (r->ridx >= 0 && r->rstack[r->ridx].type == REDIS_REPLY_STRING)
+		snprintf(detail, sizeof detail, "bulk string announced as %s bytes", head);
+	else
+		snprintf(detail, sizeof detail, "unfinished item '%s'", head);
 	return detail;
 }
 
