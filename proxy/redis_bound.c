@@ -61,9 +61,9 @@ static void *mk_string(const redisReadTask *task, char *s, size_t len)
 
 static void *mk_array(const redisReadTask *task, int n)
 {
-	/* N is at most INT_MAX: the product cannot wrap a size_t */
-	size_t cost = n < 0 ? OBJ_COST : OBJ_COST + (size_t)n * sizeof(void *);
-	if (!charge(task, cost))
+	/* a nil array is built by mk_nil: N is a count here, at most INT_MAX,
+	 * so the product cannot wrap a size_t */
+	if (n < 0 || !charge(task, OBJ_COST + (size_t)n * sizeof(void *)))
 		return NULL;
 	return base_fn->createArray(task, n);
 }

@@ -7,6 +7,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from conftest import CLIENT_ADDR, RawSMTP, assert_reply, free_port, wait_until
 
 HUGE = 1_000_000_000          # announced bulk length
@@ -16,11 +18,12 @@ RSS_SLACK_KB = 50 * 1024
 
 class HugeReplyRedis:
     """A fake Redis on 127.0.0.1 that answers PING/AUTH/SELECT/SCRIPT LOAD
-    like Redis and every EVALSHA/EVAL with a bulk string announced as 1 GB,
-    then streams up to STREAM bytes of it while the peer reads, and holds
-    the connection."""
+    like Redis and every EVALSHA/EVAL with a bulk string announced as 1 GB
+    (or an array of 10^9 elements), then streams up to STREAM bytes of it
+    while the peer reads, and holds the connection."""
 
-    def __init__(self):
+    def __init__(self, shape):
+        self.shape = shape
         self.port = free_port(16379)
         self.lsock = socket.create_server(("127.0.0.1", self.port))
         self.lsock.settimeout(0.2)
@@ -73,9 +76,12 @@ class HugeReplyRedis:
 
     def _stream(self, s):
         sent = 0
-        chunk = b"x" * 65536
+        if self.shape == "bulk":
+            head, chunk = b"$%d\r\n" % HUGE, b"x" * 65536
+        else:
+            head, chunk = b"*%d\r\n" % HUGE, b":1\r\n" * 16384
         try:
-            s.sendall(b"$%d\r\n" % HUGE)
+            s.sendall(head)
             while sent < STREAM and not self.stopping:
                 s.sendall(chunk)
                 sent += len(chunk)
@@ -90,8 +96,12 @@ class HugeReplyRedis:
         self.lsock.close()
 
 
-def test_redis_huge_reply_dropped(greygate_factory, tok):
-    fake = HugeReplyRedis()
+@pytest.mark.parametrize("shape,detail", [
+    ("bulk", "bulk string announced as 1000000000 bytes"),
+    ("array", "too many or too large elements"),
+])
+def test_redis_huge_reply_dropped(greygate_factory, tok, shape, detail):
+    fake = HugeReplyRedis(shape)
     try:
         gg = greygate_factory(
             start=False,
@@ -124,7 +134,7 @@ def test_redis_huge_reply_dropped(greygate_factory, tok):
         # one line: what, how big, what happens next
         lost = gg.wait_event("store", since=mark, state="disconnected", timeout=5)[-1]
         assert "reply over 65536 bytes" in lost["detail"], lost
-        assert "bulk string announced as 1000000000 bytes" in lost["detail"] and "reconnect" in lost["detail"], lost
+        assert detail in lost["detail"] and "reconnect" in lost["detail"], lost
         # and it comes back with the usual back-off
         gg.wait_event("store", since=mark, state="connected", timeout=10)
         wait_until(lambda: fake.connections >= 2, 5, what="a second connection")
