@@ -152,6 +152,24 @@ static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, 
 
 /* A client network as the auto-whitelist keys it: an address is masked to
  * the configured prefix; a network must already be of that size. */
+int ctl_parse_ttl(const char *text, int64_t *ttl)
+{
+	int64_t v = 0;
+	if (!*text)
+		return -1;
+	for (const char *p = text; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (*p - '0');
+		if (v > CTL_TTL_MAX)
+			return -1;           /* before the next digit could overflow */
+	}
+	if (v == 0)
+		return -1;
+	*ttl = v;
+	return 0;
+}
+
 static int awl_net(const struct gg_config *cfg, const char *arg, char *net, size_t len, FILE *out)
 {
 	struct cidr c;
@@ -218,9 +236,10 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 		char net[NET_TEXT_MAX];
 		if (awl_net(cfg, argv[1], net, sizeof net, out) < 0)
 			return 2;
-		long ttl = argc == 3 ? strtol(argv[2], NULL, 10) : cfg->greylist.pass_lifetime;
-		if (ttl <= 0) {
-			fprintf(out, "error: TTL must be a positive number of seconds\n");
+		int64_t ttl = cfg->greylist.pass_lifetime;
+		if (argc == 3 && ctl_parse_ttl(argv[2], &ttl) < 0) {
+			fprintf(out, "error: TTL '%s' is not a number of seconds from 1 to %lld "
+				     "(10 years)\n", argv[2], CTL_TTL_MAX);
 			return 2;
 		}
 		if (cfg->greylist.awl_threshold == 0) {
@@ -232,7 +251,7 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 		}
 		if (st->whitelist(ctx, net, cfg->greylist.awl_threshold, ttl) < 0)
 			return failed(st, ctx, out, "whitelist");
-		fprintf(out, "whitelisted net=%s ttl=%ld\n", net, ttl);
+		fprintf(out, "whitelisted net=%s ttl=%lld\n", net, (long long)ttl);
 		return 0;
 	}
 usage:

@@ -51,6 +51,13 @@ struct ctl_store {
 int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
 		int argc, char **argv, FILE *out);
 
+/* The longest TTL `whitelist NET TTL` takes: ten years, far beyond any use,
+ * and far from where expiry times would overflow. */
+#define CTL_TTL_MAX (10LL * 365 * 86400)
+
+/* TEXT as a TTL: decimal seconds, 1..CTL_TTL_MAX. 0 and *TTL set, or -1. */
+int ctl_parse_ttl(const char *text, int64_t *ttl);
+
 /* The triplet greygate would build for CLIENT SENDER RCPT under CFG. */
 int ctl_triplet(const struct gg_config *cfg, const char *client, const char *sender,
 		const char *rcpt, struct triplet *t, char *err, size_t errlen);

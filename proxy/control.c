@@ -5,6 +5,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,10 @@ static int mem_del(void *ctx, const char *hex)
 
 static int mem_whitelist(void *ctx, const char *net, int threshold, int64_t ttl)
 {
-	return memstore_whitelist(ctx, net, threshold, time(NULL) + ttl);
+	int64_t now = time(NULL);
+	/* the parser bounds TTL; saturate anyway rather than wrap */
+	int64_t expires = ttl > INT64_MAX - now ? INT64_MAX : now + ttl;
+	return memstore_whitelist(ctx, net, threshold, expires);
 }
 
 static int mem_stats(void *ctx, FILE *out)

@@ -20,7 +20,6 @@
  */
 #include <arpa/inet.h>
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
@@ -31,6 +30,7 @@
 #include "greylist_lua.h"
 #include "hostport.h"
 #include "log.h"
+#include "redis_bound.h"
 #include "store.h"
 
 #define STUCK_AFTER 3              /* timeouts in a row */
@@ -162,6 +162,13 @@ static void drop_connection(const char *why)
 	schedule_reconnect();
 }
 
+/* Why C failed, in its disconnect callback. */
+static const char *lost_why(const redisAsyncContext *c)
+{
+	const char *refused = redis_bound_refusal(c);
+	return refused ? refused : c->errstr;
+}
+
 static void on_connected(const redisAsyncContext *c, int status)
 {
 	if (c != ac)
@@ -187,7 +194,7 @@ static void on_disconnected(const redisAsyncContext *c, int status)
 {
 	if (c != ac)
 		return; /* one we dropped on purpose */
-	log_store(LOG_LVL_WARNING, "disconnected", status == REDIS_OK ? "closed" : c->errstr);
+	log_store(LOG_LVL_WARNING, "disconnected", status == REDIS_OK ? "closed" : lost_why(c));
 	ac = NULL;
 	state = R_DOWN;
 	evtimer_del(connect_timer);
@@ -232,8 +239,9 @@ static void on_role(redisAsyncContext *c, void *reply, void *priv)
 static void connect_master(void)
 {
 	ac = redisAsyncConnect(mhost, mport);
-	if (!ac || ac->err) {
-		log_store(LOG_LVL_WARNING, "connect-failed", ac ? ac->errstr : "out of memory");
+	if (!ac || ac->err || redis_bound_attach(ac, base) < 0) {
+		log_store(LOG_LVL_WARNING, "connect-failed",
+			  ac && ac->err ? ac->errstr : "out of memory");
 		if (ac)
 			redisAsyncFree(ac);
 		ac = NULL;
@@ -242,7 +250,6 @@ static void connect_master(void)
 		return;
 	}
 	state = R_CONNECTING;
-	redisLibeventAttach(ac, base);
 	redisAsyncSetConnectCallback(ac, on_connected);
 	redisAsyncSetDisconnectCallback(ac, on_disconnected);
 	arm(connect_timer, cfg->store.redis.connect_timeout_ms);
@@ -354,7 +361,7 @@ static void on_sentinel_disconnected(const redisAsyncContext *c, int status)
 	if (c != sc)
 		return;
 	sc = NULL;
-	sentinel_failed(status == REDIS_OK ? "closed" : c->errstr);
+	sentinel_failed(status == REDIS_OK ? "closed" : lost_why(c));
 }
 
 static void on_sentinel_timeout(evutil_socket_t fd, short what, void *arg)
@@ -381,8 +388,8 @@ static void ask_next_sentinel(void)
 	const struct sentinel *s = &sent[sent_cur];
 	state = R_DISCOVERING;
 	sc = redisAsyncConnect(s->host, s->port);
-	if (!sc || sc->err) {
-		const char *why = sc ? sc->errstr : "out of memory";
+	if (!sc || sc->err || redis_bound_attach(sc, base) < 0) {
+		const char *why = sc && sc->err ? sc->errstr : "out of memory";
 		log_sentinel(LOG_LVL_WARNING, s, "sentinel-failed", why);
 		if (sc)
 			redisAsyncFree(sc);
@@ -390,7 +397,6 @@ static void ask_next_sentinel(void)
 		ask_next_sentinel();
 		return;
 	}
-	redisLibeventAttach(sc, base);
 	redisAsyncSetConnectCallback(sc, on_sentinel_connected);
 	redisAsyncSetDisconnectCallback(sc, on_sentinel_disconnected);
 	arm(sentinel_timer, cfg->store.redis.connect_timeout_ms);
@@ -454,11 +460,11 @@ static void on_pc_connected(const redisAsyncContext *c, int status)
 
 static void on_pc_disconnected(const redisAsyncContext *c, int status)
 {
-	(void)status;
 	if (c != pc)
 		return;
 	pc = NULL;
-	log_sentinel(LOG_LVL_WARNING, &sent[pc_sent], "unsubscribed", "connection lost");
+	log_sentinel(LOG_LVL_WARNING, &sent[pc_sent], "unsubscribed",
+		     status == REDIS_OK ? "connection lost" : lost_why(c));
 }
 
 static void on_pc_timeout(evutil_socket_t fd, short what, void *arg)
@@ -481,13 +487,12 @@ static void subscribe_switch_master(void)
 		return;
 	pc_sent = sent_cur;
 	pc = redisAsyncConnect(sent[pc_sent].host, sent[pc_sent].port);
-	if (!pc || pc->err) {
+	if (!pc || pc->err || redis_bound_attach(pc, base) < 0) {
 		if (pc)
 			redisAsyncFree(pc);
 		pc = NULL;
 		return;
 	}
-	redisLibeventAttach(pc, base);
 	redisAsyncSetConnectCallback(pc, on_pc_connected);
 	redisAsyncSetDisconnectCallback(pc, on_pc_disconnected);
 	arm(pc_timer, cfg->store.redis.connect_timeout_ms);

@@ -989,6 +989,21 @@ def test_ctl_whitelist_with_awl_off(gl_gate, kind, tok):
         assert r.returncode == 2 and (r.stdout + r.stderr).strip(), r
 
 
+def test_ctl_whitelist_ttl_bounded(gl_gate, kind, tok):
+    """A TTL that would overflow the expiry time (time + TTL) is refused with
+    a clear message, and the daemon lives on (under UBSan the overflow ended
+    it; without, the entry was born expired). The longest TTL taken works."""
+    gg = gl_gate(kind, greylist={"awl_threshold": 1})
+    r = ctl(gg, "whitelist", NET4, "9223372036854775807")
+    assert r.returncode == 2, r
+    assert "error: TTL '9223372036854775807' is not a number of seconds from 1 to " \
+        "315360000 (10 years)" in r.stdout, r
+    assert gg.alive()
+    out = ctl_ok(gg, "whitelist", NET4, "315360000")
+    assert f"whitelisted net={NET4} ttl=315360000" in out, out
+    expect(gg, sender_for(tok), f"r-{tok}@test.example", "pass", "awl")
+
+
 # --------------------------------------------------------------------------
 # Redis only
 # --------------------------------------------------------------------------
