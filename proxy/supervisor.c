@@ -173,6 +173,18 @@ static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
 	signal_all(SIGKILL);
 }
 
+/* Our copies of the listen sockets would keep the port accepting into a
+ * backlog that no worker reads once the workers have closed theirs: the
+ * client would get a handshake and then silence instead of a refusal. */
+static void close_listen_sockets(void)
+{
+	for (unsigned i = 0; i < nslots; i++) {
+		for (size_t k = 0; k < slots[i].nfds; k++)
+			close(slots[i].fds[k]);
+		slots[i].nfds = 0;
+	}
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
@@ -186,6 +198,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		signal_all(SIGHUP);
 	} else if (!srv.draining) {
 		srv.draining = true;
+		close_listen_sockets();
 		log_msg(LOG_LVL_INFO, "shutdown", "signal; telling the workers to finish");
 		signal_all(SIGTERM);
 		struct timeval tv = { srv.cfg->shutdown_grace + KILL_AFTER_GRACE, 0 };
@@ -263,9 +276,8 @@ int supervisor_run(const char *argv0)
 		event_base_dispatch(srv.base);
 	}
 
+	close_listen_sockets();
 	for (unsigned i = 0; i < nslots; i++) {
-		for (size_t k = 0; k < slots[i].nfds; k++)
-			close(slots[i].fds[k]);
 		if (slots[i].store_ev)
 			event_free(slots[i].store_ev);
 		if (slots[i].store_fd >= 0)

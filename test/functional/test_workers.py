@@ -4,6 +4,7 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -227,3 +228,32 @@ def test_saving_a_large_store_does_not_stall_decisions(greygate_factory, tmp_pat
     assert last["result"] == "ok", last["_line"]
     assert not (tmp_path / "gl.db.tmp").exists()
     assert db.read_bytes().startswith(b"greygate-memstore 2\n")
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_sigterm_refuses_new_connections_at_once(workers_gg):
+    """Draining: a new client is refused at once (not accepted into a
+    backlog nobody reads, then reset seconds later), while the session
+    already open still runs to its QUIT."""
+    gg = workers_gg
+    wait_until(lambda: len(gg.events("ready")) == 2, 10, what="two workers ready")
+    tok = token()
+    with gg.raw() as c:
+        assert_reply(c.greeting(), 220)
+        c.ehlo()
+        start = time.monotonic()
+        gg.term()
+        wait_until(lambda: refused(gg.port), 1.5, what="new connections refused")
+        assert time.monotonic() - start < 1.5
+        assert_reply(c.cmd(f"MAIL FROM:<s-{tok}@sender.example>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<r-{tok}@test.example>"), 450, "4.2.0")
+        assert_reply(c.cmd("QUIT"), 221)
+    assert gg.wait_exit(30) == 0
+
