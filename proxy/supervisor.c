@@ -265,6 +265,12 @@ int supervisor_run(const char *argv0)
 	if (status == 0 && privs_settle(srv.cfg) < 0)
 		status = 1;
 	if (status == 0) {
+		char me[24];
+		snprintf(me, sizeof me, "%ld", (long)getpid());
+		if (setenv(SUPERVISOR_ENV, me, 1) < 0)
+			status = 1;
+	}
+	if (status == 0) {
 		for (unsigned i = 0; i < nslots; i++)
 			spawn(i);
 		struct logline l;

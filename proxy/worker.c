@@ -7,9 +7,11 @@
 #include "worker.h"
 
 #include <event2/event.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -28,6 +30,7 @@
 #include "store_remote.h"
 
 static struct event *grace_timer, *health_timer;
+static pid_t supervisor;      /* 0 when alone */
 
 #define HEALTH_EVERY 1        /* seconds */
 #define PROBE_EVERY 10        /* health ticks between backend probes */
@@ -62,7 +65,7 @@ static void grace_over(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(srv.base, &tv);
 }
 
-static void drain(void)
+static void drain(const char *why)
 {
 	if (srv.draining)
 		return;
@@ -70,7 +73,7 @@ static void drain(void)
 	listener_close();
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "shutdown");
-	ll_str(&l, "reason", "signal; no new connections, finishing sessions");
+	ll_str(&l, "reason", why);
 	ll_int(&l, "sessions", srv.active);
 	ll_int(&l, "grace", srv.cfg->shutdown_grace);
 	ll_emit(&l);
@@ -97,9 +100,28 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 			handover_stop();
 			handover_start(srv.base, srv.cfg);
 		}
+	} else if (supervisor && getppid() != supervisor) {
+		drain("supervisor gone; no new connections, finishing sessions");
 	} else {
-		drain();
+		drain("signal; no new connections, finishing sessions");
 	}
+}
+
+/* Without its supervisor a worker has no store to ask (every RCPT would
+ * follow store.failure) and nobody to stop it: it drains as on SIGTERM.
+ * The kernel sends that SIGTERM when the supervisor dies; one that died
+ * before we asked for it is seen here, as a parent that is not it. The
+ * signal stays pending until the loop runs. */
+static void watch_supervisor(void)
+{
+	const char *env = getenv(SUPERVISOR_ENV);
+	char *end;
+	long pid = env ? strtol(env, &end, 10) : 0;
+	if (!env || *end || pid <= 1 || pid > INT_MAX)
+		return;
+	supervisor = (pid_t)pid;
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != supervisor)
+		raise(SIGTERM);
 }
 
 static int open_listeners(const struct worker_args *w)
@@ -141,6 +163,8 @@ int worker_run(const struct worker_args *w)
 		sigs[i] = evsignal_new(srv.base, signums[i], on_signal, NULL);
 		evsignal_add(sigs[i], NULL);
 	}
+	if (w->metrics_fd >= 0)
+		watch_supervisor();
 	/* Under a supervisor the signals were blocked across fork and exec. */
 	sigset_t all;
 	sigfillset(&all);

@@ -10,6 +10,10 @@
 
 #define WORKER_FDS_MAX 16
 
+/* The supervisor's pid, in the environment its workers inherit: a worker
+ * stops when its parent is no longer that process. */
+#define SUPERVISOR_ENV "GREYGATE_SUPERVISOR"
+
 struct worker_args {
 	int slot;                     /* 0 when alone */
 	unsigned nworkers;            /* 1 when alone */

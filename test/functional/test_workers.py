@@ -1,5 +1,6 @@
 """workers = N: a supervisor, N worker processes sharing the port, one
 embedded store owned by the supervisor, restarts, reload and drain."""
+import contextlib
 import hashlib
 import os
 import re
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import GREYGATE_BIN, assert_reply, token, wait_until
+from conftest import GREYGATE_BIN, SANITIZER_MARKERS, assert_reply, token, wait_until
 
 CTL_BIN = os.path.join(os.path.dirname(GREYGATE_BIN), "greygate-ctl")
 
@@ -257,3 +258,34 @@ def test_sigterm_refuses_new_connections_at_once(workers_gg):
         assert_reply(c.cmd("QUIT"), 221)
     assert gg.wait_exit(30) == 0
 
+
+def test_workers_stop_when_the_supervisor_dies(greygate_factory, tmp_path):
+    """kill -9 of the supervisor: its workers drain and exit (they could
+    only pass every RCPT as a store failure), and the port refuses."""
+    gg = greygate_factory(workers=2, shutdown_grace=1,
+                          store={"type": "memory", "file": str(tmp_path / "gl.db")})
+    wait_until(lambda: len(gg.events("ready")) == 2, 10, what="two workers ready")
+    pids = worker_pids(gg)
+    assert len(pids) == 2
+    gg.signal(signal.SIGKILL)
+    gg.wait_exit(5)
+
+    def gone(p):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                return "zombie" in f.read()
+        except FileNotFoundError:
+            return True
+    try:
+        wait_until(lambda: all(gone(p) for p in pids), 8, what="both workers gone")
+        assert refused(gg.port)
+        assert len(gg.events("shutdown", reason="supervisor gone; no new connections, "
+                                                "finishing sessions")) == 2
+        assert len(gg.events("exit")) == 2
+        assert not [l for l in gg.log_lines() if any(m in l for m in SANITIZER_MARKERS)]
+    finally:
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        # the supervisor's -9 is this test's doing, not a failure to report
+        gg.proc = None
