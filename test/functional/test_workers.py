@@ -267,6 +267,8 @@ def test_workers_stop_when_the_supervisor_dies(greygate_factory, tmp_path):
     wait_until(lambda: len(gg.events("ready")) == 2, 10, what="two workers ready")
     pids = worker_pids(gg)
     assert len(pids) == 2
+    c = gg.raw()
+    assert_reply(c.greeting(), 220)
     gg.signal(signal.SIGKILL)
     gg.wait_exit(5)
 
@@ -277,13 +279,17 @@ def test_workers_stop_when_the_supervisor_dies(greygate_factory, tmp_path):
         except FileNotFoundError:
             return True
     try:
-        wait_until(lambda: all(gone(p) for p in pids), 8, what="both workers gone")
-        assert refused(gg.port)
+        # the session in flight is drained, not cut: it still gets its QUIT
+        wait_until(lambda: refused(gg.port), 3, what="new connections refused")
+        assert_reply(c.cmd("QUIT"), 221)
+        c.close()
+        wait_until(lambda: all(gone(p) for p in pids), 5, what="both workers gone")
         assert len(gg.events("shutdown", reason="supervisor gone; no new connections, "
                                                 "finishing sessions")) == 2
         assert len(gg.events("exit")) == 2
         assert not [l for l in gg.log_lines() if any(m in l for m in SANITIZER_MARKERS)]
     finally:
+        c.close()
         for p in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
