@@ -128,7 +128,9 @@ static void flush_domain(size_t i)
 
 /* ---- probes ---- */
 
-static void probe_done(struct probe *p)
+/* The one place a probe leaves the list, so that probes_running always
+ * counts what the list holds (a drifting count stops probing for good). */
+static void probe_release(struct probe *p)
 {
 	struct probe **pp = &probes;
 	while (*pp != p)
@@ -136,6 +138,11 @@ static void probe_done(struct probe *p)
 	*pp = p->next;
 	probes_running--;
 	bufferevent_free(p->bev);
+}
+
+static void probe_done(struct probe *p)
+{
+	probe_release(p);
 	struct tracked *t = &tracked[p->tracked];
 	enum pstate was = t->state;
 	t->state = p->up ? P_UP : P_DOWN;
@@ -298,8 +305,7 @@ void handover_stop(void)
 	}
 	while (probes) {
 		struct probe *p = probes;
-		probes = p->next;
-		bufferevent_free(p->bev);
+		probe_release(p);
 		free(p);
 	}
 	gg_config_unref(cfg);

@@ -59,12 +59,21 @@ static void log_worker(enum log_level lvl, unsigned i, const char *what, int sta
 	ll_emit(&l);
 }
 
+/* Every way a start can fail ends here: a shortage (descriptors,
+ * processes) passes, and a slot left empty would stay empty for good. */
+static void spawn_failed(struct slot *s, const char *why)
+{
+	log_msg(LOG_LVL_ERROR, "worker", why);
+	struct timeval tv = { RESTART_DELAY_CRASHY, 0 };
+	evtimer_add(s->restart, &tv);
+}
+
 static void spawn(unsigned i)
 {
 	struct slot *s = &slots[i];
 	int sv[2] = { -1, -1 };
 	if (memory_store && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		log_msg(LOG_LVL_ERROR, "worker", "socketpair failed; worker not started");
+		spawn_failed(s, "socketpair failed; retrying");
 		return;
 	}
 	char spec[256];
@@ -94,11 +103,9 @@ static void spawn(unsigned i)
 	if (sv[1] >= 0)
 		close(sv[1]);
 	if (pid < 0) {
-		log_msg(LOG_LVL_ERROR, "worker", "fork failed; retrying");
 		if (sv[0] >= 0)
 			close(sv[0]);
-		struct timeval tv = { RESTART_DELAY_CRASHY, 0 };
-		evtimer_add(s->restart, &tv);
+		spawn_failed(s, "fork failed; retrying");
 		return;
 	}
 	s->pid = pid;

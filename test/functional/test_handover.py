@@ -277,3 +277,38 @@ def test_reload_applies_handover_settings(greygate_factory, dns_server, make_pos
                 f"new port in 5 s; probe events after reload: {probe_states(gg, mark)}") from None
         gg.wait_event("handover", since=mark, timeout=5, result="flushed")
         wait_until(lambda: etrns_seen(backend) == 1, 10, what="the ETRN in Postfix's log")
+
+
+def test_many_reloads_during_probes_keep_probing(greygate_factory, dns_server,
+                                                 make_postfix_backend, banner):
+    """A reload drops the probes in flight. 70 reloads (more than the 64
+    probes a round may have in flight) while the primary hangs: probing must
+    go on, and the ETRN must follow when the primary comes back."""
+    backend = make_postfix_backend(extra_main=BACKEND_MAIN)
+    dns = dns_server(zone())
+    b = banner("down")
+    gg = handover_gate(greygate_factory, dns, backend, b.port, workers=1,
+                       handover={"domains": ["relay.example"], "probe_interval": 1,
+                                 "probe_timeout": 3, "probe_port": b.port})
+    gg.wait_event("probe", timeout=5, domain="relay.example", state="down")
+
+    # Accepts and never greets: every probe stays in flight until a reload
+    # drops it, and each reload starts a new round at once.
+    b.set_mode("silent")
+    wait_probes(b, 1)
+    for i in range(70):
+        mark = gg.log_mark()
+        start = b.count()
+        gg.hup()
+        wait_until(lambda: gg.events("reload", since=mark, result="ok"), 5,
+                   interval=0.01, what=f"reload {i + 1} applied")
+        wait_until(lambda: b.count() > start, 5, interval=0.01,
+                   what=f"a probe in flight after reload {i + 1}")
+    assert not gg.events("reload", result="failed")
+
+    mark = gg.log_mark()
+    b.set_mode("220")
+    gg.wait_event("probe", since=mark, timeout=8, domain="relay.example", state="up")
+    ev = gg.wait_event("handover", since=mark, timeout=5, domain="relay.example")
+    assert [e["result"] for e in ev] == ["flushed"], ev
+    wait_until(lambda: etrns_seen(backend) >= 1, 10, what="the ETRN in Postfix's log")

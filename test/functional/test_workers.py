@@ -115,6 +115,41 @@ def test_dead_worker_is_restarted(workers_gg):
             assert_reply(c.greeting(), 220)
 
 
+def nofile_limit(pid, soft):
+    """Sets the soft descriptor limit of a running process (the hard one
+    stays)."""
+    hard = subprocess.run(["prlimit", "--pid", str(pid), "--nofile", "--noheadings",
+                           "--output=HARD", "--raw"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={soft}:{hard}"], check=True)
+
+
+def test_worker_restarted_after_a_descriptor_shortage(workers_gg):
+    """With no descriptor to spare the supervisor cannot start the dead
+    worker's replacement; once descriptors are back, it must."""
+    gg = workers_gg
+    wait_until(lambda: len(gg.events("ready")) == 2, 10, what="two workers ready")
+    soft = subprocess.run(["prlimit", "--pid", str(gg.pid), "--nofile", "--noheadings",
+                           "--output=SOFT", "--raw"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    victim = worker_pids(gg)[0]
+    nofile_limit(gg.pid, 0)
+    try:
+        os.kill(victim, signal.SIGKILL)
+        gg.wait_event("worker", state="died; restarting", timeout=10)
+        wait_until(lambda: [e for e in gg.events("worker")
+                            if e.get("reason", "").startswith("socketpair failed")],
+                   10, what="the failed start logged")
+    finally:
+        nofile_limit(gg.pid, soft)
+    wait_until(lambda: len(gg.events("ready")) == 3, 15, what="a new worker ready")
+    pids = worker_pids(gg)
+    assert len(pids) == 2 and victim not in pids
+    for _ in range(6):
+        with gg.raw() as c:
+            assert_reply(c.greeting(), 220)
+
+
 def test_reload_reaches_every_worker(workers_gg):
     gg = workers_gg
     wait_until(lambda: len(gg.events("ready")) == 2, 10, what="two workers ready")
