@@ -101,18 +101,23 @@ def test_one_store_for_all_workers(workers_gg, tmp_path):
     assert "state=passed" in out.stdout
 
 
-def test_dead_worker_is_restarted(workers_gg):
-    gg = workers_gg
-    wait_until(lambda: len(gg.events("ready")) == 2, 10, what="two workers ready")
-    victim = worker_pids(gg)[0]
-    os.kill(victim, signal.SIGKILL)
-    gg.wait_event("worker", state="died; restarting", timeout=10)
+def assert_replaced(gg, victim):
+    """A third worker became ready in VICTIM's place, and clients are served."""
     wait_until(lambda: len(gg.events("ready")) == 3, 15, what="a new worker ready")
     pids = worker_pids(gg)
     assert len(pids) == 2 and victim not in pids
     for _ in range(6):
         with gg.raw() as c:
             assert_reply(c.greeting(), 220)
+
+
+def test_dead_worker_is_restarted(workers_gg):
+    gg = workers_gg
+    wait_until(lambda: len(gg.events("ready")) == 2, 10, what="two workers ready")
+    victim = worker_pids(gg)[0]
+    os.kill(victim, signal.SIGKILL)
+    gg.wait_event("worker", state="died; restarting", timeout=10)
+    assert_replaced(gg, victim)
 
 
 def nofile_limit(pid, soft):
@@ -142,12 +147,7 @@ def test_worker_restarted_after_a_descriptor_shortage(workers_gg):
                    10, what="the failed start logged")
     finally:
         nofile_limit(gg.pid, soft)
-    wait_until(lambda: len(gg.events("ready")) == 3, 15, what="a new worker ready")
-    pids = worker_pids(gg)
-    assert len(pids) == 2 and victim not in pids
-    for _ in range(6):
-        with gg.raw() as c:
-            assert_reply(c.greeting(), 220)
+    assert_replaced(gg, victim)
 
 
 def test_reload_reaches_every_worker(workers_gg):
