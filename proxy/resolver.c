@@ -285,6 +285,19 @@ static void reap_retired(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* A lookup that failed for now, whether the server or our own bounds
+ * said so. */
+static void log_tempfail(const struct dns_query *q, const char *detail)
+{
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "dns");
+	ll_str(&l, "name", q->name);
+	ll_int(&l, "type", q->type);
+	ll_str(&l, "result", "tempfail");
+	ll_str(&l, "detail", detail);
+	ll_emit(&l);
+}
+
 static struct dns_query **flight_find(const char *name, uint16_t type)
 {
 	struct dns_query **pp = &flight[chash(name, type)];
@@ -324,18 +337,15 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	long long bad = 0;
 	for (size_t i = 0; i < a.n; i++)
 		bad += a.rr[i].bad_name;
-	if ((a.status == DNS_TEMPFAIL || bad) && log_enabled(LOG_LVL_INFO)) {
+	if (a.status == DNS_TEMPFAIL) {
+		log_tempfail(q, ares_strerror(status));
+	} else if (bad && log_enabled(LOG_LVL_INFO)) {
 		struct logline l;
 		ll_begin(&l, LOG_LVL_INFO, "dns");
 		ll_str(&l, "name", q->name);
 		ll_int(&l, "type", q->type);
-		if (a.status == DNS_TEMPFAIL) {
-			ll_str(&l, "result", "tempfail");
-			ll_str(&l, "detail", ares_strerror(status));
-		} else {
-			ll_str(&l, "result", "bad-names");
-			ll_int(&l, "ignored", bad);
-		}
+		ll_str(&l, "result", "bad-names");
+		ll_int(&l, "ignored", bad);
 		ll_emit(&l);
 	}
 	/* (not when the channel goes away: that is no answer from DNS) */
@@ -396,13 +406,7 @@ static void start(struct dns_query *q)
 		return;
 	} else if (!cur || inflight >= INFLIGHT_MAX) {
 		metrics_add(M_DNS_ERRORS, 1);
-		struct logline l;
-		ll_begin(&l, LOG_LVL_INFO, "dns");
-		ll_str(&l, "name", q->name);
-		ll_int(&l, "type", q->type);
-		ll_str(&l, "result", "tempfail");
-		ll_str(&l, "detail", cur ? "too many lookups under way" : "no resolver");
-		ll_emit(&l);
+		log_tempfail(q, cur ? "too many lookups under way" : "no resolver");
 		answer_now(q, DNS_TEMPFAIL);
 	} else {
 		q->chan = cur;
