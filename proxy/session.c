@@ -310,10 +310,16 @@ static bool count_error(struct session *s, const char *cmd)
 	return false;
 }
 
-static bool reject_counted(struct session *s, const char *cmd, const char *text, enum why rule)
+/* A refusal logged and answered; it does not count towards max_errors. */
+static void refuse(struct session *s, const char *cmd, const char *text, enum why rule)
 {
 	log_reject(s, cmd, text, rule);
 	reply(s, text);
+}
+
+static bool reject_counted(struct session *s, const char *cmd, const char *text, enum why rule)
+{
+	refuse(s, cmd, text, rule);
 	return count_error(s, cmd);
 }
 
@@ -581,8 +587,7 @@ static void rcpt_decided(void *arg, const struct rcpt_verdict *v)
 	} else if (v->action == RCPT_DEFER) {
 		/* Greylisting and temporary failures are no client errors: a list
 		 * server with many recipients must not be cut off for them. */
-		log_reject(s, "RCPT", v->reply, v->rule);
-		reply(s, v->reply);
+		refuse(s, "RCPT", v->reply, v->rule);
 		resume(s);
 	} else if (reject_counted(s, "RCPT", v->reply, v->rule)) {
 		resume(s);
@@ -806,13 +811,11 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *li
 	if (s->rcpt_ok >= s->cfg->limits.max_recipients) {
 		/* Not an error: a client with many recipients sends the rest in
 		 * the next transaction (RFC 5321 4.5.3.1.8). */
-		log_reject(s, "RCPT", "452 4.5.3 Error: too many recipients", WHY_MAX_RECIPIENTS);
-		reply(s, "452 4.5.3 Error: too many recipients");
+		refuse(s, "RCPT", "452 4.5.3 Error: too many recipients", WHY_MAX_RECIPIENTS);
 		return;
 	}
 	if (s->txn == TX_FAILED) {
-		log_reject(s, "RCPT", TXN_LOST, WHY_BACKEND);
-		reply(s, TXN_LOST);
+		refuse(s, "RCPT", TXN_LOST, WHY_BACKEND);
 		return;
 	}
 	if (!forward_line(&s->fwd_line, "RCPT TO:", &p)) {
@@ -974,8 +977,7 @@ static void cmd_data(struct session *s, const struct smtp_cmd *c)
 	if (s->txn == TX_RCPT && !s->be)   /* (recipients were accepted on one) */
 		txn_to(s, TX_FAILED);
 	if (s->txn == TX_FAILED) {
-		log_reject(s, "DATA", TXN_LOST, WHY_BACKEND);
-		reply(s, TXN_LOST);
+		refuse(s, "DATA", TXN_LOST, WHY_BACKEND);
 		return;
 	}
 	if (s->rcpt_ok == 0) {
@@ -1316,8 +1318,7 @@ static void greet(struct session *s)
 		char t[400];
 		snprintf(t, sizeof t, "421 4.3.2 %s Service temporarily unavailable, try again later",
 			 s->cfg->myhostname);
-		log_reject(s, "CONNECT", t, WHY_BACKEND_DOWN);
-		reply(s, t);
+		refuse(s, "CONNECT", t, WHY_BACKEND_DOWN);
 		close_after_flush(s);
 	} else {
 		start_name_lookup(s);
