@@ -763,6 +763,75 @@ struct gg_config *gg_config_load(const char *file, char *err, size_t errlen)
 	return c;
 }
 
+/* STUBS, replaced by the real stepwise loader: they keep today's
+ * behaviour (load whole from disk) behind the new interface. */
+struct gg_config_load {
+	struct gg_config *c;
+};
+
+struct gg_config_load *gg_config_load_begin(const char *file, char *err, size_t errlen)
+{
+	struct gg_config *c = gg_config_load(file, err, errlen);
+	if (!c)
+		return NULL;
+	struct gg_config_load *ld = calloc(1, sizeof *ld);
+	if (!ld) {
+		gg_config_unref(c);
+		snprintf(err, errlen, "%s:0: out of memory", file);
+		return NULL;
+	}
+	ld->c = c;
+	return ld;
+}
+
+struct gg_config_load *gg_config_load_begin_bundle(const void *buf, size_t len,
+						   char *err, size_t errlen)
+{
+	char file[4096];
+	if (len >= sizeof file) {
+		snprintf(err, errlen, "bundle:0: too large");
+		return NULL;
+	}
+	memcpy(file, buf, len);
+	file[len] = 0;
+	return gg_config_load_begin(file, err, errlen);
+}
+
+int gg_config_load_step(struct gg_config_load *ld, size_t budget)
+{
+	(void)ld;
+	(void)budget;
+	return 1;
+}
+
+struct gg_config *gg_config_load_end(struct gg_config_load *ld)
+{
+	struct gg_config *c = ld->c;
+	free(ld);
+	return c;
+}
+
+void gg_config_load_abort(struct gg_config_load *ld)
+{
+	gg_config_unref(ld->c);
+	free(ld);
+}
+
+const void *gg_config_bundle(const struct gg_config *c, size_t *len)
+{
+	*len = strlen(c->file);
+	return c->file;
+}
+
+const char *gg_config_restart_setting(const struct gg_config *old, const struct gg_config *new)
+{
+	if (strcmp(old->store.type, new->store.type) != 0)
+		return "store.type";
+	if (old->workers != new->workers)
+		return "workers";
+	return NULL;
+}
+
 struct gg_config *gg_config_ref(struct gg_config *c)
 {
 	c->refs++;

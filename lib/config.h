@@ -143,6 +143,36 @@ struct gg_config {
  */
 struct gg_config *gg_config_load(const char *file, char *err, size_t errlen);
 
+/*
+ * A load in steps, so that a reload of large list files never stalls the
+ * event loop: begin parses the main file and every setting and queues the
+ * list files; each step does at most BUDGET bytes of list-file work; end
+ * hands over the finished configuration. gg_config_load is begin, steps
+ * until done, end. On failure the error is in ERR as for gg_config_load.
+ */
+struct gg_config_load;
+struct gg_config_load *gg_config_load_begin(const char *file, char *err, size_t errlen);
+/* The same from a bundle made by gg_config_bundle: the configuration a
+ * supervisor holds in force, with nothing read from disk but what the
+ * bundle names (TLS files). */
+struct gg_config_load *gg_config_load_begin_bundle(const void *buf, size_t len,
+						   char *err, size_t errlen);
+/* 1 when done, 0 when more remains, -1 on failure (ERR filled). */
+int gg_config_load_step(struct gg_config_load *ld, size_t budget);
+/* The configuration (NULL unless the last step returned 1); frees LD. */
+struct gg_config *gg_config_load_end(struct gg_config_load *ld);
+void gg_config_load_abort(struct gg_config_load *ld);
+
+/* Every byte C was made from (the main file with its includes, the list
+ * files), self-contained: what a worker loads to run the configuration in
+ * force, whatever the files on disk say now. Owned by C. */
+const void *gg_config_bundle(const struct gg_config *c, size_t *len);
+
+/* The first setting that differs between OLD and NEW and takes a restart
+ * to change (store, workers, listen, admin.listen, control_socket, user,
+ * group, pid_file), or NULL when a reload can apply NEW whole. */
+const char *gg_config_restart_setting(const struct gg_config *old, const struct gg_config *new);
+
 struct gg_config *gg_config_ref(struct gg_config *c);
 void gg_config_unref(struct gg_config *c);
 
