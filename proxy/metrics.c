@@ -14,6 +14,10 @@
 #define HEALTH_STALE 5            /* seconds without a report: not healthy */
 
 static const char *const actions[DA_COUNT] = { "pass", "greylist", "tempfail" };
+static const char *const store_errors[SE_COUNT] = {
+	"oom", "noauth", "wrongpass", "noperm", "readonly", "masterdown", "loading",
+	"busy", "noscript", "unclassified",
+};
 /* upper bounds in seconds; the last bucket is +Inf */
 static const double bounds[HIST_BUCKETS - 1] = {
 	0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -31,6 +35,7 @@ struct slot {
 	_Atomic int64_t m[M_COUNT];
 	_Atomic uint64_t dec[DA_COUNT][WHY_COUNT];  /* by reason */
 	_Atomic uint64_t ref[WHY_COUNT];            /* by rule */
+	_Atomic uint64_t store_err[SE_COUNT];       /* by kind */
 	_Atomic uint64_t hist[H_COUNT][HIST_BUCKETS];
 	_Atomic uint64_t hist_sum_us[H_COUNT];
 	_Atomic int64_t health_time;
@@ -115,6 +120,12 @@ void metrics_refusal(enum why rule)
 {
 	if (mine && why_is(rule, WHY_REFUSAL))
 		atomic_fetch_add_explicit(&mine->ref[rule], 1, memory_order_relaxed);
+}
+
+void metrics_store_error(enum store_error kind)
+{
+	if (mine)
+		atomic_fetch_add_explicit(&mine->store_err[kind], 1, memory_order_relaxed);
 }
 
 void metrics_observe(enum histogram h, double seconds)
@@ -239,6 +250,18 @@ void metrics_write(FILE *out)
 		if (v)
 			fprintf(out, "greygate_refusals_total{rule=\"%s\"} %llu\n", why_name(r),
 				(unsigned long long)v);
+	}
+	/* every kind, zeros included: the set is small and fixed, and a rate
+	 * alert needs the series before the first error */
+	fprintf(out, "# HELP greygate_store_error_replies_total Error replies from Redis by kind "
+		     "(the reply's first word).\n"
+		     "# TYPE greygate_store_error_replies_total counter\n");
+	for (int k = 0; k < SE_COUNT; k++) {
+		uint64_t v = 0;
+		for (unsigned i = 0; i < nslots; i++)
+			v += atomic_load_explicit(&slots[i].store_err[k], memory_order_relaxed);
+		fprintf(out, "greygate_store_error_replies_total{kind=\"%s\"} %llu\n", store_errors[k],
+			(unsigned long long)v);
 	}
 	for (int h = 0; h < H_COUNT; h++) {
 		fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", hist_names[h], hist_help[h],

@@ -38,6 +38,13 @@ enum metric {
  * the entries of why.h. */
 enum decision_action { DA_PASS, DA_GREYLIST, DA_TEMPFAIL, DA_COUNT };
 
+/* Error replies from Redis by kind, the first word of the reply
+ * (store_redis.c classifies them). */
+enum store_error {
+	SE_OOM, SE_NOAUTH, SE_WRONGPASS, SE_NOPERM, SE_READONLY, SE_MASTERDOWN, SE_LOADING,
+	SE_BUSY, SE_NOSCRIPT, SE_UNCLASSIFIED, SE_COUNT
+};
+
 enum histogram { H_DECISION, H_STORE, H_DNS, H_COUNT };
 #define HIST_BUCKETS 13           /* the last one is +Inf */
 
@@ -48,6 +55,7 @@ const char *metrics_action_name(enum decision_action a);
  * rule. */
 void metrics_decision(enum decision_action a, enum why reason);
 void metrics_refusal(enum why rule);
+void metrics_store_error(enum store_error kind);
 void metrics_observe(enum histogram h, double seconds);
 
 /* Health as this process sees it, for /healthz. */
