@@ -9,11 +9,21 @@
  * mean Redis is stuck: the connection is cut and re-made with back-off, so
  * requests fail fast meanwhile instead of each waiting a full timeout.
  *
+ * Error replies are classified by their first word (one table, errkinds)
+ * and counted by kind. Some say another connection would do better:
+ * NOAUTH/WRONGPASS (the reconnect authenticates again), READONLY (a
+ * replica, after a failover); these drop the connection, and the back-off
+ * keeps growing across such drops until a decision succeeds again, so a
+ * server that refuses every connection's decisions is not hammered.
+ * Others (OOM at maxmemory, BUSY, ...) leave the connection up but fail the
+ * decision: health looks at the decisions of the last HEALTH_WINDOW seconds,
+ * not only at the connection, and a change either way is logged once.
+ *
  * With store.redis.sentinels, every (re)connect first asks the sentinels in
  * turn "SENTINEL get-master-addr-by-name NAME" (each under the connect and
  * request timeouts), connects to the address named, and only uses the
  * connection once ROLE says it is a master. A broken connection, stuck
- * requests or a READONLY/LOADING/MASTERDOWN answer send it back to the
+ * requests or a READONLY/NOAUTH/LOADING/MASTERDOWN answer send it back to the
  * sentinels (with the same back-off). A subscription to +switch-master on
  * one sentinel makes a failover take effect at once instead of at the next
  * failure.
@@ -30,6 +40,7 @@
 #include "greylist_lua.h"
 #include "hostport.h"
 #include "log.h"
+#include "metrics.h"
 #include "redis_bound.h"
 #include "store.h"
 
@@ -37,6 +48,8 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define NARGS 15                   /* EVALSHA sha 3 k1 k2 k3 + 9 ARGV */
+#define HEALTH_WINDOW 10           /* seconds of decisions health looks at */
+#define HEALTH_MIN_FAILED 3        /* failed decisions before health says so */
 
 enum rstate { R_DOWN, R_DISCOVERING, R_CONNECTING, R_UP };
 
@@ -59,6 +72,18 @@ static int backoff_ms;
 static int timeouts_in_row;
 static char sha[41];
 static unsigned long long failures;
+/* The last connection was dropped for its replies: the next one does not
+ * reset the back-off, a decision that succeeds does. */
+static bool dropped_for_replies;
+
+/* Decisions sent to Redis, by second, and the verdict drawn from them. */
+static struct {
+	long long sec;
+	unsigned asked, failed;
+} window[HEALTH_WINDOW];
+static bool failing;
+static char fail_reason[32];       /* of the last failed decision */
+static char fail_detail[200];
 
 /* The master: store.redis.host/port, or what the sentinels last named. */
 static char mhost[256];
@@ -113,7 +138,58 @@ static void log_sentinel(enum log_level lvl, const struct sentinel *s, const cha
 	ll_emit(&l);
 }
 
-static void answer(struct store_req *r, const struct store_result *res)
+/* Failing or not, from the decisions of the last HEALTH_WINDOW seconds:
+ * more than half of them failed, and at least HEALTH_MIN_FAILED. */
+static void judge(void)
+{
+	long long now = (long long)metrics_now();
+	unsigned asked = 0, failed = 0;
+	for (size_t i = 0; i < HEALTH_WINDOW; i++) {
+		if (now - window[i].sec < HEALTH_WINDOW) {
+			asked += window[i].asked;
+			failed += window[i].failed;
+		}
+	}
+	bool f = failed >= HEALTH_MIN_FAILED && failed > asked / 2;
+	if (f == failing)
+		return;
+	failing = f;
+	struct logline l;
+	ll_begin(&l, f ? LOG_LVL_WARNING : LOG_LVL_INFO, "store");
+	ll_str(&l, "store", "redis");
+	ll_str(&l, "redis", mhost);
+	ll_int(&l, "port", mport);
+	ll_str(&l, "state", f ? "failing" : "ok");
+	if (f)
+		ll_str(&l, "reason", fail_reason);
+	ll_int(&l, "failed", failed);
+	ll_int(&l, "decisions", asked);
+	ll_int(&l, "seconds", HEALTH_WINDOW);
+	if (f)
+		ll_str(&l, "detail", fail_detail);
+	ll_emit(&l);
+}
+
+/* One decision that went to Redis; REASON (a word) and DETAIL when it failed. */
+static void note_decision(const char *reason, const char *detail)
+{
+	long long now = (long long)metrics_now();
+	size_t i = (size_t)(now % HEALTH_WINDOW);
+	if (window[i].sec != now) {
+		window[i].sec = now;
+		window[i].asked = window[i].failed = 0;
+	}
+	window[i].asked++;
+	if (reason) {
+		window[i].failed++;
+		snprintf(fail_reason, sizeof fail_reason, "%s", reason);
+		snprintf(fail_detail, sizeof fail_detail, "%s", detail);
+	}
+	judge();
+}
+
+/* REASON: NULL when RES is a decision, else a word for what failed. */
+static void answer(struct store_req *r, const struct store_result *res, const char *reason)
 {
 	store_done_fn done = r->done;
 	r->done = NULL;
@@ -122,14 +198,15 @@ static void answer(struct store_req *r, const struct store_result *res)
 	if (done) {
 		if (!res->ok)
 			failures++;
+		note_decision(reason, res->error);
 		done(r->arg, res);
 	}
 }
 
-static void answer_error(struct store_req *r, const char *why)
+static void answer_error(struct store_req *r, const char *reason, const char *why)
 {
 	struct store_result res = { .ok = false, .error = why };
-	answer(r, &res);
+	answer(r, &res, reason);
 }
 
 static void req_free(struct store_req *r)
@@ -137,6 +214,61 @@ static void req_free(struct store_req *r)
 	if (r->timer)
 		event_free(r->timer);
 	free(r);
+}
+
+/* ---- error replies ---- */
+
+/* What to do about an error reply on the master connection. */
+enum then {
+	KEEP,                      /* the decision fails; the connection stays */
+	RECONNECT,                 /* another connection may do better */
+	FIND_MASTER,               /* RECONNECT when sentinels can name another node */
+};
+
+static const struct errkind {
+	const char *word;
+	enum store_error kind;
+	enum then then;
+} errkinds[] = {
+	{ "OOM", SE_OOM, KEEP },                  /* maxmemory, noeviction */
+	{ "BUSY", SE_BUSY, KEEP },                /* a script runs too long */
+	{ "NOSCRIPT", SE_NOSCRIPT, KEEP },        /* on_reply sends EVAL */
+	{ "NOPERM", SE_NOPERM, KEEP },            /* ACL: logging in again won't help */
+	{ "NOAUTH", SE_NOAUTH, RECONNECT },       /* the reconnect sends AUTH */
+	{ "WRONGPASS", SE_WRONGPASS, RECONNECT },
+	{ "READONLY", SE_READONLY, RECONNECT },   /* a replica: after a failover */
+	{ "MASTERDOWN", SE_MASTERDOWN, FIND_MASTER }, /* a replica cut off */
+	{ "LOADING", SE_LOADING, FIND_MASTER },   /* loading its data set */
+}, unclassified = { NULL, SE_UNCLASSIFIED, KEEP };
+
+/* Classifies an error reply ERR by its first word and counts it. */
+static const struct errkind *count_error(const char *err)
+{
+	size_t n = strcspn(err, " ");
+	const struct errkind *k = &unclassified;
+	for (size_t i = 0; i < sizeof errkinds / sizeof errkinds[0]; i++)
+		if (strlen(errkinds[i].word) == n && strncmp(err, errkinds[i].word, n) == 0)
+			k = &errkinds[i];
+	metrics_store_error(k->kind);
+	return k;
+}
+
+static void drop_connection(const char *why);
+
+/* An error reply ERR to WHAT on the master connection: counted, and the
+ * connection dropped when its kind says another one may do better. Returns
+ * the kind. */
+static const struct errkind *master_error(const char *what, const char *err)
+{
+	const struct errkind *k = count_error(err);
+	if (k->then == RECONNECT || (k->then == FIND_MASTER && nsent)) {
+		char why[300];
+		snprintf(why, sizeof why, "%s: %.200s; %s", what, err,
+			 nsent ? "asking the sentinels for the master" : "reconnecting");
+		dropped_for_replies = true;
+		drop_connection(why);
+	}
+	return k;
 }
 
 /* ---- connection ---- */
@@ -185,7 +317,8 @@ static void on_connected(const redisAsyncContext *c, int status)
 		return;               /* up once ROLE says "master"; connect_timer runs on */
 	evtimer_del(connect_timer);
 	state = R_UP;
-	backoff_ms = 0;
+	if (!dropped_for_replies)
+		backoff_ms = 0;
 	timeouts_in_row = 0;
 	log_store(LOG_LVL_INFO, "connected", NULL);
 }
@@ -203,10 +336,11 @@ static void on_disconnected(const redisAsyncContext *c, int status)
 
 static void on_setup_reply(redisAsyncContext *c, void *reply, void *priv)
 {
-	(void)c;
 	redisReply *r = reply;
-	if (r && r->type == REDIS_REPLY_ERROR)
-		log_store(LOG_LVL_ERROR, priv, r->str);
+	if (c != ac || !r || r->type != REDIS_REPLY_ERROR)
+		return;
+	log_store(LOG_LVL_ERROR, priv, r->str);
+	master_error(priv, r->str);
 }
 
 /* Sentinel mode: what a sentinel names may be stale (a demoted master that
@@ -218,6 +352,8 @@ static void on_role(redisAsyncContext *c, void *reply, void *priv)
 	redisReply *r = reply;
 	if (c != ac || !r || state != R_CONNECTING)
 		return;
+	if (r->type == REDIS_REPLY_ERROR)
+		count_error(r->str);
 	const char *role = r->type == REDIS_REPLY_ERROR ? r->str
 			 : r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
 					   r->element[0]->type == REDIS_REPLY_STRING
@@ -226,7 +362,8 @@ static void on_role(redisAsyncContext *c, void *reply, void *priv)
 	if (strcmp(role, "master") == 0) {
 		evtimer_del(connect_timer);
 		state = R_UP;
-		backoff_ms = 0;
+		if (!dropped_for_replies)
+			backoff_ms = 0;
 		timeouts_in_row = 0;
 		log_store(LOG_LVL_INFO, "connected", "role=master");
 		return;
@@ -312,6 +449,7 @@ static void on_sentinel_reply(redisAsyncContext *c, void *reply, void *priv)
 		return;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
+		count_error(r->str);
 		sentinel_failed(r->str);
 		return;
 	}
@@ -555,26 +693,23 @@ static void on_reply(redisAsyncContext *c, void *reply, void *priv)
 		return;
 	}
 	if (!rep) {
-		answer_error(r, "redis connection lost");
+		answer_error(r, "connection-lost", "redis connection lost");
 		req_free(r);
 		return;
 	}
 	timeouts_in_row = 0;
 	if (rep->type == REDIS_REPLY_ERROR) {
-		if (!r->retried && strncmp(rep->str, "NOSCRIPT", 8) == 0 && ac) {
+		const struct errkind *k = c == ac ? master_error("redis error", rep->str)
+						  : count_error(rep->str);
+		if (k->kind == SE_NOSCRIPT && !r->retried && ac) {
 			r->retried = true;
 			send_request(r);
 			return;
 		}
-		char why[200];
+		char why[200], word[sizeof fail_reason];
 		snprintf(why, sizeof why, "redis error: %s", rep->str);
-		/* Sentinel mode: a demoted master, a replica still loading, or one
-		 * cut off from its master: ask the sentinels where the master is. */
-		if (nsent && c == ac &&
-		    (strncmp(rep->str, "READONLY", 8) == 0 || strncmp(rep->str, "LOADING", 7) == 0 ||
-		     strncmp(rep->str, "MASTERDOWN", 10) == 0))
-			drop_connection(why);
-		answer_error(r, why);
+		snprintf(word, sizeof word, "%.*s", (int)strcspn(rep->str, " "), rep->str);
+		answer_error(r, word, why);
 		req_free(r);
 		return;
 	}
@@ -584,21 +719,23 @@ static void on_reply(redisAsyncContext *c, void *reply, void *priv)
 	    rep->element[2]->type != REDIS_REPLY_INTEGER ||
 	    rep->element[3]->type != REDIS_REPLY_INTEGER ||
 	    rep->element[4]->type != REDIS_REPLY_INTEGER) {
-		answer_error(r, "unexpected reply from the greylist script");
+		answer_error(r, "bad-reply", "unexpected reply from the greylist script");
 		req_free(r);
 		return;
 	}
 	struct store_result res = { .ok = true };
 	res.d.action = rep->element[0]->integer == 0 ? GL_PASS : GL_GREYLIST;
 	if (!gl_reason_parse(rep->element[1]->str, &res.d.reason)) {
-		answer_error(r, "unknown reason from the greylist script");
+		answer_error(r, "bad-reply", "unknown reason from the greylist script");
 		req_free(r);
 		return;
 	}
 	res.d.delay_left = rep->element[2]->integer;
 	res.d.waited = rep->element[3]->integer;
 	res.d.capped = rep->element[4]->integer != 0;
-	answer(r, &res);
+	dropped_for_replies = false;
+	backoff_ms = 0;
+	answer(r, &res, NULL);
 	req_free(r);
 }
 
@@ -613,7 +750,7 @@ static bool send_request(struct store_req *r)
 	}
 	if (redisAsyncCommandArgv(ac, on_reply, r, NARGS, (const char **)r->argv, r->argvlen) !=
 	    REDIS_OK) {
-		answer_error(r, "cannot send the command to redis");
+		answer_error(r, "send-failed", "cannot send the command to redis");
 		req_free(r);
 		return false;
 	}
@@ -626,7 +763,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct store_req *r = arg;
 	/* The reply may still come; on_reply frees R then. */
-	answer_error(r, "redis timeout");
+	answer_error(r, "timeout", "redis timeout");
 	if (++timeouts_in_row >= STUCK_AFTER)
 		drop_connection("several requests timed out in a row");
 }
@@ -704,9 +841,12 @@ static void redis_cancel(struct store_req *r)
 	}
 }
 
+/* Called every second (worker.c): judging here too lets a failing store
+ * recover once its failures age out, with or without traffic. */
 static bool redis_healthy(void)
 {
-	return state == R_UP;
+	judge();
+	return state == R_UP && !failing;
 }
 
 static void redis_close(void)
