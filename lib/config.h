@@ -27,6 +27,8 @@ struct domainlist {
 struct gg_config {
 	int refs;
 	char *file;
+	char *bundle;                 /* gg_config_bundle */
+	size_t bundle_len;
 
 	char *myhostname;
 	char *banner;                 /* text after "220 " */
