@@ -164,6 +164,8 @@ struct loader {
 	struct gg_config *c;
 	struct list_job *jobs;     /* the list files, loaded in turn by the steps */
 	size_t njobs, next;
+	size_t fill;               /* the list file being copied into the bundle */
+	bool lists_in;             /* every list file parsed; the bundle being filled */
 	bool done;
 	char *bundle;              /* from a bundle: a copy of it, which records point into */
 	size_t bundle_len;
@@ -473,6 +475,7 @@ struct list_job {
 	bool in;                      /* every byte in memory */
 	size_t pos;                   /* parsed up to here */
 	unsigned lineno;
+	size_t out_at, copied;        /* where its bytes go in the bundle, how many went */
 };
 
 #define LIST_LINE_MAX 510
@@ -1158,44 +1161,77 @@ struct gg_config_load *gg_config_load_begin(const char *file, char *err, size_t 
 #define BUNDLE_MAGIC "GGCONF1\n"
 #define BUNDLE_TEXT_MAX (4 * CONFIG_FILE_MAX)
 
-static bool put_record(FILE *m, const char *name, const void *data, size_t len)
+/* A record's header at OUT: the name and the data length. */
+static size_t put_header(char *out, const char *name, size_t len)
 {
 	size_t nlen = strlen(name);
-	unsigned char h[4] = { (unsigned char)(nlen >> 24), (unsigned char)(nlen >> 16),
-			       (unsigned char)(nlen >> 8), (unsigned char)nlen };
-	unsigned char d[4] = { (unsigned char)(len >> 24), (unsigned char)(len >> 16),
-			       (unsigned char)(len >> 8), (unsigned char)len };
-	return fwrite(h, 1, 4, m) == 4 && fwrite(name, 1, nlen, m) == nlen &&
-	       fwrite(d, 1, 4, m) == 4 && fwrite(data, 1, len, m) == len;
+	unsigned char *p = (unsigned char *)out;
+	p[0] = (unsigned char)(nlen >> 24), p[1] = (unsigned char)(nlen >> 16);
+	p[2] = (unsigned char)(nlen >> 8), p[3] = (unsigned char)nlen;
+	memcpy(out + 4, name, nlen);
+	p += 4 + nlen;
+	p[0] = (unsigned char)(len >> 24), p[1] = (unsigned char)(len >> 16);
+	p[2] = (unsigned char)(len >> 8), p[3] = (unsigned char)len;
+	return 8 + nlen;
 }
 
-static bool make_bundle(struct loader *ld)
+/* Lays out the bundle and writes all but the list files' bytes, which
+ * bundle_fill copies step by step (16 MB at once would be a stall). */
+static bool bundle_begin(struct loader *ld)
 {
-	char *text = NULL, *out = NULL;
-	size_t tlen = 0, olen = 0;
+	char *text = NULL;
+	size_t tlen = 0;
 	FILE *t = open_memstream(&text, &tlen);
 	if (t) {
 		config_write(&ld->cf, t);
 		if (fclose(t) != 0)
 			tlen = SIZE_MAX;
 	}
-	FILE *m = text && tlen <= BUNDLE_TEXT_MAX ? open_memstream(&out, &olen) : NULL;
-	bool ok = m && fwrite(BUNDLE_MAGIC, 1, 8, m) == 8 &&
-		  put_record(m, "file", ld->file, strlen(ld->file)) &&
-		  put_record(m, "config", text, tlen);
-	for (size_t i = 0; ok && i < ld->njobs; i++)
-		ok = put_record(m, ld->jobs[i].setting, ld->jobs[i].f.buf,
-				ld->jobs[i].f.len);
-	if (m && fclose(m) != 0)
-		ok = false;
-	free(text);
-	if (!ok) {
-		free(out);
+	size_t total = 8 + 8 + 4 + strlen(ld->file) + 8 + 6 + tlen;
+	for (size_t i = 0; i < ld->njobs; i++)
+		total += 8 + strlen(ld->jobs[i].setting) + ld->jobs[i].f.len;
+	char *out = text && tlen <= BUNDLE_TEXT_MAX ? malloc(total) : NULL;
+	if (!out) {
+		free(text);
 		return fail(ld, NULL, "cannot make the bundle of the configuration (%zu bytes of "
 				      "text, at most %d)", tlen, BUNDLE_TEXT_MAX);
 	}
+	size_t at = 8;
+	memcpy(out, BUNDLE_MAGIC, 8);
+	at += put_header(out + at, "file", strlen(ld->file));
+	memcpy(out + at, ld->file, strlen(ld->file));
+	at += strlen(ld->file);
+	at += put_header(out + at, "config", tlen);
+	memcpy(out + at, text, tlen);
+	at += tlen;
+	free(text);
+	for (size_t i = 0; i < ld->njobs; i++) {
+		at += put_header(out + at, ld->jobs[i].setting, ld->jobs[i].f.len);
+		ld->jobs[i].out_at = at;
+		at += ld->jobs[i].f.len;
+	}
 	ld->c->bundle = out;
-	ld->c->bundle_len = olen;
+	ld->c->bundle_len = total;
+	return true;
+}
+
+/* Copies at most *BUDGET bytes of list files into the bundle, freeing each
+ * file's buffer once copied: true when all are in. */
+static bool bundle_fill(struct loader *ld, size_t *budget)
+{
+	for (; ld->fill < ld->njobs; ld->fill++) {
+		struct list_job *j = &ld->jobs[ld->fill];
+		size_t n = j->f.len - j->copied;
+		if (n > *budget)
+			n = *budget;
+		memcpy(ld->c->bundle + j->out_at + j->copied, j->f.buf + j->copied, n);
+		j->copied += n;
+		*budget -= n;
+		if (j->copied < j->f.len)
+			return false;
+		free(j->f.buf);
+		j->f.buf = NULL;
+	}
 	return true;
 }
 
@@ -1295,8 +1331,14 @@ int gg_config_load_step(struct gg_config_load *g, size_t budget)
 		if (budget == 0)
 			return 0;
 	}
-	if (!load_after_lists(ld, &ld->cf, ld->c) || (!ld->from_bundle && !make_bundle(ld)))
-		return -1;
+	if (!ld->lists_in) {
+		if (!load_after_lists(ld, &ld->cf, ld->c) ||
+		    (!ld->from_bundle && !bundle_begin(ld)))
+			return -1;
+		ld->lists_in = true;
+	}
+	if (!ld->from_bundle && !bundle_fill(ld, &budget))
+		return 0;
 	if (ld->from_bundle) {
 		ld->c->bundle = ld->bundle;
 		ld->c->bundle_len = ld->bundle_len;

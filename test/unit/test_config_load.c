@@ -121,6 +121,10 @@ static void test_steps_same_as_whole(void **state)
 			fail_msg("budget %zu: %s", budgets[i], err);
 		assert_setup(c);
 		assert_null(gg_config_restart_setting(whole, c));
+		size_t la, lb;
+		const void *a = gg_config_bundle(whole, &la), *b = gg_config_bundle(c, &lb);
+		assert_int_equal(la, lb);
+		assert_memory_equal(a, b, la);
 		gg_config_unref(c);
 	}
 	/* budget 1: one step per byte read or parsed, so many steps */
