@@ -375,18 +375,25 @@ struct whole_file {
 static bool wf_open(struct whole_file *f, const char *path, size_t max, char *why, size_t n)
 {
 	*f = (struct whole_file){ .path = path, .fd = -1, .max = max };
-	f->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (f->fd < 0) {
+	/* stat before open: opening a FIFO or a device can block or have
+	 * effects of its own; O_NONBLOCK covers a swap in between */
+	if (stat(path, &f->st) < 0) {
 		snprintf(why, n, "%s", strerror(errno));
 		return false;
 	}
-	if (fstat(f->fd, &f->st) < 0 || !S_ISREG(f->st.st_mode)) {
-		snprintf(why, n, "%s", S_ISREG(f->st.st_mode) ? strerror(errno) : "not a regular file");
+	if (S_ISREG(f->st.st_mode)) {
+		f->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		if (f->fd < 0) {
+			snprintf(why, n, "%s", strerror(errno));
+			return false;
+		}
+		if (fstat(f->fd, &f->st) == 0 && S_ISREG(f->st.st_mode))
+			return true;
 		close(f->fd);
 		f->fd = -1;
-		return false;
 	}
-	return true;
+	snprintf(why, n, "not a regular file");
+	return false;
 }
 
 static void wf_close(struct whole_file *f)
@@ -1002,8 +1009,8 @@ static int scan_include(struct loader *ld, const char *name, unsigned line, cons
 		if (wf_open(&f, inc, CONFIG_FILE_MAX - *total, why, sizeof why)) {
 			int r = wf_read(&f, &budget, why, sizeof why);
 			wf_close(&f);
-			int n = r == 1 ? scan_includes(ld, inc, f.buf, f.len, depth + 1, total) : -1;
 			*total += f.len;
+			int n = r == 1 ? scan_includes(ld, inc, f.buf, f.len, depth + 1, total) : -1;
 			free(f.buf);
 			if (r == 1)
 				return n < 0 ? -1 : 1;
@@ -1254,6 +1261,8 @@ static bool bundle_split(struct loader *ld, const unsigned char *b, size_t len)
 		r->len = (size_t)b[at] << 24 | (size_t)b[at + 1] << 16 | (size_t)b[at + 2] << 8 | b[at + 3];
 		at += 4;
 		if (len - at < r->len)
+			return false;
+		if (ld->nrecs > 2 && r->len > LIST_FILE_MAX)
 			return false;
 		r->data = (const char *)b + at;
 		at += r->len;
