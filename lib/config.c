@@ -207,9 +207,14 @@ static bool fail(struct loader *ld, const config_setting_t *s, const char *fmt, 
 
 static bool fail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
+	/* a setting from an @include names its own file (the main file's
+	 * text is parsed from memory: no name there) */
+	bool lined = s && !ld->from_bundle;
+	const char *file = lined && config_setting_source_file(s) ? config_setting_source_file(s)
+								   : ld->file;
 	va_list ap;
 	va_start(ap, fmt);
-	vfail_at(ld, ld->file, s && !ld->from_bundle ? config_setting_source_line(s) : 0, fmt, ap);
+	vfail_at(ld, file, lined ? config_setting_source_line(s) : 0, fmt, ap);
 	va_end(ap);
 	return false;
 }

@@ -413,11 +413,16 @@ static void test_fifo_refused(void **state)
 		 path("none.conf"));
 	assert_null(load_text(text));
 	assert_non_null(strstr(err, ":3: @include"));
-	snprintf(text, sizeof text, "@include \"%s\"\n", path("inc.conf"));
+	snprintf(text, sizeof text, "@include \"%s\"\n", inc);
 	struct gg_config *c = load_text(text);
 	assert_non_null(c);
 	assert_int_equal(c->greylist.delay, 7);
 	gg_config_unref(c);
+	/* a refused setting in an included file: that file's name and line */
+	write_file(inc, "\n\nlimits = { max_line = 1; };\n", 29);
+	assert_null(load_text(text));
+	snprintf(want, sizeof want, "%s:3: limits.max_line = 1 is out of range", inc);
+	assert_int_equal(strncmp(err, want, strlen(want)), 0);
 }
 
 static void test_list_file_errors_keep_lines(void **state)
