@@ -375,8 +375,6 @@ struct whole_file {
 	size_t len, cap, max;
 };
 
-#define CHANGED_WHILE_READ "changed while being read; write a new file and rename it into place"
-
 static bool wf_open(struct whole_file *f, const char *path, size_t max, char *why, size_t n)
 {
 	*f = (struct whole_file){ .path = path, .fd = -1, .max = max };
@@ -457,7 +455,7 @@ static int wf_read(struct whole_file *f, size_t *budget, char *why, size_t n)
 		if (r > 0)
 			continue;
 		if (!wf_unchanged(f)) {
-			snprintf(why, n, CHANGED_WHILE_READ);
+			snprintf(why, n, "changed while being read; write a new file and rename it into place");
 			return -1;
 		}
 		if (f->len == f->cap) {
