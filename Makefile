@@ -81,6 +81,16 @@ bench: deps
 	$(MAKE) BUILD=build-bench OPT=-O2 all
 	$(PYTHON) bench/bench.py --greygate build-bench/greygate --ctl build-bench/greygate-ctl $(BENCH_ARGS)
 
+# Time of a configuration load with a 16 MB whitelist.clients_file, whole
+# and in steps (bench/config_load.c); a second or two.
+.PHONY: bench-config
+bench-config: $(BUILD)/bench/config_load
+	$(BUILD)/bench/config_load $(BENCH_ARGS)
+
+$(BUILD)/bench/config_load: bench/config_load.c $(BUILD)/libgg.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
+
 # libFuzzer targets (test/fuzz/README.md), built with clang into build-fuzz:
 # replays test/fuzz/crashes/, then runs each target for FUZZ_SECONDS on a
 # working copy of its seeds; fails if any crashes (5 x 60 s: about 5 min).

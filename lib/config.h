@@ -27,6 +27,8 @@ struct domainlist {
 struct gg_config {
 	int refs;
 	char *file;
+	char *bundle;                 /* gg_config_bundle */
+	size_t bundle_len;
 
 	char *myhostname;
 	char *banner;                 /* text after "220 " */
@@ -139,22 +141,32 @@ struct gg_config {
 
 /*
  * Reads and validates FILE. On failure returns NULL and writes
- * "FILE:LINE: reason" (LINE 0 when no line applies) into ERR.
+ * "FILE:LINE: reason" (LINE 0 when no line applies) into ERR. Only regular
+ * files are opened (the main file, every @include, the list files, the TLS
+ * files): anything else is refused at once instead of blocking.
  */
 struct gg_config *gg_config_load(const char *file, char *err, size_t errlen);
 
 /*
  * A load in steps, so that a reload of large list files never stalls the
- * event loop: begin parses the main file and every setting and queues the
- * list files; each step does at most BUDGET bytes of list-file work; end
- * hands over the finished configuration. gg_config_load is begin, steps
- * until done, end. On failure the error is in ERR as for gg_config_load.
+ * event loop: begin reads and parses the main file (and its @includes,
+ * CONFIG_FILE_MAX bytes in all), every setting and inline list, and queues
+ * the list files (LIST_file settings); each step does at most BUDGET bytes
+ * of list-file work (reading, parsing whole lines, copying into the
+ * bundle), so that a step may go over by one line; what needs the lists
+ * runs after the last one. gg_config_load is begin, steps until done, end.
+ * A list file is read whole and must not change while it is read (same
+ * inode, size, mtime; its path still naming it): to change one, write a
+ * new file and rename it into place. On failure the error is in ERR as for
+ * gg_config_load and nothing is left behind but LD, for abort.
  */
 struct gg_config_load;
 struct gg_config_load *gg_config_load_begin(const char *file, char *err, size_t errlen);
 /* The same from a bundle made by gg_config_bundle: the configuration a
- * supervisor holds in force, with nothing read from disk but what the
- * bundle names (TLS files). */
+ * supervisor holds in force, with nothing read from disk but the TLS
+ * certificate and key it names. The bundle is input like any other:
+ * malformed ones are refused. Errors name the original file, with LINE 0
+ * (the bundle's own lines would mean nothing to a reader). */
 struct gg_config_load *gg_config_load_begin_bundle(const void *buf, size_t len,
 						   char *err, size_t errlen);
 /* 1 when done, 0 when more remains, -1 on failure (ERR filled). */
@@ -163,14 +175,17 @@ int gg_config_load_step(struct gg_config_load *ld, size_t budget);
 struct gg_config *gg_config_load_end(struct gg_config_load *ld);
 void gg_config_load_abort(struct gg_config_load *ld);
 
-/* Every byte C was made from (the main file with its includes, the list
- * files), self-contained: what a worker loads to run the configuration in
- * force, whatever the files on disk say now. Owned by C. */
+/* Every byte C was made from, self-contained: libconfig's rendering of the
+ * parsed main file (includes expanded) and the list files' bytes. What a
+ * worker loads to run the configuration in force, whatever the files on
+ * disk say now. C->file stays the original path. Owned by C. */
 const void *gg_config_bundle(const struct gg_config *c, size_t *len);
 
 /* The first setting that differs between OLD and NEW and takes a restart
- * to change (store, workers, listen, admin.listen, control_socket, user,
- * group, pid_file), or NULL when a reload can apply NEW whole. */
+ * to change, named as in the file ("store.type", "listen", ...): every
+ * store.* setting, control_socket, listen (all addresses, in order),
+ * workers, admin.listen, user, group, run_as_root, pid_file. NULL when a
+ * reload can apply NEW whole. */
 const char *gg_config_restart_setting(const struct gg_config *old, const struct gg_config *new);
 
 struct gg_config *gg_config_ref(struct gg_config *c);
