@@ -617,8 +617,8 @@ static bool load_dns(struct loader *ld, const config_t *cf, struct gg_config *c)
 	}
 	/* The handover watches the relay domains unless told otherwise. */
 	if (!config_lookup(cf, "handover.domains"))
-		for (size_t i = 0; i < c->relay_domains.n; i++)
-			if (!domainlist_add(&c->handover.domains, c->relay_domains.v[i]))
+		for (size_t i = 0; i < c->relay_domains.names.n; i++)
+			if (!domainlist_add(&c->handover.domains, c->relay_domains.names.v[i]))
 				return fail(ld, NULL, "out of memory");
 	return true;
 }

@@ -1,45 +1,28 @@
 #include "domainlist.h"
 
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 bool domainlist_add(struct domainlist *l, const char *d)
 {
-	char **v = realloc(l->v, (l->n + 1) * sizeof *v);
-	if (!v)
-		return false;
-	l->v = v;
-	char *copy = strdup(d);
-	if (!copy)
-		return false;
-	l->v[l->n++] = copy;
-	return true;
+	return strset_add(&l->names, d, strlen(d)) >= 0;
 }
 
-bool domainlist_match(const struct domainlist *list, const char *domain, size_t len)
+/* "a.b.example" is looked up whole (unless it starts with a dot: an exact
+ * entry never does, and a ".x" entry wants more in front of it), then as
+ * ".b.example" and ".example", the suffix entries it may fall under. */
+bool domainlist_match(const struct domainlist *l, const char *domain, size_t len)
 {
 	if (len > 0 && domain[len - 1] == '.')
 		len--;
-	for (size_t i = 0; i < list->n; i++) {
-		const char *e = list->v[i];
-		size_t elen = strlen(e);
-		if (e[0] == '.') {
-			/* ".example" matches "a.example", not "example" itself */
-			if (len > elen && strncasecmp(domain + len - elen, e, elen) == 0)
-				return true;
-		} else if (len == elen && strncasecmp(domain, e, len) == 0) {
+	if (len > 0 && domain[0] != '.' && strset_has(&l->names, domain, len))
+		return true;
+	for (size_t i = 1; i < len; i++)
+		if (domain[i] == '.' && strset_has(&l->names, domain + i, len - i))
 			return true;
-		}
-	}
 	return false;
 }
 
 void domainlist_free(struct domainlist *l)
 {
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
+	strset_free(&l->names);
 }

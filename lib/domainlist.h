@@ -6,7 +6,8 @@
  * ".example.org" matches every subdomain of example.org but not
  * example.org itself. Matching ignores case and one trailing dot of the
  * name asked about. Entries are added already normalised (lower case, no
- * trailing dot: config.c checks them).
+ * trailing dot: config.c checks them). A match costs one hash lookup per
+ * label of the name, whatever the size of the list.
  */
 #ifndef GG_DOMAINLIST_H
 #define GG_DOMAINLIST_H
@@ -14,9 +15,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "strset.h"
+
+/* names.v[0..names.n): the entries, each once, in the order first added. */
 struct domainlist {
-	char **v;          /* lower-case, no trailing dot */
-	size_t n;
+	struct strset names;
 };
 
 /* False when out of memory. */
