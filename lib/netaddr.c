@@ -223,14 +223,10 @@ static int reserve(struct nettree *t, size_t klen)
 			errno = ENOMEM;
 			return -1;
 		}
-		uint32_t (*kids)[2] = realloc(t->kids, cap * sizeof *kids);
-		if (!kids)
+		struct nettree_branch *branch = realloc(t->branch, cap * sizeof *branch);
+		if (!branch)
 			return -1;
-		t->kids = kids;
-		uint8_t *bit = realloc(t->bit, cap);
-		if (!bit)
-			return -1;
-		t->bit = bit;
+		t->branch = branch;
 		t->branch_cap = cap;
 		if (t->nbranch == 0)
 			t->nbranch = 1; /* branch 0 would read as NETTREE_NIL */
@@ -250,10 +246,10 @@ static uint32_t new_leaf(struct nettree *t, size_t klen, const uint8_t *key, uns
 static uint32_t leaf_near(const struct nettree *t, const uint8_t *key, unsigned limit)
 {
 	uint32_t r = t->root;
-	while (!(r & NETTREE_LEAF) && t->bit[r] < limit)
-		r = t->kids[r][bit_at(key, t->bit[r])];
+	while (!(r & NETTREE_LEAF) && t->branch[r].bit < limit)
+		r = t->branch[r].kids[bit_at(key, t->branch[r].bit)];
 	while (!(r & NETTREE_LEAF))
-		r = t->kids[r][0];
+		r = t->branch[r].kids[0];
 	return r & ~NETTREE_LEAF;
 }
 
@@ -274,8 +270,8 @@ static int tree_add(struct nettree *t, size_t klen, const uint8_t *key, unsigned
 	if (d == near_prefix)
 		return 0; /* already covered (or a duplicate) */
 	uint32_t *link = &t->root;
-	while (!(*link & NETTREE_LEAF) && t->bit[*link] < d)
-		link = &t->kids[*link][bit_at(key, t->bit[*link])];
+	while (!(*link & NETTREE_LEAF) && t->branch[*link].bit < d)
+		link = &t->branch[*link].kids[bit_at(key, t->branch[*link].bit)];
 	if (d == prefix) {
 		/* the new network covers the whole subtree: its leaves and
 		 * branches stay unused in the arrays until netlist_free */
@@ -284,9 +280,9 @@ static int tree_add(struct nettree *t, size_t klen, const uint8_t *key, unsigned
 	}
 	uint32_t b = t->nbranch++;
 	unsigned side = bit_at(key, d);
-	t->bit[b] = (uint8_t)d;
-	t->kids[b][!side] = *link;
-	t->kids[b][side] = new_leaf(t, klen, key, prefix);
+	t->branch[b].bit = (uint8_t)d;
+	t->branch[b].kids[!side] = *link;
+	t->branch[b].kids[side] = new_leaf(t, klen, key, prefix);
 	*link = b;
 	return 0;
 }
@@ -297,7 +293,7 @@ static bool tree_match(const struct nettree *t, size_t klen, const uint8_t *addr
 	if (r == NETTREE_NIL)
 		return false;
 	while (!(r & NETTREE_LEAF))
-		r = t->kids[r][bit_at(addr, t->bit[r])];
+		r = t->branch[r].kids[bit_at(addr, t->branch[r].bit)];
 	r &= ~NETTREE_LEAF;
 	return first_difference(addr, t->key + (size_t)r * klen, t->prefix[r]) == t->prefix[r];
 }
@@ -330,8 +326,7 @@ bool netlist_match(const struct netlist *l, const struct ipaddr *a)
 
 static void tree_free(struct nettree *t)
 {
-	free(t->kids);
-	free(t->bit);
+	free(t->branch);
 	free(t->key);
 	free(t->prefix);
 	memset(t, 0, sizeof *t);

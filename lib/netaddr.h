@@ -35,8 +35,10 @@ struct cidr {
 
 struct nettree {
 	uint32_t root;
-	uint32_t (*kids)[2];   /* per branch: the side whose bit is 0, then 1 */
-	uint8_t *bit;          /* per branch: the bit it tests (0: the first) */
+	struct nettree_branch {
+		uint32_t kids[2];  /* the side whose bit is 0, then 1 */
+		uint8_t bit;       /* the bit it tests (0: the first) */
+	} *branch;             /* one array: a step of a walk reads one line */
 	uint32_t nbranch, branch_cap;
 	uint8_t *key;          /* per leaf: the network, 4 or 16 bytes */
 	uint8_t *prefix;       /* per leaf: its prefix length */
