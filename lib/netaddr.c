@@ -180,7 +180,6 @@ bool cidr_match(const struct cidr *c, const struct ipaddr *a)
 	return memcmp(m.b, c->net.b, family_bits(a->family) / 8) == 0;
 }
 
-
 static unsigned bit_at(const uint8_t *b, unsigned i)
 {
 	return (b[i / 8] >> (7 - i % 8)) & 1;
@@ -202,7 +201,8 @@ static unsigned first_difference(const uint8_t *a, const uint8_t *b, unsigned li
 static int reserve(struct nettree *t, size_t klen)
 {
 	if (t->nleaf == t->leaf_cap) {
-		uint32_t cap = t->leaf_cap ? t->leaf_cap * 2 : 4;
+		/* indices stay below NETTREE_LEAF */
+		size_t cap = t->leaf_cap ? (size_t)t->leaf_cap * 2 : 4;
 		if (cap > NETTREE_LEAF || cap > SIZE_MAX / klen) {
 			errno = ENOMEM;
 			return -1;
@@ -215,11 +215,11 @@ static int reserve(struct nettree *t, size_t klen)
 		if (!prefix)
 			return -1;
 		t->prefix = prefix;
-		t->leaf_cap = cap;
+		t->leaf_cap = (uint32_t)cap;
 	}
 	if (t->nbranch == t->branch_cap) {
-		uint32_t cap = t->branch_cap ? t->branch_cap * 2 : 4;
-		if (cap > NETTREE_LEAF) {
+		size_t cap = t->branch_cap ? (size_t)t->branch_cap * 2 : 4;
+		if (cap > NETTREE_LEAF || cap > SIZE_MAX / sizeof *t->branch) {
 			errno = ENOMEM;
 			return -1;
 		}
@@ -227,7 +227,7 @@ static int reserve(struct nettree *t, size_t klen)
 		if (!branch)
 			return -1;
 		t->branch = branch;
-		t->branch_cap = cap;
+		t->branch_cap = (uint32_t)cap;
 		if (t->nbranch == 0)
 			t->nbranch = 1; /* branch 0 would read as NETTREE_NIL */
 	}
