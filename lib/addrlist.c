@@ -1,9 +1,6 @@
 #include "addrlist.h"
 
-#include <ctype.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define PATTERN_MAX 320
 
@@ -29,60 +26,58 @@ int addrlist_add(struct addrlist *l, const char *pattern)
 {
 	if (!addrlist_valid(pattern))
 		return -1;
-	char **v = realloc(l->v, (l->n + 1) * sizeof *v);
-	if (!v)
+	size_t n = strlen(pattern);
+	int r;
+	if (pattern[0] == '.')
+		r = strset_add(&l->subdomains, pattern, n);
+	else if (pattern[0] == '@')
+		r = strset_add(&l->domains, pattern + 1, n - 1);
+	else if (pattern[n - 1] == '@')
+		r = strset_add(&l->locals, pattern, n - 1);
+	else
+		r = strset_add(&l->addresses, pattern, n);
+	if (r < 0)
 		return -1;
-	l->v = v;
-	char *copy = strdup(pattern);
-	if (!copy)
-		return -1;
-	for (char *c = copy; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
-	l->v[l->n++] = copy;
+	l->n++;
 	return 0;
 }
 
-static bool match_one(const char *p, const char *addr, size_t len, size_t at)
+/* ".domain" matches when the address's domain ends in it with something in
+ * front: the lookups are the domain's tails that start at a dot. */
+static bool in_subdomains(const struct strset *s, const char *domain, size_t dlen)
 {
-	size_t plen = strlen(p);
-	const char *domain = addr + at + 1;
-	size_t dlen = at < len ? len - at - 1 : 0;
-	if (p[0] == '.')
-		return at < len && dlen > plen &&
-		       strncasecmp(domain + dlen - plen, p, plen) == 0;
-	if (p[0] == '@')
-		return at < len && dlen == plen - 1 && strncasecmp(domain, p + 1, dlen) == 0;
-	if (p[plen - 1] == '@')
-		return at == plen - 1 && strncasecmp(addr, p, at) == 0;
-	return len == plen && strncasecmp(addr, p, len) == 0;
+	for (size_t i = 1; i < dlen; i++)
+		if (domain[i] == '.' && strset_has(s, domain + i, dlen - i))
+			return true;
+	return false;
 }
 
 bool addrlist_match(const struct addrlist *l, const char *addr, size_t len)
 {
-	/* the separating '@' is the last one: quoted local parts may hold more */
+	if (len == 0)
+		return strset_has(&l->addresses, "<>", 2);
+	/* the separating '@' is the last one: quoted local parts may hold more;
+	 * without one, the whole is the local part and there is no domain */
 	size_t at = len;
 	for (size_t i = len; i > 0; i--)
 		if (addr[i - 1] == '@') {
 			at = i - 1;
 			break;
 		}
-	for (size_t i = 0; i < l->n; i++) {
-		if (len == 0) {
-			if (strcmp(l->v[i], "<>") == 0)
-				return true;
-			continue;
-		}
-		if (match_one(l->v[i], addr, len, at))
-			return true;
-	}
-	return false;
+	if (strset_has(&l->addresses, addr, len) || strset_has(&l->locals, addr, at))
+		return true;
+	if (at == len)
+		return false;
+	const char *domain = addr + at + 1;
+	size_t dlen = len - at - 1;
+	return strset_has(&l->domains, domain, dlen) || in_subdomains(&l->subdomains, domain, dlen);
 }
 
 void addrlist_free(struct addrlist *l)
 {
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
+	strset_free(&l->addresses);
+	strset_free(&l->locals);
+	strset_free(&l->domains);
+	strset_free(&l->subdomains);
 	l->n = 0;
 }

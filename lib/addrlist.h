@@ -7,6 +7,8 @@
  *   @domain       any address at exactly that domain
  *   .domain       any address at a subdomain of domain (not domain itself)
  * The null sender matches only the pattern "<>".
+ * A match costs a few hash lookups (one per label of the domain for the
+ * .domain patterns), whatever the number of patterns.
  */
 #ifndef GG_ADDRLIST_H
 #define GG_ADDRLIST_H
@@ -14,9 +16,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "strset.h"
+
 struct addrlist {
-	char **v;           /* lower case */
-	size_t n;
+	struct strset addresses;   /* user@domain, and "<>" */
+	struct strset locals;      /* user@, without the '@' */
+	struct strset domains;     /* @domain, without the '@' */
+	struct strset subdomains;  /* .domain, with its dot */
+	size_t n;                  /* patterns added */
 };
 
 /* Checks PATTERN's form; false for anything not one of the forms above. */

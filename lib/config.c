@@ -344,16 +344,6 @@ static bool domain_normalise(const char *in, char *out, size_t outlen)
 	return strstr(out, "..") == NULL;
 }
 
-static bool domain_add(struct domainlist *l, const char *d)
-{
-	char **v = realloc(l->v, (l->n + 1) * sizeof *v);
-	if (!v)
-		return false;
-	l->v = v;
-	l->v[l->n++] = xstrdup(d);
-	return true;
-}
-
 /* What one entry of a list means: the same check for an entry written in
  * the file and one in a list file. Returns false after calling fail(). */
 typedef bool (*entry_fn)(struct loader *ld, const config_setting_t *s, const char *where,
@@ -567,7 +557,7 @@ static bool domain_entry(struct loader *ld, const config_setting_t *s, const cha
 	char d[DOMAIN_MAX + 2];
 	if (!domain_normalise(entry, d, sizeof d))
 		return fail(ld, s, "%s: '%s' is not a domain name", where, entry);
-	if (!domain_add(dst, d))
+	if (!domainlist_add(dst, d))
 		return fail(ld, s, "out of memory");
 	return true;
 }
@@ -875,8 +865,8 @@ static bool load_after_lists(struct loader *ld, const config_t *cf, struct gg_co
 	}
 	/* The handover watches the relay domains unless told otherwise. */
 	if (!config_lookup(cf, "handover.domains"))
-		for (size_t i = 0; i < c->relay_domains.n; i++)
-			if (!domain_add(&c->handover.domains, c->relay_domains.v[i]))
+		for (size_t i = 0; i < c->relay_domains.names.n; i++)
+			if (!domainlist_add(&c->handover.domains, c->relay_domains.names.v[i]))
 				return fail(ld, NULL, "out of memory");
 	return true;
 }
@@ -1480,13 +1470,6 @@ struct gg_config *gg_config_ref(struct gg_config *c)
 	return c;
 }
 
-static void domainlist_free(struct domainlist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-}
-
 void gg_config_unref(struct gg_config *c)
 {
 	if (!c || --c->refs > 0)
@@ -1530,22 +1513,4 @@ void gg_config_unref(struct gg_config *c)
 	free(c->log.target);
 	free(c->log.level);
 	free(c);
-}
-
-bool domainlist_match(const struct domainlist *list, const char *domain, size_t len)
-{
-	if (len > 0 && domain[len - 1] == '.')
-		len--;
-	for (size_t i = 0; i < list->n; i++) {
-		const char *e = list->v[i];
-		size_t elen = strlen(e);
-		if (e[0] == '.') {
-			/* ".example" matches "a.example", not "example" itself */
-			if (len > elen && strncasecmp(domain + len - elen, e, elen) == 0)
-				return true;
-		} else if (len == elen && strncasecmp(domain, e, len) == 0) {
-			return true;
-		}
-	}
-	return false;
 }

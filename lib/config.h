@@ -14,15 +14,11 @@
 #include <stddef.h>
 
 #include "addrlist.h"
+#include "domainlist.h"
 #include "netaddr.h"
 #include "sender_norm.h"
 
 #define GG_MAX_LISTEN 16
-
-struct domainlist {
-	char **v;          /* lower-case, no trailing dot */
-	size_t n;
-};
 
 struct gg_config {
 	int refs;
@@ -190,9 +186,5 @@ const char *gg_config_restart_setting(const struct gg_config *old, const struct 
 
 struct gg_config *gg_config_ref(struct gg_config *c);
 void gg_config_unref(struct gg_config *c);
-
-/* Whether DOMAIN (any case, optional trailing dot) is in LIST; an entry
- * ".example" also matches every subdomain of example. */
-bool domainlist_match(const struct domainlist *list, const char *domain, size_t len);
 
 #endif

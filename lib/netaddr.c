@@ -180,35 +180,161 @@ bool cidr_match(const struct cidr *c, const struct ipaddr *a)
 	return memcmp(m.b, c->net.b, family_bits(a->family) / 8) == 0;
 }
 
-int netlist_add(struct netlist *l, const struct cidr *c)
+static unsigned bit_at(const uint8_t *b, unsigned i)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 8;
-		if (cap < l->cap || cap > SIZE_MAX / sizeof *l->v) {
+	return (b[i / 8] >> (7 - i % 8)) & 1;
+}
+
+/* The first bit, below LIMIT, where A and B differ; LIMIT when none does. */
+static unsigned first_difference(const uint8_t *a, const uint8_t *b, unsigned limit)
+{
+	unsigned i = 0;
+	while (i + 8 <= limit && a[i / 8] == b[i / 8])
+		i += 8;
+	while (i < limit && bit_at(a, i) == bit_at(b, i))
+		i++;
+	return i;
+}
+
+/* Room for one more leaf and one more branch, before any reference into
+ * the arrays is taken. */
+static int reserve(struct nettree *t, size_t klen)
+{
+	if (t->nleaf == t->leaf_cap) {
+		/* indices stay below NETTREE_LEAF */
+		size_t cap = t->leaf_cap ? (size_t)t->leaf_cap * 2 : 4;
+		if (cap > NETTREE_LEAF || cap > SIZE_MAX / klen) {
 			errno = ENOMEM;
 			return -1;
 		}
-		struct cidr *v = realloc(l->v, cap * sizeof *v);
-		if (!v)
+		uint8_t *key = realloc(t->key, cap * klen);
+		if (!key)
 			return -1;
-		l->v = v;
-		l->cap = cap;
+		t->key = key;
+		uint8_t *prefix = realloc(t->prefix, cap);
+		if (!prefix)
+			return -1;
+		t->prefix = prefix;
+		t->leaf_cap = (uint32_t)cap;
 	}
-	l->v[l->n++] = *c;
+	if (t->nbranch == t->branch_cap) {
+		size_t cap = t->branch_cap ? (size_t)t->branch_cap * 2 : 4;
+		if (cap > NETTREE_LEAF || cap > SIZE_MAX / sizeof *t->branch) {
+			errno = ENOMEM;
+			return -1;
+		}
+		struct nettree_branch *branch = realloc(t->branch, cap * sizeof *branch);
+		if (!branch)
+			return -1;
+		t->branch = branch;
+		t->branch_cap = (uint32_t)cap;
+		if (t->nbranch == 0)
+			t->nbranch = 1; /* branch 0 would read as NETTREE_NIL */
+	}
+	return 0;
+}
+
+static uint32_t new_leaf(struct nettree *t, size_t klen, const uint8_t *key, unsigned prefix)
+{
+	memcpy(t->key + (size_t)t->nleaf * klen, key, klen);
+	t->prefix[t->nleaf] = (uint8_t)prefix;
+	return NETTREE_LEAF | t->nleaf++;
+}
+
+/* A leaf of the subtree that KEY leads to, following KEY's bits while the
+ * branches test bits below LIMIT. */
+static uint32_t leaf_near(const struct nettree *t, const uint8_t *key, unsigned limit)
+{
+	uint32_t r = t->root;
+	while (!(r & NETTREE_LEAF) && t->branch[r].bit < limit)
+		r = t->branch[r].kids[bit_at(key, t->branch[r].bit)];
+	while (!(r & NETTREE_LEAF))
+		r = t->branch[r].kids[0];
+	return r & ~NETTREE_LEAF;
+}
+
+/* Invariants: the leaves under a branch testing bit b agree on the bits
+ * before b and both sides hold some; no leaf covers another. */
+static int tree_add(struct nettree *t, size_t klen, const uint8_t *key, unsigned prefix)
+{
+	if (reserve(t, klen) < 0)
+		return -1;
+	if (t->root == NETTREE_NIL) {
+		t->root = new_leaf(t, klen, key, prefix);
+		return 0;
+	}
+	uint32_t near = leaf_near(t, key, prefix);
+	unsigned near_prefix = t->prefix[near];
+	unsigned d = first_difference(key, t->key + (size_t)near * klen,
+				      prefix < near_prefix ? prefix : near_prefix);
+	if (d == near_prefix)
+		return 0; /* already covered (or a duplicate) */
+	uint32_t *link = &t->root;
+	while (!(*link & NETTREE_LEAF) && t->branch[*link].bit < d)
+		link = &t->branch[*link].kids[bit_at(key, t->branch[*link].bit)];
+	if (d == prefix) {
+		/* the new network covers the whole subtree: its leaves and
+		 * branches stay unused in the arrays until netlist_free */
+		*link = new_leaf(t, klen, key, prefix);
+		return 0;
+	}
+	uint32_t b = t->nbranch++;
+	unsigned side = bit_at(key, d);
+	t->branch[b].bit = (uint8_t)d;
+	t->branch[b].kids[!side] = *link;
+	t->branch[b].kids[side] = new_leaf(t, klen, key, prefix);
+	*link = b;
+	return 0;
+}
+
+static bool tree_match(const struct nettree *t, size_t klen, const uint8_t *addr)
+{
+	uint32_t r = t->root;
+	if (r == NETTREE_NIL)
+		return false;
+	while (!(r & NETTREE_LEAF))
+		r = t->branch[r].kids[bit_at(addr, t->branch[r].bit)];
+	r &= ~NETTREE_LEAF;
+	return first_difference(addr, t->key + (size_t)r * klen, t->prefix[r]) == t->prefix[r];
+}
+
+int netlist_add(struct netlist *l, const struct cidr *c)
+{
+	struct nettree *t = c->net.family == AF_INET ? &l->v4 :
+			    c->net.family == AF_INET6 ? &l->v6 : NULL;
+	if (!t) {
+		errno = EINVAL;
+		return -1;
+	}
+	struct ipaddr net = c->net;
+	unsigned prefix = c->prefix < family_bits(net.family) ? c->prefix : family_bits(net.family);
+	ipaddr_mask(&net, prefix);
+	if (tree_add(t, t == &l->v4 ? 4 : 16, net.b, prefix) < 0)
+		return -1;
+	l->n++;
 	return 0;
 }
 
 bool netlist_match(const struct netlist *l, const struct ipaddr *a)
 {
-	for (size_t i = 0; i < l->n; i++)
-		if (cidr_match(&l->v[i], a))
-			return true;
+	if (a->family == AF_INET)
+		return tree_match(&l->v4, 4, a->b);
+	if (a->family == AF_INET6)
+		return tree_match(&l->v6, 16, a->b);
 	return false;
+}
+
+static void tree_free(struct nettree *t)
+{
+	free(t->branch);
+	free(t->key);
+	free(t->prefix);
+	memset(t, 0, sizeof *t);
 }
 
 void netlist_free(struct netlist *l)
 {
-	free(l->v);
-	l->v = NULL;
-	l->n = l->cap = 0;
+	tree_free(&l->v4);
+	tree_free(&l->v6);
+	l->n = 0;
 }

@@ -4,7 +4,8 @@
  * Promises: IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, what a dual-stack
  * listener reports for IPv4 clients) are treated as the IPv4 address they
  * carry, so an IPv4 network matches them. No allocation except in
- * netlist_add.
+ * netlist_add. netlist_match costs at most one step per address bit,
+ * whatever the number of networks in the list.
  */
 #ifndef GG_NETADDR_H
 #define GG_NETADDR_H
@@ -24,9 +25,29 @@ struct cidr {
 	unsigned prefix;   /* 0..32 or 0..128 */
 };
 
+/* One family's networks as a path-compressed binary prefix tree. Only the
+ * networks no other one covers are kept, so every network is a leaf and
+ * every branch has two children (a branch per leaf, less one). A reference
+ * is NETTREE_NIL, NETTREE_LEAF | leaf index, or a branch index (from 1).
+ * All zero is the empty tree. */
+#define NETTREE_NIL  0u
+#define NETTREE_LEAF 0x80000000u
+
+struct nettree {
+	uint32_t root;
+	struct nettree_branch {
+		uint32_t kids[2];  /* the side whose bit is 0, then 1 */
+		uint8_t bit;       /* the bit it tests (0: the first) */
+	} *branch;             /* one array: a step of a walk reads one line */
+	uint32_t nbranch, branch_cap;
+	uint8_t *key;          /* per leaf: the network, 4 or 16 bytes */
+	uint8_t *prefix;       /* per leaf: its prefix length */
+	uint32_t nleaf, leaf_cap;
+};
+
 struct netlist {
-	struct cidr *v;
-	size_t n, cap;
+	struct nettree v4, v6;
+	size_t n;              /* networks added (0: the list is empty) */
 };
 
 /* From a socket address (AF_INET/AF_INET6, v4-mapped folded to v4). */
@@ -48,7 +69,9 @@ bool cidr_match(const struct cidr *c, const struct ipaddr *a);
 /* Masks A to PREFIX bits in place (prefix clamped to the family's width). */
 void ipaddr_mask(struct ipaddr *a, unsigned prefix);
 
-int netlist_add(struct netlist *l, const struct cidr *c); /* 0 or -1 (ENOMEM) */
+/* 0, or -1 with errno ENOMEM (or EINVAL: not AF_INET/AF_INET6). Host bits
+ * of C beyond its prefix are ignored. */
+int netlist_add(struct netlist *l, const struct cidr *c);
 bool netlist_match(const struct netlist *l, const struct ipaddr *a);
 void netlist_free(struct netlist *l);
 

@@ -237,7 +237,7 @@ static void on_mx(void *arg, const struct mxset *m)
 	while (*pp != r)
 		pp = &(*pp)->next;
 	*pp = r->next;
-	const char *domain = cfg->handover.domains.v[r->domain];
+	const char *domain = cfg->handover.domains.names.v[r->domain];
 	free(r);
 	if (m->status != DNS_OK || m->n == 0)
 		return;
@@ -262,20 +262,20 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	if (rounds || probes)
 		return; /* the last round is still going: a slow network, skip one */
-	for (size_t i = 0; i < cfg->handover.domains.n; i++) {
+	for (size_t i = 0; i < cfg->handover.domains.names.n; i++) {
 		struct round_req *r = calloc(1, sizeof *r);
 		if (!r)
 			return;
 		r->domain = i;
 		r->next = rounds;
 		rounds = r;
-		r->mxr = mxset_resolve(cfg->handover.domains.v[i], on_mx, r);
+		r->mxr = mxset_resolve(cfg->handover.domains.names.v[i], on_mx, r);
 	}
 }
 
 void handover_start(struct event_base *b, struct gg_config *c)
 {
-	if (c->handover.probe_interval == 0 || c->handover.domains.n == 0)
+	if (c->handover.probe_interval == 0 || c->handover.domains.names.n == 0)
 		return;
 	base = b;
 	cfg = gg_config_ref(c);
@@ -285,7 +285,7 @@ void handover_start(struct event_base *b, struct gg_config *c)
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "handover");
 	ll_str(&l, "result", "watching");
-	ll_int(&l, "domains", (long long)c->handover.domains.n);
+	ll_int(&l, "domains", (long long)c->handover.domains.names.n);
 	ll_int(&l, "interval", c->handover.probe_interval);
 	ll_emit(&l);
 	on_timer(-1, 0, NULL);

@@ -478,7 +478,7 @@ static void run(struct rcpt_check *c)
 			break;
 		case ST_CLIENT_NAME:
 			c->step = ST_SENDER;
-			if (c->wl_client == WHY_NONE && c->cfg->client_names.n) {
+			if (c->wl_client == WHY_NONE && c->cfg->client_names.names.n) {
 				c->pending++;
 				c->fcr = fcrdns_verify(&c->client, &c->cfg->client_names, on_client_name, c);
 			}

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "addrlist.h"
@@ -77,12 +78,102 @@ static void test_invalid(void **state)
 	assert_false(addrlist_valid(longp));
 }
 
+/* Every kind side by side, with overlaps and duplicates. */
+static void test_kinds_together(void **state)
+{
+	(void)state;
+	struct addrlist l = { 0 };
+	static const char *const pats[] = {
+		"a@x.example", "A@X.EXAMPLE", "b@", "@y.example", ".y.example",
+		".deep.z.example", "@z.example", "c@d@", "@odd@domain", "<>", "..w.example",
+	};
+	for (size_t i = 0; i < sizeof pats / sizeof pats[0]; i++)
+		assert_int_equal(addrlist_add(&l, pats[i]), 0);
+
+	assert_true(match(&l, "a@x.example"));
+	assert_false(match(&l, "a@x.example."));
+	assert_false(match(&l, "a@sub.x.example"));
+	assert_false(match(&l, "aa@x.example"));
+
+	assert_true(match(&l, "b@anything"));
+	assert_true(match(&l, "B@"));
+	assert_true(match(&l, "b"));          /* no '@': the whole is the local part */
+	assert_false(match(&l, "bb@x"));
+
+	assert_true(match(&l, "u@y.example"));
+	assert_true(match(&l, "u@s.y.example"));
+	assert_true(match(&l, "u@t.s.Y.Example"));
+	assert_false(match(&l, "u@xy.example"));
+	assert_false(match(&l, "y.example"));
+	assert_false(match(&l, "u.y.example"));   /* no '@': no domain */
+
+	assert_true(match(&l, "u@z.example"));
+	assert_false(match(&l, "u@q.z.example"));
+	assert_true(match(&l, "u@q.deep.z.example"));
+	assert_false(match(&l, "u@deep.z.example"));
+
+	assert_true(match(&l, "c@d@whatever"));   /* local part "c@d" */
+	assert_false(match(&l, "c@whatever"));
+	assert_false(match(&l, "x@odd@domain"));  /* a domain never holds '@' */
+
+	assert_true(match(&l, "v@a..w.example"));
+	assert_false(match(&l, "v@a.w.example"));
+
+	assert_true(match(&l, ""));
+	assert_true(match(&l, "<>"));             /* the literal pattern text */
+	assert_false(match(&l, "u@"));
+	assert_false(match(&l, "@"));
+	assert_false(match(&l, "u@example"));
+	/* the length given, not the string's */
+	assert_true(addrlist_match(&l, "u@z.examplex", 11));
+	assert_false(addrlist_match(&l, "u@z.example", 10));
+	addrlist_free(&l);
+	assert_false(match(&l, "a@x.example"));
+	addrlist_free(&l);
+}
+
+/* Many patterns of each kind: each found, its neighbours not. */
+static void test_many(void **state)
+{
+	(void)state;
+	enum { N = 3000 };
+	struct addrlist l = { 0 };
+	char p[80];
+	for (unsigned i = 0; i < N; i++) {
+		switch (i % 4) {
+		case 0: snprintf(p, sizeof p, "u%u@d%u.example", i, i); break;
+		case 1: snprintf(p, sizeof p, "u%u@", i); break;
+		case 2: snprintf(p, sizeof p, "@d%u.example", i); break;
+		default: snprintf(p, sizeof p, ".d%u.example", i); break;
+		}
+		assert_int_equal(addrlist_add(&l, p), 0);
+	}
+	for (unsigned i = 0; i < N; i++) {
+		const char *yes = "", *no = "";
+		char y[80], n[80];
+		switch (i % 4) {
+		case 0: yes = "U%u@D%u.example"; no = "u%u@x.d%u.example"; break;
+		case 1: yes = "u%u@D%u.example"; no = "xu%u@d%u.example"; break;
+		case 2: yes = "x@d%u.example"; no = "x@s.d%u.example"; break;
+		default: yes = "x@s.D%u.example"; no = "x@d%u.example"; break;
+		}
+		snprintf(y, sizeof y, yes, i, i);
+		snprintf(n, sizeof n, no, i, i);
+		assert_true(match(&l, y));
+		assert_false(match(&l, n));
+	}
+	assert_false(match(&l, ""));
+	addrlist_free(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forms),
 		cmocka_unit_test(test_null_sender),
 		cmocka_unit_test(test_invalid),
+		cmocka_unit_test(test_kinds_together),
+		cmocka_unit_test(test_many),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -128,7 +128,7 @@ static void test_relay_domains_file(void **state)
 		 "relay_domains = [ \"zero.example\" ];\nrelay_domains_file = \"%s\";\n", list);
 	struct gg_config *c = load_text(conf);
 	assert_non_null(c);
-	assert_int_equal(c->relay_domains.n, 3);
+	assert_int_equal(c->relay_domains.names.n, 3);
 	assert_true(domainlist_match(&c->relay_domains, "one.example", 11));
 	assert_true(domainlist_match(&c->relay_domains, "two.example", 11));
 	assert_true(domainlist_match(&c->relay_domains, "zero.example", 12));
