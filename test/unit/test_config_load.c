@@ -94,7 +94,7 @@ static void assert_setup(const struct gg_config *c)
 	assert_true(net(&c->whitelist.clients, "2001:db8::1"));
 	assert_true(net(&c->whitelist.clients, "198.51.100.9"));
 	assert_false(net(&c->whitelist.clients, "203.0.113.1"));
-	assert_int_equal(c->relay_domains.n, 3);
+	assert_int_equal(c->relay_domains.names.n, 3);
 	assert_true(domainlist_match(&c->relay_domains, "inline.example", 14));
 	assert_true(domainlist_match(&c->relay_domains, "relay.example", 13));
 	assert_true(domainlist_match(&c->relay_domains, "a.sub.example", 13));
