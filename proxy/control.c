@@ -193,6 +193,39 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
+/* Whether a daemon listens on the socket at P: a refused connect, or none
+ * at all, means a stale file (or nothing) that may be replaced. */
+static bool answers(const char *p)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", p);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	/* a full backlog (EAGAIN) is somebody listening too */
+	bool yes = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0 || errno == EAGAIN;
+	close(fd);
+	return yes;
+}
+
+int control_probe(const struct gg_config *cfg)
+{
+	if (!cfg->control_socket[0] || !answers(cfg->control_socket))
+		return 0;
+	struct logline l;
+	ll_begin(&l, LOG_LVL_ERROR, "control");
+	ll_str(&l, "socket", cfg->control_socket);
+	ll_str(&l, "result", "failed");
+	ll_str(&l, "reason", "another process answers on the control socket");
+	ll_str(&l, "action", "exiting; is greygate running already?");
+	ll_emit(&l);
+	return -1;
+}
+
+/* The socket we made, so that we never unlink one that replaced it. */
+static dev_t made_dev;
+static ino_t made_ino;
+
 void control_open(struct event_base *base, const struct gg_config *cfg)
 {
 	if (!cfg->control_socket[0])
@@ -200,19 +233,32 @@ void control_open(struct event_base *base, const struct gg_config *cfg)
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", cfg->control_socket);
 	snprintf(path, sizeof path, "%s", cfg->control_socket);
-	unlink(path);
-	/* Only root and our own user may change greylisting state. */
-	mode_t old = umask(0077);
-	listener = evconnlistener_new_bind(base, on_accept, NULL,
-					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
-					   (struct sockaddr *)&sun, sizeof sun);
-	umask(old);
+	const char *why = NULL;
+	struct stat st;
+	/* control_probe checked at start-up; this is whoever came since */
+	if (answers(path)) {
+		why = "another process answers on it";
+	} else {
+		unlink(path);
+		/* Only root and our own user may change greylisting state. */
+		mode_t old = umask(0077);
+		listener = evconnlistener_new_bind(base, on_accept, NULL,
+						   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
+						   (struct sockaddr *)&sun, sizeof sun);
+		umask(old);
+		if (!listener)
+			why = strerror(errno);
+		else if (stat(path, &st) == 0) {
+			made_dev = st.st_dev;
+			made_ino = st.st_ino;
+		}
+	}
 	struct logline l;
 	ll_begin(&l, listener ? LOG_LVL_INFO : LOG_LVL_WARNING, "control");
 	ll_str(&l, "socket", path);
 	if (!listener) {
 		ll_str(&l, "result", "failed");
-		ll_str(&l, "reason", strerror(errno));
+		ll_str(&l, "reason", why);
 		ll_str(&l, "action", "running without the control socket; greygate-ctl cannot reach the embedded store");
 		path[0] = 0;
 	} else {
@@ -227,6 +273,9 @@ void control_close(void)
 		evconnlistener_free(listener);
 		listener = NULL;
 	}
-	if (path[0])
+	struct stat st;
+	if (path[0] && made_ino && stat(path, &st) == 0 && st.st_dev == made_dev &&
+	    st.st_ino == made_ino)
 		unlink(path);
+	path[0] = 0;
 }

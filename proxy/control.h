@@ -10,9 +10,13 @@
 
 struct event_base;
 
+/* Before anything is opened: -1, logged, when a process answers on
+ * CFG->control_socket (another greygate: its socket is left alone); else 0. */
+int control_probe(const struct gg_config *cfg);
 /* Listens on CFG->control_socket (best effort: a failure is logged and the
  * daemon runs without it). */
 void control_open(struct event_base *base, const struct gg_config *cfg);
+/* Removes the socket only if it is still the one we made. */
 void control_close(void);
 
 #endif

@@ -1,11 +1,14 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "connlimit.h"
@@ -18,22 +21,141 @@
 static struct evconnlistener *listeners[GG_MAX_LISTEN];
 static size_t nlisteners;
 
-/* Refuses before a session exists: one write on a fresh socket, whose
- * buffer is empty, so it cannot block or be short in practice. */
-static void refuse(evutil_socket_t fd, const struct ipaddr *a, const char *why)
+/* One write on a fresh socket, whose buffer is empty, so it cannot block
+ * or be short in practice; then the socket is closed. */
+static void say_421(evutil_socket_t fd, const char *enhanced, const char *why)
 {
-	char msg[512], addr[48];
+	char msg[512];
 	metrics_add(M_CONNECTIONS_REFUSED, 1);
-	int n = snprintf(msg, sizeof msg, "421 4.7.0 %s Error: %s\r\n", srv.cfg->myhostname, why);
+	int n = snprintf(msg, sizeof msg, "421 %s %s Error: %s\r\n", enhanced,
+			 srv.cfg->myhostname, why);
 	if (n > 0 && send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		/* the client is gone already; nothing to tell */
 	}
 	evutil_closesocket(fd);
+}
+
+/* Refuses before a session exists. */
+static void refuse(evutil_socket_t fd, const struct ipaddr *a, const char *why)
+{
+	char addr[48];
+	say_421(fd, "4.7.0", why);
 	struct logline l;
 	ll_begin(&l, LOG_LVL_WARNING, "refuse");
 	ll_str(&l, "client", ipaddr_str(a, addr, sizeof addr));
 	ll_str(&l, "reason", why);
 	ll_emit(&l);
+}
+
+/* ---- accepts that fail ----
+ * A shortage of descriptors or memory leaves the connection pending, so the
+ * socket stays readable and the next accept fails at once: without a pause
+ * the loop spins and logs without end, and nobody is answered. At EMFILE a
+ * spare descriptor, given up for a moment, answers the pending client 421
+ * instead; without one, every listener of the process rests PAUSE_MS (or
+ * until a session ends). Failures are logged once per LOG_EVERY seconds,
+ * with their count. */
+
+#define PAUSE_MS 200
+#define LOG_EVERY 5           /* seconds */
+
+static struct {
+	struct event *resume;     /* ends a pause */
+	bool paused;
+	int spare;                /* /dev/null, or -1 */
+	unsigned long failed;     /* failures not logged yet */
+	unsigned long shed;       /* of those, clients answered 421 */
+	int err;                  /* the last failure's errno */
+	time_t logged;            /* monotonic seconds of the last line; 0 none */
+} acc = { .spare = -1 };
+
+static time_t mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static void log_failures(enum log_level lvl, const char *result, const char *action)
+{
+	struct logline l;
+	ll_begin(&l, lvl, "listen");
+	ll_str(&l, "result", result);
+	ll_str(&l, "reason", strerror(acc.err));
+	ll_int(&l, "failures", (long long)acc.failed);
+	if (acc.shed)
+		ll_int(&l, "refused", (long long)acc.shed);
+	ll_str(&l, "action", action);
+	ll_emit(&l);
+	acc.failed = acc.shed = 0;
+	acc.logged = mono_now();
+}
+
+static void resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (!acc.paused)
+		return;
+	acc.paused = false;
+	evtimer_del(acc.resume);
+	if (acc.spare < 0)
+		acc.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	for (size_t i = 0; i < nlisteners; i++)
+		evconnlistener_enable(listeners[i]);
+}
+
+void listener_resume(void)
+{
+	resume(-1, 0, NULL);
+}
+
+static void pause_all(void)
+{
+	for (size_t i = 0; i < nlisteners; i++)
+		evconnlistener_disable(listeners[i]);
+	acc.paused = true;
+	struct timeval tv = { 0, PAUSE_MS * 1000 };
+	evtimer_add(acc.resume, &tv);
+}
+
+/* The spare descriptor makes room to accept one pending client, answer it
+ * and close it again; then it is taken back. False when it cannot. */
+static bool shed_one(struct evconnlistener *lev)
+{
+	if (acc.spare < 0)
+		return false;
+	close(acc.spare);
+	int fd = accept4(evconnlistener_get_fd(lev), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	/* The kernel finds no descriptor before it looks for a client: none
+	 * may be pending, and then the socket is not readable either. */
+	bool done = fd >= 0 || errno == EAGAIN || errno == EWOULDBLOCK;
+	if (fd >= 0) {
+		say_421(fd, "4.3.2", "too many connections; try again later");
+		acc.shed++;
+	}
+	acc.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return done;
+}
+
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+	(void)arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	const char *action = "going on";
+	acc.err = err;
+	acc.failed++;
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		if ((err == EMFILE || err == ENFILE) && shed_one(lev)) {
+			action = "answering new clients 421 until descriptors are free";
+		} else {
+			pause_all();
+			action = "pausing new connections";
+		}
+	}
+	if (!acc.logged || mono_now() - acc.logged >= LOG_EVERY)
+		log_failures(LOG_LVL_ERROR, "accept failed", action);
 }
 
 /* With several workers each keeps its share of a limit: the kernel spreads
@@ -50,6 +172,8 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	(void)lev;
 	(void)salen;
 	(void)arg;
+	if (acc.failed)
+		log_failures(LOG_LVL_WARNING, "accepting again", "serving");
 	struct ipaddr a;
 	if (!ipaddr_from_sockaddr(sa, &a)) {
 		evutil_closesocket(fd);
@@ -76,40 +200,69 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	session_start(fd, sa, &a, via_proxy);
 }
 
-static void on_accept_error(struct evconnlistener *lev, void *arg)
+/* A socket bound to SPEC, not listening yet, or -1 with errno set. SHARED:
+ * with SO_REUSEPORT, one socket per worker, and the kernel spreads the
+ * connections between them. */
+static int bound_socket(const char *spec, bool shared)
 {
-	(void)lev;
-	(void)arg;
-	/* EMFILE and friends: log and go on; the listener retries by itself. */
-	char why[128];
-	snprintf(why, sizeof why, "accept failed: %s; retrying", strerror(errno));
-	log_msg(LOG_LVL_ERROR, "listen", why);
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (!hostport_parse(spec, &ss, &len)) {
+		errno = EINVAL; /* the configuration was validated; cannot happen */
+		return -1;
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int on = 1;
+	/* "[::]:25" next to "0.0.0.0:25" must not collide: v6 sockets are v6
+	 * only. SO_REUSEADDR: a restart must not wait for old connections in
+	 * TIME_WAIT. */
+	if ((ss.ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) < 0) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
+	    (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) ||
+	    bind(fd, (struct sockaddr *)&ss, len) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* SO_REUSEPORT would let us bind beside another greygate (or anything that
+ * set it) and take half its connections; a socket without it cannot be
+ * bound while anybody listens on the address. */
+int listener_probe(const struct gg_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nlisten; i++) {
+		int fd = bound_socket(cfg->listen[i], false);
+		if (fd >= 0) {
+			close(fd);
+			continue;
+		}
+		if (errno != EADDRINUSE)
+			continue;   /* listener_bind tells what is wrong */
+		char why[300];
+		snprintf(why, sizeof why, "another process is listening on %s", cfg->listen[i]);
+		struct logline l;
+		ll_begin(&l, LOG_LVL_ERROR, "listen");
+		ll_str(&l, "result", "failed");
+		ll_str(&l, "reason", why);
+		ll_str(&l, "action", "exiting; is greygate running already?");
+		ll_emit(&l);
+		return -1;
+	}
+	return 0;
 }
 
 int listener_bind(const char *spec)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	char why[256];
-	if (!hostport_parse(spec, &ss, &len))
-		return -1; /* the configuration was validated; cannot happen */
-	evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int on = 1;
-	if (fd < 0)
-		goto fail;
-	/* "[::]:25" next to "0.0.0.0:25" must not collide: v6 sockets are v6 only. */
-	if (ss.ss_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) < 0)
-		goto fail;
-	/* SO_REUSEPORT: one socket per worker, and the kernel spreads the
-	 * connections between them. */
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0)
-		goto fail;
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 511) < 0)
-		goto fail;
-	return fd;
-fail:
+	int fd = bound_socket(spec, true);
+	if (fd >= 0 && listen(fd, 511) == 0)
+		return fd;
+	char why[300];
 	snprintf(why, sizeof why, "cannot listen on %s: %s", spec, strerror(errno));
 	log_msg(LOG_LVL_ERROR, "listen", why);
 	if (fd >= 0)
@@ -119,8 +272,13 @@ fail:
 
 int listener_adopt(int fd, const char *spec)
 {
-	struct evconnlistener *lev = evconnlistener_new(srv.base, on_accept, NULL,
-							LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (!acc.resume) {
+		acc.resume = evtimer_new(srv.base, resume, NULL);
+		acc.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	struct evconnlistener *lev = acc.resume ? evconnlistener_new(srv.base, on_accept, NULL,
+								     LEV_OPT_CLOSE_ON_FREE, -1, fd)
+						: NULL;
 	if (!lev) {
 		log_msg(LOG_LVL_ERROR, "listen", "out of memory adopting a listen socket");
 		close(fd);
@@ -150,4 +308,11 @@ void listener_close(void)
 	for (size_t i = 0; i < nlisteners; i++)
 		evconnlistener_free(listeners[i]);
 	nlisteners = 0;
+	if (acc.resume)
+		event_free(acc.resume);
+	acc.resume = NULL;
+	acc.paused = false;
+	if (acc.spare >= 0)
+		close(acc.spare);
+	acc.spare = -1;
 }

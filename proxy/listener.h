@@ -1,13 +1,20 @@
 /*
  * listener: the listening sockets and admission (SPEC 3 limits): total
  * connections and connections per client address, refused with 421 before
- * any session state is spent on them.
+ * any session state is spent on them. When accepting fails for want of
+ * descriptors or memory, new clients are answered 421 or made to wait a
+ * moment; the loop never spins on it, and the failures are logged once
+ * per few seconds with their count.
  */
 #ifndef GG_LISTENER_H
 #define GG_LISTENER_H
 
 #include "config.h"
 
+/* Before anything binds: -1, logged, when another process listens on one
+ * of CFG->listen (the sockets bound later share their port, so they would
+ * not notice); else 0. */
+int listener_probe(const struct gg_config *cfg);
 /* Binds every address of CFG->listen; returns 0, or -1 after logging which
  * address failed and why. */
 int listener_open(const struct gg_config *cfg);
@@ -19,5 +26,8 @@ int listener_adopt(int fd, const char *spec);
  * workers). */
 unsigned listener_share(int limit);
 void listener_close(void);
+/* A descriptor was freed: listeners paused for want of one try again now
+ * rather than at the end of the pause. */
+void listener_resume(void);
 
 #endif

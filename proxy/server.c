@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <string.h>
 
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -14,6 +15,7 @@ struct server srv;
 
 void server_session_gone(void)
 {
+	listener_resume();
 	if (srv.draining && srv.active == 0)
 		event_base_loopexit(srv.base, NULL);
 }

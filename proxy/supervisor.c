@@ -229,6 +229,9 @@ int supervisor_run(const char *argv0)
 	nslots = (unsigned)srv.cfg->workers;
 	srv.nworkers = nslots;
 	memory_store = strcmp(srv.cfg->store.type, "memory") == 0;
+	/* Another greygate here: our shared sockets would bind beside it. */
+	if (listener_probe(srv.cfg) < 0 || (memory_store && control_probe(srv.cfg) < 0))
+		return 1;
 	signal(SIGPIPE, SIG_IGN);
 	struct event *sigs[4];
 	const int signums[4] = { SIGHUP, SIGTERM, SIGINT, SIGCHLD };

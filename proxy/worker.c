@@ -147,6 +147,10 @@ static int open_store(const struct worker_args *w)
 
 int worker_run(const struct worker_args *w)
 {
+	/* Alone, this process binds for itself: not beside another greygate
+	 * (nor its embedded store's file and control socket). */
+	if (!w->nfds && (listener_probe(srv.cfg) < 0 || control_probe(srv.cfg) < 0))
+		return 1;
 	srv.slot = w->slot;
 	srv.nworkers = w->nworkers ? w->nworkers : 1;
 	signal(SIGPIPE, SIG_IGN);
