@@ -22,6 +22,10 @@ static int fail(const char *what, const char *detail)
 	return -1;
 }
 
+/* Only a pid file this process wrote is removed at exit: a second
+ * instance refused at start-up must not take the first one's. */
+static bool wrote_pid_file;
+
 static int write_pid_file(const char *file)
 {
 	char tmp[4096], text[32];
@@ -31,6 +35,7 @@ static int write_pid_file(const char *file)
 	int n = snprintf(text, sizeof text, "%ld\n", (long)getpid());
 	if (fd < 0 || write(fd, text, (size_t)n) != n || close(fd) < 0 || rename(tmp, file) < 0)
 		return fail("pid_file", strerror(errno));
+	wrote_pid_file = true;
 	return 0;
 }
 
@@ -79,6 +84,6 @@ int privs_settle(const struct gg_config *cfg)
 void privs_cleanup(const struct gg_config *cfg)
 {
 	/* after the drop the directory may not be ours any more; fine */
-	if (cfg->pid_file[0])
+	if (wrote_pid_file && cfg->pid_file[0])
 		unlink(cfg->pid_file);
 }

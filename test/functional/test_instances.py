@@ -68,8 +68,9 @@ def stop(gg):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_second_instance_on_same_address_refused(greygate_factory, second, workers):
-    first = greygate_factory(workers=workers)
+def test_second_instance_on_same_address_refused(greygate_factory, second, workers, tmp_path):
+    pid_file = tmp_path / "greygate.pid"
+    first = greygate_factory(workers=workers, pid_file=str(pid_file))
     wait_until(lambda: len(first.events("ready")) == workers, 10, what="workers ready")
     assert ctl_stats(first).returncode == 0
     # the same file but for the greeting: same address, same control socket
@@ -88,6 +89,8 @@ def test_second_instance_on_same_address_refused(greygate_factory, second, worke
     # the first's control socket is still there and still the first's
     r = ctl_stats(first)
     assert r.returncode == 0 and "store=memory" in r.stdout, r.stdout + r.stderr
+    # and so is its pid file: the refused one never wrote it, so never removes it
+    assert pid_file.exists() and int(pid_file.read_text()) == first.pid
 
 
 def test_second_instance_on_same_control_socket_refused(greygate_factory, second):
