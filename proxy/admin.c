@@ -2,16 +2,174 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hostport.h"
 #include "log.h"
 #include "metrics.h"
 
+/* A health checker and a scraper need a few connections for well under a
+ * second each: a connection beyond ADMIN_MAX_CONNS is closed at once, one
+ * still open ADMIN_DEADLINE seconds after it was accepted is closed
+ * whatever it is sending (evhttp's own timeout restarts with every byte). */
+#define ADMIN_MAX_CONNS 32
+#define ADMIN_DEADLINE 10
+/* Building /metrics costs far more than refusing it: beyond this rate a
+ * request gets 503 and Retry-After instead (a token bucket). */
+#define METRICS_RATE 50
+#define METRICS_BURST 100
+/* What was refused is logged at most once per interval. */
+#define REFUSED_LOG_EVERY 10
+
+struct conn {
+	struct bufferevent *bev;           /* until the evhttp connection is known */
+	struct evhttp_connection *evcon;   /* NULL until then */
+	struct event *timer;               /* first: adopt at once; then: the deadline */
+	struct conn *prev, *next;
+};
+
 static struct evhttp *http;
+static struct conn *conns;
+static unsigned nconns;
+static struct event *refused_timer;
+static unsigned long over_cap, over_deadline, over_rate;
+static double tokens;
+static struct timespec tokens_at;
+
+static void refused_log(void)
+{
+	struct logline l;
+	ll_begin(&l, LOG_LVL_WARNING, "admin");
+	ll_str(&l, "result", "refused");
+	ll_int(&l, "over_connection_cap", (long long)over_cap);
+	ll_int(&l, "closed_at_deadline", (long long)over_deadline);
+	ll_int(&l, "metrics_over_rate", (long long)over_rate);
+	ll_str(&l, "limits", "32 connections, 10 s each, /metrics 50/s burst 100");
+	ll_int(&l, "next_report_in", REFUSED_LOG_EVERY);
+	ll_emit(&l);
+	over_cap = over_deadline = over_rate = 0;
+}
+
+/* The first refusal is logged at once, the ones after it once per
+ * interval, so that a flood costs a line every few seconds. */
+static void on_refused_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (over_cap + over_deadline + over_rate == 0)
+		return;
+	refused_log();
+	struct timeval tv = { REFUSED_LOG_EVERY, 0 };
+	event_add(refused_timer, &tv);
+}
+
+static void refused(unsigned long *counter)
+{
+	(*counter)++;
+	if (evtimer_pending(refused_timer, NULL))
+		return;
+	refused_log();
+	struct timeval tv = { REFUSED_LOG_EVERY, 0 };
+	event_add(refused_timer, &tv);
+}
+
+static void conn_free(struct conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (c->evcon)
+		nconns--;
+	if (c->bev)
+		bufferevent_decref(c->bev);
+	event_free(c->timer);
+	free(c);
+}
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	conn_free(arg);
+}
+
+/* evhttp has no hook for a new connection; it takes the bufferevent from
+ * on_new_bev and, before the loop runs again, gives it its callbacks with
+ * the evhttp connection as their argument: the one way, in 2.1, to learn
+ * of a connection before it sends a request, and to close it. */
+static void adopt(struct conn *c)
+{
+	bufferevent_data_cb readcb;
+	void *arg = NULL;
+	bufferevent_getcb(c->bev, &readcb, NULL, NULL, &arg);
+	struct evhttp_connection *evcon = arg;
+	if (!readcb || !evcon || evhttp_connection_get_bufferevent(evcon) != c->bev) {
+		/* evhttp gave up on it already (out of memory) */
+		conn_free(c);
+		return;
+	}
+	bufferevent_decref(c->bev);
+	c->bev = NULL;
+	if (nconns >= ADMIN_MAX_CONNS) {
+		refused(&over_cap);
+		conn_free(c);
+		evhttp_connection_free(evcon);
+		return;
+	}
+	c->evcon = evcon;
+	nconns++;
+	evhttp_connection_set_closecb(evcon, on_conn_close, c);
+	struct timeval tv = { ADMIN_DEADLINE, 0 };
+	event_add(c->timer, &tv);
+}
+
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct conn *c = arg;
+	if (!c->evcon) {
+		adopt(c);
+		return;
+	}
+	refused(&over_deadline);
+	evhttp_connection_free(c->evcon); /* calls on_conn_close */
+}
+
+static struct bufferevent *on_new_bev(struct event_base *base, void *arg)
+{
+	(void)arg;
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(base, on_conn_timer, c);
+	if (!c->bev || !c->timer) {
+		if (c->bev)
+			bufferevent_free(c->bev);
+		if (c->timer)
+			event_free(c->timer);
+		free(c);
+		return NULL;
+	}
+	/* ours until adopt(): evhttp may free it before that */
+	bufferevent_incref(c->bev);
+	c->next = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
+	event_active(c->timer, EV_TIMEOUT, 0);
+	return c->bev;
+}
 
 static void send_text(struct evhttp_request *req, int code, const char *reason,
 		      const char *ctype, const char *text, size_t len)
@@ -37,9 +195,32 @@ static void on_healthz(struct evhttp_request *req, void *arg)
 		  text, (size_t)n);
 }
 
+/* Takes a token if there is one. */
+static bool metrics_admit(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	tokens += ((double)(now.tv_sec - tokens_at.tv_sec) +
+		   (double)(now.tv_nsec - tokens_at.tv_nsec) / 1e9) * METRICS_RATE;
+	tokens_at = now;
+	if (tokens > METRICS_BURST)
+		tokens = METRICS_BURST;
+	if (tokens < 1)
+		return false;
+	tokens -= 1;
+	return true;
+}
+
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
 	(void)arg;
+	if (!metrics_admit()) {
+		refused(&over_rate);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+		static const char busy[] = "too many /metrics requests; retry later\n";
+		send_text(req, 503, "Service Unavailable", "text/plain", busy, sizeof busy - 1);
+		return;
+	}
 	char *text = NULL;
 	size_t len = 0;
 	FILE *out = open_memstream(&text, &len);
@@ -53,13 +234,10 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	free(text);
 }
 
-void admin_open(struct event_base *base, const struct gg_config *cfg)
+int admin_open(struct event_base *base, const struct gg_config *cfg)
 {
 	if (!cfg->admin_listen[0])
-		return;
-	struct logline l;
-	ll_begin(&l, LOG_LVL_INFO, "admin");
-	ll_str(&l, "listen", cfg->admin_listen);
+		return 0;
 	char host[64];
 	const char *colon = strrchr(cfg->admin_listen, ':');
 	size_t hlen = colon ? (size_t)(colon - cfg->admin_listen) : 0;
@@ -74,32 +252,49 @@ void admin_open(struct event_base *base, const struct gg_config *cfg)
 		h++;
 	}
 	http = evhttp_new(base);
-	if (!http || !colon ||
-	    evhttp_bind_socket(http, h, (ev_uint16_t)atoi(colon + 1)) != 0) {
-		l.lvl = LOG_LVL_WARNING;
+	refused_timer = evtimer_new(base, on_refused_timer, NULL);
+	errno = ENOMEM;
+	bool ok = http && refused_timer && colon &&
+		  evhttp_bind_socket(http, h, (ev_uint16_t)atoi(colon + 1)) == 0;
+	int err = errno;
+	struct logline l;
+	ll_begin(&l, ok ? LOG_LVL_INFO : LOG_LVL_ERROR, "admin");
+	ll_str(&l, "listen", cfg->admin_listen);
+	if (!ok) {
+		/* The operator asked for a health endpoint: without it a load
+		 * balancer would take this host for dead. */
 		ll_str(&l, "result", "failed");
-		ll_str(&l, "reason", strerror(errno));
-		ll_str(&l, "action", "running without /healthz and /metrics");
+		ll_str(&l, "reason", strerror(err));
+		ll_str(&l, "action", "exiting");
 		ll_emit(&l);
-		if (http)
-			evhttp_free(http);
-		http = NULL;
-		return;
+		admin_close();
+		return -1;
 	}
+	tokens = METRICS_BURST;
+	clock_gettime(CLOCK_MONOTONIC, &tokens_at);
 	/* bounded: a health checker and a scraper, not the internet */
+	evhttp_set_bevcb(http, on_new_bev, NULL);
 	evhttp_set_max_headers_size(http, 8192);
 	evhttp_set_max_body_size(http, 0);
-	evhttp_set_timeout(http, 10);
+	evhttp_set_timeout(http, ADMIN_DEADLINE);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_cb(http, "/healthz", on_healthz, NULL);
 	evhttp_set_cb(http, "/metrics", on_metrics, NULL);
 	ll_str(&l, "result", "listening");
 	ll_emit(&l);
+	return 0;
 }
 
 void admin_close(void)
 {
+	/* evhttp_free closes the connections it knows (on_conn_close frees
+	 * them); the ones not adopted yet are only ours */
 	if (http)
 		evhttp_free(http);
 	http = NULL;
+	while (conns)
+		conn_free(conns);
+	if (refused_timer)
+		event_free(refused_timer);
+	refused_timer = NULL;
 }

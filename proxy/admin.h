@@ -12,8 +12,13 @@
 
 struct event_base;
 
-/* Best effort: a port that cannot be bound is logged, not fatal. */
-void admin_open(struct event_base *base, const struct gg_config *cfg);
+/*
+ * -1 (logged) when admin.listen cannot be bound: the operator asked for a
+ * health endpoint, and a balancer would take the host for dead without it.
+ * At most 32 connections, each closed 10 s after it was accepted; /metrics
+ * beyond 50 a second (bursts of 100) gets 503 with Retry-After.
+ */
+int admin_open(struct event_base *base, const struct gg_config *cfg);
 void admin_close(void);
 
 #endif
