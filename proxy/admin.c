@@ -20,25 +20,36 @@
  * whatever it is sending (evhttp's own timeout restarts with every byte). */
 #define ADMIN_MAX_CONNS 32
 #define ADMIN_DEADLINE 10
-/* Building /metrics costs far more than refusing it: beyond this rate a
- * request gets 503 and Retry-After instead (a token bucket). */
-#define METRICS_RATE 50
-#define METRICS_BURST 100
-/* What was refused is logged at most once per interval. */
+/* Requests are answered at most REQ_RATE a second (bursts of REQ_BURST);
+ * beyond that a request waits for its turn, and its connection is not read
+ * meanwhile, so that no client can have more of the loop than that. A
+ * refusal (503) would not do: it costs half of what /metrics does. With
+ * one request waiting per connection at most, the wait is under a second. */
+#define REQ_RATE 50
+#define REQ_BURST 100
+/* What was refused or delayed is logged at most once per interval. */
 #define REFUSED_LOG_EVERY 10
+
+struct route {
+	void (*serve)(struct evhttp_request *req, void *arg);
+};
 
 struct conn {
 	struct bufferevent *bev;           /* until the evhttp connection is known */
 	struct evhttp_connection *evcon;   /* NULL until then */
 	struct event *timer;               /* first: adopt at once; then: the deadline */
-	struct conn *prev, *next;
+	struct evhttp_request *waiting;    /* for a token, on route */
+	const struct route *route;
+	struct conn *prev, *next;          /* all connections */
+	struct conn *qnext;                /* the ones waiting, in turn */
 };
 
 static struct evhttp *http;
 static struct conn *conns;
 static unsigned nconns;
-static struct event *refused_timer;
-static unsigned long over_cap, over_deadline, over_rate;
+static struct conn *queue, **queue_tail = &queue;
+static struct event *pace_timer, *refused_timer;
+static unsigned long over_cap, over_deadline, delayed;
 static double tokens;
 static struct timespec tokens_at;
 
@@ -49,11 +60,11 @@ static void refused_log(void)
 	ll_str(&l, "result", "refused");
 	ll_int(&l, "over_connection_cap", (long long)over_cap);
 	ll_int(&l, "closed_at_deadline", (long long)over_deadline);
-	ll_int(&l, "metrics_over_rate", (long long)over_rate);
-	ll_str(&l, "limits", "32 connections, 10 s each, /metrics 50/s burst 100");
+	ll_int(&l, "requests_delayed", (long long)delayed);
+	ll_str(&l, "limits", "32 connections, 10 s each, 50 requests/s burst 100");
 	ll_int(&l, "next_report_in", REFUSED_LOG_EVERY);
 	ll_emit(&l);
-	over_cap = over_deadline = over_rate = 0;
+	over_cap = over_deadline = delayed = 0;
 }
 
 /* The first refusal is logged at once, the ones after it once per
@@ -63,7 +74,7 @@ static void on_refused_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (over_cap + over_deadline + over_rate == 0)
+	if (over_cap + over_deadline + delayed == 0)
 		return;
 	refused_log();
 	struct timeval tv = { REFUSED_LOG_EVERY, 0 };
@@ -80,8 +91,24 @@ static void refused(unsigned long *counter)
 	event_add(refused_timer, &tv);
 }
 
+static void dequeue(struct conn *c)
+{
+	for (struct conn **p = &queue; *p; p = &(*p)->qnext) {
+		if (*p == c) {
+			*p = c->qnext;
+			if (!*p)
+				queue_tail = p;
+			break;
+		}
+	}
+	c->qnext = NULL;
+	c->waiting = NULL;
+}
+
 static void conn_free(struct conn *c)
 {
+	if (c->waiting)
+		dequeue(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -98,8 +125,13 @@ static void conn_free(struct conn *c)
 
 static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 {
+	struct conn *c = arg;
 	evhttp_connection_set_closecb(evcon, NULL, NULL);
-	conn_free(arg);
+	/* A client that left while its request waited: evhttp leaves the
+	 * request to us (it expects a reply); else it frees it itself. */
+	if (c->waiting && !evhttp_request_get_connection(c->waiting))
+		evhttp_request_free(c->waiting);
+	conn_free(c);
 }
 
 /* evhttp has no hook for a new connection; it takes the bufferevent from
@@ -195,32 +227,9 @@ static void on_healthz(struct evhttp_request *req, void *arg)
 		  text, (size_t)n);
 }
 
-/* Takes a token if there is one. */
-static bool metrics_admit(void)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	tokens += ((double)(now.tv_sec - tokens_at.tv_sec) +
-		   (double)(now.tv_nsec - tokens_at.tv_nsec) / 1e9) * METRICS_RATE;
-	tokens_at = now;
-	if (tokens > METRICS_BURST)
-		tokens = METRICS_BURST;
-	if (tokens < 1)
-		return false;
-	tokens -= 1;
-	return true;
-}
-
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
 	(void)arg;
-	if (!metrics_admit()) {
-		refused(&over_rate);
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-		static const char busy[] = "too many /metrics requests; retry later\n";
-		send_text(req, 503, "Service Unavailable", "text/plain", busy, sizeof busy - 1);
-		return;
-	}
 	char *text = NULL;
 	size_t len = 0;
 	FILE *out = open_memstream(&text, &len);
@@ -232,6 +241,87 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	fclose(out);
 	send_text(req, 200, "OK", "text/plain; version=0.0.4", text, len);
 	free(text);
+}
+
+static void on_not_found(struct evhttp_request *req, void *arg)
+{
+	(void)arg;
+	evhttp_send_error(req, 404, NULL);
+}
+
+static const struct route healthz = { on_healthz }, metrics = { on_metrics },
+			  not_found = { on_not_found };
+
+/* Takes a token if there is one; else says in how long there is. */
+static bool take_token(struct timeval *wait)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	tokens += ((double)(now.tv_sec - tokens_at.tv_sec) +
+		   (double)(now.tv_nsec - tokens_at.tv_nsec) / 1e9) * REQ_RATE;
+	tokens_at = now;
+	if (tokens > REQ_BURST)
+		tokens = REQ_BURST;
+	if (tokens >= 1) {
+		tokens -= 1;
+		return true;
+	}
+	long us = (long)((1 - tokens) * 1e6 / REQ_RATE) + 1;
+	*wait = (struct timeval){ us / 1000000, us % 1000000 };
+	return false;
+}
+
+static void on_pace(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	struct timeval wait;
+	while (queue) {
+		if (!take_token(&wait)) {
+			event_add(pace_timer, &wait);
+			return;
+		}
+		struct conn *c = queue;
+		struct evhttp_request *req = c->waiting;
+		dequeue(c);
+		c->route->serve(req, NULL);
+	}
+}
+
+static struct conn *conn_of(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	for (struct conn *c = conns; c; c = c->next)
+		if (c->evcon == evcon)
+			return c;
+	return NULL;
+}
+
+/* Every request comes through here: served now if it is its turn and there
+ * is a token, else queued behind the others. */
+static void admit(struct evhttp_request *req, void *arg)
+{
+	const struct route *route = arg;
+	struct timeval wait;
+	if (!queue && take_token(&wait)) {
+		route->serve(req, NULL);
+		return;
+	}
+	struct conn *c = conn_of(req);
+	if (!c) {
+		/* a connection on_new_bev could not track (out of memory) */
+		evhttp_send_error(req, 503, NULL);
+		return;
+	}
+	refused(&delayed);
+	/* while the queue is not empty, pace_timer is pending */
+	if (!queue)
+		event_add(pace_timer, &wait);
+	c->waiting = req;
+	c->route = route;
+	*queue_tail = c;
+	queue_tail = &c->qnext;
 }
 
 int admin_open(struct event_base *base, const struct gg_config *cfg)
@@ -253,8 +343,9 @@ int admin_open(struct event_base *base, const struct gg_config *cfg)
 	}
 	http = evhttp_new(base);
 	refused_timer = evtimer_new(base, on_refused_timer, NULL);
+	pace_timer = evtimer_new(base, on_pace, NULL);
 	errno = ENOMEM;
-	bool ok = http && refused_timer && colon &&
+	bool ok = http && refused_timer && pace_timer && colon &&
 		  evhttp_bind_socket(http, h, (ev_uint16_t)atoi(colon + 1)) == 0;
 	int err = errno;
 	struct logline l;
@@ -270,7 +361,7 @@ int admin_open(struct event_base *base, const struct gg_config *cfg)
 		admin_close();
 		return -1;
 	}
-	tokens = METRICS_BURST;
+	tokens = REQ_BURST;
 	clock_gettime(CLOCK_MONOTONIC, &tokens_at);
 	/* bounded: a health checker and a scraper, not the internet */
 	evhttp_set_bevcb(http, on_new_bev, NULL);
@@ -278,8 +369,9 @@ int admin_open(struct event_base *base, const struct gg_config *cfg)
 	evhttp_set_max_body_size(http, 0);
 	evhttp_set_timeout(http, ADMIN_DEADLINE);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_cb(http, "/healthz", on_healthz, NULL);
-	evhttp_set_cb(http, "/metrics", on_metrics, NULL);
+	evhttp_set_cb(http, "/healthz", admit, (void *)&healthz);
+	evhttp_set_cb(http, "/metrics", admit, (void *)&metrics);
+	evhttp_set_gencb(http, admit, (void *)&not_found);
 	ll_str(&l, "result", "listening");
 	ll_emit(&l);
 	return 0;
@@ -297,4 +389,7 @@ void admin_close(void)
 	if (refused_timer)
 		event_free(refused_timer);
 	refused_timer = NULL;
+	if (pace_timer)
+		event_free(pace_timer);
+	pace_timer = NULL;
 }

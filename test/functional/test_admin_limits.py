@@ -105,26 +105,27 @@ def health(gg):
         return None
 
 
-def test_metrics_flood_gets_503_and_mail_flows(admin_gg):
+def test_metrics_flood_is_paced_and_mail_flows(admin_gg):
     """Four clients asking for /metrics back to back on kept-alive
-    connections: beyond the rate they get 503 with Retry-After (the text is
-    not built), and a mail sent meanwhile goes through."""
+    connections: beyond 50 requests a second (after a burst of 100) they
+    wait their turn instead of taking the loop; a mail sent meanwhile goes
+    through, and a health check meanwhile gets its true answer promptly."""
     gg = admin_gg()
     mark = gg.log_mark()
     stop = threading.Event()
-    codes, retry_after, errors = [], [], []
+    codes, errors = [], []
 
     def flood():
         try:
             c = http.client.HTTPConnection("127.0.0.1", gg.admin_port, timeout=5)
             while not stop.is_set():
-                c.request("GET", "/metrics")
-                r = c.getresponse()
-                r.read()
-                codes.append(r.status)
-                if r.status == 503:
-                    retry_after.append(r.getheader("Retry-After"))
-                if r.getheader("Connection", "").lower() == "close":
+                try:
+                    c.request("GET", "/metrics")
+                    r = c.getresponse()
+                    r.read()
+                    codes.append(r.status)
+                except (ConnectionError, http.client.RemoteDisconnected):
+                    # closed at the deadline: a new connection
                     c.close()
                     c = http.client.HTTPConnection("127.0.0.1", gg.admin_port, timeout=5)
         except Exception as e:      # noqa: BLE001 - reported below
@@ -135,28 +136,27 @@ def test_metrics_flood_gets_503_and_mail_flows(admin_gg):
     for t in threads:
         t.start()
     try:
-        wait_until(lambda: codes.count(503) >= 200, 10, what="503s during the flood")
+        wait_until(lambda: len(codes) >= 150, 10, what="the burst served")
         tok = token()
         with gg.smtp() as s:
             s.sendmail(f"s-{tok}@sender.example", [f"r-{tok}@test.example"],
                        make_message(tok))
+        t1 = time.monotonic()
+        assert health(gg) == 200
+        health_wait = time.monotonic() - t1
+        time.sleep(1)
     finally:
         stop.set()
         for t in threads:
             t.join(10)
     elapsed = time.monotonic() - t0
     assert not errors, errors
-    ok = codes.count(200)
-    # a burst of 100, then 50 a second
-    assert ok <= 100 + 50 * elapsed + 10, (ok, len(codes), elapsed)
-    assert set(retry_after) == {"1"}
-    over = gg.wait_event("admin", since=mark, result="refused")
-    assert int(over[0]["metrics_over_rate"]) >= 1
-    # a scraper that keeps to its interval is served again
-    time.sleep(0.1)
-    c = http.client.HTTPConnection("127.0.0.1", gg.admin_port, timeout=5)
-    c.request("GET", "/metrics")
-    assert c.getresponse().status == 200
+    assert set(codes) == {200}
+    # a burst of 100, then 50 a second (the old code served thousands)
+    assert len(codes) <= 100 + 50 * elapsed + 10, (len(codes), elapsed)
+    assert health_wait < 3, health_wait
+    delayed = gg.wait_event("admin", since=mark, result="refused")
+    assert int(delayed[0]["requests_delayed"]) >= 1
 
 
 @pytest.mark.parametrize("workers", [1, 2])
