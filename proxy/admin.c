@@ -5,6 +5,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,9 @@
 #define REQ_BURST 100
 /* What was refused or delayed is logged at most once per interval. */
 #define REFUSED_LOG_EVERY 10
+/* Out of descriptors, accepting is paused this long: a listener that
+ * retried at once would spin on the connection waiting in its backlog. */
+#define ACCEPT_PAUSE 1
 
 struct route {
 	void (*serve)(struct evhttp_request *req, void *arg);
@@ -48,8 +52,10 @@ static struct evhttp *http;
 static struct conn *conns;
 static unsigned nconns;
 static struct conn *queue, **queue_tail = &queue;
-static struct event *pace_timer, *refused_timer;
-static unsigned long over_cap, over_deadline, delayed;
+static struct evconnlistener *listener;
+static struct event *pace_timer, *refused_timer, *resume_timer;
+static unsigned long over_cap, over_deadline, delayed, accept_failed;
+static int accept_errno;
 static double tokens;
 static struct timespec tokens_at;
 
@@ -61,10 +67,14 @@ static void refused_log(void)
 	ll_int(&l, "over_connection_cap", (long long)over_cap);
 	ll_int(&l, "closed_at_deadline", (long long)over_deadline);
 	ll_int(&l, "requests_delayed", (long long)delayed);
+	if (accept_failed) {
+		ll_int(&l, "accept_failed", (long long)accept_failed);
+		ll_str(&l, "accept_error", strerror(accept_errno));
+	}
 	ll_str(&l, "limits", "32 connections, 10 s each, 50 requests/s burst 100");
 	ll_int(&l, "next_report_in", REFUSED_LOG_EVERY);
 	ll_emit(&l);
-	over_cap = over_deadline = delayed = 0;
+	over_cap = over_deadline = delayed = accept_failed = 0;
 }
 
 /* The first refusal is logged at once, the ones after it once per
@@ -74,7 +84,7 @@ static void on_refused_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (over_cap + over_deadline + delayed == 0)
+	if (over_cap + over_deadline + delayed + accept_failed == 0)
 		return;
 	refused_log();
 	struct timeval tv = { REFUSED_LOG_EVERY, 0 };
@@ -89,6 +99,24 @@ static void refused(unsigned long *counter)
 	refused_log();
 	struct timeval tv = { REFUSED_LOG_EVERY, 0 };
 	event_add(refused_timer, &tv);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	evconnlistener_enable(listener);
+}
+
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+	(void)arg;
+	accept_errno = errno;
+	evconnlistener_disable(lev);
+	struct timeval tv = { ACCEPT_PAUSE, 0 };
+	event_add(resume_timer, &tv);
+	refused(&accept_failed);
 }
 
 static void dequeue(struct conn *c)
@@ -344,10 +372,13 @@ int admin_open(struct event_base *base, const struct gg_config *cfg)
 	http = evhttp_new(base);
 	refused_timer = evtimer_new(base, on_refused_timer, NULL);
 	pace_timer = evtimer_new(base, on_pace, NULL);
+	resume_timer = evtimer_new(base, on_resume, NULL);
 	errno = ENOMEM;
-	bool ok = http && refused_timer && pace_timer && colon &&
-		  evhttp_bind_socket(http, h, (ev_uint16_t)atoi(colon + 1)) == 0;
+	struct evhttp_bound_socket *bound = NULL;
+	if (http && refused_timer && pace_timer && resume_timer && colon)
+		bound = evhttp_bind_socket_with_handle(http, h, (ev_uint16_t)atoi(colon + 1));
 	int err = errno;
+	bool ok = bound != NULL;
 	struct logline l;
 	ll_begin(&l, ok ? LOG_LVL_INFO : LOG_LVL_ERROR, "admin");
 	ll_str(&l, "listen", cfg->admin_listen);
@@ -361,6 +392,10 @@ int admin_open(struct event_base *base, const struct gg_config *cfg)
 		admin_close();
 		return -1;
 	}
+	listener = evhttp_bound_socket_get_listener(bound);
+	evconnlistener_set_error_cb(listener, on_accept_error);
+	listener = evhttp_bound_socket_get_listener(bound);
+	evconnlistener_set_error_cb(listener, on_accept_error);
 	tokens = REQ_BURST;
 	clock_gettime(CLOCK_MONOTONIC, &tokens_at);
 	/* bounded: a health checker and a scraper, not the internet */
@@ -392,4 +427,8 @@ void admin_close(void)
 	if (pace_timer)
 		event_free(pace_timer);
 	pace_timer = NULL;
+	if (resume_timer)
+		event_free(resume_timer);
+	resume_timer = NULL;
+	listener = NULL;
 }

@@ -3,6 +3,8 @@ at a time, a client asking for /metrics as fast as it can, a port that is
 already taken. None of them may cost the SMTP side its port or its loop,
 and the operator hears about each (issue 11, items 1 and 5)."""
 import http.client
+import os
+import resource
 import socket
 import threading
 import time
@@ -157,6 +159,45 @@ def test_metrics_flood_is_paced_and_mail_flows(admin_gg):
     assert health_wait < 3, health_wait
     delayed = gg.wait_event("admin", since=mark, result="refused")
     assert int(delayed[0]["requests_delayed"]) >= 1
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_pauses_admin_accepts(admin_gg):
+    """With the process out of descriptors, admin connections waiting in
+    the backlog must not make the listener spin (100 % CPU, a log line per
+    try): accepting pauses, is logged once, and resumes."""
+    gg = admin_gg()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    nfd = len(os.listdir(f"/proc/{gg.pid}/fd"))
+    socks = []
+    try:
+        resource.prlimit(gg.pid, resource.RLIMIT_NOFILE, (nfd + 3, hard))
+        mark = gg.log_mark()
+        for _ in range(10):
+            socks.append(socket.create_connection(("127.0.0.1", gg.admin_port), timeout=5))
+        # ours, or libevent's "Error from accept() call"
+        wait_until(lambda: any("accept" in ln for ln in gg.log_lines()[mark:]), 5,
+                   what="the accept failure logged")
+        c0, t0 = cpu_seconds(gg.pid), time.monotonic()
+        time.sleep(2)
+        load = (cpu_seconds(gg.pid) - c0) / (time.monotonic() - t0)
+        lines = [ln for ln in gg.log_lines()[mark:] if "accept" in ln]
+    finally:
+        resource.prlimit(gg.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(lines) <= 3, (len(lines), lines[:3])
+    assert load < 0.3, load
+    failed = gg.events("admin", since=mark, result="refused")
+    assert failed[0]["accept_error"] == "Too many open files", failed
+    # descriptors again: the ones that waited are taken, and served
+    socks[-1].sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert socks[-1].recv(100).split(b"\r\n")[0].endswith(b" 200 OK")
+    for s in socks:
+        s.close()
 
 
 @pytest.mark.parametrize("workers", [1, 2])
