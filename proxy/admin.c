@@ -71,7 +71,10 @@ static void refused_log(void)
 		ll_int(&l, "accept_failed", (long long)accept_failed);
 		ll_str(&l, "accept_error", strerror(accept_errno));
 	}
-	ll_str(&l, "limits", "32 connections, 10 s each, 50 requests/s burst 100");
+	char limits[96];
+	snprintf(limits, sizeof limits, "%d connections, %d s each, %d requests/s burst %d",
+		 ADMIN_MAX_CONNS, ADMIN_DEADLINE, REQ_RATE, REQ_BURST);
+	ll_str(&l, "limits", limits);
 	ll_int(&l, "next_report_in", REFUSED_LOG_EVERY);
 	ll_emit(&l);
 	over_cap = over_deadline = delayed = accept_failed = 0;
@@ -91,7 +94,7 @@ static void on_refused_timer(evutil_socket_t fd, short what, void *arg)
 	event_add(refused_timer, &tv);
 }
 
-static void refused(unsigned long *counter)
+static void note(unsigned long *counter)
 {
 	(*counter)++;
 	if (evtimer_pending(refused_timer, NULL))
@@ -116,7 +119,7 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
 	evconnlistener_disable(lev);
 	struct timeval tv = { ACCEPT_PAUSE, 0 };
 	event_add(resume_timer, &tv);
-	refused(&accept_failed);
+	note(&accept_failed);
 }
 
 static void dequeue(struct conn *c)
@@ -180,7 +183,7 @@ static void adopt(struct conn *c)
 	bufferevent_decref(c->bev);
 	c->bev = NULL;
 	if (nconns >= ADMIN_MAX_CONNS) {
-		refused(&over_cap);
+		note(&over_cap);
 		conn_free(c);
 		evhttp_connection_free(evcon);
 		return;
@@ -201,7 +204,7 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 		adopt(c);
 		return;
 	}
-	refused(&over_deadline);
+	note(&over_deadline);
 	evhttp_connection_free(c->evcon); /* calls on_conn_close */
 }
 
@@ -342,7 +345,7 @@ static void admit(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, 503, NULL);
 		return;
 	}
-	refused(&delayed);
+	note(&delayed);
 	/* while the queue is not empty, pace_timer is pending */
 	if (!queue)
 		event_add(pace_timer, &wait);
