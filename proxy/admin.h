@@ -12,8 +12,14 @@
 
 struct event_base;
 
-/* Best effort: a port that cannot be bound is logged, not fatal. */
-void admin_open(struct event_base *base, const struct gg_config *cfg);
+/*
+ * -1 (logged) when admin.listen cannot be bound: the operator asked for a
+ * health endpoint, and a balancer would take the host for dead without it.
+ * At most 32 connections, each closed 10 s after it was accepted; requests
+ * beyond 50 a second (after a burst of 100) wait for their turn. Out of
+ * descriptors, accepting pauses for a second at a time.
+ */
+int admin_open(struct event_base *base, const struct gg_config *cfg);
 void admin_close(void);
 
 #endif

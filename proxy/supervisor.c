@@ -267,7 +267,8 @@ int supervisor_run(const char *argv0)
 			status = 1;
 		} else {
 			fcntl(metrics_fd, F_SETFD, FD_CLOEXEC);
-			admin_open(srv.base, srv.cfg);
+			if (admin_open(srv.base, srv.cfg) < 0)
+				status = 1;
 		}
 	}
 	/* Everything privileged is open: the workers are started as the

@@ -183,8 +183,9 @@ int worker_run(const struct worker_args *w)
 	/* The embedded store's control socket belongs to whoever owns the
 	 * store; the hand-over needs doing once, not once per worker. */
 	if (srv.nworkers == 1) {
+		if (admin_open(srv.base, srv.cfg) < 0)
+			return 1;
 		control_open(srv.base, srv.cfg);
-		admin_open(srv.base, srv.cfg);
 	}
 	/* Under a supervisor this process started unprivileged already. */
 	if (srv.nworkers == 1 && privs_settle(srv.cfg) < 0)
