@@ -397,8 +397,6 @@ int admin_open(struct event_base *base, const struct gg_config *cfg)
 	}
 	listener = evhttp_bound_socket_get_listener(bound);
 	evconnlistener_set_error_cb(listener, on_accept_error);
-	listener = evhttp_bound_socket_get_listener(bound);
-	evconnlistener_set_error_cb(listener, on_accept_error);
 	tokens = REQ_BURST;
 	clock_gettime(CLOCK_MONOTONIC, &tokens_at);
 	/* bounded: a health checker and a scraper, not the internet */
