@@ -58,16 +58,16 @@ static void print_entry(FILE *out, const struct ctl_entry *e)
 	fprintf(out, " ttl=%lld\n", (long long)e->ttl);
 }
 
-struct list_filter {
+struct ctl_list {
 	FILE *out;
-	const char *net, *sender, *rcpt;
-	int state;          /* -1 any, 0 pending, 1 passed */
+	char *net, *sender, *rcpt;      /* NULL: any */
+	int state;                      /* -1 any, 0 pending, 1 passed */
 	long limit, shown;
 };
 
-static bool list_one(void *arg, const struct ctl_entry *e)
+bool ctl_list_show(void *list, const struct ctl_entry *e)
 {
-	struct list_filter *f = arg;
+	struct ctl_list *f = list;
 	if ((f->net && strcmp(f->net, e->net) != 0) ||
 	    (f->sender && !strcasestr(e->sender, f->sender)) ||
 	    (f->rcpt && !strcasestr(e->rcpt, f->rcpt)) ||
@@ -75,6 +75,72 @@ static bool list_one(void *arg, const struct ctl_entry *e)
 		return true;
 	print_entry(f->out, e);
 	return ++f->shown < f->limit;
+}
+
+void ctl_list_free(struct ctl_list *l)
+{
+	if (!l)
+		return;
+	free(l->net);
+	free(l->sender);
+	free(l->rcpt);
+	free(l);
+}
+
+/* A copy: the daemon's command line is gone before the list ends. */
+static bool set_filter(char **field, const char *v)
+{
+	free(*field);
+	*field = strdup(v);
+	return *field != NULL;
+}
+
+struct ctl_list *ctl_list_new(int argc, char **argv, FILE *out, int *status)
+{
+	struct ctl_list *f = calloc(1, sizeof *f);
+	if (!f)
+		goto nomem;
+	*f = (struct ctl_list){ .out = out, .state = -1, .limit = 1000 };
+	for (int i = 1; i < argc; i++) {
+		char *eq = strchr(argv[i], '=');
+		if (!eq)
+			goto usage;
+		*eq = 0;
+		const char *v = eq + 1;
+		bool ok = true;
+		if (strcmp(argv[i], "net") == 0)
+			ok = set_filter(&f->net, v);
+		else if (strcmp(argv[i], "sender") == 0)
+			ok = set_filter(&f->sender, v);
+		else if (strcmp(argv[i], "rcpt") == 0)
+			ok = set_filter(&f->rcpt, v);
+		else if (strcmp(argv[i], "state") == 0 && strcmp(v, "passed") == 0)
+			f->state = 1;
+		else if (strcmp(argv[i], "state") == 0 && strcmp(v, "pending") == 0)
+			f->state = 0;
+		else if (!(strcmp(argv[i], "limit") == 0 && (f->limit = strtol(v, NULL, 10)) > 0))
+			goto usage;
+		if (!ok)
+			goto nomem;
+	}
+	return f;
+usage:
+	fprintf(out, "usage: list [net=NET] [sender=S] [rcpt=R] [state=passed|pending] [limit=N]\n");
+	ctl_list_free(f);
+	*status = 2;
+	return NULL;
+nomem:
+	fprintf(out, "error: list: out of memory\n");
+	ctl_list_free(f);
+	*status = 1;
+	return NULL;
+}
+
+int ctl_list_end(struct ctl_list *l)
+{
+	fprintf(l->out, "shown=%ld%s\n", l->shown, l->shown >= l->limit ? " (limit reached)" : "");
+	ctl_list_free(l);
+	return 0;
 }
 
 static int failed(const struct ctl_store *st, void *ctx, FILE *out, const char *what)
@@ -85,35 +151,15 @@ static int failed(const struct ctl_store *st, void *ctx, FILE *out, const char *
 
 static int cmd_list(const struct ctl_store *st, void *ctx, int argc, char **argv, FILE *out)
 {
-	struct list_filter f = { .out = out, .state = -1, .limit = 1000 };
-	for (int i = 1; i < argc; i++) {
-		char *eq = strchr(argv[i], '=');
-		if (!eq)
-			goto usage;
-		*eq = 0;
-		const char *v = eq + 1;
-		if (strcmp(argv[i], "net") == 0)
-			f.net = v;
-		else if (strcmp(argv[i], "sender") == 0)
-			f.sender = v;
-		else if (strcmp(argv[i], "rcpt") == 0)
-			f.rcpt = v;
-		else if (strcmp(argv[i], "state") == 0 && strcmp(v, "passed") == 0)
-			f.state = 1;
-		else if (strcmp(argv[i], "state") == 0 && strcmp(v, "pending") == 0)
-			f.state = 0;
-		else if (strcmp(argv[i], "limit") == 0 && (f.limit = strtol(v, NULL, 10)) > 0)
-			continue;
-		else
-			goto usage;
-	}
-	if (st->list(ctx, list_one, &f) < 0)
+	int status;
+	struct ctl_list *l = ctl_list_new(argc, argv, out, &status);
+	if (!l)
+		return status;
+	if (st->list(ctx, ctl_list_show, l) < 0) {
+		ctl_list_free(l);
 		return failed(st, ctx, out, "list");
-	fprintf(out, "shown=%ld%s\n", f.shown, f.shown >= f.limit ? " (limit reached)" : "");
-	return 0;
-usage:
-	fprintf(out, "usage: list [net=NET] [sender=S] [rcpt=R] [state=passed|pending] [limit=N]\n");
-	return 2;
+	}
+	return ctl_list_end(l);
 }
 
 static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
@@ -198,7 +244,7 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 	const char *cmd = argv[0];
 	struct triplet t;
 	char err[200];
-	if (strcmp(cmd, "list") == 0)
+	if (strcmp(cmd, "list") == 0 && st->list)
 		return cmd_list(st, ctx, argc, argv, out);
 	if (strcmp(cmd, "stats") == 0 && argc == 1)
 		return st->stats(ctx, out) < 0 ? failed(st, ctx, out, "stats") : 0;

@@ -33,7 +33,8 @@ struct ctl_entry {
 };
 
 struct ctl_store {
-	/* Calls FN for each stored triplet until FN returns false. */
+	/* Calls FN for each stored triplet until FN returns false. NULL when
+	 * the caller serves list itself, through ctl_list_new (the daemon). */
 	int (*list)(void *ctx, bool (*fn)(void *arg, const struct ctl_entry *e), void *arg);
 	/* 1 found (E filled, strings valid until the next call), 0 absent, -1 error */
 	int (*get)(void *ctx, const struct triplet *t, struct ctl_entry *e);
@@ -50,6 +51,21 @@ struct ctl_store {
  * status: 0 done, 1 the store failed, 2 usage. */
 int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
 		int argc, char **argv, FILE *out);
+
+/* list, for a caller that walks its store in slices (the daemon: a walk of
+ * a large store must not hold up its loop). */
+struct ctl_list;
+/* From "list [filters]" (ARGV[0] is "list"), printing to OUT; the filters
+ * are copied. NULL, with the usage or an error on OUT and *STATUS set,
+ * when it cannot be. */
+struct ctl_list *ctl_list_new(int argc, char **argv, FILE *out, int *status);
+/* Prints E if it matches; false once the limit is reached. Fits
+ * ctl_store.list's FN. */
+bool ctl_list_show(void *list, const struct ctl_entry *e);
+/* Prints the closing line, frees L and returns the exit status. */
+int ctl_list_end(struct ctl_list *l);
+/* Frees L: the list was cut short (its client went away). */
+void ctl_list_free(struct ctl_list *l);
 
 /* The longest TTL `whitelist NET TTL` takes: ten years, far beyond any use,
  * and far from where expiry times would overflow. */

@@ -56,7 +56,7 @@ struct nentry {
 struct memstore {
 	uint8_t hkey[SIPHASH_KEY_LEN];
 	struct tentry **tbuckets;
-	size_t nbuckets, ntriplets, max_entries;
+	size_t nbuckets, ntriplets, max_entries;   /* nbuckets: fixed (memstore_walk) */
 	struct tentry *lru_head, *lru_tail;  /* head: most recently used */
 	struct nentry **nbuckets_net;
 	size_t nnetbuckets, nnetworks;
@@ -407,16 +407,24 @@ int memstore_whitelist(struct memstore *m, const char *net, int threshold, int64
 	return nstore(m, net, &n, 0) == 0 ? 0 : -1;
 }
 
-void memstore_foreach(struct memstore *m, int64_t now,
-		      bool (*fn)(void *arg, const struct memstore_view *v), void *arg)
+bool memstore_walk(struct memstore *m, struct memstore_walk *w, int64_t now, size_t budget,
+		   bool (*fn)(void *arg, const struct memstore_view *v), void *arg)
 {
-	for (struct tentry *e = m->lru_head; e; e = e->next) {
-		if (e->t.expires <= now)
-			continue;
-		struct memstore_view v = { e->hex, e->net, e->sender, e->rcpt, e->t };
-		if (!fn(arg, &v))
-			return;
+	/* An empty bucket costs a step too: a large table holding little is
+	 * walked in slices as well. */
+	for (size_t spent = 0; spent < budget && w->bucket < m->nbuckets; spent++) {
+		for (struct tentry *e = m->tbuckets[w->bucket]; e; e = e->hnext, spent++) {
+			if (e->t.expires <= now)
+				continue;
+			struct memstore_view v = { e->hex, e->net, e->sender, e->rcpt, e->t };
+			if (!fn(arg, &v)) {
+				w->bucket = m->nbuckets;
+				return false;
+			}
+		}
+		w->bucket++;
 	}
+	return w->bucket < m->nbuckets;
 }
 
 void memstore_sweep(struct memstore *m, int64_t now, size_t budget)

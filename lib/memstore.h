@@ -67,9 +67,25 @@ int memstore_pass(struct memstore *m, const struct triplet *t, int64_t now, int6
 int memstore_delete(struct memstore *m, const char *hex);
 /* Puts NET on the auto-whitelist until EXPIRES (greygate-ctl whitelist). */
 int memstore_whitelist(struct memstore *m, const char *net, int threshold, int64_t expires);
-/* Calls FN for every live triplet until it returns false. */
-void memstore_foreach(struct memstore *m, int64_t now,
-		      bool (*fn)(void *arg, const struct memstore_view *v), void *arg);
+/* A walk over the triplets in slices, between which the store may be used
+ * and changed at will (greygate-ctl list, served a slice per loop turn).
+ * Zeroed, it stands at the start. It is a bucket index: a key's bucket is
+ * fixed for the store's life (the table never grows nor is rehashed), and
+ * the walk takes a bucket whole and visits each bucket once, in order. So
+ * no triplet is shown twice in one walk (not even one deleted and added
+ * again), and each one stored from the walk's start to its end, and live,
+ * is shown; one added or removed meanwhile may be shown or not. */
+struct memstore_walk {
+	size_t bucket;               /* the next bucket to look at */
+};
+
+/* Calls FN for each live triplet of the next buckets (V valid during the
+ * call; FN must not change the store), until about BUDGET buckets and
+ * entries have been looked at (at most MEMSTORE_CHAIN_MAX more: a bucket
+ * is taken whole). Returns true while there is more to walk, false at the
+ * end or when FN returned false (which ends the walk). */
+bool memstore_walk(struct memstore *m, struct memstore_walk *w, int64_t now, size_t budget,
+		   bool (*fn)(void *arg, const struct memstore_view *v), void *arg);
 
 void memstore_sweep(struct memstore *m, int64_t now, size_t budget);
 struct memstore_stats memstore_stats(const struct memstore *m);

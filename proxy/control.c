@@ -5,6 +5,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,27 +30,6 @@ static struct evconnlistener *listener;
 static char path[sizeof ((struct sockaddr_un *)0)->sun_path];
 
 /* ---- the embedded store as greygate-ctl sees it ---- */
-
-struct mem_list {
-	bool (*fn)(void *arg, const struct ctl_entry *e);
-	void *arg;
-	int64_t now;
-};
-
-static bool mem_list_one(void *arg, const struct memstore_view *v)
-{
-	struct mem_list *l = arg;
-	struct ctl_entry e = { v->hex, v->net, v->sender, v->rcpt, v->t.passed,
-			       v->t.first_seen, v->t.expires - l->now };
-	return l->fn(l->arg, &e);
-}
-
-static int mem_list(void *ctx, bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
-{
-	struct mem_list l = { fn, arg, time(NULL) };
-	memstore_foreach(ctx, l.now, mem_list_one, &l);
-	return 0;
-}
 
 static int mem_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
 {
@@ -101,13 +81,171 @@ static const char *mem_error(void *ctx)
 	return "out of memory or malformed key";
 }
 
+/* No list: serve_list walks the store a slice at a time instead. */
 static const struct ctl_store mem_ops = {
-	mem_list, mem_get, mem_explain, mem_pass, mem_del, mem_whitelist, mem_stats, mem_error,
+	NULL, mem_get, mem_explain, mem_pass, mem_del, mem_whitelist, mem_stats, mem_error,
 };
 
 /* ---- the socket ---- */
 
-static void run(struct bufferevent *bev, char *line)
+/* A list walks this many buckets and entries a loop turn (a couple of
+ * milliseconds), and goes on once the client has read the answer down to
+ * LIST_LOW_WATER bytes: neither the loop (the workers' decisions wait on
+ * it) nor memory is held by a large store or a slow reader. */
+#define LIST_SLICE 2048
+#define LIST_LOW_WATER (64 * 1024)
+
+/* One client. Answers go through OUT straight into the output buffer. */
+struct conn {
+	struct bufferevent *bev;
+	FILE *out;
+	struct ctl_list *list;          /* the list being served, or NULL */
+	struct memstore_walk walk;
+	struct event *next;             /* the next slice, when the client keeps up */
+	long long slices;
+};
+
+static ssize_t out_write(void *cookie, const char *buf, size_t size)
+{
+	struct conn *c = cookie;
+	/* 0 is fopencookie's "error" */
+	return evbuffer_add(bufferevent_get_output(c->bev), buf, size) == 0 ? (ssize_t)size : 0;
+}
+
+static void conn_free(struct conn *c)
+{
+	if (c->out)
+		fclose(c->out);
+	if (c->next)
+		event_free(c->next);
+	ctl_list_free(c->list);
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+/* CUT: why a list was stopped before its end, or NULL. */
+static void log_command(const char *cmd, int status, const struct conn *c, const char *cut)
+{
+	struct logline l;
+	ll_begin(&l, cut ? LOG_LVL_WARNING : LOG_LVL_INFO, "control");
+	ll_str(&l, "command", cmd);
+	if (cut) {
+		ll_str(&l, "result", "stopped");
+		ll_str(&l, "reason", cut);
+	} else {
+		ll_int(&l, "status", status);
+	}
+	if (c->slices)
+		ll_int(&l, "slices", c->slices);
+	ll_emit(&l);
+}
+
+static void on_flushed(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	conn_free(arg);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct conn *c = arg;
+	if (c->list)
+		log_command("list", 0, c, what & BEV_EVENT_TIMEOUT ? "the client stopped reading"
+								    : "the client went away");
+	conn_free(c);
+}
+
+/* The answer is complete: close once the client has it. */
+static void finish(struct conn *c, const char *cmd, int status)
+{
+	fprintf(c->out, "status=%d\n", status);
+	fflush(c->out);
+	log_command(cmd, status, c, NULL);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	bufferevent_setcb(c->bev, NULL, on_flushed, on_event, c);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_free(c);
+}
+
+/* Whether the client has closed its end, reading side too (half-closed, it
+ * still wants the answer). Asked every slice, as a slice may write nothing
+ * for a write error to show (a filter that matches little). */
+static bool client_gone(const struct conn *c)
+{
+	struct pollfd p = { bufferevent_getfd(c->bev), POLLOUT, 0 };
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
+struct slice {
+	struct ctl_list *list;
+	int64_t now;
+};
+
+static bool list_entry(void *arg, const struct memstore_view *v)
+{
+	struct slice *s = arg;
+	struct ctl_entry e = { v->hex, v->net, v->sender, v->rcpt, v->t.passed,
+			       v->t.first_seen, v->t.expires - s->now };
+	return ctl_list_show(s->list, &e);
+}
+
+static void list_slice(struct conn *c)
+{
+	if (client_gone(c)) {
+		on_event(c->bev, BEV_EVENT_EOF, c);
+		return;
+	}
+	struct slice s = { c->list, time(NULL) };
+	c->slices++;
+	bool more = memstore_walk(store_memory_get(), &c->walk, s.now, LIST_SLICE, list_entry, &s);
+	fflush(c->out);
+	if (!more) {
+		int status = ctl_list_end(c->list);
+		c->list = NULL;
+		finish(c, "list", status);
+	} else if (evbuffer_get_length(bufferevent_get_output(c->bev)) <= LIST_LOW_WATER) {
+		/* a timer, not event_active: the loop polls before it runs */
+		static const struct timeval at_once = { 0, 0 };
+		event_add(c->next, &at_once);
+	}
+	/* else on_drained goes on */
+}
+
+static void on_next(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	list_slice(arg);
+}
+
+static void on_drained(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	struct conn *c = arg;
+	if (!evtimer_pending(c->next, NULL))
+		list_slice(c);
+}
+
+/* A list goes on from the loop, a slice at a time. */
+static int serve_list(struct conn *c, int argc, char **argv)
+{
+	int status;
+	c->next = evtimer_new(bufferevent_get_base(c->bev), on_next, c);
+	if (!c->next) {
+		fprintf(c->out, "error: list: out of memory\n");
+		return 1;
+	}
+	c->list = ctl_list_new(argc, argv, c->out, &status);
+	if (!c->list)
+		return status;
+	bufferevent_setwatermark(c->bev, EV_WRITE, LIST_LOW_WATER, 0);
+	bufferevent_setcb(c->bev, NULL, on_drained, on_event, c);
+	list_slice(c);
+	return -1;
+}
+
+static void run(struct conn *c, char *line)
 {
 	char *argv[CONTROL_ARGS_MAX];
 	int argc = 0;
@@ -116,63 +254,39 @@ static void run(struct bufferevent *bev, char *line)
 	     tok = strtok_r(NULL, " \t", &save))
 		argv[argc++] = tok;
 
-	char *text = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&text, &len);
-	if (!out)
-		return;
 	int status;
 	struct memstore *m = store_memory_get();
 	if (!m) {
-		fprintf(out, "error: this daemon keeps its greylisting state in %s; greygate-ctl "
-			     "talks to it directly\n", store()->name);
+		fprintf(c->out, "error: this daemon keeps its greylisting state in %s; greygate-ctl "
+				"talks to it directly\n", store()->name);
 		status = 2;
+	} else if (argc && strcmp(argv[0], "list") == 0) {
+		status = serve_list(c, argc, argv);
+		if (status < 0)
+			return;          /* under way; list_slice finishes it */
 	} else {
-		status = ctl_execute(srv.cfg, &mem_ops, m, argc, argv, out);
+		status = ctl_execute(srv.cfg, &mem_ops, m, argc, argv, c->out);
 	}
-	fprintf(out, "status=%d\n", status);
-	fclose(out);
-	bufferevent_write(bev, text, len);
-	free(text);
-
-	struct logline l;
-	ll_begin(&l, LOG_LVL_INFO, "control");
-	ll_str(&l, "command", argc ? argv[0] : "");
-	ll_int(&l, "status", status);
-	ll_emit(&l);
-}
-
-static void on_flushed(struct bufferevent *bev, void *arg)
-{
-	(void)arg;
-	bufferevent_free(bev);
+	finish(c, argc ? argv[0] : "", status);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
-	(void)arg;
+	struct conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t n;
 	char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
 	if (!line) {
 		if (evbuffer_get_length(in) > CONTROL_LINE_MAX)
-			bufferevent_free(bev);
+			conn_free(c);
 		return;
 	}
 	bufferevent_disable(bev, EV_READ);
 	if (n <= CONTROL_LINE_MAX)
-		run(bev, line);
+		run(c, line);
+	else
+		conn_free(c);
 	free(line);
-	bufferevent_setcb(bev, NULL, on_flushed, NULL, NULL);
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		bufferevent_free(bev);
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-	(void)what;
-	(void)arg;
-	bufferevent_free(bev);
 }
 
 static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
@@ -181,16 +295,22 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 	(void)sa;
 	(void)salen;
 	(void)arg;
-	struct bufferevent *bev = bufferevent_socket_new(evconnlistener_get_base(lev), fd,
-							 BEV_OPT_CLOSE_ON_FREE);
-	if (!bev) {
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c || !(c->bev = bufferevent_socket_new(evconnlistener_get_base(lev), fd,
+						   BEV_OPT_CLOSE_ON_FREE))) {
+		free(c);
 		close(fd);
 		return;
 	}
+	c->out = fopencookie(c, "w", (cookie_io_functions_t){ .write = out_write });
+	if (!c->out) {
+		conn_free(c);
+		return;
+	}
 	struct timeval tv = { CONTROL_TIMEOUT, 0 };
-	bufferevent_set_timeouts(bev, &tv, &tv);
-	bufferevent_setcb(bev, on_read, NULL, on_event, NULL);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 /* Whether a daemon listens on the socket at P: a refused connect, or none

@@ -14,6 +14,7 @@
 #include "netaddr.h"
 #include "triplet.h"
 #include "mk_triplet.h"
+#include "walk_all.h"
 #include "tmpdir.h"
 
 #define T0 INT64_C(1700000000)
@@ -637,7 +638,7 @@ static void test_ms_save_load_roundtrip(void **state)
 	assert_int_equal(memstore_load(e, path("empty.db"), T0, err, sizeof err), 0);
 	assert_int_equal(memstore_load(e, path("missing.db"), T0, err, sizeof err), 0);
 	int count = 0;
-	memstore_foreach(e, T0, count_cb, &count);
+	walk_all(e, T0, count_cb, &count);
 	assert_int_equal(count, 0);
 
 	memstore_free(e);
@@ -726,7 +727,7 @@ static void test_ms_roundtrip_odd_parts(void **state)
 	for (size_t i = 0; i < n; i++) {
 		struct triplet t = mk("203.0.113.0/24", odd[i].sender, odd[i].rcpt);
 		struct found f = { t.sender, t.rcpt, false };
-		memstore_foreach(m2, T0, find_cb, &f);
+		walk_all(m2, T0, find_cb, &f);
 		if (!f.seen)
 			fail_msg("lost \"%s\" -> \"%s\"", odd[i].sender, odd[i].rcpt);
 		expect_greylist(memstore_decide(m2, &P, T0 + 1, &t, false), GL_REASON_EARLY,

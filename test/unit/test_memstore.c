@@ -16,6 +16,7 @@
 #include "siphash.h"
 #include "triplet.h"
 #include "mk_triplet.h"
+#include "walk_all.h"
 #include "tmpdir.h"
 
 #define T0 INT64_C(1700000000)
@@ -165,24 +166,33 @@ static void test_ms_hash_spread(void **state)
 
 struct seen {
 	int n;
-	char text[8192];
+	char line[16][512];
+	char text[8192];      /* the lines in order: walks go in bucket order */
 };
 
 static bool collect_cb(void *arg, const struct memstore_view *v)
 {
 	struct seen *s = arg;
-	size_t o = strlen(s->text);
-	snprintf(s->text + o, sizeof s->text - o, "%s|%s|%s|%s|%d|%lld|%lld\n", v->hex, v->net,
-		 v->sender, v->rcpt, v->t.passed, (long long)v->t.first_seen,
+	assert_true(s->n < 16);
+	snprintf(s->line[s->n++], sizeof s->line[0], "%s|%s|%s|%s|%d|%lld|%lld\n", v->hex,
+		 v->net, v->sender, v->rcpt, v->t.passed, (long long)v->t.first_seen,
 		 (long long)v->t.expires);
-	s->n++;
 	return true;
+}
+
+static int by_text(const void *a, const void *b)
+{
+	return strcmp(a, b);
 }
 
 static void collect(struct memstore *m, struct seen *s)
 {
 	memset(s, 0, sizeof *s);
-	memstore_foreach(m, T0, collect_cb, s);
+	walk_all(m, T0, collect_cb, s);
+	qsort(s->line, (size_t)s->n, sizeof s->line[0], by_text);
+	size_t o = 0;
+	for (int i = 0; i < s->n; i++)
+		o += (size_t)snprintf(s->text + o, sizeof s->text - o, "%s", s->line[i]);
 }
 
 /* The text format of earlier versions is read once; the next save writes
@@ -498,6 +508,188 @@ static void test_ms_binary_damage(void **state)
 		       (long)second);
 }
 
+/* ------------------------------------------------------------------ walks */
+
+/* How often each numbered(i) triplet was shown, for i < WALK_IDS. */
+enum { WALK_IDS = 20000 };
+
+struct tally {
+	int times[WALK_IDS];
+};
+
+static bool tally_cb(void *arg, const struct memstore_view *v)
+{
+	struct tally *t = arg;
+	int i;
+	assert_int_equal(sscanf(v->sender, "s%d@", &i), 1);
+	assert_true(i >= 0 && i < WALK_IDS);
+	t->times[i]++;
+	return true;
+}
+
+static void add(struct memstore *m, int i, int64_t now)
+{
+	struct triplet t = numbered(i);
+	memstore_decide(m, &P, now, &t, false);
+}
+
+static void del(struct memstore *m, int i)
+{
+	struct triplet t = numbered(i);
+	memstore_delete(m, t.hex);
+}
+
+/* Walked in slices of any size, a store shows each of its triplets once;
+ * a slice looks at about its budget of buckets and entries. */
+static void test_walk_shows_each_once(void **state)
+{
+	(void)state;
+	enum { N = 5000, NBUCKETS = 8192 };
+	struct memstore *m = memstore_new(2 * N);
+	for (int i = 0; i < N; i++)
+		add(m, i, T0);
+	/* expired ones are not shown */
+	struct triplet old = numbered(N);
+	memstore_pass(m, &old, T0 - 100, 10);
+	static const size_t budgets[] = { 1, 7, 1000, SIZE_MAX };
+	for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++) {
+		struct tally *t = calloc(1, sizeof *t);
+		struct memstore_walk w = { 0 };
+		int slices = 1;
+		while (memstore_walk(m, &w, T0, budgets[b], tally_cb, t))
+			slices++;
+		for (int i = 0; i < N; i++)
+			if (t->times[i] != 1)
+				fail_msg("budget %zu: s%d shown %d times", budgets[b], i, t->times[i]);
+		assert_int_equal(t->times[N], 0);
+		/* ended: it stays ended */
+		assert_false(memstore_walk(m, &w, T0, budgets[b], tally_cb, t));
+		if (budgets[b] == 1000) {
+			/* a slice may end up to a bucket's length past its budget */
+			int steps = NBUCKETS + N + 1;
+			assert_true(slices >= steps / (1000 + MEMSTORE_CHAIN_MAX));
+			assert_true(slices <= steps / 1000 + 1);
+		}
+		free(t);
+	}
+	memstore_free(m);
+
+	/* An empty table is walked in slices too: its buckets cost. */
+	struct memstore *e = memstore_new(1000000);
+	struct memstore_walk w = { 0 };
+	int slices = 1;
+	while (memstore_walk(e, &w, T0, 4096, tally_cb, NULL))
+		slices++;
+	assert_int_equal(slices, 524288 / 4096);
+	memstore_free(e);
+}
+
+static bool stop_at_3(void *arg, const struct memstore_view *v)
+{
+	(void)v;
+	return ++*(int *)arg < 3;
+}
+
+/* A bucket is taken whole (the position is a bucket), even past the
+ * budget; FN returning false ends the walk. */
+static void test_walk_bucket_whole_and_stop(void **state)
+{
+	(void)state;
+	struct triplet *t = colliding(MEMSTORE_CHAIN_MAX);
+	struct memstore *m = memstore_new_keyed(1000, KEY);
+	for (int i = 0; i < MEMSTORE_CHAIN_MAX; i++)
+		memstore_decide(m, &P, T0, &t[i], false);
+	struct seen s;
+	memset(&s, 0, sizeof s);
+	struct memstore_walk w = { 0 };
+	/* The buckets before, one at a time, until the full one: it all comes
+	 * in the same slice. */
+	while (s.n == 0 && memstore_walk(m, &w, T0, 1, collect_cb, &s))
+		;
+	assert_int_equal(s.n, MEMSTORE_CHAIN_MAX);
+	free(t);
+
+	int calls = 0;
+	struct memstore *big = memstore_new(1000);
+	for (int i = 0; i < 100; i++)
+		add(big, i, T0);
+	struct memstore_walk w2 = { 0 };
+	assert_false(memstore_walk(big, &w2, T0, SIZE_MAX, stop_at_3, &calls));
+	assert_int_equal(calls, 3);
+	assert_false(memstore_walk(big, &w2, T0, SIZE_MAX, stop_at_3, &calls));
+	assert_int_equal(calls, 3);
+	memstore_free(big);
+	memstore_free(m);
+}
+
+/* Triplets added and deleted between slices, some deleted and added again:
+ * none is shown twice, and every one there from the start to the end is
+ * shown. */
+static void test_walk_with_changes_between_slices(void **state)
+{
+	(void)state;
+	enum { N = 6000 };
+	struct memstore *m = memstore_new(4 * N);
+	for (int i = 0; i < N; i++)
+		add(m, i, T0);
+	struct tally *t = calloc(1, sizeof *t);
+	bool touched[WALK_IDS] = { false };     /* deleted (or re-added) meanwhile */
+	struct memstore_walk w = { 0 };
+	int next_new = N, round = 0;
+	while (memstore_walk(m, &w, T0, 50, tally_cb, t)) {
+		round++;
+		int victim = (round * 7919) % N;
+		del(m, victim);
+		touched[victim] = true;
+		if (round % 3 == 0)
+			add(m, victim, T0);                 /* back, maybe behind us */
+		if (next_new < WALK_IDS)
+			add(m, next_new++, T0);
+	}
+	int survivors = 0;
+	for (int i = 0; i < WALK_IDS; i++) {
+		if (t->times[i] > 1)
+			fail_msg("s%d shown %d times", i, t->times[i]);
+		if (i < N && !touched[i]) {
+			survivors++;
+			if (t->times[i] != 1)
+				fail_msg("s%d, there all along, not shown", i);
+		}
+	}
+	assert_true(survivors > N / 2);
+	free(t);
+	memstore_free(m);
+}
+
+/* The table never grows: a full store evicts instead. A walk through
+ * evictions (each new triplet pushes the oldest out) is no different:
+ * nothing twice, and the triplets that were never evicted are all there. */
+static void test_walk_across_evictions(void **state)
+{
+	(void)state;
+	enum { N = 2000 };
+	struct memstore *m = memstore_new(N);
+	for (int i = 0; i < N; i++)
+		add(m, i, T0);
+	struct tally *t = calloc(1, sizeof *t);
+	struct memstore_walk w = { 0 };
+	int next_new = N;
+	while (memstore_walk(m, &w, T0, 20, tally_cb, t))
+		for (int k = 0; k < 3 && next_new < WALK_IDS; k++)
+			add(m, next_new++, T0);
+	assert_true(memstore_stats(m).evicted > 0);
+	for (int i = 0; i < WALK_IDS; i++) {
+		if (t->times[i] > 1)
+			fail_msg("s%d shown %d times", i, t->times[i]);
+		/* there at the end, so there all along: evicted ones stay out */
+		struct triplet k = numbered(i);
+		if (i < N && memstore_get(m, &k).exists && t->times[i] != 1)
+			fail_msg("s%d, there all along, not shown", i);
+	}
+	free(t);
+	memstore_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -507,6 +699,10 @@ int main(void)
 		cmocka_unit_test(test_ms_reads_text_format),
 		cmocka_unit_test(test_ms_file_is_compact),
 		cmocka_unit_test(test_ms_binary_damage),
+		cmocka_unit_test(test_walk_shows_each_once),
+		cmocka_unit_test(test_walk_bucket_whole_and_stop),
+		cmocka_unit_test(test_walk_with_changes_between_slices),
+		cmocka_unit_test(test_walk_across_evictions),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
