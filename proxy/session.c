@@ -1581,8 +1581,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
  * STARTTLS, on the TLS filter). */
 static void session_set_callbacks(struct session *s)
 {
+	/* The TLS filter reserves its whole read window in the input before
+	 * each read, and an idle session keeps that reservation: one line's
+	 * worth there, not IN_HIGH_MIN (32 KiB more per idle TLS session). */
 	size_t high = (size_t)s->cfg->limits.max_line + 2;
-	bufferevent_setwatermark(s->bev, EV_READ, 0, high > IN_HIGH_MIN ? high : IN_HIGH_MIN);
+	if (!s->tls && high < IN_HIGH_MIN)
+		high = IN_HIGH_MIN;
+	bufferevent_setwatermark(s->bev, EV_READ, 0, high);
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
