@@ -136,6 +136,8 @@ static const struct key {
 	{ "tls", K_GROUP, 0, 0 },
 	{ "tls.cert", K_STR, 0, 0 },
 	{ "tls.key", K_STR, 0, 0 },
+	{ "tls.max_handshakes", K_INT, 1, 100000 },
+	{ "tls.handshake_timeout", K_INT, 1, 3600 },
 };
 
 struct loader {
@@ -639,6 +641,9 @@ static bool load_tls(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
 	const config_setting_t *cert = config_lookup(cf, "tls.cert");
 	const config_setting_t *key = config_lookup(cf, "tls.key");
+	/* a hand-shake under way holds ~50 KiB (README): 100 of them, 5 MB */
+	get_int(cf, "tls.max_handshakes", 100, &c->tls_max_handshakes);
+	get_int(cf, "tls.handshake_timeout", 30, &c->tls_handshake_timeout);
 	if (!cert && !key)
 		return true;
 	if (!cert || !key)
