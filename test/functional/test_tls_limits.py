@@ -10,9 +10,9 @@ from test_starttls import client_ctx, make_cert
 BUSY = "TLS not available due to temporary reason"
 
 
-def tls_gg(greygate_factory, tmp_path, **tls):
+def tls_gg(greygate_factory, tmp_path, tls=(), **overrides):
     cert, key = make_cert(tmp_path, "gw.test")
-    return greygate_factory(tls={"cert": cert, "key": key, **tls})
+    return greygate_factory(tls={"cert": cert, "key": key, **dict(tls)}, **overrides)
 
 
 def starttls_pending(gg):
@@ -32,7 +32,7 @@ def finish_tls(c):
 
 def test_busy_starttls_stays_plaintext_until_a_slot_frees(greygate_factory, tmp_path,
                                                          postfix_backend):
-    gg = tls_gg(greygate_factory, tmp_path, max_handshakes=3)
+    gg = tls_gg(greygate_factory, tmp_path, {"max_handshakes": 3})
     stalled = [starttls_pending(gg) for _ in range(3)]
     with gg.raw() as c:
         c.greeting()
@@ -58,8 +58,23 @@ def test_busy_starttls_stays_plaintext_until_a_slot_frees(greygate_factory, tmp_
         assert_reply(c.cmd("RCPT TO:<r@test.example>"), 250)
 
 
+def test_default_bound(greygate_factory, tmp_path):
+    """Without settings: 100 pending hand-shakes at most (about 5 MB of TLS
+    state in a process)."""
+    gg = tls_gg(greygate_factory, tmp_path, limits={"max_per_client": 150})
+    stalled = [starttls_pending(gg) for _ in range(100)]
+    try:
+        with gg.raw() as c:
+            c.greeting()
+            c.ehlo()
+            assert_reply(c.cmd("STARTTLS"), 454, "4.7.0", BUSY)
+    finally:
+        for s in stalled:
+            s.close()
+
+
 def test_handshake_deadline_frees_the_slot(greygate_factory, tmp_path):
-    gg = tls_gg(greygate_factory, tmp_path, max_handshakes=1, handshake_timeout=1)
+    gg = tls_gg(greygate_factory, tmp_path, {"max_handshakes": 1, "handshake_timeout": 1})
     # the first bytes of a ClientHello, then nothing: the TLS state exists
     # now, and the deadline still runs from the 220
     stalled = starttls_pending(gg)
@@ -87,7 +102,7 @@ def test_handshake_deadline_frees_the_slot(greygate_factory, tmp_path):
 def test_silent_client_after_starttls_closed_at_deadline(greygate_factory, tmp_path):
     """A client that says STARTTLS and sends nothing holds its slot until
     tls.handshake_timeout, not limits.command_timeout (300 s here)."""
-    gg = tls_gg(greygate_factory, tmp_path, handshake_timeout=1)
+    gg = tls_gg(greygate_factory, tmp_path, {"handshake_timeout": 1})
     with starttls_pending(gg) as c:
         assert c.wait_closed(timeout=10)
         assert c.buf == b""
