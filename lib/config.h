@@ -106,6 +106,11 @@ struct gg_config {
 	 * STARTTLS offered). Reloaded with the file, so SIGHUP picks up a
 	 * renewed certificate. */
 	struct ssl_ctx_st *tls_ctx;
+	/* STARTTLS hand-shakes not finished yet, per process: a bound on their
+	 * memory (tls.max_handshakes) and on their time (tls.handshake_timeout,
+	 * seconds from the 220 to the finished hand-shake). */
+	int tls_max_handshakes;
+	int tls_handshake_timeout;
 
 	struct {
 		char *servers;            /* c-ares CSV "127.0.0.1:53,[::1]:53"; "" resolv.conf */

@@ -59,7 +59,9 @@
 	X(BACKEND_DOWN,                 "backend_down",                 WHY_REFUSAL) \
 	X(ETRN,                         "etrn",                         WHY_REFUSAL) \
 	X(ETRN_NETWORKS,                "etrn_networks",                WHY_REFUSAL) \
-	X(PROXY_PROTOCOL,               "proxy_protocol",               WHY_REFUSAL)
+	X(PROXY_PROTOCOL,               "proxy_protocol",               WHY_REFUSAL) \
+	X(MAX_TLS_HANDSHAKES,           "max_tls_handshakes",           WHY_REFUSAL) \
+	X(TLS_HANDSHAKE_TIMEOUT,        "tls_handshake_timeout",        WHY_REFUSAL)
 
 enum why {
 	WHY_NONE,        /* no reason or rule to name: nothing logged or counted */

@@ -43,6 +43,7 @@ enum sstate {
 	SS_DATA,     /* the message body is streaming */
 	SS_CLOSING,  /* the last reply is being flushed */
 	SS_PROXY,    /* waiting for the load balancer's PROXY header */
+	SS_TLS_WAIT, /* STARTTLS answered: waiting for the client's first TLS bytes */
 };
 
 /*
@@ -90,7 +91,8 @@ struct session {
 
 	char helo[HELO_MAX + 1];
 	bool helo_seen, esmtp;
-	bool tls;            /* STARTTLS done */
+	bool tls;            /* STARTTLS answered */
+	struct event *tls_deadline;  /* set while the TLS hand-shake is pending */
 	bool direct_write;   /* replies are written by flush_replies() */
 	bool discarding;     /* inside an over-long line */
 	int errors;
@@ -133,6 +135,7 @@ static struct session *all_sessions;
 static void process_input(struct session *s);
 static void resume(struct session *s);
 static const char *tls_version(const struct session *s);
+static void tls_handshake_over(struct session *s);
 
 /* ---- life cycle ---- */
 
@@ -170,6 +173,7 @@ static void release(struct session *s)
 	s->name_lookup = NULL;
 	backend_free(s->be);
 	s->be = NULL;
+	tls_handshake_over(s);
 }
 
 /* Frees an ended session (kill_session). */
@@ -275,6 +279,8 @@ static void replyf(struct session *s, const char *fmt, ...)
 	reply(s, buf);
 }
 
+/* text: the reply as the client saw it; NULL when it was told nothing (the
+ * connection is closed). */
 static void log_reject(struct session *s, const char *cmd, const char *text, enum why rule)
 {
 	struct logline l;
@@ -290,10 +296,11 @@ static void log_reject(struct session *s, const char *cmd, const char *text, enu
 		metrics_refusal(rule);
 	}
 	/* The reply as the client saw it, minus its line ends. */
-	size_t n = strlen(text);
+	size_t n = text ? strlen(text) : 0;
 	while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
 		n--;
-	ll_strn(&l, "reply", text, n);
+	if (text)
+		ll_strn(&l, "reply", text, n);
 	ll_emit(&l);
 }
 
@@ -1167,13 +1174,46 @@ static void cmd_etrn(struct session *s, const struct smtp_cmd *c)
 
 static void session_set_callbacks(struct session *s);
 
+/* Hand-shakes of this process that have not finished yet: each holds its
+ * TLS state until then, so there are at most tls.max_handshakes. */
+static int tls_pending;
+
+/* The hand-shake finished, or the session ended: its slot is free. */
+static void tls_handshake_over(struct session *s)
+{
+	if (!s->tls_deadline)
+		return;
+	event_free(s->tls_deadline);
+	s->tls_deadline = NULL;
+	tls_pending--;
+}
+
+static void on_tls_info(const SSL *ssl, int where, int ret)
+{
+	(void)ret;
+	if (where & SSL_CB_HANDSHAKE_DONE)
+		tls_handshake_over(SSL_get_app_data(ssl));
+}
+
+/* After the 220 the client can be told nothing more in plaintext: a
+ * hand-shake not finished in time ends the connection. */
+static void on_tls_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct session *s = arg;
+	log_reject(s, "STARTTLS", NULL, WHY_TLS_HANDSHAKE_TIMEOUT);
+	kill_session(s);
+}
+
 /*
  * The TLS layer is a filter over the plaintext connection. Whatever the
  * client pipelined after STARTTLS is thrown away before the filter exists:
  * plaintext sent ahead must never be read as if it came through TLS (the
  * STARTTLS command injection class). The session then starts over: no
  * HELO, no transaction, and the backend connection (whose XCLIENT
- * described the plaintext session) goes.
+ * described the plaintext session) goes. The filter itself waits for the
+ * client's first bytes (tls_begin).
  */
 static void cmd_starttls(struct session *s, const struct smtp_cmd *c)
 {
@@ -1185,33 +1225,60 @@ static void cmd_starttls(struct session *s, const struct smtp_cmd *c)
 		reject_counted(s, "STARTTLS", "503 5.5.1 Error: MAIL transaction in progress", WHY_NONE);
 		return;
 	}
-	SSL *ssl = SSL_new(s->cfg->tls_ctx);
-	if (!ssl) {
+	/* Postfix's answer when it cannot start TLS now: the client may go
+	 * on in plaintext */
+	if (tls_pending >= s->cfg->tls_max_handshakes) {
+		refuse(s, "STARTTLS", "454 4.7.0 TLS not available due to temporary reason",
+		       WHY_MAX_TLS_HANDSHAKES);
+		return;
+	}
+	s->tls_deadline = evtimer_new(srv.base, on_tls_deadline, s);
+	if (!s->tls_deadline) {
 		reply(s, "454 4.7.0 TLS not available due to local problem");
 		return;
 	}
+	struct timeval tv = { s->cfg->tls_handshake_timeout, 0 };
+	evtimer_add(s->tls_deadline, &tv);
+	tls_pending++;
 	reply(s, "220 2.0.0 Ready to start TLS");
-	/* the 220 leaves in plaintext ahead of the hand-shake, through the
-	 * bufferevent as the filter expects */
-	s->direct_write = false;
-	bufferevent_enable(s->bev, EV_WRITE);
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	evbuffer_drain(in, evbuffer_get_length(in));
-	struct bufferevent *tls = bufferevent_openssl_filter_new(
-		srv.base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (!tls) {
-		SSL_free(ssl);
-		reply(s, "421 4.7.0 Error: TLS failed");
-		close_after_flush(s);
-		return;
-	}
-	s->bev = tls;
+	s->state = SS_TLS_WAIT;
 	s->tls = true;
 	abort_transaction(s, "STARTTLS");
 	drop_backend(s);
 	s->helo_seen = false;
 	s->esmtp = false;
 	s->helo[0] = 0;
+}
+
+/* The client's first bytes after the 220 are here, in the plaintext
+ * input, where the filter reads them from. Only now is the TLS state
+ * allocated: a client that says STARTTLS and sends nothing costs what a
+ * plaintext session costs until its deadline. */
+static void tls_begin(struct session *s)
+{
+	SSL *ssl = SSL_new(s->cfg->tls_ctx);
+	struct bufferevent *tls = ssl ? bufferevent_openssl_filter_new(
+		srv.base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	if (!tls) {
+		SSL_free(ssl);
+		struct logline l;
+		ll_begin(&l, LOG_LVL_ERROR, "starttls");
+		ll_int(&l, "id", (long long)s->id);
+		ll_str(&l, "client", s->client_str);
+		ll_str(&l, "error", "cannot set up TLS (out of memory); connection closed");
+		ll_emit(&l);
+		kill_session(s);
+		return;
+	}
+	SSL_set_app_data(ssl, s);
+	SSL_set_info_callback(ssl, on_tls_info);
+	/* what is left of the 220 leaves ahead of the hand-shake, through the
+	 * plaintext bufferevent as the filter expects */
+	bufferevent_enable(s->bev, EV_WRITE);
+	s->bev = tls;
+	s->state = SS_CMD;
 	session_set_callbacks(s);
 }
 
@@ -1435,10 +1502,9 @@ static bool next_line(struct session *s)
 	/* The line is handled in place; it is drained afterwards, and nothing
 	 * reads the input buffer meanwhile (reads are off while waiting). */
 	size_t total = (size_t)p.pos + eol_len;
-	struct bufferevent *bev = s->bev;
 	handle_command(s, (const char *)line, n);
 	/* After STARTTLS the old input is gone with everything in it. */
-	if (s->bev == bev)
+	if (s->state != SS_TLS_WAIT)
 		evbuffer_drain(in, total);
 	if (s->state == SS_WAIT && s->txn != TX_NONE && !s->gone && (s->check || s->ahead))
 		look_ahead(s);
@@ -1455,6 +1521,11 @@ static void process_input(struct session *s)
 			if (!read_proxy_header(s))
 				break;
 			continue;
+		}
+		if (s->state == SS_TLS_WAIT) {
+			if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+				tls_begin(s);
+			break;
 		}
 		if (s->state == SS_DATA) {
 			if (s->body_paused)
@@ -1581,8 +1652,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
  * STARTTLS, on the TLS filter). */
 static void session_set_callbacks(struct session *s)
 {
+	/* The TLS filter reserves its whole read window in the input before
+	 * each read, and an idle session keeps that reservation: one line's
+	 * worth there, not IN_HIGH_MIN (32 KiB more per idle TLS session). */
 	size_t high = (size_t)s->cfg->limits.max_line + 2;
-	bufferevent_setwatermark(s->bev, EV_READ, 0, high > IN_HIGH_MIN ? high : IN_HIGH_MIN);
+	if (!s->tls && high < IN_HIGH_MIN)
+		high = IN_HIGH_MIN;
+	bufferevent_setwatermark(s->bev, EV_READ, 0, high);
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
 	bufferevent_set_timeouts(s->bev, &tv, &tv);

@@ -29,7 +29,8 @@ static const struct {
 	{ "backend", WHY_REFUSAL }, { "backend_refused", WHY_REFUSAL },
 	{ "backend_mail", WHY_REFUSAL }, { "backend_down", WHY_REFUSAL },
 	{ "etrn", WHY_REFUSAL }, { "etrn_networks", WHY_REFUSAL },
-	{ "proxy_protocol", WHY_REFUSAL },
+	{ "proxy_protocol", WHY_REFUSAL }, { "max_tls_handshakes", WHY_REFUSAL },
+	{ "tls_handshake_timeout", WHY_REFUSAL },
 };
 
 static enum why find(const char *name)
