@@ -106,7 +106,7 @@ int listener_bind(const char *spec)
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0)
 		goto fail;
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 511) < 0)
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
 		goto fail;
 	return fd;
 fail:
