@@ -267,3 +267,22 @@ def test_sighup_to_a_worker_points_at_the_supervisor(greygate_factory):
     assert ev["supervisor"] == str(gg.pid), ev["_line"]
     time.sleep(0.3)
     assert not gg.events("reload", since=mark, result="ok")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_healthz_is_503_while_draining(greygate_factory, workers):
+    """SIGTERM: a balancer asking /healthz learns at once that new clients
+    belong elsewhere, while the sessions in flight finish."""
+    admin = free_port(19925)
+    gg = greygate_factory(workers=workers, limits=LIMITS, shutdown_grace=5,
+                          admin={"listen": f"127.0.0.1:{admin}"})
+    if workers > 1:
+        wait_until(lambda: len(gg.events("ready")) == workers, 10, what="workers ready")
+    wait_until(lambda: healthz(admin)[0] == 200, 5, what="healthy")
+    with gg.raw() as c:
+        assert_reply(c.greeting(), 220)
+        gg.term()
+        gg.wait_event("shutdown")
+        assert healthz(admin) == (503, "shutting down\n")
+        c.cmd("QUIT")
+    assert gg.wait_exit(15) == 0
