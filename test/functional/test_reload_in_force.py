@@ -229,7 +229,8 @@ def test_sighup_burst_is_coalesced_and_does_not_stall_sessions(greygate_factory,
     inside = [(s, a) for s, a in sent if s >= start and a < end]
     print(f"{len(ends)} loads, the first {first['duration_ms']} ms; {len(inside)} RCPTs "
           f"sent and answered during it, {len(sent)} in all")
-    assert len(inside) >= 3, \
+    # a stalled loop answers at most the one RCPT in flight during it
+    assert len(inside) >= 2, \
         f"no RCPT answered during a {first['duration_ms']} ms reload: {first['_line']}"
 
 
