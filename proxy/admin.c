@@ -14,6 +14,7 @@
 #include "hostport.h"
 #include "log.h"
 #include "metrics.h"
+#include "server.h"
 
 /* A health checker and a scraper need a few connections for well under a
  * second each: a connection beyond ADMIN_MAX_CONNS is closed at once, one
@@ -252,7 +253,10 @@ static void on_healthz(struct evhttp_request *req, void *arg)
 {
 	(void)arg;
 	char reason[128], text[160];
-	bool ok = metrics_healthy(reason, sizeof reason);
+	/* a balancer should move new clients elsewhere before the port closes */
+	bool ok = !srv.draining && metrics_healthy(reason, sizeof reason);
+	if (srv.draining)
+		snprintf(reason, sizeof reason, "shutting down");
 	int n = snprintf(text, sizeof text, "%s\n", reason);
 	send_text(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "text/plain",
 		  text, (size_t)n);

@@ -260,7 +260,7 @@ int listener_probe(const struct gg_config *cfg)
 int listener_bind(const char *spec)
 {
 	int fd = bound_socket(spec, true);
-	if (fd >= 0 && listen(fd, 511) == 0)
+	if (fd >= 0 && listen(fd, LISTEN_BACKLOG) == 0)
 		return fd;
 	char why[300];
 	snprintf(why, sizeof why, "cannot listen on %s: %s", spec, strerror(errno));

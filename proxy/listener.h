@@ -15,6 +15,10 @@
  * of CFG->listen (the sockets bound later share their port, so they would
  * not notice); else 0. */
 int listener_probe(const struct gg_config *cfg);
+
+/* The backlog of every listen socket (and of one re-armed after a pause). */
+#define LISTEN_BACKLOG 511
+
 /* Binds every address of CFG->listen; returns 0, or -1 after logging which
  * address failed and why. */
 int listener_open(const struct gg_config *cfg);

@@ -22,12 +22,12 @@ static void usage(void)
 	exit(2);
 }
 
-/* "-W slot,workers,store_fd,metrics_fd,fd[,fd...]": how the supervisor
- * starts a worker. */
+/* "-W slot,workers,store_fd,metrics_fd,bundle_fd,chan_fd,fd[,fd...]": how
+ * the supervisor starts a worker. */
 static bool parse_worker(const char *spec, struct worker_args *w)
 {
 	char *end;
-	long v[4 + WORKER_FDS_MAX];
+	long v[6 + WORKER_FDS_MAX];
 	size_t n = 0;
 	const char *p = spec;
 	while (n < sizeof v / sizeof v[0]) {
@@ -38,15 +38,17 @@ static bool parse_worker(const char *spec, struct worker_args *w)
 			break;
 		p = end + 1;
 	}
-	if (n < 5 || *end)
+	if (n < 7 || *end)
 		return false;
 	w->slot = (int)v[0];
 	w->nworkers = (unsigned)v[1];
 	w->store_fd = (int)v[2];
 	w->metrics_fd = (int)v[3];
-	w->nfds = n - 4;
+	w->bundle_fd = (int)v[4];
+	w->chan_fd = (int)v[5];
+	w->nfds = n - 6;
 	for (size_t i = 0; i < w->nfds; i++)
-		w->fds[i] = (int)v[4 + i];
+		w->fds[i] = (int)v[6 + i];
 	return w->slot >= 0 && w->nworkers >= 1;
 }
 
@@ -54,7 +56,8 @@ int main(int argc, char **argv)
 {
 	const char *file = NULL;
 	bool check_only = false;
-	struct worker_args w = { .nworkers = 1, .store_fd = -1, .metrics_fd = -1 };
+	struct worker_args w = { .nworkers = 1, .store_fd = -1, .metrics_fd = -1,
+				 .bundle_fd = -1, .chan_fd = -1 };
 	bool is_worker = false;
 	int opt;
 	while ((opt = getopt(argc, argv, "c:tVW:h")) != -1) {
@@ -81,7 +84,12 @@ int main(int argc, char **argv)
 		usage();
 
 	char err[1024];
-	srv.cfg = gg_config_load(file, err, sizeof err);
+	/* Under a supervisor the configuration is the one it holds in force,
+	 * whatever the file says now (an edit it refused, say). */
+	if (w.bundle_fd >= 0)
+		srv.cfg = server_load_bundle(w.bundle_fd, err, sizeof err);
+	else
+		srv.cfg = gg_config_load(file, err, sizeof err);
 	if (!srv.cfg) {
 		fprintf(stderr, "%s\n", err);
 		return 1;

@@ -44,7 +44,10 @@ struct slot {
 
 static struct slot *slots;
 static struct slot *mine;
-static unsigned nslots;
+/* Under a supervisor the block has one slot per worker, then the
+ * supervisor's own (its reloads); only the workers' say whether we are
+ * healthy. */
+static unsigned nslots, nworkers;
 
 double metrics_now(void)
 {
@@ -58,7 +61,7 @@ int metrics_init_private(void)
 	slots = calloc(1, sizeof *slots);
 	if (!slots)
 		return -1;
-	nslots = 1;
+	nslots = nworkers = 1;
 	mine = slots;
 	atomic_store(&mine->live, 1);
 	return 0;
@@ -67,25 +70,27 @@ int metrics_init_private(void)
 int metrics_shared_create(unsigned n)
 {
 	int fd = memfd_create("greygate-metrics", 0);
-	if (fd < 0 || ftruncate(fd, (off_t)(n * sizeof *slots)) < 0)
+	if (fd < 0 || ftruncate(fd, (off_t)((n + 1) * sizeof *slots)) < 0)
 		return -1;
-	void *p = mmap(NULL, n * sizeof *slots, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	void *p = mmap(NULL, (n + 1) * sizeof *slots, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		return -1;
 	slots = p;
-	nslots = n;
-	mine = NULL;
+	nworkers = n;
+	nslots = n + 1;
+	mine = &slots[n];
 	return fd;
 }
 
 int metrics_init_shared(int fd, unsigned slot, unsigned n)
 {
-	void *p = mmap(NULL, n * sizeof *slots, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	void *p = mmap(NULL, (n + 1) * sizeof *slots, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (p == MAP_FAILED || slot >= n)
 		return -1;
 	slots = p;
-	nslots = n;
+	nworkers = n;
+	nslots = n + 1;
 	mine = &slots[slot];
 	/* a restarted worker starts its slot afresh; totals restart with it */
 	memset(mine, 0, sizeof *mine);
@@ -95,7 +100,7 @@ int metrics_init_shared(int fd, unsigned slot, unsigned n)
 
 void metrics_slot_gone(unsigned slot)
 {
-	if (slots && slot < nslots)
+	if (slots && slot < nworkers)
 		atomic_store(&slots[slot].live, 0);
 }
 
@@ -149,15 +154,18 @@ void metrics_health(bool backend_ok, bool store_ok)
 	atomic_store(&mine->health_time, (int64_t)metrics_now());
 }
 
+/* Each worker's slot speaks for its part of the port: one not running
+ * (dead, waiting to be restarted, or starting) leaves connections that
+ * part of the port would take unserved. */
 bool metrics_healthy(char *reason, size_t len)
 {
 	int64_t now = (int64_t)metrics_now();
-	unsigned live = 0;
-	for (unsigned i = 0; i < nslots; i++) {
+	for (unsigned i = 0; i < nworkers; i++) {
 		struct slot *s = &slots[i];
-		if (!atomic_load(&s->live))
-			continue;
-		live++;
+		if (!atomic_load(&s->live)) {
+			snprintf(reason, len, "worker %u not running", i);
+			return false;
+		}
 		if (now - atomic_load(&s->health_time) > HEALTH_STALE) {
 			snprintf(reason, len, "worker %u not responding", i);
 			return false;
@@ -170,10 +178,6 @@ bool metrics_healthy(char *reason, size_t len)
 			snprintf(reason, len, "backend unavailable");
 			return false;
 		}
-	}
-	if (!live) {
-		snprintf(reason, len, "no worker running");
-		return false;
 	}
 	snprintf(reason, len, "ok");
 	return true;

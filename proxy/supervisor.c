@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -33,6 +34,7 @@ struct slot {
 	int fds[GG_MAX_LISTEN];
 	size_t nfds;
 	int store_fd;                /* our end of the store socket pair, or -1 */
+	int chan_fd;                 /* our end of its channel (new bundles), or -1 */
 	struct event *store_ev;
 	struct event *restart;
 	time_t started;
@@ -44,6 +46,51 @@ static char self_exe[PATH_MAX];
 static bool memory_store;
 static int metrics_fd = -1;
 static struct event *kill_timer;
+/* The configuration in force as a sealed bundle: what every worker starts
+ * with, whatever the file says now; and the next one, made before a swap. */
+static int bundle_fd = -1, staged_fd = -1;
+
+/* A sealed memfd holding C's bundle: a worker cannot change what its
+ * siblings will load. */
+static int bundle_make(const struct gg_config *c, char *err, size_t errlen)
+{
+	size_t len;
+	const char *p = gg_config_bundle(c, &len);
+	int fd = memfd_create("greygate-config", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot hold the configuration in memory: %s", strerror(errno));
+		return -1;
+	}
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(err, errlen, "cannot hold the configuration in memory: %s",
+				 n < 0 ? strerror(errno) : "short write");
+			close(fd);
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+		snprintf(err, errlen, "cannot seal the configuration: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A slot whose worker cannot serve must not take connections into a
+ * backlog that nobody reads: shutdown() of a listening socket stops it
+ * listening (and resets what waits in its backlog) but keeps the port
+ * bound; the slot's next worker calls listen() again when it is ready. */
+static void slot_pause(struct slot *s)
+{
+	for (size_t k = 0; k < s->nfds; k++)
+		shutdown(s->fds[k], SHUT_RD);
+}
 
 static void log_worker(enum log_level lvl, unsigned i, const char *what, int status)
 {
@@ -71,13 +118,20 @@ static void spawn_failed(struct slot *s, const char *why)
 static void spawn(unsigned i)
 {
 	struct slot *s = &slots[i];
-	int sv[2] = { -1, -1 };
+	int sv[2] = { -1, -1 }, ch[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ch) < 0) {
+		spawn_failed(s, "socketpair failed; retrying");
+		return;
+	}
 	if (memory_store && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		close(ch[0]);
+		close(ch[1]);
 		spawn_failed(s, "socketpair failed; retrying");
 		return;
 	}
 	char spec[256];
-	int n = snprintf(spec, sizeof spec, "%u,%u,%d,%d", i, nslots, sv[1], metrics_fd);
+	int n = snprintf(spec, sizeof spec, "%u,%u,%d,%d,%d,%d", i, nslots, sv[1], metrics_fd,
+			 bundle_fd, ch[1]);
 	for (size_t k = 0; k < s->nfds && n > 0 && (size_t)n < sizeof spec; k++)
 		n += snprintf(spec + n, sizeof spec - (size_t)n, ",%d", s->fds[k]);
 
@@ -96,18 +150,23 @@ static void spawn(unsigned i)
 		if (sv[1] >= 0)
 			fcntl(sv[1], F_SETFD, 0);
 		fcntl(metrics_fd, F_SETFD, 0);
+		fcntl(bundle_fd, F_SETFD, 0);
+		fcntl(ch[1], F_SETFD, 0);
 		execl(self_exe, self_exe, "-c", srv.cfg->file, "-W", spec, (char *)NULL);
 		_exit(127);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (sv[1] >= 0)
 		close(sv[1]);
+	close(ch[1]);
 	if (pid < 0) {
 		if (sv[0] >= 0)
 			close(sv[0]);
+		close(ch[0]);
 		spawn_failed(s, "fork failed; retrying");
 		return;
 	}
+	s->chan_fd = ch[0];
 	s->pid = pid;
 	s->started = time(NULL);
 	s->store_fd = sv[0];
@@ -141,10 +200,15 @@ static void reap(void)
 		int status;
 		if (s->pid > 0 && waitpid(s->pid, &status, WNOHANG) == s->pid) {
 			bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+			slot_pause(s);
 			log_worker(srv.draining && clean ? LOG_LVL_INFO : LOG_LVL_ERROR, i,
 				   srv.draining ? "exited" : "died; restarting", status);
 			s->pid = 0;
 			metrics_slot_gone(i);
+			if (s->chan_fd >= 0) {
+				close(s->chan_fd);
+				s->chan_fd = -1;
+			}
 			if (s->store_ev) {
 				event_free(s->store_ev);
 				s->store_ev = NULL;
@@ -199,10 +263,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGCHLD) {
 		reap();
 	} else if (sig == SIGHUP) {
-		/* Each worker reloads the same file itself; ours serves the
-		 * control socket's commands. */
-		server_reload();
-		signal_all(SIGHUP);
+		server_reload_request(-1);
 	} else if (!srv.draining) {
 		srv.draining = true;
 		close_listen_sockets();
@@ -215,6 +276,54 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 			event_base_loopexit(srv.base, NULL);
 	}
 }
+
+static bool stage_bundle(const struct gg_config *c, char *err, size_t errlen)
+{
+	staged_fd = bundle_make(c, err, errlen);
+	return staged_fd >= 0;
+}
+
+/* The workers load the new configuration from its bundle, as a worker
+ * started from now on will; one that misses it keeps the old one. */
+static void send_bundle(void)
+{
+	close(bundle_fd);
+	bundle_fd = staged_fd;
+	staged_fd = -1;
+	for (unsigned i = 0; i < nslots; i++) {
+		struct slot *s = &slots[i];
+		if (s->pid <= 0 || s->chan_fd < 0)
+			continue;
+		char byte = 'B';
+		struct iovec iov = { &byte, 1 };
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} ctl;
+		memset(&ctl, 0, sizeof ctl);
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+				    .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &bundle_fd, sizeof bundle_fd);
+		if (sendmsg(s->chan_fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			struct logline l;
+			ll_begin(&l, LOG_LVL_ERROR, "reload");
+			ll_int(&l, "worker", i);
+			ll_int(&l, "pid", s->pid);
+			ll_str(&l, "result", "not sent");
+			ll_str(&l, "reason", strerror(errno));
+			ll_str(&l, "action", "the worker keeps the previous configuration");
+			ll_emit(&l);
+		}
+	}
+}
+
+static const struct reload_hooks hooks = {
+	.check_restart = true, .prepare = stage_bundle, .applied = send_bundle,
+};
 
 int supervisor_run(const char *argv0)
 {
@@ -242,9 +351,17 @@ int supervisor_run(const char *argv0)
 	slots = calloc(nslots, sizeof *slots);
 	if (!slots)
 		return 1;
+	for (unsigned i = 0; i < nslots; i++)
+		slots[i].store_fd = slots[i].chan_fd = -1;
 	int status = 0;
+	char err[256];
+	bundle_fd = bundle_make(srv.cfg, err, sizeof err);
+	if (bundle_fd < 0) {
+		log_msg(LOG_LVL_ERROR, "fatal", err);
+		status = 1;
+	}
+	server_reload_setup(&hooks);
 	for (unsigned i = 0; i < nslots && status == 0; i++) {
-		slots[i].store_fd = -1;
 		slots[i].restart = evtimer_new(srv.base, on_restart, (void *)(uintptr_t)i);
 		for (size_t k = 0; k < srv.cfg->nlisten && status == 0; k++) {
 			int fd = listener_bind(srv.cfg->listen[k]);
@@ -253,6 +370,8 @@ int supervisor_run(const char *argv0)
 			else
 				slots[i].fds[slots[i].nfds++] = fd;
 		}
+		/* until its worker is ready */
+		slot_pause(&slots[i]);
 	}
 	if (status == 0 && memory_store) {
 		if (store_open(srv.base, srv.cfg) < 0)
@@ -294,7 +413,12 @@ int supervisor_run(const char *argv0)
 	}
 
 	close_listen_sockets();
+	server_reload_stop();
+	if (bundle_fd >= 0)
+		close(bundle_fd);
 	for (unsigned i = 0; i < nslots; i++) {
+		if (slots[i].chan_fd >= 0)
+			close(slots[i].chan_fd);
 		if (slots[i].store_ev)
 			event_free(slots[i].store_ev);
 		if (slots[i].store_fd >= 0)

@@ -6,12 +6,14 @@
  */
 #include "worker.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -29,8 +31,9 @@
 #include "store.h"
 #include "store_remote.h"
 
-static struct event *grace_timer, *health_timer;
+static struct event *grace_timer, *health_timer, *chan_ev;
 static pid_t supervisor;      /* 0 when alone */
+static int chan_fd = -1;      /* the supervisor's channel, or -1 when alone */
 
 #define HEALTH_EVERY 1        /* seconds */
 #define PROBE_EVERY 10        /* health ticks between backend probes */
@@ -86,24 +89,72 @@ static void drain(const char *why)
 	evtimer_add(grace_timer, &tv);
 }
 
+/* A new configuration is in force: what was set up from the old one. */
+static void reloaded(void)
+{
+	backend_probe(srv.base, srv.cfg);
+	resolver_reload(srv.cfg);
+	/* the hand-over keeps what it saw of the primaries across this */
+	if (srv.slot == 0) {
+		handover_stop();
+		handover_start(srv.base, srv.cfg);
+	}
+}
+
+static const struct reload_hooks alone_hooks = { .check_restart = true, .applied = reloaded };
+/* The supervisor checked the configuration before it sent it. */
+static const struct reload_hooks worker_hooks = { .applied = reloaded };
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
 	(void)arg;
-	if (sig == SIGHUP) {
-		if (!server_reload())
-			return;
-		backend_probe(srv.base, srv.cfg);
-		resolver_reload(srv.cfg);
-		/* the hand-over keeps what it saw of the primaries across this */
-		if (srv.slot == 0) {
-			handover_stop();
-			handover_start(srv.base, srv.cfg);
-		}
+	if (sig == SIGHUP && chan_fd >= 0) {
+		/* Our own reload would read the file, which only the supervisor
+		 * does: it holds the configuration in force for every worker. */
+		struct logline l;
+		ll_begin(&l, LOG_LVL_WARNING, "reload");
+		ll_str(&l, "result", "ignored");
+		ll_str(&l, "reason", "a worker reloads through its supervisor; send SIGHUP to it");
+		ll_int(&l, "supervisor", supervisor ? supervisor : getppid());
+		ll_emit(&l);
+	} else if (sig == SIGHUP) {
+		server_reload_request(-1);
 	} else if (supervisor && getppid() != supervisor) {
 		drain("supervisor gone; no new connections, finishing sessions");
 	} else {
 		drain("signal; no new connections, finishing sessions");
+	}
+}
+
+/* The supervisor's channel: each message carries a bundle of the new
+ * configuration in force; end of file means the supervisor is gone. */
+static void on_channel(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	char byte;
+	struct iovec iov = { &byte, 1 };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+			    .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+	ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		event_del(chan_ev);
+		drain("supervisor gone; no new connections, finishing sessions");
+		return;
+	}
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+	    c->cmsg_len == CMSG_LEN(sizeof(int))) {
+		int bundle;
+		memcpy(&bundle, CMSG_DATA(c), sizeof bundle);
+		server_reload_request(bundle);
 	}
 }
 
@@ -124,13 +175,27 @@ static void watch_supervisor(void)
 		raise(SIGTERM);
 }
 
+/* The supervisor keeps a slot's sockets paused (bound, not listening)
+ * while no worker of the slot can serve: this worker re-arms them once
+ * everything it needs to serve is open, just before it accepts. */
 static int open_listeners(const struct worker_args *w)
 {
 	if (!w->nfds)
 		return listener_open(srv.cfg);
-	for (size_t i = 0; i < w->nfds; i++)
-		if (listener_adopt(w->fds[i], i < srv.cfg->nlisten ? srv.cfg->listen[i] : "inherited") < 0)
+	for (size_t i = 0; i < w->nfds; i++) {
+		const char *spec = i < srv.cfg->nlisten ? srv.cfg->listen[i] : "inherited";
+		if (listen(w->fds[i], LISTEN_BACKLOG) < 0) {
+			struct logline l;
+			ll_begin(&l, LOG_LVL_ERROR, "listen");
+			ll_str(&l, "address", spec);
+			ll_str(&l, "reason", strerror(errno));
+			ll_str(&l, "action", "exiting");
+			ll_emit(&l);
 			return -1;
+		}
+		if (listener_adopt(w->fds[i], spec) < 0)
+			return -1;
+	}
 	return 0;
 }
 
@@ -169,6 +234,15 @@ int worker_run(const struct worker_args *w)
 	}
 	if (w->metrics_fd >= 0)
 		watch_supervisor();
+	server_reload_setup(w->chan_fd >= 0 ? &worker_hooks : &alone_hooks);
+	if (w->chan_fd >= 0) {
+		chan_fd = w->chan_fd;
+		chan_ev = event_new(srv.base, chan_fd, EV_READ | EV_PERSIST, on_channel, NULL);
+		if (!chan_ev || event_add(chan_ev, NULL) < 0) {
+			log_msg(LOG_LVL_ERROR, "fatal", "cannot watch the supervisor's channel; exiting");
+			return 1;
+		}
+	}
 	/* Under a supervisor the signals were blocked across fork and exec. */
 	sigset_t all;
 	sigfillset(&all);
@@ -216,6 +290,11 @@ int worker_run(const struct worker_args *w)
 	if (grace_timer)
 		event_free(grace_timer);
 	event_free(health_timer);
+	if (chan_ev)
+		event_free(chan_ev);
+	if (chan_fd >= 0)
+		close(chan_fd);
+	server_reload_stop();
 	admin_close();
 	listener_close();
 	handover_stop();
