@@ -21,8 +21,10 @@ def worker_pids(gg):
     return sorted(int(p) for p in out.split())
 
 
-def client_sockets(pid, port):
-    """Established connections of PID on our listen port (from /proc)."""
+def client_sockets(pid, port, peers):
+    """Established connections of PID on our listen port from the client
+    ports PEERS (from /proc): the start-up probe's connection, which may
+    not be closed yet, is not one of ours."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -37,7 +39,9 @@ def client_sockets(pid, port):
         for line in f.readlines()[1:]:
             parts = line.split()
             local_port = int(parts[1].split(":")[1], 16)
-            if local_port == port and parts[3] == "01" and parts[9] in inodes:
+            peer_port = int(parts[2].split(":")[1], 16)
+            if (local_port == port and peer_port in peers and parts[3] == "01"
+                    and parts[9] in inodes):
                 n += 1
     return n
 
@@ -64,7 +68,8 @@ def test_both_workers_serve(workers_gg):
             c.__enter__()
             assert_reply(c.greeting(), 220)
             clients.append(c)
-        counts = [client_sockets(p, gg.port) for p in pids]
+        peers = {c.local_port for c in clients}
+        counts = [client_sockets(p, gg.port, peers) for p in pids]
         # the kernel spreads connections over both workers' sockets
         assert sum(counts) == 40, counts
         assert all(n > 0 for n in counts), counts
