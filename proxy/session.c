@@ -1,17 +1,14 @@
 #include "session.h"
+#include "session_priv.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "backend.h"
@@ -22,8 +19,6 @@
 #include "helo.h"
 #include "hostname.h"
 #include "linger.h"
-#include "proxyproto.h"
-#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "rcpt_ahead.h"
@@ -34,113 +29,13 @@
 /* Replies the client does not read are not buffered without end. */
 #define OUT_HIGH (128 * 1024)
 #define IN_HIGH_MIN (64 * 1024)
-#define HELO_MAX 255
-#define RCPT_LOG_MAX 300
-
-enum sstate {
-	SS_CMD,      /* reading commands */
-	SS_WAIT,     /* a command waits for a check or the backend */
-	SS_DATA,     /* the message body is streaming */
-	SS_CLOSING,  /* the last reply is being flushed */
-	SS_PROXY,    /* waiting for the load balancer's PROXY header */
-	SS_TLS_WAIT, /* STARTTLS answered: waiting for the client's first TLS bytes */
-};
-
-/*
- * The client's mail transaction, as far as the backend is concerned. Only
- * txn_to() changes it (docs/design.md has the table of what the client gets
- * for each backend failure in each state):
- *   TX_NONE    no MAIL;
- *   TX_MAIL    MAIL given, nothing of it sent to the backend yet (a failed
- *              connection attempt loses nothing: the next RCPT tries again);
- *   TX_SENT    MAIL sent on the session's backend connection;
- *   TX_RCPT    the backend accepted a recipient on that connection;
- *   TX_FAILED  that connection was lost after MAIL went out: recipients it
- *              accepted are gone with it, so the transaction can no longer
- *              deliver; every RCPT and DATA gets a 4xx until RSET, HELO or
- *              the end of the session starts afresh. Never reconnected.
- *   TX_DATA    DATA sent; the body streams to the backend.
- */
-enum txn { TX_NONE, TX_MAIL, TX_SENT, TX_RCPT, TX_FAILED, TX_DATA };
-
-struct linebuf {
-	char *p;
-	size_t cap;
-};
-
-struct session {
-	struct session *next, *prev;
-	struct gg_config *cfg;
-	struct bufferevent *bev;
-	unsigned long long id;
-	enum sstate state;
-	struct ipaddr client;
-	char client_str[48];
-	unsigned client_port;
-	time_t started;
-	bool counted;        /* in connlimit under client */
-	/* A PROXY header without a client (v1 UNKNOWN, v2 LOCAL or UNSPEC):
-	 * client holds the balancer's address, which must earn the session
-	 * no trust, so such a session takes no mail and reaches no backend. */
-	bool client_unknown;
-	/* The client's forward-confirmed host name for XCLIENT NAME, or
-	 * [UNAVAILABLE] / [TEMPUNAVAIL] as Postfix spells "none" and "not yet". */
-	char client_name[DNS_NAME_MAX + 2];
-	struct fcrdns_req *name_lookup;
-	double line_started; /* first byte of an incomplete command line, or 0 */
-
-	char helo[HELO_MAX + 1];
-	bool helo_seen, esmtp;
-	bool tls;            /* STARTTLS answered */
-	struct event *tls_deadline;  /* set while the TLS hand-shake is pending */
-	bool direct_write;   /* replies are written by flush_replies() */
-	bool discarding;     /* inside an over-long line */
-	int errors;
-	unsigned commands;
-	unsigned messages;
-
-	/* the transaction */
-	enum txn txn;
-	char sender[SMTP_PATH_MAX + 1];
-	struct linebuf mail_line;  /* MAIL as replayed to the backend */
-	struct linebuf fwd_line;   /* the RCPT (or ETRN) being forwarded */
-	char rcpt[SMTP_PATH_MAX + 1];
-	int rcpt_tried, rcpt_ok;
-	char rcpts[RCPT_LOG_MAX];   /* accepted recipients, for the log */
-	size_t rcpts_len;
-	/* the backend refused our MAIL: its reply, kept for the transaction's
-	 * RCPTs (allocated then: most sessions never need its 8 KiB) */
-	struct smtp_reply *mail_refused;
-	bool be_txn;         /* the backend has a transaction open (it may outlive
-				the client's: the next MAIL then RSETs first) */
-
-	struct backend *be;
-	struct rcpt_check *check;
-	struct rcpt_ahead *ahead;  /* checks of pipelined RCPTs, started early */
-	struct dotcodec dc;
-	bool body_failed;    /* backend gone or answered early: discard */
-	bool body_paused;    /* back-pressure from the backend */
-	bool out_paused;     /* back-pressure from the client */
-
-	/* Queued replies are flushed, and a session that ended is freed, from
-	 * this event: from the loop, with no frame of the session's on the
-	 * stack. */
-	struct event *tick;
-	bool in_process;
-	bool gone;           /* ended: freed by the next tick */
-};
 
 static struct session *all_sessions;
-
-static void process_input(struct session *s);
-static void resume(struct session *s);
-static const char *tls_version(const struct session *s);
-static void tls_handshake_over(struct session *s);
 
 /* ---- life cycle ---- */
 
 /* Every line about a session names it and its client first. */
-static void begin_line(struct logline *l, const struct session *s, const char *event)
+void begin_line(struct logline *l, const struct session *s, const char *event)
 {
 	ll_begin(l, LOG_LVL_INFO, event);
 	ll_int(l, "id", (long long)s->id);
@@ -210,7 +105,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* Ends the session at once, for the connection limits too; only the
  * memory waits for the tick. */
-static void kill_session(struct session *s)
+void kill_session(struct session *s)
 {
 	if (s->gone)
 		return;
@@ -242,7 +137,7 @@ static void closed_after_flush(struct session *s)
 }
 
 /* Closes once the replies already queued have reached the client. */
-static void close_after_flush(struct session *s)
+void close_after_flush(struct session *s)
 {
 	s->state = SS_CLOSING;
 	bufferevent_disable(s->bev, EV_READ);
@@ -260,7 +155,7 @@ static void queued(struct session *s)
 	event_active(s->tick, 0, 0);
 }
 
-static void reply(struct session *s, const char *text)
+void reply(struct session *s, const char *text)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	evbuffer_add(out, text, strlen(text));
@@ -268,8 +163,7 @@ static void reply(struct session *s, const char *text)
 	queued(s);
 }
 
-static void replyf(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void replyf(struct session *s, const char *fmt, ...)
+void replyf(struct session *s, const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
@@ -281,7 +175,7 @@ static void replyf(struct session *s, const char *fmt, ...)
 
 /* text: the reply as the client saw it; NULL when it was told nothing (the
  * connection is closed). */
-static void log_reject(struct session *s, const char *cmd, const char *text, enum why rule)
+void log_reject(struct session *s, const char *cmd, const char *text, enum why rule)
 {
 	struct logline l;
 	begin_line(&l, s, "reject");
@@ -307,7 +201,7 @@ static void log_reject(struct session *s, const char *cmd, const char *text, enu
 /* A refusal that counts towards limits.max_errors (Postfix's hard error
  * limit): after too many, the client is told 421 and cut off. Returns false
  * when the session is closing. */
-static bool count_error(struct session *s, const char *cmd)
+bool count_error(struct session *s, const char *cmd)
 {
 	if (++s->errors < s->cfg->limits.max_errors)
 		return true;
@@ -318,292 +212,28 @@ static bool count_error(struct session *s, const char *cmd)
 }
 
 /* A refusal logged and answered; it does not count towards max_errors. */
-static void refuse(struct session *s, const char *cmd, const char *text, enum why rule)
+void refuse(struct session *s, const char *cmd, const char *text, enum why rule)
 {
 	log_reject(s, cmd, text, rule);
 	reply(s, text);
 }
 
-static bool reject_counted(struct session *s, const char *cmd, const char *text, enum why rule)
+bool reject_counted(struct session *s, const char *cmd, const char *text, enum why rule)
 {
 	refuse(s, cmd, text, rule);
 	return count_error(s, cmd);
 }
 
 /* A reply relayed from the backend, which ends in CRLF already. */
-static void relay_reply(struct session *s, const struct smtp_reply *r)
+void relay_reply(struct session *s, const struct smtp_reply *r)
 {
 	evbuffer_add(bufferevent_get_output(s->bev), r->text, r->len);
 	queued(s);
 }
 
-/* ---- transaction ---- */
-
-static void log_transaction(struct session *s, const char *result, const char *text, size_t len)
-{
-	struct logline l;
-	begin_line(&l, s, "transaction");
-	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
-	ll_str(&l, "sender", s->sender);
-	ll_str(&l, "client_name", s->client_name);
-	ll_int(&l, "nrcpt", s->rcpt_ok);
-	ll_strn(&l, "rcpts", s->rcpts, s->rcpts_len);
-	ll_str(&l, "tls", s->tls ? tls_version(s) : "no");
-	ll_str(&l, "result", result);
-	if (s->state == SS_DATA || s->dc.in_bytes)
-		ll_int(&l, "size", (long long)s->dc.out_bytes);
-	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-		len--;
-	ll_strn(&l, "reply", text, len);
-	ll_emit(&l);
-}
-
-/* The backend gets the client's HELO through XCLIENT; after a new HELO the
- * old backend connection speaks for the wrong name, so it goes. */
-static void drop_backend(struct session *s)
-{
-	backend_free(s->be);
-	s->be = NULL;
-	s->be_txn = false;
-}
-
-/* The one place the transaction changes state. */
-static void txn_to(struct session *s, enum txn to)
-{
-	switch (to) {
-	case TX_NONE:
-		s->sender[0] = 0;
-		s->rcpt_tried = s->rcpt_ok = 0;
-		s->rcpts_len = 0;
-		free(s->mail_refused);
-		s->mail_refused = NULL;
-		s->body_failed = false;
-		dotcodec_init(&s->dc);
-		rcpt_ahead_free(s->ahead);
-		s->ahead = NULL;
-		break;
-	case TX_FAILED:
-		/* whatever the connection still holds must never be delivered */
-		drop_backend(s);
-		break;
-	default:
-		break;
-	}
-	s->txn = to;
-}
-
-/* Ends an open transaction that produced no message (RSET, HELO, QUIT,
- * disconnect) so that its recipients show up in the log. */
-static void abort_transaction(struct session *s, const char *why)
-{
-	if (s->txn != TX_NONE && s->rcpt_ok > 0)
-		log_transaction(s, "aborted", why, strlen(why));
-	txn_to(s, TX_NONE);
-}
-
-static struct backend_client client_info(const struct session *s)
-{
-	return (struct backend_client){
-		.addr = s->client_str,
-		.ipv6 = s->client.family == AF_INET6,
-		.port = s->client_port,
-		.name = s->client_name,
-		.helo = s->helo_seen ? s->helo : NULL,
-		.esmtp = s->esmtp,
-	};
-}
-
-/* ---- RCPT ---- */
-
-#define TXN_LOST "451 4.4.2 Error: connection to the mail system lost, try again later"
-
-/* The backend failed while CMD (RCPT or DATA) waited for it. Once MAIL has
- * gone out on the connection, the transaction is failed; before, nothing
- * was lost and the next RCPT may try a new connection. */
-static void backend_failed(struct session *s, const char *cmd, enum backend_status st)
-{
-	const char *t = st == BE_UNAVAILABLE
-				? "451 4.4.1 Error: mail system temporarily unavailable, try again later"
-			: st == BE_REFUSED
-				? "451 4.3.0 Error: the mail system refused this session, try again later"
-				: TXN_LOST;
-	reply(s, t);
-	log_reject(s, cmd, t, st == BE_REFUSED ? WHY_BACKEND_REFUSED : WHY_BACKEND);
-	if (s->txn == TX_MAIL)
-		drop_backend(s);
-	else
-		txn_to(s, TX_FAILED);
-	resume(s);
-}
-
-static void rcpt_backend_failed(struct session *s, enum backend_status st)
-{
-	backend_failed(s, "RCPT", st);
-}
-
-static void note_rcpt(struct session *s)
-{
-	size_t n = strlen(s->rcpt);
-	if (s->rcpts_len + n + 1 >= sizeof s->rcpts)
-		return; /* the count still says how many */
-	if (s->rcpts_len)
-		s->rcpts[s->rcpts_len++] = ',';
-	memcpy(s->rcpts + s->rcpts_len, s->rcpt, n);
-	s->rcpts_len += n;
-}
-
-static void rcpt_refused_with_mail(struct session *s)
-{
-	/* Postfix's proxy does the same: the recipient gets the reason the
-	 * sender was refused, and nothing reaches the backend. */
-	relay_reply(s, s->mail_refused);
-	log_reject(s, "RCPT", s->mail_refused->text, WHY_BACKEND_MAIL);
-	resume(s);
-}
-
-static void rcpt_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
-{
-	struct session *s = arg;
-	if (st != BE_OK) {
-		rcpt_backend_failed(s, st);
-	} else if (s->mail_refused) {
-		/* pipelined behind the refused MAIL: its own reply says nothing */
-		rcpt_refused_with_mail(s);
-	} else {
-		relay_reply(s, r);
-		if (r->code / 100 == 2) {
-			txn_to(s, TX_RCPT);
-			s->rcpt_ok++;
-			note_rcpt(s);
-			resume(s);
-		} else {
-			log_reject(s, "RCPT", r->text, WHY_BACKEND);
-			if (r->code < 500 || count_error(s, "RCPT"))
-				resume(s);
-		}
-	}
-}
-
-static void rcpt_forward(struct session *s)
-{
-	if (s->mail_refused) {
-		rcpt_refused_with_mail(s);
-		return;
-	}
-	if (!s->be) {   /* (MAIL went out on a connection: it is there) */
-		rcpt_backend_failed(s, BE_LOST);
-		return;
-	}
-	backend_command(s->be, s->fwd_line.p, strlen(s->fwd_line.p), rcpt_replied, s);
-}
-
-/* The reply to the replayed MAIL; the RCPT follows it, or is already on
- * its way (PIPELINING). */
-static void note_mail_reply(struct session *s, const struct smtp_reply *r)
-{
-	if (r->code / 100 == 2)
-		s->be_txn = true;
-	else if ((s->mail_refused = malloc(sizeof *s->mail_refused)) != NULL)
-		*s->mail_refused = *r;
-	/* (out of memory: the RCPT goes on and the backend refuses it) */
-}
-
-static void mail_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
-{
-	struct session *s = arg;
-	if (st != BE_OK) {
-		rcpt_backend_failed(s, st);
-	} else {
-		note_mail_reply(s, r);
-		rcpt_forward(s);
-	}
-}
-
-static void mail_replied_pipelined(void *arg, enum backend_status st, const struct smtp_reply *r)
-{
-	struct session *s = arg;
-	if (st != BE_OK)
-		rcpt_backend_failed(s, st);
-	else
-		note_mail_reply(s, r);
-}
-
-/* MAIL and the first RCPT in one round trip when the backend pipelines. */
-static void send_mail(struct session *s)
-{
-	const char *m = s->mail_line.p, *r = s->fwd_line.p;
-	txn_to(s, TX_SENT);
-	if (backend_caps()->pipelining)
-		backend_pipeline(s->be, m, strlen(m), mail_replied_pipelined, r, strlen(r),
-				 rcpt_replied, s);
-	else
-		backend_command(s->be, m, strlen(m), mail_replied, s);
-}
-
-static void rset_then_mail(void *arg, enum backend_status st, const struct smtp_reply *r)
-{
-	(void)r;
-	struct session *s = arg;
-	s->be_txn = false;
-	if (st != BE_OK)
-		rcpt_backend_failed(s, st);
-	else
-		send_mail(s);
-}
-
-static void backend_opened(void *arg, enum backend_status st, const struct smtp_reply *r)
-{
-	(void)r;
-	struct session *s = arg;
-	if (st != BE_OK)
-		rcpt_backend_failed(s, st);
-	else
-		send_mail(s);
-}
-
-/* Connects, XCLIENTs and replays MAIL as needed, then forwards the RCPT. */
-static void rcpt_to_backend(struct session *s)
-{
-	if (s->txn != TX_MAIL) {
-		rcpt_forward(s);
-		return;
-	}
-	if (backend_usable(s->be)) {
-		if (s->be_txn)
-			backend_command(s->be, "RSET", 4, rset_then_mail, s);
-		else
-			send_mail(s);
-		return;
-	}
-	drop_backend(s);
-	s->be = backend_new(srv.base, s->cfg, s->id);
-	if (!s->be) {
-		rcpt_backend_failed(s, BE_UNAVAILABLE);
-		return;
-	}
-	struct backend_client ci = client_info(s);
-	backend_open(s->be, &ci, backend_opened, s);
-}
-
-static void rcpt_decided(void *arg, const struct rcpt_verdict *v)
-{
-	struct session *s = arg;
-	s->check = NULL;
-	if (v->action == RCPT_ACCEPT) {
-		rcpt_to_backend(s);
-	} else if (v->action == RCPT_DEFER) {
-		/* Greylisting and temporary failures are no client errors: a list
-		 * server with many recipients must not be cut off for them. */
-		refuse(s, "RCPT", v->reply, v->rule);
-		resume(s);
-	} else if (reject_counted(s, "RCPT", v->reply, v->rule)) {
-		resume(s);
-	}
-}
-
 /* ---- commands ---- */
 
-static void wait_for(struct session *s)
+void wait_for(struct session *s)
 {
 	s->state = SS_WAIT;
 	bufferevent_disable(s->bev, EV_READ);
@@ -611,13 +241,13 @@ static void wait_for(struct session *s)
 
 /* Temporary: a balancer that lost its clients' addresses is a fault its
  * admin fixes, and mail sent meanwhile should wait in senders' queues. */
-static void refuse_unknown_client(struct session *s, const char *cmd)
+void refuse_unknown_client(struct session *s, const char *cmd)
 {
 	reject_counted(s, cmd, "451 4.7.1 Error: client address unknown, try again later",
 		       WHY_PROXY_PROTOCOL);
 }
 
-static bool need_helo(struct session *s, const char *cmd)
+bool need_helo(struct session *s, const char *cmd)
 {
 	if (s->helo_seen || !s->cfg->helo_required)
 		return true;
@@ -683,611 +313,6 @@ static void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp)
 	if (s->cfg->tls_ctx && !s->tls)
 		evbuffer_add_printf(out, "250-STARTTLS\r\n");
 	reply(s, "250 ENHANCEDSTATUSCODES");
-}
-
-static bool parse_path(struct session *s, const struct smtp_cmd *c, bool mail, struct smtp_path *p)
-{
-	const char *cmd = mail ? "MAIL" : "RCPT";
-	switch (smtp_path_parse(c->arg, c->arg_len, mail ? "FROM:" : "TO:", p)) {
-	case SMTP_PATH_OK:
-		if (!mail && p->is_null)
-			break;
-		return true;
-	case SMTP_PATH_NO_KEYWORD:
-		reject_counted(s, cmd, mail ? "501 5.5.4 Syntax: MAIL FROM:<address>"
-					    : "501 5.5.4 Syntax: RCPT TO:<address>", WHY_NONE);
-		return false;
-	case SMTP_PATH_BAD_PARAM:
-		reject_counted(s, cmd, "501 5.5.4 Bad parameter syntax", WHY_NONE);
-		return false;
-	case SMTP_PATH_TOO_LONG:
-	case SMTP_PATH_SYNTAX:
-		break;
-	}
-	reject_counted(s, cmd, mail ? "501 5.1.7 Bad sender address syntax"
-				    : "501 5.1.3 Bad recipient address syntax", WHY_NONE);
-	return false;
-}
-
-/* Grows B to NEED bytes; a buffer never shrinks, so that the transactions
- * of a session allocate once. */
-static char *linebuf_reserve(struct linebuf *b, size_t need)
-{
-	if (need > b->cap) {
-		char *n = realloc(b->p, need);
-		if (!n)
-			return NULL;
-		b->p = n;
-		b->cap = need;
-	}
-	return b->p;
-}
-
-/* "MAIL FROM:<addr> params" as the backend gets it: the address as the
- * client spelt it (without a source route), the parameters verbatim. */
-static char *forward_line(struct linebuf *buf, const char *verb, const struct smtp_path *p)
-{
-	size_t need = strlen(verb) + p->addr_len + p->params_len + 8;
-	char *n = linebuf_reserve(buf, need);
-	if (!n)
-		return NULL;
-	snprintf(n, need, "%s<%.*s>%s%.*s", verb, (int)p->addr_len, p->addr,
-		 p->params_len ? " " : "", (int)p->params_len, p->params);
-	return n;
-}
-
-static void cmd_mail(struct session *s, const struct smtp_cmd *c)
-{
-	if (!need_helo(s, "MAIL"))
-		return;
-	if (s->client_unknown) {
-		refuse_unknown_client(s, "MAIL");
-		return;
-	}
-	if (s->txn != TX_NONE) {
-		reject_counted(s, "MAIL", "503 5.5.1 Error: nested MAIL command", WHY_NONE);
-		return;
-	}
-	struct smtp_path p;
-	if (!parse_path(s, c, true, &p))
-		return;
-	const char *v;
-	size_t vlen;
-	const struct backend_caps *bc = backend_caps();
-	if (bc->size_limit && smtp_param_find(p.params, p.params_len, "SIZE", &v, &vlen)) {
-		char num[24];
-		if (vlen >= sizeof num || vlen == 0) {
-			reject_counted(s, "MAIL", "501 5.5.4 Bad SIZE parameter", WHY_NONE);
-			return;
-		}
-		memcpy(num, v, vlen);
-		num[vlen] = 0;
-		char *end;
-		errno = 0;
-		unsigned long long size = strtoull(num, &end, 10);
-		if (*end || errno) {
-			reject_counted(s, "MAIL", "501 5.5.4 Bad SIZE parameter", WHY_NONE);
-			return;
-		}
-		if (size > bc->size_limit) {
-			reject_counted(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", WHY_NONE);
-			return;
-		}
-	}
-	if (!forward_line(&s->mail_line, "MAIL FROM:", &p)) {
-		reply(s, "451 4.3.0 Error: out of memory");
-		return;
-	}
-	txn_to(s, TX_NONE);
-	memcpy(s->sender, p.addr, p.addr_len);
-	s->sender[p.addr_len] = 0;
-	txn_to(s, TX_MAIL);
-	reply(s, "250 2.1.0 Ok");
-}
-
-static struct rcpt_query rcpt_query_for(struct session *s, const struct smtp_path *rcpt)
-{
-	return (struct rcpt_query){
-		.cfg = s->cfg,
-		.client = &s->client,
-		.client_str = s->client_str,
-		.helo = s->helo_seen ? s->helo : NULL,
-		.sender = s->sender,
-		.rcpt = rcpt,
-		.tls = tls_version(s),
-	};
-}
-
-/* "postmaster" without a domain, in any case. */
-static bool is_postmaster(const struct smtp_path *p)
-{
-	return p->addr_len == 10 && strncasecmp(p->addr, "postmaster", 10) == 0;
-}
-
-static void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *line, size_t len)
-{
-	if (s->txn == TX_NONE) {
-		reject_counted(s, "RCPT", "503 5.5.1 Error: need MAIL command", WHY_NONE);
-		return;
-	}
-	struct smtp_path p;
-	if (!parse_path(s, c, false, &p))
-		return;
-	memcpy(s->rcpt, p.addr, p.addr_len);
-	s->rcpt[p.addr_len] = 0;
-	if (s->rcpt_ok >= s->cfg->limits.max_recipients) {
-		/* Not an error: a client with many recipients sends the rest in
-		 * the next transaction (RFC 5321 4.5.3.1.8). */
-		refuse(s, "RCPT", "452 4.5.3 Error: too many recipients", WHY_MAX_RECIPIENTS);
-		return;
-	}
-	if (s->txn == TX_FAILED) {
-		refuse(s, "RCPT", TXN_LOST, WHY_BACKEND);
-		return;
-	}
-	if (!forward_line(&s->fwd_line, "RCPT TO:", &p)) {
-		reply(s, "451 4.3.0 Error: out of memory");
-		return;
-	}
-	s->rcpt_tried++;
-	wait_for(s);
-	if (is_postmaster(&p)) {
-		/* RFC 5321 4.5.1: always accepted, never greylisted; the
-		 * backend resolves it. */
-		rcpt_to_backend(s);
-		return;
-	}
-	if (s->ahead && rcpt_ahead_take(s->ahead, line, len, rcpt_decided, s))
-		return;
-	struct rcpt_query q = rcpt_query_for(s, &p);
-	s->check = rcpt_check_start(&q, rcpt_decided, s);
-}
-
-/*
- * While a RCPT is being decided, the RCPTs the client pipelined behind it
- * (complete lines in the input, up to the first other command) start their
- * checks too (proxy/rcpt_ahead.h). The first lines of the input are the
- * ones already started.
- */
-static void look_ahead(struct session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	size_t skip = s->ahead ? rcpt_ahead_count(s->ahead) : 0;
-	struct evbuffer_ptr pos;
-	evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
-	char line[RCPT_AHEAD_LINE_MAX];
-	for (;;) {
-		if (s->ahead && !rcpt_ahead_room(s->ahead))
-			return;
-		size_t eol_len;
-		struct evbuffer_ptr eol = evbuffer_search_eol(in, &pos, &eol_len, EVBUFFER_EOL_LF);
-		if (eol.pos < 0)
-			return;
-		size_t n = (size_t)(eol.pos - pos.pos);
-		if (n > sizeof line)
-			return;
-		if (evbuffer_copyout_from(in, &pos, line, n) != (ev_ssize_t)n)
-			return;
-		if (n > 0 && line[n - 1] == '\r')
-			n--;
-		if (skip > 0) {
-			skip--;
-		} else {
-			struct smtp_cmd c;
-			struct smtp_path p;
-			smtp_cmd_parse(line, n, &c);
-			if (c.verb != SMTP_VERB_RCPT ||
-			    smtp_path_parse(c.arg, c.arg_len, "TO:", &p) != SMTP_PATH_OK || p.is_null ||
-			    is_postmaster(&p))
-				return;
-			if (!s->ahead && !(s->ahead = rcpt_ahead_new()))
-				return;
-			struct rcpt_query q = rcpt_query_for(s, &p);
-			if (!rcpt_ahead_start(s->ahead, line, n, &q))
-				return;
-		}
-		if (evbuffer_ptr_set(in, &pos, (size_t)eol.pos + eol_len, EVBUFFER_PTR_SET) < 0)
-			return;
-	}
-}
-
-/* ---- DATA ---- */
-
-static void data_finished(struct session *s, const char *text, size_t len, bool accepted)
-{
-	log_transaction(s, accepted ? "accepted" : "rejected", text, len);
-	if (accepted) {
-		s->messages++;
-		metrics_add(M_MESSAGES_ACCEPTED, 1);
-		metrics_add(M_BYTES_RELAYED, (int64_t)s->dc.out_bytes);
-	} else {
-		metrics_add(M_MESSAGES_REJECTED, 1);
-	}
-	s->be_txn = false;
-	txn_to(s, TX_NONE);
-	struct timeval tv = { s->cfg->limits.command_timeout, 0 };
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	resume(s);
-}
-
-static void body_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
-{
-	struct session *s = arg;
-	if (s->state == SS_DATA) {
-		/* The backend spoke (or died) before the body was complete:
-		 * whatever it said, the message is not safely accepted. Read the
-		 * rest of the client's data and then say so. */
-		s->body_failed = true;
-		drop_backend(s);
-		if (s->body_paused) {
-			s->body_paused = false;
-			bufferevent_enable(s->bev, EV_READ);
-		}
-		return;
-	}
-	if (st != BE_OK) {
-		const char *t = "451 4.4.2 Error: connection to the mail system lost, message not accepted";
-		reply(s, t);
-		drop_backend(s);
-		data_finished(s, t, strlen(t), false);
-	} else {
-		relay_reply(s, r);
-		data_finished(s, r->text, r->len, r->code / 100 == 2);
-	}
-}
-
-static void body_drained(void *arg)
-{
-	struct session *s = arg;
-	if (!s->body_paused || s->state != SS_DATA)
-		return;
-	s->body_paused = false;
-	bufferevent_enable(s->bev, EV_READ);
-	process_input(s);
-}
-
-static void data_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
-{
-	struct session *s = arg;
-	if (st != BE_OK) {
-		backend_failed(s, "DATA", st);
-	} else if (r->code != 354) {
-		relay_reply(s, r);
-		log_transaction(s, "rejected", r->text, r->len);
-		txn_to(s, TX_NONE);
-		resume(s);
-	} else {
-		txn_to(s, TX_DATA);
-		relay_reply(s, r);
-		dotcodec_init(&s->dc);
-		s->body_failed = false;
-		backend_body_begin(s->be, body_replied, s);
-		backend_on_drain(s->be, body_drained, s);
-		s->state = SS_DATA;
-		struct timeval tv = { s->cfg->limits.data_timeout, 0 };
-		bufferevent_set_timeouts(s->bev, &tv, &tv);
-		bufferevent_enable(s->bev, EV_READ);
-		process_input(s);
-	}
-}
-
-static void cmd_data(struct session *s, const struct smtp_cmd *c)
-{
-	if (c->arg_len) {
-		reject_counted(s, "DATA", "501 5.5.4 Syntax: DATA", WHY_NONE);
-		return;
-	}
-	if (s->txn == TX_NONE) {
-		reject_counted(s, "DATA", "503 5.5.1 Error: need MAIL command", WHY_NONE);
-		return;
-	}
-	if (s->txn == TX_RCPT && !s->be)   /* (recipients were accepted on one) */
-		txn_to(s, TX_FAILED);
-	if (s->txn == TX_FAILED) {
-		refuse(s, "DATA", TXN_LOST, WHY_BACKEND);
-		return;
-	}
-	if (s->rcpt_ok == 0) {
-		reject_counted(s, "DATA", s->rcpt_tried ? "554 5.5.1 Error: no valid recipients"
-						     : "503 5.5.1 Error: need RCPT command", WHY_NONE);
-		return;
-	}
-	/* (a connection that died idle: backend_command reports it) */
-	wait_for(s);
-	backend_command(s->be, "DATA", 4, data_replied, s);
-}
-
-/* Feeds buffered client data through the re-encoder into the backend until
- * the end of the message, the end of the input, or back-pressure. */
-static void pump_body(struct session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	bool done = false;
-	while (!done && evbuffer_get_length(in) > 0) {
-		if (!s->body_failed && backend_body_full(s->be)) {
-			s->body_paused = true;
-			bufferevent_disable(s->bev, EV_READ);
-			return;
-		}
-		struct evbuffer_iovec v;
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
-		struct evbuffer *out = s->body_failed ? NULL : backend_body(s->be);
-		size_t used = dotcodec_feed(&s->dc, v.iov_base, v.iov_len, out, &done);
-		if (used == (size_t)-1) {
-			s->body_failed = true;
-			drop_backend(s);
-			continue;
-		}
-		evbuffer_drain(in, used);
-	}
-	if (!done)
-		return;
-	if (s->body_failed) {
-		const char *t = "451 4.4.2 Error: connection to the mail system lost, message not accepted";
-		reply(s, t);
-		data_finished(s, t, strlen(t), false);
-		return;
-	}
-	/* The reply to end-of-data is the backend's; wait for it. */
-	s->state = SS_WAIT;
-	bufferevent_disable(s->bev, EV_READ);
-	backend_body_end(s->be);
-}
-
-/* ---- the rest of the commands ---- */
-
-static void rset_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
-{
-	(void)r;
-	struct session *s = arg;
-	if (st != BE_OK)
-		drop_backend(s);
-	s->be_txn = false;
-	reply(s, "250 2.0.0 Ok");
-	resume(s);
-}
-
-static void cmd_rset(struct session *s)
-{
-	abort_transaction(s, "RSET");
-	if (s->be_txn && backend_usable(s->be)) {
-		wait_for(s);
-		backend_command(s->be, "RSET", 4, rset_replied, s);
-		return;
-	}
-	reply(s, "250 2.0.0 Ok");
-}
-
-/* ---- ETRN (SPEC 6) ---- */
-
-static void log_etrn(struct session *s, const char *result, const char *text, size_t len)
-{
-	struct logline l;
-	begin_line(&l, s, "etrn");
-	ll_str(&l, "domain", s->rcpt);
-	ll_str(&l, "result", result);
-	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-		len--;
-	ll_strn(&l, "reply", text, len);
-	ll_emit(&l);
-}
-
-static void etrn_replied(void *arg, enum backend_status st, const struct smtp_reply *r)
-{
-	struct session *s = arg;
-	if (st != BE_OK) {
-		const char *t = st == BE_LOST
-					? "458 4.4.2 Error: connection to the mail system lost, try ETRN later"
-					: "458 4.4.1 Error: mail system unavailable, try ETRN later";
-		reply(s, t);
-		log_etrn(s, "failed", t, strlen(t));
-		drop_backend(s);
-	} else {
-		relay_reply(s, r);
-		log_etrn(s, r->code / 100 == 2 ? "ok" : "refused", r->text, r->len);
-	}
-	resume(s);
-}
-
-static void etrn_send(struct session *s)
-{
-	backend_command(s->be, s->fwd_line.p, strlen(s->fwd_line.p), etrn_replied, s);
-}
-
-static void etrn_opened(void *arg, enum backend_status st, const struct smtp_reply *r)
-{
-	struct session *s = arg;
-	if (st != BE_OK)
-		etrn_replied(s, st, r);
-	else
-		etrn_send(s);
-}
-
-/*
- * ETRN is relayed to the backend (whose fast_flush_domains must list the
- * domain) only for a client in etrn_networks and a domain this host backs
- * up; it never touches greylisting.
- */
-static void cmd_etrn(struct session *s, const struct smtp_cmd *c)
-{
-	const struct gg_config *cfg = s->cfg;
-	if (!need_helo(s, "ETRN"))
-		return;
-	if (s->client_unknown) {
-		refuse_unknown_client(s, "ETRN");
-		return;
-	}
-	if (s->txn != TX_NONE) {
-		reject_counted(s, "ETRN", "503 5.5.1 Error: MAIL transaction in progress", WHY_NONE);
-		return;
-	}
-	if (c->arg_len == 0 || c->arg_len > SMTP_PATH_MAX || memchr(c->arg, ' ', c->arg_len)) {
-		reject_counted(s, "ETRN", "501 5.5.4 Syntax: ETRN domain", WHY_NONE);
-		return;
-	}
-	/* "@domain" (and its subdomains) and "#queue" are forms Postfix knows;
-	 * the domain itself must be one we serve either way. */
-	const char *d = c->arg;
-	size_t dlen = c->arg_len;
-	if (d[0] == '@' || d[0] == '#') {
-		d++;
-		dlen--;
-	}
-	memcpy(s->rcpt, c->arg, c->arg_len);
-	s->rcpt[c->arg_len] = 0;
-	char text[SMTP_PATH_MAX + 64];
-	if (cfg->etrn_networks.n == 0) {
-		reject_counted(s, "ETRN", "502 5.5.1 Error: ETRN not permitted", WHY_ETRN_NETWORKS);
-		return;
-	}
-	if (!netlist_match(&cfg->etrn_networks, &s->client) ||
-	    !(domainlist_match(&cfg->relay_domains, d, dlen) ||
-	      domainlist_match(&cfg->handover.domains, d, dlen))) {
-		snprintf(text, sizeof text, "459 4.7.1 <%s>: ETRN not permitted", s->rcpt);
-		log_etrn(s, "refused", text, strlen(text));
-		reject_counted(s, "ETRN", text, WHY_ETRN);
-		return;
-	}
-	char *line = linebuf_reserve(&s->fwd_line, c->arg_len + 8);
-	if (!line) {
-		reply(s, "451 4.3.0 Error: out of memory");
-		return;
-	}
-	snprintf(line, c->arg_len + 8, "ETRN %s", s->rcpt);
-	wait_for(s);
-	if (backend_usable(s->be) && !s->be_txn) {
-		etrn_send(s);
-		return;
-	}
-	drop_backend(s);
-	s->be = backend_new(srv.base, s->cfg, s->id);
-	if (!s->be) {
-		etrn_replied(s, BE_UNAVAILABLE, NULL);
-		return;
-	}
-	struct backend_client ci = client_info(s);
-	backend_open(s->be, &ci, etrn_opened, s);
-}
-
-/* ---- STARTTLS (RFC 3207) ---- */
-
-static void session_set_callbacks(struct session *s);
-
-/* Hand-shakes of this process that have not finished yet: each holds its
- * TLS state until then, so there are at most tls.max_handshakes. */
-static int tls_pending;
-
-/* The hand-shake finished, or the session ended: its slot is free. */
-static void tls_handshake_over(struct session *s)
-{
-	if (!s->tls_deadline)
-		return;
-	event_free(s->tls_deadline);
-	s->tls_deadline = NULL;
-	tls_pending--;
-}
-
-static void on_tls_info(const SSL *ssl, int where, int ret)
-{
-	(void)ret;
-	if (where & SSL_CB_HANDSHAKE_DONE)
-		tls_handshake_over(SSL_get_app_data(ssl));
-}
-
-/* After the 220 the client can be told nothing more in plaintext: a
- * hand-shake not finished in time ends the connection. */
-static void on_tls_deadline(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	struct session *s = arg;
-	log_reject(s, "STARTTLS", NULL, WHY_TLS_HANDSHAKE_TIMEOUT);
-	kill_session(s);
-}
-
-/*
- * The TLS layer is a filter over the plaintext connection. Whatever the
- * client pipelined after STARTTLS is thrown away before the filter exists:
- * plaintext sent ahead must never be read as if it came through TLS (the
- * STARTTLS command injection class). The session then starts over: no
- * HELO, no transaction, and the backend connection (whose XCLIENT
- * described the plaintext session) goes. The filter itself waits for the
- * client's first bytes (tls_begin).
- */
-static void cmd_starttls(struct session *s, const struct smtp_cmd *c)
-{
-	if (c->arg_len) {
-		reject_counted(s, "STARTTLS", "501 5.5.4 Syntax: STARTTLS", WHY_NONE);
-		return;
-	}
-	if (s->txn != TX_NONE) {
-		reject_counted(s, "STARTTLS", "503 5.5.1 Error: MAIL transaction in progress", WHY_NONE);
-		return;
-	}
-	/* Postfix's answer when it cannot start TLS now: the client may go
-	 * on in plaintext */
-	if (tls_pending >= s->cfg->tls_max_handshakes) {
-		refuse(s, "STARTTLS", "454 4.7.0 TLS not available due to temporary reason",
-		       WHY_MAX_TLS_HANDSHAKES);
-		return;
-	}
-	s->tls_deadline = evtimer_new(srv.base, on_tls_deadline, s);
-	if (!s->tls_deadline) {
-		reply(s, "454 4.7.0 TLS not available due to local problem");
-		return;
-	}
-	struct timeval tv = { s->cfg->tls_handshake_timeout, 0 };
-	evtimer_add(s->tls_deadline, &tv);
-	tls_pending++;
-	reply(s, "220 2.0.0 Ready to start TLS");
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	evbuffer_drain(in, evbuffer_get_length(in));
-	s->state = SS_TLS_WAIT;
-	s->tls = true;
-	abort_transaction(s, "STARTTLS");
-	drop_backend(s);
-	s->helo_seen = false;
-	s->esmtp = false;
-	s->helo[0] = 0;
-}
-
-/* The client's first bytes after the 220 are here, in the plaintext
- * input, where the filter reads them from. Only now is the TLS state
- * allocated: a client that says STARTTLS and sends nothing costs what a
- * plaintext session costs until its deadline. */
-static void tls_begin(struct session *s)
-{
-	SSL *ssl = SSL_new(s->cfg->tls_ctx);
-	struct bufferevent *tls = ssl ? bufferevent_openssl_filter_new(
-		srv.base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
-	if (!tls) {
-		SSL_free(ssl);
-		struct logline l;
-		ll_begin(&l, LOG_LVL_ERROR, "starttls");
-		ll_int(&l, "id", (long long)s->id);
-		ll_str(&l, "client", s->client_str);
-		ll_str(&l, "error", "cannot set up TLS (out of memory); connection closed");
-		ll_emit(&l);
-		kill_session(s);
-		return;
-	}
-	SSL_set_app_data(ssl, s);
-	SSL_set_info_callback(ssl, on_tls_info);
-	/* what is left of the 220 leaves ahead of the hand-shake, through the
-	 * plaintext bufferevent as the filter expects */
-	bufferevent_enable(s->bev, EV_WRITE);
-	s->bev = tls;
-	s->state = SS_CMD;
-	session_set_callbacks(s);
-}
-
-static const char *tls_version(const struct session *s)
-{
-	if (!s->tls)
-		return NULL;
-	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-	return ssl ? SSL_get_version(ssl) : NULL;
 }
 
 static void handle_command(struct session *s, const char *line, size_t len)
@@ -1379,7 +404,7 @@ static void start_name_lookup(struct session *s)
  * instead of meeting 451 at RCPT, and a backup's hand-over probe, which
  * reads this banner, sees the primary as down until its MTA is back.
  */
-static void greet(struct session *s)
+void greet(struct session *s)
 {
 	if (s->cfg->backend.refuse_when_down && !backend_reachable()) {
 		char t[400];
@@ -1391,65 +416,6 @@ static void greet(struct session *s)
 		start_name_lookup(s);
 		replyf(s, "220 %s", s->cfg->banner);
 	}
-}
-
-/* ---- PROXY protocol ---- */
-
-static void refuse_proxy(struct session *s, const char *why)
-{
-	log_reject(s, "PROXY", why, WHY_PROXY_PROTOCOL);
-	replyf(s, "421 4.7.0 %s Error: %s", s->cfg->myhostname, why);
-	close_after_flush(s);
-}
-
-/* A connection from proxy_protocol_networks starts with the load
- * balancer's header: the real client comes from it, and nothing else is
- * accepted from those networks. Returns true once the session may go on. */
-static bool read_proxy_header(struct session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	size_t have = evbuffer_get_length(in);
-	if (have == 0)
-		return false;
-	size_t n = have < PROXYPROTO_V2_MAX ? have : PROXYPROTO_V2_MAX;
-	const unsigned char *p = evbuffer_pullup(in, (ssize_t)n);
-	struct proxyproto_result r;
-	enum proxyproto_status st = proxyproto_parse(p, n, &r);
-	if (st == PP_NEED_MORE && n < PROXYPROTO_V2_MAX)
-		return false;
-	if (st != PP_OK) {
-		refuse_proxy(s, "PROXY protocol header required");
-		return false;
-	}
-	evbuffer_drain(in, r.len);
-	char proxy[48];
-	memcpy(proxy, s->client_str, sizeof proxy);
-	if (r.local) {
-		/* not counted in connlimit either: the balancer is no client */
-		s->client_unknown = true;
-		s->client_port = 0;
-		snprintf(s->client_str, sizeof s->client_str, "unknown");
-	} else {
-		if (!connlimit_acquire(&r.src, (int)listener_share(s->cfg->limits.max_per_client))) {
-			refuse_proxy(s, "too many connections from your address");
-			return false;
-		}
-		s->client = r.src;
-		s->counted = true;
-		s->client_port = r.src_port;
-		ipaddr_str(&r.src, s->client_str, sizeof s->client_str);
-	}
-	struct logline l;
-	begin_line(&l, s, "proxy");
-	ll_int(&l, "port", s->client_port);
-	ll_str(&l, "proxy", proxy);
-	ll_int(&l, "version", r.version);
-	if (r.local)
-		ll_str(&l, "local", "yes");
-	ll_emit(&l);
-	s->state = SS_CMD;
-	greet(s);
-	return true;
 }
 
 /* Takes one command line off the input. Returns false when there is no
@@ -1511,7 +477,7 @@ static bool next_line(struct session *s)
 	return true;
 }
 
-static void process_input(struct session *s)
+void process_input(struct session *s)
 {
 	if (s->in_process)
 		return;
@@ -1550,7 +516,7 @@ static void process_input(struct session *s)
 	s->in_process = false;
 }
 
-static void resume(struct session *s)
+void resume(struct session *s)
 {
 	if (s->state == SS_CLOSING || s->gone)
 		return;
@@ -1650,7 +616,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 /* Callbacks, bounds and timeouts of the client connection (again after
  * STARTTLS, on the TLS filter). */
-static void session_set_callbacks(struct session *s)
+void session_set_callbacks(struct session *s)
 {
 	/* The TLS filter reserves its whole read window in the input before
 	 * each read, and an idle session keeps that reservation: one line's
