@@ -1,4 +1,5 @@
 #include "backend.h"
+#include "backend_priv.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -18,51 +19,6 @@
 #define BODY_HIGH (256 * 1024)
 #define BODY_LOW (64 * 1024)
 #define LINE_MAX_BACKEND 4096
-
-enum bstate {
-	B_IDLE,        /* not connected */
-	B_CONNECTING,
-	B_GREETING,    /* waiting for 220 */
-	B_EHLO,        /* waiting for the reply to our EHLO */
-	B_XCLIENT,     /* waiting for the new 220 after XCLIENT */
-	B_HELO2,       /* waiting for the reply to EHLO/HELO as the client */
-	B_READY,
-	B_BUSY,        /* a command is outstanding */
-	B_DEAD,
-};
-
-struct backend {
-	struct backend *live_prev, *live_next;   /* every backend not yet freed */
-	struct event_base *base;
-	struct gg_config *cfg;
-	unsigned long long id;
-	struct bufferevent *bev;
-	enum bstate state;
-	struct smtp_reply reply;
-	backend_reply_fn done;
-	void *done_arg;
-	backend_reply_fn then;   /* a pipelined second command's reply */
-	void (*drain_fn)(void *);
-	void *drain_arg;
-	char helo2[600];      /* the EHLO/HELO to send after XCLIENT */
-	char xclient[2048];
-	/* A completion waiting for the loop: the owner hears of it from
-	 * deliver(), never inside the call that started the request nor
-	 * inside our own reading, so no frame of ours is on the stack when the
-	 * owner lets go of us. Replies are not parsed meanwhile. */
-	struct event *deliver_ev;
-	backend_reply_fn pending;
-	void *pending_arg;
-	enum backend_status pending_st;
-	bool linked;          /* on the live list */
-	bool reply_stale;     /* reply holds the one delivered; reset before the next */
-	bool probe;           /* throw-away connection that only learns caps */
-	bool reused;          /* taken from the idle list, XCLIENT hand-shake not yet done */
-	bool in_body;         /* the reply awaited is the one to end-of-data */
-	int positive;         /* the class of positive reply the one awaited may have */
-	int then_positive;    /* the same for the pipelined second command */
-	bool delivered;       /* the last reply accepted a message, nothing sent since */
-};
 
 static struct backend_caps caps;
 /* Whether the last attempt to reach the backend got through, for /healthz. */
@@ -92,7 +48,7 @@ static void unlink_live(struct backend *b)
 	b->linked = false;
 }
 
-static void really_free(struct backend *b)
+void really_free(struct backend *b)
 {
 	unlink_live(b);
 	if (b->bev)
@@ -525,8 +481,7 @@ struct backend *backend_new(struct event_base *base, struct gg_config *cfg, unsi
 	return b;
 }
 
-/* Makes B the owner of its bufferevent's events. */
-static void attach(struct backend *b)
+void attach(struct backend *b)
 {
 	bufferevent_setcb(b->bev, on_read, on_write, on_event, b);
 	bufferevent_setwatermark(b->bev, EV_WRITE, BODY_LOW, 0);
@@ -534,7 +489,6 @@ static void attach(struct backend *b)
 	bufferevent_enable(b->bev, EV_READ | EV_WRITE);
 }
 
-static bool take_idle(struct backend *b);
 
 static void connect_fresh(struct backend *b)
 {
@@ -668,171 +622,9 @@ bool backend_body_full(const struct backend *b)
 	       evbuffer_get_length(bufferevent_get_output(b->bev)) > BODY_HIGH;
 }
 
-/*
- * Connections no front session owns: idle ones waiting for the next client
- * (newest first), and ones that only wait for their QUIT to be written.
- * Both lists are closed at exit.
- */
-struct detached {
-	struct bufferevent *bev;
-	struct gg_config *cfg;        /* idle: the configuration it was made under */
-	struct detached *prev, *next;
-	struct detached **list;
-};
-
-static struct detached *idle_list, *quitting_list;
-static int idle_count;
-
-static void detached_unlink(struct detached *d)
-{
-	if (!d->list)
-		return;
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		*d->list = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
-	if (d->list == &idle_list)
-		idle_count--;
-	d->prev = d->next = NULL;
-	d->list = NULL;
-}
-
-static void detached_link(struct detached *d, struct detached **list)
-{
-	d->list = list;
-	d->prev = NULL;
-	d->next = *list;
-	if (*list)
-		(*list)->prev = d;
-	*list = d;
-	if (list == &idle_list)
-		idle_count++;
-}
-
-static void detached_free(struct detached *d)
-{
-	detached_unlink(d);
-	if (d->bev)
-		bufferevent_free(d->bev);
-	if (d->cfg)
-		gg_config_unref(d->cfg);
-	free(d);
-}
-
-static void quit_flushed(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	detached_free(arg);
-}
-
-static void quit_event(struct bufferevent *bev, short what, void *arg)
-{
-	(void)bev;
-	(void)what;
-	detached_free(arg);
-}
-
-/* Says QUIT and lets the socket close once it is written, so the backend
- * logs a clean end instead of a lost connection. An idle connection leaves
- * the idle list. */
-static void quit_detached(struct detached *d)
-{
-	detached_unlink(d);
-	if (d->cfg) {
-		gg_config_unref(d->cfg);
-		d->cfg = NULL;
-	}
-	struct evbuffer *out = bufferevent_get_output(d->bev);
-	evbuffer_add(out, "QUIT\r\n", 6);
-	struct timeval tv = { 5, 0 };
-	detached_link(d, &quitting_list);
-	bufferevent_setcb(d->bev, NULL, quit_flushed, quit_event, d);
-	bufferevent_setwatermark(d->bev, EV_WRITE, 0, 0);
-	bufferevent_set_timeouts(d->bev, &tv, &tv);
-	bufferevent_disable(d->bev, EV_READ);
-	bufferevent_enable(d->bev, EV_WRITE);
-}
-
-/* Takes B's connection away from B; NULL when out of memory (the caller
- * then frees the connection). */
-static struct detached *detach(struct backend *b)
-{
-	struct detached *d = calloc(1, sizeof *d);
-	if (!d)
-		return NULL;
-	d->bev = b->bev;
-	b->bev = NULL;
-	return d;
-}
-
-/* An idle connection spoke (typically "421 timeout" before closing) or
- * closed: it is of no use any more. */
-static void idle_read(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	detached_free(arg);
-}
-
-static void idle_event(struct bufferevent *bev, short what, void *arg)
-{
-	(void)bev;
-	struct detached *d = arg;
-	if (what & BEV_EVENT_TIMEOUT)
-		quit_detached(d);   /* nobody needed it within idle_time */
-	else
-		detached_free(d);
-}
-
-/* Keeps B's connection for the next client, when the backend has just
- * accepted a message on it and there is room. */
-static bool park(struct backend *b)
-{
-	const struct gg_config *c = b->cfg;
-	if (b->probe || !b->delivered || c->backend.idle_time == 0 ||
-	    idle_count >= c->backend.idle_connections ||
-	    evbuffer_get_length(bufferevent_get_input(b->bev)) > 0)  /* it said more */
-		return false;
-	struct detached *d = detach(b);
-	if (!d)
-		return false;
-	d->cfg = gg_config_ref(b->cfg);
-	detached_link(d, &idle_list);
-	struct timeval tv = { c->backend.idle_time, 0 };
-	bufferevent_setcb(d->bev, idle_read, NULL, idle_event, d);
-	bufferevent_set_timeouts(d->bev, &tv, NULL);
-	bufferevent_disable(d->bev, EV_WRITE);
-	bufferevent_enable(d->bev, EV_READ);
-	return true;
-}
-
-/* Gives B the newest idle connection made under B's configuration (older
- * configurations' connections are closed on the way). */
-static bool take_idle(struct backend *b)
-{
-	while (idle_list) {
-		struct detached *d = idle_list;
-		if (d->cfg != b->cfg) {
-			quit_detached(d);
-			continue;
-		}
-		b->bev = d->bev;
-		d->bev = NULL;
-		detached_free(d);
-		attach(b);
-		bufferevent_set_timeouts(b->bev, NULL, NULL);
-		return true;
-	}
-	return false;
-}
-
 void backend_shutdown(void)
 {
-	while (idle_list)
-		detached_free(idle_list);
-	while (quitting_list)
-		detached_free(quitting_list);
+	pool_close_all();
 	/* Connections still in use at exit (a start-up probe, a hand-over):
 	 * their owners hear BE_LOST and free them; whatever is left goes too. */
 	while (live) {
@@ -848,72 +640,4 @@ void backend_shutdown(void)
 		else
 			really_free(b);
 	}
-}
-
-void backend_free(struct backend *b)
-{
-	if (!b)
-		return;
-	b->done = NULL;
-	b->drain_fn = NULL;
-	/* A connection in any other state than idle is cut: a half-sent
-	 * message must never be completed. */
-	if (b->bev && b->state == B_READY && !park(b)) {
-		struct detached *d = detach(b);
-		if (d)
-			quit_detached(d);
-	}
-	really_free(b);
-}
-
-/* One probe at a time: a backend that does not answer must not collect a
- * probe a second until connect_timeout. */
-static bool probing;
-
-/* What the last probe logged, so that a probe every few seconds logs a
- * line only when its result changes (at debug otherwise). */
-static struct probe_seen {
-	bool logged;
-	enum backend_status st;
-	struct backend_caps caps;
-} probe_seen;
-
-static void probe_done(void *arg, enum backend_status st, const struct smtp_reply *r)
-{
-	(void)r;
-	struct backend *b = arg;
-	probing = false;
-	const struct backend_caps *c = &caps, *o = &probe_seen.caps;
-	bool changed = !probe_seen.logged || probe_seen.st != st ||
-		       (st == BE_OK && (c->size != o->size || c->size_limit != o->size_limit ||
-					c->eightbitmime != o->eightbitmime ||
-					c->smtputf8 != o->smtputf8 || c->dsn != o->dsn ||
-					c->xclient != o->xclient || c->pipelining != o->pipelining ||
-					c->enhancedstatuscodes != o->enhancedstatuscodes));
-	probe_seen = (struct probe_seen){ .logged = true, .st = st, .caps = caps };
-	struct logline l;
-	ll_begin(&l, !changed ? LOG_LVL_DEBUG : st == BE_OK ? LOG_LVL_INFO : LOG_LVL_WARNING,
-		 "backend_probe");
-	ll_str(&l, "backend", b->cfg->backend.address);
-	ll_str(&l, "result", st == BE_OK ? "ok" : "unavailable");
-	if (st == BE_OK) {
-		ll_int(&l, "size", (long long)caps.size_limit);
-		ll_int(&l, "xclient", caps.xclient);
-		ll_int(&l, "smtputf8", caps.smtputf8);
-		ll_int(&l, "dsn", caps.dsn);
-	}
-	ll_emit(&l);
-	backend_free(b);
-}
-
-void backend_probe(struct event_base *base, struct gg_config *cfg)
-{
-	if (probing)
-		return;
-	struct backend *b = backend_new(base, cfg, 0);
-	if (!b)
-		return;
-	probing = true;
-	b->probe = true;
-	backend_open(b, NULL, probe_done, b);
 }
