@@ -30,7 +30,8 @@
 #define OUT_HIGH (128 * 1024)
 #define IN_HIGH_MIN (64 * 1024)
 
-static struct session *all_sessions;
+/* Every session not yet freed, newest first. */
+static struct list_node all_sessions = { &all_sessions, &all_sessions };
 
 /* ---- life cycle ---- */
 
@@ -77,12 +78,7 @@ static void destroy(struct session *s)
 	event_free(s->tick);
 	if (s->bev)
 		bufferevent_free(s->bev);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		all_sessions = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	list_del(&s->link);
 	free(s->mail_line.p);
 	free(s->fwd_line.p);
 	free(s->mail_refused);
@@ -661,10 +657,7 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 	s->state = via_proxy ? SS_PROXY : SS_CMD;
 	s->counted = !via_proxy;
 	dotcodec_init(&s->dc);
-	s->next = all_sessions;
-	if (all_sessions)
-		all_sessions->prev = s;
-	all_sessions = s;
+	list_push_front(&all_sessions, &s->link);
 	srv.active++;
 	metrics_add(M_CONNECTIONS_ACTIVE, 1);
 
@@ -682,8 +675,9 @@ void session_start(evutil_socket_t fd, const struct sockaddr *sa, const struct i
 
 void session_close_all(void)
 {
-	for (struct session *s = all_sessions, *next; s; s = next) {
-		next = s->next;
+	struct list_node *pos, *tmp;
+	LIST_FOR_EACH_SAFE(pos, tmp, &all_sessions) {
+		struct session *s = LIST_ENTRY(pos, struct session, link);
 		if (s->state == SS_CLOSING || s->gone)
 			continue;
 		if (s->state == SS_DATA)
@@ -697,8 +691,10 @@ void session_close_all(void)
 
 void session_shutdown(void)
 {
-	while (all_sessions) {
-		kill_session(all_sessions);
-		destroy(all_sessions);
+	struct list_node *n;
+	while ((n = list_first(&all_sessions)) != NULL) {
+		struct session *s = LIST_ENTRY(n, struct session, link);
+		kill_session(s);
+		destroy(s);
 	}
 }

@@ -62,7 +62,7 @@ struct linebuf {
 };
 
 struct session {
-	struct session *next, *prev;
+	struct list_node link;   /* on all_sessions (session.c) */
 	struct gg_config *cfg;
 	struct bufferevent *bev;
 	unsigned long long id;
