@@ -23,7 +23,8 @@
 static struct backend_caps caps;
 /* Whether the last attempt to reach the backend got through, for /healthz. */
 static bool reachable = true;
-static struct backend *live;
+/* Every backend not yet freed, newest first. */
+static struct list_node live = { &live, &live };
 
 const struct backend_caps *backend_caps(void)
 {
@@ -35,22 +36,9 @@ bool backend_reachable(void)
 	return reachable;
 }
 
-static void unlink_live(struct backend *b)
-{
-	if (!b->linked)
-		return;
-	if (b->live_prev)
-		b->live_prev->live_next = b->live_next;
-	else
-		live = b->live_next;
-	if (b->live_next)
-		b->live_next->live_prev = b->live_prev;
-	b->linked = false;
-}
-
 void really_free(struct backend *b)
 {
-	unlink_live(b);
+	list_del(&b->live_link);
 	if (b->bev)
 		bufferevent_free(b->bev);
 	event_free(b->deliver_ev);
@@ -473,11 +461,7 @@ struct backend *backend_new(struct event_base *base, struct gg_config *cfg, unsi
 	b->base = base;
 	b->cfg = gg_config_ref(cfg);
 	b->id = id;
-	b->linked = true;
-	b->live_next = live;
-	if (live)
-		live->live_prev = b;
-	live = b;
+	list_push_front(&live, &b->live_link);
 	return b;
 }
 
@@ -627,13 +611,14 @@ void backend_shutdown(void)
 	pool_close_all();
 	/* Connections still in use at exit (a start-up probe, a hand-over):
 	 * their owners hear BE_LOST and free them; whatever is left goes too. */
-	while (live) {
-		struct backend *b = live;
+	struct list_node *n;
+	while ((n = list_first(&live)) != NULL) {
+		struct backend *b = LIST_ENTRY(n, struct backend, live_link);
 		backend_reply_fn fn = b->pending ? b->pending : b->done;
 		void *arg = b->pending ? b->pending_arg : b->done_arg;
 		b->pending = b->done = NULL;
 		b->state = B_DEAD;
-		unlink_live(b);
+		list_del(&b->live_link);
 		/* a waiting owner lets go of it in FN, as owners do */
 		if (fn)
 			fn(arg, BE_LOST, NULL);

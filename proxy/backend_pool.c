@@ -19,37 +19,28 @@
 struct detached {
 	struct bufferevent *bev;
 	struct gg_config *cfg;        /* idle: the configuration it was made under */
-	struct detached *prev, *next;
-	struct detached **list;
+	struct list_node link;
+	struct list_node *list;       /* the list it is on, or NULL */
 };
 
-static struct detached *idle_list, *quitting_list;
+static struct list_node idle_list = { &idle_list, &idle_list };
+static struct list_node quitting_list = { &quitting_list, &quitting_list };
 static int idle_count;
 
 static void detached_unlink(struct detached *d)
 {
 	if (!d->list)
 		return;
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		*d->list = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
+	list_del(&d->link);
 	if (d->list == &idle_list)
 		idle_count--;
-	d->prev = d->next = NULL;
 	d->list = NULL;
 }
 
-static void detached_link(struct detached *d, struct detached **list)
+static void detached_link(struct detached *d, struct list_node *list)
 {
 	d->list = list;
-	d->prev = NULL;
-	d->next = *list;
-	if (*list)
-		(*list)->prev = d;
-	*list = d;
+	list_push_front(list, &d->link);
 	if (list == &idle_list)
 		idle_count++;
 }
@@ -153,8 +144,9 @@ static bool park(struct backend *b)
 /* (Connections of older configurations are closed on the way.) */
 bool take_idle(struct backend *b)
 {
-	while (idle_list) {
-		struct detached *d = idle_list;
+	struct list_node *n;
+	while ((n = list_first(&idle_list)) != NULL) {
+		struct detached *d = LIST_ENTRY(n, struct detached, link);
 		if (d->cfg != b->cfg) {
 			quit_detached(d);
 			continue;
@@ -171,10 +163,11 @@ bool take_idle(struct backend *b)
 
 void pool_close_all(void)
 {
-	while (idle_list)
-		detached_free(idle_list);
-	while (quitting_list)
-		detached_free(quitting_list);
+	struct list_node *n;
+	while ((n = list_first(&idle_list)) != NULL)
+		detached_free(LIST_ENTRY(n, struct detached, link));
+	while ((n = list_first(&quitting_list)) != NULL)
+		detached_free(LIST_ENTRY(n, struct detached, link));
 }
 
 void backend_free(struct backend *b)

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 #include "backend.h"
+#include "list.h"
 
 enum bstate {
 	B_IDLE,        /* not connected */
@@ -25,7 +26,7 @@ enum bstate {
 };
 
 struct backend {
-	struct backend *live_prev, *live_next;   /* every backend not yet freed */
+	struct list_node live_link;   /* on live (backend.c) while not freed */
 	struct event_base *base;
 	struct gg_config *cfg;
 	unsigned long long id;
@@ -47,7 +48,6 @@ struct backend {
 	backend_reply_fn pending;
 	void *pending_arg;
 	enum backend_status pending_st;
-	bool linked;          /* on the live list */
 	bool reply_stale;     /* reply holds the one delivered; reset before the next */
 	bool probe;           /* throw-away connection that only learns caps */
 	bool reused;          /* taken from the idle list, XCLIENT hand-shake not yet done */
