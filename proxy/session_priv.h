@@ -180,21 +180,26 @@ struct backend_client client_info(const struct session *s);
 void backend_failed(struct session *s, const char *cmd, enum backend_status st);
 /* Grows B to NEED bytes (never shrinks); NULL when out of memory. */
 char *linebuf_reserve(struct linebuf *b, size_t need);
+/* MAIL: checks it and starts the transaction; nothing reaches the backend yet. */
 void cmd_mail(struct session *s, const struct smtp_cmd *c);
-/* LINE, LEN: the command line as sent, for the pipelined look-ahead. */
+/* RCPT: checks it, then replays MAIL as needed and relays it to the
+ * backend; LINE, LEN: the command line as sent, for the look-ahead. */
 void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *line, size_t len);
+/* RSET: ends the transaction, the backend's too when it has one open. */
 void cmd_rset(struct session *s);
 /* Starts the checks of RCPTs pipelined behind the one being decided. */
 void look_ahead(struct session *s);
 
 /* ---- session_data.c ---- */
 
+/* DATA: relays it and, after the backend's 354, the body (SS_DATA). */
 void cmd_data(struct session *s, const struct smtp_cmd *c);
 /* Feeds the client's buffered body to the backend (SS_DATA). */
 void pump_body(struct session *s);
 
 /* ---- session_tls.c ---- */
 
+/* STARTTLS: 220, then the plaintext session starts over (SS_TLS_WAIT). */
 void cmd_starttls(struct session *s, const struct smtp_cmd *c);
 /* The client's first bytes after STARTTLS's 220 are in: sets up TLS. */
 void tls_begin(struct session *s);
@@ -210,6 +215,7 @@ bool read_proxy_header(struct session *s);
 
 /* ---- session_etrn.c ---- */
 
+/* ETRN: relayed to the backend for a client and domain allowed to. */
 void cmd_etrn(struct session *s, const struct smtp_cmd *c);
 
 #endif
