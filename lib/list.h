@@ -25,6 +25,10 @@ struct list_node {
 	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); \
 	     (pos) = (tmp), (tmp) = (pos)->next)
 
+/* Walks HEAD's elements last to first; none may be removed meanwhile. */
+#define LIST_FOR_EACH_REVERSE(pos, head) \
+	for ((pos) = (head)->prev; (pos) != (head); (pos) = (pos)->prev)
+
 static inline void list_init(struct list_node *n)
 {
 	n->prev = n->next = n;
