@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "hostname.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "xalloc.h"
@@ -58,7 +59,8 @@ struct sockwatch {
 
 /* A cached answer: the header of dns_answer and only the records it has. */
 struct centry {
-	struct centry *hnext, *prev, *next;   /* hash chain; LRU list */
+	struct centry *hnext;                 /* hash chain */
+	struct list_node lru;
 	time_t expires;
 	uint16_t type;
 	enum dns_status status;
@@ -91,7 +93,7 @@ static struct dns_query *flight[CACHE_BUCKETS];
 static struct chan *cur;
 static struct chan *retiring;
 static struct centry *buckets[CACHE_BUCKETS];
-static struct centry *lru_head, *lru_tail;
+static struct list_node cache_lru = { &cache_lru, &cache_lru };   /* first: most recently used */
 static size_t cache_n, cache_max;
 
 /* ---- cache ---- */
@@ -112,36 +114,25 @@ static struct centry **cfind(const char *name, uint16_t type)
 	return pp;
 }
 
-static void lru_unlink(struct centry *e)
+/* N's entry, or NULL. */
+static struct centry *centry_of(struct list_node *n)
 {
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		lru_head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		lru_tail = e->prev;
-	e->prev = e->next = NULL;
-}
-
-static void lru_front(struct centry *e)
-{
-	e->next = lru_head;
-	if (lru_head)
-		lru_head->prev = e;
-	lru_head = e;
-	if (!lru_tail)
-		lru_tail = e;
+	return n ? LIST_ENTRY(n, struct centry, lru) : NULL;
 }
 
 static void cremove(struct centry **pp)
 {
 	struct centry *e = *pp;
 	*pp = e->hnext;
-	lru_unlink(e);
+	list_del(&e->lru);
 	free(e);
 	cache_n--;
+}
+
+static void cache_clear(void)
+{
+	for (struct centry *e; (e = centry_of(list_first(&cache_lru)));)
+		cremove(cfind(e->name, e->type));
 }
 
 static void cache_put(const char *name, uint16_t type, const struct dns_answer *a)
@@ -152,8 +143,9 @@ static void cache_put(const char *name, uint16_t type, const struct dns_answer *
 	struct centry **pp = cfind(name, type);
 	if (*pp)
 		cremove(pp);
-	while (cache_n >= cache_max && lru_tail)
-		cremove(cfind(lru_tail->name, lru_tail->type));
+	struct centry *oldest;
+	while (cache_n >= cache_max && (oldest = centry_of(list_last(&cache_lru))))
+		cremove(cfind(oldest->name, oldest->type));
 	struct centry *e = malloc(sizeof *e + a->n * sizeof e->rr[0]);
 	if (!e)
 		return;
@@ -163,11 +155,10 @@ static void cache_put(const char *name, uint16_t type, const struct dns_answer *
 	e->n = a->n;
 	snprintf(e->name, sizeof e->name, "%s", name);
 	memcpy(e->rr, a->rr, a->n * sizeof e->rr[0]);
-	e->prev = e->next = NULL;
 	struct centry **bucket = &buckets[chash(name, type)];
 	e->hnext = *bucket;
 	*bucket = e;
-	lru_front(e);
+	list_push_front(&cache_lru, &e->lru);
 	cache_n++;
 }
 
@@ -182,8 +173,8 @@ static bool cache_get(const char *name, uint16_t type, struct dns_answer *a)
 		cremove(pp);
 		return false;
 	}
-	lru_unlink(e);
-	lru_front(e);
+	list_del(&e->lru);
+	list_push_front(&cache_lru, &e->lru);
 	a->status = e->status;
 	a->type = type;
 	a->ttl = (uint32_t)(e->expires - now);
@@ -560,8 +551,7 @@ void resolver_reload(const struct gg_config *cfg)
 	/* Answers learnt from other servers are not these servers' answers;
 	 * lookups under way there are not joined any more (they still answer
 	 * those waiting on them). */
-	while (lru_head)
-		cremove(cfind(lru_head->name, lru_head->type));
+	cache_clear();
 	for (size_t i = 0; i < CACHE_BUCKETS; i++)
 		while (flight[i]) {
 			struct dns_query *q = flight[i];
@@ -594,7 +584,6 @@ void resolver_close(void)
 		retiring = c->next;
 		chan_free(c);
 	}
-	while (lru_head)
-		cremove(cfind(lru_head->name, lru_head->type));
+	cache_clear();
 	ares_library_cleanup();
 }
