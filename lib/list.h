@@ -70,6 +70,20 @@ static inline void list_del(struct list_node *n)
 	list_init(n);
 }
 
+/* Moves all of FROM's elements, in order, to the back of TO; FROM is left
+ * empty. Lets a queue be taken whole, so that what is queued while its
+ * elements are handled waits for the next turn. */
+static inline void list_splice_back(struct list_node *to, struct list_node *from)
+{
+	if (list_empty(from))
+		return;
+	from->next->prev = to->prev;
+	to->prev->next = from->next;
+	from->prev->next = to;
+	to->prev = from->prev;
+	list_init(from);
+}
+
 /* The first and last elements' nodes, or NULL when HEAD is empty. */
 static inline struct list_node *list_first(const struct list_node *head)
 {

@@ -147,6 +147,46 @@ static void test_for_each_safe_removal(void **state)
 		assert_false(list_linked(&it[i].link));
 }
 
+static void test_splice_back(void **state)
+{
+	(void)state;
+	struct list_node a, b;
+	struct item it[5];
+	list_init(&a);
+	list_init(&b);
+	init_items(it, 5);
+	/* an empty FROM changes nothing */
+	list_splice_back(&a, &b);
+	assert_true(list_empty(&a));
+	assert_true(list_empty(&b));
+	/* into an empty TO */
+	list_push_back(&b, &it[0].link);
+	list_push_back(&b, &it[1].link);
+	list_splice_back(&a, &b);
+	assert_true(list_empty(&b));
+	/* behind what TO holds */
+	list_push_back(&b, &it[3].link);
+	list_push_back(&b, &it[4].link);
+	list_push_back(&a, &it[2].link);
+	list_splice_back(&a, &b);
+	assert_true(list_empty(&b));
+	int out[8];
+	assert_int_equal(values(&a, out, 8), 5);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(out[i], i);
+	assert_ptr_equal(list_first(&a), &it[0].link);
+	assert_ptr_equal(list_last(&a), &it[4].link);
+	/* and the ring is whole backwards too */
+	struct list_node *n;
+	int i = 4;
+	LIST_FOR_EACH_REVERSE(n, &a)
+		assert_int_equal(LIST_ENTRY(n, struct item, link)->v, i--);
+	assert_int_equal(i, -1);
+	/* FROM is usable again */
+	list_push_front(&b, &it[0].link);
+	assert_ptr_equal(list_first(&b), &it[0].link);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -154,6 +194,7 @@ int main(void)
 		cmocka_unit_test(test_push_front_back),
 		cmocka_unit_test(test_linked_and_del_twice),
 		cmocka_unit_test(test_for_each_safe_removal),
+		cmocka_unit_test(test_splice_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
