@@ -52,7 +52,7 @@ struct dns_query {
 };
 
 struct sockwatch {
-	struct sockwatch *next;
+	struct list_node link;         /* on its channel's watches */
 	ares_socket_t fd;
 	struct event *ev;
 };
@@ -73,10 +73,10 @@ struct centry {
  * settings makes a new one; the old one retires once its queries are
  * answered, so no session waits for an answer that will never come. */
 struct chan {
-	struct chan *next;             /* retiring ones */
+	struct list_node link;         /* on retiring, once retired */
 	ares_channel ch;
 	struct event *timer;
-	struct sockwatch *watches;
+	struct list_node watches;
 	unsigned pending;
 	char servers[1024];
 	int timeout_ms, tries;
@@ -91,7 +91,7 @@ static unsigned inflight;
  * asking again (during an outage, one timeout per name, not per caller). */
 static struct dns_query *flight[CACHE_BUCKETS];
 static struct chan *cur;
-static struct chan *retiring;
+static struct list_node retiring = { &retiring, &retiring };
 static struct centry *buckets[CACHE_BUCKETS];
 static struct list_node cache_lru = { &cache_lru, &cache_lru };   /* first: most recently used */
 static size_t cache_n, cache_max;
@@ -213,19 +213,31 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	rearm(c);
 }
 
+static struct sockwatch *watch_find(struct chan *c, ares_socket_t fd)
+{
+	struct list_node *n, *tmp;
+	LIST_FOR_EACH_SAFE(n, tmp, &c->watches) {
+		struct sockwatch *w = LIST_ENTRY(n, struct sockwatch, link);
+		if (w->fd == fd)
+			return w;
+	}
+	return NULL;
+}
+
+static void watch_free(struct sockwatch *w)
+{
+	list_del(&w->link);
+	event_free(w->ev);
+	free(w);
+}
+
 static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
 {
 	struct chan *c = data;
-	struct sockwatch **pp = &c->watches;
-	while (*pp && (*pp)->fd != fd)
-		pp = &(*pp)->next;
-	struct sockwatch *w = *pp;
+	struct sockwatch *w = watch_find(c, fd);
 	if (!readable && !writable) {
-		if (w) {
-			*pp = w->next;
-			event_free(w->ev);
-			free(w);
-		}
+		if (w)
+			watch_free(w);
 		return;
 	}
 	if (!w) {
@@ -233,8 +245,7 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
 		if (!w)
 			return; /* c-ares times the query out; it fails as temporary */
 		w->fd = fd;
-		w->next = c->watches;
-		c->watches = w;
+		list_push_front(&c->watches, &w->link);
 	} else {
 		event_free(w->ev);
 	}
@@ -247,12 +258,9 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
 static void chan_free(struct chan *c)
 {
 	ares_destroy(c->ch);   /* pending queries answer ARES_EDESTRUCTION */
-	while (c->watches) {
-		struct sockwatch *w = c->watches;
-		c->watches = w->next;
-		event_free(w->ev);
-		free(w);
-	}
+	struct list_node *n;
+	while ((n = list_first(&c->watches)))
+		watch_free(LIST_ENTRY(n, struct sockwatch, link));
 	if (c->timer)
 		event_free(c->timer);
 	free(c);
@@ -265,13 +273,12 @@ static void reap_retired(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	for (struct chan **pp = &retiring; *pp;) {
-		struct chan *c = *pp;
+	struct list_node *n, *tmp;
+	LIST_FOR_EACH_SAFE(n, tmp, &retiring) {
+		struct chan *c = LIST_ENTRY(n, struct chan, link);
 		if (c->pending == 0) {
-			*pp = c->next;
+			list_del(&c->link);
 			chan_free(c);
-		} else {
-			pp = &c->next;
 		}
 	}
 }
@@ -483,6 +490,8 @@ static struct chan *chan_new(const struct gg_config *cfg)
 	struct chan *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
+	list_init(&c->link);
+	list_init(&c->watches);
 	snprintf(c->servers, sizeof c->servers, "%s", cfg->dns.servers);
 	c->timeout_ms = cfg->dns.timeout_ms;
 	c->tries = cfg->dns.tries;
@@ -558,8 +567,7 @@ void resolver_reload(const struct gg_config *cfg)
 			flight[i] = q->hnext;
 			q->hnext = NULL;
 		}
-	old->next = retiring;
-	retiring = old;
+	list_push_front(&retiring, &old->link);
 	reap_retired(-1, 0, NULL);
 }
 
@@ -579,10 +587,10 @@ void resolver_close(void)
 		return;
 	chan_free(cur);
 	cur = NULL;
-	while (retiring) {
-		struct chan *c = retiring;
-		retiring = c->next;
-		chan_free(c);
+	struct list_node *n;
+	while ((n = list_first(&retiring))) {
+		list_del(n);
+		chan_free(LIST_ENTRY(n, struct chan, link));
 	}
 	cache_clear();
 	ares_library_cleanup();
