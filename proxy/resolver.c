@@ -40,9 +40,9 @@
 #define INFLIGHT_MAX 4096
 
 struct dns_query {
-	struct dns_query *next;       /* on the start queue; among followers */
+	struct list_node link;        /* on the start queue; then among followers */
 	struct dns_query *hnext;      /* in flight: hash chain */
-	struct dns_query *followers;  /* lookups of the same name waiting on this one */
+	struct list_node followers;   /* lookups of the same name waiting on this one */
 	struct chan *chan;            /* NULL until handed to c-ares */
 	double started;
 	dns_done_fn done;             /* NULL when cancelled */
@@ -84,7 +84,7 @@ struct chan {
 
 static struct event_base *base;
 static struct event *kick;        /* starts what resolver_lookup queued */
-static struct dns_query *startq, **startq_tail = &startq;
+static struct list_node startq = { &startq, &startq };
 static unsigned inflight;
 /* The queries in c-ares on the current channel, by name and type: a
  * lookup of a name already asked for waits for that answer instead of
@@ -354,16 +354,18 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	flight_remove(q);
 	/* Q first, then the followers in the order they came; a callback may
 	 * cancel a follower (it only loses its DONE), never free it. */
-	struct dns_query *f = q->followers;
+	struct list_node followers = { &followers, &followers };
+	list_splice_back(&followers, &q->followers);
 	if (q->done && status != ARES_EDESTRUCTION)
 		q->done(q->arg, &a);
 	free(q);
-	while (f) {
-		struct dns_query *next = f->next;
+	struct list_node *n;
+	while ((n = list_first(&followers))) {
+		list_del(n);
+		struct dns_query *f = LIST_ENTRY(n, struct dns_query, link);
 		if (f->done && status != ARES_EDESTRUCTION)
 			f->done(f->arg, &a);
 		free(f);
-		f = next;
 	}
 	if (--c->pending == 0 && c != cur && status != ARES_EDESTRUCTION) {
 		struct timeval now = { 0, 0 };
@@ -396,11 +398,7 @@ static void start(struct dns_query *q)
 		q->done(q->arg, &a);
 	} else if (*(leader = flight_find(q->name, q->type))) {
 		/* the followers keep their order: appended at the end */
-		struct dns_query **pp = &(*leader)->followers;
-		while (*pp)
-			pp = &(*pp)->next;
-		q->next = NULL;
-		*pp = q;
+		list_push_back(&(*leader)->followers, &q->link);
 		return;
 	} else if (!cur || inflight >= INFLIGHT_MAX) {
 		metrics_add(M_DNS_ERRORS, 1);
@@ -428,13 +426,12 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	/* Callbacks run below may queue more; those wait for the next kick. */
-	struct dns_query *q = startq;
-	startq = NULL;
-	startq_tail = &startq;
-	while (q) {
-		struct dns_query *next = q->next;
-		start(q);
-		q = next;
+	struct list_node batch = { &batch, &batch };
+	list_splice_back(&batch, &startq);
+	struct list_node *n;
+	while ((n = list_first(&batch))) {
+		list_del(n);
+		start(LIST_ENTRY(n, struct dns_query, link));
 	}
 }
 
@@ -453,8 +450,8 @@ struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn d
 	q->done = done;
 	q->arg = arg;
 	q->type = type;
-	*startq_tail = q;
-	startq_tail = &q->next;
+	list_init(&q->followers);
+	list_push_back(&startq, &q->link);
 	event_active(kick, EV_TIMEOUT, 0);
 	return q;
 }
@@ -574,12 +571,11 @@ void resolver_reload(const struct gg_config *cfg)
 void resolver_close(void)
 {
 	/* Queued queries end unanswered, as c-ares's do below. */
-	while (startq) {
-		struct dns_query *q = startq;
-		startq = q->next;
-		free(q);
+	struct list_node *n;
+	while ((n = list_first(&startq))) {
+		list_del(n);
+		free(LIST_ENTRY(n, struct dns_query, link));
 	}
-	startq_tail = &startq;
 	if (kick)
 		event_free(kick);
 	kick = NULL;
@@ -587,7 +583,6 @@ void resolver_close(void)
 		return;
 	chan_free(cur);
 	cur = NULL;
-	struct list_node *n;
 	while ((n = list_first(&retiring))) {
 		list_del(n);
 		chan_free(LIST_ENTRY(n, struct chan, link));
