@@ -1,6 +1,6 @@
 /*
  * greygate-ctl: list, explain, pass, delete and whitelist greylisting state
- * (SPEC 7 and 9). With the Redis store it talks to Redis itself, so it
+ * (README.md, "Running it"). With the Redis store it talks to Redis itself, so it
  * works from any host that reaches Redis and while greygate is stopped;
  * with the embedded store the state lives inside the daemon, so the
  * command goes through the daemon's control socket.

@@ -30,8 +30,8 @@
 
 enum kind { K_GROUP, K_STR, K_INT, K_BOOL, K_STRLIST, K_INT_OR_AUTO, K_LATER };
 
-/* K_LATER: settings of SPEC section 9 that a later version implements; they
- * are accepted (with a warning) so that one file serves every version. */
+/* K_LATER: settings that a later version implements; they are accepted
+ * (with a warning) so that one file serves every version. */
 static const struct key {
 	const char *path;
 	enum kind kind;

@@ -117,7 +117,7 @@ struct gg_config {
 		int timeout_ms, tries, cache_size;
 	} dns;
 
-	/* DNS-based policy (SPEC 4) */
+	/* DNS-based policy at RCPT (README.md, the order of the checks) */
 	struct netlist my_addresses;       /* what our MX names resolve to (+ listen addresses) */
 	bool permit_mx_backup;
 	struct netlist permit_mx_backup_networks;

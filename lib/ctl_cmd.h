@@ -1,5 +1,5 @@
 /*
- * ctl_cmd: greygate-ctl's commands (SPEC 7, like OpenBSD's spamdb), written
+ * ctl_cmd: greygate-ctl's commands (like OpenBSD's spamdb), written
  * once over a small store interface: greygate-ctl runs them against Redis
  * directly, and the daemon runs them against its embedded store when
  * greygate-ctl asks through the control socket. Both print alike.

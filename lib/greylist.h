@@ -1,7 +1,7 @@
 /*
- * greylist: the greylisting decision (SPEC section 5) as a pure function of
- * the stored state and the time, so that the embedded store uses it as is
- * and the Redis script (proxy/store_redis.lua) can mirror it line by line.
+ * greylist: the greylisting decision (docs/design.md, "Greylisting") as a
+ * pure function of the stored state and the time, so that the embedded
+ * store uses it as is and the Redis script (proxy/store_redis.lua) can mirror it line by line.
  *
  * State per triplet: when it was first seen and whether it has passed.
  * State per client network: the auto-whitelist count (at most one count an

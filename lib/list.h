@@ -25,6 +25,10 @@ struct list_node {
 	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); \
 	     (pos) = (tmp), (tmp) = (pos)->next)
 
+/* Walks HEAD's elements last to first; none may be removed meanwhile. */
+#define LIST_FOR_EACH_REVERSE(pos, head) \
+	for ((pos) = (head)->prev; (pos) != (head); (pos) = (pos)->prev)
+
 static inline void list_init(struct list_node *n)
 {
 	n->prev = n->next = n;
@@ -64,6 +68,20 @@ static inline void list_del(struct list_node *n)
 	n->prev->next = n->next;
 	n->next->prev = n->prev;
 	list_init(n);
+}
+
+/* Moves all of FROM's elements, in order, to the back of TO; FROM is left
+ * empty. Lets a queue be taken whole, so that what is queued while its
+ * elements are handled waits for the next turn. */
+static inline void list_splice_back(struct list_node *to, struct list_node *from)
+{
+	if (list_empty(from))
+		return;
+	from->next->prev = to->prev;
+	to->prev->next = from->next;
+	from->prev->next = to;
+	to->prev = from->prev;
+	list_init(from);
 }
 
 /* The first and last elements' nodes, or NULL when HEAD is empty. */

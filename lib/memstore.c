@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "list.h"
+
 /* The text format of earlier versions, still read (see memstore_load). */
 #define TEXT_MAGIC "greygate-memstore 1"
 /* Its longest line: a T line whose names are escaped byte for byte (3
@@ -40,7 +42,8 @@
 #define REC_MAX (2 + 2 * VARINT_MAX + 5 * VARINT_MAX + NET_TEXT_MAX + 2 * TRIPLET_PART_MAX)
 
 struct tentry {
-	struct tentry *hnext, *prev, *next;   /* hash chain; LRU list */
+	struct tentry *hnext;                 /* hash chain */
+	struct list_node lru;
 	uint8_t key[TRIPLET_KEY_LEN];
 	struct gl_triplet t;
 	char hex[TRIPLET_HEX_LEN + 1];
@@ -57,7 +60,7 @@ struct memstore {
 	uint8_t hkey[SIPHASH_KEY_LEN];
 	struct tentry **tbuckets;
 	size_t nbuckets, ntriplets, max_entries;   /* nbuckets: fixed (memstore_walk) */
-	struct tentry *lru_head, *lru_tail;  /* head: most recently used */
+	struct list_node lru;                /* first: most recently used */
 	struct nentry **nbuckets_net;
 	size_t nnetbuckets, nnetworks;
 	size_t sweep_pos;                    /* next bucket the sweeper looks at */
@@ -89,6 +92,7 @@ struct memstore *memstore_new_keyed(size_t max_entries, const uint8_t key[SIPHAS
 	if (!m)
 		return NULL;
 	memcpy(m->hkey, key, SIPHASH_KEY_LEN);
+	list_init(&m->lru);
 	m->max_entries = max_entries;
 	/* Both tables hold at most max_entries: two a bucket on average. */
 	m->nbuckets = 1024;
@@ -134,7 +138,7 @@ static void clear(struct memstore *m)
 		}
 		m->nbuckets_net[i] = NULL;
 	}
-	m->lru_head = m->lru_tail = NULL;
+	list_init(&m->lru);
 	m->ntriplets = m->nnetworks = 0;
 }
 
@@ -151,28 +155,11 @@ void memstore_free(struct memstore *m)
 
 /* ---- triplets ---- */
 
-static void lru_unlink(struct memstore *m, struct tentry *e)
+/* E becomes the most recently used. */
+static void lru_touch(struct memstore *m, struct tentry *e)
 {
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		m->lru_head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		m->lru_tail = e->prev;
-	e->prev = e->next = NULL;
-}
-
-static void lru_front(struct memstore *m, struct tentry *e)
-{
-	e->next = m->lru_head;
-	e->prev = NULL;
-	if (m->lru_head)
-		m->lru_head->prev = e;
-	m->lru_head = e;
-	if (!m->lru_tail)
-		m->lru_tail = e;
+	list_del(&e->lru);
+	list_push_front(&m->lru, &e->lru);
 }
 
 /* The link that points at KEY's entry, or the end of its bucket's chain;
@@ -195,7 +182,7 @@ static void tremove(struct memstore *m, struct tentry **pp)
 {
 	struct tentry *e = *pp;
 	*pp = e->hnext;
-	lru_unlink(m, e);
+	list_del(&e->lru);
 	free(e->net);
 	free(e);
 	m->ntriplets--;
@@ -204,8 +191,9 @@ static void tremove(struct memstore *m, struct tentry **pp)
 static struct tentry *tinsert(struct memstore *m, const uint8_t *key, const char *net,
 			      const char *sender, const char *rcpt)
 {
-	while (m->ntriplets >= m->max_entries && m->lru_tail) {
-		tremove(m, tfind(m, m->lru_tail->key, NULL));
+	struct list_node *oldest;
+	while (m->ntriplets >= m->max_entries && (oldest = list_last(&m->lru))) {
+		tremove(m, tfind(m, LIST_ENTRY(oldest, struct tentry, lru)->key, NULL));
 		m->evicted++;
 	}
 	/* A full bucket gives up its oldest entry (the chain's last: entries
@@ -240,7 +228,7 @@ static struct tentry *tinsert(struct memstore *m, const uint8_t *key, const char
 	struct tentry **bucket = &m->tbuckets[key_bucket(m, key)];
 	e->hnext = *bucket;
 	*bucket = e;
-	lru_front(m, e);
+	list_push_front(&m->lru, &e->lru);
 	m->ntriplets++;
 	return e;
 }
@@ -330,8 +318,7 @@ struct gl_decision memstore_decide(struct memstore *m, const struct gl_params *p
 			e = tinsert(m, t->key, t->net, t->sender, t->rcpt);
 		if (e) {
 			e->t = st;
-			lru_unlink(m, e);
-			lru_front(m, e);
+			lru_touch(m, e);
 		}
 	} else if (e) {
 		tremove(m, pp);
@@ -357,8 +344,7 @@ int memstore_pass(struct memstore *m, const struct triplet *t, int64_t now, int6
 	if (!e->t.exists || e->t.expires <= now)
 		e->t.first_seen = now;
 	/* Passing it by hand is a use: it must not be the next one evicted. */
-	lru_unlink(m, e);
-	lru_front(m, e);
+	lru_touch(m, e);
 	e->t.exists = true;
 	e->t.passed = true;
 	e->t.expires = now + lifetime;
@@ -559,7 +545,11 @@ static void write_records(struct memstore *m, struct writer *w, int64_t now,
 		put_u8(w, (uint8_t)((uint64_t)now >> (8 * i)));
 	end_record(w);
 	/* Oldest first, so that loading rebuilds the same LRU order. */
-	for (struct tentry *e = m->lru_tail; e && w->ok; e = e->prev) {
+	struct list_node *n;
+	LIST_FOR_EACH_REVERSE(n, &m->lru) {
+		if (!w->ok)
+			break;
+		struct tentry *e = LIST_ENTRY(n, struct tentry, lru);
 		if (e->t.expires <= now)
 			continue;
 		/* No key: it is a digest of the names, computed again on

@@ -1,5 +1,6 @@
 /*
- * sender_norm: the sender part of the greylisting triplet (SPEC 5).
+ * sender_norm: the sender part of the greylisting triplet (the
+ * greylist.normalize_sender setting of conf/greygate.conf).
  *
  * Mailing lists and bounce-tracking systems give every message its own
  * envelope sender (VERP, BATV, SRS, per-message ids). Greylisting by the

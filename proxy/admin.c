@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "hostport.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -45,14 +46,14 @@ struct conn {
 	struct event *timer;               /* first: adopt at once; then: the deadline */
 	struct evhttp_request *waiting;    /* for a token, on route */
 	const struct route *route;
-	struct conn *prev, *next;          /* all connections */
-	struct conn *qnext;                /* the ones waiting, in turn */
+	struct list_node link;             /* on conns: all connections */
+	struct list_node qlink;            /* on queue while waiting, in turn */
 };
 
 static struct evhttp *http;
-static struct conn *conns;
+static struct list_node conns = { &conns, &conns };
 static unsigned nconns;
-static struct conn *queue, **queue_tail = &queue;
+static struct list_node queue = { &queue, &queue };
 static struct evconnlistener *listener;
 static struct event *pace_timer, *refused_timer, *resume_timer;
 static unsigned long over_cap, over_deadline, delayed, accept_failed;
@@ -125,15 +126,7 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
 
 static void dequeue(struct conn *c)
 {
-	for (struct conn **p = &queue; *p; p = &(*p)->qnext) {
-		if (*p == c) {
-			*p = c->qnext;
-			if (!*p)
-				queue_tail = p;
-			break;
-		}
-	}
-	c->qnext = NULL;
+	list_del(&c->qlink);
 	c->waiting = NULL;
 }
 
@@ -141,12 +134,7 @@ static void conn_free(struct conn *c)
 {
 	if (c->waiting)
 		dequeue(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_del(&c->link);
 	if (c->evcon)
 		nconns--;
 	if (c->bev)
@@ -227,10 +215,8 @@ static struct bufferevent *on_new_bev(struct event_base *base, void *arg)
 	}
 	/* ours until adopt(): evhttp may free it before that */
 	bufferevent_incref(c->bev);
-	c->next = conns;
-	if (conns)
-		conns->prev = c;
-	conns = c;
+	list_init(&c->qlink);
+	list_push_front(&conns, &c->link);
 	event_active(c->timer, EV_TIMEOUT, 0);
 	return c->bev;
 }
@@ -312,12 +298,13 @@ static void on_pace(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	struct timeval wait;
-	while (queue) {
+	struct list_node *n;
+	while ((n = list_first(&queue))) {
 		if (!take_token(&wait)) {
 			event_add(pace_timer, &wait);
 			return;
 		}
-		struct conn *c = queue;
+		struct conn *c = LIST_ENTRY(n, struct conn, qlink);
 		struct evhttp_request *req = c->waiting;
 		dequeue(c);
 		c->route->serve(req, NULL);
@@ -327,9 +314,12 @@ static void on_pace(evutil_socket_t fd, short what, void *arg)
 static struct conn *conn_of(struct evhttp_request *req)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	for (struct conn *c = conns; c; c = c->next)
+	struct list_node *n, *tmp;
+	LIST_FOR_EACH_SAFE(n, tmp, &conns) {
+		struct conn *c = LIST_ENTRY(n, struct conn, link);
 		if (c->evcon == evcon)
 			return c;
+	}
 	return NULL;
 }
 
@@ -339,7 +329,7 @@ static void admit(struct evhttp_request *req, void *arg)
 {
 	const struct route *route = arg;
 	struct timeval wait;
-	if (!queue && take_token(&wait)) {
+	if (list_empty(&queue) && take_token(&wait)) {
 		route->serve(req, NULL);
 		return;
 	}
@@ -351,12 +341,11 @@ static void admit(struct evhttp_request *req, void *arg)
 	}
 	note(&delayed);
 	/* while the queue is not empty, pace_timer is pending */
-	if (!queue)
+	if (list_empty(&queue))
 		event_add(pace_timer, &wait);
 	c->waiting = req;
 	c->route = route;
-	*queue_tail = c;
-	queue_tail = &c->qnext;
+	list_push_back(&queue, &c->qlink);
 }
 
 int admin_open(struct event_base *base, const struct gg_config *cfg)
@@ -424,8 +413,9 @@ void admin_close(void)
 	if (http)
 		evhttp_free(http);
 	http = NULL;
-	while (conns)
-		conn_free(conns);
+	struct list_node *n;
+	while ((n = list_first(&conns)))
+		conn_free(LIST_ENTRY(n, struct conn, link));
 	if (refused_timer)
 		event_free(refused_timer);
 	refused_timer = NULL;

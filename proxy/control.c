@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ctl_cmd.h"
+#include "list.h"
 #include "log.h"
 #include "memstore.h"
 #include "server.h"
@@ -97,6 +98,7 @@ static const struct ctl_store mem_ops = {
 
 /* One client. Answers go through OUT straight into the output buffer. */
 struct conn {
+	struct list_node link;          /* on conns */
 	struct bufferevent *bev;
 	FILE *out;
 	struct ctl_list *list;          /* the list being served, or NULL */
@@ -104,6 +106,9 @@ struct conn {
 	struct event *next;             /* the next slice, when the client keeps up */
 	long long slices;
 };
+
+/* Every open connection, so that control_close frees those still open. */
+static struct list_node conns = { &conns, &conns };
 
 static ssize_t out_write(void *cookie, const char *buf, size_t size)
 {
@@ -114,6 +119,7 @@ static ssize_t out_write(void *cookie, const char *buf, size_t size)
 
 static void conn_free(struct conn *c)
 {
+	list_del(&c->link);
 	if (c->out)
 		fclose(c->out);
 	if (c->next)
@@ -302,6 +308,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 		close(fd);
 		return;
 	}
+	list_push_back(&conns, &c->link);
 	c->out = fopencookie(c, "w", (cookie_io_functions_t){ .write = out_write });
 	if (!c->out) {
 		conn_free(c);
@@ -389,6 +396,10 @@ void control_open(struct event_base *base, const struct gg_config *cfg)
 
 void control_close(void)
 {
+	/* the ones still under way end unanswered, as at any other exit */
+	struct list_node *n, *tmp;
+	LIST_FOR_EACH_SAFE(n, tmp, &conns)
+		conn_free(LIST_ENTRY(n, struct conn, link));
 	if (listener) {
 		evconnlistener_free(listener);
 		listener = NULL;

@@ -16,7 +16,8 @@ int control_probe(const struct gg_config *cfg);
 /* Listens on CFG->control_socket (best effort: a failure is logged and the
  * daemon runs without it). */
 void control_open(struct event_base *base, const struct gg_config *cfg);
-/* Removes the socket only if it is still the one we made. */
+/* Closes the connections still open, unanswered; removes the socket only
+ * if it is still the one we made. */
 void control_close(void);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "mxset.h"
@@ -27,14 +28,14 @@ struct tracked {
 };
 
 struct probe {
-	struct probe *next;
+	struct list_node link;       /* on probes */
 	struct bufferevent *bev;
 	size_t tracked;
 	bool up;
 };
 
 struct round_req {
-	struct round_req *next;
+	struct list_node link;       /* on rounds */
 	struct mxset_req *mxr;
 	size_t domain;
 };
@@ -44,8 +45,8 @@ static struct gg_config *cfg;
 static struct event *timer;
 static struct tracked tracked[TRACKED_MAX];
 static size_t ntracked;
-static struct probe *probes;
-static struct round_req *rounds;
+static struct list_node probes = { &probes, &probes };
+static struct list_node rounds = { &rounds, &rounds };
 static int probes_running;
 
 static size_t track(const char *domain, const char *host)
@@ -132,10 +133,7 @@ static void flush_domain(size_t i)
  * counts what the list holds (a drifting count stops probing for good). */
 static void probe_release(struct probe *p)
 {
-	struct probe **pp = &probes;
-	while (*pp != p)
-		pp = &(*pp)->next;
-	*pp = p->next;
+	list_del(&p->link);
 	probes_running--;
 	bufferevent_free(p->bev);
 }
@@ -219,8 +217,7 @@ static void probe_start(size_t i, const struct ipaddr *a)
 		free(p);
 		return;
 	}
-	p->next = probes;
-	probes = p;
+	list_push_front(&probes, &p->link);
 	probes_running++;
 	struct timeval tv = { cfg->handover.probe_timeout, 0 };
 	bufferevent_set_timeouts(p->bev, &tv, &tv);
@@ -233,10 +230,7 @@ static void probe_start(size_t i, const struct ipaddr *a)
 static void on_mx(void *arg, const struct mxset *m)
 {
 	struct round_req *r = arg;
-	struct round_req **pp = &rounds;
-	while (*pp != r)
-		pp = &(*pp)->next;
-	*pp = r->next;
+	list_del(&r->link);
 	const char *domain = cfg->handover.domains.names.v[r->domain];
 	free(r);
 	if (m->status != DNS_OK || m->n == 0)
@@ -260,15 +254,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (rounds || probes)
+	if (!list_empty(&rounds) || !list_empty(&probes))
 		return; /* the last round is still going: a slow network, skip one */
 	for (size_t i = 0; i < cfg->handover.domains.names.n; i++) {
 		struct round_req *r = calloc(1, sizeof *r);
 		if (!r)
 			return;
 		r->domain = i;
-		r->next = rounds;
-		rounds = r;
+		list_push_front(&rounds, &r->link);
 		r->mxr = mxset_resolve(cfg->handover.domains.names.v[i], on_mx, r);
 	}
 }
@@ -297,14 +290,15 @@ void handover_stop(void)
 		return;
 	event_free(timer);
 	timer = NULL;
-	while (rounds) {
-		struct round_req *r = rounds;
-		rounds = r->next;
+	struct list_node *n, *tmp;
+	LIST_FOR_EACH_SAFE(n, tmp, &rounds) {
+		struct round_req *r = LIST_ENTRY(n, struct round_req, link);
+		list_del(&r->link);
 		mxset_cancel(r->mxr);
 		free(r);
 	}
-	while (probes) {
-		struct probe *p = probes;
+	LIST_FOR_EACH_SAFE(n, tmp, &probes) {
+		struct probe *p = LIST_ENTRY(n, struct probe, link);
 		probe_release(p);
 		free(p);
 	}

@@ -1,6 +1,7 @@
 /*
  * handover: on a backup MX, hands queued mail back to the primary as soon
- * as it is reachable again (SPEC 6, beyond ETRN).
+ * as it is reachable again, without waiting for an ETRN from it (README.md,
+ * "Deployment: a primary and a backup MX").
  *
  * Every probe_interval seconds the primary MX hosts (best preference,
  * other than this host) of each handover domain are probed: connect to

@@ -8,14 +8,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "list.h"
+
 struct lingering_conn {
-	struct lingering_conn *prev, *next;
+	struct list_node link;   /* on all */
 	struct event *ev;
 	size_t left;          /* input bytes still accepted */
 	uint64_t until_ms;    /* monotonic */
 };
 
-static struct lingering_conn *all;
+static struct list_node all = { &all, &all };
 static int lingering;
 
 static uint64_t now_ms(void)
@@ -27,12 +29,7 @@ static uint64_t now_ms(void)
 
 static void finish(struct lingering_conn *l, evutil_socket_t fd)
 {
-	if (l->prev)
-		l->prev->next = l->next;
-	else
-		all = l->next;
-	if (l->next)
-		l->next->prev = l->prev;
+	list_del(&l->link);
 	event_free(l->ev);
 	free(l);
 	close(fd);
@@ -83,10 +80,7 @@ void linger_close(struct event_base *base, evutil_socket_t fd)
 		return;
 	}
 	lingering++;
-	l->next = all;
-	if (all)
-		all->prev = l;
-	all = l;
+	list_push_front(&all, &l->link);
 	l->left = LINGER_BYTES;
 	l->until_ms = now_ms() + LINGER_SECONDS * 1000;
 	struct timeval tv = { LINGER_SECONDS, 0 };
@@ -96,6 +90,9 @@ void linger_close(struct event_base *base, evutil_socket_t fd)
 
 void linger_close_all(void)
 {
-	while (all)
-		finish(all, event_get_fd(all->ev));
+	struct list_node *n;
+	while ((n = list_first(&all))) {
+		struct lingering_conn *l = LIST_ENTRY(n, struct lingering_conn, link);
+		finish(l, event_get_fd(l->ev));
+	}
 }

@@ -1,5 +1,5 @@
 /*
- * listener: the listening sockets and admission (SPEC 3 limits): total
+ * listener: the listening sockets and admission (the limits.* settings): total
  * connections and connections per client address, refused with 421 before
  * any session state is spent on them. When accepting fails for want of
  * descriptors or memory, new clients are answered 421 or made to wait a

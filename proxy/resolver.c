@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "hostname.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "xalloc.h"
@@ -39,9 +40,9 @@
 #define INFLIGHT_MAX 4096
 
 struct dns_query {
-	struct dns_query *next;       /* on the start queue; among followers */
+	struct list_node link;        /* on the start queue; then among followers */
 	struct dns_query *hnext;      /* in flight: hash chain */
-	struct dns_query *followers;  /* lookups of the same name waiting on this one */
+	struct list_node followers;   /* lookups of the same name waiting on this one */
 	struct chan *chan;            /* NULL until handed to c-ares */
 	double started;
 	dns_done_fn done;             /* NULL when cancelled */
@@ -51,14 +52,15 @@ struct dns_query {
 };
 
 struct sockwatch {
-	struct sockwatch *next;
+	struct list_node link;         /* on its channel's watches */
 	ares_socket_t fd;
 	struct event *ev;
 };
 
 /* A cached answer: the header of dns_answer and only the records it has. */
 struct centry {
-	struct centry *hnext, *prev, *next;   /* hash chain; LRU list */
+	struct centry *hnext;                 /* hash chain */
+	struct list_node lru;
 	time_t expires;
 	uint16_t type;
 	enum dns_status status;
@@ -71,10 +73,10 @@ struct centry {
  * settings makes a new one; the old one retires once its queries are
  * answered, so no session waits for an answer that will never come. */
 struct chan {
-	struct chan *next;             /* retiring ones */
+	struct list_node link;         /* on retiring, once retired */
 	ares_channel ch;
 	struct event *timer;
-	struct sockwatch *watches;
+	struct list_node watches;
 	unsigned pending;
 	char servers[1024];
 	int timeout_ms, tries;
@@ -82,16 +84,16 @@ struct chan {
 
 static struct event_base *base;
 static struct event *kick;        /* starts what resolver_lookup queued */
-static struct dns_query *startq, **startq_tail = &startq;
+static struct list_node startq = { &startq, &startq };
 static unsigned inflight;
 /* The queries in c-ares on the current channel, by name and type: a
  * lookup of a name already asked for waits for that answer instead of
  * asking again (during an outage, one timeout per name, not per caller). */
 static struct dns_query *flight[CACHE_BUCKETS];
 static struct chan *cur;
-static struct chan *retiring;
+static struct list_node retiring = { &retiring, &retiring };
 static struct centry *buckets[CACHE_BUCKETS];
-static struct centry *lru_head, *lru_tail;
+static struct list_node cache_lru = { &cache_lru, &cache_lru };   /* first: most recently used */
 static size_t cache_n, cache_max;
 
 /* ---- cache ---- */
@@ -112,36 +114,25 @@ static struct centry **cfind(const char *name, uint16_t type)
 	return pp;
 }
 
-static void lru_unlink(struct centry *e)
+/* N's entry, or NULL. */
+static struct centry *centry_of(struct list_node *n)
 {
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		lru_head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		lru_tail = e->prev;
-	e->prev = e->next = NULL;
-}
-
-static void lru_front(struct centry *e)
-{
-	e->next = lru_head;
-	if (lru_head)
-		lru_head->prev = e;
-	lru_head = e;
-	if (!lru_tail)
-		lru_tail = e;
+	return n ? LIST_ENTRY(n, struct centry, lru) : NULL;
 }
 
 static void cremove(struct centry **pp)
 {
 	struct centry *e = *pp;
 	*pp = e->hnext;
-	lru_unlink(e);
+	list_del(&e->lru);
 	free(e);
 	cache_n--;
+}
+
+static void cache_clear(void)
+{
+	for (struct centry *e; (e = centry_of(list_first(&cache_lru)));)
+		cremove(cfind(e->name, e->type));
 }
 
 static void cache_put(const char *name, uint16_t type, const struct dns_answer *a)
@@ -152,8 +143,9 @@ static void cache_put(const char *name, uint16_t type, const struct dns_answer *
 	struct centry **pp = cfind(name, type);
 	if (*pp)
 		cremove(pp);
-	while (cache_n >= cache_max && lru_tail)
-		cremove(cfind(lru_tail->name, lru_tail->type));
+	struct centry *oldest;
+	while (cache_n >= cache_max && (oldest = centry_of(list_last(&cache_lru))))
+		cremove(cfind(oldest->name, oldest->type));
 	struct centry *e = malloc(sizeof *e + a->n * sizeof e->rr[0]);
 	if (!e)
 		return;
@@ -163,11 +155,10 @@ static void cache_put(const char *name, uint16_t type, const struct dns_answer *
 	e->n = a->n;
 	snprintf(e->name, sizeof e->name, "%s", name);
 	memcpy(e->rr, a->rr, a->n * sizeof e->rr[0]);
-	e->prev = e->next = NULL;
 	struct centry **bucket = &buckets[chash(name, type)];
 	e->hnext = *bucket;
 	*bucket = e;
-	lru_front(e);
+	list_push_front(&cache_lru, &e->lru);
 	cache_n++;
 }
 
@@ -182,8 +173,8 @@ static bool cache_get(const char *name, uint16_t type, struct dns_answer *a)
 		cremove(pp);
 		return false;
 	}
-	lru_unlink(e);
-	lru_front(e);
+	list_del(&e->lru);
+	list_push_front(&cache_lru, &e->lru);
 	a->status = e->status;
 	a->type = type;
 	a->ttl = (uint32_t)(e->expires - now);
@@ -222,19 +213,31 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	rearm(c);
 }
 
+static struct sockwatch *watch_find(struct chan *c, ares_socket_t fd)
+{
+	struct list_node *n, *tmp;
+	LIST_FOR_EACH_SAFE(n, tmp, &c->watches) {
+		struct sockwatch *w = LIST_ENTRY(n, struct sockwatch, link);
+		if (w->fd == fd)
+			return w;
+	}
+	return NULL;
+}
+
+static void watch_free(struct sockwatch *w)
+{
+	list_del(&w->link);
+	event_free(w->ev);
+	free(w);
+}
+
 static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
 {
 	struct chan *c = data;
-	struct sockwatch **pp = &c->watches;
-	while (*pp && (*pp)->fd != fd)
-		pp = &(*pp)->next;
-	struct sockwatch *w = *pp;
+	struct sockwatch *w = watch_find(c, fd);
 	if (!readable && !writable) {
-		if (w) {
-			*pp = w->next;
-			event_free(w->ev);
-			free(w);
-		}
+		if (w)
+			watch_free(w);
 		return;
 	}
 	if (!w) {
@@ -242,8 +245,7 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
 		if (!w)
 			return; /* c-ares times the query out; it fails as temporary */
 		w->fd = fd;
-		w->next = c->watches;
-		c->watches = w;
+		list_push_front(&c->watches, &w->link);
 	} else {
 		event_free(w->ev);
 	}
@@ -256,12 +258,9 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
 static void chan_free(struct chan *c)
 {
 	ares_destroy(c->ch);   /* pending queries answer ARES_EDESTRUCTION */
-	while (c->watches) {
-		struct sockwatch *w = c->watches;
-		c->watches = w->next;
-		event_free(w->ev);
-		free(w);
-	}
+	struct list_node *n;
+	while ((n = list_first(&c->watches)))
+		watch_free(LIST_ENTRY(n, struct sockwatch, link));
 	if (c->timer)
 		event_free(c->timer);
 	free(c);
@@ -274,13 +273,12 @@ static void reap_retired(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	for (struct chan **pp = &retiring; *pp;) {
-		struct chan *c = *pp;
+	struct list_node *n, *tmp;
+	LIST_FOR_EACH_SAFE(n, tmp, &retiring) {
+		struct chan *c = LIST_ENTRY(n, struct chan, link);
 		if (c->pending == 0) {
-			*pp = c->next;
+			list_del(&c->link);
 			chan_free(c);
-		} else {
-			pp = &c->next;
 		}
 	}
 }
@@ -356,16 +354,18 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	flight_remove(q);
 	/* Q first, then the followers in the order they came; a callback may
 	 * cancel a follower (it only loses its DONE), never free it. */
-	struct dns_query *f = q->followers;
+	struct list_node followers = { &followers, &followers };
+	list_splice_back(&followers, &q->followers);
 	if (q->done && status != ARES_EDESTRUCTION)
 		q->done(q->arg, &a);
 	free(q);
-	while (f) {
-		struct dns_query *next = f->next;
+	struct list_node *n;
+	while ((n = list_first(&followers))) {
+		list_del(n);
+		struct dns_query *f = LIST_ENTRY(n, struct dns_query, link);
 		if (f->done && status != ARES_EDESTRUCTION)
 			f->done(f->arg, &a);
 		free(f);
-		f = next;
 	}
 	if (--c->pending == 0 && c != cur && status != ARES_EDESTRUCTION) {
 		struct timeval now = { 0, 0 };
@@ -398,11 +398,7 @@ static void start(struct dns_query *q)
 		q->done(q->arg, &a);
 	} else if (*(leader = flight_find(q->name, q->type))) {
 		/* the followers keep their order: appended at the end */
-		struct dns_query **pp = &(*leader)->followers;
-		while (*pp)
-			pp = &(*pp)->next;
-		q->next = NULL;
-		*pp = q;
+		list_push_back(&(*leader)->followers, &q->link);
 		return;
 	} else if (!cur || inflight >= INFLIGHT_MAX) {
 		metrics_add(M_DNS_ERRORS, 1);
@@ -430,13 +426,12 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	/* Callbacks run below may queue more; those wait for the next kick. */
-	struct dns_query *q = startq;
-	startq = NULL;
-	startq_tail = &startq;
-	while (q) {
-		struct dns_query *next = q->next;
-		start(q);
-		q = next;
+	struct list_node batch = { &batch, &batch };
+	list_splice_back(&batch, &startq);
+	struct list_node *n;
+	while ((n = list_first(&batch))) {
+		list_del(n);
+		start(LIST_ENTRY(n, struct dns_query, link));
 	}
 }
 
@@ -455,8 +450,8 @@ struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn d
 	q->done = done;
 	q->arg = arg;
 	q->type = type;
-	*startq_tail = q;
-	startq_tail = &q->next;
+	list_init(&q->followers);
+	list_push_back(&startq, &q->link);
 	event_active(kick, EV_TIMEOUT, 0);
 	return q;
 }
@@ -492,6 +487,8 @@ static struct chan *chan_new(const struct gg_config *cfg)
 	struct chan *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
+	list_init(&c->link);
+	list_init(&c->watches);
 	snprintf(c->servers, sizeof c->servers, "%s", cfg->dns.servers);
 	c->timeout_ms = cfg->dns.timeout_ms;
 	c->tries = cfg->dns.tries;
@@ -560,28 +557,25 @@ void resolver_reload(const struct gg_config *cfg)
 	/* Answers learnt from other servers are not these servers' answers;
 	 * lookups under way there are not joined any more (they still answer
 	 * those waiting on them). */
-	while (lru_head)
-		cremove(cfind(lru_head->name, lru_head->type));
+	cache_clear();
 	for (size_t i = 0; i < CACHE_BUCKETS; i++)
 		while (flight[i]) {
 			struct dns_query *q = flight[i];
 			flight[i] = q->hnext;
 			q->hnext = NULL;
 		}
-	old->next = retiring;
-	retiring = old;
+	list_push_front(&retiring, &old->link);
 	reap_retired(-1, 0, NULL);
 }
 
 void resolver_close(void)
 {
 	/* Queued queries end unanswered, as c-ares's do below. */
-	while (startq) {
-		struct dns_query *q = startq;
-		startq = q->next;
-		free(q);
+	struct list_node *n;
+	while ((n = list_first(&startq))) {
+		list_del(n);
+		free(LIST_ENTRY(n, struct dns_query, link));
 	}
-	startq_tail = &startq;
 	if (kick)
 		event_free(kick);
 	kick = NULL;
@@ -589,12 +583,10 @@ void resolver_close(void)
 		return;
 	chan_free(cur);
 	cur = NULL;
-	while (retiring) {
-		struct chan *c = retiring;
-		retiring = c->next;
-		chan_free(c);
+	while ((n = list_first(&retiring))) {
+		list_del(n);
+		chan_free(LIST_ENTRY(n, struct chan, link));
 	}
-	while (lru_head)
-		cremove(cfind(lru_head->name, lru_head->type));
+	cache_clear();
 	ares_library_cleanup();
 }

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "list.h"
 #include "log.h"
 #include "memstore.h"
 
@@ -17,7 +18,7 @@
 #define REMOTE_PENDING_MAX 4096
 
 struct store_req {
-	struct store_req *next, *prev;
+	struct list_node link;     /* on pending, oldest first */
 	uint64_t id;
 	store_done_fn done;        /* NULL when cancelled */
 	void *arg;
@@ -27,20 +28,20 @@ struct store_req {
 static struct event_base *base;
 static int chan = -1;
 static struct event *chan_ev;
-static struct store_req *pending_head, *pending_tail;
+static struct list_node pending = { &pending, &pending };
 static size_t npending;
 static uint64_t next_id;
 
+/* The oldest pending request, or NULL. */
+static struct store_req *first_req(void)
+{
+	struct list_node *n = list_first(&pending);
+	return n ? LIST_ENTRY(n, struct store_req, link) : NULL;
+}
+
 static void unlink_req(struct store_req *r)
 {
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		pending_head = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
-	else
-		pending_tail = r->prev;
+	list_del(&r->link);
 	npending--;
 	event_free(r->timer);
 	free(r);
@@ -81,13 +82,16 @@ static void on_reply(evutil_socket_t fd, short what, void *arg)
 			event_del(chan_ev);
 			close(chan);
 			chan = -1;
-			while (pending_head)
-				fail_req(pending_head, "embedded store unreachable");
+			struct store_req *r;
+			while ((r = first_req()))
+				fail_req(r, "embedded store unreachable");
 			return;
 		}
 		if ((size_t)n != sizeof rep)
 			continue;
-		for (struct store_req *r = pending_head; r; r = r->next) {
+		struct list_node *ln, *tmp;
+		LIST_FOR_EACH_SAFE(ln, tmp, &pending) {
+			struct store_req *r = LIST_ENTRY(ln, struct store_req, link);
 			if (r->id != rep.id)
 				continue;
 			store_done_fn done = r->done;
@@ -125,12 +129,7 @@ static struct store_req *remote_decide(const struct gg_config *cfg, const struct
 	r->id = q.id;
 	r->done = done;
 	r->arg = arg;
-	r->prev = pending_tail;
-	if (pending_tail)
-		pending_tail->next = r;
-	else
-		pending_head = r;
-	pending_tail = r;
+	list_push_back(&pending, &r->link);
 	npending++;
 	struct timeval tv = { REMOTE_TIMEOUT_MS / 1000, (REMOTE_TIMEOUT_MS % 1000) * 1000 };
 	evtimer_add(r->timer, &tv);
@@ -150,8 +149,9 @@ static bool remote_healthy(void)
 
 static void remote_close(void)
 {
-	while (pending_head)
-		unlink_req(pending_head);
+	struct store_req *r;
+	while ((r = first_req()))
+		unlink_req(r);
 	if (chan_ev)
 		event_free(chan_ev);
 	if (chan >= 0)

@@ -1,5 +1,5 @@
-"""ETRN (SPEC 6): the primary may ask the backup to flush its queue for the
-domain; nobody else may."""
+"""ETRN (README.md, "Deployment: a primary and a backup MX"): the primary
+may ask the backup to flush its queue for the domain; nobody else may."""
 
 import re
 

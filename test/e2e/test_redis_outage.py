@@ -1,8 +1,9 @@
-"""Redis outage in the middle of traffic (SPEC 5, 8): with store.failure =
-accept greylisting is skipped while the store is away; no message is lost,
-none is refused with a 5xx, and greylisting resumes when Redis is back.
-Two kinds of outage: Redis killed (connections reset, then an empty Redis
-comes back) and Redis cut off (connections hang: every request times out)."""
+"""Redis outage in the middle of traffic (README.md, "When Redis fails"):
+with store.failure = accept greylisting is skipped while the store is away;
+no message is lost, none is refused with a 5xx, and greylisting resumes when
+Redis is back. Two kinds of outage: Redis killed (connections reset, then an
+empty Redis comes back) and Redis cut off (connections hang: every request
+times out)."""
 
 import time
 

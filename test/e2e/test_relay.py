@@ -1,7 +1,7 @@
-"""No open relay (SPEC 1, 4, 8): the backup relays only for domains whose
-primaries lie in permit_mx_backup_networks and that list it as a
-lower-preference MX; a DNS failure is a 450 4.4.4, never a 5xx. swaks
-from the sender's namespace straight to mx2:25 (and mx1:25)."""
+"""No open relay, ever (README.md, the RCPT checks): the backup relays only
+for domains whose primaries lie in permit_mx_backup_networks and that list
+it as a lower-preference MX; a DNS failure is a 450 4.4.4, never a 5xx.
+swaks from the sender's namespace straight to mx2:25 (and mx1:25)."""
 
 import re
 import time

@@ -1,4 +1,4 @@
-"""What Postfix behind greygate sees of the client (SPEC 2): the real
+"""What Postfix behind greygate sees of the client: the real
 address, HELO and name, passed with XCLIENT, in its log and in the
 Received: header it writes."""
 

@@ -1,4 +1,4 @@
-"""DNS-based policy at RCPT (SPEC 4): sender checks
+"""DNS-based policy at RCPT (the checks README.md lists): sender checks
 (reject_non_fqdn_sender, reject_unknown_sender_domain), reject_non_fqdn_recipient,
 permit_mx_backup with and without permit_mx_backup_networks, temporary DNS
 failures (SERVFAIL, REFUSED, timeouts: always 4xx), the greylisting
@@ -676,7 +676,7 @@ def test_client_names_reverse_dns_failure(greygate_factory, dns_server, failure)
 
 
 # --------------------------------------------------------------------------
-# SIGHUP (SPEC 7: reloads the whole configuration)
+# SIGHUP (reloads the whole configuration: README.md, "Running it")
 # --------------------------------------------------------------------------
 
 def test_reload_applies_dns_settings(greygate_factory, dns_server):

@@ -1,8 +1,9 @@
-"""ETRN (SPEC 6): relayed to the backend Postfix (with XCLIENT, so that
-Postfix sees the real client) only after HELO, outside a transaction, from
-etrn_networks, for a domain this host backs up (relay_domains or
-handover.domains); Postfix's reply goes back to the client verbatim.
-Everything else: 459 4.7.1, or 502 5.5.1 when etrn_networks is empty.
+"""ETRN (README.md, "Deployment: a primary and a backup MX"): relayed to the
+backend Postfix (with XCLIENT, so that Postfix sees the real client) only
+after HELO, outside a transaction, from etrn_networks, for a domain this
+host backs up (relay_domains or handover.domains); Postfix's reply goes back
+to the client verbatim. Everything else: 459 4.7.1, or 502 5.5.1 when
+etrn_networks is empty.
 
 The backend here is a Postfix of its own with relay_domains =
 fast_flush_domains = relay.example (so ETRN relay.example really starts a

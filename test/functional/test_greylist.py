@@ -1,4 +1,4 @@
-"""Greylisting end to end (SPEC 4 and 5, greygate-ctl of SPEC 7/9).
+"""Greylisting end to end (the RCPT checks of README.md, and greygate-ctl).
 
 The same rule scenarios run against both stores (the embedded memory store
 and Redis); Redis-only behaviour (shared state between MX hosts, outages,
@@ -11,7 +11,8 @@ Where the exact number of seconds left is asserted, the first contact is
 aligned to the start of a second.
 
 Senders carry their per-test token in the domain: sender normalisation
-rewrites hex and digit runs in the local part (SPEC 5), never the domain.
+rewrites hex and digit runs in the local part (greylist.normalize), never
+the domain.
 """
 
 import contextlib
@@ -596,7 +597,7 @@ def test_whitelist_files(gl_gate, tmp_path, tok):
     expect(gg, s, "hostmaster@test.example", "pass", "whitelist-recipient",
            source="127.0.0.3")
     expect(gg, s, r, "greylist", "new", source="127.0.0.3")
-    # SIGHUP re-reads the files (SPEC 7: "whitelists included")
+    # SIGHUP re-reads the files (README.md: "whitelists and ... included")
     with open(tmp_path / "clients", "a") as f:
         f.write("127.0.0.3\n")
     mark = gg.log_mark()

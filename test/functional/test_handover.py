@@ -1,7 +1,7 @@
-"""Hand-over (SPEC 6): on a backup MX greygate probes the primary MX hosts
-of the domains it backs up (SMTP banner) and, when a primary seen down comes
-back, sends one `ETRN domain` to its own Postfix, so that the queued mail
-goes back at once.
+"""Hand-over (README.md, "Deployment: a primary and a backup MX"): on a
+backup MX greygate probes the primary MX hosts of the domains it backs up
+(SMTP banner) and, when a primary seen down comes back, sends one `ETRN
+domain` to its own Postfix, so that the queued mail goes back at once.
 
 The primary here is a small banner server of ours on 127.0.0.3 (not
 127.0.0.1: greygate listens there, which makes 127.0.0.1 "this host");
@@ -252,9 +252,9 @@ def test_flush_with_backend_down(greygate_factory, dns_server, fake_backend, ban
 
 def test_reload_applies_handover_settings(greygate_factory, dns_server, make_postfix_backend,
                                           banner):
-    """SPEC 7: SIGHUP reloads the whole configuration. A new probe_port
-    (here: where the primary really listens) takes effect without a
-    restart (or greygate at least warns that it needs one)."""
+    """SIGHUP reloads the whole configuration (README.md, "Running it"). A
+    new probe_port (here: where the primary really listens) takes effect
+    without a restart (or greygate at least warns that it needs one)."""
     backend = make_postfix_backend(extra_main=BACKEND_MAIN)
     dns = dns_server(zone())
     b = banner("220")

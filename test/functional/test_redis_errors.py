@@ -1,8 +1,8 @@
-"""Redis answering with errors (SPEC 4, store): a decision that gets an
-error reply follows store.failure as before, but the error is counted by
-kind in /metrics, /healthz turns 503 while most decisions fail (the
-connection being up is not enough) and comes back when they succeed, the
-change is logged once, and errors that another connection would not get
+"""Redis answering with errors (the store of the RCPT decision): a decision
+that gets an error reply follows store.failure as before, but the error is
+counted by kind in /metrics, /healthz turns 503 while most decisions fail
+(the connection being up is not enough) and comes back when they succeed,
+the change is logged once, and errors that another connection would not get
 (READONLY: a replica; NOAUTH: not logged in) make greygate reconnect, AUTH
 included, with its back-off."""
 

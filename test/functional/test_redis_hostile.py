@@ -1,7 +1,7 @@
-"""A hostile or broken "Redis" (SPEC 4, store): greygate's replies from Redis
-are tiny, so a reply over greygate's bound ends the connection instead of
-taking the memory it announces; decisions follow store.failure meanwhile and
-greygate reconnects with its usual back-off."""
+"""A hostile or broken "Redis" (the store of the RCPT decision): greygate's
+replies from Redis are tiny, so a reply over greygate's bound ends the
+connection instead of taking the memory it announces; decisions follow
+store.failure meanwhile and greygate reconnects with its usual back-off."""
 
 import socket
 import threading

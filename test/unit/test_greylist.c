@@ -20,7 +20,7 @@
 #define T0 INT64_C(1700000000)
 #define HOUR 3600
 
-/* The defaults of SPEC 5. */
+/* The greylist defaults (lib/config.c: a setting left out of the file). */
 static const struct gl_params P = {
 	.delay = 300,
 	.retry_window = 172800,
