@@ -1,5 +1,6 @@
 /*
- * session: one client connection on the front side (SPEC section 3).
+ * session: one client connection on the front side (docs/design.md "The
+ * session" and README.md "Hostile input" say what it does).
  *
  * Promises: greygate speaks the envelope itself and opens the backend only
  * for a recipient that passed every check; commands are handled strictly
