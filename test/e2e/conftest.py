@@ -25,7 +25,7 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    san = "sanitizer build" if T.fx.binary_is_sanitized(T.GREYGATE_BIN) else "plain build"
+    san = "sanitizer build" if T.binary_is_sanitized(T.GREYGATE_BIN) else "plain build"
     return [f"greygate: {T.GREYGATE_BIN} ({san}); "
             f"greylist delay {T.DELAY}s, sender retries every {T.SENDER_MIN_BACKOFF}-"
             f"{T.SENDER_MAX_BACKOFF}s (+{T.SENDER_QUEUE_RUN_DELAY}s queue runs)"]
