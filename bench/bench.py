@@ -35,7 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "test" / "functional"))
+sys.path.insert(0, str(ROOT / "test"))       # the test harness package
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -226,12 +226,15 @@ class Env:
         self.args = args
         self.dir = Path(tempfile.mkdtemp(prefix="gg-bench-", dir="/tmp"))
         os.chmod(self.dir, 0o755)
-        import conftest                      # free_port, render_config, PostfixBackend
-        self.cf = conftest
+        # the test harness: free_port, config rendering, PostfixBackend
+        import harness.greygate
+        import harness.postfix
+        import harness.util
+        self.harness = harness
         self.retry_spent = 0.0
 
     def port(self, base):
-        return self.cf.free_port(base)
+        return self.harness.util.free_port(base)
 
     def start_dns(self):
         self.dns_port = self.port(15353)
@@ -298,7 +301,7 @@ class Env:
 
     # ---- greygate
     def gg_config(self, port, log_level="warning", workers=None, admin_port=0, backend=None):
-        cf = self.cf
+        cf = self.harness.greygate
         cfg = cf.merge(cf.default_config(port, f"127.0.0.1:{self.sink_port}",
                                          f"127.0.0.1:{self.dns_port}"), {
             "myhostname": "gw.bench.test",
@@ -373,7 +376,7 @@ class Env:
         wait_port(self.pg_port, self.pg, timeout=30)
 
     def start_postfix(self):
-        self.pf = self.cf.PostfixBackend(extra_main={
+        self.pf = self.harness.postfix.PostfixBackend(extra_main={
             "myhostname": "mx.bench.test",
             "virtual_mailbox_domains": DOMAIN,
             # accepted mail is queued (that is Postfix) and then discarded

@@ -3,14 +3,17 @@ may ask the backup to flush its queue for the domain; nobody else may."""
 
 import re
 
+from harness.smtp import assert_reply
+from harness.util import wait_until
+
 import topology as T
-from conftest import bounces, make_message
+from sending import bounces, make_message
 
 
 def etrn(topo, role, domain, server="mx2"):
     with topo.smtp(role, T.ADDR[server], 25) as c:
-        T.assert_reply(c.reply(), 220)
-        T.assert_reply(c.cmd(f"EHLO {T.HOSTNAME[role]}"), 250)
+        assert_reply(c.reply(), 220)
+        assert_reply(c.cmd(f"EHLO {T.HOSTNAME[role]}"), 250)
         r = c.cmd(f"ETRN {domain}")
         c.cmd("QUIT")
     return r
@@ -41,7 +44,7 @@ def test_etrn_from_primary_flushes_the_backup_queue(topo, mailer, tok):
         msg, body = make_message(sender, rcpt, tok)
         pf2.sendmail(sender, [rcpt], msg)
         mailer.sent[(tok, 0)] = (rcpt, body)
-        deferred = T.wait_until(
+        deferred = wait_until(
             lambda: [m for m in pf2.queued_for(sender) if m.get("queue_name") == "deferred"],
             30, interval=0.3, what="the message deferred on mx2")
         reason = deferred[0]["recipients"][0].get("delay_reason", "")
@@ -57,13 +60,13 @@ def test_etrn_from_primary_flushes_the_backup_queue(topo, mailer, tok):
     assert not mx2.events("handover", since=m2), "the hand-over flushed: the test proves nothing"
 
     r = etrn(topo, "mx1", T.DOMAIN)
-    T.assert_reply(r, 250)
+    assert_reply(r, 250)
     assert "queuing started" in r.text.lower(), r.text
     ev = mx2.wait_event("etrn", since=m2, client=T.ADDR["mx1"])
     assert ev[0]["result"] == "ok", ev[0]["_line"]
 
     mailer.wait_delivered([(tok, 0)], timeout=15)
-    T.wait_until(lambda: not pf2.queued_for(sender), 15, what="mx2's queue empty")
+    wait_until(lambda: not pf2.queued_for(sender), 15, what="mx2's queue empty")
     mailer.assert_exactly_once_and_intact([(tok, 0)])
     assert bounces(topo) == []
 
@@ -75,11 +78,11 @@ def test_etrn_refused_for_others(topo):
     m1, m2 = mx1.log_mark(), mx2.log_mark()
 
     # the sender is not in mx2's etrn_networks
-    T.assert_reply(etrn(topo, "sender", T.DOMAIN), 459, "4.7.1")
+    assert_reply(etrn(topo, "sender", T.DOMAIN), 459, "4.7.1")
     # mx1 is, but only for the domains mx2 backs up
-    T.assert_reply(etrn(topo, "mx1", "sender.test"), 459, "4.7.1")
+    assert_reply(etrn(topo, "mx1", "sender.test"), 459, "4.7.1")
     # mx1 has no etrn_networks at all: ETRN is not a command there
-    T.assert_reply(etrn(topo, "mx2", T.DOMAIN, server="mx1"), 502, "5.5.1")
+    assert_reply(etrn(topo, "mx2", T.DOMAIN, server="mx1"), 502, "5.5.1")
 
     refused = mx2.events("etrn", since=m2, result="refused")
     assert {e["client"] for e in refused} == {T.ADDR["sender"], T.ADDR["mx1"]}, \

@@ -7,8 +7,10 @@ the delay the primary lets it through: one delivery, no hours of delay."""
 
 import time
 
+from harness.util import wait_until
+
 import topology as T
-from conftest import bounces, sender_queue_empty_for
+from sending import bounces, sender_queue_empty_for
 
 RETRY_PERIOD = T.SENDER_MAX_BACKOFF + T.SENDER_QUEUE_RUN_DELAY
 
@@ -44,8 +46,8 @@ def test_greylisted_on_primary_early_on_backup_delivered_once(topo, mailer, tok)
     assert on_mx2[0]["net"] == first["net"]
 
     # Let the dust settle: nothing left anywhere, nothing twice.
-    T.wait_until(lambda: sender_queue_empty_for(topo, tok), 20, what="sender queue empty")
-    T.wait_until(lambda: not topo.postfix["mx2"].queued_for(tok), 20, what="mx2 queue empty")
+    wait_until(lambda: sender_queue_empty_for(topo, tok), 20, what="sender queue empty")
+    wait_until(lambda: not topo.postfix["mx2"].queued_for(tok), 20, what="mx2 queue empty")
     mailer.assert_exactly_once_and_intact([(tok, 0)])
     assert bounces(topo) == []
 

@@ -10,8 +10,10 @@ import time
 
 import pytest
 
+from harness.util import wait_until
+
 import topology as T
-from conftest import bounces, sender_queue_empty_for
+from sending import bounces, sender_queue_empty_for
 
 N_MESSAGES = 20
 HANDOVER_LIMIT = 30          # seconds from the primary's return
@@ -45,7 +47,7 @@ def test_outage_queued_on_backup_and_handed_over(topo, mailer, tok, outage):
             q = [m for m in pf_mx2.queued_for(sender) if m.get("queue_name") == "deferred"]
             return q if len(q) == N_MESSAGES and sender_queue_empty_for(topo, sender) else None
         try:
-            queued = T.wait_until(all_on_mx2, 90, interval=0.5,
+            queued = wait_until(all_on_mx2, 90, interval=0.5,
                                   what=f"{N_MESSAGES} messages queued on mx2")
         except AssertionError:
             raise AssertionError("not all messages reached mx2's queue:\n"
@@ -86,7 +88,7 @@ def test_outage_queued_on_backup_and_handed_over(topo, mailer, tok, outage):
     took = time.monotonic() - t_back
     assert took < HANDOVER_LIMIT, f"hand-over took {took:.1f}s"
 
-    T.wait_until(lambda: not pf_mx2.queued_for(sender), 20, what="mx2's queue empty")
+    wait_until(lambda: not pf_mx2.queued_for(sender), 20, what="mx2's queue empty")
     mailer.assert_exactly_once_and_intact(keys)
     assert bounces(topo) == []
 

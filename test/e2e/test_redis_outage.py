@@ -7,8 +7,10 @@ times out)."""
 
 import time
 
+from harness.util import wait_until
+
 import topology as T
-from conftest import bounces, sender_queue_empty_for
+from sending import bounces, sender_queue_empty_for
 
 
 def _connected_since(gg, mark):
@@ -41,7 +43,7 @@ def test_redis_outage_mid_traffic(topo, mailer, tok):
 
     # A: greylisted while Redis is up; their retries come during the outage
     a = send(sender, 3)
-    T.wait_until(lambda: len(mx1.events("decision", since=m1, sender=sender, action="greylist"))
+    wait_until(lambda: len(mx1.events("decision", since=m1, sender=sender, action="greylist"))
                  >= 3, 20, what="phase A greylisted on mx1")
 
     try:
@@ -56,7 +58,7 @@ def test_redis_outage_mid_traffic(topo, mailer, tok):
         # Redis back (empty: no persistence), both gateways reconnect
         mark_up1, mark_up2 = mx1.log_mark(), mx2.log_mark()
         topo.redis_start()
-        T.wait_until(lambda: _connected_since(mx1, mark_up1) and _connected_since(mx2, mark_up2),
+        wait_until(lambda: _connected_since(mx1, mark_up1) and _connected_since(mx2, mark_up2),
                      20, interval=0.2, what="both greygates reconnected to Redis")
 
         # C: Redis cut off: requests hang until store.redis.timeout_ms
@@ -71,20 +73,20 @@ def test_redis_outage_mid_traffic(topo, mailer, tok):
         if topo.redis is None or topo.redis.poll() is not None:
             topo.redis_start()
     # (a gateway that had no traffic during the cut never noticed it)
-    T.wait_until(lambda: _store_up(mx1) and _store_up(mx2), 20, interval=0.2,
+    wait_until(lambda: _store_up(mx1) and _store_up(mx2), 20, interval=0.2,
                  what="both greygates connected to Redis")
 
     # D: greylisting works again (a new sender: new triplets)
     mark_d = mx1.log_mark()
     d = send(after, 2)
-    T.wait_until(lambda: mx1.events("decision", since=mark_d, sender=after, action="greylist",
+    wait_until(lambda: mx1.events("decision", since=mark_d, sender=after, action="greylist",
                                     reason="new"), 20, what="greylisting again after the outage")
 
     everything = a + b + c + d
     mailer.wait_delivered(everything, timeout=60)
-    T.wait_until(lambda: sender_queue_empty_for(topo, sender) and
+    wait_until(lambda: sender_queue_empty_for(topo, sender) and
                  sender_queue_empty_for(topo, after), 30, what="sender queue empty")
-    T.wait_until(lambda: not topo.postfix["mx2"].queued_for(tok), 30, what="mx2 queue empty")
+    wait_until(lambda: not topo.postfix["mx2"].queued_for(tok), 30, what="mx2 queue empty")
     time.sleep(1)
     mailer.assert_exactly_once_and_intact(everything)
     assert bounces(topo) == []

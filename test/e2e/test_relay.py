@@ -9,7 +9,7 @@ import time
 import pytest
 
 import topology as T
-from conftest import swaks
+from sending import swaks
 
 # domain -> (reply code, enhanced code, mx2's `why` in its relay log line)
 CASES = {

@@ -7,8 +7,10 @@ import time
 
 import pytest
 
+from harness.util import wait_until
+
 import topology as T
-from conftest import letters, swaks
+from sending import letters, swaks
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def delivered(topo):
             if subject.encode() in raw:
                 return raw
         return None
-    raw = T.wait_until(find, 15, what="the message in grace's Maildir")
+    raw = wait_until(find, 15, what="the message in grace's Maildir")
     head = raw.split(b"\n\n", 1)[0].decode(errors="replace")
     received = re.sub(r"\n[ \t]+", " ", head).split("\n")
     first = next(l for l in received if l.startswith("Received:"))

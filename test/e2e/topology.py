@@ -27,7 +27,6 @@ experiments until Enter is pressed.
 
 import contextlib
 import ctypes
-import importlib.util
 import json
 import os
 import pwd
@@ -37,6 +36,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -44,27 +44,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
 DOCKER_DIR = REPO_ROOT / "docker"
-GREYGATE_BIN = os.environ.get("GREYGATE_BIN", str(REPO_ROOT / "build" / "greygate"))
 
+# the harness package (test/harness), also when this file runs as a script
+sys.path.insert(0, str(REPO_ROOT / "test"))
 
-def _load_functional_helpers():
-    """test/functional/conftest.py has the private-Postfix plumbing
-    (alternate_config_directories under the same lock, backdating) and the
-    raw SMTP client; load it under a name of its own (not as a conftest)."""
-    path = REPO_ROOT / "test" / "functional" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("gg_functional_helpers", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fx = _load_functional_helpers()
-RawSMTP = fx.RawSMTP
-Reply = fx.Reply
-assert_reply = fx.assert_reply
-wait_until = fx.wait_until
-backdate = fx._backdate
-SANITIZER_MARKERS = fx.SANITIZER_MARKERS
+from harness.greygate import SANITIZER_MARKERS, GreygateLog, binary_is_sanitized  # noqa: E402
+from harness.postfix import (PostfixLog, alt_dirs_get, alt_dirs_set, backdate,  # noqa: E402
+                             global_lock, register_alternate_config_dir,
+                             unregister_alternate_config_dir)
+from harness.smtp import ConnectionClosed, RawSMTP  # noqa: E402
+from harness.util import GREYGATE_BIN, pid_alive, wait_until  # noqa: E402
 
 TMP_PARENT = "/var/tmp"
 NS_PREFIX = "gge-"
@@ -148,10 +137,6 @@ def run(args, check=True, timeout=60, env=None, input=None):
     return r
 
 
-def _pid_alive(pid):
-    return fx._pid_alive(pid)
-
-
 # --------------------------------------------------------------------------
 # Sockets inside a namespace
 # --------------------------------------------------------------------------
@@ -189,7 +174,7 @@ def in_netns(ns, fn):
 
 
 class NsSMTP(RawSMTP):
-    """fx.RawSMTP over a socket that was connected inside a namespace."""
+    """RawSMTP over a socket that was connected inside a namespace."""
 
     def __init__(self, sock, timeout=15):      # pylint: disable=super-init-not-called
         self.timeout = timeout
@@ -206,7 +191,7 @@ def _user(name):
     return pwd.getpwnam(name)
 
 
-class PostfixInstance(fx.PostfixLog):
+class PostfixInstance(PostfixLog):
     """A private Postfix in namespace NS: ROOT/{conf,queue,data,log,mail}.
     ROLE ('primary'/'backup') applies docker/postfix-setup.sh with ENV;
     MAIN then overrides (harness settings, e.g. short retry times)."""
@@ -295,7 +280,7 @@ class PostfixInstance(fx.PostfixLog):
         run(self.in_ns("postfix", "-c", str(self.conf), "check"))
 
     def start(self):
-        fx.register_alternate_config_dir(str(self.conf))
+        register_alternate_config_dir(str(self.conf))
         self.registered = True
         r = run(self.in_ns("postfix", "-c", str(self.conf), "start"), check=False, timeout=90)
         if r.returncode != 0:
@@ -308,15 +293,15 @@ class PostfixInstance(fx.PostfixLog):
         return self
 
     def stop(self):
-        if self.master_pid and _pid_alive(self.master_pid):
+        if self.master_pid and pid_alive(self.master_pid):
             run(self.in_ns("postfix", "-c", str(self.conf), "stop"), check=False, timeout=30)
             with contextlib.suppress(AssertionError):
-                wait_until(lambda: not _pid_alive(self.master_pid), 10, interval=0.1,
+                wait_until(lambda: not pid_alive(self.master_pid), 10, interval=0.1,
                            what=f"postfix {self.name} to stop")
 
     def unregister(self):
         if self.registered:
-            fx.unregister_alternate_config_dir(str(self.conf))
+            unregister_alternate_config_dir(str(self.conf))
             self.registered = False
 
     # -- queue, log, mail
@@ -375,7 +360,7 @@ class PostfixInstance(fx.PostfixLog):
 # greygate instances
 # --------------------------------------------------------------------------
 
-class GreygateInstance(fx.GreygateLog):
+class GreygateInstance(GreygateLog):
     """greygate in namespace NS, configured by docker/greygate-conf.sh with
     ENV, running as nobody (like the container's non-root user; port 25 is
     allowed by net.ipv4.ip_unprivileged_port_start=0 in the namespace)."""
@@ -411,7 +396,7 @@ class GreygateInstance(fx.GreygateLog):
         group = grp.getgrgid(nobody.pw_gid).gr_name
         self.logf = open(self.log_path, "ab")
         env = dict(os.environ)
-        if fx.binary_is_sanitized(GREYGATE_BIN):
+        if binary_is_sanitized(GREYGATE_BIN):
             env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":fast_unwind_on_malloc=0").lstrip(":")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns,
@@ -459,7 +444,7 @@ class GreygateInstance(fx.GreygateLog):
         self.proc = None
         return problems
 
-    # -- log: fx.GreygateLog
+    # -- log: GreygateLog
     event_timeout, event_interval = 15, 0.1
 
     def log_label(self):
@@ -488,13 +473,13 @@ def _kill_ns_processes(ns, grace=5.0):
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_pid_alive(p) for p in _ns_pids(ns)):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in _ns_pids(ns)):
         time.sleep(0.1)
     for p in _ns_pids(ns):
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_pid_alive(p) for p in _ns_pids(ns)):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in _ns_pids(ns)):
         time.sleep(0.1)
 
 
@@ -518,7 +503,7 @@ def sweep_stale():
             owner = int((d / "owner").read_text().strip())
         except (OSError, ValueError):
             owner = 0
-        if owner and _pid_alive(owner):
+        if owner and pid_alive(owner):
             live_tags.add(tag)
             continue
         # no owner yet: a run that is just starting, unless it is old
@@ -543,11 +528,11 @@ def _remove_run(tag, d):
     for ns in _netns_list():
         if ns.startswith(f"{NS_PREFIX}{tag}-"):
             _delete_ns(ns)
-    with contextlib.suppress(Exception), fx._global_lock():
-        dirs = fx._alt_dirs_get()
+    with contextlib.suppress(Exception), global_lock():
+        dirs = alt_dirs_get()
         keep = [x for x in dirs if not x.startswith(str(d) + "/")]
         if keep != dirs:
-            fx._alt_dirs_set(keep)
+            alt_dirs_set(keep)
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -809,7 +794,7 @@ class Topology:
                         ok = c.reply().code == 220
                         c.cmd("QUIT")
                         return ok
-                except (OSError, fx.ConnectionClosed):
+                except (OSError, ConnectionClosed):
                     return False
             wait_until(banner, 30, interval=0.2, what=f"postfix smtpd in {role}")
 
@@ -848,11 +833,11 @@ class Topology:
             with contextlib.suppress(Exception):
                 pf.unregister()
         # anything registered by a start that failed half-way
-        with contextlib.suppress(Exception), fx._global_lock():
-            dirs = fx._alt_dirs_get()
+        with contextlib.suppress(Exception), global_lock():
+            dirs = alt_dirs_get()
             keep = [x for x in dirs if not x.startswith(str(self.root) + "/")]
             if keep != dirs:
-                fx._alt_dirs_set(keep)
+                alt_dirs_set(keep)
         if os.environ.get("GG_KEEP_TMP"):
             # kept for reading; later runs leave it alone
             with contextlib.suppress(OSError):

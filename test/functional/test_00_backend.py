@@ -7,7 +7,8 @@ IS vulnerable to SMTP smuggling, so the smuggling tests can fail.
 
 import smtplib
 
-from conftest import (RawSMTP, assert_reply, dot_stuff, make_message, token)
+from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
+from harness.util import token
 
 
 def test_backend_delivers_to_maildir(postfix_backend):

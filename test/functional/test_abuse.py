@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from conftest import assert_reply, parse_kv, rss_test_env, wait_until
+from harness.greygate import rss_test_env
+from harness.smtp import assert_reply
+from harness.util import parse_kv, wait_until
 
 
 def serves(gg):

@@ -1,30 +1,13 @@
 """The admin endpoint: /healthz for health checks, /metrics for Prometheus,
 alone and with workers (numbers added up over the workers)."""
 import re
-import urllib.error
-import urllib.request
 
 import pytest
 
-from conftest import ScriptedSMTP, assert_reply, free_port, token, wait_until
-
-
-def get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def metric(text, name, **labels):
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pat = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$"
-    for line in text.splitlines():
-        m = re.match(pat, line)
-        if m:
-            return float(m.group(1))
-    return None
+from harness.fakes import ScriptedSMTP
+from harness.greygate import get, metric
+from harness.smtp import assert_reply
+from harness.util import free_port, token, wait_until
 
 
 @pytest.fixture

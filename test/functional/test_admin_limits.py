@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import assert_reply, free_port, make_message, token, wait_until
+from harness.smtp import assert_reply, make_message
+from harness.util import free_port, token, wait_until
 
 CAP = 32          # admin connections per process
 DEADLINE = 10     # seconds from accept, whatever the client sends

@@ -10,8 +10,9 @@ import types
 
 import pytest
 
-from conftest import (CLIENT_ADDR, ScriptedSMTP, _children, assert_reply, dot_stuff,
-                      free_port, make_message, wait_until)
+from harness.fakes import ScriptedSMTP
+from harness.smtp import assert_reply, dot_stuff, make_message
+from harness.util import CLIENT_ADDR, children, free_port, wait_until
 
 
 def test_backend_unreachable(greygate_factory, tok):
@@ -131,7 +132,7 @@ def test_backend_dies_mid_data(make_postfix_backend, greygate_factory, tok, what
         m = backend.wait_log(rf"postfix/smtpd\[(\d+)\]: \w+: "
                              rf"client=unknown\[{re.escape(CLIENT_ADDR)}\]:{port}\b")
         smtpd = int(m.group(1))
-        assert smtpd in [p for p, _ in _children(backend.master_pid)]
+        assert smtpd in [p for p, _ in children(backend.master_pid)]
         if what == "smtpd":
             os.kill(smtpd, signal.SIGKILL)
         else:

@@ -3,7 +3,8 @@ only when, the backend offers PIPELINING."""
 
 import pytest
 
-from conftest import ScriptedSMTP, assert_reply, dot_stuff, make_message
+from harness.fakes import ScriptedSMTP
+from harness.smtp import assert_reply, dot_stuff, make_message
 
 
 @pytest.mark.parametrize("pipelining", [True, False])

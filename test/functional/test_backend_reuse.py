@@ -5,9 +5,9 @@ and EHLO for that client; anything else gets a fresh connection."""
 import re
 import time
 
-from conftest import ScriptedSMTP, assert_reply, make_message
-
-from test_delivery import assert_xclient_received
+from harness.fakes import ScriptedSMTP
+from harness.postfix import assert_xclient_received
+from harness.smtp import assert_reply, make_message
 
 # greygate's own connections to the backend (before XCLIENT renames them)
 BACKEND_CONNECT = re.compile(r"postfix/smtpd\[\d+\]: connect from \S+\[127\.0\.0\.1\]")

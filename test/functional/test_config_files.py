@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import default_config, render_config, require_binary
+from harness.greygate import default_config, render_config, require_binary
 
 
 def run_check(path, timeout=10):

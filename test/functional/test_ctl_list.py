@@ -8,8 +8,9 @@ import subprocess
 import threading
 import time
 
-from conftest import GREYGATE_BIN, assert_reply, rss_test_env, token, wait_until
-from test_workers import write_text_store
+from harness.greygate import rss_test_env, write_text_store
+from harness.smtp import assert_reply
+from harness.util import GREYGATE_BIN, token, wait_until
 
 CTL_BIN = os.path.join(os.path.dirname(GREYGATE_BIN), "greygate-ctl")
 

@@ -5,8 +5,9 @@ transactions per connection, backend replies relayed verbatim."""
 import re
 import subprocess
 
-from conftest import (CLIENT_ADDR, CLIENT_HELO, assert_reply, dot_stuff,
-                      make_message)
+from harness.postfix import assert_xclient_received
+from harness.smtp import assert_reply, dot_stuff, make_message
+from harness.util import CLIENT_ADDR
 
 BODY = (b"First line of the body.\r\n"
         b".A line that starts with a dot\r\n"
@@ -24,21 +25,6 @@ BODY = (b"First line of the body.\r\n"
         + b"." + b"d" * 997 + b"\r\n"
         b"last line, then an empty one\r\n"
         b"\r\n")
-
-
-def received_from_backend(mail):
-    """The Received: header the backend (Postfix) wrote."""
-    rs = [r for r in mail.header("received") if "by backend.test" in r]
-    assert rs, mail.raw[:800]
-    return rs[0]
-
-
-def assert_xclient_received(mail, helo=CLIENT_HELO, addr=CLIENT_ADDR):
-    rec = received_from_backend(mail)
-    m = re.match(r"from (\S+) \((\S+) \[([0-9.]+)\]\)", rec)
-    assert m, rec
-    assert m.group(1) == helo, f"backend saw HELO {m.group(1)!r}, client said {helo!r}: {rec}"
-    assert m.group(3) == addr, f"backend saw client {m.group(3)}, real client {addr}: {rec}"
 
 
 def test_body_is_byte_identical_smtplib(greygate, postfix_backend, tok):

@@ -24,9 +24,11 @@ import time
 
 import pytest
 
-from conftest import (BACKEND_DOMAINS, FakeDns, Greygate, PostfixBackend, RawSMTP, assert_reply,
-                      default_config, dot_stuff, free_port, make_message, merge, stop_gates,
-                      token, wait_until)
+from harness.fakes import FakeDns
+from harness.greygate import Greygate, default_config, merge, stop_gates
+from harness.postfix import BACKEND_DOMAINS, PostfixBackend
+from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
+from harness.util import free_port, token, wait_until
 
 T_A, T_CNAME, T_PTR, T_MX, T_AAAA = 1, 5, 12, 15, 28
 

@@ -20,9 +20,11 @@ import time
 
 import pytest
 
-from conftest import (BACKEND_DOMAINS, CLIENT_ADDR, DnsServer, FakeDns, Greygate,
-                      PostfixBackend, RawSMTP, assert_reply, default_config, dot_stuff,
-                      free_port, make_message, merge, stop_gates, token)
+from harness.fakes import DnsServer, FakeDns
+from harness.greygate import Greygate, default_config, merge, stop_gates
+from harness.postfix import BACKEND_DOMAINS, PostfixBackend
+from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
+from harness.util import CLIENT_ADDR, free_port, token
 
 DNS_TIMEOUT_MS = 400
 

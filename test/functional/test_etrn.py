@@ -15,8 +15,10 @@ import re
 
 import pytest
 
-from conftest import (Greygate, PostfixBackend, RawSMTP, assert_reply, default_config,
-                      free_port, merge)
+from harness.greygate import Greygate, default_config, merge
+from harness.postfix import PostfixBackend
+from harness.smtp import RawSMTP, assert_reply
+from harness.util import free_port
 
 ETRN_CLIENT = "127.0.0.5"
 OTHER_CLIENT = "127.0.0.6"

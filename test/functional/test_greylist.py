@@ -15,226 +15,30 @@ rewrites hex and digit runs in the local part (greylist.normalize), never
 the domain.
 """
 
-import contextlib
 import math
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from resp import RedisError, Resp
-
-from conftest import (CLIENT_ADDR, GREYGATE_BIN, RawSMTP, assert_reply, dot_stuff,
-                      free_port, make_message, merge, wait_until)
+from harness.greygate import DELAY, merge
+from harness.redis import RedisMonitor
+from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
+from harness.util import CLIENT_ADDR, GREYGATE_BIN, wait_until
 
 GREYGATE_CTL = os.environ.get("GREYGATE_CTL",
                               str(Path(GREYGATE_BIN).resolve().parent / "greygate-ctl"))
 
-DELAY = 2
 NET4 = "127.0.0.0/24"
 STORE_REASONS = {"new", "early", "triplet", "awl", "retry-window-expired"}
 
-# greylisting on, 2 s delay, auto-whitelist off unless a test turns it on
-GL = {"enabled": True, "delay": DELAY, "retry_window": 3600, "pass_lifetime": 86400,
-      "awl_threshold": 0, "max_new_per_client": 100}
-
 
 # --------------------------------------------------------------------------
-# A private Redis
+# greygate with greylisting on (gl_gate, in conftest.py), over either store
 # --------------------------------------------------------------------------
-
-class RedisServer:
-    """redis-server on 127.0.0.1:<port>, no persistence, in a temp dir. Can be
-    stopped and started again on the same port, or frozen (SIGSTOP)."""
-
-    def __init__(self):
-        self.port = free_port(16379)
-        self.dir = Path(tempfile.mkdtemp(prefix="gg-redis-"))
-        self.proc = None
-        self.paused = False
-        self.starts = 0
-
-    @property
-    def logfile(self):
-        return self.dir / "redis.log"
-
-    def start(self, timeout=10):
-        assert self.proc is None, "redis already running"
-        self.starts += 1
-        self.logf = open(self.logfile, "ab")
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--daemonize", "no",
-             "--dir", str(self.dir), "--dbfilename", "never.rdb"],
-            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
-            start_new_session=True)
-
-        def up():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"redis-server exited: {self.logfile.read_text()}")
-            try:
-                with Resp(self.port, timeout=1) as r:
-                    return r.cmd("PING") == "PONG"
-            except (OSError, ConnectionError, RedisError):
-                return False
-        wait_until(up, timeout, what=f"redis on port {self.port}")
-        return self
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.paused:
-            self.resume()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-        self.logf.close()
-
-    def pause(self):
-        self.proc.send_signal(signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self):
-        if self.proc is not None and self.paused:
-            self.proc.send_signal(signal.SIGCONT)
-        self.paused = False
-
-    def client(self):
-        return Resp(self.port)
-
-    def cmd(self, *args):
-        with self.client() as r:
-            return r.cmd(*args)
-
-    def keys(self, pattern="*"):
-        """All keys matching PATTERN (SCAN, from the test, never greygate)."""
-        out, cursor = [], "0"
-        with self.client() as r:
-            while True:
-                cursor, batch = r.cmd("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-                out += batch
-                if cursor == "0":
-                    return sorted(set(out))
-
-    def commandstats(self):
-        stats = {}
-        for line in self.cmd("INFO", "commandstats").splitlines():
-            m = re.match(r"cmdstat_([^:]+):calls=(\d+)", line)
-            if m:
-                stats[m.group(1)] = int(m.group(2))
-        return stats
-
-    def destroy(self):
-        try:
-            self.stop()
-        finally:
-            if not os.environ.get("GG_KEEP_TMP"):
-                shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class RedisMonitor:
-    """MONITOR in a thread: every command Redis runs, with the client that
-    sent it ("lua" for commands run by a script)."""
-
-    def __init__(self, rs):
-        import threading
-        self.conn = rs.client()
-        assert self.conn.cmd("MONITOR") == "OK"
-        self.lines = []
-        self.conn.sock.settimeout(None)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        with contextlib.suppress(Exception):
-            while True:
-                line = self.conn.f.readline()
-                if not line:
-                    return
-                self.lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
-
-    def stop(self):
-        with contextlib.suppress(OSError):
-            self.conn.sock.shutdown(socket.SHUT_RDWR)
-        self.conn.close()
-        self.thread.join(5)
-
-    def commands(self):
-        """[(client, command name lower-cased)]"""
-        out = []
-        for l in self.lines:
-            m = re.match(r'^\+?[\d.]+ \[\d+ ([^\]]+)\] "([^"]+)"', l)
-            if m:
-                out.append((m.group(1), m.group(2).lower()))
-        return out
-
-
-@pytest.fixture
-def redis_server():
-    if not shutil.which("redis-server"):
-        pytest.fail("redis-server is not installed (Debian package redis-server)",
-                    pytrace=False)
-    rs = RedisServer()
-    try:
-        rs.start()
-        yield rs
-    finally:
-        rs.destroy()
-
-
-# --------------------------------------------------------------------------
-# greygate with greylisting on, over either store
-# --------------------------------------------------------------------------
-
-@pytest.fixture
-def gl_gate(greygate_factory, tmp_path, request):
-    """gl_gate(kind, greylist={..}, store={..}, redis={..}, **overrides) ->
-    a running greygate with greylisting on over KIND ("memory" or "redis"),
-    its control socket in the test's temp dir (v6=True: listening on [::1]
-    too; upstream: another backend). With Redis it waits until greygate is
-    connected, so that the first decision is Redis's."""
-    count = [0]
-
-    def make(kind, greylist=None, store=None, redis=None, start=True, wait_redis=True,
-             v6=False, upstream=None, **overrides):
-        count[0] += 1
-        cfg = {"greylist": merge(GL, greylist or {}),
-               "control_socket": str(tmp_path / f"ctl{count[0]}.sock")}
-        if kind == "memory":
-            cfg["store"] = merge({"type": "memory", "file": ""}, store or {})
-        else:
-            rs = request.getfixturevalue("redis_server")
-            cfg["store"] = merge({"type": "redis", "file": "", "failure": "accept",
-                                  "redis": merge({"host": "127.0.0.1", "port": rs.port,
-                                                  "timeout_ms": 250,
-                                                  "connect_timeout_ms": 250,
-                                                  "prefix": "gg:"}, redis or {})},
-                                 store or {})
-        port = None
-        if v6:      # listen on [::1] too, same port
-            port = free_port(12525)
-            cfg["listen"] = [f"127.0.0.1:{port}", f"[::1]:{port}"]
-        cfg.update(overrides)
-        gg = greygate_factory(upstream=upstream, start=False, port=port, **cfg)
-        if start:
-            gg.start()
-            if kind == "redis" and wait_redis:
-                gg.wait_event("store", state="connected", timeout=10)
-        return gg
-
-    return make
-
 
 @pytest.fixture(params=["memory", "redis"])
 def kind(request):

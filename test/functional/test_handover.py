@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import free_port, wait_until
+from harness.util import free_port, wait_until
 
 PRIMARY_ADDR = "127.0.0.3"
 ETRN_SEEN = "gg-etrn-relay.example"

@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
-from conftest import (GREYGATE_BIN, SANITIZER_MARKERS, Greygate, RawSMTP, free_port, merge,
-                      require_binary, tcp_listening, wait_until)
+from harness.greygate import Greygate, SANITIZER_MARKERS, merge, require_binary
+from harness.smtp import RawSMTP
+from harness.util import GREYGATE_BIN, free_port, tcp_listening, wait_until
 
 CTL_BIN = os.path.join(os.path.dirname(GREYGATE_BIN), "greygate-ctl")
 

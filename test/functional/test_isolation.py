@@ -10,8 +10,9 @@ import urllib.request
 
 import pytest
 
-from conftest import (ScriptedSMTP, assert_reply, dot_stuff, free_port, make_message, token,
-                      wait_until)
+from harness.fakes import ScriptedSMTP
+from harness.smtp import assert_reply, dot_stuff, make_message
+from harness.util import free_port, token, wait_until
 
 
 def healthz(port):

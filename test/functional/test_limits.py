@@ -5,8 +5,8 @@ import re
 import socket
 import time
 
-from conftest import (CLIENT_ADDR, ConnectionClosed, RawSMTP, assert_reply, dot_stuff,
-                      make_message, wait_until)
+from harness.smtp import ConnectionClosed, RawSMTP, assert_reply, dot_stuff, make_message
+from harness.util import CLIENT_ADDR, wait_until
 
 
 def limits(**kw):

@@ -4,7 +4,8 @@ client not in it cost ~20 ms (a scan of the whole list), i.e. ~50 RCPTs/s
 per worker; a prefix tree makes it a few microseconds."""
 import time
 
-from conftest import assert_reply, wait_until
+from harness.smtp import assert_reply
+from harness.util import wait_until
 
 NETWORKS = 1_000_000
 RCPTS = 1000

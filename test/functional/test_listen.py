@@ -5,7 +5,8 @@ import os
 import resource
 import time
 
-from conftest import ConnectionClosed, RawSMTP, assert_reply, wait_until
+from harness.smtp import ConnectionClosed, RawSMTP, assert_reply
+from harness.util import wait_until
 
 
 def cpu_seconds(pid):

@@ -6,7 +6,8 @@ import re
 import threading
 import time
 
-from conftest import assert_reply, dot_stuff, make_message, rss_test_env
+from harness.greygate import rss_test_env
+from harness.smtp import assert_reply, dot_stuff, make_message
 
 N_SESSIONS = 200
 N_ADDRESSES = 20          # 10 sessions per client address (max_per_client is 50)

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from conftest import (CLIENT_ADDR, ConnectionClosed, assert_reply, default_config,
-                      dot_stuff, make_message, merge, render_config,
-                      require_binary, tcp_listening, wait_until)
+from harness.greygate import default_config, merge, render_config, require_binary
+from harness.smtp import ConnectionClosed, assert_reply, dot_stuff, make_message
+from harness.util import CLIENT_ADDR, tcp_listening, wait_until
 
 
 def run_check(path):

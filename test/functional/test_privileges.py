@@ -5,7 +5,8 @@ import subprocess
 
 import pytest
 
-from conftest import assert_reply, token
+from harness.smtp import assert_reply
+from harness.util import token
 
 
 def uid_of(pid):

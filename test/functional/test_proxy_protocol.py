@@ -8,7 +8,9 @@ import struct
 
 import pytest
 
-from conftest import ScriptedSMTP, assert_reply, dot_stuff, make_message, token
+from harness.fakes import ScriptedSMTP
+from harness.smtp import assert_reply, dot_stuff, make_message
+from harness.util import token
 
 PROXY = "127.0.0.9"
 

@@ -8,10 +8,10 @@ included, with its back-off."""
 
 import pytest
 
-from conftest import CLIENT_ADDR, RawSMTP, assert_reply, free_port, wait_until
-from test_admin import get, metric
-from test_greylist import GL, gl_gate, redis_server  # noqa: F401 (fixtures)
-from test_redis_hostile import HugeReplyRedis
+from harness.greygate import GL, get, metric
+from harness.redis import HugeReplyRedis
+from harness.smtp import RawSMTP, assert_reply
+from harness.util import CLIENT_ADDR, free_port, wait_until
 
 METRIC = "greygate_store_error_replies_total"
 PASSWORD = "s3cret-pass"

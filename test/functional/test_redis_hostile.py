@@ -3,97 +3,13 @@ replies from Redis are tiny, so a reply over greygate's bound ends the
 connection instead of taking the memory it announces; decisions follow
 store.failure meanwhile and greygate reconnects with its usual back-off."""
 
-import socket
-import threading
-import time
-
 import pytest
 
-from conftest import CLIENT_ADDR, RawSMTP, assert_reply, free_port, wait_until
+from harness.redis import STREAM, HugeReplyRedis
+from harness.smtp import RawSMTP, assert_reply
+from harness.util import CLIENT_ADDR, wait_until
 
-HUGE = 1_000_000_000          # announced bulk length
-STREAM = 300 * 1024 * 1024    # what the fake streams at most
 RSS_SLACK_KB = 50 * 1024
-
-
-class HugeReplyRedis:
-    """A fake Redis on 127.0.0.1 that answers PING/AUTH/SELECT/SCRIPT LOAD
-    like Redis and every EVALSHA/EVAL with a bulk string announced as 1 GB
-    (or an array of 10^9 elements), then streams up to STREAM bytes of it
-    while the peer reads, and holds the connection."""
-
-    def __init__(self, shape):
-        self.shape = shape
-        self.port = free_port(16379)
-        self.lsock = socket.create_server(("127.0.0.1", self.port))
-        self.lsock.settimeout(0.2)
-        self.connections = 0
-        self.streamed = []           # bytes sent per huge reply
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                s, _ = self.lsock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
-
-    @staticmethod
-    def _command(f):
-        line = f.readline()
-        if not line.startswith(b"*"):
-            return None
-        args = []
-        for _ in range(int(line[1:])):
-            n = int(f.readline()[1:])
-            args.append(f.read(n + 2)[:-2])
-        return args
-
-    def _serve(self, s):
-        s.settimeout(10)
-        f = s.makefile("rb")
-        try:
-            while not self.stopping:
-                args = self._command(f)
-                if not args:
-                    return
-                name = args[0].upper()
-                if name in (b"EVALSHA", b"EVAL"):
-                    self._stream(s)
-                    return
-                if name == b"SCRIPT":
-                    s.sendall(b"$40\r\n" + b"0" * 40 + b"\r\n")
-                else:
-                    s.sendall(b"+OK\r\n")
-        except OSError:
-            pass
-        finally:
-            s.close()
-
-    def _stream(self, s):
-        sent = 0
-        if self.shape == "bulk":
-            head, chunk = b"$%d\r\n" % HUGE, b"x" * 65536
-        else:
-            head, chunk = b"*%d\r\n" % HUGE, b":1\r\n" * 16384
-        try:
-            s.sendall(head)
-            while sent < STREAM and not self.stopping:
-                s.sendall(chunk)
-                sent += len(chunk)
-        except OSError:
-            pass                    # greygate dropped the connection
-        self.streamed.append(sent)
-        while not self.stopping:    # and holds the connection, unfinished
-            time.sleep(0.1)
-
-    def stop(self):
-        self.stopping = True
-        self.lsock.close()
 
 
 @pytest.mark.parametrize("shape,detail", [

@@ -4,7 +4,8 @@ domain."""
 
 import pytest
 
-from conftest import CLIENT_ADDR, assert_reply, dot_stuff, make_message
+from harness.smtp import assert_reply, dot_stuff, make_message
+from harness.util import CLIENT_ADDR
 
 
 def deliver(gg, backend, tok, rcpts, source=CLIENT_ADDR):

@@ -19,9 +19,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import CLIENT_ADDR, assert_reply, free_port, merge, token, wait_until
-from test_greylist import RedisServer
-from test_workers import worker_pids
+from harness.greygate import merge, worker_pids
+from harness.redis import RedisServer
+from harness.smtp import assert_reply
+from harness.util import CLIENT_ADDR, free_port, token, wait_until
 
 LIMITS = {"max_connections": 1000, "max_per_client": 200, "max_recipients": 1000,
           "max_line": 2048, "command_timeout": 300, "data_timeout": 600,

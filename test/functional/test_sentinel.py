@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from resp import RedisError, Resp
-
-from conftest import (CLIENT_ADDR, GREYGATE_BIN, RawSMTP, assert_reply, default_config,
-                      free_port, render_config, require_binary, wait_until)
+from harness.greygate import default_config, render_config, require_binary
+from harness.redis import RedisError, Resp
+from harness.smtp import RawSMTP, assert_reply
+from harness.util import CLIENT_ADDR, GREYGATE_BIN, free_port, wait_until
 
 GREYGATE_CTL = os.environ.get("GREYGATE_CTL",
                               str(Path(GREYGATE_BIN).resolve().parent / "greygate-ctl"))

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from conftest import (CLIENT_ADDR, CLIENT_HELO, assert_reply, dot_stuff,
-                      make_message)
+from harness.smtp import assert_reply, dot_stuff, make_message
+from harness.util import CLIENT_ADDR, CLIENT_HELO
 
 ALLOWED_EXTENSIONS = {"PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES",
                       "SMTPUTF8", "DSN"}   # STARTTLS only with a certificate

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from conftest import CLIENT_ADDR, assert_reply
+from harness.smtp import assert_reply
+from harness.util import CLIENT_ADDR
 
 # (fake end-of-data, line break used inside the smuggled part)
 VARIANTS = {

@@ -8,24 +8,9 @@ import warnings
 
 import pytest
 
-from conftest import CLIENT_ADDR, CLIENT_HELO, assert_reply, make_message, token
-
-
-def make_cert(d, cn):
-    cert, key = d / f"{cn}.crt", d / f"{cn}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return str(cert), str(key)
-
-
-def client_ctx(**kw):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    for k, v in kw.items():
-        setattr(ctx, k, v)
-    return ctx
+from harness.smtp import assert_reply, make_message
+from harness.tls import client_ctx, make_cert
+from harness.util import CLIENT_ADDR, CLIENT_HELO, token
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ and in time (tls.handshake_timeout): above the bound STARTTLS gets Postfix's
 closes, its hand-shake finishes, or its deadline passes (issue 11)."""
 import time
 
-from conftest import assert_reply, wait_until
-from test_starttls import client_ctx, make_cert
+from harness.smtp import assert_reply
+from harness.tls import client_ctx, make_cert
+from harness.util import wait_until
 
 BUSY = "TLS not available due to temporary reason"
 

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import ScriptedSMTP, assert_reply, dot_stuff, make_message
+from harness.fakes import ScriptedSMTP
+from harness.smtp import assert_reply, dot_stuff, make_message
 
 LOST = (451, "4.4.2")
 OK = (250, None)

@@ -1,7 +1,6 @@
 """workers = N: a supervisor, N worker processes sharing the port, one
 embedded store owned by the supervisor, restarts, reload and drain."""
 import contextlib
-import hashlib
 import os
 import re
 import signal
@@ -11,14 +10,11 @@ import time
 
 import pytest
 
-from conftest import GREYGATE_BIN, SANITIZER_MARKERS, assert_reply, token, wait_until
+from harness.greygate import SANITIZER_MARKERS, worker_pids, write_text_store
+from harness.smtp import assert_reply
+from harness.util import GREYGATE_BIN, token, wait_until
 
 CTL_BIN = os.path.join(os.path.dirname(GREYGATE_BIN), "greygate-ctl")
-
-
-def worker_pids(gg):
-    out = subprocess.run(["pgrep", "-P", str(gg.pid)], capture_output=True, text=True).stdout
-    return sorted(int(p) for p in out.split())
 
 
 def client_sockets(pid, port, peers):
@@ -189,25 +185,6 @@ def test_sigterm_drains_and_saves_the_store(workers_gg, tmp_path):
     assert len(gg.events("worker", state="exited", exit="0")) == 2
     for p in pids:
         assert not os.path.exists(f"/proc/{p}/status") or "zombie" in open(f"/proc/{p}/status").read()
-
-
-def write_text_store(path, n, now):
-    """A store.file of N greylisted triplets in the text format of earlier
-    versions, which greygate still reads (and which every version reads):
-    a large store without deciding a million times."""
-    first, exp = now - 100, now + 86400
-    # keys spread as digests are (they are not checked against the names)
-    key = [hashlib.blake2b(i.to_bytes(4, "little"), digest_size=16).hexdigest()
-           for i in range(n)]
-    with open(path, "w") as f:
-        f.write("greygate-memstore 1\n")
-        step = 100000
-        for start in range(0, n, step):
-            f.write("".join(
-                f"T {key[i]} {first} 0 {exp} 10.{i >> 16 & 255}.{i >> 8 & 255}.0/24 "
-                f"bounce-{key[i][:16]}@mailer{i % 1000}.sender.example "
-                f"firstname.lastname{i % 5000}@test.example\n"
-                for i in range(start, min(n, start + step))))
 
 
 @pytest.mark.parametrize("workers", [1, 2])
