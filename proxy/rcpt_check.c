@@ -3,11 +3,14 @@
  * their result and wake the check through its own event, so the rules run
  * from the loop alone, never inside a call that started a lookup.
  */
-#include "rcpt_check.h"
-
+/* libevent's event_struct.h uses a LIST_ENTRY of its own unless one is
+ * defined already, and lib/list.h (through rcpt_check.h) defines one: so
+ * libevent comes first. */
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <stdlib.h>
+
+#include "rcpt_check.h"
 
 #include "metrics.h"
 #include "server.h"
@@ -32,8 +35,8 @@ static const struct rcpt_env real_env = {
 	.lookup_cancel = resolver_cancel,
 	.mx = mxset_resolve,
 	.mx_cancel = mxset_cancel,
-	.fcrdns = fcrdns_verify,
-	.fcrdns_cancel = fcrdns_cancel,
+	.client_name = client_facts_name,
+	.client_name_unwait = client_facts_unwait,
 	.store = store_decide,
 	.store_cancel = store_cancel,
 	.now = metrics_now,

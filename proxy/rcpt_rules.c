@@ -26,10 +26,6 @@ enum rule_result {
 	RULE_DECIDED,   /* c->out holds a permit, a reject or a defer */
 };
 
-/* Whether the client is whitelisted (by address, or by name through
- * FCrDNS): asked by the rules that skip whitelisted clients, once. */
-enum listed { LISTED_UNKNOWN, LISTED_ASKING, LISTED_KNOWN };
-
 struct rcpt_rules {
 	const struct rcpt_env *env;
 	void *owner;
@@ -49,7 +45,9 @@ struct rcpt_rules {
 	char rcpt[SMTP_PATH_MAX + 1];
 	const char *sdomain, *rdomain;   /* into sender / rcpt; "" when none */
 
-	enum listed listed;
+	/* Whether the client is whitelisted (by address, or by name through
+	 * FCrDNS): asked by the rules that skip whitelisted clients, once. */
+	bool listed;
 	enum why wl_client;              /* why the client is whitelisted, or WHY_NONE */
 	char client_name[DNS_NAME_MAX];
 
@@ -59,7 +57,8 @@ struct rcpt_rules {
 	struct mxset_req *mxr;
 	struct mxset mx;                 /* the recipient domain's MX hosts */
 	bool mx_known;
-	struct fcrdns_req *fcr;
+	struct client_facts *facts;
+	struct client_facts_wait fwait;
 	struct store_call *sreq;
 	struct store_result sres;
 	char sres_error[160];
@@ -129,16 +128,9 @@ static enum rule_result permit_logged(struct rcpt_rules *c, enum why reason)
 
 /* ---- answers ---- */
 
-static void on_client_name(void *arg, enum fcrdns_result r, const char *name)
+static void on_client_name(void *arg)
 {
-	struct rcpt_rules *c = arg;
-	c->fcr = NULL;
-	c->listed = LISTED_KNOWN;
-	if (r == FCRDNS_MATCH) {
-		c->wl_client = WHY_WHITELIST_CLIENT_NAME;
-		snprintf(c->client_name, sizeof c->client_name, "%s", name);
-	}
-	answered(c);
+	answered(arg);
 }
 
 static void on_dns(void *arg, const struct dns_answer *a)
@@ -191,16 +183,20 @@ static void resolve_rcpt_mx(struct rcpt_rules *c)
 static enum rule_result client_listed(struct rcpt_rules *c, bool *listed)
 {
 	const struct gg_config *cfg = c->cfg;
-	if (c->listed == LISTED_UNKNOWN) {
+	if (!c->listed) {
 		if (netlist_match(&cfg->whitelist.clients, &c->client)) {
 			c->wl_client = WHY_WHITELIST_CLIENT;
 		} else if (cfg->client_names.names.n) {
-			c->listed = LISTED_ASKING;
-			c->pending++;
-			c->fcr = c->env->fcrdns(&c->client, &cfg->client_names, on_client_name, c);
-			return RULE_WAIT;
+			if (!c->env->client_name(c->facts, &c->fwait, on_client_name, c)) {
+				c->pending++;
+				return RULE_WAIT;
+			}
+			if (c->facts->listed[0]) {
+				c->wl_client = WHY_WHITELIST_CLIENT_NAME;
+				snprintf(c->client_name, sizeof c->client_name, "%s", c->facts->listed);
+			}
 		}
-		c->listed = LISTED_KNOWN;
+		c->listed = true;
 	}
 	*listed = c->wl_client != WHY_NONE;
 	return RULE_NEXT;
@@ -577,6 +573,7 @@ struct rcpt_rules *rcpt_rules_new(const struct rcpt_env *env, void *owner,
 	c->env = env;
 	c->owner = owner;
 	c->cfg = gg_config_ref(q->cfg);
+	c->facts = q->facts;
 	c->client = *q->client;
 	snprintf(c->client_str, sizeof c->client_str, "%s", q->client_str);
 	snprintf(c->helo, sizeof c->helo, "%s", q->helo ? q->helo : "");
@@ -598,7 +595,7 @@ void rcpt_rules_free(struct rcpt_rules *c)
 	c->env->lookup_cancel(c->dq[0]);
 	c->env->lookup_cancel(c->dq[1]);
 	c->env->mx_cancel(c->mxr);
-	c->env->fcrdns_cancel(c->fcr);
+	c->env->client_name_unwait(&c->fwait);
 	c->env->store_cancel(c->sreq);
 	gg_config_unref(c->cfg);
 	free(c);

@@ -15,7 +15,8 @@
  * anyway).
  *
  * The rules reach the world only through struct rcpt_env: DNS, the MX
- * sets, FCrDNS, the greylisting store and the clock. rcpt_check.c gives
+ * sets, the client's name (client_facts.h), the greylisting store and the
+ * clock. rcpt_check.c gives
  * the real ones and the event loop; test/unit/test_rcpt_rules.c gives
  * fakes and runs the table without a network.
  *
@@ -31,8 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client_facts.h"
 #include "config.h"
-#include "fcrdns.h"
 #include "mxset.h"
 #include "netaddr.h"
 #include "resolver.h"
@@ -42,6 +43,7 @@
 
 struct rcpt_query {
 	struct gg_config *cfg;
+	struct client_facts *facts;    /* the connection's; outlives the check */
 	const struct ipaddr *client;
 	const char *client_str;
 	const char *helo;
@@ -68,9 +70,9 @@ struct rcpt_env {
 	void (*lookup_cancel)(struct dns_query *q);
 	struct mxset_req *(*mx)(const char *domain, mxset_fn done, void *arg);
 	void (*mx_cancel)(struct mxset_req *r);
-	struct fcrdns_req *(*fcrdns)(const struct ipaddr *client, const struct domainlist *patterns,
-				     fcrdns_fn done, void *arg);
-	void (*fcrdns_cancel)(struct fcrdns_req *r);
+	bool (*client_name)(struct client_facts *f, struct client_facts_wait *w,
+			    void (*fn)(void *arg), void *arg);
+	void (*client_name_unwait)(struct client_facts_wait *w);
 	struct store_call *(*store)(const struct gg_config *cfg, const struct triplet *t,
 				    store_done_fn done, void *arg);
 	void (*store_cancel)(struct store_call *c);

@@ -15,10 +15,10 @@
 #include <time.h>
 
 #include "backend.h"
+#include "client_facts.h"
 #include "config.h"
 #include "connlimit.h"
 #include "dotcodec.h"
-#include "fcrdns.h"
 #include "helo.h"
 #include "hostname.h"
 #include "linger.h"
@@ -83,10 +83,7 @@ struct session {
 	 * client holds the balancer's address, which must earn the session
 	 * no trust, so such a session takes no mail and reaches no backend. */
 	bool client_unknown;
-	/* The client's forward-confirmed host name for XCLIENT NAME, or
-	 * [UNAVAILABLE] / [TEMPUNAVAIL] as Postfix spells "none" and "not yet". */
-	char client_name[DNS_NAME_MAX + 2];
-	struct fcrdns_req *name_lookup;
+	struct client_facts facts;   /* its name: for XCLIENT and the RCPT rules */
 	double line_started; /* first byte of an incomplete command line, or 0 */
 
 	char helo[HELO_MAX + 1];
@@ -169,8 +166,7 @@ static void release(struct session *s)
 	s->check = NULL;
 	rcpt_ahead_free(s->ahead);
 	s->ahead = NULL;
-	fcrdns_cancel(s->name_lookup);
-	s->name_lookup = NULL;
+	client_facts_release(&s->facts);
 	backend_free(s->be);
 	s->be = NULL;
 	tls_handshake_over(s);
@@ -339,13 +335,26 @@ static void relay_reply(struct session *s, const struct smtp_reply *r)
 
 /* ---- transaction ---- */
 
+/* The client's forward-confirmed host name for XCLIENT NAME (and the
+ * log), or [UNAVAILABLE] / [TEMPUNAVAIL] as Postfix spells "none" and "not
+ * yet". */
+static const char *client_name(const struct session *s)
+{
+	const struct client_facts *f = &s->facts;
+	if (!f->any_name)
+		return "[UNAVAILABLE]";
+	if (f->state != CN_KNOWN || f->result == FCRDNS_TEMPFAIL)
+		return "[TEMPUNAVAIL]";
+	return f->name[0] ? f->name : "[UNAVAILABLE]";
+}
+
 static void log_transaction(struct session *s, const char *result, const char *text, size_t len)
 {
 	struct logline l;
 	begin_line(&l, s, "transaction");
 	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
 	ll_str(&l, "sender", s->sender);
-	ll_str(&l, "client_name", s->client_name);
+	ll_str(&l, "client_name", client_name(s));
 	ll_int(&l, "nrcpt", s->rcpt_ok);
 	ll_strn(&l, "rcpts", s->rcpts, s->rcpts_len);
 	ll_str(&l, "tls", s->tls ? tls_version(s) : "no");
@@ -407,7 +416,7 @@ static struct backend_client client_info(const struct session *s)
 		.addr = s->client_str,
 		.ipv6 = s->client.family == AF_INET6,
 		.port = s->client_port,
-		.name = s->client_name,
+		.name = client_name(s),
 		.helo = s->helo_seen ? s->helo : NULL,
 		.esmtp = s->esmtp,
 	};
@@ -789,6 +798,7 @@ static struct rcpt_query rcpt_query_for(struct session *s, const struct smtp_pat
 {
 	return (struct rcpt_query){
 		.cfg = s->cfg,
+		.facts = &s->facts,
 		.client = &s->client,
 		.client_str = s->client_str,
 		.helo = s->helo_seen ? s->helo : NULL,
@@ -1347,30 +1357,16 @@ static void handle_command(struct session *s, const char *line, size_t len)
 
 /* ---- the client's name ---- */
 
-static void on_client_name(void *arg, enum fcrdns_result r, const char *name)
-{
-	struct session *s = arg;
-	s->name_lookup = NULL;
-	/* Postfix refuses XCLIENT (for the whole connection) with a NAME that
-	 * is no host name: such a name is no usable name. */
-	if (r == FCRDNS_MATCH && !hostname_valid(name, strlen(name)))
-		r = FCRDNS_NO_MATCH;
-	snprintf(s->client_name, sizeof s->client_name, "%s",
-		 r == FCRDNS_MATCH ? name : r == FCRDNS_TEMPFAIL ? "[TEMPUNAVAIL]" : "[UNAVAILABLE]");
-}
-
-/* Looked up once the client's address is final, in the background: by the
- * first recipient that goes to the backend it is known (else XCLIENT says
- * [TEMPUNAVAIL], which Postfix treats as a temporary failure). */
+/* Looked up once the client's address is final, in the background, when
+ * XCLIENT wants it: by the first recipient that goes to the backend it is
+ * known (else XCLIENT says [TEMPUNAVAIL], which Postfix treats as a
+ * temporary failure). The RCPT rules share the same lookup. */
 static void start_name_lookup(struct session *s)
 {
-	/* only XCLIENT uses it */
-	if (!s->cfg->backend.xclient || s->client_unknown) {
-		snprintf(s->client_name, sizeof s->client_name, "[UNAVAILABLE]");
-		return;
-	}
-	snprintf(s->client_name, sizeof s->client_name, "[TEMPUNAVAIL]");
-	s->name_lookup = fcrdns_verify(&s->client, NULL, on_client_name, s);
+	client_facts_init(&s->facts, &s->client, &s->cfg->client_names,
+			  s->cfg->backend.xclient && !s->client_unknown);
+	if (s->facts.any_name)
+		client_facts_ask(&s->facts);
 }
 
 /*

@@ -82,12 +82,29 @@ static struct mxset_req *fake_mx(const char *domain, mxset_fn done, void *arg)
 	return (struct mxset_req *)new_op(OP_MX, (void *)done, arg, domain, 0);
 }
 
-static struct fcrdns_req *fake_fcrdns(const struct ipaddr *client, const struct domainlist *patterns,
-				      fcrdns_fn done, void *arg)
+/* The connection's facts: the name is looked up once, by the first check
+ * that asks (OP_FCRDNS), and known to every later one. */
+static struct client_facts facts;
+static struct client_facts_wait *facts_waiter;
+
+static bool fake_client_name(struct client_facts *f, struct client_facts_wait *w,
+			     void (*fn)(void *arg), void *arg)
 {
-	(void)client;
-	(void)patterns;
-	return (struct fcrdns_req *)new_op(OP_FCRDNS, (void *)done, arg, NULL, 0);
+	assert_ptr_equal(f, &facts);
+	if (f->state == CN_KNOWN)
+		return true;
+	assert_null(facts_waiter);
+	w->fn = fn;
+	w->arg = arg;
+	facts_waiter = w;
+	new_op(OP_FCRDNS, NULL, NULL, NULL, 0);
+	return false;
+}
+
+static void fake_client_name_unwait(struct client_facts_wait *w)
+{
+	if (facts_waiter == w)
+		facts_waiter = NULL;
 }
 
 static struct triplet last_triplet;
@@ -102,7 +119,6 @@ static struct store_call *fake_store(const struct gg_config *cfg, const struct t
 
 static void fake_dns_cancel(struct dns_query *q) { cancel_op(q); }
 static void fake_mx_cancel(struct mxset_req *r) { cancel_op(r); }
-static void fake_fcrdns_cancel(struct fcrdns_req *r) { cancel_op(r); }
 static void fake_store_cancel(struct store_call *c) { cancel_op(c); }
 
 static double fake_now(void)
@@ -121,8 +137,8 @@ static const struct rcpt_env env = {
 	.lookup_cancel = fake_dns_cancel,
 	.mx = fake_mx,
 	.mx_cancel = fake_mx_cancel,
-	.fcrdns = fake_fcrdns,
-	.fcrdns_cancel = fake_fcrdns_cancel,
+	.client_name = fake_client_name,
+	.client_name_unwait = fake_client_name_unwait,
 	.store = fake_store,
 	.store_cancel = fake_store_cancel,
 	.now = fake_now,
@@ -158,9 +174,17 @@ static void answer(struct op *o)
 		((mxset_fn)o->fn)(o->arg, &m);
 		break;
 	}
-	case OP_FCRDNS:
-		((fcrdns_fn)o->fn)(o->arg, fcrdns_answer, fcrdns_answer == FCRDNS_MATCH ? fcrdns_name : "");
+	case OP_FCRDNS: {
+		facts.state = CN_KNOWN;
+		facts.result = fcrdns_answer;
+		snprintf(facts.listed, sizeof facts.listed, "%s",
+			 fcrdns_answer == FCRDNS_MATCH ? fcrdns_name : "");
+		struct client_facts_wait *w = facts_waiter;
+		facts_waiter = NULL;
+		if (w)
+			w->fn(w->arg);
 		break;
+	}
 	case OP_STORE:
 		((store_done_fn)o->fn)(o->arg, &store_answer);
 		break;
@@ -215,6 +239,8 @@ static void world_reset(void)
 	memset(asked, 0, sizeof asked);
 	silent_name = NULL;
 	fcrdns_answer = FCRDNS_NO_MATCH;
+	facts = (struct client_facts){ .state = CN_UNASKED };
+	facts_waiter = NULL;
 	fcrdns_name = "";
 	store_answer = (struct store_result){
 		.ok = true, .d = { .action = GL_GREYLIST, .reason = GL_REASON_NEW, .delay_left = 300 } };
@@ -252,7 +278,7 @@ static struct rcpt_verdict decide_for(const char *client, const char *sender, co
 	char arg[600];
 	snprintf(arg, sizeof arg, "TO:<%s>", rcpt);
 	assert_int_equal(smtp_path_parse(arg, strlen(arg), "TO:", &p), SMTP_PATH_OK);
-	struct rcpt_query q = { .cfg = cfg, .client = &a, .client_str = client, .helo = "h.example",
+	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = client, .helo = "h.example",
 				.sender = sender, .rcpt = &p, .tls = NULL };
 	struct rcpt_rules *r = rcpt_rules_new(&env, NULL, &q);
 	struct rcpt_verdict v;
@@ -414,6 +440,11 @@ static void test_exemptions(void **state)
 	fcrdns_name = "a.good.example";
 	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_ACCEPT,
 	       WHY_WHITELIST_CLIENT_NAME, NULL);
+	/* the name is a fact of the connection: asked once for all its RCPTs */
+	expect(decide_for(CLIENT, "s@x.example", "r2@local.example"), RCPT_ACCEPT,
+	       WHY_WHITELIST_CLIENT_NAME, NULL);
+	assert_int_equal(asked[OP_FCRDNS], 1);
+	facts = (struct client_facts){ .state = CN_UNASKED };   /* a new connection */
 	fcrdns_answer = FCRDNS_TEMPFAIL;
 	expect(decide_for(CLIENT, "ok@s.example", "r@local.example"), RCPT_ACCEPT,
 	       WHY_WHITELIST_SENDER, NULL);
@@ -505,7 +536,7 @@ static void test_cancel_while_waiting(void **state)
 	assert_true(ipaddr_parse(CLIENT, &a));
 	struct smtp_path p;
 	assert_int_equal(smtp_path_parse("TO:<r@local.example>", 20, "TO:", &p), SMTP_PATH_OK);
-	struct rcpt_query q = { .cfg = cfg, .client = &a, .client_str = CLIENT,
+	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = CLIENT,
 				.sender = "s@slow.example", .rcpt = &p };
 	struct rcpt_rules *r = rcpt_rules_new(&env, NULL, &q);
 	struct rcpt_verdict v;
