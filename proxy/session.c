@@ -20,7 +20,6 @@
 #include "connlimit.h"
 #include "dotcodec.h"
 #include "helo.h"
-#include "hostname.h"
 #include "linger.h"
 #include "proxyproto.h"
 #include "listener.h"
