@@ -40,7 +40,13 @@ $(BUILD)/greygate-ctl: $(BUILD)/ctl/greygate-ctl.o $(BUILD)/libgg.a
 
 $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libgg.a $(wildcard lib/*.h test/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS) -lcmocka
+	$(CC) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -Iproxy -o $@ $< $(UNIT_OBJ_$*) $(BUILD)/libgg.a \
+	  $(LDFLAGS) $(PKG_LIBS) -lcmocka
+
+# The rule table's test links the rules and what they count with, and
+# gives the world (DNS, store, clock) as fakes through struct rcpt_env.
+UNIT_OBJ_test_rcpt_rules := $(addprefix $(BUILD)/proxy/,rcpt_rules.o metrics.o xalloc.o)
+$(BUILD)/unit/test_rcpt_rules: $(UNIT_OBJ_test_rcpt_rules) $(wildcard proxy/*.h)
 
 # Installs the Debian packages the build and the tests need, when root and
 # when something is missing; otherwise says what to install.

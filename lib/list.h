@@ -2,7 +2,7 @@
  * list: the one intrusive doubly linked list of the project.
  *
  * A list is a circular ring through a head node; an element embeds a
- * struct list_node and is found back from it with LIST_ENTRY. Every
+ * struct list_node and is found back from it with LIST_ELEM. Every
  * operation is O(1) and allocates nothing. A node not on any list is
  * "unlinked" (points at itself), so list_del is safe to call twice and
  * list_linked tells whether a node is on a list.
@@ -17,7 +17,7 @@ struct list_node {
 	struct list_node *prev, *next;
 };
 
-#define LIST_ENTRY(node, type, member) \
+#define LIST_ELEM(node, type, member) \
 	((type *)(void *)((char *)(node) - offsetof(type, member)))
 
 /* Walks HEAD's elements in order; the current one may be removed. */

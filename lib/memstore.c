@@ -193,7 +193,7 @@ static struct tentry *tinsert(struct memstore *m, const uint8_t *key, const char
 {
 	struct list_node *oldest;
 	while (m->ntriplets >= m->max_entries && (oldest = list_last(&m->lru))) {
-		tremove(m, tfind(m, LIST_ENTRY(oldest, struct tentry, lru)->key, NULL));
+		tremove(m, tfind(m, LIST_ELEM(oldest, struct tentry, lru)->key, NULL));
 		m->evicted++;
 	}
 	/* A full bucket gives up its oldest entry (the chain's last: entries
@@ -549,7 +549,7 @@ static void write_records(struct memstore *m, struct writer *w, int64_t now,
 	LIST_FOR_EACH_REVERSE(n, &m->lru) {
 		if (!w->ok)
 			break;
-		struct tentry *e = LIST_ENTRY(n, struct tentry, lru);
+		struct tentry *e = LIST_ELEM(n, struct tentry, lru);
 		if (e->t.expires <= now)
 			continue;
 		/* No key: it is a digest of the names, computed again on

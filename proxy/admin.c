@@ -304,7 +304,7 @@ static void on_pace(evutil_socket_t fd, short what, void *arg)
 			event_add(pace_timer, &wait);
 			return;
 		}
-		struct conn *c = LIST_ENTRY(n, struct conn, qlink);
+		struct conn *c = LIST_ELEM(n, struct conn, qlink);
 		struct evhttp_request *req = c->waiting;
 		dequeue(c);
 		c->route->serve(req, NULL);
@@ -316,7 +316,7 @@ static struct conn *conn_of(struct evhttp_request *req)
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct list_node *n, *tmp;
 	LIST_FOR_EACH_SAFE(n, tmp, &conns) {
-		struct conn *c = LIST_ENTRY(n, struct conn, link);
+		struct conn *c = LIST_ELEM(n, struct conn, link);
 		if (c->evcon == evcon)
 			return c;
 	}
@@ -415,7 +415,7 @@ void admin_close(void)
 	http = NULL;
 	struct list_node *n;
 	while ((n = list_first(&conns)))
-		conn_free(LIST_ENTRY(n, struct conn, link));
+		conn_free(LIST_ELEM(n, struct conn, link));
 	if (refused_timer)
 		event_free(refused_timer);
 	refused_timer = NULL;

@@ -613,7 +613,7 @@ void backend_shutdown(void)
 	 * their owners hear BE_LOST and free them; whatever is left goes too. */
 	struct list_node *n;
 	while ((n = list_first(&live)) != NULL) {
-		struct backend *b = LIST_ENTRY(n, struct backend, live_link);
+		struct backend *b = LIST_ELEM(n, struct backend, live_link);
 		backend_reply_fn fn = b->pending ? b->pending : b->done;
 		void *arg = b->pending ? b->pending_arg : b->done_arg;
 		b->pending = b->done = NULL;

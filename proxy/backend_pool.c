@@ -146,7 +146,7 @@ bool take_idle(struct backend *b)
 {
 	struct list_node *n;
 	while ((n = list_first(&idle_list)) != NULL) {
-		struct detached *d = LIST_ENTRY(n, struct detached, link);
+		struct detached *d = LIST_ELEM(n, struct detached, link);
 		if (d->cfg != b->cfg) {
 			quit_detached(d);
 			continue;
@@ -165,9 +165,9 @@ void pool_close_all(void)
 {
 	struct list_node *n;
 	while ((n = list_first(&idle_list)) != NULL)
-		detached_free(LIST_ENTRY(n, struct detached, link));
+		detached_free(LIST_ELEM(n, struct detached, link));
 	while ((n = list_first(&quitting_list)) != NULL)
-		detached_free(LIST_ENTRY(n, struct detached, link));
+		detached_free(LIST_ELEM(n, struct detached, link));
 }
 
 void backend_free(struct backend *b)

@@ -399,7 +399,7 @@ void control_close(void)
 	/* the ones still under way end unanswered, as at any other exit */
 	struct list_node *n, *tmp;
 	LIST_FOR_EACH_SAFE(n, tmp, &conns)
-		conn_free(LIST_ENTRY(n, struct conn, link));
+		conn_free(LIST_ELEM(n, struct conn, link));
 	if (listener) {
 		evconnlistener_free(listener);
 		listener = NULL;

@@ -292,13 +292,13 @@ void handover_stop(void)
 	timer = NULL;
 	struct list_node *n, *tmp;
 	LIST_FOR_EACH_SAFE(n, tmp, &rounds) {
-		struct round_req *r = LIST_ENTRY(n, struct round_req, link);
+		struct round_req *r = LIST_ELEM(n, struct round_req, link);
 		list_del(&r->link);
 		mxset_cancel(r->mxr);
 		free(r);
 	}
 	LIST_FOR_EACH_SAFE(n, tmp, &probes) {
-		struct probe *p = LIST_ENTRY(n, struct probe, link);
+		struct probe *p = LIST_ELEM(n, struct probe, link);
 		probe_release(p);
 		free(p);
 	}

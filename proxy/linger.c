@@ -92,7 +92,7 @@ void linger_close_all(void)
 {
 	struct list_node *n;
 	while ((n = list_first(&all))) {
-		struct lingering_conn *l = LIST_ENTRY(n, struct lingering_conn, link);
+		struct lingering_conn *l = LIST_ELEM(n, struct lingering_conn, link);
 		finish(l, event_get_fd(l->ev));
 	}
 }

@@ -111,15 +111,3 @@ void mxset_cancel(struct mxset_req *r)
 			resolver_cancel(r->q[i][w]);
 	free(r);
 }
-
-bool mxset_has_address(const struct mxset *m, const struct ipaddr *a)
-{
-	for (size_t i = 0; i < m->n; i++)
-		for (size_t k = 0; k < m->host[i].naddr; k++) {
-			const struct ipaddr *x = &m->host[i].addr[k];
-			if (x->family == a->family &&
-			    memcmp(x->b, a->b, a->family == AF_INET ? 4 : 16) == 0)
-				return true;
-		}
-	return false;
-}

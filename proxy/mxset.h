@@ -44,7 +44,4 @@ struct mxset_req;
 struct mxset_req *mxset_resolve(const char *domain, mxset_fn done, void *arg);
 void mxset_cancel(struct mxset_req *r);
 
-/* Whether A is one of the addresses of any host in M. */
-bool mxset_has_address(const struct mxset *m, const struct ipaddr *a);
-
 #endif

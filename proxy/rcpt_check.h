@@ -1,7 +1,9 @@
 /*
- * rcpt_check: the decision at RCPT time, as an
- * asynchronous step: a check may have to wait for the store or for DNS
- * while other sessions go on, so the answer comes through a function.
+ * rcpt_check: the decision at RCPT time, as an asynchronous step: a check
+ * may have to wait for the store or for DNS while other sessions go on, so
+ * the answer comes through a function. The policy itself is the rule table
+ * of rcpt_rules.h; this module runs it on the event loop with the real
+ * resolver, MX sets, FCrDNS and store.
  *
  * Promises: rcpt_check_start always returns the check; DONE is called
  * exactly once unless the check is cancelled first, always later from the
@@ -13,30 +15,7 @@
 #ifndef GG_RCPT_CHECK_H
 #define GG_RCPT_CHECK_H
 
-#include <stddef.h>
-
-#include "config.h"
-#include "netaddr.h"
-#include "smtp_cmd.h"
-#include "why.h"
-
-struct rcpt_query {
-	struct gg_config *cfg;
-	const struct ipaddr *client;
-	const char *client_str;
-	const char *helo;
-	const char *sender;            /* "" for the null sender */
-	const struct smtp_path *rcpt;
-	const char *tls;               /* the TLS version, NULL for plaintext */
-};
-
-enum rcpt_action { RCPT_ACCEPT, RCPT_REJECT, RCPT_DEFER };
-
-struct rcpt_verdict {
-	enum rcpt_action action;
-	enum why rule;                 /* which rule or reason decided, for the log */
-	char reply[600];               /* the reply to give unless ACCEPT */
-};
+#include "rcpt_rules.h"
 
 typedef void (*rcpt_done_fn)(void *arg, const struct rcpt_verdict *v);
 

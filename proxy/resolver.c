@@ -117,7 +117,7 @@ static struct centry **cfind(const char *name, uint16_t type)
 /* N's entry, or NULL. */
 static struct centry *centry_of(struct list_node *n)
 {
-	return n ? LIST_ENTRY(n, struct centry, lru) : NULL;
+	return n ? LIST_ELEM(n, struct centry, lru) : NULL;
 }
 
 static void cremove(struct centry **pp)
@@ -217,7 +217,7 @@ static struct sockwatch *watch_find(struct chan *c, ares_socket_t fd)
 {
 	struct list_node *n, *tmp;
 	LIST_FOR_EACH_SAFE(n, tmp, &c->watches) {
-		struct sockwatch *w = LIST_ENTRY(n, struct sockwatch, link);
+		struct sockwatch *w = LIST_ELEM(n, struct sockwatch, link);
 		if (w->fd == fd)
 			return w;
 	}
@@ -260,7 +260,7 @@ static void chan_free(struct chan *c)
 	ares_destroy(c->ch);   /* pending queries answer ARES_EDESTRUCTION */
 	struct list_node *n;
 	while ((n = list_first(&c->watches)))
-		watch_free(LIST_ENTRY(n, struct sockwatch, link));
+		watch_free(LIST_ELEM(n, struct sockwatch, link));
 	if (c->timer)
 		event_free(c->timer);
 	free(c);
@@ -275,7 +275,7 @@ static void reap_retired(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	struct list_node *n, *tmp;
 	LIST_FOR_EACH_SAFE(n, tmp, &retiring) {
-		struct chan *c = LIST_ENTRY(n, struct chan, link);
+		struct chan *c = LIST_ELEM(n, struct chan, link);
 		if (c->pending == 0) {
 			list_del(&c->link);
 			chan_free(c);
@@ -362,7 +362,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	struct list_node *n;
 	while ((n = list_first(&followers))) {
 		list_del(n);
-		struct dns_query *f = LIST_ENTRY(n, struct dns_query, link);
+		struct dns_query *f = LIST_ELEM(n, struct dns_query, link);
 		if (f->done && status != ARES_EDESTRUCTION)
 			f->done(f->arg, &a);
 		free(f);
@@ -431,7 +431,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	struct list_node *n;
 	while ((n = list_first(&batch))) {
 		list_del(n);
-		start(LIST_ENTRY(n, struct dns_query, link));
+		start(LIST_ELEM(n, struct dns_query, link));
 	}
 }
 
@@ -574,7 +574,7 @@ void resolver_close(void)
 	struct list_node *n;
 	while ((n = list_first(&startq))) {
 		list_del(n);
-		free(LIST_ENTRY(n, struct dns_query, link));
+		free(LIST_ELEM(n, struct dns_query, link));
 	}
 	if (kick)
 		event_free(kick);
@@ -585,7 +585,7 @@ void resolver_close(void)
 	cur = NULL;
 	while ((n = list_first(&retiring))) {
 		list_del(n);
-		chan_free(LIST_ENTRY(n, struct chan, link));
+		chan_free(LIST_ELEM(n, struct chan, link));
 	}
 	cache_clear();
 	ares_library_cleanup();

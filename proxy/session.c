@@ -15,9 +15,7 @@
 #include "config.h"
 #include "connlimit.h"
 #include "dotcodec.h"
-#include "fcrdns.h"
 #include "helo.h"
-#include "hostname.h"
 #include "linger.h"
 #include "log.h"
 #include "metrics.h"
@@ -65,8 +63,7 @@ static void release(struct session *s)
 	s->check = NULL;
 	rcpt_ahead_free(s->ahead);
 	s->ahead = NULL;
-	fcrdns_cancel(s->name_lookup);
-	s->name_lookup = NULL;
+	client_facts_release(&s->facts);
 	backend_free(s->be);
 	s->be = NULL;
 	tls_handshake_over(s);
@@ -368,30 +365,29 @@ static void handle_command(struct session *s, const char *line, size_t len)
 
 /* ---- the client's name ---- */
 
-static void on_client_name(void *arg, enum fcrdns_result r, const char *name)
+/* The client's forward-confirmed host name for XCLIENT NAME (and the
+ * log), or [UNAVAILABLE] / [TEMPUNAVAIL] as Postfix spells "none" and "not
+ * yet". */
+const char *client_name(const struct session *s)
 {
-	struct session *s = arg;
-	s->name_lookup = NULL;
-	/* Postfix refuses XCLIENT (for the whole connection) with a NAME that
-	 * is no host name: such a name is no usable name. */
-	if (r == FCRDNS_MATCH && !hostname_valid(name, strlen(name)))
-		r = FCRDNS_NO_MATCH;
-	snprintf(s->client_name, sizeof s->client_name, "%s",
-		 r == FCRDNS_MATCH ? name : r == FCRDNS_TEMPFAIL ? "[TEMPUNAVAIL]" : "[UNAVAILABLE]");
+	const struct client_facts *f = &s->facts;
+	if (!f->any_name)
+		return "[UNAVAILABLE]";
+	if (f->state != CN_KNOWN || f->result == FCRDNS_TEMPFAIL)
+		return "[TEMPUNAVAIL]";
+	return f->name[0] ? f->name : "[UNAVAILABLE]";
 }
 
-/* Looked up once the client's address is final, in the background: by the
- * first recipient that goes to the backend it is known (else XCLIENT says
- * [TEMPUNAVAIL], which Postfix treats as a temporary failure). */
+/* Looked up once the client's address is final, in the background, when
+ * XCLIENT wants it: by the first recipient that goes to the backend it is
+ * known (else XCLIENT says [TEMPUNAVAIL], which Postfix treats as a
+ * temporary failure). The RCPT rules share the same lookup. */
 static void start_name_lookup(struct session *s)
 {
-	/* only XCLIENT uses it */
-	if (!s->cfg->backend.xclient || s->client_unknown) {
-		snprintf(s->client_name, sizeof s->client_name, "[UNAVAILABLE]");
-		return;
-	}
-	snprintf(s->client_name, sizeof s->client_name, "[TEMPUNAVAIL]");
-	s->name_lookup = fcrdns_verify(&s->client, NULL, on_client_name, s);
+	client_facts_init(&s->facts, &s->client, &s->cfg->client_names,
+			  s->cfg->backend.xclient && !s->client_unknown);
+	if (s->facts.any_name)
+		client_facts_ask(&s->facts);
 }
 
 /*
@@ -677,7 +673,7 @@ void session_close_all(void)
 {
 	struct list_node *pos, *tmp;
 	LIST_FOR_EACH_SAFE(pos, tmp, &all_sessions) {
-		struct session *s = LIST_ENTRY(pos, struct session, link);
+		struct session *s = LIST_ELEM(pos, struct session, link);
 		if (s->state == SS_CLOSING || s->gone)
 			continue;
 		if (s->state == SS_DATA)
@@ -693,7 +689,7 @@ void session_shutdown(void)
 {
 	struct list_node *n;
 	while ((n = list_first(&all_sessions)) != NULL) {
-		struct session *s = LIST_ENTRY(n, struct session, link);
+		struct session *s = LIST_ELEM(n, struct session, link);
 		kill_session(s);
 		destroy(s);
 	}

@@ -17,7 +17,7 @@
 #include "backend.h"
 #include "config.h"
 #include "dotcodec.h"
-#include "fcrdns.h"
+#include "client_facts.h"
 #include "list.h"
 #include "log.h"
 #include "netaddr.h"
@@ -76,10 +76,7 @@ struct session {
 	 * client holds the balancer's address, which must earn the session
 	 * no trust, so such a session takes no mail and reaches no backend. */
 	bool client_unknown;
-	/* The client's forward-confirmed host name for XCLIENT NAME, or
-	 * [UNAVAILABLE] / [TEMPUNAVAIL] as Postfix spells "none" and "not yet". */
-	char client_name[DNS_NAME_MAX + 2];
-	struct fcrdns_req *name_lookup;
+	struct client_facts facts;   /* its name: for XCLIENT and the RCPT rules */
 	double line_started; /* first byte of an incomplete command line, or 0 */
 
 	char helo[HELO_MAX + 1];
@@ -162,6 +159,10 @@ void greet(struct session *s);
 /* Sets the client connection's callbacks, bounds and timeouts (again after
  * STARTTLS, on the TLS filter). */
 void session_set_callbacks(struct session *s);
+
+/* The client's confirmed name for XCLIENT and logs, or Postfix's
+ * [UNAVAILABLE] / [TEMPUNAVAIL]. */
+const char *client_name(const struct session *s);
 
 /* ---- session_txn.c: the transaction, MAIL and RCPT ---- */
 

@@ -24,7 +24,7 @@ void log_transaction(struct session *s, const char *result, const char *text, si
 	begin_line(&l, s, "transaction");
 	ll_str(&l, "helo", s->helo_seen ? s->helo : NULL);
 	ll_str(&l, "sender", s->sender);
-	ll_str(&l, "client_name", s->client_name);
+	ll_str(&l, "client_name", client_name(s));
 	ll_int(&l, "nrcpt", s->rcpt_ok);
 	ll_strn(&l, "rcpts", s->rcpts, s->rcpts_len);
 	ll_str(&l, "tls", s->tls ? tls_version(s) : "no");
@@ -86,7 +86,7 @@ struct backend_client client_info(const struct session *s)
 		.addr = s->client_str,
 		.ipv6 = s->client.family == AF_INET6,
 		.port = s->client_port,
-		.name = s->client_name,
+		.name = client_name(s),
 		.helo = s->helo_seen ? s->helo : NULL,
 		.esmtp = s->esmtp,
 	};
@@ -383,6 +383,7 @@ static struct rcpt_query rcpt_query_for(struct session *s, const struct smtp_pat
 {
 	return (struct rcpt_query){
 		.cfg = s->cfg,
+		.facts = &s->facts,
 		.client = &s->client,
 		.client_str = s->client_str,
 		.helo = s->helo_seen ? s->helo : NULL,

@@ -36,7 +36,7 @@ static uint64_t next_id;
 static struct store_req *first_req(void)
 {
 	struct list_node *n = list_first(&pending);
-	return n ? LIST_ENTRY(n, struct store_req, link) : NULL;
+	return n ? LIST_ELEM(n, struct store_req, link) : NULL;
 }
 
 static void unlink_req(struct store_req *r)
@@ -91,7 +91,7 @@ static void on_reply(evutil_socket_t fd, short what, void *arg)
 			continue;
 		struct list_node *ln, *tmp;
 		LIST_FOR_EACH_SAFE(ln, tmp, &pending) {
-			struct store_req *r = LIST_ENTRY(ln, struct store_req, link);
+			struct store_req *r = LIST_ELEM(ln, struct store_req, link);
 			if (r->id != rep.id)
 				continue;
 			store_done_fn done = r->done;

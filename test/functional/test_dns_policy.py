@@ -486,6 +486,29 @@ def test_temporary_failures_are_cached_briefly(env):
         env.flip.default = "servfail"
 
 
+def test_later_reject_wins_over_temporary_failure(env):
+    """A temporary failure does not end the checks (Postfix's
+    DEFER_IF_PERMIT): the sender domain's name server times out, but the
+    recipient is a relay attempt, and the permanent refusal wins: 554, not
+    an invitation to retry."""
+    rcpt = f"r-{token()}@notme.example"
+    r, _ = rcpt_once(env.gate, "s@x.slow.test", rcpt)
+    assert_reply(r, 554, "5.7.1", contains="Relay access denied")
+    ev = env.gate.wait_event("reject", rcpt=rcpt)
+    assert ev[0]["rule"] == "relay_denied", ev
+
+
+def test_later_permit_keeps_the_deferral(env):
+    """The same time-out with a recipient this host may take (a backup MX
+    of its domain, greylisting off: every later rule permits): the
+    remembered deferral is the answer, not the permit."""
+    rcpt = f"r-{token()}@backup.example"
+    r, _ = rcpt_once(env.gate, "s@x.slow.test", rcpt)
+    assert_reply(r, 450, "4.1.8", contains="temporary DNS failure")
+    ev = env.gate.wait_event("reject", rcpt=rcpt)
+    assert ev[0]["rule"] == "reject_unknown_sender_domain", ev
+
+
 @pytest.mark.parametrize("rcpt", ["u", "u@localhost"])
 def test_non_fqdn_recipient(env, rcpt):
     r, _ = rcpt_once(env.gate, "s@withmx.test", rcpt)

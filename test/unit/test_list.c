@@ -19,7 +19,7 @@ static size_t values(struct list_node *head, int *out, size_t max)
 	size_t i = 0;
 	LIST_FOR_EACH_SAFE(n, tmp, head)
 		if (i < max)
-			out[i++] = LIST_ENTRY(n, struct item, link)->v;
+			out[i++] = LIST_ELEM(n, struct item, link)->v;
 	return i;
 }
 
@@ -73,7 +73,7 @@ static void test_push_front_back(void **state)
 	int want[] = { 2, 1, 0, 3 };
 	size_t i = 0;
 	LIST_FOR_EACH_REVERSE(n, &head)
-		assert_int_equal(LIST_ENTRY(n, struct item, link)->v, want[i++]);
+		assert_int_equal(LIST_ELEM(n, struct item, link)->v, want[i++]);
 	assert_int_equal(i, 4);
 }
 
@@ -125,7 +125,7 @@ static void test_for_each_safe_removal(void **state)
 	struct list_node *n, *tmp;
 	int visited = 0;
 	LIST_FOR_EACH_SAFE(n, tmp, &head) {
-		struct item *e = LIST_ENTRY(n, struct item, link);
+		struct item *e = LIST_ELEM(n, struct item, link);
 		visited++;
 		if (e->v % 2)
 			list_del(n);
@@ -180,7 +180,7 @@ static void test_splice_back(void **state)
 	struct list_node *n;
 	int i = 4;
 	LIST_FOR_EACH_REVERSE(n, &a)
-		assert_int_equal(LIST_ENTRY(n, struct item, link)->v, i--);
+		assert_int_equal(LIST_ELEM(n, struct item, link)->v, i--);
 	assert_int_equal(i, -1);
 	/* FROM is usable again */
 	list_push_front(&b, &it[0].link);

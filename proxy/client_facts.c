@@ -1,0 +1,65 @@
+#include "client_facts.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "hostname.h"
+
+void client_facts_init(struct client_facts *f, const struct ipaddr *addr,
+		       const struct domainlist *patterns, bool any_name)
+{
+	*f = (struct client_facts){ .addr = *addr, .patterns = patterns, .any_name = any_name };
+	list_init(&f->waiters);
+}
+
+static void on_name(void *arg, enum fcrdns_result r, const char *name, const char *listed)
+{
+	struct client_facts *f = arg;
+	f->req = NULL;
+	/* Postfix refuses XCLIENT (for the whole connection) with a NAME that
+	 * is no host name: such a name is no usable name. */
+	if (r == FCRDNS_MATCH && !hostname_valid(name, strlen(name)))
+		r = FCRDNS_NO_MATCH;
+	f->result = r;
+	snprintf(f->name, sizeof f->name, "%s", r == FCRDNS_MATCH ? name : "");
+	snprintf(f->listed, sizeof f->listed, "%s", listed);
+	f->state = CN_KNOWN;
+	struct list_node *pos, *tmp;
+	LIST_FOR_EACH_SAFE(pos, tmp, &f->waiters) {
+		struct client_facts_wait *w = LIST_ELEM(pos, struct client_facts_wait, node);
+		list_del(&w->node);
+		w->fn(w->arg);
+	}
+}
+
+void client_facts_ask(struct client_facts *f)
+{
+	if (f->state != CN_UNASKED)
+		return;
+	f->state = CN_ASKING;
+	f->req = fcrdns_verify(&f->addr, f->patterns, f->any_name, on_name, f);
+}
+
+bool client_facts_name(struct client_facts *f, struct client_facts_wait *w, void (*fn)(void *arg),
+		       void *arg)
+{
+	if (f->state == CN_KNOWN)
+		return true;
+	client_facts_ask(f);
+	w->fn = fn;
+	w->arg = arg;
+	list_push_back(&f->waiters, &w->node);
+	return false;
+}
+
+void client_facts_unwait(struct client_facts_wait *w)
+{
+	if (w->node.next)
+		list_del(&w->node);
+}
+
+void client_facts_release(struct client_facts *f)
+{
+	fcrdns_cancel(f->req);
+	f->req = NULL;
+}

@@ -1,0 +1,574 @@
+/*
+ * The RCPT rule table (proxy/rcpt_rules.c) with fakes for DNS, MX sets,
+ * FCrDNS, the store and the clock: every rule, every temporary failure and
+ * the deferral semantics, without a network or an event loop. A lookup's
+ * answer is held until the test "runs the loop" (deliver), as the real
+ * ones come later from the loop.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rcpt_rules.h"
+#include "tmpdir.h"
+
+/* ---- the fake world ---- */
+
+enum op_kind { OP_DNS, OP_MX, OP_FCRDNS, OP_STORE };
+
+struct op {
+	enum op_kind kind;
+	bool live;
+	void *fn, *arg;
+	char name[DNS_NAME_MAX];
+	uint16_t type;
+};
+
+#define OPS_MAX 64
+static struct op ops[OPS_MAX];
+static size_t nops;
+
+/* DNS: (name, type) -> status; anything else NXDOMAIN. */
+static struct zone_row {
+	const char *name;
+	uint16_t type;
+	enum dns_status status;
+	bool null_mx;
+} zone[16];
+static size_t nzone;
+
+static struct {
+	const char *domain;
+	struct mxset set;
+} mxsets[4];
+static size_t nmx;
+
+static enum fcrdns_result fcrdns_answer;
+static const char *fcrdns_name;
+static struct store_result store_answer;
+static unsigned asked[4];                /* lookups by kind */
+static bool woken;
+static double clock_now;
+
+static struct op *new_op(enum op_kind kind, void *fn, void *arg, const char *name, uint16_t type)
+{
+	assert_true(nops < OPS_MAX);
+	struct op *o = &ops[nops++];
+	*o = (struct op){ .kind = kind, .live = true, .fn = fn, .arg = arg, .type = type };
+	snprintf(o->name, sizeof o->name, "%s", name ? name : "");
+	asked[kind]++;
+	return o;
+}
+
+static void cancel_op(void *q)
+{
+	if (q)
+		((struct op *)q)->live = false;
+}
+
+static struct dns_query *fake_lookup(const char *name, uint16_t type, dns_done_fn done, void *arg)
+{
+	return (struct dns_query *)new_op(OP_DNS, (void *)done, arg, name, type);
+}
+
+static struct mxset_req *fake_mx(const char *domain, mxset_fn done, void *arg)
+{
+	return (struct mxset_req *)new_op(OP_MX, (void *)done, arg, domain, 0);
+}
+
+/* The connection's facts: the name is looked up once, by the first check
+ * that asks (OP_FCRDNS), and known to every later one. */
+static struct client_facts facts;
+static struct client_facts_wait *facts_waiter;
+
+static bool fake_client_name(struct client_facts *f, struct client_facts_wait *w,
+			     void (*fn)(void *arg), void *arg)
+{
+	assert_ptr_equal(f, &facts);
+	if (f->state == CN_KNOWN)
+		return true;
+	assert_null(facts_waiter);
+	w->fn = fn;
+	w->arg = arg;
+	facts_waiter = w;
+	new_op(OP_FCRDNS, NULL, NULL, NULL, 0);
+	return false;
+}
+
+static void fake_client_name_unwait(struct client_facts_wait *w)
+{
+	if (facts_waiter == w)
+		facts_waiter = NULL;
+}
+
+static struct triplet last_triplet;
+
+static struct store_call *fake_store(const struct gg_config *cfg, const struct triplet *t,
+				     store_done_fn done, void *arg)
+{
+	(void)cfg;
+	last_triplet = *t;
+	return (struct store_call *)new_op(OP_STORE, (void *)done, arg, NULL, 0);
+}
+
+static void fake_dns_cancel(struct dns_query *q) { cancel_op(q); }
+static void fake_mx_cancel(struct mxset_req *r) { cancel_op(r); }
+static void fake_store_cancel(struct store_call *c) { cancel_op(c); }
+
+static double fake_now(void)
+{
+	return clock_now += 0.001;
+}
+
+static void fake_wake(void *owner)
+{
+	(void)owner;
+	woken = true;
+}
+
+static const struct rcpt_env env = {
+	.lookup = fake_lookup,
+	.lookup_cancel = fake_dns_cancel,
+	.mx = fake_mx,
+	.mx_cancel = fake_mx_cancel,
+	.client_name = fake_client_name,
+	.client_name_unwait = fake_client_name_unwait,
+	.store = fake_store,
+	.store_cancel = fake_store_cancel,
+	.now = fake_now,
+	.wake = fake_wake,
+};
+
+/* A name that never answers (a server that times out and a check that
+ * is cancelled first) stays pending; everything else answers. */
+static const char *silent_name;
+
+static void answer(struct op *o)
+{
+	o->live = false;
+	switch (o->kind) {
+	case OP_DNS: {
+		struct dns_answer a = { .status = DNS_NXDOMAIN, .type = o->type };
+		for (size_t i = 0; i < nzone; i++)
+			if (strcmp(zone[i].name, o->name) == 0 && zone[i].type == o->type) {
+				a.status = zone[i].status;
+				if (zone[i].null_mx) {
+					a.n = 1;
+					a.rr[0].pref = 0;
+				}
+			}
+		((dns_done_fn)o->fn)(o->arg, &a);
+		break;
+	}
+	case OP_MX: {
+		struct mxset m = { .status = DNS_NXDOMAIN };
+		for (size_t i = 0; i < nmx; i++)
+			if (strcmp(mxsets[i].domain, o->name) == 0)
+				m = mxsets[i].set;
+		((mxset_fn)o->fn)(o->arg, &m);
+		break;
+	}
+	case OP_FCRDNS: {
+		facts.state = CN_KNOWN;
+		facts.result = fcrdns_answer;
+		snprintf(facts.listed, sizeof facts.listed, "%s",
+			 fcrdns_answer == FCRDNS_MATCH ? fcrdns_name : "");
+		struct client_facts_wait *w = facts_waiter;
+		facts_waiter = NULL;
+		if (w)
+			w->fn(w->arg);
+		break;
+	}
+	case OP_STORE:
+		((store_done_fn)o->fn)(o->arg, &store_answer);
+		break;
+	}
+}
+
+/* Answers every live lookup (but the silent ones); false when none was. */
+static bool deliver(void)
+{
+	bool any = false;
+	size_t n = nops;   /* answers may start new lookups: those wait a turn */
+	for (size_t i = 0; i < n; i++) {
+		struct op *o = &ops[i];
+		if (!o->live || (silent_name && o->kind == OP_DNS && strcmp(o->name, silent_name) == 0))
+			continue;
+		answer(o);
+		any = true;
+	}
+	return any;
+}
+
+/* ---- the configuration and one decision ---- */
+
+static struct gg_config *cfg;
+
+/* The settings every test shares, then EXTRA (which may give its own
+ * local_domains or store). */
+static void configure(const char *extra)
+{
+	char text[4096];
+	snprintf(text, sizeof text,
+		 "myhostname = \"gw.example\";\n"
+		 "listen = [ \"127.0.0.1:2525\" ];\n"
+		 "mynetworks = [ \"10.9.0.0/16\" ];\n"
+		 "my_addresses = [ \"192.0.2.20\" ];\n"
+		 "%s%s%s\n",
+		 strstr(extra, "local_domains") ? "" : "local_domains = [ \"local.example\" ];\n",
+		 strstr(extra, "store =") ? "" : "store = { type = \"memory\"; file = \"\"; };\n",
+		 extra);
+	const char *file = path("gg.conf");
+	write_file(file, text, strlen(text));
+	char err[512];
+	gg_config_unref(cfg);
+	cfg = gg_config_load(file, err, sizeof err);
+	if (!cfg)
+		fail_msg("config: %s", err);
+}
+
+static void world_reset(void)
+{
+	nops = nzone = nmx = 0;
+	memset(asked, 0, sizeof asked);
+	silent_name = NULL;
+	fcrdns_answer = FCRDNS_NO_MATCH;
+	facts = (struct client_facts){ .state = CN_UNASKED };
+	facts_waiter = NULL;
+	fcrdns_name = "";
+	store_answer = (struct store_result){
+		.ok = true, .d = { .action = GL_GREYLIST, .reason = GL_REASON_NEW, .delay_left = 300 } };
+	memset(&last_triplet, 0, sizeof last_triplet);
+}
+
+static void dns(const char *name, uint16_t type, enum dns_status st)
+{
+	zone[nzone++] = (struct zone_row){ name, type, st, false };
+}
+
+static struct mxset *mx(const char *domain)
+{
+	mxsets[nmx].domain = domain;
+	mxsets[nmx].set = (struct mxset){ .status = DNS_OK };
+	return &mxsets[nmx++].set;
+}
+
+static void mx_host(struct mxset *m, uint16_t pref, const char *addr)
+{
+	struct mx_host *h = &m->host[m->n++];
+	h->pref = pref;
+	snprintf(h->name, sizeof h->name, "mx%zu.example", m->n);
+	h->naddr = 1;
+	assert_true(ipaddr_parse(addr, &h->addr[0]));
+}
+
+/* Runs the table for one RCPT to the end, answering lookups as the loop
+ * would; returns the verdict. */
+static struct rcpt_verdict decide_for(const char *client, const char *sender, const char *rcpt)
+{
+	struct ipaddr a;
+	assert_true(ipaddr_parse(client, &a));
+	struct smtp_path p;
+	char arg[600];
+	snprintf(arg, sizeof arg, "TO:<%s>", rcpt);
+	assert_int_equal(smtp_path_parse(arg, strlen(arg), "TO:", &p), SMTP_PATH_OK);
+	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = client, .helo = "h.example",
+				.sender = sender, .rcpt = &p, .tls = NULL };
+	struct rcpt_rules *r = rcpt_rules_new(&env, NULL, &q);
+	struct rcpt_verdict v;
+	for (int turns = 0; !rcpt_rules_run(r, &v); turns++) {
+		woken = false;
+		if (!deliver())
+			fail_msg("the rules wait for a lookup that never answers");
+		assert_true(woken);
+		assert_true(turns < 20);
+	}
+	rcpt_rules_free(r);
+	return v;
+}
+
+#define CLIENT "192.0.2.1"
+
+static void expect(struct rcpt_verdict v, enum rcpt_action action, enum why rule, const char *reply)
+{
+	assert_int_equal(v.action, action);
+	if (v.rule != rule)
+		fail_msg("rule %s, expected %s", why_name(v.rule) ? why_name(v.rule) : "(none)",
+			 why_name(rule) ? why_name(rule) : "(none)");
+	if (reply && strncmp(v.reply, reply, strlen(reply)) != 0)
+		fail_msg("reply \"%s\", expected \"%s...\"", v.reply, reply);
+}
+
+/* ---- the table ---- */
+
+static void test_table_names(void **state)
+{
+	(void)state;
+	size_t n = 0;
+	for (; rcpt_rules_row(n) != WHY_NONE; n++) {
+		assert_non_null(why_name(rcpt_rules_row(n)));
+		for (size_t k = 0; k < n; k++)
+			assert_int_not_equal(rcpt_rules_row(k), rcpt_rules_row(n));
+	}
+	assert_int_equal(n, 10);
+	assert_int_equal(rcpt_rules_row(0), WHY_MYNETWORKS);
+	assert_int_equal(rcpt_rules_row(n - 1), WHY_GREYLIST);
+}
+
+/* ---- each rule ---- */
+
+static void test_mynetworks(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_non_fqdn_sender = true;");
+	/* trusted: even a non-FQDN sender and a foreign domain pass, unasked */
+	expect(decide_for("10.9.1.2", "s", "r@foreign.example"), RCPT_ACCEPT, WHY_MYNETWORKS, NULL);
+	assert_int_equal(nops, 0);
+}
+
+static void test_non_fqdn_sender(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_non_fqdn_sender = true; reject_unknown_sender_domain = false;"
+		  "whitelist = { clients = [ \"192.0.2.9/32\" ]; };");
+	expect(decide_for(CLIENT, "s@localhost", "r@local.example"), RCPT_REJECT,
+	       WHY_REJECT_NON_FQDN_SENDER, "504 5.5.2 <s@localhost>: Sender address rejected");
+	expect(decide_for(CLIENT, "s", "r@local.example"), RCPT_REJECT, WHY_REJECT_NON_FQDN_SENDER,
+	       "504 5.5.2");
+	/* the null sender and a whitelisted client are not checked */
+	expect(decide_for(CLIENT, "", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, "450 4.2.0");
+	expect(decide_for("192.0.2.9", "s", "r@local.example"), RCPT_ACCEPT, WHY_WHITELIST_CLIENT,
+	       NULL);
+}
+
+static void test_unknown_sender(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("greylist = { enabled = false; };");
+	dns("mx.example", DNS_T_MX, DNS_OK);
+	dns("nodata.example", DNS_T_MX, DNS_NODATA);
+	dns("aonly.example", DNS_T_MX, DNS_NODATA);
+	dns("aonly.example", DNS_T_A, DNS_OK);
+	dns("tf.example", DNS_T_MX, DNS_TEMPFAIL);
+	dns("tfa.example", DNS_T_MX, DNS_NODATA);
+	dns("tfa.example", DNS_T_A, DNS_TEMPFAIL);
+	zone[nzone++] = (struct zone_row){ "nullmx.example", DNS_T_MX, DNS_OK, true };
+	expect(decide_for(CLIENT, "s@mx.example", "r@local.example"), RCPT_ACCEPT,
+	       WHY_GREYLIST_DISABLED, NULL);
+	expect(decide_for(CLIENT, "s@aonly.example", "r@local.example"), RCPT_ACCEPT,
+	       WHY_GREYLIST_DISABLED, NULL);
+	expect(decide_for(CLIENT, "s@nx.example", "r@local.example"), RCPT_REJECT,
+	       WHY_REJECT_UNKNOWN_SENDER_DOMAIN, "550 5.1.8 <s@nx.example>: Sender address rejected: Domain not found");
+	expect(decide_for(CLIENT, "s@nodata.example", "r@local.example"), RCPT_REJECT,
+	       WHY_REJECT_UNKNOWN_SENDER_DOMAIN, "550 5.1.8");
+	expect(decide_for(CLIENT, "s@nullmx.example", "r@local.example"), RCPT_REJECT,
+	       WHY_REJECT_UNKNOWN_SENDER_DOMAIN, "550 5.7.27");
+	expect(decide_for(CLIENT, "s@tf.example", "r@local.example"), RCPT_DEFER,
+	       WHY_REJECT_UNKNOWN_SENDER_DOMAIN,
+	       "450 4.1.8 <s@tf.example>: Sender address rejected: Domain not found (temporary DNS failure)");
+	expect(decide_for(CLIENT, "s@tfa.example", "r@local.example"), RCPT_DEFER,
+	       WHY_REJECT_UNKNOWN_SENDER_DOMAIN, "450 4.1.8");
+	/* an address literal is not looked up */
+	unsigned before = asked[OP_DNS];
+	expect(decide_for(CLIENT, "s@[192.0.2.5]", "r@local.example"), RCPT_ACCEPT,
+	       WHY_GREYLIST_DISABLED, NULL);
+	assert_int_equal(asked[OP_DNS], before);
+}
+
+static void test_non_fqdn_rcpt(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_non_fqdn_recipient = true; reject_unknown_sender_domain = false;");
+	expect(decide_for(CLIENT, "s@x.example", "u@localhost"), RCPT_REJECT,
+	       WHY_REJECT_NON_FQDN_RECIPIENT,
+	       "504 5.5.2 <u@localhost>: Recipient address rejected: need fully-qualified address");
+}
+
+static void test_relay(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false; relay_domains = [ \"relay.example\" ];"
+		  "permit_mx_backup = true; greylist = { enabled = false; };");
+	struct mxset *b = mx("backup.example");
+	mx_host(b, 10, "198.51.100.1");
+	mx_host(b, 20, "192.0.2.20");
+	struct mxset *p = mx("primary.example");
+	mx_host(p, 10, "192.0.2.20");
+	struct mxset *t = mx("tf.example");
+	mx_host(t, 10, "198.51.100.1");
+	t->tempfail = true;
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_ACCEPT,
+	       WHY_GREYLIST_DISABLED, NULL);
+	expect(decide_for(CLIENT, "s@x.example", "r@relay.example"), RCPT_ACCEPT,
+	       WHY_GREYLIST_DISABLED, NULL);
+	assert_int_equal(asked[OP_MX], 0);
+	expect(decide_for(CLIENT, "s@x.example", "r@backup.example"), RCPT_ACCEPT,
+	       WHY_GREYLIST_DISABLED, NULL);
+	expect(decide_for(CLIENT, "s@x.example", "r@primary.example"), RCPT_REJECT, WHY_RELAY_DENIED,
+	       "554 5.7.1 <r@primary.example>: Relay access denied");
+	expect(decide_for(CLIENT, "s@x.example", "r@nomx.example"), RCPT_REJECT, WHY_RELAY_DENIED,
+	       "554 5.7.1");
+	expect(decide_for(CLIENT, "s@x.example", "r@tf.example"), RCPT_DEFER, WHY_PERMIT_MX_BACKUP,
+	       "450 4.4.4 <r@tf.example>: Recipient address rejected: temporary DNS failure");
+	configure("reject_unknown_sender_domain = false;");
+	expect(decide_for(CLIENT, "s@x.example", "r@backup.example"), RCPT_REJECT, WHY_RELAY_DENIED,
+	       "554 5.7.1");
+}
+
+static void test_exemptions(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false;"
+		  "whitelist = { clients = [ \"192.0.2.9/32\" ]; client_names = [ \".good.example\" ];"
+		  " senders = [ \"ok@s.example\" ]; recipients = [ \"ok@local.example\" ]; };");
+	expect(decide_for("192.0.2.9", "s@x.example", "r@local.example"), RCPT_ACCEPT,
+	       WHY_WHITELIST_CLIENT, NULL);
+	assert_int_equal(asked[OP_FCRDNS], 0);
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "a.good.example";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_ACCEPT,
+	       WHY_WHITELIST_CLIENT_NAME, NULL);
+	/* the name is a fact of the connection: asked once for all its RCPTs */
+	expect(decide_for(CLIENT, "s@x.example", "r2@local.example"), RCPT_ACCEPT,
+	       WHY_WHITELIST_CLIENT_NAME, NULL);
+	assert_int_equal(asked[OP_FCRDNS], 1);
+	facts = (struct client_facts){ .state = CN_UNASKED };   /* a new connection */
+	fcrdns_answer = FCRDNS_TEMPFAIL;
+	expect(decide_for(CLIENT, "ok@s.example", "r@local.example"), RCPT_ACCEPT,
+	       WHY_WHITELIST_SENDER, NULL);
+	expect(decide_for(CLIENT, "s@x.example", "ok@local.example"), RCPT_ACCEPT,
+	       WHY_WHITELIST_RECIPIENT, NULL);
+	assert_int_equal(asked[OP_STORE], 0);
+	/* whitelisted clients still may not relay */
+	expect(decide_for("192.0.2.9", "s@x.example", "r@foreign.example"), RCPT_REJECT,
+	       WHY_RELAY_DENIED, NULL);
+}
+
+static void test_greylist(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false; local_domains = [ \"local.example\", \"m.example\" ];");
+	struct mxset *m = mx("m.example");
+	mx_host(m, 10, CLIENT);
+	expect(decide_for(CLIENT, "S@X.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST,
+	       "450 4.2.0 <r@local.example>: Recipient address rejected: Greylisted, retry in 300 seconds");
+	assert_string_equal(last_triplet.net, "192.0.2.0/24");
+	assert_int_equal(asked[OP_MX], 1);   /* a refusal: is the client an MX host? */
+	store_answer.d = (struct gl_decision){ .action = GL_GREYLIST, .reason = GL_REASON_EARLY,
+					       .delay_left = 1 };
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST,
+	       "450 4.2.0 <r@local.example>: Recipient address rejected: Greylisted, retry in 1 second");
+	expect(decide_for(CLIENT, "s@x.example", "r@m.example"), RCPT_ACCEPT, WHY_MX_HOST, NULL);
+	store_answer.d = (struct gl_decision){ .action = GL_PASS, .reason = GL_REASON_TRIPLET };
+	unsigned mx_before = asked[OP_MX];
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_ACCEPT, WHY_TRIPLET, NULL);
+	assert_int_equal(asked[OP_MX], mx_before);   /* a pass never waits for DNS */
+	store_answer = (struct store_result){ .ok = false, .error = "down" };
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_ACCEPT, WHY_STORE_FAILURE,
+	       NULL);
+	configure("reject_unknown_sender_domain = false; store = { type = \"memory\"; file = \"\"; failure = \"tempfail\"; };");
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_STORE_FAILURE,
+	       "451 4.3.0 <r@local.example>: Temporary lookup failure, try again later");
+}
+
+/* ---- the deferral semantics ---- */
+
+static void test_later_reject_wins(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_non_fqdn_recipient = true;");
+	dns("tf.example", DNS_T_MX, DNS_TEMPFAIL);
+	expect(decide_for(CLIENT, "s@tf.example", "r@foreign.example"), RCPT_REJECT, WHY_RELAY_DENIED,
+	       "554 5.7.1 <r@foreign.example>: Relay access denied");
+	expect(decide_for(CLIENT, "s@tf.example", "r@localhost"), RCPT_REJECT,
+	       WHY_REJECT_NON_FQDN_RECIPIENT, "504 5.5.2");
+}
+
+static void test_later_permit_keeps_deferral(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("whitelist = { recipients = [ \"ok@local.example\" ]; };");
+	dns("tf.example", DNS_T_MX, DNS_TEMPFAIL);
+	expect(decide_for(CLIENT, "s@tf.example", "ok@local.example"), RCPT_DEFER,
+	       WHY_REJECT_UNKNOWN_SENDER_DOMAIN, "450 4.1.8");
+	/* greylisting would defer too, but is not asked: nothing is stored
+	 * for a recipient that is deferred anyway */
+	expect(decide_for(CLIENT, "s@tf.example", "r@local.example"), RCPT_DEFER,
+	       WHY_REJECT_UNKNOWN_SENDER_DOMAIN, "450 4.1.8");
+	assert_int_equal(asked[OP_STORE], 0);
+}
+
+static void test_first_deferral_is_kept(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("permit_mx_backup = true;");
+	dns("tf.example", DNS_T_MX, DNS_TEMPFAIL);
+	struct mxset *t = mx("tfr.example");
+	t->tempfail = true;
+	expect(decide_for(CLIENT, "s@tf.example", "r@tfr.example"), RCPT_DEFER,
+	       WHY_REJECT_UNKNOWN_SENDER_DOMAIN, "450 4.1.8");
+}
+
+/* A check freed while its lookups are out cancels them all. */
+static void test_cancel_while_waiting(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("");
+	silent_name = "slow.example";
+	struct ipaddr a;
+	assert_true(ipaddr_parse(CLIENT, &a));
+	struct smtp_path p;
+	assert_int_equal(smtp_path_parse("TO:<r@local.example>", 20, "TO:", &p), SMTP_PATH_OK);
+	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = CLIENT,
+				.sender = "s@slow.example", .rcpt = &p };
+	struct rcpt_rules *r = rcpt_rules_new(&env, NULL, &q);
+	struct rcpt_verdict v;
+	assert_false(rcpt_rules_run(r, &v));
+	assert_false(deliver());
+	assert_true(ops[0].live);
+	rcpt_rules_free(r);
+	assert_false(ops[0].live);
+}
+
+static int teardown(void **state)
+{
+	gg_config_unref(cfg);
+	cfg = NULL;
+	return teardown_dir(state);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table_names),
+		cmocka_unit_test(test_mynetworks),
+		cmocka_unit_test(test_non_fqdn_sender),
+		cmocka_unit_test(test_unknown_sender),
+		cmocka_unit_test(test_non_fqdn_rcpt),
+		cmocka_unit_test(test_relay),
+		cmocka_unit_test(test_exemptions),
+		cmocka_unit_test(test_greylist),
+		cmocka_unit_test(test_later_reject_wins),
+		cmocka_unit_test(test_later_permit_keeps_deferral),
+		cmocka_unit_test(test_first_deferral_is_kept),
+		cmocka_unit_test(test_cancel_while_waiting),
+	};
+	return cmocka_run_group_tests(tests, setup_dir, teardown);
+}
