@@ -398,9 +398,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "greygate-ctl: %s\n", err);
 		return 2;
 	}
-	int status = strcmp(cfg->store.type, "redis") == 0
-			     ? via_redis(cfg, argc - optind, argv + optind)
-			     : via_daemon(cfg, argc - optind, argv + optind);
+	int status = store_type(cfg->store.kind)->flags & STORE_EMBEDDED
+			     ? via_daemon(cfg, argc - optind, argv + optind)
+			     : via_redis(cfg, argc - optind, argv + optind);
 	gg_config_unref(cfg);
 	return status;
 }

@@ -22,13 +22,17 @@ struct store_call {
 	char error[200];            /* a copy: the store's text may not outlive its call */
 };
 
+/* Each kind's constructor, by the rows of lib/store_type.c. */
+static const struct store_ops *(*const opens[STORE_KINDS])(struct event_base *,
+							    struct gg_config *) = {
+	[STORE_MEMORY] = store_memory_open,
+	[STORE_REDIS] = store_redis_open,
+};
+
 int store_open(struct event_base *base, struct gg_config *cfg)
 {
 	loop = base;
-	if (strcmp(cfg->store.type, "redis") == 0)
-		current = store_redis_open(base, cfg);
-	else
-		current = store_memory_open(base, cfg);
+	current = opens[cfg->store.kind](base, cfg);
 	return current ? 0 : -1;
 }
 
