@@ -138,41 +138,43 @@ static bool fill_entry(struct rctx *x, const char *key, const char *hex, struct 
 	return true;
 }
 
-static int r_list(void *ctx, bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
+static int r_walk(void *ctx, uint64_t *cursor, size_t budget,
+		  bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
 {
 	struct rctx *x = ctx;
 	const char *prefix = x->cfg->store.redis.prefix;
 	size_t plen = strlen(prefix) + strlen(GL_KEY_TRIPLET);
-	char cursor[32] = "0";
-	do {
-		redisReply *r = cmd(x, "SCAN %s MATCH %s" GL_KEY_TRIPLET "* COUNT 500", cursor, prefix);
-		if (!r)
-			return -1;
-		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-			freeReplyObject(r);
-			snprintf(x->err, sizeof x->err, "unexpected SCAN reply");
-			return -1;
-		}
-		snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-		bool go_on = true;
-		for (size_t i = 0; go_on && i < r->element[1]->elements; i++) {
-			const char *key = r->element[1]->element[i]->str;
-			struct ctl_entry e;
-			redisReply *keep;
-			if (!fill_entry(x, key, key + plen, &e, &keep)) {
-				freeReplyObject(r);
-				return -1;
-			}
-			if (keep) {
-				go_on = fn(arg, &e);
-				freeReplyObject(keep);
-			}
-		}
+	char from[24], count[24];  /* hiredis's format knows no %llu nor %zu */
+	snprintf(from, sizeof from, "%llu", (unsigned long long)*cursor);
+	snprintf(count, sizeof count, "%zu", budget);
+	redisReply *r = cmd(x, "SCAN %s MATCH %s" GL_KEY_TRIPLET "* COUNT %s", from, prefix, count);
+	if (!r)
+		return -1;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
 		freeReplyObject(r);
-		if (!go_on)
-			break;
-	} while (strcmp(cursor, "0") != 0);
-	return 0;
+		snprintf(x->err, sizeof x->err, "unexpected SCAN reply");
+		return -1;
+	}
+	*cursor = strtoull(r->element[0]->str, NULL, 10);
+	bool go_on = true;
+	for (size_t i = 0; go_on && i < r->element[1]->elements; i++) {
+		const char *key = r->element[1]->element[i]->str;
+		if (r->element[1]->element[i]->type != REDIS_REPLY_STRING || strlen(key) < plen)
+			continue;           /* SCAN's MATCH makes it one of ours */
+		struct ctl_entry e;
+		redisReply *keep;
+		if (!fill_entry(x, key, key + plen, &e, &keep)) {
+			freeReplyObject(r);
+			return -1;
+		}
+		if (keep) {
+			go_on = fn(arg, &e);
+			freeReplyObject(keep);
+		}
+	}
+	freeReplyObject(r);
+	return go_on && *cursor != 0;
 }
 
 static int r_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
@@ -279,7 +281,11 @@ static int r_stats(void *ctx, FILE *out)
 {
 	struct rctx *x = ctx;
 	long n[2] = { 0, 0 };
-	if (r_list(ctx, count_one, n) < 0)
+	uint64_t cursor = 0;
+	int more;
+	while ((more = r_walk(ctx, &cursor, 500, count_one, n)) > 0)
+		;
+	if (more < 0)
 		return -1;
 	fprintf(out, "store=redis host=%s port=%d prefix=%s triplets=%ld passed=%ld pending=%ld\n",
 		x->host, x->port, x->cfg->store.redis.prefix, n[0], n[1], n[0] - n[1]);
@@ -292,7 +298,7 @@ static const char *r_error(void *ctx)
 }
 
 static const struct ctl_store redis_ops = {
-	r_list, r_get, r_explain, r_pass, r_del, r_whitelist, r_stats, r_error,
+	r_walk, r_get, r_explain, r_pass, r_del, r_whitelist, r_stats, r_error,
 };
 
 /* store.redis.sentinels: the first sentinel that names the master wins. */

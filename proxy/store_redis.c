@@ -781,9 +781,11 @@ static bool put_arg(struct store_req *r, size_t *used, int i, const char *s)
 	return true;
 }
 
-static struct store_req *redis_decide(const struct gg_config *c, const struct triplet *t,
-				      bool dry_run, store_done_fn done, void *arg)
+static struct store_req *redis_decide(struct store *s, const struct gl_params *p,
+				      const struct triplet *t, bool dry_run, store_done_fn done,
+				      void *arg)
 {
+	(void)s;
 	struct store_result fail = { .ok = false, .error = "redis not connected" };
 	if (state != R_UP || !ac) {
 		failures++;
@@ -804,11 +806,11 @@ static struct store_req *redis_decide(const struct gg_config *c, const struct tr
 	snprintf(k1, sizeof k1, "%s" GL_KEY_TRIPLET "%s", prefix, t->hex);
 	snprintf(k2, sizeof k2, "%s" GL_KEY_AWL "%s", prefix, t->net);
 	snprintf(k3, sizeof k3, "%s" GL_KEY_NEW "%s", prefix, t->net);
-	snprintf(nums[0], sizeof nums[0], "%d", c->greylist.delay);
-	snprintf(nums[1], sizeof nums[1], "%d", c->greylist.retry_window);
-	snprintf(nums[2], sizeof nums[2], "%d", c->greylist.pass_lifetime);
-	snprintf(nums[3], sizeof nums[3], "%d", c->greylist.awl_threshold);
-	snprintf(nums[4], sizeof nums[4], "%d", c->greylist.max_new_per_client);
+	snprintf(nums[0], sizeof nums[0], "%lld", (long long)p->delay);
+	snprintf(nums[1], sizeof nums[1], "%lld", (long long)p->retry_window);
+	snprintf(nums[2], sizeof nums[2], "%lld", (long long)p->pass_lifetime);
+	snprintf(nums[3], sizeof nums[3], "%d", p->awl_threshold);
+	snprintf(nums[4], sizeof nums[4], "%d", p->max_new_per_client);
 	size_t used = 0;
 	const char *args[NARGS] = { "EVALSHA", sha, "3", k1, k2, k3, nums[0], nums[1], nums[2],
 				    nums[3], nums[4], dry_run ? "1" : "0", t->net, t->sender, t->rcpt };
@@ -822,7 +824,8 @@ static struct store_req *redis_decide(const struct gg_config *c, const struct tr
 		}
 	}
 	r->timer = evtimer_new(base, on_timeout, r);
-	struct timeval tv = { c->store.redis.timeout_ms / 1000, (c->store.redis.timeout_ms % 1000) * 1000 };
+	struct timeval tv = { cfg->store.redis.timeout_ms / 1000,
+			      (cfg->store.redis.timeout_ms % 1000) * 1000 };
 	if (!r->timer || evtimer_add(r->timer, &tv) < 0) {
 		req_free(r);
 		fail.error = "out of memory";
@@ -833,8 +836,9 @@ static struct store_req *redis_decide(const struct gg_config *c, const struct tr
 	return send_request(r) ? r : NULL;
 }
 
-static void redis_cancel(struct store_req *r)
+static void redis_cancel(struct store *s, struct store_req *r)
 {
+	(void)s;
 	if (r) {
 		r->done = NULL;      /* freed when its reply (or the disconnect) arrives */
 		evtimer_del(r->timer);
@@ -843,14 +847,16 @@ static void redis_cancel(struct store_req *r)
 
 /* Called every second (worker.c): judging here too lets a failing store
  * recover once its failures age out, with or without traffic. */
-static bool redis_healthy(void)
+static bool redis_healthy(struct store *s)
 {
+	(void)s;
 	judge();
 	return state == R_UP && !failing;
 }
 
-static void redis_close(void)
+static void redis_close(struct store *s)
 {
+	(void)s;
 	if (ac) {
 		redisAsyncContext *c = ac;
 		ac = NULL;
@@ -872,13 +878,17 @@ static void redis_close(void)
 	gg_config_unref(cfg);
 }
 
+/* greygate-ctl talks to Redis itself: no admin here. */
 static const struct store_ops ops = {
-	.name = "redis",
 	.decide = redis_decide,
 	.cancel = redis_cancel,
 	.healthy = redis_healthy,
 	.close = redis_close,
 };
+
+/* The state above is still the file's (hiredis's callbacks find it
+ * there): one Redis store a process. */
+static struct store instance = { &ops, STORE_REDIS };
 
 static void script_sha1(void)
 {
@@ -893,7 +903,7 @@ static void script_sha1(void)
 	sha[40] = 0;
 }
 
-const struct store_ops *store_redis_open(struct event_base *b, struct gg_config *c)
+struct store *store_redis_open(struct event_base *b, struct gg_config *c)
 {
 	base = b;
 	cfg = gg_config_ref(c);
@@ -942,5 +952,5 @@ const struct store_ops *store_redis_open(struct event_base *b, struct gg_config 
 	/* Start-up does not wait for Redis: until it answers, decisions follow
 	 * store.failure, and the connection is retried in the background. */
 	connect_now();
-	return &ops;
+	return &instance;
 }

@@ -437,7 +437,7 @@ int supervisor_run(const char *argv0)
 		close(metrics_fd);
 	if (memory_store && store()) {
 		control_close();
-		store()->close();   /* saves the embedded store */
+		store_close();      /* saves the embedded store */
 	}
 	gg_config_unref(srv.cfg);
 	event_base_free(srv.base);
