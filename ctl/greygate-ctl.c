@@ -19,6 +19,7 @@
 #include "ctl_cmd.h"
 #include "greylist_lua.h"
 #include "log.h"
+#include "sentinel.h"
 
 static void usage(void)
 {
@@ -304,22 +305,12 @@ static const struct ctl_store redis_ops = {
 /* store.redis.sentinels: the first sentinel that names the master wins. */
 static bool ask_sentinels(const struct gg_config *cfg, struct timeval tv, struct rctx *x)
 {
-	const char *name = cfg->store.redis.master_name;
 	for (size_t i = 0; i < cfg->store.redis.nsentinels; i++) {
 		const char *s = cfg->store.redis.sentinels[i];
-		char host[64];
-		const char *colon = strrchr(s, ':');
-		const char *h = s;
-		size_t hl = colon ? (size_t)(colon - s) : 0;
-		if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
-			h++;
-			hl -= 2;
-		}
-		if (!colon || hl >= sizeof host)
-			continue;
-		memcpy(host, h, hl);
-		host[hl] = 0;
-		redisContext *c = redisConnectWithTimeout(host, atoi(colon + 1), tv);
+		struct sentinel_addr a;
+		if (!sentinel_parse(s, &a))
+			continue;           /* the loader checked */
+		redisContext *c = redisConnectWithTimeout(a.host, a.port, tv);
 		if (!c || c->err) {
 			fprintf(stderr, "greygate-ctl: sentinel %s: %s\n", s,
 				c ? c->errstr : "out of memory");
@@ -328,18 +319,14 @@ static bool ask_sentinels(const struct gg_config *cfg, struct timeval tv, struct
 			continue;
 		}
 		redisSetTimeout(c, tv);
-		redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", name);
-		bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-			  r->element[0]->type == REDIS_REPLY_STRING &&
-			  r->element[1]->type == REDIS_REPLY_STRING;
+		redisReply *r = redisCommand(c, SENTINEL_ASK, cfg->store.redis.master_name);
+		const char *why = c->errstr;
+		bool error_reply, ok = r && sentinel_read_master(r, &a, &why, &error_reply);
 		if (ok) {
-			snprintf(x->host, sizeof x->host, "%s", r->element[0]->str);
-			x->port = atoi(r->element[1]->str);
+			snprintf(x->host, sizeof x->host, "%s", a.host);
+			x->port = a.port;
 		} else {
-			fprintf(stderr, "greygate-ctl: sentinel %s: %s\n", s,
-				!r ? c->errstr
-				: r->type == REDIS_REPLY_ERROR ? r->str
-							       : "does not know the master name");
+			fprintf(stderr, "greygate-ctl: sentinel %s: %s\n", s, why);
 		}
 		if (r)
 			freeReplyObject(r);

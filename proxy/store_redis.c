@@ -28,7 +28,6 @@
  * one sentinel makes a failover take effect at once instead of at the next
  * failure.
  */
-#include <arpa/inet.h>
 #include <event2/event.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -38,10 +37,10 @@
 #include <string.h>
 
 #include "greylist_lua.h"
-#include "hostport.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis_bound.h"
+#include "sentinel.h"
 #include "store.h"
 
 #define STUCK_AFTER 3              /* timeouts in a row */
@@ -91,8 +90,7 @@ static int mport;
 
 /* Sentinel mode (nsent > 0) */
 struct sentinel {
-	char host[INET6_ADDRSTRLEN];
-	int port;
+	struct sentinel_addr a;
 	const char *name;          /* as written in the configuration */
 };
 static struct sentinel *sent;
@@ -411,9 +409,7 @@ static void subscribe_switch_master(void);
  * lookup). */
 static bool set_master(const char *host, long port)
 {
-	unsigned char buf[sizeof(struct in6_addr)];
-	if (port < 1 || port > 65535 || strlen(host) >= sizeof mhost ||
-	    (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1))
+	if (!sentinel_addr_ok(host, port))
 		return false;
 	snprintf(mhost, sizeof mhost, "%s", host);
 	mport = (int)port;
@@ -444,27 +440,13 @@ static void on_sentinel_reply(redisAsyncContext *c, void *reply, void *priv)
 	redisReply *r = reply;
 	if (c != sc || !r)
 		return;               /* abandoned, or lost: on_sentinel_disconnected */
-	if (r->type == REDIS_REPLY_NIL) {
-		sentinel_failed("does not know the master name");
-		return;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		count_error(r->str);
-		sentinel_failed(r->str);
-		return;
-	}
-	char host[256] = "";
-	long port = 0;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-	    r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
-		snprintf(host, sizeof host, "%s", r->element[0]->str);
-		char *end;
-		port = strtol(r->element[1]->str, &end, 10);
-		if (*end)
-			port = 0;
-	}
-	if (!set_master(host, port)) {
-		sentinel_failed("unusable answer (not a numeric ADDRESS PORT)");
+	struct sentinel_addr m;
+	const char *why;
+	bool error_reply;
+	if (!sentinel_read_master(r, &m, &why, &error_reply) || !set_master(m.host, m.port)) {
+		if (error_reply)
+			count_error(why);
+		sentinel_failed(why);
 		return;
 	}
 	sent_first = sent_cur;
@@ -522,10 +504,10 @@ static void ask_next_sentinel(void)
 		schedule_reconnect();
 		return;
 	}
-	sent_cur = (sent_first + sent_tried++) % nsent;
+	sent_cur = sentinel_turn(sent_first, sent_tried++, nsent);
 	const struct sentinel *s = &sent[sent_cur];
 	state = R_DISCOVERING;
-	sc = redisAsyncConnect(s->host, s->port);
+	sc = redisAsyncConnect(s->a.host, s->a.port);
 	if (!sc || sc->err || redis_bound_attach(sc, base) < 0) {
 		const char *why = sc && sc->err ? sc->errstr : "out of memory";
 		log_sentinel(LOG_LVL_WARNING, s, "sentinel-failed", why);
@@ -538,8 +520,7 @@ static void ask_next_sentinel(void)
 	redisAsyncSetConnectCallback(sc, on_sentinel_connected);
 	redisAsyncSetDisconnectCallback(sc, on_sentinel_disconnected);
 	arm(sentinel_timer, cfg->store.redis.connect_timeout_ms);
-	redisAsyncCommand(sc, on_sentinel_reply, NULL, "SENTINEL get-master-addr-by-name %s",
-			  cfg->store.redis.master_name);
+	redisAsyncCommand(sc, on_sentinel_reply, NULL, SENTINEL_ASK, cfg->store.redis.master_name);
 }
 
 /* +switch-master "NAME OLDIP OLDPORT NEWIP NEWPORT": go to the new master
@@ -624,7 +605,7 @@ static void subscribe_switch_master(void)
 	if (pc)
 		return;
 	pc_sent = sent_cur;
-	pc = redisAsyncConnect(sent[pc_sent].host, sent[pc_sent].port);
+	pc = redisAsyncConnect(sent[pc_sent].a.host, sent[pc_sent].a.port);
 	if (!pc || pc->err || redis_bound_attach(pc, base) < 0) {
 		if (pc)
 			redisAsyncFree(pc);
@@ -929,23 +910,10 @@ struct store *store_redis_open(struct event_base *b, struct gg_config *c)
 			return NULL;
 		}
 		for (size_t i = 0; i < nsent; i++) {
-			struct sockaddr_storage ss;
-			socklen_t len;
-			const char *name = c->store.redis.sentinels[i];
-			if (!hostport_parse(name, &ss, &len)) {   /* the loader checked */
+			sent[i].name = c->store.redis.sentinels[i];
+			if (!sentinel_parse(sent[i].name, &sent[i].a)) {   /* the loader checked */
 				log_msg(LOG_LVL_ERROR, "store", "bad store.redis.sentinels entry");
 				return NULL;
-			}
-			struct sentinel *s = &sent[i];
-			s->name = name;
-			if (ss.ss_family == AF_INET) {
-				struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-				inet_ntop(AF_INET, &sin->sin_addr, s->host, sizeof s->host);
-				s->port = ntohs(sin->sin_port);
-			} else {
-				struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-				inet_ntop(AF_INET6, &sin6->sin6_addr, s->host, sizeof s->host);
-				s->port = ntohs(sin6->sin6_port);
 			}
 		}
 	}
