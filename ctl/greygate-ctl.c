@@ -195,31 +195,19 @@ static int r_explain(void *ctx, const struct gl_params *p, const struct triplet 
 		     struct gl_decision *d)
 {
 	struct rctx *x = ctx;
-	const char *prefix = x->cfg->store.redis.prefix;
-	char k1[200], k2[200], k3[200];
-	snprintf(k1, sizeof k1, "%s" GL_KEY_TRIPLET "%s", prefix, t->hex);
-	snprintf(k2, sizeof k2, "%s" GL_KEY_AWL "%s", prefix, t->net);
-	snprintf(k3, sizeof k3, "%s" GL_KEY_NEW "%s", prefix, t->net);
+	struct gl_script_keys k;
+	gl_script_keys(x->cfg->store.redis.prefix, t, &k);
 	redisReply *r = cmd(x, "EVAL %s 3 %s %s %s %lld %lld %lld %d %d 1 %s %s %s", greylist_lua,
-			    k1, k2, k3, (long long)p->delay, (long long)p->retry_window,
-			    (long long)p->pass_lifetime, p->awl_threshold, p->max_new_per_client,
-			    t->net, t->sender, t->rcpt);
+			    k.triplet, k.awl, k.new_count, (long long)p->delay,
+			    (long long)p->retry_window, (long long)p->pass_lifetime, p->awl_threshold,
+			    p->max_new_per_client, t->net, t->sender, t->rcpt);
 	if (!r)
 		return -1;
-	int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 5 ? 0 : -1;
-	if (ok == 0) {
-		d->action = r->element[0]->integer == 0 ? GL_PASS : GL_GREYLIST;
-		const char *reason = str_or(r->element[1], "");
-		if (!gl_reason_parse(reason, &d->reason))
-			d->reason = GL_REASON_NEW;
-		d->delay_left = r->element[2]->integer;
-		d->waited = r->element[3]->integer;
-		d->capped = r->element[4]->integer != 0;
-	} else {
-		snprintf(x->err, sizeof x->err, "unexpected reply from the greylist script");
-	}
+	const char *bad = gl_script_answer(r, d);
+	if (bad)
+		snprintf(x->err, sizeof x->err, "%s", bad);
 	freeReplyObject(r);
-	return ok;
+	return bad ? -1 : 0;
 }
 
 static int r_ok(redisReply *r)
@@ -238,6 +226,12 @@ static int r_pass(void *ctx, const struct triplet *t, int64_t lifetime)
 	redisReply *now = cmd(x, "TIME");
 	if (!now)
 		return -1;
+	if (now->type != REDIS_REPLY_ARRAY || now->elements < 1 ||
+	    now->element[0]->type != REDIS_REPLY_STRING) {
+		freeReplyObject(now);
+		snprintf(x->err, sizeof x->err, "unexpected TIME reply");
+		return -1;
+	}
 	char first[24];
 	snprintf(first, sizeof first, "%s", now->element[0]->str);
 	freeReplyObject(now);

@@ -694,26 +694,13 @@ static void on_reply(redisAsyncContext *c, void *reply, void *priv)
 		req_free(r);
 		return;
 	}
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 ||
-	    rep->element[0]->type != REDIS_REPLY_INTEGER ||
-	    rep->element[1]->type != REDIS_REPLY_STRING ||
-	    rep->element[2]->type != REDIS_REPLY_INTEGER ||
-	    rep->element[3]->type != REDIS_REPLY_INTEGER ||
-	    rep->element[4]->type != REDIS_REPLY_INTEGER) {
-		answer_error(r, "bad-reply", "unexpected reply from the greylist script");
-		req_free(r);
-		return;
-	}
 	struct store_result res = { .ok = true };
-	res.d.action = rep->element[0]->integer == 0 ? GL_PASS : GL_GREYLIST;
-	if (!gl_reason_parse(rep->element[1]->str, &res.d.reason)) {
-		answer_error(r, "bad-reply", "unknown reason from the greylist script");
+	const char *bad = gl_script_answer(rep, &res.d);
+	if (bad) {
+		answer_error(r, "bad-reply", bad);
 		req_free(r);
 		return;
 	}
-	res.d.delay_left = rep->element[2]->integer;
-	res.d.waited = rep->element[3]->integer;
-	res.d.capped = rep->element[4]->integer != 0;
 	dropped_for_replies = false;
 	backoff_ms = 0;
 	answer(r, &res, NULL);
@@ -782,18 +769,16 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 	}
 	r->done = done;
 	r->arg = arg;
-	const char *prefix = cfg->store.redis.prefix;
-	char k1[128], k2[128], k3[128], nums[5][24];
-	snprintf(k1, sizeof k1, "%s" GL_KEY_TRIPLET "%s", prefix, t->hex);
-	snprintf(k2, sizeof k2, "%s" GL_KEY_AWL "%s", prefix, t->net);
-	snprintf(k3, sizeof k3, "%s" GL_KEY_NEW "%s", prefix, t->net);
+	struct gl_script_keys k;
+	char nums[5][24];
+	gl_script_keys(cfg->store.redis.prefix, t, &k);
 	snprintf(nums[0], sizeof nums[0], "%lld", (long long)p->delay);
 	snprintf(nums[1], sizeof nums[1], "%lld", (long long)p->retry_window);
 	snprintf(nums[2], sizeof nums[2], "%lld", (long long)p->pass_lifetime);
 	snprintf(nums[3], sizeof nums[3], "%d", p->awl_threshold);
 	snprintf(nums[4], sizeof nums[4], "%d", p->max_new_per_client);
 	size_t used = 0;
-	const char *args[NARGS] = { "EVALSHA", sha, "3", k1, k2, k3, nums[0], nums[1], nums[2],
+	const char *args[NARGS] = { "EVALSHA", sha, "3", k.triplet, k.awl, k.new_count, nums[0], nums[1], nums[2],
 				    nums[3], nums[4], dry_run ? "1" : "0", t->net, t->sender, t->rcpt };
 	for (int i = 0; i < NARGS; i++) {
 		if (!put_arg(r, &used, i, args[i])) {
