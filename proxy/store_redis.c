@@ -70,7 +70,6 @@ static struct event *retry_timer, *connect_timer;
 static int backoff_ms;
 static int timeouts_in_row;
 static char sha[41];
-static unsigned long long failures;
 /* The last connection was dropped for its replies: the next one does not
  * reset the back-off, a decision that succeeds does. */
 static bool dropped_for_replies;
@@ -111,7 +110,7 @@ static void log_store(enum log_level lvl, const char *what, const char *detail)
 {
 	struct logline l;
 	ll_begin(&l, lvl, "store");
-	ll_str(&l, "store", "redis");
+	ll_str(&l, "store", store_type(STORE_REDIS)->name);
 	ll_str(&l, "redis", mhost);
 	ll_int(&l, "port", mport);
 	if (nsent)
@@ -127,7 +126,7 @@ static void log_sentinel(enum log_level lvl, const struct sentinel *s, const cha
 {
 	struct logline l;
 	ll_begin(&l, lvl, "store");
-	ll_str(&l, "store", "redis");
+	ll_str(&l, "store", store_type(STORE_REDIS)->name);
 	ll_str(&l, "sentinel", s->name);
 	ll_str(&l, "master_name", cfg->store.redis.master_name);
 	ll_str(&l, "state", what);
@@ -154,7 +153,7 @@ static void judge(void)
 	failing = f;
 	struct logline l;
 	ll_begin(&l, f ? LOG_LVL_WARNING : LOG_LVL_INFO, "store");
-	ll_str(&l, "store", "redis");
+	ll_str(&l, "store", store_type(STORE_REDIS)->name);
 	ll_str(&l, "redis", mhost);
 	ll_int(&l, "port", mport);
 	ll_str(&l, "state", f ? "failing" : "ok");
@@ -194,8 +193,6 @@ static void answer(struct store_req *r, const struct store_result *res, const ch
 	if (r->timer)
 		evtimer_del(r->timer);
 	if (done) {
-		if (!res->ok)
-			failures++;
 		note_decision(reason, res->error);
 		done(r->arg, res);
 	}
@@ -452,7 +449,7 @@ static void on_sentinel_reply(redisAsyncContext *c, void *reply, void *priv)
 	sent_first = sent_cur;
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "store");
-	ll_str(&l, "store", "redis");
+	ll_str(&l, "store", store_type(STORE_REDIS)->name);
 	ll_str(&l, "sentinel", sent[sent_cur].name);
 	ll_str(&l, "master_name", cfg->store.redis.master_name);
 	ll_str(&l, "state", "master-found");
@@ -756,14 +753,12 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 	(void)s;
 	struct store_result fail = { .ok = false, .error = "redis not connected" };
 	if (state != R_UP || !ac) {
-		failures++;
 		done(arg, &fail);
 		return NULL;
 	}
 	struct store_req *r = calloc(1, sizeof *r);
 	if (!r) {
 		fail.error = "out of memory";
-		failures++;
 		done(arg, &fail);
 		return NULL;
 	}
@@ -784,7 +779,6 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 		if (!put_arg(r, &used, i, args[i])) {
 			free(r);
 			fail.error = "triplet too long for a redis request";
-			failures++;
 			done(arg, &fail);
 			return NULL;
 		}
@@ -795,7 +789,6 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 	if (!r->timer || evtimer_add(r->timer, &tv) < 0) {
 		req_free(r);
 		fail.error = "out of memory";
-		failures++;
 		done(arg, &fail);
 		return NULL;
 	}
