@@ -19,6 +19,7 @@
 #include "ctl_cmd.h"
 #include "greylist_lua.h"
 #include "log.h"
+#include "sentinel.h"
 
 static void usage(void)
 {
@@ -138,41 +139,43 @@ static bool fill_entry(struct rctx *x, const char *key, const char *hex, struct 
 	return true;
 }
 
-static int r_list(void *ctx, bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
+static int r_walk(void *ctx, uint64_t *cursor, size_t budget,
+		  bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
 {
 	struct rctx *x = ctx;
 	const char *prefix = x->cfg->store.redis.prefix;
 	size_t plen = strlen(prefix) + strlen(GL_KEY_TRIPLET);
-	char cursor[32] = "0";
-	do {
-		redisReply *r = cmd(x, "SCAN %s MATCH %s" GL_KEY_TRIPLET "* COUNT 500", cursor, prefix);
-		if (!r)
-			return -1;
-		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-			freeReplyObject(r);
-			snprintf(x->err, sizeof x->err, "unexpected SCAN reply");
-			return -1;
-		}
-		snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-		bool go_on = true;
-		for (size_t i = 0; go_on && i < r->element[1]->elements; i++) {
-			const char *key = r->element[1]->element[i]->str;
-			struct ctl_entry e;
-			redisReply *keep;
-			if (!fill_entry(x, key, key + plen, &e, &keep)) {
-				freeReplyObject(r);
-				return -1;
-			}
-			if (keep) {
-				go_on = fn(arg, &e);
-				freeReplyObject(keep);
-			}
-		}
+	char from[24], count[24];  /* hiredis's format knows no %llu nor %zu */
+	snprintf(from, sizeof from, "%llu", (unsigned long long)*cursor);
+	snprintf(count, sizeof count, "%zu", budget);
+	redisReply *r = cmd(x, "SCAN %s MATCH %s" GL_KEY_TRIPLET "* COUNT %s", from, prefix, count);
+	if (!r)
+		return -1;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
 		freeReplyObject(r);
-		if (!go_on)
-			break;
-	} while (strcmp(cursor, "0") != 0);
-	return 0;
+		snprintf(x->err, sizeof x->err, "unexpected SCAN reply");
+		return -1;
+	}
+	*cursor = strtoull(r->element[0]->str, NULL, 10);
+	bool go_on = true;
+	for (size_t i = 0; go_on && i < r->element[1]->elements; i++) {
+		const char *key = r->element[1]->element[i]->str;
+		if (r->element[1]->element[i]->type != REDIS_REPLY_STRING || strlen(key) < plen)
+			continue;           /* SCAN's MATCH makes it one of ours */
+		struct ctl_entry e;
+		redisReply *keep;
+		if (!fill_entry(x, key, key + plen, &e, &keep)) {
+			freeReplyObject(r);
+			return -1;
+		}
+		if (keep) {
+			go_on = fn(arg, &e);
+			freeReplyObject(keep);
+		}
+	}
+	freeReplyObject(r);
+	return go_on && *cursor != 0;
 }
 
 static int r_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
@@ -192,31 +195,19 @@ static int r_explain(void *ctx, const struct gl_params *p, const struct triplet 
 		     struct gl_decision *d)
 {
 	struct rctx *x = ctx;
-	const char *prefix = x->cfg->store.redis.prefix;
-	char k1[200], k2[200], k3[200];
-	snprintf(k1, sizeof k1, "%s" GL_KEY_TRIPLET "%s", prefix, t->hex);
-	snprintf(k2, sizeof k2, "%s" GL_KEY_AWL "%s", prefix, t->net);
-	snprintf(k3, sizeof k3, "%s" GL_KEY_NEW "%s", prefix, t->net);
+	struct gl_script_keys k;
+	gl_script_keys(x->cfg->store.redis.prefix, t, &k);
 	redisReply *r = cmd(x, "EVAL %s 3 %s %s %s %lld %lld %lld %d %d 1 %s %s %s", greylist_lua,
-			    k1, k2, k3, (long long)p->delay, (long long)p->retry_window,
-			    (long long)p->pass_lifetime, p->awl_threshold, p->max_new_per_client,
-			    t->net, t->sender, t->rcpt);
+			    k.triplet, k.awl, k.new_count, (long long)p->delay,
+			    (long long)p->retry_window, (long long)p->pass_lifetime, p->awl_threshold,
+			    p->max_new_per_client, t->net, t->sender, t->rcpt);
 	if (!r)
 		return -1;
-	int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 5 ? 0 : -1;
-	if (ok == 0) {
-		d->action = r->element[0]->integer == 0 ? GL_PASS : GL_GREYLIST;
-		const char *reason = str_or(r->element[1], "");
-		if (!gl_reason_parse(reason, &d->reason))
-			d->reason = GL_REASON_NEW;
-		d->delay_left = r->element[2]->integer;
-		d->waited = r->element[3]->integer;
-		d->capped = r->element[4]->integer != 0;
-	} else {
-		snprintf(x->err, sizeof x->err, "unexpected reply from the greylist script");
-	}
+	const char *bad = gl_script_answer(r, d);
+	if (bad)
+		snprintf(x->err, sizeof x->err, "%s", bad);
 	freeReplyObject(r);
-	return ok;
+	return bad ? -1 : 0;
 }
 
 static int r_ok(redisReply *r)
@@ -235,6 +226,12 @@ static int r_pass(void *ctx, const struct triplet *t, int64_t lifetime)
 	redisReply *now = cmd(x, "TIME");
 	if (!now)
 		return -1;
+	if (now->type != REDIS_REPLY_ARRAY || now->elements < 1 ||
+	    now->element[0]->type != REDIS_REPLY_STRING) {
+		freeReplyObject(now);
+		snprintf(x->err, sizeof x->err, "unexpected TIME reply");
+		return -1;
+	}
 	char first[24];
 	snprintf(first, sizeof first, "%s", now->element[0]->str);
 	freeReplyObject(now);
@@ -279,7 +276,11 @@ static int r_stats(void *ctx, FILE *out)
 {
 	struct rctx *x = ctx;
 	long n[2] = { 0, 0 };
-	if (r_list(ctx, count_one, n) < 0)
+	uint64_t cursor = 0;
+	int more;
+	while ((more = r_walk(ctx, &cursor, 500, count_one, n)) > 0)
+		;
+	if (more < 0)
 		return -1;
 	fprintf(out, "store=redis host=%s port=%d prefix=%s triplets=%ld passed=%ld pending=%ld\n",
 		x->host, x->port, x->cfg->store.redis.prefix, n[0], n[1], n[0] - n[1]);
@@ -292,28 +293,18 @@ static const char *r_error(void *ctx)
 }
 
 static const struct ctl_store redis_ops = {
-	r_list, r_get, r_explain, r_pass, r_del, r_whitelist, r_stats, r_error,
+	r_walk, r_get, r_explain, r_pass, r_del, r_whitelist, r_stats, r_error,
 };
 
 /* store.redis.sentinels: the first sentinel that names the master wins. */
 static bool ask_sentinels(const struct gg_config *cfg, struct timeval tv, struct rctx *x)
 {
-	const char *name = cfg->store.redis.master_name;
 	for (size_t i = 0; i < cfg->store.redis.nsentinels; i++) {
 		const char *s = cfg->store.redis.sentinels[i];
-		char host[64];
-		const char *colon = strrchr(s, ':');
-		const char *h = s;
-		size_t hl = colon ? (size_t)(colon - s) : 0;
-		if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
-			h++;
-			hl -= 2;
-		}
-		if (!colon || hl >= sizeof host)
-			continue;
-		memcpy(host, h, hl);
-		host[hl] = 0;
-		redisContext *c = redisConnectWithTimeout(host, atoi(colon + 1), tv);
+		struct sentinel_addr a;
+		if (!sentinel_parse(s, &a))
+			continue;           /* the loader checked */
+		redisContext *c = redisConnectWithTimeout(a.host, a.port, tv);
 		if (!c || c->err) {
 			fprintf(stderr, "greygate-ctl: sentinel %s: %s\n", s,
 				c ? c->errstr : "out of memory");
@@ -322,18 +313,14 @@ static bool ask_sentinels(const struct gg_config *cfg, struct timeval tv, struct
 			continue;
 		}
 		redisSetTimeout(c, tv);
-		redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", name);
-		bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-			  r->element[0]->type == REDIS_REPLY_STRING &&
-			  r->element[1]->type == REDIS_REPLY_STRING;
+		redisReply *r = redisCommand(c, SENTINEL_ASK, cfg->store.redis.master_name);
+		const char *why = c->errstr;
+		bool error_reply, ok = r && sentinel_read_master(r, &a, &why, &error_reply);
 		if (ok) {
-			snprintf(x->host, sizeof x->host, "%s", r->element[0]->str);
-			x->port = atoi(r->element[1]->str);
+			snprintf(x->host, sizeof x->host, "%s", a.host);
+			x->port = a.port;
 		} else {
-			fprintf(stderr, "greygate-ctl: sentinel %s: %s\n", s,
-				!r ? c->errstr
-				: r->type == REDIS_REPLY_ERROR ? r->str
-							       : "does not know the master name");
+			fprintf(stderr, "greygate-ctl: sentinel %s: %s\n", s, why);
 		}
 		if (r)
 			freeReplyObject(r);
@@ -398,9 +385,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "greygate-ctl: %s\n", err);
 		return 2;
 	}
-	int status = strcmp(cfg->store.type, "redis") == 0
-			     ? via_redis(cfg, argc - optind, argv + optind)
-			     : via_daemon(cfg, argc - optind, argv + optind);
+	int status = store_type(cfg->store.kind)->flags & STORE_EMBEDDED
+			     ? via_daemon(cfg, argc - optind, argv + optind)
+			     : via_redis(cfg, argc - optind, argv + optind);
 	gg_config_unref(cfg);
 	return status;
 }

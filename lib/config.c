@@ -754,9 +754,9 @@ static bool load_store(struct loader *ld, const config_t *cf, struct gg_config *
 		return fail(ld, config_lookup(cf, "admin.listen"),
 			    "admin.listen: '%s' is not ADDRESS:PORT (\"\" switches it off)",
 			    c->admin_listen);
-	if (strcmp(c->store.type, "memory") != 0 && strcmp(c->store.type, "redis") != 0)
-		return fail(ld, config_lookup(cf, "store.type"),
-			    "store.type must be \"memory\" or \"redis\"");
+	if (store_type_find(c->store.type, &c->store.kind) < 0)
+		return fail(ld, config_lookup(cf, "store.type"), "store.type must be %s",
+			    store_type_names());
 	if (!failure_ok)
 		return fail(ld, config_lookup(cf, "store.failure"),
 			    "store.failure must be \"accept\" or \"tempfail\"");

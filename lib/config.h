@@ -17,6 +17,7 @@
 #include "domainlist.h"
 #include "netaddr.h"
 #include "sender_norm.h"
+#include "store_type.h"
 
 #define GG_MAX_LISTEN 16
 
@@ -62,7 +63,8 @@ struct gg_config {
 	int workers;                  /* processes sharing the listen sockets */
 
 	struct {
-		char *type;               /* "memory" or "redis" */
+		char *type;               /* as written; see kind */
+		enum store_kind kind;     /* the row of store_types it names */
 		char *file;               /* persistence of the memory store; "" none */
 		bool tempfail;            /* failure = "tempfail" (else "accept") */
 		int max_entries;          /* memory store bound */

@@ -7,6 +7,9 @@
 
 #include "sender_norm.h"
 
+/* Triplets a walk looks at per call when nothing else waits (greygate-ctl). */
+#define CTL_WALK_SLICE 500
+
 static struct gl_params params(const struct gg_config *c)
 {
 	return (struct gl_params){ c->greylist.delay, c->greylist.retry_window,
@@ -155,7 +158,11 @@ static int cmd_list(const struct ctl_store *st, void *ctx, int argc, char **argv
 	struct ctl_list *l = ctl_list_new(argc, argv, out, &status);
 	if (!l)
 		return status;
-	if (st->list(ctx, ctl_list_show, l) < 0) {
+	uint64_t cursor = 0;
+	int more;
+	while ((more = st->walk(ctx, &cursor, CTL_WALK_SLICE, ctl_list_show, l)) > 0)
+		;
+	if (more < 0) {
 		ctl_list_free(l);
 		return failed(st, ctx, out, "list");
 	}
@@ -244,7 +251,7 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 	const char *cmd = argv[0];
 	struct triplet t;
 	char err[200];
-	if (strcmp(cmd, "list") == 0 && st->list)
+	if (strcmp(cmd, "list") == 0)
 		return cmd_list(st, ctx, argc, argv, out);
 	if (strcmp(cmd, "stats") == 0 && argc == 1)
 		return st->stats(ctx, out) < 0 ? failed(st, ctx, out, "stats") : 0;

@@ -33,9 +33,12 @@ struct ctl_entry {
 };
 
 struct ctl_store {
-	/* Calls FN for each stored triplet until FN returns false. NULL when
-	 * the caller serves list itself, through ctl_list_new (the daemon). */
-	int (*list)(void *ctx, bool (*fn)(void *arg, const struct ctl_entry *e), void *arg);
+	/* Calls FN for the stored triplets from *CURSOR on (0: the start),
+	 * about BUDGET of them, and moves *CURSOR on: 1 while there is more,
+	 * 0 at the end or once FN returned false, -1 error. A walk in slices
+	 * lets the daemon serve list without holding up its loop. */
+	int (*walk)(void *ctx, uint64_t *cursor, size_t budget,
+		    bool (*fn)(void *arg, const struct ctl_entry *e), void *arg);
 	/* 1 found (E filled, strings valid until the next call), 0 absent, -1 error */
 	int (*get)(void *ctx, const struct triplet *t, struct ctl_entry *e);
 	int (*explain)(void *ctx, const struct gl_params *p, const struct triplet *t,
@@ -52,15 +55,15 @@ struct ctl_store {
 int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
 		int argc, char **argv, FILE *out);
 
-/* list, for a caller that walks its store in slices (the daemon: a walk of
- * a large store must not hold up its loop). */
+/* list, for a caller that walks its store in slices itself (the daemon:
+ * between slices its loop runs). */
 struct ctl_list;
 /* From "list [filters]" (ARGV[0] is "list"), printing to OUT; the filters
  * are copied. NULL, with the usage or an error on OUT and *STATUS set,
  * when it cannot be. */
 struct ctl_list *ctl_list_new(int argc, char **argv, FILE *out, int *status);
 /* Prints E if it matches; false once the limit is reached. Fits
- * ctl_store.list's FN. */
+ * ctl_store.walk's FN. */
 bool ctl_list_show(void *list, const struct ctl_entry *e);
 /* Prints the closing line, frees L and returns the exit status. */
 int ctl_list_end(struct ctl_list *l);

@@ -1,5 +1,7 @@
 #include "greylist_lua.h"
 
+#include <stdio.h>
+
 /* Keep in step with gl_decide() in greylist.c: the functional tests run
  * the same scenarios against both stores. */
 const char greylist_lua[] =
@@ -53,3 +55,26 @@ const char greylist_lua[] =
 	"end\n"
 	"store_new()\n"
 	"return {1, 'new', delay, 0, 0}\n";
+
+void gl_script_keys(const char *prefix, const struct triplet *t, struct gl_script_keys *k)
+{
+	snprintf(k->triplet, sizeof k->triplet, "%s" GL_KEY_TRIPLET "%s", prefix, t->hex);
+	snprintf(k->awl, sizeof k->awl, "%s" GL_KEY_AWL "%s", prefix, t->net);
+	snprintf(k->new_count, sizeof k->new_count, "%s" GL_KEY_NEW "%s", prefix, t->net);
+}
+
+const char *gl_script_answer(const redisReply *r, struct gl_decision *d)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 5 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING ||
+	    r->element[2]->type != REDIS_REPLY_INTEGER || r->element[3]->type != REDIS_REPLY_INTEGER ||
+	    r->element[4]->type != REDIS_REPLY_INTEGER)
+		return "unexpected reply from the greylist script";
+	if (!gl_reason_parse(r->element[1]->str, &d->reason))
+		return "unknown reason from the greylist script";
+	d->action = r->element[0]->integer == 0 ? GL_PASS : GL_GREYLIST;
+	d->delay_left = r->element[2]->integer;
+	d->waited = r->element[3]->integer;
+	d->capped = r->element[4]->integer != 0;
+	return NULL;
+}

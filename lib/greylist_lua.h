@@ -15,11 +15,26 @@
 #ifndef GG_GREYLIST_LUA_H
 #define GG_GREYLIST_LUA_H
 
+#include <hiredis/hiredis.h>
+
+#include "greylist.h"
+#include "triplet.h"
+
 extern const char greylist_lua[];
 
 /* Key names under PREFIX, as both the daemon and greygate-ctl build them. */
 #define GL_KEY_TRIPLET "t:"
 #define GL_KEY_AWL "a:"
 #define GL_KEY_NEW "n:"
+
+/* The script's KEYS for T under PREFIX (at most 64 bytes, the loader
+ * says). */
+struct gl_script_keys {
+	char triplet[128], awl[128], new_count[128];
+};
+void gl_script_keys(const char *prefix, const struct triplet *t, struct gl_script_keys *k);
+
+/* The script's answer R as *D: NULL, or what is wrong with R. */
+const char *gl_script_answer(const redisReply *r, struct gl_decision *d);
 
 #endif

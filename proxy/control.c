@@ -19,7 +19,6 @@
 #include "ctl_cmd.h"
 #include "list.h"
 #include "log.h"
-#include "memstore.h"
 #include "server.h"
 #include "store.h"
 
@@ -29,63 +28,6 @@
 
 static struct evconnlistener *listener;
 static char path[sizeof ((struct sockaddr_un *)0)->sun_path];
-
-/* ---- the embedded store as greygate-ctl sees it ---- */
-
-static int mem_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
-{
-	int64_t now = time(NULL);
-	struct gl_triplet st = memstore_get(ctx, t);
-	if (!st.exists || st.expires <= now)
-		return 0;
-	*e = (struct ctl_entry){ t->hex, t->net, t->sender, t->rcpt, st.passed, st.first_seen,
-				 st.expires - now };
-	return 1;
-}
-
-static int mem_explain(void *ctx, const struct gl_params *p, const struct triplet *t,
-		       struct gl_decision *d)
-{
-	*d = memstore_decide(ctx, p, time(NULL), t, true);
-	return 0;
-}
-
-static int mem_pass(void *ctx, const struct triplet *t, int64_t lifetime)
-{
-	return memstore_pass(ctx, t, time(NULL), lifetime);
-}
-
-static int mem_del(void *ctx, const char *hex)
-{
-	return memstore_delete(ctx, hex);
-}
-
-static int mem_whitelist(void *ctx, const char *net, int threshold, int64_t ttl)
-{
-	int64_t now = time(NULL);
-	/* the parser bounds TTL; saturate anyway rather than wrap */
-	int64_t expires = ttl > INT64_MAX - now ? INT64_MAX : now + ttl;
-	return memstore_whitelist(ctx, net, threshold, expires);
-}
-
-static int mem_stats(void *ctx, FILE *out)
-{
-	struct memstore_stats s = memstore_stats(ctx);
-	fprintf(out, "store=memory triplets=%zu networks=%zu evicted=%llu expired=%llu\n",
-		s.triplets, s.networks, s.evicted, s.expired);
-	return 0;
-}
-
-static const char *mem_error(void *ctx)
-{
-	(void)ctx;
-	return "out of memory or malformed key";
-}
-
-/* No list: serve_list walks the store a slice at a time instead. */
-static const struct ctl_store mem_ops = {
-	NULL, mem_get, mem_explain, mem_pass, mem_del, mem_whitelist, mem_stats, mem_error,
-};
 
 /* ---- the socket ---- */
 
@@ -102,7 +44,7 @@ struct conn {
 	struct bufferevent *bev;
 	FILE *out;
 	struct ctl_list *list;          /* the list being served, or NULL */
-	struct memstore_walk walk;
+	uint64_t cursor;                /* where the list's walk stands */
 	struct event *next;             /* the next slice, when the client keeps up */
 	long long slices;
 };
@@ -183,30 +125,22 @@ static bool client_gone(const struct conn *c)
 	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
 }
 
-struct slice {
-	struct ctl_list *list;
-	int64_t now;
-};
-
-static bool list_entry(void *arg, const struct memstore_view *v)
-{
-	struct slice *s = arg;
-	struct ctl_entry e = { v->hex, v->net, v->sender, v->rcpt, v->t.passed,
-			       v->t.first_seen, v->t.expires - s->now };
-	return ctl_list_show(s->list, &e);
-}
-
 static void list_slice(struct conn *c)
 {
 	if (client_gone(c)) {
 		on_event(c->bev, BEV_EVENT_EOF, c);
 		return;
 	}
-	struct slice s = { c->list, time(NULL) };
 	c->slices++;
-	bool more = memstore_walk(store_memory_get(), &c->walk, s.now, LIST_SLICE, list_entry, &s);
+	struct store *s = store();
+	int more = s->ops->admin->walk(s, &c->cursor, LIST_SLICE, ctl_list_show, c->list);
 	fflush(c->out);
-	if (!more) {
+	if (more < 0) {
+		ctl_list_free(c->list);
+		c->list = NULL;
+		fprintf(c->out, "error: list: %s\n", s->ops->admin->error(s));
+		finish(c, "list", 1);
+	} else if (!more) {
 		int status = ctl_list_end(c->list);
 		c->list = NULL;
 		finish(c, "list", status);
@@ -261,17 +195,17 @@ static void run(struct conn *c, char *line)
 		argv[argc++] = tok;
 
 	int status;
-	struct memstore *m = store_memory_get();
-	if (!m) {
+	struct store *s = store();
+	if (!s->ops->admin) {
 		fprintf(c->out, "error: this daemon keeps its greylisting state in %s; greygate-ctl "
-				"talks to it directly\n", store()->name);
+				"talks to it directly\n", store_type(s->kind)->name);
 		status = 2;
 	} else if (argc && strcmp(argv[0], "list") == 0) {
 		status = serve_list(c, argc, argv);
 		if (status < 0)
 			return;          /* under way; list_slice finishes it */
 	} else {
-		status = ctl_execute(srv.cfg, &mem_ops, m, argc, argv, c->out);
+		status = ctl_execute(srv.cfg, s->ops->admin, s, argc, argv, c->out);
 	}
 	finish(c, argc ? argv[0] : "", status);
 }

@@ -8,7 +8,7 @@
 #include "log.h"
 #include "xalloc.h"
 
-static const struct store_ops *current;
+static struct store *current;
 static struct event_base *loop;
 
 /* A decision as its caller sees it: the store's own request while one is
@@ -22,25 +22,40 @@ struct store_call {
 	char error[200];            /* a copy: the store's text may not outlive its call */
 };
 
+/* Each kind's constructor, by the rows of lib/store_type.c. */
+static struct store *(*const opens[STORE_KINDS])(struct event_base *, struct gg_config *) = {
+	[STORE_MEMORY] = store_memory_open,
+	[STORE_REDIS] = store_redis_open,
+};
+
 int store_open(struct event_base *base, struct gg_config *cfg)
 {
 	loop = base;
-	if (strcmp(cfg->store.type, "redis") == 0)
-		current = store_redis_open(base, cfg);
-	else
-		current = store_memory_open(base, cfg);
+	current = opens[cfg->store.kind](base, cfg);
 	return current ? 0 : -1;
 }
 
-void store_use(struct event_base *base, const struct store_ops *ops)
+void store_use(struct event_base *base, struct store *s)
 {
 	loop = base;
-	current = ops;
+	current = s;
 }
 
-const struct store_ops *store(void)
+struct store *store(void)
 {
 	return current;
+}
+
+bool store_healthy(void)
+{
+	return current->ops->healthy(current);
+}
+
+void store_close(void)
+{
+	if (current)
+		current->ops->close(current);
+	current = NULL;
 }
 
 static void deliver(evutil_socket_t fd, short what, void *arg)
@@ -77,7 +92,8 @@ struct store_call *store_decide(const struct gg_config *cfg, const struct triple
 	}
 	c->done = done;
 	c->arg = arg;
-	c->req = current->decide(cfg, t, false, answered, c);
+	struct gl_params p = store_params(cfg);
+	c->req = current->ops->decide(current, &p, t, false, answered, c);
 	return c;
 }
 
@@ -86,7 +102,7 @@ void store_cancel(struct store_call *c)
 	if (!c)
 		return;
 	if (c->req)
-		current->cancel(c->req);
+		current->ops->cancel(current, c->req);
 	event_free(c->ev);
 	free(c);
 }

@@ -10,7 +10,8 @@
  * applies store.failure. Nothing blocks the loop.
  *
  * A store's own decide (store_ops) may answer inside the call and then
- * returns NULL; only store_decide is for callers.
+ * returns NULL; only store_decide is for callers. The admin operations
+ * greygate-ctl runs are part of the interface (store_ops.admin).
  */
 #ifndef GG_STORE_H
 #define GG_STORE_H
@@ -24,7 +25,7 @@
 struct event_base;
 struct store_req;
 struct store_call;
-struct memstore;
+struct ctl_store;
 
 struct store_result {
 	bool ok;
@@ -34,20 +35,37 @@ struct store_result {
 
 typedef void (*store_done_fn)(void *arg, const struct store_result *r);
 
-struct store_ops {
-	const char *name;
-	struct store_req *(*decide)(const struct gg_config *cfg, const struct triplet *t,
-				    bool dry_run, store_done_fn done, void *arg);
-	void (*cancel)(struct store_req *r);
-	bool (*healthy)(void);
-	void (*close)(void);
+/* A store: one instance of a kind (lib/store_type.h); each kind embeds
+ * this first in its own struct, which holds its state. */
+struct store {
+	const struct store_ops *ops;
+	enum store_kind kind;
 };
 
-/* Opens the store CFG names; returns 0 or -1 (logged). */
+struct store_ops {
+	/* An embedded store (STORE_EMBEDDED) answers inside the call: the
+	 * supervisor serves its workers' decisions that way (store_remote). */
+	struct store_req *(*decide)(struct store *s, const struct gl_params *p,
+				    const struct triplet *t, bool dry_run, store_done_fn done,
+				    void *arg);
+	void (*cancel)(struct store *s, struct store_req *r);
+	bool (*healthy)(struct store *s);
+	void (*close)(struct store *s);
+	/* greygate-ctl's commands (lib/ctl_cmd.h) on this instance, with the
+	 * store as their context; NULL where greygate-ctl reaches the store
+	 * without this process (Redis). */
+	const struct ctl_store *admin;
+};
+
+/* Opens the store of the kind CFG names; returns 0 or -1 (logged). */
 int store_open(struct event_base *base, struct gg_config *cfg);
-const struct store_ops *store(void);
-/* Uses OPS as the store (a worker on the supervisor's embedded store). */
-void store_use(struct event_base *base, const struct store_ops *ops);
+/* The store in use, or NULL before one is open. */
+struct store *store(void);
+/* Uses S as the store (a worker on the supervisor's embedded store). */
+void store_use(struct event_base *base, struct store *s);
+bool store_healthy(void);
+/* Closes the store in use (the embedded store saves). */
+void store_close(void);
 
 /* One decision by the store in use; DONE runs later, from the loop, unless
  * store_cancel comes first. Never NULL (out of memory aborts). */
@@ -55,15 +73,11 @@ struct store_call *store_decide(const struct gg_config *cfg, const struct triple
 				store_done_fn done, void *arg);
 void store_cancel(struct store_call *c);
 
-/* The embedded store, when it is the one in use (greygate-ctl's commands
- * run against it through the control socket); NULL otherwise. */
-struct memstore *store_memory_get(void);
-
 /* Gets the greylist parameters of a configuration in the decision's form. */
 struct gl_params store_params(const struct gg_config *cfg);
 
-/* Each store's constructor. */
-const struct store_ops *store_memory_open(struct event_base *base, struct gg_config *cfg);
-const struct store_ops *store_redis_open(struct event_base *base, struct gg_config *cfg);
+/* Each kind's constructor (by the rows of lib/store_type.c, in store.c). */
+struct store *store_memory_open(struct event_base *base, struct gg_config *cfg);
+struct store *store_redis_open(struct event_base *base, struct gg_config *cfg);
 
 #endif

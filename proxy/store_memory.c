@@ -13,12 +13,14 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl_cmd.h"
 #include "log.h"
 #include "memstore.h"
 #include "store.h"
@@ -26,9 +28,23 @@
 #define SWEEP_EVERY 1        /* seconds */
 #define SWEEP_BUCKETS 4096   /* per sweep: bounded work on the loop */
 
-static struct memstore *mem;
-static struct gg_config *opened_with;   /* file and bounds are fixed at start */
-static struct event *save_timer, *sweep_timer, *child_ev;
+struct mem_store {
+	struct store base;
+	struct memstore *mem;
+	struct gg_config *cfg;          /* file and bounds are fixed at start */
+	struct event *save_timer, *sweep_timer, *child_ev;
+	struct {
+		pid_t pid;              /* the save child, or 0 */
+		int fd;                 /* the pipe's read end */
+		struct timespec started;
+		const char *why;
+	} saving;
+};
+
+static struct mem_store *mem_of(void *s)
+{
+	return (struct mem_store *)s;   /* base is the first member */
+}
 
 /* What a save child tells its parent through the pipe. */
 struct save_report {
@@ -36,18 +52,6 @@ struct save_report {
 	struct memstore_saved saved;
 	char err[400];
 };
-
-static struct {
-	pid_t pid;                 /* the save child, or 0 */
-	int fd;                    /* the pipe's read end */
-	struct timespec started;
-	const char *why;
-} saving = { 0, -1, { 0, 0 }, NULL };
-
-struct memstore *store_memory_get(void)
-{
-	return mem;
-}
 
 static long long ms_since(const struct timespec *start)
 {
@@ -77,12 +81,12 @@ static void log_save(const char *why, const struct save_report *rep, long long m
 	ll_emit(&l);
 }
 
-static void save_here(const char *why)
+static void save_here(struct mem_store *m, const char *why)
 {
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	struct save_report rep = { .ok = false };
-	rep.ok = memstore_save(mem, opened_with->store.file, time(NULL), &rep.saved, rep.err,
+	rep.ok = memstore_save(m->mem, m->cfg->store.file, time(NULL), &rep.saved, rep.err,
 			       sizeof rep.err) == 0;
 	log_save(why, &rep, ms_since(&start), -1);
 }
@@ -91,7 +95,7 @@ static void save_here(const char *why)
  * handlers would write into the parent's signal pipe), and the parent's
  * descriptors are closed so that a connection the parent closes during the
  * save is closed at once, not when the child ends. */
-_Noreturn static void save_child(int report_fd, const sigset_t *mask)
+_Noreturn static void save_child(struct mem_store *m, int report_fd, const sigset_t *mask)
 {
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
@@ -105,17 +109,17 @@ _Noreturn static void save_child(int report_fd, const sigset_t *mask)
 	sigprocmask(SIG_SETMASK, mask, NULL);
 	struct save_report rep;
 	memset(&rep, 0, sizeof rep);
-	rep.ok = memstore_save(mem, opened_with->store.file, time(NULL), &rep.saved, rep.err,
+	rep.ok = memstore_save(m->mem, m->cfg->store.file, time(NULL), &rep.saved, rep.err,
 			       sizeof rep.err) == 0;
 	ssize_t n = write(report_fd, &rep, sizeof rep);
 	_exit(rep.ok && n == (ssize_t)sizeof rep ? 0 : 1);
 }
 
-static void save_in_child(const char *why)
+static void save_in_child(struct mem_store *m, const char *why)
 {
-	if (!opened_with->store.file[0])
+	if (!m->cfg->store.file[0])
 		return;
-	if (saving.pid > 0) {
+	if (m->saving.pid > 0) {
 		struct logline l;
 		ll_begin(&l, LOG_LVL_WARNING, "store_save");
 		ll_str(&l, "result", "skipped");
@@ -137,7 +141,7 @@ static void save_in_child(const char *why)
 	sigprocmask(SIG_BLOCK, &all, &old);
 	pid_t pid = fork();
 	if (pid == 0)
-		save_child(p[1], &old);
+		save_child(m, p[1], &old);
 	int fork_errno = errno;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(p[1]);
@@ -148,137 +152,222 @@ static void save_in_child(const char *why)
 		log_save(why, &rep, 0, -1);
 		return;
 	}
-	saving.pid = pid;
-	saving.fd = p[0];
-	saving.why = why;
-	clock_gettime(CLOCK_MONOTONIC, &saving.started);
+	m->saving.pid = pid;
+	m->saving.fd = p[0];
+	m->saving.why = why;
+	clock_gettime(CLOCK_MONOTONIC, &m->saving.started);
 }
 
 /* The child has ended (STATUS, or -1 when it was reaped elsewhere): its
  * report is in the pipe, or it died without one. */
-static void save_ended(int status)
+static void save_ended(struct mem_store *m, int status)
 {
 	struct save_report rep;
-	ssize_t n = read(saving.fd, &rep, sizeof rep);
+	ssize_t n = read(m->saving.fd, &rep, sizeof rep);
 	if (n != (ssize_t)sizeof rep) {
 		memset(&rep, 0, sizeof rep);
 		snprintf(rep.err, sizeof rep.err, "the save process ended without a report");
 	}
 	rep.err[sizeof rep.err - 1] = 0;
-	log_save(saving.why, &rep, ms_since(&saving.started), status);
-	close(saving.fd);
-	saving.pid = 0;
-	saving.fd = -1;
+	log_save(m->saving.why, &rep, ms_since(&m->saving.started), status);
+	close(m->saving.fd);
+	m->saving.pid = 0;
+	m->saving.fd = -1;
 }
 
 static void on_child(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
 	(void)what;
-	(void)arg;
-	if (saving.pid <= 0)
+	struct mem_store *m = arg;
+	if (m->saving.pid <= 0)
 		return;
 	int status;
-	pid_t r = waitpid(saving.pid, &status, WNOHANG);
-	if (r == saving.pid)
-		save_ended(status);
+	pid_t r = waitpid(m->saving.pid, &status, WNOHANG);
+	if (r == m->saving.pid)
+		save_ended(m, status);
 	else if (r < 0 && errno == ECHILD)
-		save_ended(-1);
+		save_ended(m, -1);
 }
 
 /* At exit a save still running is stopped: the one that follows has
  * newer state, and both would write the same temporary file. */
-static void save_abandon(void)
+static void save_abandon(struct mem_store *m)
 {
-	if (saving.pid <= 0)
+	if (m->saving.pid <= 0)
 		return;
-	kill(saving.pid, SIGKILL);
-	while (waitpid(saving.pid, NULL, 0) < 0 && errno == EINTR)
+	kill(m->saving.pid, SIGKILL);
+	while (waitpid(m->saving.pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "store_save");
 	ll_str(&l, "result", "stopped");
-	ll_str(&l, "why", saving.why);
+	ll_str(&l, "why", m->saving.why);
 	ll_str(&l, "reason", "exiting; the exit save follows");
-	ll_int(&l, "duration_ms", ms_since(&saving.started));
+	ll_int(&l, "duration_ms", ms_since(&m->saving.started));
 	ll_emit(&l);
-	close(saving.fd);
-	saving.pid = 0;
-	saving.fd = -1;
+	close(m->saving.fd);
+	m->saving.pid = 0;
+	m->saving.fd = -1;
 }
 
 static void on_save(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	(void)arg;
-	save_in_child("interval");
+	save_in_child(arg, "interval");
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	(void)arg;
-	memstore_sweep(mem, time(NULL), SWEEP_BUCKETS);
+	struct mem_store *m = arg;
+	memstore_sweep(m->mem, time(NULL), SWEEP_BUCKETS);
 }
 
-static struct store_req *mem_decide(const struct gg_config *cfg, const struct triplet *t,
-				    bool dry_run, store_done_fn done, void *arg)
+static struct store_req *mem_decide(struct store *s, const struct gl_params *p,
+				    const struct triplet *t, bool dry_run, store_done_fn done,
+				    void *arg)
 {
-	struct gl_params p = store_params(cfg);
 	struct store_result r = { .ok = true };
-	r.d = memstore_decide(mem, &p, time(NULL), t, dry_run);
+	r.d = memstore_decide(mem_of(s)->mem, p, time(NULL), t, dry_run);
 	done(arg, &r);
 	return NULL;
 }
 
-static void mem_cancel(struct store_req *r)
+static void mem_cancel(struct store *s, struct store_req *r)
 {
+	(void)s;
 	(void)r; /* decisions complete at once; nothing is ever pending */
 }
 
-static bool mem_healthy(void)
+static bool mem_healthy(struct store *s)
 {
+	(void)s;
 	return true;
 }
 
-static void mem_close(void)
+static void mem_close(struct store *s)
 {
-	save_abandon();
-	if (opened_with->store.file[0])
-		save_here("exit");
-	event_free(save_timer);
-	event_free(sweep_timer);
-	event_free(child_ev);
-	memstore_free(mem);
-	gg_config_unref(opened_with);
-	mem = NULL;
+	struct mem_store *m = mem_of(s);
+	save_abandon(m);
+	if (m->cfg->store.file[0])
+		save_here(m, "exit");
+	event_free(m->save_timer);
+	event_free(m->sweep_timer);
+	event_free(m->child_ev);
+	memstore_free(m->mem);
+	gg_config_unref(m->cfg);
+	free(m);
 }
 
+/* ---- greygate-ctl's commands, through the control socket ---- */
+
+struct walk_ctx {
+	bool (*fn)(void *arg, const struct ctl_entry *e);
+	void *arg;
+	int64_t now;
+};
+
+static bool walk_entry(void *arg, const struct memstore_view *v)
+{
+	struct walk_ctx *w = arg;
+	struct ctl_entry e = { v->hex, v->net, v->sender, v->rcpt, v->t.passed,
+			       v->t.first_seen, v->t.expires - w->now };
+	return w->fn(w->arg, &e);
+}
+
+static int adm_walk(void *ctx, uint64_t *cursor, size_t budget,
+		    bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
+{
+	struct walk_ctx w = { fn, arg, time(NULL) };
+	struct memstore_walk mw = { (size_t)*cursor };
+	bool more = memstore_walk(mem_of(ctx)->mem, &mw, w.now, budget, walk_entry, &w);
+	*cursor = mw.bucket;
+	return more;
+}
+
+static int adm_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
+{
+	int64_t now = time(NULL);
+	struct gl_triplet st = memstore_get(mem_of(ctx)->mem, t);
+	if (!st.exists || st.expires <= now)
+		return 0;
+	*e = (struct ctl_entry){ t->hex, t->net, t->sender, t->rcpt, st.passed, st.first_seen,
+				 st.expires - now };
+	return 1;
+}
+
+static int adm_explain(void *ctx, const struct gl_params *p, const struct triplet *t,
+		       struct gl_decision *d)
+{
+	*d = memstore_decide(mem_of(ctx)->mem, p, time(NULL), t, true);
+	return 0;
+}
+
+static int adm_pass(void *ctx, const struct triplet *t, int64_t lifetime)
+{
+	return memstore_pass(mem_of(ctx)->mem, t, time(NULL), lifetime);
+}
+
+static int adm_del(void *ctx, const char *hex)
+{
+	return memstore_delete(mem_of(ctx)->mem, hex);
+}
+
+static int adm_whitelist(void *ctx, const char *net, int threshold, int64_t ttl)
+{
+	int64_t now = time(NULL);
+	/* the parser bounds TTL; saturate anyway rather than wrap */
+	int64_t expires = ttl > INT64_MAX - now ? INT64_MAX : now + ttl;
+	return memstore_whitelist(mem_of(ctx)->mem, net, threshold, expires);
+}
+
+static int adm_stats(void *ctx, FILE *out)
+{
+	struct memstore_stats s = memstore_stats(mem_of(ctx)->mem);
+	fprintf(out, "store=memory triplets=%zu networks=%zu evicted=%llu expired=%llu\n",
+		s.triplets, s.networks, s.evicted, s.expired);
+	return 0;
+}
+
+static const char *adm_error(void *ctx)
+{
+	(void)ctx;
+	return "out of memory or malformed key";
+}
+
+static const struct ctl_store admin = {
+	adm_walk, adm_get, adm_explain, adm_pass, adm_del, adm_whitelist, adm_stats, adm_error,
+};
+
 static const struct store_ops ops = {
-	.name = "memory",
 	.decide = mem_decide,
 	.cancel = mem_cancel,
 	.healthy = mem_healthy,
 	.close = mem_close,
+	.admin = &admin,
 };
 
-const struct store_ops *store_memory_open(struct event_base *base, struct gg_config *cfg)
+struct store *store_memory_open(struct event_base *base, struct gg_config *cfg)
 {
-	mem = memstore_new((size_t)cfg->store.max_entries);
-	if (!mem) {
+	struct mem_store *m = calloc(1, sizeof *m);
+	if (!m || !(m->mem = memstore_new((size_t)cfg->store.max_entries))) {
+		free(m);
 		log_msg(LOG_LVL_ERROR, "store", "out of memory creating the embedded store");
 		return NULL;
 	}
-	opened_with = gg_config_ref(cfg);
+	m->base = (struct store){ &ops, STORE_MEMORY };
+	m->saving.fd = -1;
+	m->cfg = gg_config_ref(cfg);
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "store_load");
-	ll_str(&l, "store", "memory");
+	ll_str(&l, "store", store_type(STORE_MEMORY)->name);
 	ll_str(&l, "file", cfg->store.file);
 	if (cfg->store.file[0]) {
 		char err[512];
-		long n = memstore_load(mem, cfg->store.file, time(NULL), err, sizeof err);
+		long n = memstore_load(m->mem, cfg->store.file, time(NULL), err, sizeof err);
 		if (n < 0) {
 			l.lvl = LOG_LVL_ERROR;
 			ll_str(&l, "result", "failed");
@@ -293,11 +382,11 @@ const struct store_ops *store_memory_open(struct event_base *base, struct gg_con
 	ll_emit(&l);
 
 	struct timeval save_tv = { cfg->store.save_interval, 0 }, sweep_tv = { SWEEP_EVERY, 0 };
-	save_timer = event_new(base, -1, EV_PERSIST, on_save, NULL);
-	sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, NULL);
-	child_ev = evsignal_new(base, SIGCHLD, on_child, NULL);
-	evsignal_add(child_ev, NULL);
-	event_add(save_timer, &save_tv);
-	event_add(sweep_timer, &sweep_tv);
-	return &ops;
+	m->save_timer = event_new(base, -1, EV_PERSIST, on_save, m);
+	m->sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, m);
+	m->child_ev = evsignal_new(base, SIGCHLD, on_child, m);
+	evsignal_add(m->child_ev, NULL);
+	event_add(m->save_timer, &save_tv);
+	event_add(m->sweep_timer, &sweep_tv);
+	return &m->base;
 }

@@ -28,7 +28,6 @@
  * one sentinel makes a failover take effect at once instead of at the next
  * failure.
  */
-#include <arpa/inet.h>
 #include <event2/event.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -38,10 +37,10 @@
 #include <string.h>
 
 #include "greylist_lua.h"
-#include "hostport.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis_bound.h"
+#include "sentinel.h"
 #include "store.h"
 
 #define STUCK_AFTER 3              /* timeouts in a row */
@@ -71,7 +70,6 @@ static struct event *retry_timer, *connect_timer;
 static int backoff_ms;
 static int timeouts_in_row;
 static char sha[41];
-static unsigned long long failures;
 /* The last connection was dropped for its replies: the next one does not
  * reset the back-off, a decision that succeeds does. */
 static bool dropped_for_replies;
@@ -91,8 +89,7 @@ static int mport;
 
 /* Sentinel mode (nsent > 0) */
 struct sentinel {
-	char host[INET6_ADDRSTRLEN];
-	int port;
+	struct sentinel_addr a;
 	const char *name;          /* as written in the configuration */
 };
 static struct sentinel *sent;
@@ -113,7 +110,7 @@ static void log_store(enum log_level lvl, const char *what, const char *detail)
 {
 	struct logline l;
 	ll_begin(&l, lvl, "store");
-	ll_str(&l, "store", "redis");
+	ll_str(&l, "store", store_type(STORE_REDIS)->name);
 	ll_str(&l, "redis", mhost);
 	ll_int(&l, "port", mport);
 	if (nsent)
@@ -129,7 +126,7 @@ static void log_sentinel(enum log_level lvl, const struct sentinel *s, const cha
 {
 	struct logline l;
 	ll_begin(&l, lvl, "store");
-	ll_str(&l, "store", "redis");
+	ll_str(&l, "store", store_type(STORE_REDIS)->name);
 	ll_str(&l, "sentinel", s->name);
 	ll_str(&l, "master_name", cfg->store.redis.master_name);
 	ll_str(&l, "state", what);
@@ -156,7 +153,7 @@ static void judge(void)
 	failing = f;
 	struct logline l;
 	ll_begin(&l, f ? LOG_LVL_WARNING : LOG_LVL_INFO, "store");
-	ll_str(&l, "store", "redis");
+	ll_str(&l, "store", store_type(STORE_REDIS)->name);
 	ll_str(&l, "redis", mhost);
 	ll_int(&l, "port", mport);
 	ll_str(&l, "state", f ? "failing" : "ok");
@@ -196,8 +193,6 @@ static void answer(struct store_req *r, const struct store_result *res, const ch
 	if (r->timer)
 		evtimer_del(r->timer);
 	if (done) {
-		if (!res->ok)
-			failures++;
 		note_decision(reason, res->error);
 		done(r->arg, res);
 	}
@@ -411,9 +406,7 @@ static void subscribe_switch_master(void);
  * lookup). */
 static bool set_master(const char *host, long port)
 {
-	unsigned char buf[sizeof(struct in6_addr)];
-	if (port < 1 || port > 65535 || strlen(host) >= sizeof mhost ||
-	    (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1))
+	if (!sentinel_addr_ok(host, port))
 		return false;
 	snprintf(mhost, sizeof mhost, "%s", host);
 	mport = (int)port;
@@ -444,33 +437,19 @@ static void on_sentinel_reply(redisAsyncContext *c, void *reply, void *priv)
 	redisReply *r = reply;
 	if (c != sc || !r)
 		return;               /* abandoned, or lost: on_sentinel_disconnected */
-	if (r->type == REDIS_REPLY_NIL) {
-		sentinel_failed("does not know the master name");
-		return;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		count_error(r->str);
-		sentinel_failed(r->str);
-		return;
-	}
-	char host[256] = "";
-	long port = 0;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-	    r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
-		snprintf(host, sizeof host, "%s", r->element[0]->str);
-		char *end;
-		port = strtol(r->element[1]->str, &end, 10);
-		if (*end)
-			port = 0;
-	}
-	if (!set_master(host, port)) {
-		sentinel_failed("unusable answer (not a numeric ADDRESS PORT)");
+	struct sentinel_addr m;
+	const char *why;
+	bool error_reply;
+	if (!sentinel_read_master(r, &m, &why, &error_reply) || !set_master(m.host, m.port)) {
+		if (error_reply)
+			count_error(why);
+		sentinel_failed(why);
 		return;
 	}
 	sent_first = sent_cur;
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "store");
-	ll_str(&l, "store", "redis");
+	ll_str(&l, "store", store_type(STORE_REDIS)->name);
 	ll_str(&l, "sentinel", sent[sent_cur].name);
 	ll_str(&l, "master_name", cfg->store.redis.master_name);
 	ll_str(&l, "state", "master-found");
@@ -522,10 +501,10 @@ static void ask_next_sentinel(void)
 		schedule_reconnect();
 		return;
 	}
-	sent_cur = (sent_first + sent_tried++) % nsent;
+	sent_cur = sentinel_turn(sent_first, sent_tried++, nsent);
 	const struct sentinel *s = &sent[sent_cur];
 	state = R_DISCOVERING;
-	sc = redisAsyncConnect(s->host, s->port);
+	sc = redisAsyncConnect(s->a.host, s->a.port);
 	if (!sc || sc->err || redis_bound_attach(sc, base) < 0) {
 		const char *why = sc && sc->err ? sc->errstr : "out of memory";
 		log_sentinel(LOG_LVL_WARNING, s, "sentinel-failed", why);
@@ -538,8 +517,7 @@ static void ask_next_sentinel(void)
 	redisAsyncSetConnectCallback(sc, on_sentinel_connected);
 	redisAsyncSetDisconnectCallback(sc, on_sentinel_disconnected);
 	arm(sentinel_timer, cfg->store.redis.connect_timeout_ms);
-	redisAsyncCommand(sc, on_sentinel_reply, NULL, "SENTINEL get-master-addr-by-name %s",
-			  cfg->store.redis.master_name);
+	redisAsyncCommand(sc, on_sentinel_reply, NULL, SENTINEL_ASK, cfg->store.redis.master_name);
 }
 
 /* +switch-master "NAME OLDIP OLDPORT NEWIP NEWPORT": go to the new master
@@ -624,7 +602,7 @@ static void subscribe_switch_master(void)
 	if (pc)
 		return;
 	pc_sent = sent_cur;
-	pc = redisAsyncConnect(sent[pc_sent].host, sent[pc_sent].port);
+	pc = redisAsyncConnect(sent[pc_sent].a.host, sent[pc_sent].a.port);
 	if (!pc || pc->err || redis_bound_attach(pc, base) < 0) {
 		if (pc)
 			redisAsyncFree(pc);
@@ -713,26 +691,13 @@ static void on_reply(redisAsyncContext *c, void *reply, void *priv)
 		req_free(r);
 		return;
 	}
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 ||
-	    rep->element[0]->type != REDIS_REPLY_INTEGER ||
-	    rep->element[1]->type != REDIS_REPLY_STRING ||
-	    rep->element[2]->type != REDIS_REPLY_INTEGER ||
-	    rep->element[3]->type != REDIS_REPLY_INTEGER ||
-	    rep->element[4]->type != REDIS_REPLY_INTEGER) {
-		answer_error(r, "bad-reply", "unexpected reply from the greylist script");
-		req_free(r);
-		return;
-	}
 	struct store_result res = { .ok = true };
-	res.d.action = rep->element[0]->integer == 0 ? GL_PASS : GL_GREYLIST;
-	if (!gl_reason_parse(rep->element[1]->str, &res.d.reason)) {
-		answer_error(r, "bad-reply", "unknown reason from the greylist script");
+	const char *bad = gl_script_answer(rep, &res.d);
+	if (bad) {
+		answer_error(r, "bad-reply", bad);
 		req_free(r);
 		return;
 	}
-	res.d.delay_left = rep->element[2]->integer;
-	res.d.waited = rep->element[3]->integer;
-	res.d.capped = rep->element[4]->integer != 0;
 	dropped_for_replies = false;
 	backoff_ms = 0;
 	answer(r, &res, NULL);
@@ -781,60 +746,58 @@ static bool put_arg(struct store_req *r, size_t *used, int i, const char *s)
 	return true;
 }
 
-static struct store_req *redis_decide(const struct gg_config *c, const struct triplet *t,
-				      bool dry_run, store_done_fn done, void *arg)
+static struct store_req *redis_decide(struct store *s, const struct gl_params *p,
+				      const struct triplet *t, bool dry_run, store_done_fn done,
+				      void *arg)
 {
+	(void)s;
 	struct store_result fail = { .ok = false, .error = "redis not connected" };
 	if (state != R_UP || !ac) {
-		failures++;
 		done(arg, &fail);
 		return NULL;
 	}
 	struct store_req *r = calloc(1, sizeof *r);
 	if (!r) {
 		fail.error = "out of memory";
-		failures++;
 		done(arg, &fail);
 		return NULL;
 	}
 	r->done = done;
 	r->arg = arg;
-	const char *prefix = cfg->store.redis.prefix;
-	char k1[128], k2[128], k3[128], nums[5][24];
-	snprintf(k1, sizeof k1, "%s" GL_KEY_TRIPLET "%s", prefix, t->hex);
-	snprintf(k2, sizeof k2, "%s" GL_KEY_AWL "%s", prefix, t->net);
-	snprintf(k3, sizeof k3, "%s" GL_KEY_NEW "%s", prefix, t->net);
-	snprintf(nums[0], sizeof nums[0], "%d", c->greylist.delay);
-	snprintf(nums[1], sizeof nums[1], "%d", c->greylist.retry_window);
-	snprintf(nums[2], sizeof nums[2], "%d", c->greylist.pass_lifetime);
-	snprintf(nums[3], sizeof nums[3], "%d", c->greylist.awl_threshold);
-	snprintf(nums[4], sizeof nums[4], "%d", c->greylist.max_new_per_client);
+	struct gl_script_keys k;
+	char nums[5][24];
+	gl_script_keys(cfg->store.redis.prefix, t, &k);
+	snprintf(nums[0], sizeof nums[0], "%lld", (long long)p->delay);
+	snprintf(nums[1], sizeof nums[1], "%lld", (long long)p->retry_window);
+	snprintf(nums[2], sizeof nums[2], "%lld", (long long)p->pass_lifetime);
+	snprintf(nums[3], sizeof nums[3], "%d", p->awl_threshold);
+	snprintf(nums[4], sizeof nums[4], "%d", p->max_new_per_client);
 	size_t used = 0;
-	const char *args[NARGS] = { "EVALSHA", sha, "3", k1, k2, k3, nums[0], nums[1], nums[2],
+	const char *args[NARGS] = { "EVALSHA", sha, "3", k.triplet, k.awl, k.new_count, nums[0], nums[1], nums[2],
 				    nums[3], nums[4], dry_run ? "1" : "0", t->net, t->sender, t->rcpt };
 	for (int i = 0; i < NARGS; i++) {
 		if (!put_arg(r, &used, i, args[i])) {
 			free(r);
 			fail.error = "triplet too long for a redis request";
-			failures++;
 			done(arg, &fail);
 			return NULL;
 		}
 	}
 	r->timer = evtimer_new(base, on_timeout, r);
-	struct timeval tv = { c->store.redis.timeout_ms / 1000, (c->store.redis.timeout_ms % 1000) * 1000 };
+	struct timeval tv = { cfg->store.redis.timeout_ms / 1000,
+			      (cfg->store.redis.timeout_ms % 1000) * 1000 };
 	if (!r->timer || evtimer_add(r->timer, &tv) < 0) {
 		req_free(r);
 		fail.error = "out of memory";
-		failures++;
 		done(arg, &fail);
 		return NULL;
 	}
 	return send_request(r) ? r : NULL;
 }
 
-static void redis_cancel(struct store_req *r)
+static void redis_cancel(struct store *s, struct store_req *r)
 {
+	(void)s;
 	if (r) {
 		r->done = NULL;      /* freed when its reply (or the disconnect) arrives */
 		evtimer_del(r->timer);
@@ -843,14 +806,16 @@ static void redis_cancel(struct store_req *r)
 
 /* Called every second (worker.c): judging here too lets a failing store
  * recover once its failures age out, with or without traffic. */
-static bool redis_healthy(void)
+static bool redis_healthy(struct store *s)
 {
+	(void)s;
 	judge();
 	return state == R_UP && !failing;
 }
 
-static void redis_close(void)
+static void redis_close(struct store *s)
 {
+	(void)s;
 	if (ac) {
 		redisAsyncContext *c = ac;
 		ac = NULL;
@@ -872,13 +837,17 @@ static void redis_close(void)
 	gg_config_unref(cfg);
 }
 
+/* greygate-ctl talks to Redis itself: no admin here. */
 static const struct store_ops ops = {
-	.name = "redis",
 	.decide = redis_decide,
 	.cancel = redis_cancel,
 	.healthy = redis_healthy,
 	.close = redis_close,
 };
+
+/* The state above is still the file's (hiredis's callbacks find it
+ * there): one Redis store a process. */
+static struct store instance = { &ops, STORE_REDIS };
 
 static void script_sha1(void)
 {
@@ -893,7 +862,7 @@ static void script_sha1(void)
 	sha[40] = 0;
 }
 
-const struct store_ops *store_redis_open(struct event_base *b, struct gg_config *c)
+struct store *store_redis_open(struct event_base *b, struct gg_config *c)
 {
 	base = b;
 	cfg = gg_config_ref(c);
@@ -919,28 +888,15 @@ const struct store_ops *store_redis_open(struct event_base *b, struct gg_config 
 			return NULL;
 		}
 		for (size_t i = 0; i < nsent; i++) {
-			struct sockaddr_storage ss;
-			socklen_t len;
-			const char *name = c->store.redis.sentinels[i];
-			if (!hostport_parse(name, &ss, &len)) {   /* the loader checked */
+			sent[i].name = c->store.redis.sentinels[i];
+			if (!sentinel_parse(sent[i].name, &sent[i].a)) {   /* the loader checked */
 				log_msg(LOG_LVL_ERROR, "store", "bad store.redis.sentinels entry");
 				return NULL;
-			}
-			struct sentinel *s = &sent[i];
-			s->name = name;
-			if (ss.ss_family == AF_INET) {
-				struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-				inet_ntop(AF_INET, &sin->sin_addr, s->host, sizeof s->host);
-				s->port = ntohs(sin->sin_port);
-			} else {
-				struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-				inet_ntop(AF_INET6, &sin6->sin6_addr, s->host, sizeof s->host);
-				s->port = ntohs(sin6->sin6_port);
 			}
 		}
 	}
 	/* Start-up does not wait for Redis: until it answers, decisions follow
 	 * store.failure, and the connection is retried in the background. */
 	connect_now();
-	return &ops;
+	return &instance;
 }

@@ -5,12 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "list.h"
 #include "log.h"
-#include "memstore.h"
 
 /* The supervisor answers at once unless it is stuck; past this the session
  * gets a store failure and store.failure decides. */
@@ -107,9 +105,11 @@ static void on_reply(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static struct store_req *remote_decide(const struct gg_config *cfg, const struct triplet *t,
-				       bool dry_run, store_done_fn done, void *arg)
+static struct store_req *remote_decide(struct store *s, const struct gl_params *p,
+				       const struct triplet *t, bool dry_run, store_done_fn done,
+				       void *arg)
 {
+	(void)s;
 	struct store_result fail = { .ok = false, .error = "embedded store unreachable" };
 	struct store_req *r = NULL;
 	if (chan < 0 || npending >= REMOTE_PENDING_MAX || !(r = calloc(1, sizeof *r)) ||
@@ -118,7 +118,7 @@ static struct store_req *remote_decide(const struct gg_config *cfg, const struct
 		done(arg, &fail);
 		return NULL;
 	}
-	struct remote_request q = { .id = ++next_id, .params = store_params(cfg),
+	struct remote_request q = { .id = ++next_id, .params = *p,
 				    .dry_run = dry_run, .t = *t };
 	if (send(chan, &q, sizeof q, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof q) {
 		event_free(r->timer);
@@ -136,19 +136,22 @@ static struct store_req *remote_decide(const struct gg_config *cfg, const struct
 	return r;
 }
 
-static void remote_cancel(struct store_req *r)
+static void remote_cancel(struct store *s, struct store_req *r)
 {
+	(void)s;
 	if (r)
 		r->done = NULL; /* freed when its reply or timeout comes */
 }
 
-static bool remote_healthy(void)
+static bool remote_healthy(struct store *s)
 {
+	(void)s;
 	return chan >= 0;
 }
 
-static void remote_close(void)
+static void remote_close(struct store *s)
 {
+	(void)s;
 	struct store_req *r;
 	while ((r = first_req()))
 		unlink_req(r);
@@ -159,32 +162,44 @@ static void remote_close(void)
 	chan = -1;
 }
 
+/* greygate-ctl's commands go to the supervisor's control socket: no admin. */
 static const struct store_ops ops = {
-	.name = "memory",
 	.decide = remote_decide,
 	.cancel = remote_cancel,
 	.healthy = remote_healthy,
 	.close = remote_close,
 };
 
-const struct store_ops *store_remote_open(struct event_base *b, struct gg_config *cfg, int fd)
+/* One worker has one channel to its supervisor: the instance is unique
+ * to the process, and its state (above) is the file's. */
+static struct store remote = { &ops, STORE_MEMORY };
+
+struct store *store_remote_open(struct event_base *b, struct gg_config *cfg, int fd)
 {
-	(void)cfg;
+	remote.kind = cfg->store.kind;
 	base = b;
 	chan = fd;
 	chan_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_reply, NULL);
 	if (!chan_ev || event_add(chan_ev, NULL) < 0)
 		return NULL;
-	return &ops;
+	return &remote;
 }
 
 /* ---- supervisor side ---- */
+
+/* An embedded store answers inside decide (store.h): into REP. */
+static void answered(void *arg, const struct store_result *r)
+{
+	struct remote_reply *rep = arg;
+	rep->ok = r->ok;
+	rep->d = r->d;
+}
 
 static void on_request(evutil_socket_t fd, short what, void *arg)
 {
 	(void)what;
 	struct event *self = arg;
-	struct memstore *m = store_memory_get();
+	struct store *s = store();
 	for (;;) {
 		struct remote_request q;
 		ssize_t n = recv(fd, &q, sizeof q, MSG_DONTWAIT);
@@ -197,14 +212,13 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		struct remote_reply rep = { .id = q.id };
-		if ((size_t)n == sizeof q && m) {
+		if ((size_t)n == sizeof q && s) {
 			/* the parts come from our own workers, but still: bounded */
 			q.t.net[sizeof q.t.net - 1] = 0;
 			q.t.sender[sizeof q.t.sender - 1] = 0;
 			q.t.rcpt[sizeof q.t.rcpt - 1] = 0;
 			q.t.hex[sizeof q.t.hex - 1] = 0;
-			rep.d = memstore_decide(m, &q.params, time(NULL), &q.t, q.dry_run != 0);
-			rep.ok = 1;
+			s->ops->decide(s, &q.params, &q.t, q.dry_run != 0, answered, &rep);
 		}
 		if (send(fd, &rep, sizeof rep, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 			/* a worker that does not read: its request times out there */

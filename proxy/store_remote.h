@@ -29,10 +29,10 @@ struct remote_reply {
 };
 
 /* Worker side: decisions go over FD (the supervisor's end is the other). */
-const struct store_ops *store_remote_open(struct event_base *base, struct gg_config *cfg, int fd);
+struct store *store_remote_open(struct event_base *base, struct gg_config *cfg, int fd);
 
 /* Supervisor side: answers a worker's requests on FD from the embedded
- * store of this process, until the worker goes. The caller frees the
+ * store in use in this process (store()), until the worker goes. The caller frees the
  * event and closes FD when it reaps the worker. */
 struct event *store_remote_serve(struct event_base *base, int fd);
 

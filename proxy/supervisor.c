@@ -337,7 +337,7 @@ int supervisor_run(const char *argv0)
 		return 1;
 	nslots = (unsigned)srv.cfg->workers;
 	srv.nworkers = nslots;
-	memory_store = strcmp(srv.cfg->store.type, "memory") == 0;
+	memory_store = store_type(srv.cfg->store.kind)->flags & STORE_EMBEDDED;
 	/* Another greygate here: our shared sockets would bind beside it. */
 	if (listener_probe(srv.cfg) < 0 || (memory_store && control_probe(srv.cfg) < 0))
 		return 1;
@@ -437,7 +437,7 @@ int supervisor_run(const char *argv0)
 		close(metrics_fd);
 	if (memory_store && store()) {
 		control_close();
-		store()->close();   /* saves the embedded store */
+		store_close();      /* saves the embedded store */
 	}
 	gg_config_unref(srv.cfg);
 	event_base_free(srv.base);

@@ -47,7 +47,7 @@ static void on_health(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	static unsigned ticks;
-	metrics_health(backend_reachable(), store()->healthy());
+	metrics_health(backend_reachable(), store_healthy());
 	if ((++ticks % PROBE_EVERY == 0 || !backend_reachable()) && !srv.draining)
 		backend_probe(srv.base, srv.cfg);
 }
@@ -203,10 +203,10 @@ static int open_store(const struct worker_args *w)
 {
 	if (w->store_fd < 0)
 		return store_open(srv.base, srv.cfg);
-	const struct store_ops *ops = store_remote_open(srv.base, srv.cfg, w->store_fd);
-	if (!ops)
+	struct store *s = store_remote_open(srv.base, srv.cfg, w->store_fd);
+	if (!s)
 		return -1;
-	store_use(srv.base, ops);
+	store_use(srv.base, s);
 	return 0;
 }
 
@@ -301,7 +301,7 @@ int worker_run(const struct worker_args *w)
 	session_shutdown();
 	linger_close_all();
 	control_close();
-	store()->close();
+	store_close();
 	resolver_close();
 	backend_shutdown();
 	if (srv.nworkers == 1)
