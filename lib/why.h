@@ -11,7 +11,9 @@
  * (store-failure: the decision's reason, and the rule of the refusal it
  * causes when failures defer), or neither: "greylist" names the rule of a
  * deferral in the log, but a greylisted recipient is counted as a
- * decision, not as a refusal. The greylisting store's own reasons (enum
+ * decision, not as a refusal; "helo_required" and "message_size_limit"
+ * name session rules (session_rules.h) whose refusals were never counted
+ * under a label of their own, and still are not. The greylisting store's own reasons (enum
  * gl_reason) are entries here too, and gl_reason_name takes its names
  * from this table.
  */
@@ -51,6 +53,8 @@
 	X(MAX_ERRORS,                   "max_errors",                   WHY_REFUSAL) \
 	X(MAX_LINE,                     "max_line",                     WHY_REFUSAL) \
 	X(MAX_RECIPIENTS,               "max_recipients",               WHY_REFUSAL) \
+	X(HELO_REQUIRED,                "helo_required",                WHY_LOGGED) \
+	X(MESSAGE_SIZE_LIMIT,           "message_size_limit",           WHY_LOGGED) \
 	X(COMMAND_TIMEOUT,              "command_timeout",              WHY_REFUSAL) \
 	X(DATA_TIMEOUT,                 "data_timeout",                 WHY_REFUSAL) \
 	X(BACKEND,                      "backend",                      WHY_REFUSAL) \

@@ -232,20 +232,33 @@ void wait_for(struct session *s)
 	bufferevent_disable(s->bev, EV_READ);
 }
 
-/* Temporary: a balancer that lost its clients' addresses is a fault its
- * admin fixes, and mail sent meanwhile should wait in senders' queues. */
-void refuse_unknown_client(struct session *s, const char *cmd)
+struct sess_query session_query(const struct session *s)
 {
-	reject_counted(s, cmd, "451 4.7.1 Error: client address unknown, try again later",
-		       WHY_PROXY_PROTOCOL);
+	return (struct sess_query){
+		.cfg = s->cfg,
+		.client = &s->client,
+		.helo_seen = s->helo_seen,
+		.client_unknown = s->client_unknown,
+		.rcpt_ok = s->rcpt_ok,
+	};
 }
 
-bool need_helo(struct session *s, const char *cmd)
+bool session_allows(struct session *s, const char *cmd, enum sess_point at,
+		    const struct sess_query *q)
 {
-	if (s->helo_seen || !s->cfg->helo_required)
+	struct sess_verdict v;
+	if (!session_rules_check(at, q, &v))
 		return true;
-	reject_counted(s, cmd, "503 5.5.1 Error: send HELO/EHLO first", WHY_NONE);
+	session_refuse(s, cmd, &v);
 	return false;
+}
+
+void session_refuse(struct session *s, const char *cmd, const struct sess_verdict *v)
+{
+	if (v->counted)
+		reject_counted(s, cmd, v->reply, v->rule);
+	else
+		refuse(s, cmd, v->reply, v->rule);
 }
 
 static void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp)

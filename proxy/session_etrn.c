@@ -54,18 +54,14 @@ static void etrn_opened(void *arg, enum backend_status st, const struct smtp_rep
 
 /*
  * ETRN is relayed to the backend (whose fast_flush_domains must list the
- * domain) only for a client in etrn_networks and a domain this host backs
- * up; it never touches greylisting.
+ * domain) only when the session rules allow it (etrn_networks and a
+ * domain this host backs up); it never touches greylisting.
  */
 void cmd_etrn(struct session *s, const struct smtp_cmd *c)
 {
-	const struct gg_config *cfg = s->cfg;
-	if (!need_helo(s, "ETRN"))
+	struct sess_query q = session_query(s);
+	if (!session_allows(s, "ETRN", SP_ETRN, &q))
 		return;
-	if (s->client_unknown) {
-		refuse_unknown_client(s, "ETRN");
-		return;
-	}
 	if (s->txn != TX_NONE) {
 		reject_counted(s, "ETRN", "503 5.5.1 Error: MAIL transaction in progress", WHY_NONE);
 		return;
@@ -74,27 +70,16 @@ void cmd_etrn(struct session *s, const struct smtp_cmd *c)
 		reject_counted(s, "ETRN", "501 5.5.4 Syntax: ETRN domain", WHY_NONE);
 		return;
 	}
-	/* "@domain" (and its subdomains) and "#queue" are forms Postfix knows;
-	 * the domain itself must be one we serve either way. */
-	const char *d = c->arg;
-	size_t dlen = c->arg_len;
-	if (d[0] == '@' || d[0] == '#') {
-		d++;
-		dlen--;
-	}
 	memcpy(s->rcpt, c->arg, c->arg_len);
 	s->rcpt[c->arg_len] = 0;
-	char text[SMTP_PATH_MAX + 64];
-	if (cfg->etrn_networks.n == 0) {
-		reject_counted(s, "ETRN", "502 5.5.1 Error: ETRN not permitted", WHY_ETRN_NETWORKS);
-		return;
-	}
-	if (!netlist_match(&cfg->etrn_networks, &s->client) ||
-	    !(domainlist_match(&cfg->relay_domains, d, dlen) ||
-	      domainlist_match(&cfg->handover.domains, d, dlen))) {
-		snprintf(text, sizeof text, "459 4.7.1 <%s>: ETRN not permitted", s->rcpt);
-		log_etrn(s, "refused", text, strlen(text));
-		reject_counted(s, "ETRN", text, WHY_ETRN);
+	q.etrn_arg = s->rcpt;
+	q.etrn_len = c->arg_len;
+	struct sess_verdict v;
+	if (session_rules_check(SP_ETRN_DOMAIN, &q, &v)) {
+		/* the etrn event records refusals of a permitted client's domain */
+		if (v.rule == WHY_ETRN)
+			log_etrn(s, "refused", v.reply, strlen(v.reply));
+		session_refuse(s, "ETRN", &v);
 		return;
 	}
 	char *line = linebuf_reserve(&s->fwd_line, c->arg_len + 8);

@@ -23,6 +23,7 @@
 #include "netaddr.h"
 #include "rcpt_ahead.h"
 #include "rcpt_check.h"
+#include "session_rules.h"
 #include "smtp_cmd.h"
 #include "smtp_reply.h"
 #include "why.h"
@@ -150,10 +151,15 @@ void wait_for(struct session *s);
 void resume(struct session *s);
 /* Handles what the client sent, as far as the state allows. */
 void process_input(struct session *s);
-/* Refuses CMD from a client whose PROXY header named no address. */
-void refuse_unknown_client(struct session *s, const char *cmd);
-/* True when CMD may go on as far as HELO is concerned; else refused. */
-bool need_helo(struct session *s, const char *cmd);
+/* What the session rules (session_rules.h) need of S; a command adds
+ * what it parsed. */
+struct sess_query session_query(const struct session *s);
+/* Runs the session rules of AT for CMD: true when it may go on, else
+ * refused (answered, logged, counted as the rule says). */
+bool session_allows(struct session *s, const char *cmd, enum sess_point at,
+		    const struct sess_query *q);
+/* Answers and logs the session rules' refusal V of CMD. */
+void session_refuse(struct session *s, const char *cmd, const struct sess_verdict *v);
 /* Greets the client (or refuses it while the backend is down). */
 void greet(struct session *s);
 /* Sets the client connection's callbacks, bounds and timeouts (again after

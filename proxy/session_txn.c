@@ -332,12 +332,9 @@ static char *forward_line(struct linebuf *buf, const char *verb, const struct sm
 
 void cmd_mail(struct session *s, const struct smtp_cmd *c)
 {
-	if (!need_helo(s, "MAIL"))
+	struct sess_query q = session_query(s);
+	if (!session_allows(s, "MAIL", SP_MAIL, &q))
 		return;
-	if (s->client_unknown) {
-		refuse_unknown_client(s, "MAIL");
-		return;
-	}
 	if (s->txn != TX_NONE) {
 		reject_counted(s, "MAIL", "503 5.5.1 Error: nested MAIL command", WHY_NONE);
 		return;
@@ -363,11 +360,11 @@ void cmd_mail(struct session *s, const struct smtp_cmd *c)
 			reject_counted(s, "MAIL", "501 5.5.4 Bad SIZE parameter", WHY_NONE);
 			return;
 		}
-		if (size > bc->size_limit) {
-			reject_counted(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", WHY_NONE);
-			return;
-		}
+		q.size = size;
+		q.size_limit = bc->size_limit;
 	}
+	if (!session_allows(s, "MAIL", SP_MAIL_PARAMS, &q))
+		return;
 	if (!forward_line(&s->mail_line, "MAIL FROM:", &p)) {
 		reply(s, "451 4.3.0 Error: out of memory");
 		return;
@@ -410,12 +407,9 @@ void cmd_rcpt(struct session *s, const struct smtp_cmd *c, const char *line, siz
 		return;
 	memcpy(s->rcpt, p.addr, p.addr_len);
 	s->rcpt[p.addr_len] = 0;
-	if (s->rcpt_ok >= s->cfg->limits.max_recipients) {
-		/* Not an error: a client with many recipients sends the rest in
-		 * the next transaction (RFC 5321 4.5.3.1.8). */
-		refuse(s, "RCPT", "452 4.5.3 Error: too many recipients", WHY_MAX_RECIPIENTS);
+	struct sess_query sq = session_query(s);
+	if (!session_allows(s, "RCPT", SP_RCPT, &sq))
 		return;
-	}
 	if (s->txn == TX_FAILED) {
 		refuse(s, "RCPT", TXN_LOST, WHY_BACKEND);
 		return;
