@@ -47,6 +47,9 @@ $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libgg.a $(wildcard lib/*.h test/unit/*.h
 # gives the world (DNS, store, clock) as fakes through struct rcpt_env.
 UNIT_OBJ_test_rcpt_rules := $(addprefix $(BUILD)/proxy/,rcpt_rules.o metrics.o xalloc.o)
 $(BUILD)/unit/test_rcpt_rules: $(UNIT_OBJ_test_rcpt_rules) $(wildcard proxy/*.h)
+# The session rules are pure: the test links them alone.
+UNIT_OBJ_test_session_rules := $(BUILD)/proxy/session_rules.o
+$(BUILD)/unit/test_session_rules: $(UNIT_OBJ_test_session_rules) $(wildcard proxy/*.h)
 
 # Installs the Debian packages the build and the tests need, when root and
 # when something is missing; otherwise says what to install.
