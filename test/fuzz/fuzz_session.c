@@ -1589,7 +1589,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		close(s);
 	}
 	event_free(accept_ev);
-	store()->close();
+	store_close();
 	resolver_close();
 	evbuffer_free(cl.sent);
 	cl.sent = NULL;
