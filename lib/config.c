@@ -1472,6 +1472,17 @@ const char *gg_config_restart_setting(const struct gg_config *old, const struct 
 	return NULL;
 }
 
+struct gl_params gg_config_gl_params(const struct gg_config *c)
+{
+	return (struct gl_params){
+		.delay = c->greylist.delay,
+		.retry_window = c->greylist.retry_window,
+		.pass_lifetime = c->greylist.pass_lifetime,
+		.awl_threshold = c->greylist.awl_threshold,
+		.max_new_per_client = c->greylist.max_new_per_client,
+	};
+}
+
 struct gg_config *gg_config_ref(struct gg_config *c)
 {
 	c->refs++;

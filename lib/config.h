@@ -15,6 +15,7 @@
 
 #include "addrlist.h"
 #include "domainlist.h"
+#include "greylist.h"
 #include "netaddr.h"
 #include "sender_norm.h"
 #include "store_type.h"
@@ -193,5 +194,9 @@ const char *gg_config_restart_setting(const struct gg_config *old, const struct 
 
 struct gg_config *gg_config_ref(struct gg_config *c);
 void gg_config_unref(struct gg_config *c);
+
+/* The greylist settings of C in the form a decision takes (the daemon's
+ * stores and greygate-ctl's explain). */
+struct gl_params gg_config_gl_params(const struct gg_config *c);
 
 #endif

@@ -10,13 +10,6 @@
 /* Triplets a walk looks at per call when nothing else waits (greygate-ctl). */
 #define CTL_WALK_SLICE 500
 
-static struct gl_params params(const struct gg_config *c)
-{
-	return (struct gl_params){ c->greylist.delay, c->greylist.retry_window,
-				   c->greylist.pass_lifetime, c->greylist.awl_threshold,
-				   c->greylist.max_new_per_client };
-}
-
 int ctl_triplet(const struct gg_config *cfg, const char *client, const char *sender,
 		const char *rcpt, struct triplet *t, char *err, size_t errlen)
 {
@@ -182,7 +175,7 @@ static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, 
 		print_entry(out, &e);
 	else
 		fprintf(out, "stored: nothing\n");
-	struct gl_params p = params(cfg);
+	struct gl_params p = gg_config_gl_params(cfg);
 	struct gl_decision d;
 	if (st->explain(ctx, &p, t, &d) < 0)
 		return failed(st, ctx, out, "explain");

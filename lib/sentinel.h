@@ -1,7 +1,7 @@
 /*
  * sentinel: finding the Redis master through Redis Sentinel, the part
  * that does not depend on how one talks to Redis. The daemon's store
- * (asynchronous, proxy/store_redis.c) and greygate-ctl (blocking) both ask
+ * (asynchronous, proxy/redis_sentinel.c) and greygate-ctl (blocking) both ask
  * SENTINEL_ASK and read the answer here, so that they accept the same
  * answers and refuse the others alike.
  *

@@ -39,7 +39,7 @@ enum metric {
 enum decision_action { DA_PASS, DA_GREYLIST, DA_TEMPFAIL, DA_COUNT };
 
 /* Error replies from Redis by kind, the first word of the reply
- * (store_redis.c classifies them). */
+ * (redis_conn.c classifies them). */
 enum store_error {
 	SE_OOM, SE_NOAUTH, SE_WRONGPASS, SE_NOPERM, SE_READONLY, SE_MASTERDOWN, SE_LOADING,
 	SE_BUSY, SE_NOSCRIPT, SE_UNCLASSIFIED, SE_COUNT

@@ -92,7 +92,7 @@ struct store_call *store_decide(const struct gg_config *cfg, const struct triple
 	}
 	c->done = done;
 	c->arg = arg;
-	struct gl_params p = store_params(cfg);
+	struct gl_params p = gg_config_gl_params(cfg);
 	c->req = current->ops->decide(current, &p, t, false, answered, c);
 	return c;
 }
@@ -105,15 +105,4 @@ void store_cancel(struct store_call *c)
 		current->ops->cancel(current, c->req);
 	event_free(c->ev);
 	free(c);
-}
-
-struct gl_params store_params(const struct gg_config *cfg)
-{
-	return (struct gl_params){
-		.delay = cfg->greylist.delay,
-		.retry_window = cfg->greylist.retry_window,
-		.pass_lifetime = cfg->greylist.pass_lifetime,
-		.awl_threshold = cfg->greylist.awl_threshold,
-		.max_new_per_client = cfg->greylist.max_new_per_client,
-	};
 }

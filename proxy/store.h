@@ -73,9 +73,6 @@ struct store_call *store_decide(const struct gg_config *cfg, const struct triple
 				store_done_fn done, void *arg);
 void store_cancel(struct store_call *c);
 
-/* Gets the greylist parameters of a configuration in the decision's form. */
-struct gl_params store_params(const struct gg_config *cfg);
-
 /* Each kind's constructor (by the rows of lib/store_type.c, in store.c). */
 struct store *store_memory_open(struct event_base *base, struct gg_config *cfg);
 struct store *store_redis_open(struct event_base *base, struct gg_config *cfg);

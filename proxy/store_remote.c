@@ -15,32 +15,42 @@
 #define REMOTE_TIMEOUT_MS 1000
 #define REMOTE_PENDING_MAX 4096
 
+/* A worker's channel to its supervisor's embedded store. */
+struct remote_store {
+	struct store base;
+	struct event_base *loop;
+	int chan;                  /* -1 once the supervisor is gone */
+	struct event *chan_ev;
+	struct list_node pending;  /* struct store_req, oldest first */
+	size_t npending;
+	uint64_t next_id;
+};
+
 struct store_req {
 	struct list_node link;     /* on pending, oldest first */
+	struct remote_store *owner;
 	uint64_t id;
 	store_done_fn done;        /* NULL when cancelled */
 	void *arg;
 	struct event *timer;
 };
 
-static struct event_base *base;
-static int chan = -1;
-static struct event *chan_ev;
-static struct list_node pending = { &pending, &pending };
-static size_t npending;
-static uint64_t next_id;
+static struct remote_store *remote_of(void *s)
+{
+	return (struct remote_store *)s;   /* base is the first member */
+}
 
 /* The oldest pending request, or NULL. */
-static struct store_req *first_req(void)
+static struct store_req *first_req(struct remote_store *rs)
 {
-	struct list_node *n = list_first(&pending);
+	struct list_node *n = list_first(&rs->pending);
 	return n ? LIST_ELEM(n, struct store_req, link) : NULL;
 }
 
 static void unlink_req(struct store_req *r)
 {
 	list_del(&r->link);
-	npending--;
+	r->owner->npending--;
 	event_free(r->timer);
 	free(r);
 }
@@ -67,7 +77,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 static void on_reply(evutil_socket_t fd, short what, void *arg)
 {
 	(void)what;
-	(void)arg;
+	struct remote_store *rs = arg;
 	for (;;) {
 		struct remote_reply rep;
 		ssize_t n = recv(fd, &rep, sizeof rep, MSG_DONTWAIT);
@@ -77,18 +87,18 @@ static void on_reply(evutil_socket_t fd, short what, void *arg)
 			/* The supervisor is gone: it restarts us anyway; until then
 			 * every decision follows store.failure. */
 			log_msg(LOG_LVL_ERROR, "store", "lost the supervisor's embedded store");
-			event_del(chan_ev);
-			close(chan);
-			chan = -1;
+			event_del(rs->chan_ev);
+			close(rs->chan);
+			rs->chan = -1;
 			struct store_req *r;
-			while ((r = first_req()))
+			while ((r = first_req(rs)))
 				fail_req(r, "embedded store unreachable");
 			return;
 		}
 		if ((size_t)n != sizeof rep)
 			continue;
 		struct list_node *ln, *tmp;
-		LIST_FOR_EACH_SAFE(ln, tmp, &pending) {
+		LIST_FOR_EACH_SAFE(ln, tmp, &rs->pending) {
 			struct store_req *r = LIST_ELEM(ln, struct store_req, link);
 			if (r->id != rep.id)
 				continue;
@@ -109,28 +119,29 @@ static struct store_req *remote_decide(struct store *s, const struct gl_params *
 				       const struct triplet *t, bool dry_run, store_done_fn done,
 				       void *arg)
 {
-	(void)s;
+	struct remote_store *rs = remote_of(s);
 	struct store_result fail = { .ok = false, .error = "embedded store unreachable" };
 	struct store_req *r = NULL;
-	if (chan < 0 || npending >= REMOTE_PENDING_MAX || !(r = calloc(1, sizeof *r)) ||
-	    !(r->timer = evtimer_new(base, on_timeout, r))) {
+	if (rs->chan < 0 || rs->npending >= REMOTE_PENDING_MAX || !(r = calloc(1, sizeof *r)) ||
+	    !(r->timer = evtimer_new(rs->loop, on_timeout, r))) {
 		free(r);
 		done(arg, &fail);
 		return NULL;
 	}
-	struct remote_request q = { .id = ++next_id, .params = *p,
+	struct remote_request q = { .id = ++rs->next_id, .params = *p,
 				    .dry_run = dry_run, .t = *t };
-	if (send(chan, &q, sizeof q, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof q) {
+	if (send(rs->chan, &q, sizeof q, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof q) {
 		event_free(r->timer);
 		free(r);
 		done(arg, &fail);
 		return NULL;
 	}
+	r->owner = rs;
 	r->id = q.id;
 	r->done = done;
 	r->arg = arg;
-	list_push_back(&pending, &r->link);
-	npending++;
+	list_push_back(&rs->pending, &r->link);
+	rs->npending++;
 	struct timeval tv = { REMOTE_TIMEOUT_MS / 1000, (REMOTE_TIMEOUT_MS % 1000) * 1000 };
 	evtimer_add(r->timer, &tv);
 	return r;
@@ -145,21 +156,20 @@ static void remote_cancel(struct store *s, struct store_req *r)
 
 static bool remote_healthy(struct store *s)
 {
-	(void)s;
-	return chan >= 0;
+	return remote_of(s)->chan >= 0;
 }
 
 static void remote_close(struct store *s)
 {
-	(void)s;
+	struct remote_store *rs = remote_of(s);
 	struct store_req *r;
-	while ((r = first_req()))
+	while ((r = first_req(rs)))
 		unlink_req(r);
-	if (chan_ev)
-		event_free(chan_ev);
-	if (chan >= 0)
-		close(chan);
-	chan = -1;
+	if (rs->chan_ev)
+		event_free(rs->chan_ev);
+	if (rs->chan >= 0)
+		close(rs->chan);
+	free(rs);
 }
 
 /* greygate-ctl's commands go to the supervisor's control socket: no admin. */
@@ -170,19 +180,23 @@ static const struct store_ops ops = {
 	.close = remote_close,
 };
 
-/* One worker has one channel to its supervisor: the instance is unique
- * to the process, and its state (above) is the file's. */
-static struct store remote = { &ops, STORE_MEMORY };
-
 struct store *store_remote_open(struct event_base *b, struct gg_config *cfg, int fd)
 {
-	remote.kind = cfg->store.kind;
-	base = b;
-	chan = fd;
-	chan_ev = event_new(base, fd, EV_READ | EV_PERSIST, on_reply, NULL);
-	if (!chan_ev || event_add(chan_ev, NULL) < 0)
+	struct remote_store *rs = calloc(1, sizeof *rs);
+	if (!rs)
 		return NULL;
-	return &remote;
+	rs->base = (struct store){ &ops, cfg->store.kind };
+	rs->loop = b;
+	rs->chan = fd;
+	list_init(&rs->pending);
+	rs->chan_ev = event_new(b, fd, EV_READ | EV_PERSIST, on_reply, rs);
+	if (!rs->chan_ev || event_add(rs->chan_ev, NULL) < 0) {
+		if (rs->chan_ev)
+			event_free(rs->chan_ev);
+		free(rs);
+		return NULL;
+	}
+	return &rs->base;
 }
 
 /* ---- supervisor side ---- */
