@@ -22,125 +22,12 @@
 #include "hostport.h"
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include "config_schema.h"
 #include "log.h"
 
 #define CONFIG_FILE_MAX (1 << 20)
 #define LIST_FILE_MAX (16 << 20)
 #define DOMAIN_MAX 253
-
-enum kind { K_GROUP, K_STR, K_INT, K_BOOL, K_STRLIST, K_INT_OR_AUTO, K_LATER };
-
-/* K_LATER: settings that a later version implements; they are accepted
- * (with a warning) so that one file serves every version. */
-static const struct key {
-	const char *path;
-	enum kind kind;
-	long min, max;
-} schema[] = {
-	{ "myhostname", K_STR, 0, 0 },
-	{ "banner", K_STR, 0, 0 },
-	{ "listen", K_STRLIST, 0, 0 },
-	{ "backend", K_GROUP, 0, 0 },
-	{ "backend.address", K_STR, 0, 0 },
-	{ "backend.xclient", K_BOOL, 0, 0 },
-	{ "backend.connect_timeout", K_INT, 1, 300 },
-	{ "backend.command_timeout", K_INT, 1, 3600 },
-	{ "backend.idle_time", K_INT, 0, 60 },
-	{ "backend.idle_connections", K_INT, 0, 10000 },
-	{ "backend.refuse_when_down", K_BOOL, 0, 0 },
-	{ "mynetworks", K_STRLIST, 0, 0 },
-	{ "local_domains", K_STRLIST, 0, 0 },
-	{ "relay_domains", K_STRLIST, 0, 0 },
-	{ "relay_domains_file", K_STR, 0, 0 },
-	{ "helo_required", K_BOOL, 0, 0 },
-	{ "disable_vrfy_command", K_BOOL, 0, 0 },
-	{ "limits", K_GROUP, 0, 0 },
-	{ "limits.max_connections", K_INT, 1, 1000000 },
-	{ "limits.max_per_client", K_INT, 1, 1000000 },
-	{ "limits.max_recipients", K_INT, 1, 100000 },
-	{ "limits.max_line", K_INT, 512, 65536 },
-	{ "limits.command_timeout", K_INT, 1, 86400 },
-	{ "limits.data_timeout", K_INT, 1, 86400 },
-	{ "limits.max_errors", K_INT, 1, 100000 },
-	{ "shutdown_grace", K_INT, 0, 3600 },
-	{ "workers", K_INT_OR_AUTO, 1, 64 },
-	{ "log", K_GROUP, 0, 0 },
-	{ "log.target", K_STR, 0, 0 },
-	{ "log.level", K_STR, 0, 0 },
-	{ "my_addresses", K_STRLIST, 0, 0 },
-	{ "store", K_GROUP, 0, 0 },
-	{ "store.type", K_STR, 0, 0 },
-	{ "store.file", K_STR, 0, 0 },
-	{ "store.failure", K_STR, 0, 0 },
-	{ "store.max_entries", K_INT, 1000, 100000000 },
-	{ "store.save_interval", K_INT, 1, 86400 },
-	{ "store.redis", K_GROUP, 0, 0 },
-	{ "store.redis.host", K_STR, 0, 0 },
-	{ "store.redis.port", K_INT, 1, 65535 },
-	{ "store.redis.password", K_STR, 0, 0 },
-	{ "store.redis.db", K_INT, 0, 1000 },
-	{ "store.redis.timeout_ms", K_INT, 1, 60000 },
-	{ "store.redis.connect_timeout_ms", K_INT, 1, 60000 },
-	{ "store.redis.prefix", K_STR, 0, 0 },
-	{ "store.redis.sentinels", K_STRLIST, 0, 0 },
-	{ "store.redis.master_name", K_STR, 0, 0 },
-	{ "greylist", K_GROUP, 0, 0 },
-	{ "greylist.enabled", K_BOOL, 0, 0 },
-	{ "greylist.delay", K_INT, 0, 86400 },
-	{ "greylist.retry_window", K_INT, 1, 31 * 86400 },
-	{ "greylist.pass_lifetime", K_INT, 1, 366 * 86400 },
-	{ "greylist.awl_threshold", K_INT, 0, 1000000 },
-	{ "greylist.ipv4_prefix", K_INT, 8, 32 },
-	{ "greylist.ipv6_prefix", K_INT, 16, 128 },
-	{ "greylist.normalize_sender", K_BOOL, 0, 0 },
-	{ "greylist.normalize", K_GROUP, 0, 0 },
-	{ "greylist.normalize.lower", K_BOOL, 0, 0 },
-	{ "greylist.normalize.batv", K_BOOL, 0, 0 },
-	{ "greylist.normalize.srs", K_BOOL, 0, 0 },
-	{ "greylist.normalize.extension", K_BOOL, 0, 0 },
-	{ "greylist.normalize.digits", K_BOOL, 0, 0 },
-	{ "greylist.normalize.hex", K_BOOL, 0, 0 },
-	{ "greylist.max_new_per_client", K_INT, 1, 10000000 },
-	{ "greylist.message", K_STR, 0, 0 },
-	{ "control_socket", K_STR, 0, 0 },
-	{ "dns", K_GROUP, 0, 0 },
-	{ "dns.servers", K_STRLIST, 0, 0 },
-	{ "dns.timeout_ms", K_INT, 10, 60000 },
-	{ "dns.tries", K_INT, 1, 10 },
-	{ "dns.cache_size", K_INT, 0, 10000000 },
-	{ "permit_mx_backup", K_BOOL, 0, 0 },
-	{ "permit_mx_backup_networks", K_STRLIST, 0, 0 },
-	{ "reject_non_fqdn_sender", K_BOOL, 0, 0 },
-	{ "reject_unknown_sender_domain", K_BOOL, 0, 0 },
-	{ "reject_non_fqdn_recipient", K_BOOL, 0, 0 },
-	{ "etrn_networks", K_STRLIST, 0, 0 },
-	{ "proxy_protocol_networks", K_STRLIST, 0, 0 },
-	{ "handover", K_GROUP, 0, 0 },
-	{ "handover.domains", K_STRLIST, 0, 0 },
-	{ "handover.probe_interval", K_INT, 0, 86400 },
-	{ "handover.probe_timeout", K_INT, 1, 300 },
-	{ "handover.probe_port", K_INT, 1, 65535 },
-	{ "whitelist", K_GROUP, 0, 0 },
-	{ "whitelist.clients", K_STRLIST, 0, 0 },
-	{ "whitelist.clients_file", K_STR, 0, 0 },
-	{ "whitelist.senders", K_STRLIST, 0, 0 },
-	{ "whitelist.senders_file", K_STR, 0, 0 },
-	{ "whitelist.recipients", K_STRLIST, 0, 0 },
-	{ "whitelist.recipients_file", K_STR, 0, 0 },
-	{ "whitelist.client_names", K_STRLIST, 0, 0 },
-	{ "whitelist.client_names_file", K_STR, 0, 0 },
-	{ "admin", K_GROUP, 0, 0 },
-	{ "admin.listen", K_STR, 0, 0 },
-	{ "user", K_STR, 0, 0 },
-	{ "group", K_STR, 0, 0 },
-	{ "run_as_root", K_BOOL, 0, 0 },
-	{ "pid_file", K_STR, 0, 0 },
-	{ "tls", K_GROUP, 0, 0 },
-	{ "tls.cert", K_STR, 0, 0 },
-	{ "tls.key", K_STR, 0, 0 },
-	{ "tls.max_handshakes", K_INT, 1, 100000 },
-	{ "tls.handshake_timeout", K_INT, 1, 3600 },
-};
 
 struct list_job;
 
@@ -221,28 +108,20 @@ static bool fail(struct loader *ld, const config_setting_t *s, const char *fmt, 
 	return false;
 }
 
-static const struct key *schema_find(const char *path)
-{
-	for (size_t i = 0; i < sizeof schema / sizeof schema[0]; i++)
-		if (strcmp(schema[i].path, path) == 0)
-			return &schema[i];
-	return NULL;
-}
-
 static bool check_kind(struct loader *ld, const config_setting_t *s,
-		       const struct key *k, const char *path)
+		       const struct cfg_setting *k, const char *path)
 {
 	int t = config_setting_type(s);
 	switch (k->kind) {
-	case K_LATER:
+	case CK_LATER:
 		return true;
-	case K_GROUP:
+	case CK_GROUP:
 		return t == CONFIG_TYPE_GROUP || fail(ld, s, "%s must be a group { ... }", path);
-	case K_STR:
+	case CK_STR:
 		return t == CONFIG_TYPE_STRING || fail(ld, s, "%s must be a string", path);
-	case K_BOOL:
+	case CK_BOOL:
 		return t == CONFIG_TYPE_BOOL || fail(ld, s, "%s must be true or false", path);
-	case K_INT: {
+	case CK_INT: {
 		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
 			return fail(ld, s, "%s must be an integer", path);
 		long long v = config_setting_get_int64(s);
@@ -251,7 +130,7 @@ static bool check_kind(struct loader *ld, const config_setting_t *s,
 				    k->min, k->max);
 		return true;
 	}
-	case K_INT_OR_AUTO:
+	case CK_INT_OR_AUTO:
 		if (t == CONFIG_TYPE_STRING && strcmp(config_setting_get_string(s), "auto") == 0)
 			return true;
 		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
@@ -260,7 +139,10 @@ static bool check_kind(struct loader *ld, const config_setting_t *s,
 			return fail(ld, s, "%s = %lld is out of range %ld..%ld", path,
 				    config_setting_get_int64(s), k->min, k->max);
 		return true;
-	case K_STRLIST:
+	case CK_STRLIST:
+	case CK_NETS:
+	case CK_DOMAINS:
+	case CK_ADDRS:
 		if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
 			return fail(ld, s, "%s must be a list of strings [ \"...\" ]", path);
 		for (int i = 0; i < config_setting_length(s); i++) {
@@ -281,19 +163,19 @@ static bool check_schema(struct loader *ld, const config_setting_t *s, const cha
 		const char *name = config_setting_name(m);
 		char path[128];
 		snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", name ? name : "?");
-		const struct key *k = schema_find(path);
+		const struct cfg_setting *k = cfg_setting_find(path);
 		if (!k)
 			return fail(ld, m, "unknown setting '%s'", path);
 		if (!check_kind(ld, m, k, path))
 			return false;
-		if (k->kind == K_LATER) {
+		if (k->kind == CK_LATER) {
 			struct logline l;
 			ll_begin(&l, LOG_LVL_WARNING, "config");
 			ll_str(&l, "setting", path);
 			ll_str(&l, "reason", "not implemented in this version; ignored");
 			ll_emit(&l);
 		}
-		if (k->kind == K_GROUP && !check_schema(ld, m, path))
+		if (k->kind == CK_GROUP && !check_schema(ld, m, path))
 			return false;
 	}
 	return true;
@@ -309,22 +191,53 @@ static char *xstrdup(const char *s)
 	return d;
 }
 
-static void get_str(const config_t *cf, const char *path, const char *def, char **out)
-{
-	const char *v;
-	*out = xstrdup(config_lookup_string(cf, path, &v) == CONFIG_TRUE ? v : def);
-}
-
-static void get_int(const config_t *cf, const char *path, int def, int *out)
-{
-	int v;
-	*out = config_lookup_int(cf, path, &v) == CONFIG_TRUE ? v : def;
-}
-
 static void get_bool(const config_t *cf, const char *path, bool def, bool *out)
 {
 	int v;
 	*out = config_lookup_bool(cf, path, &v) == CONFIG_TRUE ? v != 0 : def;
+}
+
+/* "auto": one per core, as many as the row's range allows */
+static int per_core(const struct cfg_setting *r)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < r->min ? (int)r->min : n > r->max ? (int)r->max : (int)n;
+}
+
+/* Every scalar that has a field: the file's value (checked against its
+ * row by check_schema) or the row's default. Cannot fail. */
+static void load_scalars(const config_t *cf, struct gg_config *c)
+{
+	for (size_t i = 0; i < cfg_nsettings; i++) {
+		const struct cfg_setting *r = &cfg_settings[i];
+		if (r->off == CFG_NOWHERE)
+			continue;
+		void *f = cfg_field(c, r);
+		const char *sv;
+		int iv;
+		switch (r->kind) {
+		case CK_STR:
+			if (config_lookup_string(cf, r->path, &sv) == CONFIG_TRUE)
+				*(char **)f = xstrdup(sv);
+			else if (r->defp)
+				*(char **)f = xstrdup(r->defp);
+			break;
+		case CK_INT_OR_AUTO:
+			if (config_lookup_string(cf, r->path, &sv) == CONFIG_TRUE) {
+				*(int *)f = per_core(r);
+				break;
+			}
+			/* fall through */
+		case CK_INT:
+			*(int *)f = config_lookup_int(cf, r->path, &iv) == CONFIG_TRUE ? iv : (int)r->def;
+			break;
+		case CK_BOOL:
+			get_bool(cf, r->path, r->def != 0, f);
+			break;
+		default:
+			break;
+		}
+	}
 }
 
 /* Lower-cases and checks a domain, drops a trailing dot. A leading dot
@@ -645,6 +558,21 @@ static bool load_list(struct loader *ld, const config_t *cf, const char *path,
 	return !f || queue_list_file(ld, f, file_path, fn, dst);
 }
 
+/* Every list that has a field, in table order, with its file queued. */
+static bool load_lists(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	for (size_t i = 0; i < cfg_nsettings; i++) {
+		const struct cfg_setting *r = &cfg_settings[i];
+		entry_fn fn = r->kind == CK_NETS ? network_entry :
+			      r->kind == CK_DOMAINS ? domain_entry :
+			      r->kind == CK_ADDRS ? address_entry : NULL;
+		if (fn && r->off != CFG_NOWHERE &&
+		    !load_list(ld, cf, r->path, r->defp, fn, cfg_field(c, r)))
+			return false;
+	}
+	return true;
+}
+
 static bool load_listen(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
 	const config_setting_t *s = config_lookup(cf, "listen");
@@ -698,23 +626,10 @@ static bool validate(struct loader *ld, const config_t *cf, struct gg_config *c)
 
 static bool load_store(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
-	get_str(cf, "store.type", "memory", &c->store.type);
-	get_str(cf, "store.file", "/var/lib/greygate/greylist.db", &c->store.file);
-	char *failure;
-	get_str(cf, "store.failure", "accept", &failure);
+	const char *failure = "accept";
+	config_lookup_string(cf, "store.failure", &failure);
 	bool failure_ok = strcmp(failure, "accept") == 0 || strcmp(failure, "tempfail") == 0;
 	c->store.tempfail = strcmp(failure, "tempfail") == 0;
-	free(failure);
-	get_int(cf, "store.max_entries", 1000000, &c->store.max_entries);
-	get_int(cf, "store.save_interval", 300, &c->store.save_interval);
-	get_str(cf, "store.redis.host", "127.0.0.1", &c->store.redis.host);
-	get_int(cf, "store.redis.port", 6379, &c->store.redis.port);
-	get_str(cf, "store.redis.password", "", &c->store.redis.password);
-	get_int(cf, "store.redis.db", 0, &c->store.redis.db);
-	get_int(cf, "store.redis.timeout_ms", 250, &c->store.redis.timeout_ms);
-	get_int(cf, "store.redis.connect_timeout_ms", 1000, &c->store.redis.connect_timeout_ms);
-	get_str(cf, "store.redis.prefix", "gg:", &c->store.redis.prefix);
-	get_str(cf, "store.redis.master_name", "", &c->store.redis.master_name);
 	const config_setting_t *sl = config_lookup(cf, "store.redis.sentinels");
 	for (int i = 0; sl && i < config_setting_length(sl); i++) {
 		const config_setting_t *e = config_setting_get_elem(sl, (unsigned)i);
@@ -742,12 +657,6 @@ static bool load_store(struct loader *ld, const config_t *cf, struct gg_config *
 				    "store.redis.master_name must name the master (1..128 printable "
 				    "characters, no blanks) when store.redis.sentinels is set");
 	}
-	get_str(cf, "control_socket", "/run/greygate/control.sock", &c->control_socket);
-	get_str(cf, "admin.listen", "127.0.0.1:9925", &c->admin_listen);
-	get_str(cf, "user", "", &c->user);
-	get_str(cf, "group", "", &c->group);
-	get_bool(cf, "run_as_root", false, &c->run_as_root);
-	get_str(cf, "pid_file", "", &c->pid_file);
 	struct sockaddr_storage ass;
 	socklen_t alen;
 	if (c->admin_listen[0] && !hostport_parse(c->admin_listen, &ass, &alen))
@@ -771,15 +680,6 @@ static bool load_store(struct loader *ld, const config_t *cf, struct gg_config *
 
 static bool load_greylist(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
-	get_bool(cf, "greylist.enabled", true, &c->greylist.enabled);
-	get_int(cf, "greylist.delay", 300, &c->greylist.delay);
-	get_int(cf, "greylist.retry_window", 172800, &c->greylist.retry_window);
-	get_int(cf, "greylist.pass_lifetime", 3110400, &c->greylist.pass_lifetime);
-	get_int(cf, "greylist.awl_threshold", 5, &c->greylist.awl_threshold);
-	get_int(cf, "greylist.ipv4_prefix", 24, &c->greylist.ipv4_prefix);
-	get_int(cf, "greylist.ipv6_prefix", 64, &c->greylist.ipv6_prefix);
-	get_int(cf, "greylist.max_new_per_client", 100, &c->greylist.max_new_per_client);
-	get_str(cf, "greylist.message", "Greylisted, retry in %s seconds", &c->greylist.message);
 	bool on;
 	get_bool(cf, "greylist.normalize_sender", true, &on);
 	struct sender_norm_opts *n = &c->greylist.norm;
@@ -806,16 +706,6 @@ static bool load_greylist(struct loader *ld, const config_t *cf, struct gg_confi
 
 static bool load_dns(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
-	get_int(cf, "dns.timeout_ms", 2000, &c->dns.timeout_ms);
-	get_int(cf, "dns.tries", 2, &c->dns.tries);
-	get_int(cf, "dns.cache_size", 10000, &c->dns.cache_size);
-	get_bool(cf, "permit_mx_backup", false, &c->permit_mx_backup);
-	get_bool(cf, "reject_non_fqdn_sender", true, &c->reject_non_fqdn_sender);
-	get_bool(cf, "reject_unknown_sender_domain", true, &c->reject_unknown_sender_domain);
-	get_bool(cf, "reject_non_fqdn_recipient", true, &c->reject_non_fqdn_recipient);
-	get_int(cf, "handover.probe_interval", 0, &c->handover.probe_interval);
-	get_int(cf, "handover.probe_timeout", 10, &c->handover.probe_timeout);
-	get_int(cf, "handover.probe_port", 25, &c->handover.probe_port);
 	/* c-ares takes the servers as one list; each is checked here so that a
 	 * typo is refused with its line instead of at the first lookup. */
 	const config_setting_t *s = config_lookup(cf, "dns.servers");
@@ -879,9 +769,6 @@ static bool load_tls(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
 	const config_setting_t *cert = config_lookup(cf, "tls.cert");
 	const config_setting_t *key = config_lookup(cf, "tls.key");
-	/* a hand-shake under way holds ~50 KiB (README): 100 of them, 5 MB */
-	get_int(cf, "tls.max_handshakes", 100, &c->tls_max_handshakes);
-	get_int(cf, "tls.handshake_timeout", 30, &c->tls_handshake_timeout);
 	if (!cert && !key)
 		return true;
 	if (!cert || !key)
@@ -920,61 +807,21 @@ static bool load_tls(struct loader *ld, const config_t *cf, struct gg_config *c)
 
 static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
-	static const char *const default_mynetworks[] = { "127.0.0.0/8", "::1/128", NULL };
-	char host[256] = "localhost";
-	gethostname(host, sizeof host - 1);
-	host[sizeof host - 1] = 0;
-
 	if (!check_schema(ld, config_root_setting(cf), ""))
 		return false;
-	get_str(cf, "myhostname", host, &c->myhostname);
-	char banner[300];
-	snprintf(banner, sizeof banner, "%s ESMTP", c->myhostname);
-	get_str(cf, "banner", banner, &c->banner);
-	get_str(cf, "backend.address", "127.0.0.1:10025", &c->backend.address);
-	get_bool(cf, "backend.xclient", true, &c->backend.xclient);
-	get_int(cf, "backend.connect_timeout", 5, &c->backend.connect_timeout);
-	get_int(cf, "backend.command_timeout", 300, &c->backend.command_timeout);
-	get_int(cf, "backend.idle_time", 2, &c->backend.idle_time);
-	get_int(cf, "backend.idle_connections", 20, &c->backend.idle_connections);
-	get_bool(cf, "backend.refuse_when_down", true, &c->backend.refuse_when_down);
-	get_bool(cf, "helo_required", true, &c->helo_required);
-	get_bool(cf, "disable_vrfy_command", true, &c->disable_vrfy_command);
-	get_int(cf, "limits.max_connections", 10000, &c->limits.max_connections);
-	get_int(cf, "limits.max_per_client", 50, &c->limits.max_per_client);
-	get_int(cf, "limits.max_recipients", 100, &c->limits.max_recipients);
-	get_int(cf, "limits.max_line", 2048, &c->limits.max_line);
-	get_int(cf, "limits.command_timeout", 300, &c->limits.command_timeout);
-	get_int(cf, "limits.data_timeout", 600, &c->limits.data_timeout);
-	get_int(cf, "limits.max_errors", 20, &c->limits.max_errors);
-	get_int(cf, "shutdown_grace", 30, &c->shutdown_grace);
-	/* "auto": one worker per core, as many as the 1..64 range allows */
-	const char *w;
-	if (config_lookup_string(cf, "workers", &w) == CONFIG_TRUE) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		c->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
-	} else {
-		get_int(cf, "workers", 1, &c->workers);
+	load_scalars(cf, c);
+	if (!c->myhostname) {
+		char host[256] = "localhost";
+		gethostname(host, sizeof host - 1);
+		host[sizeof host - 1] = 0;
+		c->myhostname = xstrdup(host);
 	}
-	get_str(cf, "log.target", "stderr", &c->log.target);
-	get_str(cf, "log.level", "info", &c->log.level);
-
-	return load_listen(ld, cf, c) &&
-	       load_list(ld, cf, "mynetworks", default_mynetworks, network_entry, &c->mynetworks) &&
-	       load_list(ld, cf, "local_domains", NULL, domain_entry, &c->local_domains) &&
-	       load_list(ld, cf, "relay_domains", NULL, domain_entry, &c->relay_domains) &&
-	       load_list(ld, cf, "whitelist.clients", NULL, network_entry, &c->whitelist.clients) &&
-	       load_list(ld, cf, "whitelist.senders", NULL, address_entry, &c->whitelist.senders) &&
-	       load_list(ld, cf, "whitelist.recipients", NULL, address_entry,
-			 &c->whitelist.recipients) &&
-	       load_list(ld, cf, "my_addresses", NULL, network_entry, &c->my_addresses) &&
-	       load_list(ld, cf, "permit_mx_backup_networks", NULL, network_entry,
-			 &c->permit_mx_backup_networks) &&
-	       load_list(ld, cf, "etrn_networks", NULL, network_entry, &c->etrn_networks) &&
-	       load_list(ld, cf, "proxy_protocol_networks", NULL, network_entry,
-			 &c->proxy_protocol_networks) &&
-	       load_list(ld, cf, "whitelist.client_names", NULL, domain_entry, &c->client_names) &&
-	       load_list(ld, cf, "handover.domains", NULL, domain_entry, &c->handover.domains) &&
+	if (!c->banner) {
+		char banner[300];
+		snprintf(banner, sizeof banner, "%s ESMTP", c->myhostname);
+		c->banner = xstrdup(banner);
+	}
+	return load_listen(ld, cf, c) && load_lists(ld, cf, c) &&
 	       load_store(ld, cf, c) && load_greylist(ld, cf, c) && load_dns(ld, cf, c) &&
 	       load_tls(ld, cf, c) &&
 	       validate(ld, cf, c);
@@ -1482,43 +1329,16 @@ void gg_config_unref(struct gg_config *c)
 {
 	if (!c || --c->refs > 0)
 		return;
+	cfg_settings_free(c);
+	/* the fields without a row of their own */
 	free(c->file);
 	free(c->bundle);
-	free(c->myhostname);
-	free(c->banner);
 	for (size_t i = 0; i < c->nlisten; i++)
 		free(c->listen[i]);
-	free(c->backend.address);
-	netlist_free(&c->mynetworks);
-	netlist_free(&c->my_addresses);
-	netlist_free(&c->permit_mx_backup_networks);
-	netlist_free(&c->etrn_networks);
-	netlist_free(&c->proxy_protocol_networks);
-	domainlist_free(&c->client_names);
-	domainlist_free(&c->handover.domains);
-	free(c->dns.servers);
-	SSL_CTX_free(c->tls_ctx);
-	netlist_free(&c->whitelist.clients);
-	addrlist_free(&c->whitelist.senders);
-	addrlist_free(&c->whitelist.recipients);
-	free(c->store.type);
-	free(c->store.file);
-	free(c->store.redis.host);
-	free(c->store.redis.password);
-	free(c->store.redis.prefix);
 	for (size_t i = 0; i < c->store.redis.nsentinels; i++)
 		free(c->store.redis.sentinels[i]);
 	free(c->store.redis.sentinels);
-	free(c->store.redis.master_name);
-	free(c->greylist.message);
-	free(c->control_socket);
-	free(c->admin_listen);
-	free(c->user);
-	free(c->group);
-	free(c->pid_file);
-	domainlist_free(&c->local_domains);
-	domainlist_free(&c->relay_domains);
-	free(c->log.target);
-	free(c->log.level);
+	free(c->dns.servers);
+	SSL_CTX_free(c->tls_ctx);
 	free(c);
 }
