@@ -1,11 +1,20 @@
 /*
+ * Loading walks the table: every setting in the file must be known (a
+ * typo such as "mynetwork" would otherwise silently leave a host open), of
+ * the right type and within range; then each row with a field takes the
+ * file's value or its default.
+ *
  * The rows are in load order: lists are read in table order, so the first
  * broken list a file holds is the one reported, as before the table.
  */
-#include "config_schema.h"
+#include "config_priv.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "log.h"
 
 #define F(field) offsetof(struct gg_config, field)
 #define GROUP(p)                  { p, CK_GROUP, 0, 0, CFG_NOWHERE, 0, NULL }
@@ -166,4 +175,227 @@ void cfg_settings_free(struct gg_config *c)
 			break;
 		}
 	}
+}
+
+static bool check_kind(struct loader *ld, const config_setting_t *s,
+		       const struct cfg_setting *k, const char *path)
+{
+	int t = config_setting_type(s);
+	switch (k->kind) {
+	case CK_LATER:
+		return true;
+	case CK_GROUP:
+		return t == CONFIG_TYPE_GROUP || cfg_fail(ld, s, "%s must be a group { ... }", path);
+	case CK_STR:
+		return t == CONFIG_TYPE_STRING || cfg_fail(ld, s, "%s must be a string", path);
+	case CK_BOOL:
+		return t == CONFIG_TYPE_BOOL || cfg_fail(ld, s, "%s must be true or false", path);
+	case CK_INT: {
+		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+			return cfg_fail(ld, s, "%s must be an integer", path);
+		long long v = config_setting_get_int64(s);
+		if (v < k->min || v > k->max)
+			return cfg_fail(ld, s, "%s = %lld is out of range %ld..%ld", path, v,
+				    k->min, k->max);
+		return true;
+	}
+	case CK_INT_OR_AUTO:
+		if (t == CONFIG_TYPE_STRING && strcmp(config_setting_get_string(s), "auto") == 0)
+			return true;
+		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+			return cfg_fail(ld, s, "%s must be a number or \"auto\"", path);
+		if (config_setting_get_int64(s) < k->min || config_setting_get_int64(s) > k->max)
+			return cfg_fail(ld, s, "%s = %lld is out of range %ld..%ld", path,
+				    config_setting_get_int64(s), k->min, k->max);
+		return true;
+	case CK_STRLIST:
+	case CK_NETS:
+	case CK_DOMAINS:
+	case CK_ADDRS:
+		if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+			return cfg_fail(ld, s, "%s must be a list of strings [ \"...\" ]", path);
+		for (int i = 0; i < config_setting_length(s); i++) {
+			const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+			if (config_setting_type(e) != CONFIG_TYPE_STRING)
+				return cfg_fail(ld, e, "%s must be a list of strings", path);
+		}
+		return true;
+	}
+	return false;
+}
+
+/* Recursively checks that every setting below S is in the schema. */
+bool cfg_check_schema(struct loader *ld, const config_setting_t *s, const char *prefix)
+{
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *m = config_setting_get_elem(s, (unsigned)i);
+		const char *name = config_setting_name(m);
+		char path[128];
+		snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", name ? name : "?");
+		const struct cfg_setting *k = cfg_setting_find(path);
+		if (!k)
+			return cfg_fail(ld, m, "unknown setting '%s'", path);
+		if (!check_kind(ld, m, k, path))
+			return false;
+		if (k->kind == CK_LATER) {
+			struct logline l;
+			ll_begin(&l, LOG_LVL_WARNING, "config");
+			ll_str(&l, "setting", path);
+			ll_str(&l, "reason", "not implemented in this version; ignored");
+			ll_emit(&l);
+		}
+		if (k->kind == CK_GROUP && !cfg_check_schema(ld, m, path))
+			return false;
+	}
+	return true;
+}
+
+void cfg_get_bool(const config_t *cf, const char *path, bool def, bool *out)
+{
+	int v;
+	*out = config_lookup_bool(cf, path, &v) == CONFIG_TRUE ? v != 0 : def;
+}
+
+/* "auto": one per core, as many as the row's range allows */
+static int per_core(const struct cfg_setting *r)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < r->min ? (int)r->min : n > r->max ? (int)r->max : (int)n;
+}
+
+/* Every scalar that has a field: the file's value (checked against its
+ * row by check_schema) or the row's default. Cannot fail. */
+void cfg_load_scalars(const config_t *cf, struct gg_config *c)
+{
+	for (size_t i = 0; i < cfg_nsettings; i++) {
+		const struct cfg_setting *r = &cfg_settings[i];
+		if (r->off == CFG_NOWHERE)
+			continue;
+		void *f = cfg_field(c, r);
+		const char *sv;
+		int iv;
+		switch (r->kind) {
+		case CK_STR:
+			if (config_lookup_string(cf, r->path, &sv) == CONFIG_TRUE)
+				*(char **)f = cfg_xstrdup(sv);
+			else if (r->defp)
+				*(char **)f = cfg_xstrdup(r->defp);
+			break;
+		case CK_INT_OR_AUTO:
+			if (config_lookup_string(cf, r->path, &sv) == CONFIG_TRUE) {
+				*(int *)f = per_core(r);
+				break;
+			}
+			/* fall through */
+		case CK_INT:
+			*(int *)f = config_lookup_int(cf, r->path, &iv) == CONFIG_TRUE ? iv : (int)r->def;
+			break;
+		case CK_BOOL:
+			cfg_get_bool(cf, r->path, r->def != 0, f);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* Lower-cases and checks a domain, drops a trailing dot. A leading dot
+ * (".example": every subdomain) is kept. */
+bool cfg_domain_normalise(const char *in, char *out, size_t outlen)
+{
+	size_t n = strlen(in);
+	if (n > 0 && in[n - 1] == '.')
+		n--;
+	if (n == 0 || n > DOMAIN_MAX || n >= outlen)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+		if (!isalnum(c) && c != '-' && c != '.' && c != '_')
+			return false;
+		out[i] = (char)tolower(c);
+	}
+	out[n] = 0;
+	return strstr(out, "..") == NULL;
+}
+
+static bool domain_entry(struct loader *ld, const config_setting_t *s, const char *where,
+			 const char *entry, void *dst)
+{
+	char d[DOMAIN_MAX + 2];
+	if (!cfg_domain_normalise(entry, d, sizeof d))
+		return cfg_fail(ld, s, "%s: '%s' is not a domain name", where, entry);
+	if (!domainlist_add(dst, d))
+		return cfg_fail(ld, s, "out of memory");
+	return true;
+}
+
+static bool network_entry(struct loader *ld, const config_setting_t *s, const char *where,
+			  const char *entry, void *dst)
+{
+	struct cidr c;
+	bool host_bits;
+	if (!cidr_parse(entry, &c, &host_bits))
+		return cfg_fail(ld, s, "%s: '%s' is not an address or network", where, entry);
+	if (host_bits) {
+		struct logline l;
+		ll_begin(&l, LOG_LVL_WARNING, "config");
+		ll_str(&l, "setting", where);
+		ll_str(&l, "value", entry);
+		ll_str(&l, "reason", "host bits set beyond the prefix; they are ignored");
+		ll_emit(&l);
+	}
+	if (netlist_add(dst, &c) < 0)
+		return cfg_fail(ld, s, "out of memory");
+	return true;
+}
+
+static bool address_entry(struct loader *ld, const config_setting_t *s, const char *where,
+			  const char *entry, void *dst)
+{
+	if (!addrlist_valid(entry))
+		return cfg_fail(ld, s, "%s: '%s' is not user@domain, user@, @domain, .domain or <>",
+			    where, entry);
+	if (addrlist_add(dst, entry) < 0)
+		return cfg_fail(ld, s, "out of memory");
+	return true;
+}
+
+
+/* A list setting PATH (or DEFAULTS when it is absent) and its companion
+ * file setting PATH_file, each entry through FN; the file is queued for
+ * the steps. */
+static bool load_list(struct loader *ld, const config_t *cf, const char *path,
+		      const char *const *defaults, entry_fn fn, void *dst)
+{
+	const config_setting_t *s = config_lookup(cf, path);
+	if (s) {
+		for (int i = 0; i < config_setting_length(s); i++) {
+			const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+			if (!fn(ld, e, path, config_setting_get_string(e), dst))
+				return false;
+		}
+	} else {
+		for (size_t i = 0; defaults && defaults[i]; i++)
+			if (!fn(ld, NULL, path, defaults[i], dst))
+				return false;
+	}
+	char file_path[128];
+	snprintf(file_path, sizeof file_path, "%s_file", path);
+	const config_setting_t *f = config_lookup(cf, file_path);
+	return !f || cfg_queue_list_file(ld, f, file_path, fn, dst);
+}
+
+/* Every list that has a field, in table order, with its file queued. */
+bool cfg_load_lists(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	for (size_t i = 0; i < cfg_nsettings; i++) {
+		const struct cfg_setting *r = &cfg_settings[i];
+		entry_fn fn = r->kind == CK_NETS ? network_entry :
+			      r->kind == CK_DOMAINS ? domain_entry :
+			      r->kind == CK_ADDRS ? address_entry : NULL;
+		if (fn && r->off != CFG_NOWHERE &&
+		    !load_list(ld, cf, r->path, r->defp, fn, cfg_field(c, r)))
+			return false;
+	}
+	return true;
 }
