@@ -17,22 +17,52 @@
 #include "log.h"
 
 #define F(field) offsetof(struct gg_config, field)
-#define GROUP(p)                  { p, CK_GROUP, 0, 0, CFG_NOWHERE, 0, NULL }
-#define STR(p, field, d)          { p, CK_STR, 0, 0, F(field), 0, d }
-#define INT(p, field, d, lo, hi)  { p, CK_INT, lo, hi, F(field), d, NULL }
-#define BOOL(p, field, d)         { p, CK_BOOL, 0, 0, F(field), d, NULL }
-#define LIST(p, kind, field, d)   { p, kind, 0, 0, F(field), 0, d }
+/* the optional last argument: RESTART, or for a NAMED row RESTART_IF(same) */
+#define GROUP(p)                  { .path = p, .kind = CK_GROUP, .off = CFG_NOWHERE }
+#define STR(p, field, d, ...)     { .path = p, .kind = CK_STR, .off = F(field), .defp = d, __VA_ARGS__ }
+#define INT(p, field, d, lo, hi, ...) \
+	{ .path = p, .kind = CK_INT, .min = lo, .max = hi, .off = F(field), .def = d, __VA_ARGS__ }
+#define BOOL(p, field, d, ...)    { .path = p, .kind = CK_BOOL, .off = F(field), .def = d, __VA_ARGS__ }
+#define LIST(p, k, field, d)      { .path = p, .kind = k, .off = F(field), .defp = d }
 /* read by its list's row: LIST_file */
-#define LIST_FILE(p)              { p, CK_STR, 0, 0, CFG_NOWHERE, 0, NULL }
-/* read by a named function in config.c */
-#define NAMED(p, kind)            { p, kind, 0, 0, CFG_NOWHERE, 0, NULL }
+#define LIST_FILE(p)              { .path = p, .kind = CK_STR, .off = CFG_NOWHERE }
+/* read by a named function in config_named.c */
+#define NAMED(p, k, ...)          { .path = p, .kind = k, .off = CFG_NOWHERE, __VA_ARGS__ }
+#define RESTART                        .restart = true
+#define RESTART_IF(fn)                 .restart = true, .same = fn
+
+static bool strv_equal(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return true;
+}
+
+static bool same_listen(const struct gg_config *a, const struct gg_config *b)
+{
+	return strv_equal(a->listen, a->nlisten, b->listen, b->nlisten);
+}
+
+static bool same_failure(const struct gg_config *a, const struct gg_config *b)
+{
+	return a->store.tempfail == b->store.tempfail;
+}
+
+static bool same_sentinels(const struct gg_config *a, const struct gg_config *b)
+{
+	return strv_equal(a->store.redis.sentinels, a->store.redis.nsentinels,
+			  b->store.redis.sentinels, b->store.redis.nsentinels);
+}
 
 static const char *const default_mynetworks[] = { "127.0.0.0/8", "::1/128", NULL };
 
 const struct cfg_setting cfg_settings[] = {
 	STR("myhostname", myhostname, NULL),               /* gethostname() */
 	STR("banner", banner, NULL),                       /* "MYHOSTNAME ESMTP" */
-	NAMED("listen", CK_STRLIST),
+	NAMED("listen", CK_STRLIST, RESTART_IF(same_listen)),
 	GROUP("backend"),
 	STR("backend.address", backend.address, "127.0.0.1:10025"),
 	BOOL("backend.xclient", backend.xclient, true),
@@ -63,27 +93,28 @@ const struct cfg_setting cfg_settings[] = {
 	INT("limits.data_timeout", limits.data_timeout, 600, 1, 86400),
 	INT("limits.max_errors", limits.max_errors, 20, 1, 100000),
 	INT("shutdown_grace", shutdown_grace, 30, 0, 3600),
-	{ "workers", CK_INT_OR_AUTO, 1, 64, F(workers), 1, NULL },
+	{ .path = "workers", .kind = CK_INT_OR_AUTO, .min = 1, .max = 64, .off = F(workers), .def = 1,
+	  RESTART },
 	GROUP("log"),
 	STR("log.target", log.target, "stderr"),
 	STR("log.level", log.level, "info"),
 	LIST("my_addresses", CK_NETS, my_addresses, NULL),
 	GROUP("store"),
-	STR("store.type", store.type, "memory"),
-	STR("store.file", store.file, "/var/lib/greygate/greylist.db"),
-	NAMED("store.failure", CK_STR),                    /* "accept": store.tempfail */
-	INT("store.max_entries", store.max_entries, 1000000, 1000, 100000000),
-	INT("store.save_interval", store.save_interval, 300, 1, 86400),
+	STR("store.type", store.type, "memory", RESTART),
+	STR("store.file", store.file, "/var/lib/greygate/greylist.db", RESTART),
+	NAMED("store.failure", CK_STR, RESTART_IF(same_failure)),                    /* "accept": store.tempfail */
+	INT("store.max_entries", store.max_entries, 1000000, 1000, 100000000, RESTART),
+	INT("store.save_interval", store.save_interval, 300, 1, 86400, RESTART),
 	GROUP("store.redis"),
-	STR("store.redis.host", store.redis.host, "127.0.0.1"),
-	INT("store.redis.port", store.redis.port, 6379, 1, 65535),
-	STR("store.redis.password", store.redis.password, ""),
-	INT("store.redis.db", store.redis.db, 0, 0, 1000),
-	INT("store.redis.timeout_ms", store.redis.timeout_ms, 250, 1, 60000),
-	INT("store.redis.connect_timeout_ms", store.redis.connect_timeout_ms, 1000, 1, 60000),
-	STR("store.redis.prefix", store.redis.prefix, "gg:"),
-	NAMED("store.redis.sentinels", CK_STRLIST),
-	STR("store.redis.master_name", store.redis.master_name, ""),
+	STR("store.redis.host", store.redis.host, "127.0.0.1", RESTART),
+	INT("store.redis.port", store.redis.port, 6379, 1, 65535, RESTART),
+	STR("store.redis.password", store.redis.password, "", RESTART),
+	INT("store.redis.db", store.redis.db, 0, 0, 1000, RESTART),
+	INT("store.redis.timeout_ms", store.redis.timeout_ms, 250, 1, 60000, RESTART),
+	INT("store.redis.connect_timeout_ms", store.redis.connect_timeout_ms, 1000, 1, 60000, RESTART),
+	STR("store.redis.prefix", store.redis.prefix, "gg:", RESTART),
+	NAMED("store.redis.sentinels", CK_STRLIST, RESTART_IF(same_sentinels)),
+	STR("store.redis.master_name", store.redis.master_name, "", RESTART),
 	GROUP("greylist"),
 	BOOL("greylist.enabled", greylist.enabled, true),
 	INT("greylist.delay", greylist.delay, 300, 0, 86400),
@@ -102,7 +133,7 @@ const struct cfg_setting cfg_settings[] = {
 	NAMED("greylist.normalize.hex", CK_BOOL),
 	INT("greylist.max_new_per_client", greylist.max_new_per_client, 100, 1, 10000000),
 	STR("greylist.message", greylist.message, "Greylisted, retry in %s seconds"),
-	STR("control_socket", control_socket, "/run/greygate/control.sock"),
+	STR("control_socket", control_socket, "/run/greygate/control.sock", RESTART),
 	GROUP("dns"),
 	NAMED("dns.servers", CK_STRLIST),                  /* dns.servers as c-ares CSV */
 	INT("dns.timeout_ms", dns.timeout_ms, 2000, 10, 60000),
@@ -123,11 +154,11 @@ const struct cfg_setting cfg_settings[] = {
 	INT("handover.probe_timeout", handover.probe_timeout, 10, 1, 300),
 	INT("handover.probe_port", handover.probe_port, 25, 1, 65535),
 	GROUP("admin"),
-	STR("admin.listen", admin_listen, "127.0.0.1:9925"),
-	STR("user", user, ""),
-	STR("group", group, ""),
-	BOOL("run_as_root", run_as_root, false),
-	STR("pid_file", pid_file, ""),
+	STR("admin.listen", admin_listen, "127.0.0.1:9925", RESTART),
+	STR("user", user, "", RESTART),
+	STR("group", group, "", RESTART),
+	BOOL("run_as_root", run_as_root, false, RESTART),
+	STR("pid_file", pid_file, "", RESTART),
 	GROUP("tls"),
 	NAMED("tls.cert", CK_STR),                         /* both: tls_ctx */
 	NAMED("tls.key", CK_STR),
@@ -143,6 +174,30 @@ const struct cfg_setting *cfg_setting_find(const char *path)
 	for (size_t i = 0; i < cfg_nsettings; i++)
 		if (strcmp(cfg_settings[i].path, path) == 0)
 			return &cfg_settings[i];
+	return NULL;
+}
+
+const char *gg_config_restart_setting(const struct gg_config *old, const struct gg_config *new)
+{
+	for (size_t i = 0; i < cfg_nsettings; i++) {
+		const struct cfg_setting *r = &cfg_settings[i];
+		if (!r->restart)
+			continue;
+		bool same = true;
+		if (r->same) {
+			same = r->same(old, new);
+		} else {
+			const char *a = (const char *)old + r->off, *b = (const char *)new + r->off;
+			if (r->kind == CK_STR)
+				same = strcmp(*(char *const *)a, *(char *const *)b) == 0;
+			else if (r->kind == CK_BOOL)
+				same = *(const bool *)a == *(const bool *)b;
+			else
+				same = *(const int *)a == *(const int *)b;
+		}
+		if (!same)
+			return r->path;
+	}
 	return NULL;
 }
 

@@ -6,9 +6,10 @@
  * such field by walking it. A setting that needs more than that (listen,
  * workers "auto", store.failure, the sentinels, the normalisation switches,
  * dns.servers, tls.cert/key) has a row without a field (CFG_NOWHERE) and a
- * named function in config.c.
+ * named function in config_named.c. A row marked RESTART takes a restart to
+ * change (gg_config_restart_setting compares those rows).
  *
- * Adding a plain setting: a row here, its field in config.h, a line in
+ * Adding a plain setting: a row in config_schema.c, its field in config.h, a line in
  * conf/greygate.conf (test_config_schema checks the last two agree).
  */
 #ifndef GG_CONFIG_SCHEMA_H
@@ -41,6 +42,9 @@ struct cfg_setting {
 	size_t off;                /* offsetof in struct gg_config, or CFG_NOWHERE */
 	long def;                  /* CK_INT, CK_INT_OR_AUTO, CK_BOOL */
 	const void *defp;          /* CK_STR: const char *; lists: NULL-ended const char *[] */
+	bool restart;              /* a change takes a restart (gg_config_restart_setting) */
+	/* for a restart row without a field: whether OLD and NEW agree on it */
+	bool (*same)(const struct gg_config *old, const struct gg_config *new);
 };
 
 extern const struct cfg_setting cfg_settings[];
