@@ -1,16 +1,18 @@
 /*
  * config_schema: every setting of greygate.conf as one row of a table: its
  * path, kind, bounds, default and the field of struct gg_config it lands
- * in. The loader (config.c) checks a file against the table, fills every
- * field that has a row from the row alone, and gg_config_unref frees every
- * such field by walking it. A setting that needs more than that (listen,
- * workers "auto", store.failure, the sentinels, the normalisation switches,
- * dns.servers, tls.cert/key) has a row without a field (CFG_NOWHERE) and a
- * named function in config_named.c. A row marked RESTART takes a restart to
- * change (gg_config_restart_setting compares those rows).
+ * in. The loader checks a file against the table, fills every field that
+ * has a row from the row alone, and gg_config_unref frees every such field
+ * by walking it. A setting that needs more than that (listen,
+ * store.failure, the sentinels, the normalisation switches, dns.servers,
+ * tls.cert/key) has a row without a field (CFG_NOWHERE) and a named
+ * function in config_named.c; myhostname and banner have rows whose
+ * default (NULL) config.c computes. A row marked RESTART takes a restart
+ * to change (gg_config_restart_setting compares those rows).
  *
- * Adding a plain setting: a row in config_schema.c, its field in config.h, a line in
- * conf/greygate.conf (test_config_schema checks the last two agree).
+ * Adding a plain setting: a row in config_schema.c, its field in config.h,
+ * a line in conf/greygate.conf (test_config_schema checks that the table
+ * and the file agree).
  */
 #ifndef GG_CONFIG_SCHEMA_H
 #define GG_CONFIG_SCHEMA_H
