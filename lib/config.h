@@ -188,7 +188,8 @@ const void *gg_config_bundle(const struct gg_config *c, size_t *len);
 /* The first setting that differs between OLD and NEW and takes a restart
  * to change, named as in the file ("store.type", "listen", ...): every
  * store.* setting, control_socket, listen (all addresses, in order),
- * workers, admin.listen, user, group, run_as_root, pid_file. NULL when a
+ * workers, admin.listen, user, group, run_as_root, pid_file (the rows
+ * marked RESTART in lib/config_schema.c, in table order). NULL when a
  * reload can apply NEW whole. */
 const char *gg_config_restart_setting(const struct gg_config *old, const struct gg_config *new);
 
