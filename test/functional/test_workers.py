@@ -289,12 +289,15 @@ def test_workers_stop_when_the_supervisor_dies(greygate_factory, tmp_path):
     gg.signal(signal.SIGKILL)
     gg.wait_exit(5)
 
-    def gone(p):
+    def proc_state(p):
         try:
             with open(f"/proc/{p}/status") as f:
-                return "zombie" in f.read()
+                return next((l.split(":", 1)[1].strip() for l in f if l.startswith("State:")), "?")
         except FileNotFoundError:
-            return True
+            return "reaped"
+
+    def gone(p):
+        return proc_state(p) in ("Z (zombie)", "reaped")
     try:
         # the session in flight is drained, not cut: it still gets its QUIT
         wait_until(lambda: refused(gg.port), 3, what="new connections refused")
@@ -303,7 +306,10 @@ def test_workers_stop_when_the_supervisor_dies(greygate_factory, tmp_path):
         wait_until(lambda: all(gone(p) for p in pids), 5, what="both workers gone")
         assert len(gg.events("shutdown", reason="supervisor gone; no new connections, "
                                                 "finishing sessions")) == 2
-        assert len(gg.events("exit")) == 2
+        # each worker's last line is written before it exits: both are gone,
+        # so both are there (the states say which worker went how, if not)
+        states = {p: proc_state(p) for p in pids}
+        assert len(gg.events("exit")) == 2, f"{states}\n" + "\n".join(gg.log_lines()[-25:])
         assert not [l for l in gg.log_lines() if any(m in l for m in SANITIZER_MARKERS)]
     finally:
         c.close()
