@@ -5,6 +5,7 @@
 #include "server.h"
 
 #include <event2/event.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -16,6 +17,16 @@
 #include "metrics.h"
 
 struct server srv;
+
+void server_hold_signals(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+}
 
 void server_session_gone(void)
 {

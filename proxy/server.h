@@ -29,6 +29,14 @@ extern struct server srv;
 /* A session ended: the listener may exit when draining and none are left. */
 void server_session_gone(void);
 
+/* Once the loop is over: SIGHUP, SIGTERM and SIGINT stay pending until the
+ * process exits. Freeing the loop's signal events puts back their default
+ * action, which would end the process silently in the middle of its
+ * clean-up (a worker's pdeath SIGTERM can come after it has seen its
+ * supervisor's channel close and finished; the supervisor saves the
+ * embedded store there). */
+void server_hold_signals(void);
+
 /*
  * Reload: a new configuration is loaded in steps on the loop (sessions go
  * on between two steps), then swapped in whole or not at all, logged when

@@ -411,6 +411,7 @@ int supervisor_run(const char *argv0)
 		ll_emit(&l);
 		event_base_dispatch(srv.base);
 	}
+	server_hold_signals();
 
 	close_listen_sockets();
 	server_reload_stop();

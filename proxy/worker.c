@@ -285,6 +285,7 @@ int worker_run(const struct worker_args *w)
 
 	event_base_dispatch(srv.base);
 
+	server_hold_signals();
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	if (grace_timer)
