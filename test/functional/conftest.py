@@ -210,3 +210,15 @@ def gl_gate(greygate_factory, tmp_path, request):
         return gg
 
     return make
+
+
+@pytest.fixture
+def admin_gg(greygate_factory):
+    """admin_gg(**config) -> a greygate with admin.listen on a free port
+    (gg.admin_port)."""
+    def make(**kw):
+        port = free_port(19925)
+        gg = greygate_factory(admin={"listen": f"127.0.0.1:{port}"}, **kw)
+        gg.admin_port = port
+        return gg
+    return make

@@ -10,16 +10,6 @@ from harness.smtp import assert_reply
 from harness.util import free_port, token, wait_until
 
 
-@pytest.fixture
-def admin_gg(greygate_factory):
-    def make(**kw):
-        port = free_port(19925)
-        gg = greygate_factory(admin={"listen": f"127.0.0.1:{port}"}, **kw)
-        gg.admin_port = port
-        return gg
-    return make
-
-
 def traffic(gg, tok):
     with gg.raw() as c:
         c.greeting()

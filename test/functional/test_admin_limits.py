@@ -12,20 +12,10 @@ import time
 import pytest
 
 from harness.smtp import assert_reply, make_message
-from harness.util import free_port, token, wait_until
+from harness.util import token, wait_until
 
 CAP = 32          # admin connections per process
 DEADLINE = 10     # seconds from accept, whatever the client sends
-
-
-@pytest.fixture
-def admin_gg(greygate_factory):
-    def make(**kw):
-        port = free_port(19925)
-        gg = greygate_factory(admin={"listen": f"127.0.0.1:{port}"}, **kw)
-        gg.admin_port = port
-        return gg
-    return make
 
 
 def banner_time(gg):
