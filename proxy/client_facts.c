@@ -1,6 +1,6 @@
 #include "client_facts.h"
 
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hostname.h"
@@ -12,6 +12,13 @@ void client_facts_init(struct client_facts *f, const struct ipaddr *addr,
 	list_init(&f->waiters);
 }
 
+/* A copy of NAME, or NULL for "" (and out of memory: the name is then
+ * unknown, as after a lookup that failed). */
+static char *keep(const char *name)
+{
+	return name[0] ? strdup(name) : NULL;
+}
+
 static void on_name(void *arg, enum fcrdns_result r, const char *name, const char *listed)
 {
 	struct client_facts *f = arg;
@@ -21,8 +28,8 @@ static void on_name(void *arg, enum fcrdns_result r, const char *name, const cha
 	if (r == FCRDNS_MATCH && !hostname_valid(name, strlen(name)))
 		r = FCRDNS_NO_MATCH;
 	f->result = r;
-	snprintf(f->name, sizeof f->name, "%s", r == FCRDNS_MATCH ? name : "");
-	snprintf(f->listed, sizeof f->listed, "%s", listed);
+	f->name = r == FCRDNS_MATCH ? keep(name) : NULL;
+	f->listed = keep(listed);
 	f->state = CN_KNOWN;
 	struct list_node *pos, *tmp;
 	LIST_FOR_EACH_SAFE(pos, tmp, &f->waiters) {
@@ -62,4 +69,7 @@ void client_facts_release(struct client_facts *f)
 {
 	fcrdns_cancel(f->req);
 	f->req = NULL;
+	free(f->name);
+	free(f->listed);
+	f->name = f->listed = NULL;
 }

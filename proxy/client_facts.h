@@ -29,8 +29,11 @@ struct client_facts {
 	bool any_name;                      /* a name is wanted for itself (XCLIENT NAME) */
 	enum client_name_state state;
 	enum fcrdns_result result;          /* of NAME, once KNOWN */
-	char name[DNS_NAME_MAX];            /* the confirmed name (with any_name), else "" */
-	char listed[DNS_NAME_MAX];          /* a confirmed name matching PATTERNS, else "" */
+	/* Owned copies, NULL when there is none: most connections never
+	 * learn a name, and two DNS_NAME_MAX arrays made every session,
+	 * idle ones too, 512 bytes larger. */
+	char *name;                         /* the confirmed name (with any_name) */
+	char *listed;                       /* a confirmed name matching PATTERNS */
 	struct fcrdns_req *req;
 	struct list_node waiters;
 };
@@ -49,7 +52,8 @@ void client_facts_ask(struct client_facts *f);
 bool client_facts_name(struct client_facts *f, struct client_facts_wait *w, void (*fn)(void *arg),
 		       void *arg);
 void client_facts_unwait(struct client_facts_wait *w);
-/* Cancels the lookup; F may be all zeroes (never initialised). */
+/* Cancels the lookup and frees the names; F may be all zeroes (never
+ * initialised). */
 void client_facts_release(struct client_facts *f);
 
 #endif

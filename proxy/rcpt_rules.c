@@ -191,7 +191,7 @@ static enum rule_result client_listed(struct rcpt_rules *c, bool *listed)
 				c->pending++;
 				return RULE_WAIT;
 			}
-			if (c->facts->listed[0]) {
+			if (c->facts->listed) {
 				c->wl_client = WHY_WHITELIST_CLIENT_NAME;
 				snprintf(c->client_name, sizeof c->client_name, "%s", c->facts->listed);
 			}

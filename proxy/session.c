@@ -388,7 +388,7 @@ const char *client_name(const struct session *s)
 		return "[UNAVAILABLE]";
 	if (f->state != CN_KNOWN || f->result == FCRDNS_TEMPFAIL)
 		return "[TEMPUNAVAIL]";
-	return f->name[0] ? f->name : "[UNAVAILABLE]";
+	return f->name ? f->name : "[UNAVAILABLE]";
 }
 
 /* Looked up once the client's address is final, in the background, when

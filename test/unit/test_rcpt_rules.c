@@ -85,6 +85,7 @@ static struct mxset_req *fake_mx(const char *domain, mxset_fn done, void *arg)
 /* The connection's facts: the name is looked up once, by the first check
  * that asks (OP_FCRDNS), and known to every later one. */
 static struct client_facts facts;
+static char listed_name[DNS_NAME_MAX];   /* facts.listed points here */
 static struct client_facts_wait *facts_waiter;
 
 static bool fake_client_name(struct client_facts *f, struct client_facts_wait *w,
@@ -177,8 +178,8 @@ static void answer(struct op *o)
 	case OP_FCRDNS: {
 		facts.state = CN_KNOWN;
 		facts.result = fcrdns_answer;
-		snprintf(facts.listed, sizeof facts.listed, "%s",
-			 fcrdns_answer == FCRDNS_MATCH ? fcrdns_name : "");
+		snprintf(listed_name, sizeof listed_name, "%s", fcrdns_name);
+		facts.listed = fcrdns_answer == FCRDNS_MATCH ? listed_name : NULL;
 		struct client_facts_wait *w = facts_waiter;
 		facts_waiter = NULL;
 		if (w)
