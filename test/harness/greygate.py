@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from . import logschema
 from .smtp import ConnectionClosed, RawSMTP
 from .util import (CLIENT_ADDR, CLIENT_HELO, GREYGATE_BIN, PROBE_ADDR, parse_kv, tcp_listening,
                    wait_until)
@@ -298,6 +299,9 @@ class Greygate(GreygateLog):
         bad = [l for l in self.log_lines() if any(m in l for m in SANITIZER_MARKERS)]
         if bad:
             problems.append("sanitizer report in log:\n" + "\n".join(bad[:20]))
+        off_schema = logschema.violations(self.log_lines())
+        if off_schema:
+            problems.append("log lines outside docs/logs.md:\n" + "\n".join(off_schema))
         self.proc = None
         if problems:
             tail = "\n".join(self.log_lines()[-40:])
