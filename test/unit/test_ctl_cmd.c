@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "ctl_cmd.h"
+#include "store_type.h"
 
 static void ttl_parse_bounds(void **state)
 {
@@ -83,11 +84,63 @@ static void whitelist_refuses_huge_ttl(void **state)
 	assert_int_equal(wl_ttl, 3600);
 }
 
+/* greygate-ctl asks the row, never the name: a kind it reaches by itself
+ * has both ends of the way, an embedded one has none. */
+static void rows_say_how_ctl_reaches_them(void **state)
+{
+	(void)state;
+	for (int k = 0; k < STORE_KINDS; k++) {
+		const struct store_type *row = store_type((enum store_kind)k);
+		bool embedded = row->flags & STORE_EMBEDDED;
+		if (embedded != (row->ctl_open == NULL))
+			fail_msg("store type %s: embedded=%d but ctl_open %s", row->name, embedded,
+				 row->ctl_open ? "set" : "unset");
+		assert_true((row->ctl_open == NULL) == (row->ctl_close == NULL));
+	}
+}
+
+/* The Redis row's way when nothing answers: NULL, each failure told. */
+static void redis_admin_tells_why(void **state)
+{
+	(void)state;
+	char *sentinels[] = { "127.0.0.1:1", "[::1]:1" };
+	struct gg_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.store.redis.host = "127.0.0.1";
+	cfg.store.redis.port = 1;               /* nothing listens on port 1 */
+	cfg.store.redis.password = "";
+	cfg.store.redis.prefix = "gg:";
+	cfg.store.redis.master_name = "mymaster";
+	cfg.store.redis.connect_timeout_ms = 2000;
+	const struct store_type *row = store_type(STORE_REDIS);
+	char out[1024];
+	void *ctx = NULL;
+
+	FILE *f = fmemopen(out, sizeof out, "w");
+	assert_non_null(f);
+	assert_null(row->ctl_open(&cfg, &ctx, f));
+	fclose(f);
+	assert_non_null(strstr(out, "greygate-ctl: cannot connect to redis 127.0.0.1:1:"));
+
+	cfg.store.redis.sentinels = sentinels;
+	cfg.store.redis.nsentinels = 2;
+	f = fmemopen(out, sizeof out, "w");
+	assert_non_null(f);
+	assert_null(row->ctl_open(&cfg, &ctx, f));
+	fclose(f);
+	assert_non_null(strstr(out, "greygate-ctl: sentinel 127.0.0.1:1: "));
+	assert_non_null(strstr(out, "greygate-ctl: sentinel [::1]:1: "));
+	assert_non_null(strstr(out, "greygate-ctl: no sentinel named the master 'mymaster'"));
+	assert_null(strstr(out, "cannot connect to redis"));    /* never tried */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(ttl_parse_bounds),
 		cmocka_unit_test(whitelist_refuses_huge_ttl),
+		cmocka_unit_test(rows_say_how_ctl_reaches_them),
+		cmocka_unit_test(redis_admin_tells_why),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
