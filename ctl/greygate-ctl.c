@@ -8,6 +8,8 @@
  * control socket.
  */
 #include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,13 +24,14 @@
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: greygate-ctl [-c FILE] COMMAND [ARGS]\n"
+		"usage: greygate-ctl [-c FILE] [--json] COMMAND [ARGS]\n"
 		"  list [net=NET] [sender=S] [rcpt=R] [state=passed|pending] [limit=N]\n"
 		"  explain CLIENT SENDER RCPT\n"
 		"  pass CLIENT SENDER RCPT\n"
 		"  del KEY | del CLIENT SENDER RCPT\n"
 		"  whitelist NET [TTL]\n"
-		"  stats\n");
+		"  stats\n"
+		"--json: list, explain and stats print JSON (README.md)\n");
 	exit(2);
 }
 
@@ -96,15 +99,27 @@ static int direct(const struct store_type *row, const struct gg_config *cfg, int
 int main(int argc, char **argv)
 {
 	const char *file = "/etc/greygate/greygate.conf";
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool json = false;
 	int opt;
-	while ((opt = getopt(argc, argv, "+c:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
 		if (opt == 'c')
 			file = optarg;
+		else if (opt == 'j')
+			json = true;
 		else
 			usage();
 	}
 	if (optind >= argc)
 		usage();
+	/* The command line as ctl_execute (here or in the daemon) reads it:
+	 * options, then the command. argv[optind - 1] is ours to reuse: it
+	 * held an option. */
+	if (json)
+		argv[--optind] = "--json";
 	/* Configuration warnings are the daemon's business, not ours. */
 	log_setup("stderr", "error");
 	char err[1024];

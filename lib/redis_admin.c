@@ -218,7 +218,7 @@ static bool count_one(void *arg, const struct ctl_entry *e)
 	return true;
 }
 
-static int r_stats(void *ctx, FILE *out)
+static int r_stats(void *ctx, struct ctl_stats *out)
 {
 	struct rctx *x = ctx;
 	long n[2] = { 0, 0 };
@@ -228,8 +228,13 @@ static int r_stats(void *ctx, FILE *out)
 		;
 	if (more < 0)
 		return -1;
-	fprintf(out, "store=redis host=%s port=%d prefix=%s triplets=%ld passed=%ld pending=%ld\n",
-		x->host, x->port, x->cfg->store.redis.prefix, n[0], n[1], n[0] - n[1]);
+	ctl_stat_str(out, "store", "redis");
+	ctl_stat_str(out, "host", x->host);
+	ctl_stat_num(out, "port", x->port);
+	ctl_stat_str(out, "prefix", x->cfg->store.redis.prefix);
+	ctl_stat_num(out, "triplets", n[0]);
+	ctl_stat_num(out, "passed", n[1]);
+	ctl_stat_num(out, "pending", n[0] - n[1]);
 	return 0;
 }
 

@@ -330,11 +330,14 @@ static int adm_whitelist(void *ctx, const char *net, int threshold, int64_t ttl)
 	return memstore_whitelist(mem_of(ctx)->mem, net, threshold, expires);
 }
 
-static int adm_stats(void *ctx, FILE *out)
+static int adm_stats(void *ctx, struct ctl_stats *out)
 {
 	struct memstore_stats s = memstore_stats(mem_of(ctx)->mem);
-	fprintf(out, "store=memory triplets=%zu networks=%zu evicted=%llu expired=%llu\n",
-		s.triplets, s.networks, s.evicted, s.expired);
+	ctl_stat_str(out, "store", "memory");
+	ctl_stat_num(out, "triplets", (long long)s.triplets);
+	ctl_stat_num(out, "networks", (long long)s.networks);
+	ctl_stat_num(out, "evicted", (long long)s.evicted);
+	ctl_stat_num(out, "expired", (long long)s.expired);
 	return 0;
 }
 
