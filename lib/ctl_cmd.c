@@ -141,8 +141,9 @@ static void iso_time(int64_t when, char *buf, size_t len)
 {
 	time_t tt = (time_t)when;
 	struct tm tm;
-	gmtime_r(&tt, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	/* a store's value out of gmtime's range: no date to show */
+	if (!gmtime_r(&tt, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "?");
 }
 
 static void print_entry(FILE *out, enum ctl_format fmt, const struct ctl_entry *e)
@@ -325,13 +326,15 @@ static void print_explained(FILE *out, enum ctl_format fmt, const struct triplet
 static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
 		       const struct triplet *t, enum ctl_format fmt, FILE *out)
 {
-	struct ctl_entry e;
-	int found = st->get(ctx, t, &e);
-	if (found < 0)
-		return failed(st, ctx, out, "explain");
+	/* the dry run first: get's strings last only until the store's next
+	 * call, and nothing is stored by it */
 	struct gl_params p = gg_config_gl_params(cfg);
 	struct gl_decision d;
 	if (st->explain(ctx, &p, t, &d) < 0)
+		return failed(st, ctx, out, "explain");
+	struct ctl_entry e;
+	int found = st->get(ctx, t, &e);
+	if (found < 0)
 		return failed(st, ctx, out, "explain");
 	print_explained(out, fmt, t, found ? &e : NULL, &d);
 	return 0;
