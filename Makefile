@@ -102,6 +102,14 @@ bench-config: $(BUILD)/bench/config_load
 bench-lists: $(BUILD)/bench/lists
 	$(BUILD)/bench/lists
 
+# docs/dashboard.png: the dashboard's panels drawn from a real greygate's
+# /metrics under load, a backend outage and a Redis outage (about 2 minutes;
+# contrib/grafana/snapshot.py).
+.PHONY: dashboard-snapshot
+dashboard-snapshot: all
+	@sh tools/deps.sh python3-matplotlib
+	$(PYTHON) contrib/grafana/snapshot.py --greygate $(BUILD)/greygate
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
