@@ -170,19 +170,18 @@ MAN8       := man/greygate.8 man/greygate-ctl.8
 CONF_DEST   = $(DESTDIR)$(SYSCONFDIR)/greygate/greygate.conf
 
 .PHONY: install uninstall
-$(BUILD)/greygate.service: conf/greygate.service
-	sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/greygate/|$(SYSCONFDIR)/greygate/|g' $< > $@
-
 $(BUILD)/greygate.conf.installed: conf/greygate.conf tools/installed-conf.sed
 	sed -f tools/installed-conf.sed $< > $@
 
-install: all $(BUILD)/greygate.service $(BUILD)/greygate.conf.installed
+install: all $(BUILD)/greygate.conf.installed
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/greygate
 	install -m 755 $(BUILD)/greygate $(BUILD)/greygate-ctl $(DESTDIR)$(SBINDIR)/
 	install -m 644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
-	install -m 644 $(BUILD)/greygate.service $(DESTDIR)$(UNITDIR)/greygate.service
+	sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/greygate/|$(SYSCONFDIR)/greygate/|g' \
+	  conf/greygate.service > $(DESTDIR)$(UNITDIR)/greygate.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/greygate.service
 	@if [ -e $(CONF_DEST) ]; then echo "keeping $(CONF_DEST)"; \
 	 else install -m 644 $(BUILD)/greygate.conf.installed $(CONF_DEST); fi
 
