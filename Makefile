@@ -202,3 +202,11 @@ man-settings: $(BUILD)/tools/config_doc
 $(BUILD)/tools/%: tools/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
+
+# The Debian package (debian/), built, checked with lintian, installed into
+# a fresh debootstrap chroot and started there: test/deb/run.sh. As root,
+# with the Debian archive reachable; about 3 minutes.
+.PHONY: deb-test
+deb-test:
+	@sh tools/deps.sh debhelper dpkg-dev debootstrap lintian
+	sh test/deb/run.sh $(BUILD)
