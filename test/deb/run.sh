@@ -34,7 +34,9 @@ in_root() {
 	chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"
 }
 
-rm -rf "$W"
+# a run killed before its clean-up leaves the chroot's /proc mounted
+mountpoint -q "$root/proc" 2>/dev/null && umount "$root/proc"
+rm -rf --one-file-system "$W"
 mkdir -p "$W/src"
 
 step "copying the source tree"
@@ -131,5 +133,5 @@ for gone in /var/lib/greygate /etc/greygate /lib/systemd/system/greygate.service
 done
 
 cleanup
-rm -rf "$root"
+rm -rf --one-file-system "$root"
 step "ok: built, lintian clean, installed, started, greylisted, purged"
