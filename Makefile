@@ -171,6 +171,7 @@ CONF_DEST   = $(DESTDIR)$(SYSCONFDIR)/greygate/greygate.conf
 
 .PHONY: install uninstall
 $(BUILD)/greygate.conf.installed: conf/greygate.conf tools/installed-conf.sed
+	@mkdir -p $(dir $@)
 	sed -f tools/installed-conf.sed $< > $@
 
 install: all $(BUILD)/greygate.conf.installed
@@ -205,7 +206,7 @@ $(BUILD)/tools/%: tools/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 
 # The Debian package (debian/), built, checked with lintian, installed into
 # a fresh debootstrap chroot and started there: test/deb/run.sh. As root,
-# with the Debian archive reachable; about 3 minutes.
+# with the Debian archive reachable; 3 to 4 minutes.
 .PHONY: deb-test
 deb-test:
 	@sh tools/deps.sh debhelper dpkg-dev debootstrap lintian

@@ -7,7 +7,7 @@
 # the configuration as a conffile that `greygate -t` accepts. Then it starts
 # the installed greygate with a test configuration, sees the first RCPT
 # greylisted (450) and greygate-ctl count it, stops it (exit 0, state saved
-# as the greygate user), and purges the package. About 3 minutes.
+# as the greygate user), and purges the package. 3 to 4 minutes.
 #   sh test/deb/run.sh BUILD_DIR       DEB_TEST_MIRROR overrides the mirror
 set -eu
 [ "$(id -u)" = 0 ] || { echo "deb-test: needs root (debootstrap, chroot)" >&2; exit 1; }
