@@ -61,13 +61,20 @@ lintian --allow-root --fail-on error,warning --info "$W"/greygate_*.changes || f
 mirror=${DEB_TEST_MIRROR:-$(python3 "$here/mirror.py")}
 [ -n "$mirror" ] || fail "no bookworm mirror in /etc/apt/sources.list*; set DEB_TEST_MIRROR"
 step "debootstrap --variant=minbase bookworm from $mirror"
-debootstrap --variant=minbase bookworm "$root" "$mirror" >"$W/debootstrap.log" 2>&1 ||
-	{ tail -20 "$W/debootstrap.log"; fail "debootstrap (log: $W/debootstrap.log)"; }
+# the archive is reached over the network: a failed fetch is tried again
+tries=0
+until debootstrap --variant=minbase bookworm "$root" "$mirror" >"$W/debootstrap.log" 2>&1; do
+	tries=$((tries + 1))
+	[ $tries -lt 3 ] || { tail -20 "$W/debootstrap.log"; fail "debootstrap, 3 tries (log: $W/debootstrap.log)"; }
+	echo "deb-test: debootstrap failed: $(tail -1 "$W/debootstrap.log"); again"
+	rm -rf --one-file-system "$root"
+	sleep 5
+done
 mount -t proc proc "$root/proc"
 
 step "apt-get install ./$(basename "$deb")"
 cp "$deb" "$root/tmp/"
-in_root apt-get install -y -q --no-install-recommends "/tmp/$(basename "$deb")" >"$W/install.log" 2>&1 ||
+in_root apt-get install -y -q -o Acquire::Retries=3 --no-install-recommends "/tmp/$(basename "$deb")" >"$W/install.log" 2>&1 ||
 	{ tail -30 "$W/install.log"; fail "installing the package (log: $W/install.log)"; }
 
 step "checking the installation"
