@@ -7,7 +7,8 @@
 # the configuration as a conffile that `greygate -t` accepts. Then it starts
 # the installed greygate with a test configuration, sees the first RCPT
 # greylisted (450) and greygate-ctl count it, stops it (exit 0, state saved
-# as the greygate user), and purges the package. 3 to 4 minutes.
+# as the greygate user), reinstalls over an edited configuration (kept, and
+# no start marker again), and purges the package. 3 to 4 minutes.
 #   sh test/deb/run.sh BUILD_DIR       DEB_TEST_MIRROR overrides the mirror
 set -eu
 [ "$(id -u)" = 0 ] || { echo "deb-test: needs root (debootstrap, chroot)" >&2; exit 1; }
@@ -88,6 +89,9 @@ grep -q '^ConditionPathExists=!/etc/greygate/unconfigured$' "$root/lib/systemd/s
 in_root dpkg-query -W -f='${Conffiles}\n' greygate | grep -q '^ /etc/greygate/greygate.conf ' ||
 	fail "/etc/greygate/greygate.conf is not a conffile"
 in_root /usr/sbin/greygate -t -c /etc/greygate/greygate.conf || fail "the installed configuration does not load"
+version=$(in_root dpkg-query -W -f='${Version}' greygate)
+in_root /usr/sbin/greygate -V | grep -q "^greygate ${version%%-*} " ||
+	fail "greygate -V does not say the package's version $version"
 for page in man8/greygate.8 man8/greygate-ctl.8 man5/greygate.conf.5; do
 	[ -f "$root/usr/share/man/$page.gz" ] || fail "no $page"
 done
@@ -130,6 +134,15 @@ gg_pid=""
 [ "$(in_root stat -c %U /var/lib/greygate/greylist.db)" = greygate ] ||
 	fail "the store was not saved as greygate in /var/lib/greygate"
 grep -q 'event=decision action=greylist' "$W/greygate.log" || fail "no greylist decision logged"
+
+step "reinstalling over an edited configuration"
+sed -i 's/^myhostname = .*/myhostname = "mx.edited.example";/' "$root/etc/greygate/greygate.conf"
+rm "$root/etc/greygate/unconfigured"
+in_root apt-get install -y -q --reinstall "/tmp/$(basename "$deb")" >"$W/reinstall.log" 2>&1 ||
+	{ tail -20 "$W/reinstall.log"; fail "reinstalling (log: $W/reinstall.log)"; }
+grep -q '^myhostname = "mx.edited.example";$' "$root/etc/greygate/greygate.conf" ||
+	fail "a reinstall replaced the edited /etc/greygate/greygate.conf"
+[ ! -e "$root/etc/greygate/unconfigured" ] || fail "a reinstall put /etc/greygate/unconfigured back"
 
 step "apt-get purge greygate"
 rm -f "$root/etc/greygate/test.conf"
