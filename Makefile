@@ -159,3 +159,63 @@ run: deps all
 
 clean:
 	rm -rf build build-asan build-bench build-fuzz
+
+# ---- install (README.md, "Installing") ----
+# `make install` puts the programs in $(PREFIX)/sbin (both are the
+# administrator's: greygate binds port 25 as root, greygate-ctl needs the
+# daemon's configuration and control socket), the man pages, the systemd
+# unit, and the example configuration as $(SYSCONFDIR)/greygate/greygate.conf
+# when there is none (an existing one is never overwritten). DESTDIR stages
+# the tree elsewhere. The Debian package installs with PREFIX=/usr and
+# UNITDIR=/lib/systemd/system (debian/rules).
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+MAN5       := man/greygate.conf.5
+MAN8       := man/greygate.8 man/greygate-ctl.8
+CONF_DEST   = $(DESTDIR)$(SYSCONFDIR)/greygate/greygate.conf
+
+.PHONY: install uninstall
+$(BUILD)/greygate.conf.installed: conf/greygate.conf tools/installed-conf.sed
+	@mkdir -p $(dir $@)
+	sed -f tools/installed-conf.sed $< > $@
+
+install: all $(BUILD)/greygate.conf.installed
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/greygate
+	install -m 755 $(BUILD)/greygate $(BUILD)/greygate-ctl $(DESTDIR)$(SBINDIR)/
+	install -m 644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/greygate/|$(SYSCONFDIR)/greygate/|g' \
+	  conf/greygate.service > $(DESTDIR)$(UNITDIR)/greygate.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/greygate.service
+	@if [ -e $(CONF_DEST) ]; then echo "keeping $(CONF_DEST)"; \
+	 else install -m 644 $(BUILD)/greygate.conf.installed $(CONF_DEST); fi
+
+# Leaves the configuration when it was edited (it is the administrator's).
+uninstall: $(BUILD)/greygate.conf.installed
+	rm -f $(DESTDIR)$(SBINDIR)/greygate $(DESTDIR)$(SBINDIR)/greygate-ctl \
+	  $(MAN5:man/%=$(DESTDIR)$(MANDIR)/man5/%) $(MAN8:man/%=$(DESTDIR)$(MANDIR)/man8/%) \
+	  $(DESTDIR)$(UNITDIR)/greygate.service
+	@if cmp -s $(CONF_DEST) $(BUILD)/greygate.conf.installed; then \
+	   rm -f $(CONF_DEST); rmdir $(DESTDIR)$(SYSCONFDIR)/greygate 2>/dev/null || true; \
+	 elif [ -e $(CONF_DEST) ]; then echo "keeping $(CONF_DEST): it was changed"; fi
+
+# The settings' lines of man/greygate.conf.5, from the table (lib/config_doc.h).
+.PHONY: man-settings
+man-settings: $(BUILD)/tools/config_doc
+	@$(BUILD)/tools/config_doc
+
+$(BUILD)/tools/%: tools/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
+
+# The Debian package (debian/), built, checked with lintian, installed into
+# a fresh debootstrap chroot and started there: test/deb/run.sh. As root,
+# with the Debian archive reachable; 3 to 4 minutes.
+.PHONY: deb-test
+deb-test:
+	@sh tools/deps.sh debhelper dpkg-dev debootstrap lintian
+	sh test/deb/run.sh $(BUILD)
