@@ -57,6 +57,7 @@ static void env_of(struct spf_eval *e, const char *domain, struct spf_macro_env 
 }
 
 static void ask(struct spf_eval *e, const char *name, uint16_t type, int wait);
+static bool expand_name(struct spf_eval *e, const char *spec, size_t len, char *out);
 static void frame_done(struct spf_eval *e, enum spf_result r, const char *why);
 
 static bool narrow(const struct spf_eval *e)
@@ -87,12 +88,9 @@ static void finish(struct spf_eval *e)
 static void final(struct spf_eval *e, enum spf_result r, const char *why)
 {
 	struct spf_frame *f = top(e);
-	struct spf_macro_env env;
 	e->out.r = r;
 	e->out.why = why;
-	env_of(e, f->domain, &env);
-	if (r == SPF_FAIL && f->exp.spec &&
-	    spf_macro_expand(f->exp.spec, f->exp.spec_len, false, &env, e->target, sizeof e->target) &&
+	if (r == SPF_FAIL && f->exp.spec && expand_name(e, f->exp.spec, f->exp.spec_len, e->target) &&
 	    name_ok(e->target)) {
 		ask(e, e->target, DNS_T_TXT, W_EXP);
 		return;
@@ -195,22 +193,15 @@ static bool count_void(struct spf_eval *e)
 	return false;
 }
 
-/* T's target name into e->target: its domain-spec expanded, or the
- * current domain. */
-static bool target(struct spf_eval *e, const char *spec, size_t len)
+/* SPEC expanded as a name into OUT (DNS_NAME_MAX bytes): without a
+ * trailing dot, cut from the left to 253 bytes (RFC 7208 section 7.3). */
+static bool expand_name(struct spf_eval *e, const char *spec, size_t len, char *out)
 {
-	struct spf_frame *f = top(e);
 	char buf[EXPAND_MAX];
 	struct spf_macro_env env;
-	if (!spec) {
-		copy(e->target, sizeof e->target, f->domain, strlen(f->domain));
-		return true;
-	}
-	env_of(e, f->domain, &env);
-	if (!spf_macro_expand(spec, len, false, &env, buf, sizeof buf)) {
-		frame_done(e, SPF_PERMERROR, "macro expansion failed");
+	env_of(e, top(e)->domain, &env);
+	if (!spf_macro_expand(spec, len, false, &env, buf, sizeof buf))
 		return false;
-	}
 	size_t n = strlen(buf);
 	if (n > 0 && buf[n - 1] == '.')
 		buf[--n] = '\0';
@@ -222,8 +213,23 @@ static bool target(struct spf_eval *e, const char *spec, size_t len)
 		n -= (size_t)(dot + 1 - s);
 		s = dot + 1;
 	}
-	copy(e->target, sizeof e->target, s, n);
+	copy(out, DNS_NAME_MAX, s, n);
 	return true;
+}
+
+/* A term's target name into e->target: its domain-spec expanded, or the
+ * current domain. */
+static bool target(struct spf_eval *e, const char *spec, size_t len)
+{
+	struct spf_frame *f = top(e);
+	if (!spec) {
+		copy(e->target, sizeof e->target, f->domain, strlen(f->domain));
+		return true;
+	}
+	if (expand_name(e, spec, len, e->target))
+		return true;
+	frame_done(e, SPF_PERMERROR, "macro expansion failed");
+	return false;
 }
 
 static uint16_t addr_type(const struct spf_eval *e)
