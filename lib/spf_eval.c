@@ -503,17 +503,25 @@ void spf_eval_feed_txt(struct spf_eval *e, const struct dns_txt *t)
 void spf_eval_init(struct spf_eval *e, const struct spf_input *in)
 {
 	memset(e, 0, offsetof(struct spf_eval, frame));
-	e->depth = 0;
 	e->in = *in;
+	e->out.r = SPF_NONE;
+	/* longer than any real one: nothing to check (and copying would
+	 * check something else) */
+	if (!in->domain || strlen(in->domain) >= DNS_NAME_MAX ||
+	    (in->local && strlen(in->local) > SPF_LOCAL_MAX) ||
+	    (in->helo && strlen(in->helo) >= DNS_NAME_MAX) ||
+	    (in->receiver && strlen(in->receiver) >= DNS_NAME_MAX)) {
+		e->out.why = "input too long";
+		e->done = true;
+		return;
+	}
 	const char *local = in->local && in->local[0] ? in->local : "postmaster";
 	copy(e->local, sizeof e->local, local, strlen(local));
-	copy(e->sender_domain, sizeof e->sender_domain, in->domain ? in->domain : "",
-	     in->domain ? strlen(in->domain) : 0);
+	copy(e->sender_domain, sizeof e->sender_domain, in->domain, strlen(in->domain));
 	copy(e->helo, sizeof e->helo, in->helo ? in->helo : "", in->helo ? strlen(in->helo) : 0);
 	if (in->receiver)
 		copy(e->receiver, sizeof e->receiver, in->receiver, strlen(in->receiver));
 	e->in.domain = e->in.local = e->in.helo = e->in.receiver = NULL;
-	e->out.r = SPF_NONE;
 	start_frame(e, e->sender_domain, false);
 }
 
