@@ -7,7 +7,11 @@
 #include "spf_macro.h"
 
 /* What the evaluation waits for. */
-enum { W_NONE, W_RECORD, W_A, W_EXISTS, W_MX, W_MX_ADDR, W_PTR, W_PTR_ADDR, W_EXP };
+enum { W_NONE, W_RECORD, W_A, W_EXISTS, W_MX, W_MX_ADDR, W_PTR, W_PTR_ADDR, W_EXP,
+       W_P_PTR, W_P_ADDR };
+
+/* What to go on with once %{p} is known. */
+enum { P_THEN_TERM, P_THEN_EXPLAIN, P_THEN_EXP_TEXT };
 
 /* A macro expansion may be longer than a name: it is cut down from the
  * left to 253 bytes afterwards (RFC 7208 section 7.3). */
@@ -53,6 +57,7 @@ static void env_of(struct spf_eval *e, const char *domain, struct spf_macro_env 
 	env->ip = &e->in.ip;
 	env->helo = e->helo;
 	env->receiver = e->receiver[0] ? e->receiver : NULL;
+	env->ptr_name = e->ptr_name[0] ? e->ptr_name : NULL;
 	env->now = e->in.now;
 }
 
@@ -84,25 +89,60 @@ static void finish(struct spf_eval *e)
 	e->out.narrow_pass = e->out.r == SPF_PASS && narrow(e);
 }
 
-/* The result of the outermost record; for a fail, its explanation. */
-static void final(struct spf_eval *e, enum spf_result r, const char *why)
+/* Whether S uses %{p}, which needs lookups of its own first. */
+static bool uses_p(const char *s, size_t len)
+{
+	for (size_t i = 0; i + 2 < len; i++)
+		if (s[i] == '%' && s[i + 1] == '{' && (s[i + 2] == 'p' || s[i + 2] == 'P'))
+			return true;
+	return false;
+}
+
+static void start_p(struct spf_eval *e, int then);
+
+/* For a fail, the explanation (RFC 7208 section 6.2), if any. */
+static void explain(struct spf_eval *e)
 {
 	struct spf_frame *f = top(e);
-	e->out.r = r;
-	e->out.why = why;
-	if (r == SPF_FAIL && f->exp.spec && expand_name(e, f->exp.spec, f->exp.spec_len, e->target) &&
-	    name_ok(e->target)) {
-		ask(e, e->target, DNS_T_TXT, W_EXP);
+	if (e->out.r != SPF_FAIL || !f->exp.spec) {
+		finish(e);
 		return;
 	}
+	if (!e->p_done && uses_p(f->exp.spec, f->exp.spec_len)) {
+		start_p(e, P_THEN_EXPLAIN);
+		return;
+	}
+	if (expand_name(e, f->exp.spec, f->exp.spec_len, e->target) && name_ok(e->target))
+		ask(e, e->target, DNS_T_TXT, W_EXP);
+	else
+		finish(e);
+}
+
+/* The explanation's text, fetched, expanded. */
+static void explain_text(struct spf_eval *e)
+{
+	struct spf_macro_env env;
+	env_of(e, top(e)->domain, &env);
+	if (!spf_macro_expand(e->exp_text, e->exp_len, true, &env, e->out.explanation,
+			      sizeof e->out.explanation))
+		e->out.explanation[0] = '\0';
 	finish(e);
+}
+
+/* The result of the outermost record. */
+static void final(struct spf_eval *e, enum spf_result r, const char *why)
+{
+	e->out.r = r;
+	e->out.why = why;
+	explain(e);
 }
 
 static void ask(struct spf_eval *e, const char *name, uint16_t type, int wait)
 {
 	unsigned budget = e->in.budget ? e->in.budget : SPF_BUDGET_DEFAULT;
 	if (e->out.lookups >= budget) {
-		if (wait == W_EXP)
+		/* after the result, only the explanation is lost */
+		if (wait == W_EXP || ((wait == W_P_PTR || wait == W_P_ADDR) && e->p_then != P_THEN_TERM))
 			finish(e);
 		else
 			frame_done(e, SPF_PERMERROR, "lookup budget spent");
@@ -267,6 +307,10 @@ static void lookup(struct spf_eval *e, const char *name, uint16_t type, int wait
 	spf_eval_feed(e, &a);
 }
 
+static void ptr_query(const struct ipaddr *ip, char *name, size_t cap);
+static void p_answer(struct spf_eval *e, int wait, const struct dns_answer *a);
+static bool has_addr(const struct spf_eval *e, const struct dns_answer *a, unsigned prefix);
+
 static void next_term(struct spf_eval *e)
 {
 	struct spf_frame *f = top(e);
@@ -279,6 +323,10 @@ static void next_term(struct spf_eval *e)
 	if (rc == 0) {
 		if (!f->redirect.spec) {
 			frame_done(e, SPF_NEUTRAL, NULL);
+			return;
+		}
+		if (!e->p_done && uses_p(f->redirect.spec, f->redirect.spec_len)) {
+			start_p(e, P_THEN_TERM);   /* then here again */
 			return;
 		}
 		if (count_dns_term(e) && target(e, f->redirect.spec, f->redirect.spec_len))
@@ -298,6 +346,12 @@ static void next_term(struct spf_eval *e)
 		break;
 	default:
 		return;    /* modifiers: redirect comes last, exp at a fail */
+	}
+	if (t->spec && !e->p_done && uses_p(t->spec, t->spec_len)) {
+		/* back before this term, to take it again once %{p} is known */
+		f->pos = (size_t)(t->text - f->rec) - 1;
+		start_p(e, P_THEN_TERM);
+		return;
 	}
 	if (!count_dns_term(e) || !target(e, t->spec, t->spec_len))
 		return;
@@ -322,20 +376,7 @@ static void next_term(struct spf_eval *e)
 	default: {
 		/* ptr: the client's names first */
 		char name[80];
-		static const char hex[] = "0123456789abcdef";
-		const uint8_t *b = e->in.ip.b;
-		if (e->in.ip.family == AF_INET) {
-			snprintf(name, sizeof name, "%u.%u.%u.%u.in-addr.arpa", b[3], b[2], b[1], b[0]);
-		} else {
-			size_t o = 0;
-			for (int i = 15; i >= 0; i--) {
-				name[o++] = hex[b[i] & 15];
-				name[o++] = '.';
-				name[o++] = hex[b[i] >> 4];
-				name[o++] = '.';
-			}
-			snprintf(name + o, sizeof name - o, "ip6.arpa");
-		}
+		ptr_query(&e->in.ip, name, sizeof name);
 		ask(e, name, DNS_T_PTR, W_PTR);
 		return;
 	}
@@ -373,12 +414,92 @@ static bool has_addr(const struct spf_eval *e, const struct dns_answer *a, unsig
 	return false;
 }
 
+/* ---- %{p}: the validated name of the client (RFC 7208 section 7.3) ---- */
+
+static void ptr_query(const struct ipaddr *ip, char *name, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	const uint8_t *b = ip->b;
+	if (ip->family == AF_INET) {
+		snprintf(name, cap, "%u.%u.%u.%u.in-addr.arpa", b[3], b[2], b[1], b[0]);
+		return;
+	}
+	size_t o = 0;
+	for (int i = 15; i >= 0; i--) {
+		name[o++] = hex[b[i] & 15];
+		name[o++] = '.';
+		name[o++] = hex[b[i] >> 4];
+		name[o++] = '.';
+	}
+	snprintf(name + o, cap - o, "ip6.arpa");
+}
+
+static void start_p(struct spf_eval *e, int then)
+{
+	char name[80];
+	e->p_then = then;
+	ptr_query(&e->in.ip, name, sizeof name);
+	ask(e, name, DNS_T_PTR, W_P_PTR);
+}
+
+static void p_known(struct spf_eval *e)
+{
+	e->p_done = true;
+	e->wait = W_NONE;
+	if (e->p_then == P_THEN_EXPLAIN)
+		explain(e);
+	else if (e->p_then == P_THEN_EXP_TEXT)
+		explain_text(e);
+	/* P_THEN_TERM: the run loop takes the term again */
+}
+
+static void p_next(struct spf_eval *e)
+{
+	if (e->iname < e->nnames)
+		lookup(e, e->names[e->iname++], addr_type(e), W_P_ADDR);
+	else
+		p_known(e);   /* none validated: "unknown" */
+}
+
+static bool under(const char *name, const char *tgt);
+
+static void p_answer(struct spf_eval *e, int wait, const struct dns_answer *a)
+{
+	bool found = a->status == DNS_OK && a->n > 0;
+	if (wait == W_P_ADDR) {
+		if (found && has_addr(e, a, e->in.ip.family == AF_INET ? 32 : 128)) {
+			const char *n = e->names[e->iname - 1];
+			copy(e->ptr_name, sizeof e->ptr_name, n, strlen(n));
+			p_known(e);
+			return;
+		}
+		p_next(e);
+		return;
+	}
+	/* the names to validate, best first: the domain itself, names
+	 * under it, the others (at most 10 looked at, as for ptr) */
+	const char *d = top(e)->domain;
+	e->nnames = e->iname = 0;
+	for (int pass = 0; pass < 3; pass++)
+		for (size_t i = 0; found && i < a->n && i < SPF_NAMES_MAX; i++) {
+			const char *n = a->rr[i].name;
+			bool is = strcasecmp(n, d) == 0, sub = !is && under(n, d);
+			if (n[0] && ((pass == 0 && is) || (pass == 1 && sub) || (pass == 2 && !is && !sub)))
+				copy(e->names[e->nnames++], DNS_NAME_MAX, n, strlen(n));
+		}
+	p_next(e);
+}
+
 void spf_eval_feed(struct spf_eval *e, const struct dns_answer *a)
 {
 	struct spf_term *t = &top(e)->cur;
 	int wait = e->wait;
 	bool found = a->status == DNS_OK && a->n > 0;
 	e->wait = W_NONE;
+	if (wait == W_P_PTR || wait == W_P_ADDR) {
+		p_answer(e, wait, a);
+		return;
+	}
 	if (a->status == DNS_TEMPFAIL && wait != W_PTR && wait != W_PTR_ADDR) {
 		frame_done(e, SPF_TEMPERROR, "DNS lookup failed");
 		return;
@@ -489,15 +610,18 @@ void spf_eval_feed_txt(struct spf_eval *e, const struct dns_txt *t)
 	}
 	if (wait != W_EXP)
 		return;
-	struct spf_frame *f = top(e);
-	struct spf_macro_env env;
-	env_of(e, f->domain, &env);
 	/* RFC 7208 section 6.2: exactly one record, else no explanation */
-	if (t->status == DNS_OK && t->n == 1 && !t->truncated && !t->rr[0].too_long &&
-	    !spf_macro_expand(t->buf + t->rr[0].off, t->rr[0].len, true, &env,
-			      e->out.explanation, sizeof e->out.explanation))
-		e->out.explanation[0] = '\0';
-	finish(e);
+	if (t->status != DNS_OK || t->n != 1 || t->truncated || t->rr[0].too_long ||
+	    t->rr[0].len > DNS_TXT_REC_MAX) {
+		finish(e);
+		return;
+	}
+	memcpy(e->exp_text, t->buf + t->rr[0].off, t->rr[0].len);
+	e->exp_len = t->rr[0].len;
+	if (!e->p_done && uses_p(e->exp_text, e->exp_len))
+		start_p(e, P_THEN_EXP_TEXT);
+	else
+		explain_text(e);
 }
 
 void spf_eval_init(struct spf_eval *e, const struct spf_input *in)

@@ -15,8 +15,9 @@
  * and redirect recursion bounded by them, "ptr" as section 5.5 says, "exp"
  * fetched for a fail (section 6.2) and not counted against the limit; on
  * top of those, at most in->budget lookups in all (a bound of our own:
- * past it the result is permerror). %{p} expands as "unknown" (the
- * RFC discourages it; it would cost a PTR and its confirmation per use).
+ * past it the result is permerror). %{p} costs a PTR lookup and the
+ * confirmation of up to 10 names, once per evaluation, not counted against
+ * the limit of 10 (it is no mechanism).
  * No allocation; struct spf_eval is large (tens of KB): allocate it.
  *
  * For a pass, out says which mechanism matched (the innermost one, inside
@@ -90,8 +91,11 @@ struct spf_eval {
 	} q;                        /* the lookup wanted, at SPF_STEP_LOOKUP */
 	struct spf_outcome out;
 	/* private */
-	int wait;
-	bool done;
+	int wait, p_then;
+	bool done, p_done;
+	char ptr_name[DNS_NAME_MAX];            /* %{p}, once p_done; "" unknown */
+	char exp_text[DNS_TXT_REC_MAX + 1];
+	size_t exp_len;
 	unsigned depth, dns_terms, voids;
 	char target[DNS_NAME_MAX];
 	char names[SPF_NAMES_MAX][DNS_NAME_MAX];

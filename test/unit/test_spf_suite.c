@@ -32,9 +32,6 @@ static const struct {
 } deviations[] = {
 	{ "v-macro-ip6", "the suite wants %{ir} of an IPv6 address in upper-case hex "
 	  "nibbles; RFC 7208 section 7.3's own example writes them in lower case, as we do" },
-	{ "p-macro-ip4-valid", "%{p} expands as \"unknown\": no PTR lookup for it" },
-	{ "p-macro-ip6-valid", "%{p} expands as \"unknown\": no PTR lookup for it" },
-	{ "p-macro-multiple", "%{p} expands as \"unknown\": no PTR lookup for it" },
 	{ NULL, NULL },
 };
 
@@ -295,13 +292,14 @@ static void test_suite(void **state)
 		total++;
 		bool ok = run_case(f, nf, why, sizeof why);
 		int d = deviation(f[1]);
+		if (d >= 0)
+			seen[d] = true;
 		if (ok)
 			passed++;
 		if (ok && d >= 0) {
 			printf("listed deviation passes now: %s\n", f[1]);
 			unexpected++;
 		} else if (!ok && d >= 0) {
-			seen[d] = true;
 			printf("deviation: %s: %s (%s)\n", f[1], why, deviations[d].reason);
 		} else if (!ok) {
 			printf("FAILED: %s: %s\n", f[1], why);
