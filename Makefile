@@ -51,6 +51,11 @@ $(BUILD)/unit/test_rcpt_rules: $(UNIT_OBJ_test_rcpt_rules) $(wildcard proxy/*.h)
 UNIT_OBJ_test_session_rules := $(BUILD)/proxy/session_rules.o
 $(BUILD)/unit/test_session_rules: $(UNIT_OBJ_test_session_rules) $(wildcard proxy/*.h)
 
+# The SPF check runs on the real resolver against a DNS server of the
+# test's own.
+UNIT_OBJ_test_spf_check := $(addprefix $(BUILD)/proxy/,spf.o resolver.o metrics.o xalloc.o)
+$(BUILD)/unit/test_spf_check: $(UNIT_OBJ_test_spf_check) $(wildcard proxy/*.h)
+
 # Installs the Debian packages the build and the tests need, when root and
 # when something is missing; otherwise says what to install.
 deps:
