@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A value is split into at most this many parts by its delimiters; longer
- * values cannot be expanded (an SMTP local part is at most 64 bytes, a
- * domain 253, an IPv6 address in nibbles 63). */
+/* The longest value a macro letter may stand for; longer ones cannot be
+ * expanded (an SMTP local part is at most 64 bytes, a domain 253, an IPv6
+ * address in nibbles 63). */
 #define VALUE_MAX 512
 
 struct out {
@@ -108,10 +108,9 @@ static size_t macro(const char *s, size_t len, bool exp, const struct spf_macro_
 		return 0;
 	char letter = s[i++];
 	char l = lower(letter);
-	if (!strchr("slodiphv", l) || l == '\0') {
-		if (!exp || !strchr("crt", l) || l == '\0')
-			return 0;
-	}
+	bool known = l && (strchr("slodiphv", l) || (exp && strchr("crt", l)));
+	if (!known)
+		return 0;
 	unsigned keep = 0;   /* 0: all parts */
 	bool digits = false;
 	while (i < len && s[i] >= '0' && s[i] <= '9') {
@@ -143,17 +142,14 @@ static size_t macro(const char *s, size_t len, bool exp, const struct spf_macro_
 		return i;
 	}
 	/* split on the delimiters (default '.') */
-	size_t start[VALUE_MAX / 2 + 2], end[VALUE_MAX / 2 + 2], np = 0, vlen = strlen(v);
+	/* at most one part per byte, and one more */
+	size_t start[VALUE_MAX + 2], end[VALUE_MAX + 2], np = 0, vlen = strlen(v);
 	size_t from = 0;
 	for (size_t k = 0; k <= vlen; k++) {
 		bool d = k == vlen || (dend > dstart ? memchr(s + dstart, v[k], dend - dstart) != NULL
 						     : v[k] == '.');
 		if (!d)
 			continue;
-		if (np >= sizeof start / sizeof start[0]) {
-			o->ok = false;
-			return i;
-		}
 		start[np] = from;
 		end[np++] = k;
 		from = k + 1;
@@ -161,7 +157,7 @@ static size_t macro(const char *s, size_t len, bool exp, const struct spf_macro_
 	char joined[VALUE_MAX + 1];
 	size_t jn = 0;
 	/* parts in order after the optional reversal, then the rightmost KEEP */
-	size_t order[VALUE_MAX / 2 + 2];
+	size_t order[VALUE_MAX + 2];
 	for (size_t k = 0; k < np; k++)
 		order[k] = reverse ? np - 1 - k : k;
 	size_t first = keep && keep < np ? np - keep : 0;

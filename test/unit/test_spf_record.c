@@ -203,6 +203,13 @@ static void test_macro_edges(void **state)
 	expand_is("%{l2.-+}", false, &e, "c.d");
 	expand_is("%{l99999999999r+}", false, &e, "d.a.b-c");
 	expand_is("%{h1r}", false, &e, "mx");
+	/* a value of delimiters only: as many empty parts */
+	static char dots[65];
+	memset(dots, '.', 64);
+	e.local = dots;
+	expand_is("%{l}", false, &e, dots);
+	expand_is("%{l1}", false, &e, "");
+	expand_is("%{l2-}", false, &e, dots);
 	/* no sender local part: postmaster; no PTR name: unknown */
 	e.local = NULL;
 	expand_is("%{l}|%{p}", false, &e, "postmaster|unknown");
