@@ -15,6 +15,8 @@ means no TXT record at all (the suite's convention).
 
   python3 tools/spf_suite_convert.py test/data/spf/rfc7208-tests.yml \
       > test/data/spf/rfc7208-tests.txt
+
+Needs PyYAML (Debian python3-yaml); only this tool does, not the tests.
 """
 import sys
 

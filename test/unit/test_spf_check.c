@@ -69,11 +69,13 @@ static void on_query(evutil_socket_t fd, short what, void *arg)
 		size_t l = q[o++];
 		if (nl)
 			name[nl++] = '.';
-		for (size_t i = 0; i < l && nl < sizeof name - 1; i++)
+		for (size_t i = 0; i < l && o < (size_t)n && nl < sizeof name - 1; i++)
 			name[nl++] = (char)q[o++];
 	}
 	name[nl] = '\0';
 	size_t qend = o + 5;
+	if (qend > (size_t)n)
+		return;
 	unsigned type = (unsigned)q[o + 1] << 8 | q[o + 2];
 	memcpy(r, q, qend);
 	size_t len = qend;
