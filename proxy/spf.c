@@ -24,6 +24,10 @@
  * 1.5 KB each. */
 #define CACHE_TTL 300
 #define CACHE_SLOTS 1024
+/* Checks under way at once (about 36 KB each while they last); past it a
+ * check is temperror at once rather than memory without bound for
+ * clients that send MAIL FROM domains whose DNS does not answer. */
+#define INFLIGHT_MAX 1024
 
 struct spf_req {
 	struct spf_eval e;
@@ -40,6 +44,7 @@ static struct event *kick;        /* completes what readyq holds */
 static struct list_node readyq = { &readyq, &readyq };
 static struct spf_cache *cache;
 static unsigned max4 = 16, max6 = 32;
+static unsigned inflight;
 
 static void new_cache(void)
 {
@@ -218,8 +223,14 @@ struct spf_req *spf_check(const struct ipaddr *client, const char *domain, const
 		.max_prefix6 = max6,
 	};
 	spf_eval_init(&r->e, &in);
+	inflight++;
 	if (!r->e.done && cache && spf_cache_get(cache, &r->key, time(NULL), &r->e.out))
 		r->cached = r->e.done = true;
+	if (!r->e.done && inflight > INFLIGHT_MAX) {
+		r->e.done = true;
+		r->e.out.r = SPF_TEMPERROR;
+		r->e.out.why = "too many SPF checks under way";
+	}
 	if (r->e.done) {
 		/* answered without a lookup: still from the loop */
 		list_push_back(&readyq, &r->link);
@@ -236,5 +247,6 @@ void spf_cancel(struct spf_req *r)
 		return;
 	resolver_cancel(r->q);
 	list_del(&r->link);
+	inflight--;
 	free(r);
 }

@@ -8,7 +8,8 @@
  * once unless spf_cancel is called first, always later from the event
  * loop, never inside spf_check (a cached outcome too). The verdict is only
  * valid during the call. Nothing blocks: every lookup is the resolver's,
- * at most SPF_BUDGET_DEFAULT of them per check. Each finished check logs
+ * at most SPF_BUDGET_DEFAULT of them per check, and at most 1024 checks
+ * under way (past that, temperror at once). Each finished check logs
  * one line (event=spf). Inputs are bounded: a domain that is no DNS name
  * is "none" (RFC 7208 section 4.3), a local part longer than 64 bytes
  * counts as "postmaster"'s would not: the check is "none" too.

@@ -214,6 +214,39 @@ static void test_cancel(void **state)
 	assert_int_equal(v->r, SPF_PASS);
 }
 
+static unsigned ndone, ntemp;
+
+static void count(void *arg, const struct spf_verdict *v)
+{
+	(void)arg;
+	ndone++;
+	ntemp += v->r == SPF_TEMPERROR;
+}
+
+/* Past 1024 checks under way, a new one is temperror at once; the others
+ * go on. */
+static void test_inflight_bound(void **state)
+{
+	(void)state;
+	struct ipaddr a;
+	assert_true(ipaddr_parse("10.0.0.0", &a));
+	ndone = ntemp = 0;
+	for (unsigned i = 0; i < 1025; i++) {
+		a.b[2] = (uint8_t)(i >> 8);
+		a.b[3] = (uint8_t)i;
+		assert_non_null(spf_check(&a, "wide.example", "bulk", "", count, NULL));
+	}
+	struct timeval tv = { 30, 0 };
+	struct event *t = evtimer_new(base, on_timeout, NULL);
+	evtimer_add(t, &tv);
+	while (ndone < 1025)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(t);
+	assert_int_equal(ntemp, 1);
+	/* and the bound is free again */
+	assert_int_equal(check("10.200.0.1", "wide.example")->r, SPF_PASS);
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -228,6 +261,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_inflight_bound),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
