@@ -160,6 +160,7 @@ static void start_frame(struct spf_eval *e, const char *domain, bool redirected)
 	struct spf_frame *f = top(e);
 	copy(f->domain, sizeof f->domain, domain, strlen(domain));
 	f->redirected = redirected;
+	f->rec = e->records;
 	f->len = f->pos = 0;
 	memset(&f->exp, 0, sizeof f->exp);
 	memset(&f->redirect, 0, sizeof f->redirect);
@@ -588,9 +589,16 @@ static void on_record(struct spf_eval *e, const struct dns_txt *t)
 		frame_done(e, SPF_PERMERROR, "SPF record too long");
 		return;
 	}
-	memcpy(f->rec, t->buf + t->rr[which].off, t->rr[which].len);
+	/* after the records of the frames around this one */
+	size_t at = e->depth ? (size_t)(e->frame[e->depth - 1].rec - e->records) +
+				       e->frame[e->depth - 1].len : 0;
+	if (t->rr[which].len > SPF_RECORDS_MAX - at) {
+		frame_done(e, SPF_PERMERROR, "SPF records too long in all");
+		return;
+	}
+	memcpy(e->records + at, t->buf + t->rr[which].off, t->rr[which].len);
+	f->rec = e->records + at;
 	f->len = t->rr[which].len;
-	f->rec[f->len] = '\0';
 	f->pos = 0;
 	if (!spf_record_check(f->rec, f->len, &f->redirect, &f->exp)) {
 		frame_done(e, SPF_PERMERROR, "syntax error");

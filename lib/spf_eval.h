@@ -18,7 +18,7 @@
  * past it the result is permerror). %{p} costs a PTR lookup and the
  * confirmation of up to 10 names, once per evaluation, not counted against
  * the limit of 10 (it is no mechanism).
- * No allocation; struct spf_eval is large (tens of KB): allocate it.
+ * No allocation; struct spf_eval is large (about 20 KB): allocate it.
  *
  * For a pass, out says which mechanism matched (the innermost one, inside
  * includes) and whether it is narrow enough to identify a sender: not
@@ -73,9 +73,16 @@ struct spf_outcome {
 
 enum spf_step { SPF_STEP_LOOKUP, SPF_STEP_DONE };
 
+/* The records of the frames under evaluation (the outermost, the includes
+ * it is inside of) lie one after another in one buffer. RFC 7208 section
+ * 3.4 asks records to fit 450 bytes: the deepest chain the limits allow,
+ * 11 such records, fits with room to spare; a chain that does not fit is
+ * permerror. */
+#define SPF_RECORDS_MAX 6144
+
 struct spf_frame {
 	char domain[DNS_NAME_MAX];
-	char rec[SPF_RECORD_MAX + 1];
+	const char *rec;            /* in records[] */
 	size_t len, pos;
 	bool redirected;            /* reached through redirect: "none" is permerror */
 	struct spf_term cur, redirect, exp;
@@ -101,6 +108,7 @@ struct spf_eval {
 	char names[SPF_NAMES_MAX][DNS_NAME_MAX];
 	unsigned nnames, iname;
 	struct spf_frame frame[SPF_DEPTH_MAX];
+	char records[SPF_RECORDS_MAX];
 };
 
 void spf_eval_init(struct spf_eval *e, const struct spf_input *in);

@@ -24,7 +24,7 @@
  * 1.5 KB each. */
 #define CACHE_TTL 300
 #define CACHE_SLOTS 1024
-/* Checks under way at once (about 36 KB each while they last); past it a
+/* Checks under way at once (about 20 KB each while they last); past it a
  * check is temperror at once rather than memory without bound for
  * clients that send MAIL FROM domains whose DNS does not answer. */
 #define INFLIGHT_MAX 1024

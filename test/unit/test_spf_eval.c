@@ -64,9 +64,31 @@ static void answer(const char *name, uint16_t type, struct dns_answer *a)
 	}
 }
 
+/* bigN.example: a record of big_len bytes that includes big(N+1).example,
+ * up to big_depth, whose record passes 192.0.2.0/24 */
+static unsigned big_len, big_depth;
+
+static bool big_txt(const char *name, struct dns_txt *t)
+{
+	unsigned n;
+	char tail;
+	if (sscanf(name, "big%u.exampl%c", &n, &tail) != 2)
+		return false;
+	int len = n < big_depth ? snprintf(t->buf, sizeof t->buf, "v=spf1 include:big%u.example x=", n + 1)
+				: snprintf(t->buf, sizeof t->buf, "v=spf1 ip4:192.0.2.0/24 x=");
+	while ((unsigned)len < big_len)
+		t->buf[len++] = 'a';
+	t->status = DNS_OK;
+	t->n = 1;
+	t->rr[0].len = (size_t)len;
+	return true;
+}
+
 static void answer_txt(const char *name, struct dns_txt *t)
 {
 	memset(t, 0, sizeof *t);
+	if (big_txt(name, t))
+		return;
 	t->status = DNS_NXDOMAIN;
 	size_t used = 0;
 	for (size_t i = 0; i < sizeof zone / sizeof zone[0]; i++) {
@@ -189,6 +211,26 @@ static void test_results_and_limits(void **state)
 	assert_int_equal(o->lookups, 0);
 }
 
+/* The records of a chain of includes share one buffer: a chain of 11
+ * records of the 450 bytes RFC 7208 section 3.4 asks for fits, a chain
+ * of longer ones that does not is permerror. */
+static void test_record_chain(void **state)
+{
+	(void)state;
+	big_len = 450;
+	big_depth = 10;
+	const struct spf_outcome *o = check("192.0.2.1", "big0.example");
+	assert_int_equal(o->r, SPF_PASS);
+	assert_string_equal(o->domain, "big10.example");
+	big_len = 2000;
+	big_depth = 4;
+	o = check("192.0.2.1", "big0.example");
+	assert_int_equal(o->r, SPF_PERMERROR);
+	assert_string_equal(o->why, "SPF records too long in all");
+	big_depth = 2;
+	assert_int_equal(check("192.0.2.1", "big0.example")->r, SPF_PASS);
+}
+
 static void test_cache(void **state)
 {
 	(void)state;
@@ -224,6 +266,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_narrow_pass),
 		cmocka_unit_test(test_results_and_limits),
+		cmocka_unit_test(test_record_chain),
 		cmocka_unit_test(test_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
