@@ -10,8 +10,8 @@
  * c-ares itself, which may complete inside ares_query) runs later from
  * that event, so no answer ever reaches a caller inside resolver_lookup.
  *
- * TXT answers (SPF records) are not cached here: they are large, and
- * their one user keeps a cache of its results instead.
+ * A TXT answer (SPF records) is cached as the text it holds, in an
+ * allocation of its own sized to it.
  */
 #include "resolver.h"
 
@@ -69,6 +69,7 @@ struct centry {
 	uint16_t type;
 	enum dns_status status;
 	size_t n;
+	struct dns_txt *txt;                  /* TXT: the answer up to its text's end */
 	char name[DNS_NAME_MAX + 16];
 	struct dns_rr rr[];
 };
@@ -129,6 +130,7 @@ static void cremove(struct centry **pp)
 	struct centry *e = *pp;
 	*pp = e->hnext;
 	list_del(&e->lru);
+	free(e->txt);
 	free(e);
 	cache_n--;
 }
@@ -139,7 +141,15 @@ static void cache_clear(void)
 		cremove(cfind(e->name, e->type));
 }
 
-static void cache_put(const char *name, uint16_t type, const struct dns_answer *a)
+/* The bytes of T that hold something: its header and its records' text. */
+static size_t txt_size(const struct dns_txt *t)
+{
+	return offsetof(struct dns_txt, buf) + (t->n ? t->rr[t->n - 1].off + t->rr[t->n - 1].len : 0);
+}
+
+/* A's status and TTL; for a TXT lookup, T holds the answer. */
+static void cache_put(const char *name, uint16_t type, const struct dns_answer *a,
+		      const struct dns_txt *t)
 {
 	uint32_t ttl = a->status == DNS_TEMPFAIL ? TEMPFAIL_TTL : a->ttl;
 	if (ttl == 0 || cache_max == 0)
@@ -153,6 +163,13 @@ static void cache_put(const char *name, uint16_t type, const struct dns_answer *
 	struct centry *e = malloc(sizeof *e + a->n * sizeof e->rr[0]);
 	if (!e)
 		return;
+	e->txt = NULL;
+	if (type == DNS_T_TXT && !(e->txt = malloc(txt_size(t)))) {
+		free(e);
+		return;
+	}
+	if (e->txt)
+		memcpy(e->txt, t, txt_size(t));
 	e->expires = time(NULL) + (ttl < CACHE_MAX_TTL ? ttl : CACHE_MAX_TTL);
 	e->type = type;
 	e->status = a->status;
@@ -166,7 +183,8 @@ static void cache_put(const char *name, uint16_t type, const struct dns_answer *
 	cache_n++;
 }
 
-static bool cache_get(const char *name, uint16_t type, struct dns_answer *a)
+/* For a TXT lookup, T gets the answer too. */
+static bool cache_get(const char *name, uint16_t type, struct dns_answer *a, struct dns_txt *t)
 {
 	struct centry **pp = cfind(name, type);
 	if (!*pp)
@@ -185,6 +203,10 @@ static bool cache_get(const char *name, uint16_t type, struct dns_answer *a)
 	a->n = e->n;
 	a->truncated = false;
 	memcpy(a->rr, e->rr, e->n * sizeof e->rr[0]);
+	if (e->txt) {
+		memcpy(t, e->txt, txt_size(e->txt));
+		t->ttl = a->ttl;
+	}
 	return true;
 }
 
@@ -343,6 +365,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 		dnsmsg_parse_txt(abuf, (size_t)alen, &txt);
 		memset(&a, 0, offsetof(struct dns_answer, rr));
 		a.status = txt.status;
+		a.ttl = txt.ttl;
 		a.type = q->type;
 	} else if (parse) {
 		dnsmsg_parse(abuf, (size_t)alen, q->type, &a);
@@ -374,8 +397,8 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 		ll_emit(&l);
 	}
 	/* (not when the channel goes away: that is no answer from DNS) */
-	if (status != ARES_EDESTRUCTION && q->type != DNS_T_TXT)
-		cache_put(q->name, q->type, &a);
+	if (status != ARES_EDESTRUCTION)
+		cache_put(q->name, q->type, &a, &txt);
 	struct chan *c = q->chan;
 	inflight--;
 	flight_remove(q);
@@ -421,6 +444,7 @@ static void answer_now(struct dns_query *q, enum dns_status status)
 static void start(struct dns_query *q)
 {
 	struct dns_answer a;
+	struct dns_txt txt;
 	struct dns_query **leader = NULL;
 	if (!live(q)) {
 		/* cancelled while queued */
@@ -428,8 +452,8 @@ static void start(struct dns_query *q)
 		/* No such host can exist; c-ares would refuse it or send
 		 * something other than what was asked. */
 		answer_now(q, DNS_NXDOMAIN);
-	} else if (q->type != DNS_T_TXT && cache_get(q->name, q->type, &a)) {
-		q->done(q->arg, &a);
+	} else if (cache_get(q->name, q->type, &a, &txt)) {
+		deliver(q, &a, &txt);
 	} else if (*(leader = flight_find(q->name, q->type))) {
 		/* the followers keep their order: appended at the end */
 		list_push_back(&(*leader)->followers, &q->link);

@@ -39,7 +39,7 @@ struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn d
 /* The PTR records of ADDR (in-addr.arpa / ip6.arpa). */
 struct dns_query *resolver_lookup_ptr(const struct ipaddr *addr, dns_done_fn done, void *arg);
 /* The TXT records of NAME (dnsmsg.h: struct dns_txt), with the same
- * promises; these answers are not cached. */
+ * promises, cached alike. */
 struct dns_query *resolver_lookup_txt(const char *name, dns_txt_fn done, void *arg);
 /* Q may be NULL; after it, Q's DONE is not called and Q is not used. */
 void resolver_cancel(struct dns_query *q);
