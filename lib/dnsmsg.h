@@ -1,6 +1,7 @@
 /*
  * dnsmsg: reading a DNS response (RFC 1035) as c-ares hands it over, for
- * the records greygate's policy needs: MX, A, AAAA, PTR (CNAME chains are
+ * the records greygate's policy needs: MX, A, AAAA, PTR, and TXT for SPF
+ * (dnsmsg_parse_txt; CNAME chains are
  * followed by the resolver; the answer's records for the final name are
  * what counts here).
  *
