@@ -51,6 +51,11 @@ $(BUILD)/unit/test_rcpt_rules: $(UNIT_OBJ_test_rcpt_rules) $(wildcard proxy/*.h)
 UNIT_OBJ_test_session_rules := $(BUILD)/proxy/session_rules.o
 $(BUILD)/unit/test_session_rules: $(UNIT_OBJ_test_session_rules) $(wildcard proxy/*.h)
 
+# The SPF check runs on the real resolver against a DNS server of the
+# test's own.
+UNIT_OBJ_test_spf_check := $(addprefix $(BUILD)/proxy/,spf.o resolver.o metrics.o xalloc.o)
+$(BUILD)/unit/test_spf_check: $(UNIT_OBJ_test_spf_check) $(wildcard proxy/*.h)
+
 # Installs the Debian packages the build and the tests need, when root and
 # when something is missing; otherwise says what to install.
 deps:
@@ -119,7 +124,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 # working copy of its seeds; fails if any crashes (5 x 60 s: about 5 min).
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session
+FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session spf_record
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -std=c11 -D_GNU_SOURCE -Ilib
 FUZZ_LIBS     = $(shell pkg-config --cflags --libs libevent openssl 2>/dev/null)
@@ -128,6 +133,7 @@ FUZZ_SRC_address_norm := lib/smtp_cmd.c lib/sender_norm.c lib/triplet.c lib/neta
 FUZZ_SRC_dotcodec     := lib/dotcodec.c
 FUZZ_SRC_proxyproto   := lib/proxyproto.c lib/netaddr.c
 FUZZ_SRC_dnsmsg       := lib/dnsmsg.c lib/netaddr.c lib/hostname.c
+FUZZ_SRC_spf_record   := lib/spf_record.c lib/spf_macro.c lib/spf_eval.c lib/netaddr.c
 
 build-fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz_check.h $(wildcard lib/*.c lib/*.h)
 	@mkdir -p build-fuzz && echo '*' > build-fuzz/.gitignore
