@@ -107,6 +107,15 @@ bench-config: $(BUILD)/bench/config_load
 bench-lists: $(BUILD)/bench/lists
 	$(BUILD)/bench/lists
 
+# The deliverability simulator (sim/README.md): a synthetic mail day in
+# real SMTP against a baseline and a selective primary/backup pair, with a
+# compressed clock; a table and build/sim/delays.png. About 8 minutes
+# (SIM_ARGS=--quick: under 2); root.
+.PHONY: simulate
+simulate: deps all
+	@sh tools/deps.sh python3-matplotlib
+	$(PYTHON) sim/simulate.py --greygate $(BUILD)/greygate $(SIM_ARGS)
+
 # docs/dashboard.png: the dashboard's panels drawn from a real greygate's
 # /metrics under load, a backend outage and a Redis outage (about 2 minutes;
 # contrib/grafana/snapshot.py).
