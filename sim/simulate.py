@@ -141,9 +141,13 @@ def gate_config(args, run, role, port, dns_port, sink_port, redis_port, workdir,
     return cfg
 
 
-def selective_parts(factor, suspicious_delay):
-    """The selective features, each in the shapes this greygate may know
-    them by (first accepted wins), as (name, [overlay, ...])."""
+def run_parts(run, factor):
+    """The settings that make RUN what it is, each in the shapes this
+    greygate may know them by (the first it accepts wins), as
+    [(name, [overlay, ...])]. Baseline: pool keys explicitly off (where
+    greygate has them they are on by default). Selective: everything."""
+    if run == "baseline":
+        return [("pool_keys off", [{"greylist": {"pool_keys": []}}])]
     weights = {"no_ptr": 2, "unconfirmed_ptr": 1, "generic_ptr": 2, "pregreet": 4,
                "bad_helo": 1, "spf_fail": 3, "spf_softfail": 1, "backup_first": 3}
     dnsxl = [f"{DNSBL_ZONE}=127.0.0.[2..11]*3", f"{DNSWL_ZONE}=127.0.[0..255].[1..3]*-5"]
@@ -153,7 +157,7 @@ def selective_parts(factor, suspicious_delay):
                                      "spf_max_prefix6": 32}},
                        {"greylist": {"pool_keys": ["spf", "ptr"]}}]),
         ("scoring", [{"scoring": {"dnsbl": dnsxl, "weights": weights, "classes": classes,
-                                  "suspicious": {"delay": suspicious_delay // factor},
+                                  "suspicious": {"delay": SUSPICIOUS_DELAY // factor},
                                   "hostile": {"action": "reject"}}},
                      {"scoring": {"dnsbl": dnsxl, "classes": classes}},
                      {"scoring": {"dnsbl": dnsxl}}]),
@@ -169,14 +173,14 @@ def accepted(greygate, cfg, path):
     return r.returncode == 0, (r.stderr or r.stdout).strip().splitlines()[-1:]
 
 
-def probe_selective(args, workdir, mk):
-    """The overlays of selective_parts() this greygate accepts (with the
-    ones before it), and a line saying what is on and off."""
+def probe_parts(args, run, workdir, mk):
+    """The overlays of run_parts() this greygate accepts (with the ones
+    before it), and a line saying what is on and off."""
     kept, on, off = [], [], []
-    for name, variants in selective_parts(args.factor, SUSPICIOUS_DELAY):
+    for name, variants in run_parts(run, args.factor):
         whys = []
         for v in variants:
-            ok, why = accepted(args.greygate, mk(kept + [v]), workdir / "probe.conf")
+            ok, why = accepted(args.greygate, mk(kept + [v]), workdir / f"{run}-probe.conf")
             if ok:
                 kept.append(v)
                 on.append(name)
@@ -184,7 +188,7 @@ def probe_selective(args, workdir, mk):
             whys += why
         else:   # the first shape's refusal: the one the specification names
             off.append(f"{name} ({whys[0].split(': ', 1)[-1] if whys else 'refused'})")
-    return kept, on, off
+    return kept, f"on: {', '.join(on) or 'nothing'}; off: {', '.join(off) or 'nothing'}"
 
 
 # --------------------------------------------------------------------------
@@ -443,14 +447,12 @@ async def main_async(args, workdir, procs):
     for run in args.runs:
         port = free_port(17025)
         ports = (port, port)
-        extra = []
-        if run == "selective":
-            def mk(ex, port=port):
-                return gate_config(args, run, "primary", port, dns_port, sink_port, redis_port,
-                                   workdir, ex)
-            extra, on, off = probe_selective(args, workdir, mk)
-            notes[run] = f"on: {', '.join(on) or 'nothing'}; off: {', '.join(off) or 'nothing'}"
-            log(f"selective features {notes[run]}")
+
+        def mk(ex, port=port, run=run):
+            return gate_config(args, run, "primary", port, dns_port, sink_port, redis_port,
+                               workdir, ex)
+        extra, notes[run] = probe_parts(args, run, workdir, mk)
+        log(f"{run}: {notes[run]}")
         for role in ("primary", "backup"):
             cfg = gate_config(args, run, role, port, dns_port, sink_port, redis_port, workdir,
                               extra)
