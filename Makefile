@@ -2,7 +2,7 @@
 # missing (as root), builds and runs every test; `make asan` does the same
 # with AddressSanitizer and UBSan; `make run` starts greygate for a try.
 
-PKGS     := libevent libevent_openssl hiredis libcares libconfig openssl
+PKGS     := libevent libevent_openssl hiredis libcares libconfig openssl libpsl
 PYTHON   := /usr/bin/python3
 BUILD    ?= build
 CC       ?= cc
