@@ -114,9 +114,10 @@ FUZZ_CC      ?= clang
 FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -std=c11 -D_GNU_SOURCE -Ilib
-FUZZ_LIBS     = $(shell pkg-config --cflags --libs libevent openssl 2>/dev/null)
+FUZZ_LIBS     = $(shell pkg-config --cflags --libs libevent openssl libpsl 2>/dev/null)
 FUZZ_SRC_smtp_cmd     := lib/smtp_cmd.c
-FUZZ_SRC_address_norm := lib/smtp_cmd.c lib/sender_norm.c lib/triplet.c lib/netaddr.c
+FUZZ_SRC_address_norm := lib/smtp_cmd.c lib/sender_norm.c lib/triplet.c lib/netaddr.c \
+                         lib/pool_key.c lib/generic_name.c lib/regdomain.c lib/hostname.c
 FUZZ_SRC_dotcodec     := lib/dotcodec.c
 FUZZ_SRC_proxyproto   := lib/proxyproto.c lib/netaddr.c
 FUZZ_SRC_dnsmsg       := lib/dnsmsg.c lib/netaddr.c lib/hostname.c
@@ -128,7 +129,7 @@ build-fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz_check.h $(wildcard lib/*.c 
 # The session target runs the proxy itself (all of proxy/ but main.c) with
 # proxy/resolver.c on the fake c-ares the target defines: c-ares's headers,
 # not its library.
-FUZZ_SESSION_PKGS := libevent libevent_openssl hiredis libconfig openssl
+FUZZ_SESSION_PKGS := libevent libevent_openssl hiredis libconfig openssl libpsl
 build-fuzz/fuzz_session: test/fuzz/fuzz_session.c test/fuzz/fuzz_check.h $(wildcard lib/*.[ch] proxy/*.[ch])
 	@mkdir -p build-fuzz && echo '*' > build-fuzz/.gitignore
 	$(FUZZ_CC) $(FUZZ_FLAGS) -Iproxy $(shell pkg-config --cflags $(FUZZ_SESSION_PKGS) libcares 2>/dev/null) \
