@@ -200,7 +200,7 @@ static int r_explain(void *ctx, const struct gl_params *p, const struct triplet 
 	redisReply *r = cmd(x, "EVAL %s 3 %s %s %s %lld %lld %lld %d %d 1 %s %s %s", greylist_lua,
 			    k.triplet, k.awl, k.new_count, (long long)p->delay,
 			    (long long)p->retry_window, (long long)p->pass_lifetime, p->awl_threshold,
-			    p->max_new_per_client, t->net, t->sender, t->rcpt);
+			    p->max_new_per_client, triplet_keytext(t), t->sender, t->rcpt);
 	if (!r)
 		return -1;
 	const char *bad = gl_script_answer(r, d);
@@ -236,7 +236,8 @@ static int r_pass(void *ctx, const struct triplet *t, int64_t lifetime)
 	snprintf(first, sizeof first, "%s", now->element[0]->str);
 	freeReplyObject(now);
 	return r_ok(cmd(x, "HSETNX %s f %s", key, first)) < 0 ||
-	       r_ok(cmd(x, "HSET %s p 1 n %s s %s r %s", key, t->net, t->sender, t->rcpt)) < 0 ||
+	       r_ok(cmd(x, "HSET %s p 1 n %s s %s r %s", key, triplet_keytext(t), t->sender,
+		      t->rcpt)) < 0 ||
 	       r_ok(cmd(x, "EXPIRE %s %lld", key, (long long)lifetime)) < 0 ? -1 : 0;
 }
 

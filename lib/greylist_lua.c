@@ -59,7 +59,7 @@ const char greylist_lua[] =
 void gl_script_keys(const char *prefix, const struct triplet *t, struct gl_script_keys *k)
 {
 	snprintf(k->triplet, sizeof k->triplet, "%s" GL_KEY_TRIPLET "%s", prefix, t->hex);
-	snprintf(k->awl, sizeof k->awl, "%s" GL_KEY_AWL "%s", prefix, t->net);
+	snprintf(k->awl, sizeof k->awl, "%s" GL_KEY_AWL "%s", prefix, triplet_keytext(t));
 	snprintf(k->new_count, sizeof k->new_count, "%s" GL_KEY_NEW "%s", prefix, t->net);
 }
 

@@ -6,10 +6,11 @@
  * still agree.
  *
  * KEYS: 1 triplet hash (f first seen, p passed, n s r the parts for
- *       greygate-ctl), 2 the network's auto-whitelist hash (c count, t last
- *       count), 3 the network's new-triplet counter for the hour.
+ *       greygate-ctl), 2 the key's auto-whitelist hash (c count, t last
+ *       count; by the pool key when there is one, else by the network),
+ *       3 the client network's new-triplet counter for the hour.
  * ARGV: delay retry_window pass_lifetime awl_threshold max_new_per_client
- *       dry_run(0/1) net sender rcpt
+ *       dry_run(0/1) keytext (triplet_keytext) sender rcpt
  * Returns { pass(0)|greylist(1), reason, delay_left, waited, capped(0/1) }.
  */
 #ifndef GG_GREYLIST_LUA_H
@@ -30,7 +31,7 @@ extern const char greylist_lua[];
 /* The script's KEYS for T under PREFIX (at most 64 bytes, the loader
  * says). */
 struct gl_script_keys {
-	char triplet[128], awl[128], new_count[128];
+	char triplet[128], awl[80 + POOL_TEXT_MAX], new_count[128];
 };
 void gl_script_keys(const char *prefix, const struct triplet *t, struct gl_script_keys *k);
 

@@ -463,15 +463,15 @@ static void test_ms_binary_damage(void **state)
 		expect_refused(cases[i].what, f.b, f.len, cases[i].why, (long)cases[i].keep);
 	}
 
-	/* Strings whose length alone is wrong: a network name of 50 bytes, a
-	 * sender of 320. */
+	/* Strings whose length alone is wrong: a network name (or pool key)
+	 * of POOL_TEXT_MAX bytes, a sender of 320. */
 	struct bin f;
 	memcpy(f.b, good.b, network);
 	f.len = network;
 	b_u8(&f, 'N');
-	char longnet[NET_TEXT_MAX + 1];
-	memset(longnet, '1', NET_TEXT_MAX);
-	longnet[NET_TEXT_MAX] = 0;
+	char longnet[POOL_TEXT_MAX + 1];
+	memset(longnet, '1', POOL_TEXT_MAX);
+	longnet[POOL_TEXT_MAX] = 0;
 	b_lit(&f, longnet);
 	b_bytes(&f, "\0\0\0\0\0", 5);
 	b_end(&f, 2, 1);
