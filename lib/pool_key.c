@@ -27,6 +27,14 @@ bool pool_kind_parse(const char *name, enum pool_kind *k)
 	return false;
 }
 
+bool pool_kinds_have(const enum pool_kind *order, size_t n, enum pool_kind k)
+{
+	for (size_t i = 0; i < n; i++)
+		if (order[i] == k)
+			return true;
+	return false;
+}
+
 enum pool_kind pool_kind_of(const char *keytext)
 {
 	if (strncmp(keytext, "spf:", 4) == 0)

@@ -50,6 +50,9 @@ struct pool_facts {
  * POOL_NET, whose text is the network, triplet_network). */
 enum pool_kind pool_key(const struct pool_facts *f, char out[POOL_TEXT_MAX]);
 
+/* Whether K is one of ORDER[0..N). */
+bool pool_kinds_have(const enum pool_kind *order, size_t n, enum pool_kind k);
+
 /* "net", "spf", "ptr": the log's key= prefix, the metrics label and the
  * names greylist.pool_keys takes. */
 const char *pool_kind_name(enum pool_kind k);
