@@ -19,6 +19,7 @@
 #include "ctl_cmd.h"
 #include "greylist_lua.h"
 #include "log.h"
+#include "regdomain.h"
 #include "sentinel.h"
 
 static void usage(void)
@@ -386,6 +387,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "greygate-ctl: %s\n", err);
 		return 2;
 	}
+	regdomain_init();
 	int status = store_type(cfg->store.kind)->flags & STORE_EMBEDDED
 			     ? via_daemon(cfg, argc - optind, argv + optind)
 			     : via_redis(cfg, argc - optind, argv + optind);

@@ -5,13 +5,14 @@
 #include <strings.h>
 #include <time.h>
 
+#include "pool_key.h"
 #include "sender_norm.h"
 
 /* Triplets a walk looks at per call when nothing else waits (greygate-ctl). */
 #define CTL_WALK_SLICE 500
 
-int ctl_triplet(const struct gg_config *cfg, const char *client, const char *sender,
-		const char *rcpt, struct triplet *t, char *err, size_t errlen)
+int ctl_triplet(const struct gg_config *cfg, const char *client, const char *name,
+		const char *sender, const char *rcpt, struct triplet *t, char *err, size_t errlen)
 {
 	struct ipaddr a;
 	if (!ipaddr_parse(client, &a)) {
@@ -29,7 +30,19 @@ int ctl_triplet(const struct gg_config *cfg, const char *client, const char *sen
 	triplet_network(&a, (unsigned)cfg->greylist.ipv4_prefix, (unsigned)cfg->greylist.ipv6_prefix,
 			net, sizeof net);
 	size_t nlen = sender_normalise(sender, slen, &cfg->greylist.norm, norm, sizeof norm);
-	if (triplet_make(t, net, norm, nlen, rcpt, rlen) < 0) {
+	/* spf: needs SPF evaluated in a session: the kinds that can be
+	 * known here are the name's and the network */
+	char pool[POOL_TEXT_MAX];
+	struct pool_facts pf = {
+		.client = &a,
+		.client_name = name,
+		.words = (const char *const *)cfg->greylist.generic_name_words,
+		.nwords = cfg->greylist.ngeneric_name_words,
+		.order = cfg->greylist.pool_keys,
+		.norder = cfg->greylist.npool_keys,
+	};
+	pool_key(&pf, pool);
+	if (triplet_make_pool(t, net, pool, norm, nlen, rcpt, rlen) < 0) {
 		snprintf(err, errlen, "cannot compute the key");
 		return -1;
 	}
@@ -48,8 +61,9 @@ static void print_time(FILE *out, const char *key, int64_t when)
 
 static void print_entry(FILE *out, const struct ctl_entry *e)
 {
-	fprintf(out, "key=%s net=%s sender=%s rcpt=%s state=%s", e->hex, e->net,
-		e->sender[0] ? e->sender : "<>", e->rcpt, e->passed ? "passed" : "pending");
+	bool pool = pool_kind_of(e->net) != POOL_NET;
+	fprintf(out, "key=%s %s=%s sender=%s rcpt=%s state=%s", e->hex, pool ? "pool" : "net",
+		e->net, e->sender[0] ? e->sender : "<>", e->rcpt, e->passed ? "passed" : "pending");
 	print_time(out, "first_seen", e->first_seen);
 	fprintf(out, " ttl=%lld\n", (long long)e->ttl);
 }
@@ -121,7 +135,8 @@ struct ctl_list *ctl_list_new(int argc, char **argv, FILE *out, int *status)
 	}
 	return f;
 usage:
-	fprintf(out, "usage: list [net=NET] [sender=S] [rcpt=R] [state=passed|pending] [limit=N]\n");
+	fprintf(out, "usage: list [net=NET|ptr:DOMAIN|spf:DOMAIN] [sender=S] [rcpt=R] "
+		     "[state=passed|pending] [limit=N]\n");
 	ctl_list_free(f);
 	*status = 2;
 	return NULL;
@@ -165,8 +180,9 @@ static int cmd_list(const struct ctl_store *st, void *ctx, int argc, char **argv
 static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
 		       const struct triplet *t, FILE *out)
 {
-	fprintf(out, "net=%s sender=%s rcpt=%s key=%s\n", t->net, t->sender[0] ? t->sender : "<>",
-		t->rcpt, t->hex);
+	fprintf(out, "net=%s%s%s sender=%s rcpt=%s key=%s kind=%s\n", t->net,
+		t->pool[0] ? " pool=" : "", t->pool, t->sender[0] ? t->sender : "<>", t->rcpt, t->hex,
+		pool_kind_name(pool_kind_of(triplet_keytext(t))));
 	struct ctl_entry e;
 	int found = st->get(ctx, t, &e);
 	if (found < 0)
@@ -190,7 +206,7 @@ static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, 
 		[GL_REASON_EARLY] = "seen, but the delay has not passed yet",
 		[GL_REASON_RETRY_WINDOW_EXPIRED] = "seen, but not retried within retry_window: starts over",
 		[GL_REASON_TRIPLET] = "retried after the delay (or passed before): let through",
-		[GL_REASON_AWL] = "the client network is on the auto-whitelist",
+		[GL_REASON_AWL] = "the client network (or pool key) is on the auto-whitelist",
 	};
 	fprintf(out, "\nwhy: %s\n", why[d.reason]);
 	return 0;
@@ -249,8 +265,9 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 	if (strcmp(cmd, "stats") == 0 && argc == 1)
 		return st->stats(ctx, out) < 0 ? failed(st, ctx, out, "stats") : 0;
 	if ((strcmp(cmd, "explain") == 0 || strcmp(cmd, "pass") == 0 || strcmp(cmd, "del") == 0) &&
-	    argc == 4) {
-		if (ctl_triplet(cfg, argv[1], argv[2], argv[3], &t, err, sizeof err) < 0) {
+	    (argc == 4 || (argc == 5 && cmd[0] == 'e'))) {
+		if (ctl_triplet(cfg, argv[1], argc == 5 ? argv[4] : NULL, argv[2], argv[3], &t, err,
+				sizeof err) < 0) {
 			fprintf(out, "error: %s\n", err);
 			return 2;
 		}
@@ -301,7 +318,7 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 		return 0;
 	}
 usage:
-	fprintf(out, "usage: list [filters] | explain CLIENT SENDER RCPT | pass CLIENT SENDER RCPT |\n"
+	fprintf(out, "usage: list [filters] | explain CLIENT SENDER RCPT [NAME] | pass CLIENT SENDER RCPT |\n"
 		     "       del KEY | del CLIENT SENDER RCPT | whitelist NET [TTL] | stats\n");
 	return 2;
 }
