@@ -445,8 +445,6 @@ static void greylist_ask_store(struct rcpt_rules *c)
 		.norder = cfg->greylist.npool_keys,
 	};
 	c->key_kind = pool_key(&pf, pool);
-	if (c->key_kind == POOL_PTR)   /* logged: what greygate-ctl explain takes as NAME */
-		snprintf(c->client_name, sizeof c->client_name, "%s", c->facts->name);
 	if (triplet_make_pool(&c->t, net, pool, sender, slen, c->rcpt, strlen(c->rcpt)) < 0) {
 		/* Only hashing can fail here (paths are bounded): a store failure
 		 * in effect, handled by the same policy. */
