@@ -30,6 +30,13 @@ ZONE = [
     "host-record=out1.mail.bigsender.test,127.0.1.5",
     "ptr-record=6.2.0.127.in-addr.arpa,out2.mail.bigsender.test",
     "host-record=out2.mail.bigsender.test,127.0.2.6",
+    "ptr-record=9.5.0.127.in-addr.arpa,out3.mail.bigsender.test",
+    "host-record=out3.mail.bigsender.test,127.0.5.9",
+    # another organisation, in one of those networks and one of its own
+    "ptr-record=7.2.0.127.in-addr.arpa,mx.otherorg.test",
+    "host-record=mx.otherorg.test,127.0.2.7",
+    "ptr-record=7.6.0.127.in-addr.arpa,mx2.otherorg.test",
+    "host-record=mx2.otherorg.test,127.0.6.7",
     # a provider's customers: generic names, confirmed all the same
     "ptr-record=7.3.0.127.in-addr.arpa,127-0-3-7.isp.test",
     "host-record=127-0-3-7.isp.test,127.0.3.7",
@@ -151,6 +158,50 @@ def test_generic_names_keep_the_network_key(pool_gate, kind):
     assert_reply(r, 450, "4.2.0")                        # another network: a new triplet
     ev = decision(gg, rcpt, mark)
     assert (ev["reason"], ev.get("key")) == ("new", "net:127.0.4.0/24"), ev["_line"]
+
+
+def test_awl_by_pool_and_caps_by_network(pool_gate, kind):
+    """The auto-whitelist counts by the pool key: once the pool passed, a
+    new triplet of it passes from a third network; the networks it passed
+    from earn nothing for their other clients. max_new_per_client still
+    counts new triplets by network."""
+    gg = pool_gate(kind, greylist={"awl_threshold": 1, "max_new_per_client": 2})
+    tok = token()
+    sender, rcpt = f"a@{tok}.sender.example", f"r-{tok}@test.example"
+    r, at = rcpt_once(gg, sender, rcpt, "127.0.1.5")
+    assert_reply(r, 450, "4.2.0")
+    wait_past_delay(at)
+    r, _ = rcpt_once(gg, sender, rcpt, "127.0.2.6")
+    assert_reply(r, 250)
+
+    other = f"r2-{tok}@test.example"
+    mark = gg.log_mark()
+    r, _ = rcpt_once(gg, f"b@{tok}.sender.example", other, "127.0.5.9")
+    assert_reply(r, 250)
+    ev = decision(gg, other, mark)
+    assert (ev["reason"], ev.get("key")) == ("awl", "ptr:bigsender.test"), ev["_line"]
+
+    # a client without a name in a network the pool passed from: new
+    mark = gg.log_mark()
+    r, _ = rcpt_once(gg, f"c@{tok}.sender.example", other, "127.0.2.99")
+    assert_reply(r, 450, "4.2.0")
+    ev = decision(gg, other, mark)
+    assert (ev["reason"], ev.get("key")) == ("new", "net:127.0.2.0/24"), ev["_line"]
+
+    # the cap: 127.0.2.0/24 made one new triplet (just above); one more
+    # may be stored, then none, pool key or not
+    def new_from(source, n):
+        mark = gg.log_mark()
+        rc = f"r3-{n}-{tok}@test.example"
+        r, _ = rcpt_once(gg, f"d{n}@{tok}.other.example", rc, source)
+        assert_reply(r, 450, "4.2.0")
+        ev = decision(gg, rc, mark)
+        return ev.get("key"), ev.get("stored")
+    assert new_from("127.0.2.7", 1) == ("ptr:otherorg.test", None)
+    assert new_from("127.0.2.99", 2) == ("net:127.0.2.0/24", "no-capped")
+    assert new_from("127.0.2.7", 3) == ("ptr:otherorg.test", "no-capped")
+    # the same pool from another network counts there
+    assert new_from("127.0.6.7", 4) == ("ptr:otherorg.test", None)
 
 
 def test_pool_keys_off(pool_gate):
