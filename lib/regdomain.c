@@ -37,7 +37,9 @@ bool regdomain(const char *name, char *out, size_t outlen)
 	lower[len] = '\0';
 	const psl_ctx_t *ctx = psl ? psl : psl_builtin();
 	const char *reg = ctx ? psl_registrable_domain(ctx, lower) : NULL;
-	if (!reg || strlen(reg) >= outlen)
+	/* the tail of a valid name may still be no name: all digits
+	 * ("801.88" of "mail.801.88") */
+	if (!reg || strlen(reg) >= outlen || !hostname_valid(reg, strlen(reg)))
 		return false;
 	memcpy(out, reg, strlen(reg) + 1);
 	return true;

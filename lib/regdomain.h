@@ -23,8 +23,8 @@ void regdomain_init(void);
 
 /* NAME's registrable domain, lower case, into OUT; false (OUT "") when
  * NAME is not a valid host name (hostname.h; one trailing dot allowed),
- * is itself a public suffix ("co.uk", "com") or the answer does not fit
- * in OUTLEN. */
+ * is itself a public suffix ("co.uk", "com"), the answer is no valid
+ * host name itself (all digits: "801.88") or does not fit in OUTLEN. */
 bool regdomain(const char *name, char *out, size_t outlen);
 
 #endif

@@ -120,6 +120,7 @@ static void test_psl(void **state)
 		reg("b\xc3\xbc" "cher.de", NULL);      /* UTF-8: not a host name */
 		reg("evil!name.example.com", NULL);
 		reg("1.2.3.4", NULL);
+		reg("mail.801.88", NULL);               /* a tail of digits is no name */
 	}
 	/* bounded: longer than a name may be */
 	char big[600];
