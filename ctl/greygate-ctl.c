@@ -5,12 +5,15 @@
  * with the embedded store the state lives inside the daemon, so the
  * command goes through the daemon's control socket.
  */
+#include <ares.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -18,6 +21,7 @@
 #include "config.h"
 #include "ctl_cmd.h"
 #include "greylist_lua.h"
+#include "hostname.h"
 #include "log.h"
 #include "regdomain.h"
 #include "sentinel.h"
@@ -367,6 +371,93 @@ static int via_redis(const struct gg_config *cfg, int argc, char **argv)
 	return status;
 }
 
+/* ---- explain: the client's confirmed name, as a session would have it ---- */
+
+struct fcrdns {
+	char names[4][HOSTNAME_MAX + 1];    /* its PTR names, valid host names only */
+	int nnames;
+	const struct ipaddr *want;
+	bool confirmed;
+};
+
+static void keep_name(struct fcrdns *f, const char *n)
+{
+	if (n && f->nnames < 4 && strlen(n) <= HOSTNAME_MAX && hostname_valid(n, strlen(n)))
+		snprintf(f->names[f->nnames++], sizeof f->names[0], "%s", n);
+}
+
+static void on_ptr(void *arg, int status, int timeouts, struct hostent *h)
+{
+	(void)timeouts;
+	struct fcrdns *f = arg;
+	if (status != ARES_SUCCESS || !h)
+		return;
+	keep_name(f, h->h_name);
+	for (char **n = h->h_aliases; n && *n; n++)
+		keep_name(f, *n);
+}
+
+static void on_addr(void *arg, int status, int timeouts, struct hostent *h)
+{
+	(void)timeouts;
+	struct fcrdns *f = arg;
+	if (status != ARES_SUCCESS || !h || h->h_addrtype != f->want->family)
+		return;
+	size_t len = f->want->family == AF_INET ? 4 : 16;
+	for (char **a = h->h_addr_list; a && *a; a++)
+		if ((size_t)h->h_length == len && memcmp(*a, f->want->b, len) == 0)
+			f->confirmed = true;
+}
+
+/* Runs CH's queries to their end (this is a command: it may wait). */
+static void ares_run(ares_channel ch)
+{
+	for (;;) {
+		fd_set r, w;
+		FD_ZERO(&r);
+		FD_ZERO(&w);
+		int n = ares_fds(ch, &r, &w);
+		if (n == 0)
+			return;
+		struct timeval tv, *tvp = ares_timeout(ch, NULL, &tv);
+		select(n, &r, &w, NULL, tvp);
+		ares_process(ch, &r, &w);
+	}
+}
+
+/* CLIENT's forward-confirmed name through dns.servers (the resolver the
+ * daemon uses, with its timeouts): the first PTR name whose addresses
+ * include CLIENT; false when there is none or DNS fails. */
+static bool confirmed_name(const struct gg_config *cfg, const char *client, char *out,
+			   size_t outlen)
+{
+	struct ipaddr a;
+	if (!ipaddr_parse(client, &a) || ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
+		return false;
+	struct ares_options o = { .timeout = cfg->dns.timeout_ms, .tries = cfg->dns.tries };
+	ares_channel ch;
+	bool found = false;
+	if (ares_init_options(&ch, &o, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES) != ARES_SUCCESS)
+		goto done;
+	if (!cfg->dns.servers[0] || ares_set_servers_ports_csv(ch, cfg->dns.servers) == ARES_SUCCESS) {
+		struct fcrdns f = { .want = &a };
+		ares_gethostbyaddr(ch, a.b, a.family == AF_INET ? 4 : 16, a.family, on_ptr, &f);
+		ares_run(ch);
+		for (int i = 0; i < f.nnames && !found; i++) {
+			ares_gethostbyname(ch, f.names[i], a.family, on_addr, &f);
+			ares_run(ch);
+			if (f.confirmed) {
+				snprintf(out, outlen, "%s", f.names[i]);
+				found = true;
+			}
+		}
+	}
+	ares_destroy(ch);
+done:
+	ares_library_cleanup();
+	return found;
+}
+
 int main(int argc, char **argv)
 {
 	const char *file = "/etc/greygate/greygate.conf";
@@ -388,6 +479,20 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	regdomain_init();
+	/* explain CLIENT SENDER RCPT: with ptr keys on, the client's name is
+	 * looked up here, so that the key is the one a session would make
+	 * (the daemon's control socket never waits for DNS) */
+	char name[HOSTNAME_MAX + 1];
+	char *args[5];
+	if (argc - optind == 4 && strcmp(argv[optind], "explain") == 0 &&
+	    pool_kinds_have(cfg->greylist.pool_keys, cfg->greylist.npool_keys, POOL_PTR) &&
+	    confirmed_name(cfg, argv[optind + 1], name, sizeof name)) {
+		memcpy(args, argv + optind, 4 * sizeof *args);
+		args[4] = name;
+		argv = args;
+		argc = 5;
+		optind = 0;
+	}
 	int status = store_type(cfg->store.kind)->flags & STORE_EMBEDDED
 			     ? via_daemon(cfg, argc - optind, argv + optind)
 			     : via_redis(cfg, argc - optind, argv + optind);

@@ -10,7 +10,8 @@
  *                                  which key, what is stored, what the next
  *                                  decision would be and why; changes nothing.
  *                                  NAME: the client's forward-confirmed name,
- *                                  for its ptr: key (spf: needs a session)
+ *                                  for its ptr: key (spf: needs a session);
+ *                                  greygate-ctl looks it up when not given
  *   pass CLIENT SENDER RCPT        let the triplet through from now on
  *   del KEY | del CLIENT SENDER RCPT
  *   whitelist NET [TTL]            put a client network on the auto-whitelist
