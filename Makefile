@@ -24,7 +24,7 @@ UNIT_BIN  := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
 
 all: $(BUILD)/greygate $(BUILD)/greygate-ctl
 
-$(BUILD)/%.o: %.c $(wildcard lib/*.h proxy/*.h)
+$(BUILD)/%.o: %.c $(wildcard lib/*.h proxy/*.h ctl/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -Iproxy -c -o $@ $<
 
@@ -35,8 +35,11 @@ $(BUILD)/libgg.a: $(LIB_OBJ)
 $(BUILD)/greygate: $(PROXY_OBJ) $(BUILD)/libgg.a
 	$(CC) $(CFLAGS) -o $@ $(PROXY_OBJ) $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
 
-$(BUILD)/greygate-ctl: $(BUILD)/ctl/greygate-ctl.o $(BUILD)/libgg.a
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
+# greygate-ctl's own modules are in ctl/ (what only the command does,
+# such as blocking DNS, which lib/'s fuzz builds cannot link).
+CTL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard ctl/*.c)))
+$(BUILD)/greygate-ctl: $(CTL_OBJ) $(BUILD)/libgg.a
+	$(CC) $(CFLAGS) -o $@ $(CTL_OBJ) $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
 
 $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libgg.a $(wildcard lib/*.h test/unit/*.h)
 	@mkdir -p $(dir $@)
@@ -101,6 +104,14 @@ bench-config: $(BUILD)/bench/config_load
 .PHONY: bench-lists
 bench-lists: $(BUILD)/bench/lists
 	$(BUILD)/bench/lists
+
+# docs/dashboard.png: the dashboard's panels drawn from a real greygate's
+# /metrics under load, a backend outage and a Redis outage (about 2 minutes;
+# contrib/grafana/snapshot.py).
+.PHONY: dashboard-snapshot
+dashboard-snapshot: all
+	@sh tools/deps.sh python3-matplotlib
+	$(PYTHON) contrib/grafana/snapshot.py --greygate $(BUILD)/greygate
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)

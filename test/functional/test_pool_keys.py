@@ -9,6 +9,7 @@ The clients are loopback addresses in different /24s (127.0.1.5,
 127.0.2.6, ...); dnsmasq serves their PTR and A records.
 """
 
+import json
 import math
 import os
 import subprocess
@@ -135,6 +136,16 @@ def test_retry_from_another_network_of_the_pool_passes(pool_gate, kind):
     out = ctl_ok(gg, "explain", "127.0.2.99", sender, rcpt)
     assert kv(out.splitlines()[0]).get("kind") == "net", out
     assert "stored: nothing" in out, out
+
+    # --json: "pool" holds the pool key; an entry stored under one has only
+    # its key text, so its "net" is null; explain knows the client's network
+    [row] = [json.loads(l) for l in ctl_ok(gg, "--json", "list", f"rcpt={rcpt}").splitlines()]
+    assert (row["pool"], row["net"], row["state"]) == ("ptr:bigsender.test", None, "passed"), row
+    e = json.loads(ctl_ok(gg, "--json", "explain", "127.0.2.6", sender, rcpt))
+    assert (e["pool"], e["net"], e["key"], e["stored"]["pool"], e["next"]["reason"]) == \
+        ("ptr:bigsender.test", "127.0.2.0/24", row["key"], "ptr:bigsender.test", "triplet"), e
+    e = json.loads(ctl_ok(gg, "--json", "explain", "127.0.2.99", sender, rcpt))
+    assert (e["pool"], e["net"], e["stored"]) == (None, "127.0.2.0/24", None), e
 
     status, text = get(gg.admin_port, "/metrics")
     assert status == 200
