@@ -17,6 +17,7 @@
 #include "domainlist.h"
 #include "greylist.h"
 #include "netaddr.h"
+#include "pool_key.h"
 #include "sender_norm.h"
 #include "store_type.h"
 
@@ -92,6 +93,15 @@ struct gg_config {
 		int max_new_per_client;
 		struct sender_norm_opts norm;
 		char *message;            /* "%s" stands for the seconds left */
+		/* Pool keys (lib/pool_key.h): the kinds greylist.pool_keys names,
+		 * in its order; none: the network key only. */
+		enum pool_kind pool_keys[POOL_KINDS];
+		size_t npool_keys;
+		/* How wide an SPF mechanism may be and still vouch for a sender
+		 * (the SPF evaluator reads them). */
+		int spf_max_prefix4, spf_max_prefix6;
+		char **generic_name_words;    /* lib/generic_name.h */
+		size_t ngeneric_name_words;
 	} greylist;
 
 	struct {

@@ -66,7 +66,7 @@ bool gl_key(char *buf, size_t len, const char *prefix, const char *kind, const c
 void gl_script_keys(const char *prefix, const struct triplet *t, struct gl_script_keys *k)
 {
 	gl_key(k->triplet, sizeof k->triplet, prefix, GL_KEY_TRIPLET, t->hex);
-	gl_key(k->awl, sizeof k->awl, prefix, GL_KEY_AWL, t->net);
+	gl_key(k->awl, sizeof k->awl, prefix, GL_KEY_AWL, triplet_keytext(t));
 	gl_key(k->new_count, sizeof k->new_count, prefix, GL_KEY_NEW, t->net);
 }
 
