@@ -112,6 +112,10 @@ bool cfg_load_store(struct loader *ld, const config_t *cf, struct gg_config *c)
 		return cfg_fail(ld, config_lookup(cf, "admin.listen"),
 			    "admin.listen: '%s' is not ADDRESS:PORT (\"\" switches it off)",
 			    c->admin_listen);
+	if (c->policy.listen[0] && !hostport_parse(c->policy.listen, &ass, &alen))
+		return cfg_fail(ld, config_lookup(cf, "policy.listen"),
+			    "policy.listen: '%s' is not ADDRESS:PORT (\"\" switches it off)",
+			    c->policy.listen);
 	if (store_type_find(c->store.type, &c->store.kind) < 0)
 		return cfg_fail(ld, config_lookup(cf, "store.type"), "store.type must be %s",
 			    store_type_names());
