@@ -1,0 +1,145 @@
+"""greygate as a Postfix policy service (README.md, "As a Postfix policy
+service"): a real Postfix on the SMTP side asks greygate through
+check_policy_service in smtpd_recipient_restrictions, where postgrey
+would sit; greygate's SMTP port is not used.
+
+Timing: the greylisting delay is 2 s; a retry is sent again every half
+second until it passes (each early one is greylisted again), so no test
+depends on how fast the machine is.
+"""
+
+import re
+import socket
+import time
+
+import pytest
+
+from harness.greygate import DELAY, GL
+from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
+from harness.util import CLIENT_ADDR, free_port, wait_until
+
+WHITELISTED = "127.0.0.6"
+
+
+@pytest.fixture
+def policy_pair(greygate_factory, make_postfix_backend):
+    """(greygate serving policy.listen, a Postfix that asks it)."""
+    pport = free_port(13023)
+    gg = greygate_factory(greylist=GL, policy={"listen": f"127.0.0.1:{pport}"},
+                          whitelist={"clients": [f"{WHITELISTED}/32"]})
+    gg.policy_port = pport
+    pf = make_postfix_backend(extra_main={
+        "smtpd_recipient_restrictions": f"check_policy_service inet:127.0.0.1:{pport}",
+    })
+    return gg, pf
+
+
+def attempt(pf, tok, source=CLIENT_ADDR):
+    """One delivery attempt to Postfix: the RCPT reply, and the end of
+    DATA's when the recipient was accepted."""
+    with RawSMTP(pf.port, source=source, timeout=60) as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<sender@{tok}.example>"), 250)
+        r = c.cmd(f"RCPT TO:<rcpt-{tok}@test.example>", timeout=60)
+        if r.code != 250:
+            return r, None
+        assert_reply(c.cmd("DATA"), 354)
+        c.send(dot_stuff(make_message(tok)))
+        return r, c.reply(timeout=60)
+
+
+def test_greylisted_then_delivered(policy_pair, tok):
+    gg, pf = policy_pair
+    first, _ = attempt(pf, tok)
+    assert_reply(first, 450, "4.2.0", contains="Greylisted")
+    assert f"<rcpt-{tok}@test.example>: Recipient address rejected" in first.text
+    d = gg.wait_event("decision", rcpt=f"rcpt-{tok}@test.example")[0]
+    assert d["reason"] == "new" and d["action"] == "greylist" and d["client"] == CLIENT_ADDR
+    assert gg.events("reject", via="policy", rcpt=f"rcpt-{tok}@test.example",
+                     rule="greylist", action="DEFER_IF_PERMIT")
+    assert pf.mails_for(tok) == []
+
+    def retry():
+        r, end = attempt(pf, tok)
+        if r.code == 450:
+            time.sleep(0.5)
+            return None
+        return r, end
+    r, end = wait_until(retry, 30 + DELAY, interval=0, what="a retry that passes")
+    assert_reply(r, 250)
+    assert_reply(end, 250)
+    mail = pf.wait_mails(tok)[0]
+    xg = mail.header("x-greylist")
+    assert len(xg) == 1 and re.match(r"delayed \d+ seconds by greygate-\S+ at gw\.test; ", xg[0]), xg
+    assert gg.events("decision", rcpt=f"rcpt-{tok}@test.example", reason="triplet", action="pass")
+
+
+def test_whitelisted_client_passes(policy_pair, tok):
+    gg, pf = policy_pair
+    r, end = attempt(pf, tok, source=WHITELISTED)
+    assert_reply(r, 250)
+    assert_reply(end, 250)
+    mail = pf.wait_mails(tok)[0]
+    assert mail.header("x-greylist") == []
+    d = gg.wait_event("decision", rcpt=f"rcpt-{tok}@test.example")[0]
+    assert d["reason"] == "whitelist-client" and d["client"] == WHITELISTED
+
+
+def request(**attrs):
+    base = {"request": "smtpd_access_policy", "protocol_state": "RCPT",
+            "protocol_name": "ESMTP", "client_address": CLIENT_ADDR,
+            "client_name": "unknown", "reverse_client_name": "unknown",
+            "helo_name": "client.example", "instance": "1.2.3"}
+    base.update(attrs)
+    return "".join(f"{k}={v}\n" for k, v in base.items()).encode() + b"\n"
+
+
+def read_answers(sock, n, timeout=30):
+    buf = b""
+    sock.settimeout(timeout)
+    while buf.count(b"\n\n") < n:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed after {buf!r}"
+        buf += chunk
+    return [a for a in buf.decode().split("\n\n") if a]
+
+
+def assert_closed(sock):
+    """Closed by greygate without an answer (a reset when it closed with
+    our bytes unread)."""
+    sock.settimeout(30)
+    try:
+        assert sock.recv(100) == b""
+    except ConnectionResetError:
+        pass
+
+
+def test_garbage_closes_only_its_connection(policy_pair, tok):
+    gg, _ = policy_pair
+    addr = ("127.0.0.1", gg.policy_port)
+    with socket.create_connection(addr, timeout=30) as good, \
+            socket.create_connection(addr, timeout=30) as bad:
+        # half a request on the good connection, then garbage on the other
+        req = request(sender=f"s@{tok}.example", recipient=f"r-{tok}@test.example")
+        good.sendall(req[:40])
+        mark = len(gg.log_lines())
+        bad.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        assert_closed(bad)
+        e = gg.wait_event("policy", since=mark, result="protocol error")[0]
+        assert e["reason"] == "a line is not name=value"
+        # the rest of the first request, and a second pipelined behind it
+        # that is answered at once: the answers keep the requests' order
+        good.sendall(req[40:] + request(protocol_state="DATA", sender=f"s@{tok}.example",
+                                        recipient=f"r-{tok}@test.example"))
+        answers = read_answers(good, 2)
+        assert answers[0].startswith("action=DEFER_IF_PERMIT 4.2.0 Greylisted, retry in "), answers
+        assert answers[1] == "action=DUNNO", answers
+        # still serving: a request with a long line past the bound ends that
+        # connection alone
+        with socket.create_connection(addr, timeout=30) as long_line:
+            long_line.sendall(b"sender=" + b"x" * 5000 + b"\n")
+            assert_closed(long_line)
+        good.sendall(request(sender=f"s@{tok}.example", recipient=f"r2-{tok}@test.example"))
+        assert read_answers(good, 1)[0].startswith("action=DEFER_IF_PERMIT")
+    assert gg.events("policy", since=mark, result="protocol error", reason="a line is too long")
