@@ -143,3 +143,32 @@ def test_garbage_closes_only_its_connection(policy_pair, tok):
         good.sendall(request(sender=f"s@{tok}.example", recipient=f"r2-{tok}@test.example"))
         assert read_answers(good, 1)[0].startswith("action=DEFER_IF_PERMIT")
     assert gg.events("policy", since=mark, result="protocol error", reason="a line is too long")
+
+
+def test_workers_share_the_port_and_the_store(greygate_factory, tok):
+    pport = free_port(13023)
+    gg = greygate_factory(workers=2, greylist=GL, policy={"listen": f"127.0.0.1:{pport}"})
+    wait_until(lambda: len(gg.events("listen", service="policy")) == 2, 15,
+               what="both workers serving the policy port")
+    req = request(sender=f"s@{tok}.example", recipient=f"r-{tok}@test.example")
+    conns = [socket.create_connection(("127.0.0.1", pport), timeout=30) for _ in range(12)]
+    try:
+        for c in conns:      # the kernel spreads them over both workers
+            c.sendall(req)
+            a = read_answers(c, 1)[0]
+            assert a.startswith("action=DEFER_IF_PERMIT 4.2.0 Greylisted"), a
+
+        def passed():
+            for c in conns:
+                c.sendall(req)
+                if not read_answers(c, 1)[0].startswith("action=PREPEND X-Greylist: delayed "):
+                    time.sleep(0.5)
+                    return False
+            return True
+        # once the delay is over, every connection sees the same triplet pass
+        wait_until(passed, 30 + DELAY, interval=0, what="the triplet passing on every connection")
+    finally:
+        for c in conns:
+            c.close()
+    reasons = [e["reason"] for e in gg.events("decision", rcpt=f"r-{tok}@test.example")]
+    assert reasons.count("new") == 1, reasons
