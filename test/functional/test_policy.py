@@ -172,3 +172,31 @@ def test_workers_share_the_port_and_the_store(greygate_factory, tok):
             c.close()
     reasons = [e["reason"] for e in gg.events("decision", rcpt=f"r-{tok}@test.example")]
     assert reasons.count("new") == 1, reasons
+
+
+def test_client_name_and_store_failure(greygate_factory, tok):
+    """whitelist.client_names matches the name Postfix confirmed (no DNS of
+    greygate's own: its resolver knows nothing here), an unconfirmed one
+    ("unknown") does not; and with the store down and store.failure =
+    tempfail, the answer is DEFER_IF_PERMIT, as postgrey's is."""
+    pport = free_port(13023)
+    dead = free_port(16400)     # nothing listens there: the store is down
+    gg = greygate_factory(greylist=GL, policy={"listen": f"127.0.0.1:{pport}"},
+                          whitelist={"client_names": [".good.example"]},
+                          store={"type": "redis", "failure": "tempfail",
+                                 "redis": {"host": "127.0.0.1", "port": dead,
+                                           "timeout_ms": 200, "connect_timeout_ms": 200}})
+    with socket.create_connection(("127.0.0.1", pport), timeout=30) as c:
+        c.sendall(request(client_name="mx1.good.example", reverse_client_name="mx1.good.example",
+                          sender=f"s@{tok}.example", recipient=f"a-{tok}@test.example"))
+        assert read_answers(c, 1) == ["action=DUNNO"]
+        d = gg.wait_event("decision", rcpt=f"a-{tok}@test.example")[0]
+        assert d["reason"] == "whitelist-client-name" and d["client_name"] == "mx1.good.example"
+        c.sendall(request(client_name="unknown", reverse_client_name="mx1.good.example",
+                          sender=f"s@{tok}.example", recipient=f"b-{tok}@test.example"))
+        a = read_answers(c, 1)[0]
+        assert a == "action=DEFER_IF_PERMIT 4.3.0 Temporary lookup failure, try again later", a
+        d = gg.wait_event("decision", rcpt=f"b-{tok}@test.example")[0]
+        assert d["reason"] == "store-failure" and d["action"] == "tempfail"
+        assert gg.events("reject", via="policy", rcpt=f"b-{tok}@test.example",
+                         rule="store-failure", action="DEFER_IF_PERMIT")
