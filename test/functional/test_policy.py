@@ -8,13 +8,15 @@ second until it passes (each early one is greylisted again), so no test
 depends on how fast the machine is.
 """
 
+import os
 import re
+import signal
 import socket
 import time
 
 import pytest
 
-from harness.greygate import DELAY, GL
+from harness.greygate import DELAY, GL, worker_pids
 from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
 from harness.util import CLIENT_ADDR, free_port, wait_until
 
@@ -200,3 +202,29 @@ def test_client_name_and_store_failure(greygate_factory, tok):
         assert d["reason"] == "store-failure" and d["action"] == "tempfail"
         assert gg.events("reject", via="policy", rcpt=f"b-{tok}@test.example",
                          rule="store-failure", action="DEFER_IF_PERMIT")
+
+
+def test_a_dead_workers_policy_socket_comes_back(greygate_factory, tok):
+    """A worker killed: while it is gone its policy socket is paused, so
+    every new connection is answered by the other; its replacement serves
+    the port again."""
+    pport = free_port(13023)
+    gg = greygate_factory(workers=2, greylist=GL, policy={"listen": f"127.0.0.1:{pport}"})
+    wait_until(lambda: len(gg.events("listen", service="policy")) == 2, 15,
+               what="both workers serving the policy port")
+    victim = worker_pids(gg)[0]
+    mark = len(gg.log_lines())
+    os.kill(victim, signal.SIGKILL)
+    gg.wait_event("worker", since=mark, state="died; restarting", timeout=10)
+
+    def answered(n, round_):
+        for i in range(n):
+            with socket.create_connection(("127.0.0.1", pport), timeout=30) as c:
+                c.sendall(request(sender=f"s@{tok}.example",
+                                  recipient=f"r{round_}x{i}-{tok}@test.example"))
+                a = read_answers(c, 1)[0]
+                assert a.startswith("action=DEFER_IF_PERMIT 4.2.0 Greylisted"), a
+    answered(8, 1)       # one worker: none of them lands in a dead backlog
+    gg.wait_event("listen", since=mark, service="policy", timeout=15)
+    assert victim not in worker_pids(gg)
+    answered(8, 2)
