@@ -20,6 +20,7 @@ static const char *const names[PA_COUNT] = {
 	[PA_SENDER] = "sender",
 	[PA_RECIPIENT] = "recipient",
 	[PA_ENCRYPTION_PROTOCOL] = "encryption_protocol",
+	[PA_INSTANCE] = "instance",
 };
 
 const char *policy_attr_name(enum policy_attr a)

@@ -45,6 +45,7 @@ enum policy_attr {
 	PA_SENDER,               /* "" for the null sender */
 	PA_RECIPIENT,
 	PA_ENCRYPTION_PROTOCOL,  /* "TLSv1.3", "" for plaintext */
+	PA_INSTANCE,             /* the same for every recipient of one message */
 	PA_COUNT
 };
 

@@ -52,6 +52,8 @@ struct pconn {
 	char helo[256];
 	char sender[SMTP_PATH_MAX + 1];
 	char rcpt[SMTP_PATH_MAX + 1];
+	char instance[64];               /* its message ("" when not known) */
+	char prepended[64];              /* the last message given X-Greylist */
 };
 
 static struct evconnlistener *listener;
@@ -139,10 +141,16 @@ static void decided(void *arg, const struct rcpt_verdict *v)
 	char text[sizeof v->reply];
 	switch (v->action) {
 	case RCPT_ACCEPT:
-		if (v->rule == WHY_TRIPLET && srv.cfg->policy.prepend_header)
+		/* One header per message, as postgrey adds it: each recipient
+		 * is a triplet of its own, and Postfix would add one per
+		 * PREPEND. */
+		if (v->rule == WHY_TRIPLET && srv.cfg->policy.prepend_header &&
+		    !(c->instance[0] && strcmp(c->instance, c->prepended) == 0)) {
 			answer_prepend(c, (long long)v->waited);
-		else
+			memcpy(c->prepended, c->instance, sizeof c->prepended);
+		} else {
 			answer(c, "DUNNO", NULL);
+		}
 		break;
 	case RCPT_DEFER:
 	case RCPT_REJECT: {
@@ -207,6 +215,8 @@ static void request(struct pconn *c, const struct policy_request *r)
 		tls[0] = 0;
 	if (!take(&r->v[PA_CLIENT_NAME], name, sizeof name))
 		name[0] = 0;
+	if (!take(&r->v[PA_INSTANCE], c->instance, sizeof c->instance))
+		c->instance[0] = 0;
 
 	struct smtp_path rcpt = { .addr_len = strlen(c->rcpt) };
 	memcpy(rcpt.addr, c->rcpt, rcpt.addr_len + 1);

@@ -36,14 +36,16 @@ def policy_pair(greygate_factory, make_postfix_backend):
     return gg, pf
 
 
-def attempt(pf, tok, source=CLIENT_ADDR):
-    """One delivery attempt to Postfix: the RCPT reply, and the end of
-    DATA's when the recipient was accepted."""
+def attempt(pf, tok, source=CLIENT_ADDR, extra_rcpt=None):
+    """One delivery attempt to Postfix: the (first) RCPT reply, and the end
+    of DATA's when every recipient was accepted."""
     with RawSMTP(pf.port, source=source, timeout=60) as c:
         c.greeting()
         c.ehlo()
         assert_reply(c.cmd(f"MAIL FROM:<sender@{tok}.example>"), 250)
         r = c.cmd(f"RCPT TO:<rcpt-{tok}@test.example>", timeout=60)
+        if extra_rcpt:
+            assert c.cmd(f"RCPT TO:<{extra_rcpt}>", timeout=60).code == r.code
         if r.code != 250:
             return r, None
         assert_reply(c.cmd("DATA"), 354)
@@ -52,8 +54,11 @@ def attempt(pf, tok, source=CLIENT_ADDR):
 
 
 def test_greylisted_then_delivered(policy_pair, tok):
+    """Two recipients, each a triplet: both greylisted, both passed on the
+    retry, and the message gets one X-Greylist header, not one each."""
     gg, pf = policy_pair
-    first, _ = attempt(pf, tok)
+    second = f"second-{tok}@test.example"
+    first, _ = attempt(pf, tok, extra_rcpt=second)
     assert_reply(first, 450, "4.2.0", contains="Greylisted")
     assert f"<rcpt-{tok}@test.example>: Recipient address rejected" in first.text
     d = gg.wait_event("decision", rcpt=f"rcpt-{tok}@test.example")[0]
@@ -63,7 +68,7 @@ def test_greylisted_then_delivered(policy_pair, tok):
     assert pf.mails_for(tok) == []
 
     def retry():
-        r, end = attempt(pf, tok)
+        r, end = attempt(pf, tok, extra_rcpt=second)
         if r.code == 450:
             time.sleep(0.5)
             return None
@@ -71,10 +76,12 @@ def test_greylisted_then_delivered(policy_pair, tok):
     r, end = wait_until(retry, 30 + DELAY, interval=0, what="a retry that passes")
     assert_reply(r, 250)
     assert_reply(end, 250)
-    mail = pf.wait_mails(tok)[0]
-    xg = mail.header("x-greylist")
-    assert len(xg) == 1 and re.match(r"delayed \d+ seconds by greygate-\S+ at gw\.test; ", xg[0]), xg
-    assert gg.events("decision", rcpt=f"rcpt-{tok}@test.example", reason="triplet", action="pass")
+    for mail in pf.wait_mails(tok, count=2):     # a copy per recipient
+        xg = mail.header("x-greylist")
+        assert len(xg) == 1 and re.match(r"delayed \d+ seconds by greygate-\S+ at gw\.test; ",
+                                         xg[0]), xg
+    for rcpt in (f"rcpt-{tok}@test.example", second):
+        assert gg.events("decision", rcpt=rcpt, reason="triplet", action="pass")
 
 
 def test_whitelisted_client_passes(policy_pair, tok):

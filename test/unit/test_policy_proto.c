@@ -72,6 +72,7 @@ static void test_typical(void **state)
 	assert_value(&r, PA_SENDER, "alice@sender.example");
 	assert_value(&r, PA_RECIPIENT, "bob@test.example");
 	assert_value(&r, PA_ENCRYPTION_PROTOCOL, "TLSv1.3");
+	assert_value(&r, PA_INSTANCE, "123.456.7");
 }
 
 /* Every proper prefix needs more; the request does not read past its
