@@ -141,10 +141,11 @@ static void decided(void *arg, const struct rcpt_verdict *v)
 	char text[sizeof v->reply];
 	switch (v->action) {
 	case RCPT_ACCEPT:
-		/* One header per message, as postgrey adds it: each recipient
-		 * is a triplet of its own, and Postfix would add one per
-		 * PREPEND. */
-		if (v->rule == WHY_TRIPLET && srv.cfg->policy.prepend_header &&
+		/* As postgrey adds it: on the pass that ended a triplet's
+		 * greylisting (not on every later mail of the triplet), and
+		 * once per message (each recipient is a triplet of its own, and
+		 * Postfix adds a header per PREPEND). */
+		if (v->first_pass && srv.cfg->policy.prepend_header &&
 		    !(c->instance[0] && strcmp(c->instance, c->prepended) == 0)) {
 			answer_prepend(c, (long long)v->waited);
 			memcpy(c->prepended, c->instance, sizeof c->prepended);

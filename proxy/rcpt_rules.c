@@ -455,8 +455,8 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 	if (r->d.action == GL_PASS) {
 		log_decision(c, DA_PASS, why_of_gl(r->d.reason), &r->d, NULL);
 		decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
-		if (r->d.reason == GL_REASON_TRIPLET)
-			c->out.waited = r->d.waited;
+		c->out.first_pass = r->d.first_pass;
+		c->out.waited = r->d.first_pass ? r->d.waited : 0;
 		return RULE_DECIDED;
 	}
 	log_decision(c, DA_GREYLIST, why_of_gl(r->d.reason), &r->d, NULL);

@@ -62,7 +62,10 @@ struct rcpt_verdict {
 	enum rcpt_action action;
 	enum why rule;                 /* which rule or reason decided, for the log */
 	char reply[600];               /* the reply to give unless ACCEPT */
-	int64_t waited;                /* ACCEPT of a triplet seen before: seconds since then */
+	/* ACCEPT by the pass that ended a triplet's greylisting: the seconds
+	 * since it was first seen (0 otherwise). */
+	bool first_pass;
+	int64_t waited;
 };
 
 struct rcpt_rules;

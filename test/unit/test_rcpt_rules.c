@@ -509,12 +509,19 @@ static void test_policy_rows(void **state)
 	expect(decide_for(CLIENT, "ok@s.example", "r@foreign.example"), RCPT_ACCEPT,
 	       WHY_WHITELIST_SENDER, NULL);
 	store_answer.d = (struct gl_decision){ .action = GL_PASS, .reason = GL_REASON_TRIPLET,
-					       .waited = 321 };
+					       .waited = 321, .first_pass = true };
 	struct rcpt_verdict v = decide_for(CLIENT, "s@x.example", "r@foreign.example");
 	expect(v, RCPT_ACCEPT, WHY_TRIPLET, NULL);
+	assert_true(v.first_pass);
 	assert_int_equal(v.waited, 321);
+	/* a triplet that passed before, and the auto-whitelist: no wait to tell */
+	store_answer.d = (struct gl_decision){ .action = GL_PASS, .reason = GL_REASON_TRIPLET,
+					       .waited = 86400 };
+	v = decide_for(CLIENT, "s@x.example", "r@foreign.example");
+	assert_false(v.first_pass);
+	assert_int_equal(v.waited, 0);
 	store_answer.d = (struct gl_decision){ .action = GL_PASS, .reason = GL_REASON_AWL };
-	assert_int_equal(decide_for(CLIENT, "s@x.example", "r@foreign.example").waited, 0);
+	assert_false(decide_for(CLIENT, "s@x.example", "r@foreign.example").first_pass);
 	size_t rows = 0;
 	for (size_t i = 0; rcpt_rules_row(i) != WHY_NONE; i++)
 		rows += rcpt_rules_row_in_policy(i);
