@@ -252,3 +252,21 @@ def test_a_dead_workers_policy_socket_comes_back(greygate_factory, tok):
     gg.wait_event("listen", since=mark, service="policy", timeout=15)
     assert victim not in worker_pids(gg)
     answered(8, 2)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_policy_port_taken_refuses_to_start(greygate_factory, workers):
+    """Whatever listens on policy.listen already (another greygate, a
+    postgrey): greygate does not bind beside it, it exits 1 and says why."""
+    pport = free_port(13023)
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", pport))
+        taken.listen()
+        gg = greygate_factory(start=False, workers=workers,
+                              policy={"listen": f"127.0.0.1:{pport}"})
+        with pytest.raises(AssertionError, match="exited with 1"):
+            gg.start()
+    assert gg.events("listen", result="failed",
+                     reason=f"another process is listening on 127.0.0.1:{pport}")
+    gg.proc = None   # nothing left to stop
