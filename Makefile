@@ -51,6 +51,11 @@ $(BUILD)/unit/test_rcpt_rules: $(UNIT_OBJ_test_rcpt_rules) $(wildcard proxy/*.h)
 UNIT_OBJ_test_session_rules := $(BUILD)/proxy/session_rules.o
 $(BUILD)/unit/test_session_rules: $(UNIT_OBJ_test_session_rules) $(wildcard proxy/*.h)
 
+# The SPF check runs on the real resolver against a DNS server of the
+# test's own.
+UNIT_OBJ_test_spf_check := $(addprefix $(BUILD)/proxy/,spf.o resolver.o metrics.o xalloc.o)
+$(BUILD)/unit/test_spf_check: $(UNIT_OBJ_test_spf_check) $(wildcard proxy/*.h)
+
 # Installs the Debian packages the build and the tests need, when root and
 # when something is missing; otherwise says what to install.
 deps:
@@ -102,6 +107,14 @@ bench-config: $(BUILD)/bench/config_load
 bench-lists: $(BUILD)/bench/lists
 	$(BUILD)/bench/lists
 
+# docs/dashboard.png: the dashboard's panels drawn from a real greygate's
+# /metrics under load, a backend outage and a Redis outage (about 2 minutes;
+# contrib/grafana/snapshot.py).
+.PHONY: dashboard-snapshot
+dashboard-snapshot: all
+	@sh tools/deps.sh python3-matplotlib
+	$(PYTHON) contrib/grafana/snapshot.py --greygate $(BUILD)/greygate
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
@@ -111,7 +124,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 # working copy of its seeds; fails if any crashes (5 x 60 s: about 5 min).
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session policy_proto
+FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session spf_record policy_proto
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -std=c11 -D_GNU_SOURCE -Ilib
 FUZZ_LIBS     = $(shell pkg-config --cflags --libs libevent openssl 2>/dev/null)
@@ -120,6 +133,7 @@ FUZZ_SRC_address_norm := lib/smtp_cmd.c lib/sender_norm.c lib/triplet.c lib/neta
 FUZZ_SRC_dotcodec     := lib/dotcodec.c
 FUZZ_SRC_proxyproto   := lib/proxyproto.c lib/netaddr.c
 FUZZ_SRC_dnsmsg       := lib/dnsmsg.c lib/netaddr.c lib/hostname.c
+FUZZ_SRC_spf_record   := lib/spf_record.c lib/spf_macro.c lib/spf_eval.c lib/netaddr.c
 FUZZ_SRC_policy_proto := lib/policy_proto.c
 
 build-fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz_check.h $(wildcard lib/*.c lib/*.h)
@@ -152,3 +166,63 @@ run: deps all
 
 clean:
 	rm -rf build build-asan build-bench build-fuzz
+
+# ---- install (README.md, "Installing") ----
+# `make install` puts the programs in $(PREFIX)/sbin (both are the
+# administrator's: greygate binds port 25 as root, greygate-ctl needs the
+# daemon's configuration and control socket), the man pages, the systemd
+# unit, and the example configuration as $(SYSCONFDIR)/greygate/greygate.conf
+# when there is none (an existing one is never overwritten). DESTDIR stages
+# the tree elsewhere. The Debian package installs with PREFIX=/usr and
+# UNITDIR=/lib/systemd/system (debian/rules).
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+MAN5       := man/greygate.conf.5
+MAN8       := man/greygate.8 man/greygate-ctl.8
+CONF_DEST   = $(DESTDIR)$(SYSCONFDIR)/greygate/greygate.conf
+
+.PHONY: install uninstall
+$(BUILD)/greygate.conf.installed: conf/greygate.conf tools/installed-conf.sed
+	@mkdir -p $(dir $@)
+	sed -f tools/installed-conf.sed $< > $@
+
+install: all $(BUILD)/greygate.conf.installed
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/greygate
+	install -m 755 $(BUILD)/greygate $(BUILD)/greygate-ctl $(DESTDIR)$(SBINDIR)/
+	install -m 644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/greygate/|$(SYSCONFDIR)/greygate/|g' \
+	  conf/greygate.service > $(DESTDIR)$(UNITDIR)/greygate.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/greygate.service
+	@if [ -e $(CONF_DEST) ]; then echo "keeping $(CONF_DEST)"; \
+	 else install -m 644 $(BUILD)/greygate.conf.installed $(CONF_DEST); fi
+
+# Leaves the configuration when it was edited (it is the administrator's).
+uninstall: $(BUILD)/greygate.conf.installed
+	rm -f $(DESTDIR)$(SBINDIR)/greygate $(DESTDIR)$(SBINDIR)/greygate-ctl \
+	  $(MAN5:man/%=$(DESTDIR)$(MANDIR)/man5/%) $(MAN8:man/%=$(DESTDIR)$(MANDIR)/man8/%) \
+	  $(DESTDIR)$(UNITDIR)/greygate.service
+	@if cmp -s $(CONF_DEST) $(BUILD)/greygate.conf.installed; then \
+	   rm -f $(CONF_DEST); rmdir $(DESTDIR)$(SYSCONFDIR)/greygate 2>/dev/null || true; \
+	 elif [ -e $(CONF_DEST) ]; then echo "keeping $(CONF_DEST): it was changed"; fi
+
+# The settings' lines of man/greygate.conf.5, from the table (lib/config_doc.h).
+.PHONY: man-settings
+man-settings: $(BUILD)/tools/config_doc
+	@$(BUILD)/tools/config_doc
+
+$(BUILD)/tools/%: tools/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
+
+# The Debian package (debian/), built, checked with lintian, installed into
+# a fresh debootstrap chroot and started there: test/deb/run.sh. As root,
+# with the Debian archive reachable; 3 to 4 minutes.
+.PHONY: deb-test
+deb-test:
+	@sh tools/deps.sh debhelper dpkg-dev debootstrap lintian
+	sh test/deb/run.sh $(BUILD)

@@ -12,7 +12,8 @@
  *
  * Adding a plain setting: a row in config_schema.c, its field in config.h,
  * a line in conf/greygate.conf (test_config_schema checks that the table
- * and the file agree).
+ * and the file agree), its entry in man/greygate.conf.5 (test_config_doc
+ * prints the line the entry needs when it is missing or wrong).
  */
 #ifndef GG_CONFIG_SCHEMA_H
 #define GG_CONFIG_SCHEMA_H

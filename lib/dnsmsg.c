@@ -247,13 +247,55 @@ static bool soa_ttl(const unsigned char *m, size_t len, const struct rr *rr, uin
 static bool supported(uint16_t type)
 {
 	return type == DNS_T_A || type == DNS_T_AAAA || type == DNS_T_MX ||
-	       type == DNS_T_PTR;
+	       type == DNS_T_PTR || type == DNS_T_TXT;
 }
 
-/* Does the work of dnsmsg_parse; false means DNS_TEMPFAIL. */
-static bool parse(const unsigned char *m, size_t len, uint16_t type, struct dns_answer *a)
+/* A TXT record's character-strings (RFC 1035 section 3.3.14: length
+ * byte, then that many bytes; at least one) concatenated into T. */
+static bool read_txt(const unsigned char *m, const struct rr *rr, struct dns_txt *t)
 {
-	if (!m || len < HDR_LEN || !supported(type))
+	size_t off = rr->rdata, end = rr->rdata + rr->rdlen, used = 0;
+	if (t->n)
+		used = t->rr[t->n - 1].off + t->rr[t->n - 1].len;
+	bool fits = t->n < DNS_TXT_MAX_RR;
+	size_t start = used, textlen = 0;
+	bool too_long = false;
+	while (off < end) {
+		size_t l = m[off++];
+		if (l > end - off)
+			return false;
+		/* keep what fits of this record and of the buffer */
+		size_t room = DNS_TXT_REC_MAX - textlen;
+		size_t take = l < room ? l : room;
+		if (take < l)
+			too_long = true;
+		if (fits && take > DNS_TXT_BUF - used) {
+			fits = false;
+		}
+		if (fits) {
+			memcpy(t->buf + used, m + off, take);
+			used += take;
+		}
+		textlen += take;
+		off += l;
+	}
+	if (!fits) {
+		t->truncated = true;
+		return true;
+	}
+	t->rr[t->n].off = start;
+	t->rr[t->n].len = used - start;
+	t->rr[t->n].too_long = too_long;
+	t->n++;
+	return true;
+}
+
+/* Does the work of dnsmsg_parse; false means DNS_TEMPFAIL. TXT is non-NULL
+ * for a TXT query, whose records go there (A only gets their count). */
+static bool parse(const unsigned char *m, size_t len, uint16_t type, struct dns_answer *a,
+		  struct dns_txt *txt)
+{
+	if (!m || len < HDR_LEN || !supported(type) || (type == DNS_T_TXT) != (txt != NULL))
 		return false;
 
 	uint16_t flags = get16(m + 2);
@@ -283,7 +325,14 @@ static bool parse(const unsigned char *m, size_t len, uint16_t type, struct dns_
 			return false;
 		if (rr.class != CLASS_IN)
 			continue;
-		if (rr.type == type) {
+		if (rr.type == type && txt) {
+			if (!read_txt(m, &rr, txt))
+				return false;
+			if (a->n < DNS_MAX_RR)
+				a->n++;
+			if (rr.ttl < min_ttl)
+				min_ttl = rr.ttl;
+		} else if (rr.type == type) {
 			/* Records past the limit are still checked: a message
 			 * broken anywhere is not trusted anywhere. */
 			struct dns_rr spare;
@@ -347,10 +396,28 @@ void dnsmsg_parse(const unsigned char *msg, size_t len, uint16_t type, struct dn
 {
 	memset(a, 0, sizeof *a);
 	a->type = type;
-	if (!parse(msg, len, type, a)) {
+	if (!parse(msg, len, type, a, NULL)) {
 		memset(a, 0, sizeof *a);
 		a->type = type;
 		a->status = DNS_TEMPFAIL;
+	}
+}
+
+void dnsmsg_parse_txt(const unsigned char *msg, size_t len, struct dns_txt *t)
+{
+	struct dns_answer a;
+	memset(&a, 0, offsetof(struct dns_answer, rr));
+	memset(t, 0, offsetof(struct dns_txt, buf));
+	if (!parse(msg, len, DNS_T_TXT, &a, t)) {
+		memset(t, 0, offsetof(struct dns_txt, buf));
+		t->status = DNS_TEMPFAIL;
+		return;
+	}
+	t->status = a.status;
+	t->ttl = a.ttl;
+	if (t->status != DNS_OK) {
+		t->n = 0;
+		t->truncated = false;
 	}
 }
 

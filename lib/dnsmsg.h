@@ -1,6 +1,7 @@
 /*
  * dnsmsg: reading a DNS response (RFC 1035) as c-ares hands it over, for
- * the records greygate's policy needs: MX, A, AAAA, PTR (CNAME chains are
+ * the records greygate's policy needs: MX, A, AAAA, PTR, and TXT for SPF
+ * (dnsmsg_parse_txt; CNAME chains are
  * followed by the resolver; the answer's records for the final name are
  * what counts here).
  *
@@ -35,6 +36,7 @@
 #define DNS_T_PTR 12
 #define DNS_T_MX 15
 #define DNS_T_AAAA 28
+#define DNS_T_TXT 16
 
 enum dns_status {
 	DNS_OK,          /* records of the asked type are in the answer */
@@ -58,6 +60,30 @@ struct dns_answer {
 	bool truncated;                /* more records than DNS_MAX_RR */
 	struct dns_rr rr[DNS_MAX_RR];
 };
+
+/* TXT answers (SPF records) hold text, not names or addresses: each
+ * record's character-strings concatenated (RFC 7208 section 3.3), at most
+ * DNS_TXT_REC_MAX bytes of it; a longer record keeps its first bytes and
+ * says too_long. All records share one bounded buffer; what does not fit
+ * sets truncated. The text may hold any byte, NUL included: use len. */
+#define DNS_TXT_MAX_RR 32
+#define DNS_TXT_REC_MAX 2048
+#define DNS_TXT_BUF 8192
+
+struct dns_txt {
+	enum dns_status status;
+	uint32_t ttl;
+	size_t n;
+	bool truncated;
+	struct {
+		size_t off, len;           /* in buf */
+		bool too_long;
+	} rr[DNS_TXT_MAX_RR];
+	char buf[DNS_TXT_BUF];
+};
+
+/* dnsmsg_parse for the response to a TXT query. */
+void dnsmsg_parse_txt(const unsigned char *msg, size_t len, struct dns_txt *t);
 
 /*
  * Parses MSG (LEN bytes), the response to a query for TYPE. Sets A; never

@@ -222,6 +222,8 @@ void metrics_write(FILE *out)
 		  "counter" },
 		{ M_HANDOVERS, "greygate_handovers_total", "ETRNs sent after a primary came back.",
 		  "counter" },
+		{ M_HANDOVER_FAILURES, "greygate_handover_failures_total",
+		  "Hand-overs whose ETRN the backend refused or never got.", "counter" },
 		{ M_RELOADS_OK, "greygate_config_reloads_ok_total", "Configuration reloads done.",
 		  "counter" },
 		{ M_RELOADS_FAILED, "greygate_config_reloads_failed_total",
@@ -229,6 +231,19 @@ void metrics_write(FILE *out)
 	};
 	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
 		counter(out, plain[i].name, plain[i].help, plain[i].type, sum_m(plain[i].m));
+	/* /healthz's two dependencies as gauges, so that an alert can tell a
+	 * store outage from a backend one without a second scraper */
+	bool store_up = true, backend_up = true;
+	for (unsigned i = 0; i < nworkers; i++) {
+		if (!atomic_load(&slots[i].live))
+			continue;
+		store_up = store_up && atomic_load(&slots[i].store_ok);
+		backend_up = backend_up && atomic_load(&slots[i].backend_ok);
+	}
+	counter(out, "greygate_store_up", "1 when every worker reaches the greylisting store.",
+		"gauge", store_up);
+	counter(out, "greygate_backend_up", "1 when every worker reaches the backend.", "gauge",
+		backend_up);
 
 	fprintf(out, "# HELP greygate_decisions_total RCPT decisions by action and reason.\n"
 		     "# TYPE greygate_decisions_total counter\n");

@@ -29,6 +29,7 @@ enum metric {
 	M_STORE_ERRORS,
 	M_DNS_ERRORS,
 	M_HANDOVERS,
+	M_HANDOVER_FAILURES,      /* an ETRN the backend refused or never got */
 	M_RELOADS_OK,
 	M_RELOADS_FAILED,
 	M_COUNT

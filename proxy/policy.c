@@ -102,7 +102,6 @@ static void log_refusal(const struct pconn *c, const struct rcpt_verdict *v, con
 {
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "reject");
-	ll_int(&l, "conn", (long long)c->id);
 	ll_str(&l, "via", "policy");
 	ll_str(&l, "client", c->client);
 	ll_str(&l, "helo", c->helo[0] ? c->helo : NULL);
@@ -368,9 +367,9 @@ int policy_adopt(int fd, const char *spec)
 	}
 	evconnlistener_set_error_cb(listener, on_accept_error);
 	struct logline l;
-	ll_begin(&l, LOG_LVL_INFO, "listen");
+	ll_begin(&l, LOG_LVL_INFO, "policy");
+	ll_str(&l, "result", "listening");
 	ll_str(&l, "address", spec);
-	ll_str(&l, "service", "policy");
 	ll_emit(&l);
 	return 0;
 }

@@ -9,6 +9,9 @@
  * everything that can answer (the cache, a refused name, a full table,
  * c-ares itself, which may complete inside ares_query) runs later from
  * that event, so no answer ever reaches a caller inside resolver_lookup.
+ *
+ * A TXT answer (SPF records) is cached as the text it holds, in an
+ * allocation of its own sized to it.
  */
 #include "resolver.h"
 
@@ -46,6 +49,7 @@ struct dns_query {
 	struct chan *chan;            /* NULL until handed to c-ares */
 	double started;
 	dns_done_fn done;             /* NULL when cancelled */
+	dns_txt_fn txt_done;          /* instead of DONE for TXT lookups */
 	void *arg;
 	uint16_t type;
 	char name[DNS_NAME_MAX + 16];
@@ -65,6 +69,7 @@ struct centry {
 	uint16_t type;
 	enum dns_status status;
 	size_t n;
+	struct dns_txt *txt;                  /* TXT: the answer up to its text's end */
 	char name[DNS_NAME_MAX + 16];
 	struct dns_rr rr[];
 };
@@ -125,6 +130,7 @@ static void cremove(struct centry **pp)
 	struct centry *e = *pp;
 	*pp = e->hnext;
 	list_del(&e->lru);
+	free(e->txt);
 	free(e);
 	cache_n--;
 }
@@ -135,7 +141,15 @@ static void cache_clear(void)
 		cremove(cfind(e->name, e->type));
 }
 
-static void cache_put(const char *name, uint16_t type, const struct dns_answer *a)
+/* The bytes of T that hold something: its header and its records' text. */
+static size_t txt_size(const struct dns_txt *t)
+{
+	return offsetof(struct dns_txt, buf) + (t->n ? t->rr[t->n - 1].off + t->rr[t->n - 1].len : 0);
+}
+
+/* A's status and TTL; for a TXT lookup, T holds the answer. */
+static void cache_put(const char *name, uint16_t type, const struct dns_answer *a,
+		      const struct dns_txt *t)
 {
 	uint32_t ttl = a->status == DNS_TEMPFAIL ? TEMPFAIL_TTL : a->ttl;
 	if (ttl == 0 || cache_max == 0)
@@ -149,6 +163,13 @@ static void cache_put(const char *name, uint16_t type, const struct dns_answer *
 	struct centry *e = malloc(sizeof *e + a->n * sizeof e->rr[0]);
 	if (!e)
 		return;
+	e->txt = NULL;
+	if (type == DNS_T_TXT && !(e->txt = malloc(txt_size(t)))) {
+		free(e);
+		return;
+	}
+	if (e->txt)
+		memcpy(e->txt, t, txt_size(t));
 	e->expires = time(NULL) + (ttl < CACHE_MAX_TTL ? ttl : CACHE_MAX_TTL);
 	e->type = type;
 	e->status = a->status;
@@ -162,7 +183,8 @@ static void cache_put(const char *name, uint16_t type, const struct dns_answer *
 	cache_n++;
 }
 
-static bool cache_get(const char *name, uint16_t type, struct dns_answer *a)
+/* For a TXT lookup, T gets the answer too. */
+static bool cache_get(const char *name, uint16_t type, struct dns_answer *a, struct dns_txt *t)
 {
 	struct centry **pp = cfind(name, type);
 	if (!*pp)
@@ -181,6 +203,10 @@ static bool cache_get(const char *name, uint16_t type, struct dns_answer *a)
 	a->n = e->n;
 	a->truncated = false;
 	memcpy(a->rr, e->rr, e->n * sizeof e->rr[0]);
+	if (e->txt) {
+		memcpy(t, e->txt, txt_size(e->txt));
+		t->ttl = a->ttl;
+	}
 	return true;
 }
 
@@ -313,19 +339,43 @@ static void flight_remove(struct dns_query *q)
 		*pp = q->hnext;
 }
 
+static bool live(const struct dns_query *q)
+{
+	return q->done || q->txt_done;
+}
+
+/* Q's answer to its caller, unless cancelled: T for a TXT lookup, else A. */
+static void deliver(struct dns_query *q, const struct dns_answer *a, const struct dns_txt *t)
+{
+	if (q->txt_done)
+		q->txt_done(q->arg, t);
+	else if (q->done)
+		q->done(q->arg, a);
+}
+
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	(void)timeouts;
 	struct dns_query *q = arg;
 	struct dns_answer a;
-	if (abuf && alen > 0 &&
-	    (status == ARES_SUCCESS || status == ARES_ENODATA || status == ARES_ENOTFOUND)) {
+	struct dns_txt txt;
+	bool parse = abuf && alen > 0 &&
+		     (status == ARES_SUCCESS || status == ARES_ENODATA || status == ARES_ENOTFOUND);
+	if (parse && q->type == DNS_T_TXT) {
+		dnsmsg_parse_txt(abuf, (size_t)alen, &txt);
+		memset(&a, 0, offsetof(struct dns_answer, rr));
+		a.status = txt.status;
+		a.ttl = txt.ttl;
+		a.type = q->type;
+	} else if (parse) {
 		dnsmsg_parse(abuf, (size_t)alen, q->type, &a);
 	} else {
 		memset(&a, 0, offsetof(struct dns_answer, rr));
 		a.status = status == ARES_ENOTFOUND ? DNS_NXDOMAIN
 			   : status == ARES_ENODATA ? DNS_NODATA : DNS_TEMPFAIL;
 		a.type = q->type;
+		memset(&txt, 0, offsetof(struct dns_txt, buf));
+		txt.status = a.status;
 	}
 	metrics_observe(H_DNS, metrics_now() - q->started);
 	if (a.status == DNS_TEMPFAIL)
@@ -348,7 +398,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	}
 	/* (not when the channel goes away: that is no answer from DNS) */
 	if (status != ARES_EDESTRUCTION)
-		cache_put(q->name, q->type, &a);
+		cache_put(q->name, q->type, &a, &txt);
 	struct chan *c = q->chan;
 	inflight--;
 	flight_remove(q);
@@ -356,15 +406,15 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	 * cancel a follower (it only loses its DONE), never free it. */
 	struct list_node followers = { &followers, &followers };
 	list_splice_back(&followers, &q->followers);
-	if (q->done && status != ARES_EDESTRUCTION)
-		q->done(q->arg, &a);
+	if (status != ARES_EDESTRUCTION)
+		deliver(q, &a, &txt);
 	free(q);
 	struct list_node *n;
 	while ((n = list_first(&followers))) {
 		list_del(n);
 		struct dns_query *f = LIST_ELEM(n, struct dns_query, link);
-		if (f->done && status != ARES_EDESTRUCTION)
-			f->done(f->arg, &a);
+		if (status != ARES_EDESTRUCTION)
+			deliver(f, &a, &txt);
 		free(f);
 	}
 	if (--c->pending == 0 && c != cur && status != ARES_EDESTRUCTION) {
@@ -377,6 +427,13 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 
 static void answer_now(struct dns_query *q, enum dns_status status)
 {
+	if (q->type == DNS_T_TXT) {
+		struct dns_txt t;
+		memset(&t, 0, offsetof(struct dns_txt, buf));
+		t.status = status;
+		q->txt_done(q->arg, &t);
+		return;
+	}
 	struct dns_answer a;
 	memset(&a, 0, offsetof(struct dns_answer, rr));
 	a.type = q->type;
@@ -387,15 +444,16 @@ static void answer_now(struct dns_query *q, enum dns_status status)
 static void start(struct dns_query *q)
 {
 	struct dns_answer a;
+	struct dns_txt txt;
 	struct dns_query **leader = NULL;
-	if (!q->done) {
+	if (!live(q)) {
 		/* cancelled while queued */
 	} else if (!hostname_valid(q->name, strlen(q->name))) {
 		/* No such host can exist; c-ares would refuse it or send
 		 * something other than what was asked. */
 		answer_now(q, DNS_NXDOMAIN);
-	} else if (cache_get(q->name, q->type, &a)) {
-		q->done(q->arg, &a);
+	} else if (cache_get(q->name, q->type, &a, &txt)) {
+		deliver(q, &a, &txt);
 	} else if (*(leader = flight_find(q->name, q->type))) {
 		/* the followers keep their order: appended at the end */
 		list_push_back(&(*leader)->followers, &q->link);
@@ -437,7 +495,8 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- interface ---- */
 
-struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn done, void *arg)
+/* A new query, queued to start from the loop. */
+static struct dns_query *query_new(const char *name, uint16_t type, void *arg)
 {
 	struct dns_query *q = xcalloc(1, sizeof *q);
 	size_t n = strlen(name);
@@ -447,12 +506,25 @@ struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn d
 	if (n < sizeof q->name)
 		for (size_t i = 0; i < n; i++)
 			q->name[i] = (char)tolower((unsigned char)name[i]);
-	q->done = done;
 	q->arg = arg;
 	q->type = type;
 	list_init(&q->followers);
 	list_push_back(&startq, &q->link);
 	event_active(kick, EV_TIMEOUT, 0);
+	return q;
+}
+
+struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn done, void *arg)
+{
+	struct dns_query *q = query_new(name, type, arg);
+	q->done = done;
+	return q;
+}
+
+struct dns_query *resolver_lookup_txt(const char *name, dns_txt_fn done, void *arg)
+{
+	struct dns_query *q = query_new(name, DNS_T_TXT, arg);
+	q->txt_done = done;
 	return q;
 }
 
@@ -478,8 +550,10 @@ struct dns_query *resolver_lookup_ptr(const struct ipaddr *addr, dns_done_fn don
 
 void resolver_cancel(struct dns_query *q)
 {
-	if (q)
+	if (q) {
 		q->done = NULL;
+		q->txt_done = NULL;
+	}
 }
 
 static struct chan *chan_new(const struct gg_config *cfg)

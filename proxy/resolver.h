@@ -26,6 +26,7 @@ struct event_base;
 struct dns_query;
 
 typedef void (*dns_done_fn)(void *arg, const struct dns_answer *a);
+typedef void (*dns_txt_fn)(void *arg, const struct dns_txt *t);
 
 int resolver_open(struct event_base *base, const struct gg_config *cfg);
 /* SIGHUP: new DNS settings take effect for new lookups; lookups under way
@@ -37,6 +38,9 @@ void resolver_close(void);
 struct dns_query *resolver_lookup(const char *name, uint16_t type, dns_done_fn done, void *arg);
 /* The PTR records of ADDR (in-addr.arpa / ip6.arpa). */
 struct dns_query *resolver_lookup_ptr(const struct ipaddr *addr, dns_done_fn done, void *arg);
+/* The TXT records of NAME (dnsmsg.h: struct dns_txt), with the same
+ * promises, cached alike. */
+struct dns_query *resolver_lookup_txt(const char *name, dns_txt_fn done, void *arg);
 /* Q may be NULL; after it, Q's DONE is not called and Q is not used. */
 void resolver_cancel(struct dns_query *q);
 

@@ -27,6 +27,7 @@
 #include "policy.h"
 #include "privs.h"
 #include "resolver.h"
+#include "spf.h"
 #include "server.h"
 #include "session.h"
 #include "store.h"
@@ -257,7 +258,8 @@ int worker_run(const struct worker_args *w)
 		log_msg(LOG_LVL_ERROR, "fatal", "cannot set up the metrics; exiting");
 		return 1;
 	}
-	if (open_store(w) < 0 || resolver_open(srv.base, srv.cfg) < 0 || open_listeners(w) < 0)
+	if (open_store(w) < 0 || resolver_open(srv.base, srv.cfg) < 0 || spf_open(srv.base) < 0 ||
+	    open_listeners(w) < 0)
 		return 1;
 	/* The embedded store's control socket belongs to whoever owns the
 	 * store; the hand-over needs doing once, not once per worker. */
@@ -309,6 +311,7 @@ int worker_run(const struct worker_args *w)
 	linger_close_all();
 	control_close();
 	store_close();
+	spf_close();
 	resolver_close();
 	backend_shutdown();
 	if (srv.nworkers == 1)

@@ -5,7 +5,8 @@
 set -eu
 PKGS="gcc make pkg-config libevent-dev libhiredis-dev libc-ares-dev libconfig-dev
       libssl-dev libcmocka-dev python3 python3-pytest postfix swaks redis-server
-      dnsmasq-base iproute2 procps openssl clang libclang-rt-14-dev $*"
+      dnsmasq-base iproute2 procps openssl clang libclang-rt-14-dev mandoc
+      prometheus $*"
 
 missing=""
 for p in $PKGS; do

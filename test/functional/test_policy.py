@@ -167,7 +167,7 @@ def test_garbage_closes_only_its_connection(policy_pair, tok):
 def test_workers_share_the_port_and_the_store(greygate_factory, tok):
     pport = free_port(13023)
     gg = greygate_factory(workers=2, greylist=GL, policy={"listen": f"127.0.0.1:{pport}"})
-    wait_until(lambda: len(gg.events("listen", service="policy")) == 2, 15,
+    wait_until(lambda: len(gg.events("policy", result="listening")) == 2, 15,
                what="both workers serving the policy port")
     req = request(sender=f"s@{tok}.example", recipient=f"r-{tok}@test.example")
     conns = [socket.create_connection(("127.0.0.1", pport), timeout=30) for _ in range(12)]
@@ -234,7 +234,7 @@ def test_a_dead_workers_policy_socket_comes_back(greygate_factory, tok):
     the port again."""
     pport = free_port(13023)
     gg = greygate_factory(workers=2, greylist=GL, policy={"listen": f"127.0.0.1:{pport}"})
-    wait_until(lambda: len(gg.events("listen", service="policy")) == 2, 15,
+    wait_until(lambda: len(gg.events("policy", result="listening")) == 2, 15,
                what="both workers serving the policy port")
     victim = worker_pids(gg)[0]
     mark = len(gg.log_lines())
@@ -249,7 +249,7 @@ def test_a_dead_workers_policy_socket_comes_back(greygate_factory, tok):
                 a = read_answers(c, 1)[0]
                 assert a.startswith("action=DEFER_IF_PERMIT 4.2.0 Greylisted"), a
     answered(8, 1)       # one worker: none of them lands in a dead backlog
-    gg.wait_event("listen", since=mark, service="policy", timeout=15)
+    gg.wait_event("policy", since=mark, result="listening", timeout=15)
     assert victim not in worker_pids(gg)
     answered(8, 2)
 

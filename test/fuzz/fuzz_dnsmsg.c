@@ -9,7 +9,10 @@
  * host name in lower case (as the header promises for names handed out),
  * and a bad name is returned as "" (never as a PTR name); A records are IPv4, AAAA records
  * IPv6 (or IPv4 for a v4-mapped one); parsing twice gives the same answer.
- * A type the reader does not support is always DNS_TEMPFAIL.
+ * A type the reader does not support is always DNS_TEMPFAIL. Read as a
+ * TXT answer (dnsmsg_parse_txt): records only with DNS_OK, at most
+ * DNS_TXT_MAX_RR, each inside the buffer and at most DNS_TXT_REC_MAX
+ * bytes, in order without overlap, and the same answer twice.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -90,8 +93,30 @@ static void check_type(const uint8_t *msg, size_t len, uint16_t type)
 		      memcmp(a.rr[i].addr.b, b.rr[i].addr.b, sizeof a.rr[i].addr.b) == 0);
 }
 
+static void check_txt(const uint8_t *msg, size_t len)
+{
+	static struct dns_txt t, u;
+	dnsmsg_parse_txt(msg, len, &t);
+	CHECK(t.status == DNS_OK || t.status == DNS_NXDOMAIN || t.status == DNS_NODATA ||
+	      t.status == DNS_TEMPFAIL);
+	CHECK(t.n <= DNS_TXT_MAX_RR);
+	if (t.status != DNS_OK)
+		CHECK(t.n == 0 && !t.truncated);
+	CHECK(t.ttl <= 86400);
+	size_t end = 0;
+	for (size_t i = 0; i < t.n; i++) {
+		CHECK(t.rr[i].off >= end && t.rr[i].len <= DNS_TXT_REC_MAX);
+		CHECK(t.rr[i].off + t.rr[i].len <= DNS_TXT_BUF);
+		end = t.rr[i].off + t.rr[i].len;
+	}
+	dnsmsg_parse_txt(msg, len, &u);
+	CHECK(t.status == u.status && t.n == u.n && t.truncated == u.truncated && t.ttl == u.ttl);
+	CHECK(memcmp(t.buf, u.buf, end) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	check_txt(data, size);
 	static const uint16_t types[] = { DNS_T_MX, DNS_T_A, DNS_T_AAAA, DNS_T_PTR };
 
 	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)

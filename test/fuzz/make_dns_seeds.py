@@ -50,6 +50,11 @@ seeds = {
     "servfail": hdr(1, 0, 0, 0, rcode=2) + q("example.org", 1),
     "loop_pointer": hdr(1, 1, 0, 0) + q("a.example", 15)
     + rr(PTR_C, 15, 60, struct.pack(">H", 0) + b"\xc0\x2a"),
+    # TXT: an SPF record in two character-strings, another record, an empty one
+    "txt_spf": hdr(1, 3, 0, 0) + q("example.com", 16)
+    + rr(PTR_C, 16, 300, b"\x17v=spf1 ip4:192.0.2.0/24\x05 -all")
+    + rr(PTR_C, 16, 300, b"\x0agoogle=abc")
+    + rr(PTR_C, 16, 300, b""),
     # more records than DNS_MAX_RR (32): the rest is checked, then dropped
     "a_33": hdr(1, 33, 0, 0) + q("many.example", 1)
     + b"".join(rr(PTR_C, 1, 60 + i, bytes([198, 51, 100, i])) for i in range(33)),

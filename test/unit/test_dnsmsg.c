@@ -28,7 +28,7 @@
  * as much as good ones.
  */
 struct msg {
-	unsigned char b[8192];
+	unsigned char b[65535];   /* what a TCP answer can hold */
 	size_t n;
 	size_t rdlen_at;           /* where rr_begin left RDLENGTH to fill in */
 };
@@ -1385,6 +1385,106 @@ static void test_fuzz(void **state)
 	assert_true(counts[DNS_TEMPFAIL] > 1000);
 }
 
+/* ---- TXT (SPF records) ------------------------------------------------- */
+
+static struct dns_txt txt;
+
+static const struct dns_txt *parse_txt(const struct msg *m)
+{
+	unsigned char *copy = malloc(m->n ? m->n : 1);
+	assert_non_null(copy);
+	memcpy(copy, m->b, m->n);
+	dnsmsg_parse_txt(copy, m->n, &txt);
+	free(copy);
+	return &txt;
+}
+
+/* One TXT record of the given character-strings (NULL-terminated). */
+static void rr_txt(struct msg *m, const char *const *strings)
+{
+	ptr(m, 12);
+	rr_begin(m, T_TXT, 300);
+	for (; *strings; strings++) {
+		put8(m, (unsigned)strlen(*strings));
+		putbytes(m, *strings, strlen(*strings));
+	}
+	rr_end(m);
+}
+
+static bool txt_is(const struct dns_txt *t, size_t i, const char *want)
+{
+	return t->rr[i].len == strlen(want) && memcmp(t->buf + t->rr[i].off, want, t->rr[i].len) == 0;
+}
+
+static void test_txt(void **state)
+{
+	(void)state;
+	struct msg m;
+	static const char *const spf[] = { "v=spf1 ip4:192.0.2.0/24", " -all", NULL };
+	static const char *const other[] = { "google-site-verification=x", NULL };
+	static const char *const empty[] = { NULL };
+
+	/* character-strings concatenated without a separator (RFC 7208 3.3) */
+	hdr(&m, RESP, 1, 3, 0, 0);
+	question(&m, "example.com", T_TXT);
+	rr_txt(&m, spf);
+	rr_txt(&m, other);
+	rr_txt(&m, empty);
+	const struct dns_txt *t = parse_txt(&m);
+	assert_int_equal(t->status, DNS_OK);
+	assert_int_equal(t->ttl, 300);
+	assert_int_equal(t->n, 3);
+	assert_false(t->truncated);
+	assert_true(txt_is(t, 0, "v=spf1 ip4:192.0.2.0/24 -all"));
+	assert_true(txt_is(t, 1, "google-site-verification=x"));
+	assert_true(txt_is(t, 2, ""));
+
+	/* a string longer than its RDATA: the message is broken */
+	hdr(&m, RESP, 1, 1, 0, 0);
+	question(&m, "example.com", T_TXT);
+	ptr(&m, 12);
+	rr_begin(&m, T_TXT, 300);
+	put8(&m, 10);
+	putbytes(&m, "short", 5);
+	rr_end(&m);
+	assert_int_equal(parse_txt(&m)->status, DNS_TEMPFAIL);
+	assert_int_equal(txt.n, 0);
+
+	/* a record past DNS_TXT_REC_MAX keeps its first bytes, says so */
+	static char chunk[256];
+	memset(chunk, 'a', 255);
+	const char *big[12];
+	for (int i = 0; i < 11; i++)
+		big[i] = chunk;
+	big[11] = NULL;
+	hdr(&m, RESP, 1, 2, 0, 0);
+	question(&m, "example.com", T_TXT);
+	rr_txt(&m, big);
+	rr_txt(&m, spf);
+	t = parse_txt(&m);
+	assert_int_equal(t->status, DNS_OK);
+	assert_int_equal(t->n, 2);
+	assert_true(t->rr[0].too_long);
+	assert_int_equal(t->rr[0].len, DNS_TXT_REC_MAX);
+	assert_false(t->rr[1].too_long);
+	assert_true(txt_is(t, 1, "v=spf1 ip4:192.0.2.0/24 -all"));
+
+	/* more than the buffer holds: truncated, what fits kept */
+	hdr(&m, RESP, 1, 5, 0, 0);
+	question(&m, "example.com", T_TXT);
+	for (int i = 0; i < 5; i++)
+		rr_txt(&m, big);
+	t = parse_txt(&m);
+	assert_int_equal(t->status, DNS_OK);
+	assert_true(t->truncated);
+	assert_int_equal(t->n, DNS_TXT_BUF / DNS_TXT_REC_MAX);
+
+	/* none: NODATA; and dnsmsg_parse still refuses TXT */
+	build_a(&m);
+	assert_int_equal(parse_txt(&m)->status, DNS_NODATA);
+	assert_tempfail(&m, T_TXT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1413,6 +1513,7 @@ int main(void)
 		cmocka_unit_test(test_ttl),
 		cmocka_unit_test(test_status_name),
 		cmocka_unit_test(test_fuzz),
+		cmocka_unit_test(test_txt),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
