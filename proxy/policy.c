@@ -90,6 +90,7 @@ static void conn_log(const struct pconn *c, enum log_level lvl, const char *resu
 
 static void answer(struct pconn *c, const char *action, const char *text)
 {
+	metrics_add(M_POLICY_REQUESTS, 1);
 	char out[POLICY_ANSWER_MAX];
 	size_t n = policy_answer(out, sizeof out, action, text);
 	evbuffer_add(bufferevent_get_output(c->bev), out, n);
@@ -254,6 +255,7 @@ static void pump(struct pconn *c)
 		if (st == POLICY_MORE)
 			break;
 		if (st == POLICY_BAD) {
+			metrics_add(M_POLICY_ERRORS, 1);
 			conn_log(c, LOG_LVL_WARNING, "protocol error", why ? why : "out of memory",
 				 "closing this connection");
 			conn_free(c);

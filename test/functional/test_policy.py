@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness.greygate import DELAY, GL, worker_pids
+from harness.greygate import DELAY, GL, get, metric, worker_pids
 from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
 from harness.util import CLIENT_ADDR, free_port, wait_until
 
@@ -28,10 +28,11 @@ def policy_pair(gl_gate, make_postfix_backend):
     """policy_pair(kind="memory") -> (greygate serving policy.listen over
     store KIND, a Postfix that asks it)."""
     def make(kind="memory"):
-        pport = free_port(13023)
+        pport, aport = free_port(13023), free_port(19925)
         gg = gl_gate(kind, policy={"listen": f"127.0.0.1:{pport}"},
-                     whitelist={"clients": [f"{WHITELISTED}/32"]})
-        gg.policy_port = pport
+                     whitelist={"clients": [f"{WHITELISTED}/32"]},
+                     admin={"listen": f"127.0.0.1:{aport}"})
+        gg.policy_port, gg.admin_port = pport, aport
         pf = make_postfix_backend(extra_main={
             "smtpd_recipient_restrictions": f"check_policy_service inet:127.0.0.1:{pport}",
         })
@@ -162,6 +163,12 @@ def test_garbage_closes_only_its_connection(policy_pair, tok):
         good.sendall(request(sender=f"s@{tok}.example", recipient=f"r2-{tok}@test.example"))
         assert read_answers(good, 1)[0].startswith("action=DEFER_IF_PERMIT")
     assert gg.events("policy", since=mark, result="protocol error", reason="a line is too long")
+    # the proxy's metrics, and the service's own
+    status, text = get(gg.admin_port, "/metrics")
+    assert status == 200
+    assert metric(text, "greygate_policy_requests_total") == 3
+    assert metric(text, "greygate_policy_protocol_errors_total") == 2
+    assert metric(text, "greygate_decisions_total", action="greylist", reason="new") == 2
 
 
 def test_workers_share_the_port_and_the_store(greygate_factory, tok):
