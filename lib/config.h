@@ -115,6 +115,12 @@ struct gg_config {
 	bool run_as_root;             /* allow going on as root */
 	char *pid_file;               /* "" none */
 
+	/* The Postfix policy service (proxy/policy.c). */
+	struct {
+		char *listen;         /* "host:port"; "" off */
+		bool prepend_header;  /* X-Greylist: on a triplet that waited */
+	} policy;
+
 	/* STARTTLS: an SSL_CTX with tls.cert and tls.key loaded, or NULL (no
 	 * STARTTLS offered). Reloaded with the file, so SIGHUP picks up a
 	 * renewed certificate. */
@@ -198,7 +204,8 @@ const void *gg_config_bundle(const struct gg_config *c, size_t *len);
 /* The first setting that differs between OLD and NEW and takes a restart
  * to change, named as in the file ("store.type", "listen", ...): every
  * store.* setting, control_socket, listen (all addresses, in order),
- * workers, admin.listen, user, group, run_as_root, pid_file (the rows
+ * workers, admin.listen, user, group, run_as_root, pid_file,
+ * policy.listen (the rows
  * marked RESTART in lib/config_schema.c, in table order). NULL when a
  * reload can apply NEW whole. */
 const char *gg_config_restart_setting(const struct gg_config *old, const struct gg_config *new);

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,6 +45,30 @@ bool cfg_load_listen(struct loader *ld, const config_t *cf, struct gg_config *c)
 		c->listen[c->nlisten++] = cfg_xstrdup(config_setting_get_string(e));
 	}
 	return true;
+}
+
+/* Whether two listen addresses would take each other's connections: the
+ * same port, and the same address or a wildcard on either side (the
+ * sockets are bound with SO_REUSEPORT, so the kernel would not refuse the
+ * second; IPv6 sockets are v6-only, so families never collide). */
+static bool same_listener(const char *a, const char *b)
+{
+	struct sockaddr_storage x, y;
+	socklen_t xl, yl;
+	if (!hostport_parse(a, &x, &xl) || !hostport_parse(b, &y, &yl) || x.ss_family != y.ss_family)
+		return false;
+	if (x.ss_family == AF_INET) {
+		const struct sockaddr_in *p = (const struct sockaddr_in *)&x;
+		const struct sockaddr_in *q = (const struct sockaddr_in *)&y;
+		return p->sin_port == q->sin_port &&
+		       (p->sin_addr.s_addr == q->sin_addr.s_addr ||
+			p->sin_addr.s_addr == htonl(INADDR_ANY) || q->sin_addr.s_addr == htonl(INADDR_ANY));
+	}
+	const struct sockaddr_in6 *p = (const struct sockaddr_in6 *)&x;
+	const struct sockaddr_in6 *q = (const struct sockaddr_in6 *)&y;
+	return p->sin6_port == q->sin6_port &&
+	       (IN6_ARE_ADDR_EQUAL(&p->sin6_addr, &q->sin6_addr) ||
+		IN6_IS_ADDR_UNSPECIFIED(&p->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&q->sin6_addr));
 }
 
 bool cfg_validate(struct loader *ld, const config_t *cf, struct gg_config *c)
@@ -113,6 +138,15 @@ bool cfg_load_store(struct loader *ld, const config_t *cf, struct gg_config *c)
 		return cfg_fail(ld, config_lookup(cf, "admin.listen"),
 			    "admin.listen: '%s' is not ADDRESS:PORT (\"\" switches it off)",
 			    c->admin_listen);
+	if (c->policy.listen[0] && !hostport_parse(c->policy.listen, &ass, &alen))
+		return cfg_fail(ld, config_lookup(cf, "policy.listen"),
+			    "policy.listen: '%s' is not ADDRESS:PORT (\"\" switches it off)",
+			    c->policy.listen);
+	for (size_t i = 0; c->policy.listen[0] && i < c->nlisten; i++)
+		if (same_listener(c->policy.listen, c->listen[i]))
+			return cfg_fail(ld, config_lookup(cf, "policy.listen"),
+				    "policy.listen: '%s' takes the connections of listen address '%s'",
+				    c->policy.listen, c->listen[i]);
 	if (store_type_find(c->store.type, &c->store.kind) < 0)
 		return cfg_fail(ld, config_lookup(cf, "store.type"), "store.type must be %s",
 			    store_type_names());

@@ -169,6 +169,9 @@ const struct cfg_setting cfg_settings[] = {
 	/* a hand-shake under way holds ~50 KiB (README): 100 of them, 5 MB */
 	INT("tls.max_handshakes", tls_max_handshakes, 100, 1, 100000),
 	INT("tls.handshake_timeout", tls_handshake_timeout, 30, 1, 3600),
+	GROUP("policy"),
+	STR("policy.listen", policy.listen, "", RESTART),
+	BOOL("policy.prepend_header", policy.prepend_header, true),
 };
 
 const size_t cfg_nsettings = sizeof cfg_settings / sizeof cfg_settings[0];

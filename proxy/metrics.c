@@ -235,6 +235,10 @@ void metrics_write(FILE *out)
 		  "counter" },
 		{ M_RELOADS_FAILED, "greygate_config_reloads_failed_total",
 		  "Configuration reloads refused.", "counter" },
+		{ M_POLICY_REQUESTS, "greygate_policy_requests_total",
+		  "Postfix policy service requests answered.", "counter" },
+		{ M_POLICY_ERRORS, "greygate_policy_protocol_errors_total",
+		  "Postfix policy connections closed for a protocol error.", "counter" },
 	};
 	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
 		counter(out, plain[i].name, plain[i].help, plain[i].type, sum_m(plain[i].m));

@@ -33,6 +33,8 @@ enum metric {
 	M_HANDOVER_FAILURES,      /* an ETRN the backend refused or never got */
 	M_RELOADS_OK,
 	M_RELOADS_FAILED,
+	M_POLICY_REQUESTS,        /* policy service requests answered */
+	M_POLICY_ERRORS,          /* policy connections closed for a protocol error */
 	M_COUNT
 };
 

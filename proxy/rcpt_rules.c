@@ -38,6 +38,7 @@ struct rcpt_rules {
 	struct rcpt_verdict out;         /* a rule's decision */
 	bool deferred;
 	struct rcpt_verdict deferral;    /* the first deferral, remembered */
+	bool policy;                     /* only the rows in_policy */
 
 	struct ipaddr client;
 	char client_str[48];
@@ -74,6 +75,7 @@ struct rule {
 	enum why name;                   /* the rule's name: log and metrics */
 	enum rule_result (*check)(struct rcpt_rules *c);
 	bool may_reject;                 /* can answer a permanent reject */
+	bool in_policy;                  /* runs for the policy service too */
 };
 
 static void answered(struct rcpt_rules *c)
@@ -479,7 +481,10 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 	metrics_decision_key(c->key_kind, r->d.action == GL_PASS ? DA_PASS : DA_GREYLIST);
 	if (r->d.action == GL_PASS) {
 		log_decision(c, DA_PASS, why_of_gl(r->d.reason), &r->d, NULL);
-		return decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
+		decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
+		c->out.first_pass = r->d.first_pass;
+		c->out.waited = r->d.first_pass ? r->d.waited : 0;
+		return RULE_DECIDED;
 	}
 	log_decision(c, DA_GREYLIST, why_of_gl(r->d.reason), &r->d, NULL);
 	decide(c, RCPT_DEFER, WHY_GREYLIST, NULL, NULL, NULL);
@@ -547,24 +552,32 @@ static enum rule_result rule_greylist(struct rcpt_rules *c)
 }
 
 /* The policy, in order. may_reject: the rule can still change a deferral
- * into a reject, so it runs after one. */
+ * into a reject, so it runs after one. in_policy: it runs when Postfix
+ * asks through the policy service; behind Postfix the address syntax,
+ * sender domain and relay checks are Postfix's own restrictions, which
+ * smtpd_recipient_restrictions runs (or not) before it asks greygate. */
 static const struct rule rules[] = {
-	{ WHY_MYNETWORKS, rule_mynetworks, false },
-	{ WHY_REJECT_NON_FQDN_SENDER, rule_non_fqdn_sender, true },
-	{ WHY_REJECT_UNKNOWN_SENDER_DOMAIN, rule_unknown_sender, true },
-	{ WHY_REJECT_NON_FQDN_RECIPIENT, rule_non_fqdn_rcpt, true },
-	{ WHY_RELAY_DENIED, rule_relay, true },
-	{ WHY_GREYLIST_DISABLED, rule_greylist_disabled, false },
-	{ WHY_WHITELIST_CLIENT, rule_whitelist_client, false },
-	{ WHY_WHITELIST_SENDER, rule_whitelist_sender, false },
-	{ WHY_WHITELIST_RECIPIENT, rule_whitelist_rcpt, false },
-	{ WHY_GREYLIST, rule_greylist, false },
+	{ WHY_MYNETWORKS, rule_mynetworks, false, true },
+	{ WHY_REJECT_NON_FQDN_SENDER, rule_non_fqdn_sender, true, false },
+	{ WHY_REJECT_UNKNOWN_SENDER_DOMAIN, rule_unknown_sender, true, false },
+	{ WHY_REJECT_NON_FQDN_RECIPIENT, rule_non_fqdn_rcpt, true, false },
+	{ WHY_RELAY_DENIED, rule_relay, true, false },
+	{ WHY_GREYLIST_DISABLED, rule_greylist_disabled, false, true },
+	{ WHY_WHITELIST_CLIENT, rule_whitelist_client, false, true },
+	{ WHY_WHITELIST_SENDER, rule_whitelist_sender, false, true },
+	{ WHY_WHITELIST_RECIPIENT, rule_whitelist_rcpt, false, true },
+	{ WHY_GREYLIST, rule_greylist, false, true },
 };
 #define NRULES (sizeof rules / sizeof rules[0])
 
 enum why rcpt_rules_row(size_t i)
 {
 	return i < NRULES ? rules[i].name : WHY_NONE;
+}
+
+bool rcpt_rules_row_in_policy(size_t i)
+{
+	return i < NRULES && rules[i].in_policy;
 }
 
 /* ---- the driver ---- */
@@ -581,7 +594,8 @@ bool rcpt_rules_run(struct rcpt_rules *c, struct rcpt_verdict *v)
 			return true;
 		}
 		const struct rule *r = &rules[c->row];
-		enum rule_result res = c->deferred && !r->may_reject ? RULE_NEXT : r->check(c);
+		bool skip = (c->deferred && !r->may_reject) || (c->policy && !r->in_policy);
+		enum rule_result res = skip ? RULE_NEXT : r->check(c);
 		if (res == RULE_WAIT)
 			continue;
 		c->row++;
@@ -609,6 +623,7 @@ struct rcpt_rules *rcpt_rules_new(const struct rcpt_env *env, void *owner,
 	c->owner = owner;
 	c->cfg = gg_config_ref(q->cfg);
 	c->facts = q->facts;
+	c->policy = q->policy;
 	c->client = *q->client;
 	snprintf(c->client_str, sizeof c->client_str, "%s", q->client_str);
 	snprintf(c->helo, sizeof c->helo, "%s", q->helo ? q->helo : "");

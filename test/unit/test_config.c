@@ -112,6 +112,23 @@ static void test_refusals(void **state)
 	assert_refused("local_domains = [ \"bad domain\" ];\n", 1, "not a domain name");
 	assert_refused("log = { level = \"loud\"; };\n", 1, "log.level");
 	assert_refused("relay_domains_file = \"/nonexistent/greygate\";\n", 1, "relay_domains_file");
+	assert_refused("\npolicy = { listen = \"127.0.0.1\"; };\n", 2, "policy.listen");
+	/* the SMTP port's connections would be spread to the policy service */
+	assert_refused("listen = [ \"127.0.0.1:2525\" ];\npolicy = { listen = \"127.0.0.1:2525\"; };\n",
+		       2, "takes the connections of listen address '127.0.0.1:2525'");
+	assert_refused("listen = [ \"0.0.0.0:25\" ];\npolicy = { listen = \"127.0.0.1:25\"; };\n",
+		       2, "policy.listen");
+	assert_refused("listen = [ \"[2001:db8::1]:25\" ];\npolicy = { listen = \"[::]:25\"; };\n",
+		       2, "policy.listen");
+	struct gg_config *c = load_text("listen = [ \"127.0.0.1:25\", \"[::1]:25\" ];\n"
+					"policy = { listen = \"127.0.0.1:10023\"; prepend_header = false; };\n");
+	assert_non_null(c);
+	assert_string_equal(c->policy.listen, "127.0.0.1:10023");
+	assert_false(c->policy.prepend_header);
+	gg_config_unref(c);
+	c = load_text("listen = [ \"[::]:25\" ];\npolicy = { listen = \"0.0.0.0:25\"; };\n");
+	assert_non_null(c);   /* v6 sockets are v6-only: no collision */
+	gg_config_unref(c);
 }
 
 /* greylist.pool_keys and its companions: defaults, order, refusals. */
