@@ -40,6 +40,9 @@
 #   GG_PROBE_PORT         default 25
 #   GG_CONTROL_SOCKET     default /run/greygate/control.sock
 #   GG_LOG_LEVEL          default info
+#   GG_WHITELIST_DIR      never-greylisted lists, one entry a line, in the
+#                         files clients, senders and recipients of this
+#                         directory (SIGHUP rereads them); default none
 set -eu
 set -f          # lists are split on blanks: no globbing of their words
 
@@ -127,6 +130,10 @@ dns_timeout=$(num GG_DNS_TIMEOUT_MS "${GG_DNS_TIMEOUT_MS:-2000}")
 dns_tries=$(num GG_DNS_TRIES "${GG_DNS_TRIES:-2}")
 control_socket=$(str "${GG_CONTROL_SOCKET:-/run/greygate/control.sock}")
 log_level=$(str "${GG_LOG_LEVEL:-info}")
+wl_dir=${GG_WHITELIST_DIR:-}
+wl_clients=$(str "$wl_dir/clients")
+wl_senders=$(str "$wl_dir/senders")
+wl_recipients=$(str "$wl_dir/recipients")
 
 cat <<EOF
 # greygate.conf for the $role MX host $GG_MYHOSTNAME.
@@ -194,6 +201,15 @@ greylist = { enabled = true; delay = $delay; retry_window = 172800; pass_lifetim
              awl_threshold = 5; ipv4_prefix = 24; ipv6_prefix = 64; max_new_per_client = 100;
              normalize_sender = true; };
 EOF
+
+if [ -n "$wl_dir" ]; then
+	cat <<EOF
+# Never greylisted (relay rules still apply); to change a list, write a new
+# file and rename it over the old one, then SIGHUP.
+whitelist = { clients_file = $wl_clients; senders_file = $wl_senders;
+              recipients_file = $wl_recipients; };
+EOF
+fi
 
 if [ -n "${GG_DNS_SERVERS:-}" ]; then
 	echo "dns = { servers = $dns_servers; timeout_ms = $dns_timeout; tries = $dns_tries; };"
