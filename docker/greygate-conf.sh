@@ -24,7 +24,11 @@
 #   GG_MYNETWORKS         trusted clients, default 127.0.0.0/8 ::1/128
 #   GG_RELAY_DOMAINS      extra relay_domains, default none
 #   GG_REDIS_HOST         Redis address (an IP address: resolving a name
-#                         would block); empty: the embedded store
+#                         would block); empty (and no GG_REDIS_SENTINELS):
+#                         the embedded store
+#   GG_REDIS_SENTINELS    Sentinel addresses (IP:PORT) that name the Redis
+#                         master instead of GG_REDIS_HOST
+#   GG_REDIS_MASTER_NAME  the master's name at the Sentinels, default mymaster
 #   GG_REDIS_PORT         default 6379
 #   GG_REDIS_PASSWORD     default none
 #   GG_REDIS_PREFIX       default gg:
@@ -122,6 +126,8 @@ redis_host=$(str "${GG_REDIS_HOST:-}")
 redis_port=$(num GG_REDIS_PORT "${GG_REDIS_PORT:-6379}")
 redis_password=$(str "${GG_REDIS_PASSWORD:-}")
 redis_prefix=$(str "${GG_REDIS_PREFIX:-gg:}")
+sentinels=$(list "${GG_REDIS_SENTINELS:-}")
+master_name=$(str "${GG_REDIS_MASTER_NAME:-mymaster}")
 store_file=$(str "${GG_STORE_FILE:-/var/lib/greygate/greylist.db}")
 store_failure=$(str "${GG_STORE_FAILURE:-accept}")
 delay=$(num GG_DELAY "${GG_DELAY:-300}")
@@ -179,7 +185,19 @@ EOF
 fi
 
 echo
-if [ -n "${GG_REDIS_HOST:-}" ]; then
+if [ -n "${GG_REDIS_SENTINELS:-}" ]; then
+	cat <<EOF
+# Greylisting state shared by every MX host of the domains, in the Redis
+# master the Sentinels name.
+store = {
+  type = "redis";
+  redis = { sentinels = $sentinels; master_name = $master_name;
+            password = $redis_password; db = 0; timeout_ms = 250;
+            connect_timeout_ms = 1000; prefix = $redis_prefix; };
+  failure = $store_failure;
+};
+EOF
+elif [ -n "${GG_REDIS_HOST:-}" ]; then
 	cat <<EOF
 # Greylisting state shared by every MX host of the domains.
 store = {
