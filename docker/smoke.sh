@@ -12,11 +12,13 @@
 #   2. greygate runs as its own user (uid 2525); the image holds greygate,
 #      greygate-ctl and runtime libraries only (no compiler, no -dev
 #      package); its size is printed
-#   3. SIGHUP through `docker-compose kill -s HUP` reloads a whitelist file
-#   4. Redis restarted during traffic: every message 250, none lost
-#   5. mx1's greygate killed (`docker kill`): its restart policy brings it
-#      back, mail flows
-#   6. mx1 stopped: mx2 accepts and queues; mx1 started: mx2's probe hands
+#   3. greygate's process killed (a crash): the restart policy restarts
+#      the container, mail flows
+#   4. SIGHUP through `docker-compose kill -s HUP` reloads a whitelist file
+#   5. Redis restarted during traffic: every message 250, none lost
+#   6. `docker kill` on greygate (a stop by hand, to Docker): `up -d`
+#      starts it again, mail flows
+#   7. mx1 stopped: mx2 accepts and queues; mx1 started: mx2's probe hands
 #      the queue over within 30 s, every message arrives once
 #
 # From the repository root, as a user who may run docker (root for
@@ -166,18 +168,37 @@ wait_log 10 "$GG2" "action=pass reason=triplet .*sender=$s2"
 wait_log 10 "$GG1" "action=pass reason=[a-z-]* client=$MX2 .*sender=$s2"
 
 # ------------------------------------------------- 2. user and image --
-uids=$(docker top "$GG1" -o uid | tail -n +2 | sort -u | tr '\n' ' ')
+uids=$(docker top "$GG1" -o pid,uid | awk 'NR > 1 { print $2 }' | sort -u | tr '\n' ' ')
 [ "$uids" = "2525 " ] || fail "mx1-greygate's processes run as uid(s) $uids, not 2525 (greygate)"
 user=$(docker exec "$GG1" id -un)
 [ "$user" = greygate ] || fail "mx1-greygate runs as $user"
 image=$(docker inspect -f '{{.Image}}' "$GG1")
 extra=$(docker run --rm --entrypoint sh "$image" -c \
-	"dpkg-query -W -f '\${Package}\n' | grep -E -- '-dev\$|^(gcc|cpp|make|pkg-config|binutils)' ; ls /usr/local/bin | grep -vx -e greygate -e greygate-ctl" || true)
+	"dpkg-query -W -f '\${Package}\n' | grep -E -- '-dev\$|^(gcc|gcc-[0-9]+|cpp|cpp-[0-9]+|make|pkg-config|binutils)\$' ; ls /usr/local/bin | grep -vx -e greygate -e greygate-ctl" || true)
 [ -z "$extra" ] || fail "the greygate image holds more than it should: $extra"
 size=$(docker image inspect -f '{{.Size}}' "$image")
 say "greygate runs as uid 2525 (greygate); image: greygate, greygate-ctl and runtime libraries, $((size / 1000000)) MB"
 
-# -------------------------------------------- 3. SIGHUP whitelist reload --
+# ------------------------------------------- 3. greygate's process killed --
+# A crash (greygate's process killed from outside the container): the
+# restart policy brings the container back. Before any `docker kill`: on
+# Engine 20.10 a `docker kill`, even `-s HUP`, turns the restart policy off
+# until the container's next start.
+before=$(docker inspect -f '{{.RestartCount}}' "$GG1")
+kill -KILL "$(docker inspect -f '{{.State.Pid}}' "$GG1")"
+i=0
+until [ "$(docker inspect -f '{{.RestartCount}} {{.State.Running}}' "$GG1")" = "$((before + 1)) true" ]; do
+	i=$((i + 1))
+	[ $i -le 60 ] || fail "mx1-greygate was not restarted after its process was killed"
+	sleep 1
+done
+wait_healthy mx1-greygate
+tok5=$(token)
+send $MX1 "$s1" "$tok5"
+delivered_once 60 "$tok5"
+say "greygate's process killed: restart policy restarted mx1-greygate, mail flows"
+
+# -------------------------------------------- 4. SIGHUP whitelist reload --
 tok3=$(token)
 s3="smoke-$tok3@client.test"
 expect_rcpt "450 4.2.0" $MX1 "$s3"
@@ -190,7 +211,8 @@ expect_rcpt "250" $MX1 "$s3"
 wait_log 10 "$GG1" "reason=whitelist-sender .*sender=$s3"
 say "SIGHUP reloaded mx1's whitelist: $s3 passes at once"
 
-# ------------------------------------- 4. Redis restarted during traffic --
+# ------------------------------------- 5. Redis restarted during traffic --
+mark=$(now)
 dc restart -t 10 redis >/dev/null 2>&1 &
 rpid=$!
 toks=""
@@ -204,7 +226,8 @@ while [ $after -lt 3 ] && [ $n -lt 40 ]; do
 	n=$((n + 1))
 done
 wait $rpid || fail "docker-compose restart redis failed"
-say "redis restarted while $n messages were sent through mx1 and mx2: every one 250"
+fails=$(docker logs --since "$mark" "$GG1" 2>&1 | grep -c 'reason=store-failure' || true)
+say "redis restarted while $n messages were sent through mx1 and mx2: every one 250 ($fails passed on mx1 without Redis: reason=store-failure)"
 # shellcheck disable=SC2086 # one token a word
 delivered_once 60 $toks
 wait_healthy redis
@@ -212,22 +235,20 @@ tok4=$(token)
 expect_rcpt "450 4.2.0" $MX1 "smoke-$tok4@client.test"
 say "greylisting works again after the Redis restart"
 
-# ------------------------------------------- 5. greygate container killed --
-before=$(docker inspect -f '{{.RestartCount}}' "$GG1")
+# ------------------------------------------------ 6. docker kill greygate --
+# `docker kill` is a stop by hand to Docker (no restart policy applies):
+# compose starts it again.
 docker kill "$GG1" >/dev/null
-i=0
-until [ "$(docker inspect -f '{{.RestartCount}} {{.State.Running}}' "$GG1")" = "$((before + 1)) true" ]; do
-	i=$((i + 1))
-	[ $i -le 60 ] || fail "mx1-greygate was not restarted after docker kill"
-	sleep 1
-done
+[ "$(docker inspect -f '{{.State.Running}}' "$GG1")" = false ] || fail "docker kill mx1-greygate"
+dc up -d mx1-greygate >/dev/null 2>&1 || fail "docker-compose up -d mx1-greygate after docker kill"
 wait_healthy mx1-greygate
-tok5=$(token)
-send $MX1 "$s1" "$tok5"
-delivered_once 60 "$tok5"
-say "docker kill mx1-greygate: restarted by its restart policy, mail flows"
+[ "$(cid mx1-greygate)" = "$GG1" ] || fail "compose replaced mx1-greygate instead of starting it"
+tok6=$(token)
+send $MX1 "$s1" "$tok6"
+delivered_once 60 "$tok6"
+say "docker kill mx1-greygate: docker-compose up -d started it again, mail flows"
 
-# --------------------------------------- 6. primary down, hand-over --
+# --------------------------------------- 7. primary down, hand-over --
 mark=$(now)
 dc stop mx1-greygate mx1 >/dev/null 2>&1 || fail "stopping mx1"
 wait_log 60 "$GG2" "event=probe .*state=down" "$mark"
@@ -240,10 +261,11 @@ done
 queued=$(docker exec "$MX2C" sh -c 'postqueue -j | wc -l')
 [ "$queued" -ge 5 ] || fail "mx2 queued $queued messages, expected 5"
 say "mx1 down: mx2 accepted 5 messages and queued them ($queued in its queue)"
+back=$(date +%s)
 dc start mx1 mx1-greygate >/dev/null 2>&1 || fail "starting mx1"
 # shellcheck disable=SC2086 # one token a word
 delivered_once 30 $toks
 wait_log 10 "$GG2" "event=handover .*result=flushed" "$mark"
-say "mx1 back: mx2 handed its queue over"
+say "mx1 back: mx2 handed its queue over, all in mx1's Maildir $(($(date +%s) - back))s after docker-compose start"
 
 say "OK"
