@@ -315,3 +315,37 @@ def test_compose_is_consistent():
     assert f"MX1={addr['mx1']}" in smoke and f"MX2={addr['mx2']}" in smoke
     assert a["client.client.test"] == svc["client"]["networks"]["mail"]["ipv4_address"]
     assert "client.test" in mx
+
+
+def test_compose_prod_is_consistent():
+    """compose.prod.yml: one MX host, greygate in the Postfix container's
+    namespace, port 25 published there, the queue, mailboxes, embedded store
+    and whitelist on volumes, every setting from prod.env."""
+    c = yaml.safe_load((DOCKER / "compose.prod.yml").read_text())
+    svc = c["services"]
+    assert set(svc) == {"mx", "greygate"}
+    assert svc["mx"]["build"]["target"] == "postfix"
+    assert svc["greygate"]["build"]["target"] == "greygate"
+    assert svc["greygate"]["network_mode"] == "service:mx"
+    assert svc["greygate"]["depends_on"]["mx"]["condition"] == "service_healthy"
+    assert any(p.endswith(":25") for p in svc["mx"]["ports"]), svc["mx"]["ports"]
+    assert svc["mx"]["sysctls"]["net.ipv4.ip_unprivileged_port_start"] == "0"
+    mounts = {v.split(":")[1]: v.split(":")[0] for s in svc.values() for v in s["volumes"]}
+    for path in ("/var/spool/postfix", "/var/mail/vhosts", "/var/lib/greygate",
+                 "/etc/greygate/whitelist"):
+        assert mounts.get(path) in c["volumes"], (path, mounts)
+    for s in svc.values():
+        assert s["env_file"] == ["${GG_ENV_FILE:-prod.env}"]
+        assert s["restart"] == "unless-stopped"
+    env = T.read_env_file(DOCKER / "prod.env")
+    assert env["GG_ROLE"] in ("primary", "backup") and env["GG_REDIS_HOST"]
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose is not installed")
+@pytest.mark.parametrize("name", ["compose.yml", "compose.prod.yml"])
+def test_docker_compose_accepts(name):
+    """docker-compose 1.29 (Debian bookworm's) reads the file as it is: no
+    keys only compose v2 knows (`name:`, `depends_on: restart:`)."""
+    r = subprocess.run(["docker-compose", "-f", str(DOCKER / name), "--profile", "smoke",
+                        "config", "-q"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
