@@ -21,10 +21,12 @@
 #   7. mx1 stopped: mx2 accepts and queues; mx1 started: mx2's probe hands
 #      the queue over within 30 s, every message arrives once
 #
-# From the repository root, as a user who may run docker (root for
-# base-image.sh): sh docker/smoke.sh. docker-compose 1.29 or `docker
-# compose` v2. KEEP=1 leaves the stack running afterwards. Everything the
-# run creates goes at the end (`down --volumes`); the images stay.
+# As root (base-image.sh, and step 3 kills a process of the container from
+# the host), from anywhere: sh docker/smoke.sh, or make docker-smoke.
+# docker-compose 1.29 or `docker compose` v2. One run at a time per engine
+# (fixed project name and subnet 192.0.2.0/24). KEEP=1 leaves the stack
+# running afterwards. Everything else the run creates goes at the end
+# (`down --volumes`); the images stay.
 set -eu
 cd "$(dirname "$0")/.."
 
