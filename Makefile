@@ -89,6 +89,17 @@ e2e: $(BUILD)/greygate $(BUILD)/greygate-ctl
 	@sh test/e2e/deps.sh
 	GREYGATE_BIN=$(abspath $(BUILD)/greygate) $(PYTHON) -m pytest -q test/e2e $(PYTEST_ARGS)
 
+# The Docker deployment for real (docker/README.md): the base image when
+# there is no registry, the images, the demo stack (dns, redis, two MX
+# hosts) and its failure cases, then the production compose file. Needs a
+# Docker engine and docker-compose (or `docker compose`); root for the base
+# image; about 6 minutes from nothing.
+.PHONY: docker-smoke
+docker-smoke:
+	@sh tools/deps.sh debootstrap
+	sh docker/smoke.sh
+	sh docker/prod-check.sh
+
 # Throughput, latency and memory on loopback (bench/README.md): an -O2
 # build in build-bench, then bench/bench.py (about 6 minutes; root).
 # BENCH_ARGS="--runs 1 --only storm,pass" and the like for a part of it.
