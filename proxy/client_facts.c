@@ -39,6 +39,19 @@ static void on_name(void *arg, enum fcrdns_result r, const char *name, const cha
 	}
 }
 
+void client_facts_known(struct client_facts *f, const char *name, size_t len)
+{
+	f->state = CN_KNOWN;
+	f->result = FCRDNS_NO_MATCH;
+	if ((len == 7 && memcmp(name, "unknown", 7) == 0) || !hostname_valid(name, len))
+		return;
+	f->result = FCRDNS_MATCH;
+	if (f->any_name)
+		f->name = strndup(name, len);
+	if (f->patterns && domainlist_match(f->patterns, name, len))
+		f->listed = strndup(name, len);
+}
+
 void client_facts_ask(struct client_facts *f)
 {
 	if (f->state != CN_UNASKED)

@@ -46,6 +46,10 @@ struct client_facts_wait {
 
 void client_facts_init(struct client_facts *f, const struct ipaddr *addr,
 		       const struct domainlist *patterns, bool any_name);
+/* The name is known without a lookup: the policy service's client, whose
+ * NAME (LEN bytes) Postfix confirmed forward and backward already, or
+ * "unknown" / "" when it could not. A NAME that is no host name is none. */
+void client_facts_known(struct client_facts *f, const char *name, size_t len);
 /* Starts the name lookup unless it ran already. */
 void client_facts_ask(struct client_facts *f);
 /* True when the name is known; else W waits (see above). */

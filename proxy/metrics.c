@@ -35,6 +35,7 @@ struct slot {
 	_Atomic int64_t m[M_COUNT];
 	_Atomic uint64_t dec[DA_COUNT][WHY_COUNT];  /* by reason */
 	_Atomic uint64_t ref[WHY_COUNT];            /* by rule */
+	_Atomic uint64_t keys[POOL_KINDS][DA_COUNT]; /* store decisions by key kind */
 	_Atomic uint64_t store_err[SE_COUNT];       /* by kind */
 	_Atomic uint64_t hist[H_COUNT][HIST_BUCKETS];
 	_Atomic uint64_t hist_sum_us[H_COUNT];
@@ -125,6 +126,12 @@ void metrics_refusal(enum why rule)
 {
 	if (mine && why_is(rule, WHY_REFUSAL))
 		atomic_fetch_add_explicit(&mine->ref[rule], 1, memory_order_relaxed);
+}
+
+void metrics_decision_key(enum pool_kind k, enum decision_action a)
+{
+	if (mine && (unsigned)k < POOL_KINDS)
+		atomic_fetch_add_explicit(&mine->keys[k][a], 1, memory_order_relaxed);
 }
 
 void metrics_store_error(enum store_error kind)
@@ -228,6 +235,10 @@ void metrics_write(FILE *out)
 		  "counter" },
 		{ M_RELOADS_FAILED, "greygate_config_reloads_failed_total",
 		  "Configuration reloads refused.", "counter" },
+		{ M_POLICY_REQUESTS, "greygate_policy_requests_total",
+		  "Postfix policy service requests answered.", "counter" },
+		{ M_POLICY_ERRORS, "greygate_policy_protocol_errors_total",
+		  "Postfix policy connections closed for a protocol error.", "counter" },
 	};
 	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
 		counter(out, plain[i].name, plain[i].help, plain[i].type, sum_m(plain[i].m));
@@ -270,6 +281,18 @@ void metrics_write(FILE *out)
 			fprintf(out, "greygate_refusals_total{rule=\"%s\"} %llu\n", why_name(r),
 				(unsigned long long)v);
 	}
+	/* zeros included, as below: the kinds are few and fixed */
+	fprintf(out, "# HELP greygate_decision_keys_total Greylisting store decisions by the "
+		     "kind of key (spf, ptr: a pool; net: the client network) and action.\n"
+		     "# TYPE greygate_decision_keys_total counter\n");
+	for (int k = 0; k < POOL_KINDS; k++)
+		for (int a = DA_PASS; a <= DA_GREYLIST; a++) {
+			uint64_t v = 0;
+			for (unsigned i = 0; i < nslots; i++)
+				v += atomic_load_explicit(&slots[i].keys[k][a], memory_order_relaxed);
+			fprintf(out, "greygate_decision_keys_total{key=\"%s\",action=\"%s\"} %llu\n",
+				pool_kind_name((enum pool_kind)k), actions[a], (unsigned long long)v);
+		}
 	/* every kind, zeros included: the set is small and fixed, and a rate
 	 * alert needs the series before the first error */
 	fprintf(out, "# HELP greygate_store_error_replies_total Error replies from Redis by kind "

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "pool_key.h"
 #include "why.h"
 
 enum metric {
@@ -32,6 +33,8 @@ enum metric {
 	M_HANDOVER_FAILURES,      /* an ETRN the backend refused or never got */
 	M_RELOADS_OK,
 	M_RELOADS_FAILED,
+	M_POLICY_REQUESTS,        /* policy service requests answered */
+	M_POLICY_ERRORS,          /* policy connections closed for a protocol error */
 	M_COUNT
 };
 
@@ -56,6 +59,8 @@ const char *metrics_action_name(enum decision_action a);
  * rule. */
 void metrics_decision(enum decision_action a, enum why reason);
 void metrics_refusal(enum why rule);
+/* A store decision (pass or greylist) by the kind of its key (pool_key.h). */
+void metrics_decision_key(enum pool_kind k, enum decision_action a);
 void metrics_store_error(enum store_error kind);
 void metrics_observe(enum histogram h, double seconds);
 

@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostname.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool_key.h"
 #include "sender_norm.h"
 #include "triplet.h"
 #include "xalloc.h"
@@ -36,6 +38,7 @@ struct rcpt_rules {
 	struct rcpt_verdict out;         /* a rule's decision */
 	bool deferred;
 	struct rcpt_verdict deferral;    /* the first deferral, remembered */
+	bool policy;                     /* only the rows in_policy */
 
 	struct ipaddr client;
 	char client_str[48];
@@ -63,6 +66,8 @@ struct rcpt_rules {
 	struct store_result sres;
 	char sres_error[160];
 	struct triplet t;
+	enum pool_kind key_kind;         /* of t, once computed */
+	char spf_pass_domain[HOSTNAME_MAX + 1];  /* "" when none */
 	double store_started;
 };
 
@@ -70,6 +75,7 @@ struct rule {
 	enum why name;                   /* the rule's name: log and metrics */
 	enum rule_result (*check)(struct rcpt_rules *c);
 	bool may_reject;                 /* can answer a permanent reject */
+	bool in_policy;                  /* runs for the policy service too */
 };
 
 static void answered(struct rcpt_rules *c)
@@ -89,8 +95,12 @@ static void log_decision(struct rcpt_rules *c, enum decision_action action, enum
 	ll_str(&l, "action", metrics_action_name(action));
 	ll_str(&l, "reason", why_name(reason));
 	ll_str(&l, "client", c->client_str);
-	if (c->t.net[0])
+	if (c->t.net[0]) {
 		ll_str(&l, "net", c->t.net);
+		char key[POOL_TEXT_MAX + 4];
+		snprintf(key, sizeof key, "%s%s", c->t.pool[0] ? "" : "net:", triplet_keytext(&c->t));
+		ll_str(&l, "key", key);
+	}
 	if (c->client_name[0])
 		ll_str(&l, "client_name", c->client_name);
 	ll_str(&l, "helo", c->helo[0] ? c->helo : NULL);
@@ -433,7 +443,18 @@ static void greylist_ask_store(struct rcpt_rules *c)
 				       sizeof sender);
 	triplet_network(&c->client, (unsigned)cfg->greylist.ipv4_prefix,
 			(unsigned)cfg->greylist.ipv6_prefix, net, sizeof net);
-	if (triplet_make(&c->t, net, sender, slen, c->rcpt, strlen(c->rcpt)) < 0) {
+	char pool[POOL_TEXT_MAX];
+	struct pool_facts pf = {
+		.client = &c->client,
+		.spf_pass_domain = c->spf_pass_domain[0] ? c->spf_pass_domain : NULL,
+		.client_name = c->facts ? c->facts->name : NULL,
+		.words = (const char *const *)cfg->greylist.generic_name_words,
+		.nwords = cfg->greylist.ngeneric_name_words,
+		.order = cfg->greylist.pool_keys,
+		.norder = cfg->greylist.npool_keys,
+	};
+	c->key_kind = pool_key(&pf, pool);
+	if (triplet_make_pool(&c->t, net, pool, sender, slen, c->rcpt, strlen(c->rcpt)) < 0) {
 		/* Only hashing can fail here (paths are bounded): a store failure
 		 * in effect, handled by the same policy. */
 		c->sres = (struct store_result){ .ok = false, .error = "cannot compute the triplet key" };
@@ -457,9 +478,13 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 			      "451 4.3.0 <%s>: Temporary lookup failure, try again later%s", c->rcpt,
 			      NULL);
 	}
+	metrics_decision_key(c->key_kind, r->d.action == GL_PASS ? DA_PASS : DA_GREYLIST);
 	if (r->d.action == GL_PASS) {
 		log_decision(c, DA_PASS, why_of_gl(r->d.reason), &r->d, NULL);
-		return decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
+		decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
+		c->out.first_pass = r->d.first_pass;
+		c->out.waited = r->d.first_pass ? r->d.waited : 0;
+		return RULE_DECIDED;
 	}
 	log_decision(c, DA_GREYLIST, why_of_gl(r->d.reason), &r->d, NULL);
 	decide(c, RCPT_DEFER, WHY_GREYLIST, NULL, NULL, NULL);
@@ -493,6 +518,14 @@ static enum rule_result rule_greylist(struct rcpt_rules *c)
 	const struct store_result *r = &c->sres;
 	switch (c->phase) {
 	case 0:
+		/* A ptr: key needs the client's name: the lookup the session
+		 * started at the greeting, shared by the connection. */
+		if (c->facts && pool_kinds_have(c->cfg->greylist.pool_keys, c->cfg->greylist.npool_keys,
+						POOL_PTR) &&
+		    !c->env->client_name(c->facts, &c->fwait, on_client_name, c)) {
+			c->pending++;
+			return RULE_WAIT;
+		}
 		c->phase = 1;
 		greylist_ask_store(c);
 		return RULE_WAIT;
@@ -519,24 +552,32 @@ static enum rule_result rule_greylist(struct rcpt_rules *c)
 }
 
 /* The policy, in order. may_reject: the rule can still change a deferral
- * into a reject, so it runs after one. */
+ * into a reject, so it runs after one. in_policy: it runs when Postfix
+ * asks through the policy service; behind Postfix the address syntax,
+ * sender domain and relay checks are Postfix's own restrictions, which
+ * smtpd_recipient_restrictions runs (or not) before it asks greygate. */
 static const struct rule rules[] = {
-	{ WHY_MYNETWORKS, rule_mynetworks, false },
-	{ WHY_REJECT_NON_FQDN_SENDER, rule_non_fqdn_sender, true },
-	{ WHY_REJECT_UNKNOWN_SENDER_DOMAIN, rule_unknown_sender, true },
-	{ WHY_REJECT_NON_FQDN_RECIPIENT, rule_non_fqdn_rcpt, true },
-	{ WHY_RELAY_DENIED, rule_relay, true },
-	{ WHY_GREYLIST_DISABLED, rule_greylist_disabled, false },
-	{ WHY_WHITELIST_CLIENT, rule_whitelist_client, false },
-	{ WHY_WHITELIST_SENDER, rule_whitelist_sender, false },
-	{ WHY_WHITELIST_RECIPIENT, rule_whitelist_rcpt, false },
-	{ WHY_GREYLIST, rule_greylist, false },
+	{ WHY_MYNETWORKS, rule_mynetworks, false, true },
+	{ WHY_REJECT_NON_FQDN_SENDER, rule_non_fqdn_sender, true, false },
+	{ WHY_REJECT_UNKNOWN_SENDER_DOMAIN, rule_unknown_sender, true, false },
+	{ WHY_REJECT_NON_FQDN_RECIPIENT, rule_non_fqdn_rcpt, true, false },
+	{ WHY_RELAY_DENIED, rule_relay, true, false },
+	{ WHY_GREYLIST_DISABLED, rule_greylist_disabled, false, true },
+	{ WHY_WHITELIST_CLIENT, rule_whitelist_client, false, true },
+	{ WHY_WHITELIST_SENDER, rule_whitelist_sender, false, true },
+	{ WHY_WHITELIST_RECIPIENT, rule_whitelist_rcpt, false, true },
+	{ WHY_GREYLIST, rule_greylist, false, true },
 };
 #define NRULES (sizeof rules / sizeof rules[0])
 
 enum why rcpt_rules_row(size_t i)
 {
 	return i < NRULES ? rules[i].name : WHY_NONE;
+}
+
+bool rcpt_rules_row_in_policy(size_t i)
+{
+	return i < NRULES && rules[i].in_policy;
 }
 
 /* ---- the driver ---- */
@@ -553,7 +594,8 @@ bool rcpt_rules_run(struct rcpt_rules *c, struct rcpt_verdict *v)
 			return true;
 		}
 		const struct rule *r = &rules[c->row];
-		enum rule_result res = c->deferred && !r->may_reject ? RULE_NEXT : r->check(c);
+		bool skip = (c->deferred && !r->may_reject) || (c->policy && !r->in_policy);
+		enum rule_result res = skip ? RULE_NEXT : r->check(c);
 		if (res == RULE_WAIT)
 			continue;
 		c->row++;
@@ -581,12 +623,15 @@ struct rcpt_rules *rcpt_rules_new(const struct rcpt_env *env, void *owner,
 	c->owner = owner;
 	c->cfg = gg_config_ref(q->cfg);
 	c->facts = q->facts;
+	c->policy = q->policy;
 	c->client = *q->client;
 	snprintf(c->client_str, sizeof c->client_str, "%s", q->client_str);
 	snprintf(c->helo, sizeof c->helo, "%s", q->helo ? q->helo : "");
 	snprintf(c->tls, sizeof c->tls, "%s", q->tls ? q->tls : "");
 	snprintf(c->sender, sizeof c->sender, "%s", q->sender);
 	snprintf(c->rcpt, sizeof c->rcpt, "%.*s", (int)q->rcpt->addr_len, q->rcpt->addr);
+	if (q->spf_pass_domain && strlen(q->spf_pass_domain) < sizeof c->spf_pass_domain)
+		snprintf(c->spf_pass_domain, sizeof c->spf_pass_domain, "%s", q->spf_pass_domain);
 	const char *at = strrchr(c->sender, '@');
 	c->sdomain = at ? at + 1 : "";
 	size_t dlen;

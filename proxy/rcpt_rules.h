@@ -50,6 +50,15 @@ struct rcpt_query {
 	const char *sender;            /* "" for the null sender */
 	const struct smtp_path *rcpt;
 	const char *tls;               /* the TLS version, NULL for plaintext */
+	/* The MAIL FROM domain (HELO domain for <>) when SPF passed for the
+	 * client through a mechanism narrow enough to name a sender
+	 * (greylist.spf_max_prefix4/6): the spf: pool key. NULL: no such
+	 * pass, or SPF not evaluated. */
+	const char *spf_pass_domain;
+	/* Asked by Postfix through the policy service (proxy/policy.c): only
+	 * the rows marked for it run; the others (address syntax, sender
+	 * domain, relay authorisation) are Postfix's own restrictions there. */
+	bool policy;
 };
 
 enum rcpt_action { RCPT_ACCEPT, RCPT_REJECT, RCPT_DEFER };
@@ -58,6 +67,10 @@ struct rcpt_verdict {
 	enum rcpt_action action;
 	enum why rule;                 /* which rule or reason decided, for the log */
 	char reply[600];               /* the reply to give unless ACCEPT */
+	/* ACCEPT by the pass that ended a triplet's greylisting: the seconds
+	 * since it was first seen (0 otherwise). */
+	bool first_pass;
+	int64_t waited;
 };
 
 struct rcpt_rules;
@@ -92,5 +105,7 @@ void rcpt_rules_free(struct rcpt_rules *r);
 /* The table, for documentation and tests: the name of row I (its lib/why
  * entry), WHY_NONE past the end. */
 enum why rcpt_rules_row(size_t i);
+/* Whether row I runs for the policy service (struct rcpt_query.policy). */
+bool rcpt_rules_row_in_policy(size_t i);
 
 #endif

@@ -180,6 +180,9 @@ static void answer(struct op *o)
 		facts.result = fcrdns_answer;
 		snprintf(listed_name, sizeof listed_name, "%s", fcrdns_name);
 		facts.listed = fcrdns_answer == FCRDNS_MATCH ? listed_name : NULL;
+		/* the confirmed name too: these tests look at what rules do with
+		 * it, whatever matched which pattern */
+		facts.name = facts.listed;
 		struct client_facts_wait *w = facts_waiter;
 		facts_waiter = NULL;
 		if (w)
@@ -234,8 +237,14 @@ static void configure(const char *extra)
 		fail_msg("config: %s", err);
 }
 
+/* What the SPF evaluator would have found, for the next decisions. */
+static const char *spf_pass_domain;
+/* The policy service asks (struct rcpt_query.policy). */
+static bool as_policy;
+
 static void world_reset(void)
 {
+	as_policy = false;
 	nops = nzone = nmx = 0;
 	memset(asked, 0, sizeof asked);
 	silent_name = NULL;
@@ -246,6 +255,7 @@ static void world_reset(void)
 	store_answer = (struct store_result){
 		.ok = true, .d = { .action = GL_GREYLIST, .reason = GL_REASON_NEW, .delay_left = 300 } };
 	memset(&last_triplet, 0, sizeof last_triplet);
+	spf_pass_domain = NULL;
 }
 
 static void dns(const char *name, uint16_t type, enum dns_status st)
@@ -280,7 +290,8 @@ static struct rcpt_verdict decide_for(const char *client, const char *sender, co
 	snprintf(arg, sizeof arg, "TO:<%s>", rcpt);
 	assert_int_equal(smtp_path_parse(arg, strlen(arg), "TO:", &p), SMTP_PATH_OK);
 	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = client, .helo = "h.example",
-				.sender = sender, .rcpt = &p, .tls = NULL };
+				.sender = sender, .rcpt = &p, .tls = NULL,
+				.spf_pass_domain = spf_pass_domain, .policy = as_policy };
 	struct rcpt_rules *r = rcpt_rules_new(&env, NULL, &q);
 	struct rcpt_verdict v;
 	for (int turns = 0; !rcpt_rules_run(r, &v); turns++) {
@@ -485,7 +496,90 @@ static void test_greylist(void **state)
 	       "451 4.3.0 <r@local.example>: Temporary lookup failure, try again later");
 }
 
+/* Behind Postfix the syntax, sender domain and relay rows are Postfix's:
+ * what they would refuse is greylisted; the whitelists and mynetworks
+ * still pass; a triplet's pass says how long it waited. */
+static void test_policy_rows(void **state)
+{
+	(void)state;
+	world_reset();
+	as_policy = true;
+	configure("reject_non_fqdn_recipient = true;"
+		  "whitelist = { senders = [ \"ok@s.example\" ]; };");
+	dns("tf.example", DNS_T_MX, DNS_TEMPFAIL);
+	expect(decide_for(CLIENT, "s@tf.example", "r@foreign.example"), RCPT_DEFER, WHY_GREYLIST,
+	       "450 4.2.0 <r@foreign.example>: Recipient address rejected: Greylisted");
+	expect(decide_for(CLIENT, "s@nofqdn", "r@localhost"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(asked[OP_DNS], 0);
+	expect(decide_for("10.9.1.1", "s@x.example", "r@foreign.example"), RCPT_ACCEPT,
+	       WHY_MYNETWORKS, NULL);
+	expect(decide_for(CLIENT, "ok@s.example", "r@foreign.example"), RCPT_ACCEPT,
+	       WHY_WHITELIST_SENDER, NULL);
+	store_answer.d = (struct gl_decision){ .action = GL_PASS, .reason = GL_REASON_TRIPLET,
+					       .waited = 321, .first_pass = true };
+	struct rcpt_verdict v = decide_for(CLIENT, "s@x.example", "r@foreign.example");
+	expect(v, RCPT_ACCEPT, WHY_TRIPLET, NULL);
+	assert_true(v.first_pass);
+	assert_int_equal(v.waited, 321);
+	/* a triplet that passed before, and the auto-whitelist: no wait to tell */
+	store_answer.d = (struct gl_decision){ .action = GL_PASS, .reason = GL_REASON_TRIPLET,
+					       .waited = 86400 };
+	v = decide_for(CLIENT, "s@x.example", "r@foreign.example");
+	assert_false(v.first_pass);
+	assert_int_equal(v.waited, 0);
+	store_answer.d = (struct gl_decision){ .action = GL_PASS, .reason = GL_REASON_AWL };
+	assert_false(decide_for(CLIENT, "s@x.example", "r@foreign.example").first_pass);
+	size_t rows = 0;
+	for (size_t i = 0; rcpt_rules_row(i) != WHY_NONE; i++)
+		rows += rcpt_rules_row_in_policy(i);
+	assert_int_equal(rows, 6);
+	assert_false(rcpt_rules_row_in_policy(4));   /* relay_denied */
+}
+
 /* ---- the deferral semantics ---- */
+
+/* The key's kind: spf: when SPF passed narrowly, ptr: for a confirmed
+ * name that is not generic, else the network, whose text alone is hashed
+ * as before. */
+static void test_pool_keys(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false;");
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "mx7.out.Example.COM";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(asked[OP_FCRDNS], 1);
+	assert_string_equal(last_triplet.pool, "ptr:example.com");
+	assert_string_equal(last_triplet.net, "192.0.2.0/24");
+
+	spf_pass_domain = "Bounce.Example.ORG";
+	expect(decide_for(CLIENT, "s@bounce.example.org", "r@local.example"), RCPT_DEFER,
+	       WHY_GREYLIST, NULL);
+	assert_string_equal(last_triplet.pool, "spf:bounce.example.org");
+	assert_int_equal(asked[OP_FCRDNS], 1);   /* the name is the connection's */
+
+	/* a generic name: the network */
+	world_reset();
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "192-0-2-1.dyn.example.net";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_string_equal(last_triplet.pool, "");
+	struct triplet before;
+	assert_int_equal(triplet_make(&before, "192.0.2.0/24", "s@x.example", 11, "r@local.example",
+				      15), 0);
+	assert_string_equal(last_triplet.hex, before.hex);
+
+	/* pool keys off: no name is looked up for them */
+	world_reset();
+	configure("reject_unknown_sender_domain = false; greylist = { pool_keys = [ ]; };");
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "mx7.out.example.com";
+	spf_pass_domain = "bounce.example.org";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(asked[OP_FCRDNS], 0);
+	assert_string_equal(last_triplet.pool, "");
+}
 
 static void test_later_reject_wins(void **state)
 {
@@ -566,7 +660,9 @@ int main(void)
 		cmocka_unit_test(test_relay),
 		cmocka_unit_test(test_exemptions),
 		cmocka_unit_test(test_greylist),
+		cmocka_unit_test(test_policy_rows),
 		cmocka_unit_test(test_later_reject_wins),
+		cmocka_unit_test(test_pool_keys),
 		cmocka_unit_test(test_later_permit_keeps_deferral),
 		cmocka_unit_test(test_first_deferral_is_kept),
 		cmocka_unit_test(test_cancel_while_waiting),
