@@ -156,11 +156,12 @@ def run_parts(run, factor):
         ("pool_keys", [{"greylist": {"pool_keys": ["spf", "ptr"], "spf_max_prefix4": 16,
                                      "spf_max_prefix6": 32}},
                        {"greylist": {"pool_keys": ["spf", "ptr"]}}]),
-        ("scoring", [{"scoring": {"dnsbl": dnsxl, "weights": weights, "classes": classes,
+        ("scoring", [{"scoring": {"dnsbl": dnsxl, "classes": classes,
                                   "suspicious": {"delay": SUSPICIOUS_DELAY // factor},
                                   "hostile": {"action": "reject"}}},
                      {"scoring": {"dnsbl": dnsxl, "classes": classes}},
                      {"scoring": {"dnsbl": dnsxl}}]),
+    ] + [(f"weight {w}", [{"scoring": {"weights": {w: v}}}]) for w, v in weights.items()] + [
         ("greet_wait", [{"greet_wait": 1}, {"scoring": {"greet_wait": 1}}]),
         ("spamtraps", [{"spamtraps": [TRAP], "trap_lifetime": 86400 // factor},
                        {"scoring": {"spamtraps": [TRAP], "trap_lifetime": 86400 // factor}}]),
@@ -187,8 +188,13 @@ def probe_parts(args, run, workdir, mk):
                 break
             whys += why
         else:   # the first shape's refusal: the one the specification names
-            off.append(f"{name} ({whys[0].split(': ', 1)[-1] if whys else 'refused'})")
-    return kept, f"on: {', '.join(on) or 'nothing'}; off: {', '.join(off) or 'nothing'}"
+            why = whys[0].split(": ", 1)[-1] if whys else "refused"
+            if off and off[-1][1] == why:
+                off[-1][0].append(name)
+            else:
+                off.append(([name], why))
+    off = "; ".join(f"{', '.join(names)} ({why})" for names, why in off)
+    return kept, f"on: {', '.join(on) or 'nothing'}; off: {off or 'nothing'}"
 
 
 # --------------------------------------------------------------------------
@@ -333,10 +339,19 @@ def stats(day, results):
                "rejected": sum(r["outcome"] == "rejected" for r in rs) / len(ms) if ms else 0,
                "delays": [r["delay"] if r["outcome"] == "delivered" else None for r in rs]}
         if pop in POOLS:
+            # Delays per (pool, sender, recipient): a message that starts
+            # while an earlier one of its triple still waits shares that
+            # wait (no key could spare it); one that starts later and is
+            # delayed again is a second delay.
             per = {}
-            for m, r in zip(ms, rs):
-                per.setdefault(m.triple, 0)
-                per[m.triple] += r["deferred"] > 0
+            for m, r in sorted(zip(ms, rs), key=lambda mr: mr[0].attempts[0].t):
+                n, until = per.get(m.triple, (0, -1.0))
+                t = m.attempts[0].t
+                if r["deferred"] > 0:
+                    done = t + (r["delay"] if r["delay"] is not None else 1e12)
+                    n, until = (n, max(until, done)) if t < until else (n + 1, done)
+                per[m.triple] = (n, until)
+            per = {k: n for k, (n, _) in per.items()}
             row["triples"] = len(per)
             row["triples_over1"] = sum(v > 1 for v in per.values())
             row["max_per_triple"] = max(per.values()) if per else 0
