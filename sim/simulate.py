@@ -384,6 +384,29 @@ def table(runs):
     return "\n".join(lines)
 
 
+def targets(runs):
+    """Issue 14's targets, read off the selective run (and the baseline's
+    bots): one line each, "met" or "MISSED"."""
+    if "selective" not in runs:
+        return []
+    sel, out = runs["selective"], []
+
+    def line(ok, what):
+        out.append(f"  {'met   ' if ok else 'MISSED'} {what}")
+    for pop in POOLS:
+        r = sel[pop]
+        line(r["triples_over1"] == 0 and r["never"] == 0 and r["p95"] <= r["target_p95"],
+             f"{pop}: {r['triples_over1']} triples delayed more than once (0), p95 "
+             f"{fmt_s(r['p95'])} (<= {fmt_s(r['target_p95'])}), never delivered "
+             f"{100 * r['never']:.0f}% (0)")
+    line(sel["trusted"]["delayed"] == 0,
+         f"trusted: {100 * sel['trusted']['delayed']:.0f}% delayed (0)")
+    if "baseline" in runs:
+        b, s = runs["baseline"]["bots"]["never"], sel["bots"]["never"]
+        line(s >= b, f"bots: {100 * s:.0f}% blocked (>= baseline's {100 * b:.0f}%)")
+    return ["targets (issue 14), selective run:"] + out
+
+
 def plot(day, runs, path, title):
     import matplotlib
     matplotlib.use("Agg")
@@ -529,7 +552,7 @@ def main():
         procs.stop()
     title = (f"greygate deliverability simulator: seed {args.seed}, {len(day.messages)} messages, "
              f"{args.hours:g} h + {args.tail:g} h tail, delay {DELAY} s, clock /{args.factor}")
-    text = [title, "", table({k: v for k, v in runs.items()}), ""]
+    text = [title, "", table(runs), ""] + targets(runs) + [""]
     for run, rows in runs.items():
         text.append(f"{run}: keys {rows['_keys']} classes {rows['_classes'] or '-'}; player lag "
                     f"p95 {rows['_lag']['p95'] or 0:.0f} s, max {rows['_lag']['max']:.0f} s "
