@@ -399,6 +399,8 @@ static void start_name_lookup(struct session *s)
 {
 	client_facts_init(&s->facts, &s->client, &s->cfg->client_names,
 			  s->cfg->backend.xclient && !s->client_unknown);
+	if (!s->client_unknown)
+		client_facts_score(&s->facts, s->cfg);
 	if (s->facts.any_name)
 		client_facts_ask(&s->facts);
 }
