@@ -12,7 +12,7 @@ Clients (each a loopback source address):
 
 import pytest
 
-from harness.greygate import GL, get
+from harness.greygate import GL, get, merge
 from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
 from harness.util import free_port, token, wait_until
 
@@ -155,3 +155,26 @@ def test_no_scoring_no_lookups(greygate_factory, dns_server):
     assert "class" not in e, e
     queries = [l for l in (dns.workdir / "dnsmasq.log").read_text().splitlines() if "query[" in l]
     assert not [q for q in queries if "bl.test" in q or "in-addr.arpa" in q], queries
+
+
+def test_reload_switches_scoring_and_refuses_bad_sites(greygate_factory, dns_server):
+    """SIGHUP turns scoring on (new connections are classed), and a site
+    that is not postscreen's syntax is refused with its line, the
+    configuration in force staying."""
+    dns = dns_server(ZONE, local=("example", "test", "in-addr.arpa"))
+    base = dict(greylist=GL, dns={"servers": [dns.address], "timeout_ms": 3000, "tries": 2})
+    gg = greygate_factory(**base)
+    assert_reply(rcpt_once(gg, HOSTILE, f"r-{token()}@test.example"), 450, "4.2.0")
+
+    mark = gg.log_mark()
+    gg.write_config(merge(gg.config, {"scoring": dict(SCORING, dnsbl=["bl.test=127.0.0.[2..300]"])}))
+    gg.hup()
+    [ev] = gg.wait_event("reload", since=mark, result="failed")
+    assert "scoring.dnsbl" in ev["_line"], ev
+    assert_reply(rcpt_once(gg, HOSTILE, f"r-{token()}@test.example"), 450, "4.2.0")
+
+    mark = gg.log_mark()
+    gg.write_config(merge(gg.config, {"scoring": SCORING}))
+    gg.hup()
+    gg.wait_event("reload", since=mark, result="ok")
+    assert_reply(rcpt_once(gg, HOSTILE, f"r-{token()}@test.example"), 550, "5.7.1")
