@@ -44,6 +44,15 @@ static void on_site(void *arg, const struct dns_answer *a)
 	struct client_score *cs = sq->cs;
 	const struct dnsbl_site *site = &cs->cfg->scoring.sites[sq->site];
 	sq->q = NULL;
+	if (a->status == DNS_TEMPFAIL) {
+		/* debug: during a DNS outage this is every connection */
+		struct logline l;
+		ll_begin(&l, LOG_LVL_DEBUG, "score");
+		ll_str(&l, "site", site->domain);
+		ll_str(&l, "result", "tempfail");
+		ll_str(&l, "action", "counted as not listed");
+		ll_emit(&l);
+	}
 	for (size_t k = 0; a->status == DNS_OK && k < a->n; k++)
 		if (dnsbl_site_match(site, &a->rr[k].addr)) {
 			score_add(&cs->score, site->weight < 0 ? SIG_DNSWL : SIG_DNSBL, site->domain,
