@@ -12,6 +12,7 @@ Clients (each a loopback source address):
 
 import pytest
 
+from harness.fakes import FakeDns
 from harness.greygate import GL, get, merge
 from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
 from harness.util import free_port, token, wait_until
@@ -178,3 +179,31 @@ def test_reload_switches_scoring_and_refuses_bad_sites(greygate_factory, dns_ser
     gg.hup()
     gg.wait_event("reload", since=mark, result="ok")
     assert_reply(rcpt_once(gg, HOSTILE, f"r-{token()}@test.example"), 550, "5.7.1")
+
+
+class SilentDns(FakeDns):
+    """A DNSBL whose name server never answers."""
+
+    def answer(self, name, qtype):
+        return None
+
+
+def test_silent_dnsbl_counts_nothing(greygate_factory, dns_server):
+    """A site that does not answer costs the resolver's time-out and adds
+    nothing: the client is classed on what did answer."""
+    silent = SilentDns()
+    try:
+        dns = dns_server(ZONE + [f"server=/bl.test/127.0.0.1#{silent.port}"],
+                         local=("example", "in-addr.arpa", "wl.test", "good.test",
+                                "normal.test", "trusted.test", "sender.test"))
+        gg = greygate_factory(greylist=GL, scoring=SCORING,
+                              dns={"servers": [dns.address], "timeout_ms": 300, "tries": 1})
+        rcpt = f"r-{token()}@test.example"
+        mark = gg.log_mark()
+        assert_reply(rcpt_once(gg, NORMAL, rcpt), 450, "4.2.0", contains="retry in 2 seconds")
+        e = decision(gg, mark, rcpt)
+        assert (e["class"], e["score"], e["parts"]) == ("normal", "0", ""), e
+        assert any(q[0].endswith("bl.test") for q in silent.queries), silent.queries
+        assert gg.alive()
+    finally:
+        silent.close()
