@@ -143,7 +143,8 @@ static enum rule_result permit_logged(struct rcpt_rules *c, enum why reason)
 
 /* ---- answers ---- */
 
-static void on_client_name(void *arg)
+/* The client's name or score (facts of the connection) is known. */
+static void on_fact(void *arg)
 {
 	answered(arg);
 }
@@ -202,7 +203,7 @@ static enum rule_result client_listed(struct rcpt_rules *c, bool *listed)
 		if (netlist_match(&cfg->whitelist.clients, &c->client)) {
 			c->wl_client = WHY_WHITELIST_CLIENT;
 		} else if (cfg->client_names.names.n) {
-			if (!c->env->client_name(c->facts, &c->fwait, on_client_name, c)) {
+			if (!c->env->client_name(c->facts, &c->fwait, on_fact, c)) {
 				c->pending++;
 				return RULE_WAIT;
 			}
@@ -428,7 +429,7 @@ static enum rule_result rule_class(struct rcpt_rules *c)
 	if (!cfg->scoring.enabled)
 		return RULE_NEXT;
 	if (!c->scored) {
-		const struct score *s = c->env->client_score(c->facts, &c->swait, on_client_name, c);
+		const struct score *s = c->env->client_score(c->facts, &c->swait, on_fact, c);
 		if (!s) {
 			c->pending++;
 			return RULE_WAIT;
