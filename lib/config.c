@@ -292,6 +292,9 @@ void gg_config_unref(struct gg_config *c)
 	for (size_t i = 0; i < c->store.redis.nsentinels; i++)
 		free(c->store.redis.sentinels[i]);
 	free(c->store.redis.sentinels);
+	for (size_t i = 0; i < c->greylist.ngeneric_name_words; i++)
+		free(c->greylist.generic_name_words[i]);
+	free(c->greylist.generic_name_words);
 	free(c->dns.servers);
 	free(c->scoring.sites);
 	SSL_CTX_free(c->tls_ctx);

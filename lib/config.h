@@ -19,6 +19,7 @@
 #include "greylist.h"
 #include "netaddr.h"
 #include "score.h"
+#include "pool_key.h"
 #include "sender_norm.h"
 #include "store_type.h"
 
@@ -95,6 +96,15 @@ struct gg_config {
 		struct sender_norm_opts norm;
 		char *message;            /* "%s" stands for the seconds left */
 		bool shadow;              /* mode = "shadow": decide, log would-*, let the mail pass */
+		/* Pool keys (lib/pool_key.h): the kinds greylist.pool_keys names,
+		 * in its order; none: the network key only. */
+		enum pool_kind pool_keys[POOL_KINDS];
+		size_t npool_keys;
+		/* How wide an SPF mechanism may be and still vouch for a sender
+		 * (the SPF evaluator reads them). */
+		int spf_max_prefix4, spf_max_prefix6;
+		char **generic_name_words;    /* lib/generic_name.h */
+		size_t ngeneric_name_words;
 	} greylist;
 
 	struct {

@@ -19,6 +19,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "hostname.h"
 #include "hostport.h"
 #include "log.h"
 
@@ -127,8 +128,76 @@ bool cfg_load_store(struct loader *ld, const config_t *cf, struct gg_config *c)
 	return true;
 }
 
+/* Words of provider-assigned names (generic_name.h): ISPs' dynamic and
+ * customer ranges, as the big ones name them. */
+static const char *const default_generic_words[] = {
+	"dyn", "dynamic", "dynip", "dhcp", "pool", "ppp", "pppoe", "dsl", "adsl", "vdsl", "xdsl",
+	"cable", "cust", "customer", "client", "broadband", "dial", "dialup", "dialin", "cpe",
+	"residential", "mobile", "wireless",
+};
+#define GENERIC_WORDS_MAX 1000
+
+static bool add_word(struct gg_config *c, const char *w)
+{
+	char **nv = realloc(c->greylist.generic_name_words,
+			    (c->greylist.ngeneric_name_words + 1) * sizeof *nv);
+	if (!nv)
+		return false;
+	c->greylist.generic_name_words = nv;
+	nv[c->greylist.ngeneric_name_words++] = cfg_xstrdup(w);
+	return true;
+}
+
+/* greylist.pool_keys and greylist.generic_name_words. */
+static bool load_pool_keys(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	const config_setting_t *s = config_lookup(cf, "greylist.pool_keys");
+	if (!s) {
+		c->greylist.pool_keys[0] = POOL_SPF;
+		c->greylist.pool_keys[1] = POOL_PTR;
+		c->greylist.npool_keys = 2;
+	}
+	for (int i = 0; s && i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		enum pool_kind k;
+		if (!pool_kind_parse(v, &k) || k == POOL_NET)
+			return cfg_fail(ld, e, "greylist.pool_keys: '%s' is not \"spf\" or \"ptr\" "
+				    "(the network is the key when neither applies)", v);
+		for (size_t j = 0; j < c->greylist.npool_keys; j++)
+			if (c->greylist.pool_keys[j] == k)
+				return cfg_fail(ld, e, "greylist.pool_keys: '%s' twice", v);
+		c->greylist.pool_keys[c->greylist.npool_keys++] = k;
+	}
+	const config_setting_t *w = config_lookup(cf, "greylist.generic_name_words");
+	if (!w) {
+		for (size_t i = 0; i < sizeof default_generic_words / sizeof *default_generic_words; i++)
+			if (!add_word(c, default_generic_words[i]))
+				return cfg_fail(ld, NULL, "out of memory");
+		return true;
+	}
+	if (config_setting_length(w) > GENERIC_WORDS_MAX)
+		return cfg_fail(ld, w, "greylist.generic_name_words: at most %d words",
+			    GENERIC_WORDS_MAX);
+	for (int i = 0; i < config_setting_length(w); i++) {
+		const config_setting_t *e = config_setting_get_elem(w, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		/* a word is compared with a label or a run of letters in one */
+		size_t n = strlen(v);
+		if (n == 0 || n > HOSTNAME_LABEL_MAX || strspn(v, "abcdefghijklmnopqrstuvwxyz"
+						 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != n)
+			return cfg_fail(ld, e, "greylist.generic_name_words: '%s' is not a word of a "
+				    "host name (letters, digits, '-', '_'; 1 to 63)", v);
+		if (!add_word(c, v))
+			return cfg_fail(ld, NULL, "out of memory");
+	}
+	return true;
+}
+
 bool cfg_load_greylist(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
+	if (!load_pool_keys(ld, cf, c))
+		return false;
 	bool on;
 	cfg_get_bool(cf, "greylist.normalize_sender", true, &on);
 	struct sender_norm_opts *n = &c->greylist.norm;

@@ -133,6 +133,10 @@ const struct cfg_setting cfg_settings[] = {
 	NAMED("greylist.normalize.hex", CK_BOOL),
 	INT("greylist.max_new_per_client", greylist.max_new_per_client, 100, 1, 10000000),
 	STR("greylist.message", greylist.message, "Greylisted, retry in %s seconds"),
+	NAMED("greylist.pool_keys", CK_STRLIST),           /* default [ "spf", "ptr" ] */
+	INT("greylist.spf_max_prefix4", greylist.spf_max_prefix4, 16, 0, 32),
+	INT("greylist.spf_max_prefix6", greylist.spf_max_prefix6, 32, 0, 128),
+	NAMED("greylist.generic_name_words", CK_STRLIST),  /* default: default_generic_words */
 	STR("control_socket", control_socket, "/run/greygate/control.sock", RESTART),
 	GROUP("dns"),
 	NAMED("dns.servers", CK_STRLIST),                  /* dns.servers as c-ares CSV */

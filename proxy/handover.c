@@ -89,6 +89,7 @@ static void flush_replied(void *arg, enum backend_status st, const struct smtp_r
 	struct flush *f = arg;
 	if (st != BE_OK) {
 		log_handover(f->tracked, "backend-unavailable", NULL);
+		metrics_add(M_HANDOVER_FAILURES, 1);
 	} else {
 		char text[256];
 		size_t n = r->len < sizeof text - 1 ? r->len : sizeof text - 1;
@@ -98,6 +99,8 @@ static void flush_replied(void *arg, enum backend_status st, const struct smtp_r
 		text[n] = 0;
 		log_handover(f->tracked, r->code / 100 == 2 ? "flushed" : "refused", text);
 		metrics_add(M_HANDOVERS, 1);
+		if (r->code / 100 != 2)
+			metrics_add(M_HANDOVER_FAILURES, 1);
 	}
 	backend_free(f->be);
 	free(f);
@@ -121,6 +124,7 @@ static void flush_domain(size_t i)
 	if (!f || !(f->be = backend_new(base, cfg, 0))) {
 		free(f);
 		log_handover(i, "failed", "out of memory");
+		metrics_add(M_HANDOVER_FAILURES, 1);
 		return;
 	}
 	f->tracked = i;

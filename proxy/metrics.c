@@ -37,6 +37,7 @@ struct slot {
 	_Atomic int64_t m[M_COUNT];
 	_Atomic uint64_t dec[DA_COUNT][WHY_COUNT];  /* by reason */
 	_Atomic uint64_t ref[WHY_COUNT];            /* by rule */
+	_Atomic uint64_t keys[POOL_KINDS][DA_COUNT]; /* store decisions by key kind */
 	_Atomic uint64_t store_err[SE_COUNT];       /* by kind */
 	_Atomic uint64_t classes[CLASS_COUNT];
 	_Atomic uint64_t signals[SIG_COUNT];
@@ -168,6 +169,12 @@ static const char *signal_label(int sig)
 	return signal_name((enum signal)sig);
 }
 
+void metrics_decision_key(enum pool_kind k, enum decision_action a)
+{
+	if (mine && (unsigned)k < POOL_KINDS)
+		atomic_fetch_add_explicit(&mine->keys[k][a], 1, memory_order_relaxed);
+}
+
 void metrics_store_error(enum store_error kind)
 {
 	if (mine)
@@ -263,6 +270,8 @@ void metrics_write(FILE *out)
 		  "counter" },
 		{ M_HANDOVERS, "greygate_handovers_total", "ETRNs sent after a primary came back.",
 		  "counter" },
+		{ M_HANDOVER_FAILURES, "greygate_handover_failures_total",
+		  "Hand-overs whose ETRN the backend refused or never got.", "counter" },
 		{ M_RELOADS_OK, "greygate_config_reloads_ok_total", "Configuration reloads done.",
 		  "counter" },
 		{ M_RELOADS_FAILED, "greygate_config_reloads_failed_total",
@@ -270,6 +279,19 @@ void metrics_write(FILE *out)
 	};
 	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
 		counter(out, plain[i].name, plain[i].help, plain[i].type, sum_m(plain[i].m));
+	/* /healthz's two dependencies as gauges, so that an alert can tell a
+	 * store outage from a backend one without a second scraper */
+	bool store_up = true, backend_up = true;
+	for (unsigned i = 0; i < nworkers; i++) {
+		if (!atomic_load(&slots[i].live))
+			continue;
+		store_up = store_up && atomic_load(&slots[i].store_ok);
+		backend_up = backend_up && atomic_load(&slots[i].backend_ok);
+	}
+	counter(out, "greygate_store_up", "1 when every worker reaches the greylisting store.",
+		"gauge", store_up);
+	counter(out, "greygate_backend_up", "1 when every worker reaches the backend.", "gauge",
+		backend_up);
 
 	fprintf(out, "# HELP greygate_decisions_total RCPT decisions by action and reason.\n"
 		     "# TYPE greygate_decisions_total counter\n");
@@ -296,6 +318,18 @@ void metrics_write(FILE *out)
 			fprintf(out, "greygate_refusals_total{rule=\"%s\"} %llu\n", why_name(r),
 				(unsigned long long)v);
 	}
+	/* zeros included, as below: the kinds are few and fixed */
+	fprintf(out, "# HELP greygate_decision_keys_total Greylisting store decisions by the "
+		     "kind of key (spf, ptr: a pool; net: the client network) and action.\n"
+		     "# TYPE greygate_decision_keys_total counter\n");
+	for (int k = 0; k < POOL_KINDS; k++)
+		for (int a = DA_PASS; a <= DA_GREYLIST; a++) {
+			uint64_t v = 0;
+			for (unsigned i = 0; i < nslots; i++)
+				v += atomic_load_explicit(&slots[i].keys[k][a], memory_order_relaxed);
+			fprintf(out, "greygate_decision_keys_total{key=\"%s\",action=\"%s\"} %llu\n",
+				pool_kind_name((enum pool_kind)k), actions[a], (unsigned long long)v);
+		}
 	/* every kind, zeros included: the set is small and fixed, and a rate
 	 * alert needs the series before the first error */
 	fprintf(out, "# HELP greygate_store_error_replies_total Error replies from Redis by kind "

@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "score.h"
+#include "pool_key.h"
 #include "why.h"
 
 enum metric {
@@ -30,6 +31,7 @@ enum metric {
 	M_STORE_ERRORS,
 	M_DNS_ERRORS,
 	M_HANDOVERS,
+	M_HANDOVER_FAILURES,      /* an ETRN the backend refused or never got */
 	M_RELOADS_OK,
 	M_RELOADS_FAILED,
 	M_COUNT
@@ -66,6 +68,8 @@ void metrics_refusal(enum why rule);
  * signals found, once per connection. */
 void metrics_class(enum score_class c);
 void metrics_signal(enum signal s);
+/* A store decision (pass or greylist) by the kind of its key (pool_key.h). */
+void metrics_decision_key(enum pool_kind k, enum decision_action a);
 void metrics_store_error(enum store_error kind);
 void metrics_observe(enum histogram h, double seconds);
 

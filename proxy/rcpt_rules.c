@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostname.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool_key.h"
 #include "score.h"
 #include "sender_norm.h"
 #include "triplet.h"
@@ -64,6 +66,8 @@ struct rcpt_rules {
 	struct store_result sres;
 	char sres_error[160];
 	struct triplet t;
+	enum pool_kind key_kind;         /* of t, once computed */
+	char spf_pass_domain[HOSTNAME_MAX + 1];  /* "" when none */
 	double store_started;
 
 	/* Selective greylisting: the connection's score with this session's
@@ -97,8 +101,12 @@ static void log_decision(struct rcpt_rules *c, enum decision_action action, enum
 	ll_str(&l, "action", metrics_action_name(action));
 	ll_str(&l, "reason", why_name(reason));
 	ll_str(&l, "client", c->client_str);
-	if (c->t.net[0])
+	if (c->t.net[0]) {
 		ll_str(&l, "net", c->t.net);
+		char key[POOL_TEXT_MAX + 4];
+		snprintf(key, sizeof key, "%s%s", c->t.pool[0] ? "" : "net:", triplet_keytext(&c->t));
+		ll_str(&l, "key", key);
+	}
 	if (c->client_name[0])
 		ll_str(&l, "client_name", c->client_name);
 	ll_str(&l, "helo", c->helo[0] ? c->helo : NULL);
@@ -218,6 +226,17 @@ static enum rule_result client_listed(struct rcpt_rules *c, bool *listed)
 	return RULE_NEXT;
 }
 
+/* For a rule that spares whitelisted clients, asked once it would apply
+ * (so that a rule with nothing to say never waits for the client's name):
+ * true when it must return *RES instead, RULE_WAIT while the name is
+ * looked up or RULE_NEXT for a whitelisted client. */
+static bool spared(struct rcpt_rules *c, enum rule_result *res)
+{
+	bool listed;
+	*res = client_listed(c, &listed);
+	return *res == RULE_WAIT || listed;
+}
+
 /* ---- the rules ---- */
 
 /* Trusted: every check below is skipped, relaying included. */
@@ -237,11 +256,9 @@ static enum rule_result rule_non_fqdn_sender(struct rcpt_rules *c)
 {
 	if (!c->cfg->reject_non_fqdn_sender || !c->sender[0] || is_fqdn(c->sdomain))
 		return RULE_NEXT;
-	bool listed;
-	if (client_listed(c, &listed) == RULE_WAIT)
-		return RULE_WAIT;
-	if (listed)
-		return RULE_NEXT;
+	enum rule_result res;
+	if (spared(c, &res))
+		return res;
 	return decide(c, RCPT_REJECT, WHY_REJECT_NON_FQDN_SENDER,
 		      "504 5.5.2 <%s>: Sender address rejected: need fully-qualified address%s",
 		      c->sender, NULL);
@@ -264,11 +281,9 @@ static enum rule_result rule_unknown_sender(struct rcpt_rules *c)
 	case 0: {
 		if (!c->cfg->reject_unknown_sender_domain || !c->sdomain[0] || c->sdomain[0] == '[')
 			return RULE_NEXT;
-		bool listed;
-		if (client_listed(c, &listed) == RULE_WAIT)
-			return RULE_WAIT;
-		if (listed)
-			return RULE_NEXT;
+		enum rule_result res;
+		if (spared(c, &res))
+			return res;
 		c->phase = 1;
 		lookup(c, 0, c->sdomain, DNS_T_MX);
 		return RULE_WAIT;
@@ -489,7 +504,18 @@ static void greylist_ask_store(struct rcpt_rules *c)
 				       sizeof sender);
 	triplet_network(&c->client, (unsigned)cfg->greylist.ipv4_prefix,
 			(unsigned)cfg->greylist.ipv6_prefix, net, sizeof net);
-	if (triplet_make(&c->t, net, sender, slen, c->rcpt, strlen(c->rcpt)) < 0) {
+	char pool[POOL_TEXT_MAX];
+	struct pool_facts pf = {
+		.client = &c->client,
+		.spf_pass_domain = c->spf_pass_domain[0] ? c->spf_pass_domain : NULL,
+		.client_name = c->facts ? c->facts->name : NULL,
+		.words = (const char *const *)cfg->greylist.generic_name_words,
+		.nwords = cfg->greylist.ngeneric_name_words,
+		.order = cfg->greylist.pool_keys,
+		.norder = cfg->greylist.npool_keys,
+	};
+	c->key_kind = pool_key(&pf, pool);
+	if (triplet_make_pool(&c->t, net, pool, sender, slen, c->rcpt, strlen(c->rcpt)) < 0) {
 		/* Only hashing can fail here (paths are bounded): a store failure
 		 * in effect, handled by the same policy. */
 		c->sres = (struct store_result){ .ok = false, .error = "cannot compute the triplet key" };
@@ -520,6 +546,7 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 			      "451 4.3.0 <%s>: Temporary lookup failure, try again later%s", c->rcpt,
 			      NULL);
 	}
+	metrics_decision_key(c->key_kind, r->d.action == GL_PASS ? DA_PASS : DA_GREYLIST);
 	if (r->d.action == GL_PASS) {
 		log_decision(c, DA_PASS, why_of_gl(r->d.reason), &r->d, NULL);
 		return decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
@@ -560,6 +587,14 @@ static enum rule_result rule_greylist(struct rcpt_rules *c)
 	const struct store_result *r = &c->sres;
 	switch (c->phase) {
 	case 0:
+		/* A ptr: key needs the client's name: the lookup the session
+		 * started at the greeting, shared by the connection. */
+		if (c->facts && pool_kinds_have(c->cfg->greylist.pool_keys, c->cfg->greylist.npool_keys,
+						POOL_PTR) &&
+		    !c->env->client_name(c->facts, &c->fwait, on_fact, c)) {
+			c->pending++;
+			return RULE_WAIT;
+		}
 		c->phase = 1;
 		greylist_ask_store(c);
 		return RULE_WAIT;
@@ -655,6 +690,8 @@ struct rcpt_rules *rcpt_rules_new(const struct rcpt_env *env, void *owner,
 	snprintf(c->tls, sizeof c->tls, "%s", q->tls ? q->tls : "");
 	snprintf(c->sender, sizeof c->sender, "%s", q->sender);
 	snprintf(c->rcpt, sizeof c->rcpt, "%.*s", (int)q->rcpt->addr_len, q->rcpt->addr);
+	if (q->spf_pass_domain && strlen(q->spf_pass_domain) < sizeof c->spf_pass_domain)
+		snprintf(c->spf_pass_domain, sizeof c->spf_pass_domain, "%s", q->spf_pass_domain);
 	const char *at = strrchr(c->sender, '@');
 	c->sdomain = at ? at + 1 : "";
 	size_t dlen;

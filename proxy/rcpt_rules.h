@@ -50,6 +50,11 @@ struct rcpt_query {
 	const char *sender;            /* "" for the null sender */
 	const struct smtp_path *rcpt;
 	const char *tls;               /* the TLS version, NULL for plaintext */
+	/* The MAIL FROM domain (HELO domain for <>) when SPF passed for the
+	 * client through a mechanism narrow enough to name a sender
+	 * (greylist.spf_max_prefix4/6): the spf: pool key. NULL: no such
+	 * pass, or SPF not evaluated. */
+	const char *spf_pass_domain;
 };
 
 enum rcpt_action { RCPT_ACCEPT, RCPT_REJECT, RCPT_DEFER };

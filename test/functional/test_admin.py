@@ -127,6 +127,8 @@ def test_healthz_ok(admin_gg):
     gg = admin_gg()
     code, body = get(gg.admin_port, "/healthz")
     assert (code, body.strip()) == (200, "ok")
+    text = get(gg.admin_port, "/metrics")[1]
+    assert (metric(text, "greygate_backend_up"), metric(text, "greygate_store_up")) == (1, 1)
     assert get(gg.admin_port, "/nothing")[0] == 404
 
 
@@ -136,6 +138,8 @@ def test_healthz_reports_backend_down(admin_gg, fake_backend):
     wait_until(lambda: get(gg.admin_port, "/healthz")[0] == 503, 5, what="503")
     code, body = get(gg.admin_port, "/healthz")
     assert code == 503 and "backend unavailable" in body
+    text = get(gg.admin_port, "/metrics")[1]
+    assert (metric(text, "greygate_backend_up"), metric(text, "greygate_store_up")) == (0, 1)
 
 
 def test_healthz_reports_store_down(admin_gg):
@@ -145,6 +149,8 @@ def test_healthz_reports_store_down(admin_gg):
                                                     "timeout_ms": 200}, "file": ""})
     wait_until(lambda: get(gg.admin_port, "/healthz")[0] == 503, 5, what="503")
     assert "store unavailable" in get(gg.admin_port, "/healthz")[1]
+    text = get(gg.admin_port, "/metrics")[1]
+    assert (metric(text, "greygate_backend_up"), metric(text, "greygate_store_up")) == (1, 0)
 
 
 def test_healthz_with_workers(admin_gg):

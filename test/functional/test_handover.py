@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from harness.greygate import get, metric
 from harness.util import free_port, wait_until
 
 PRIMARY_ADDR = "127.0.0.3"
@@ -232,12 +233,13 @@ def test_one_flush_per_recovery(greygate_factory, dns_server, make_postfix_backe
     assert len(gg.events("handover", result="flushed")) == 2
 
 
-def test_flush_with_backend_down(greygate_factory, dns_server, fake_backend, banner):
-    """The ETRN cannot be delivered: logged, and greygate carries on."""
+def test_flush_with_backend_down(admin_gg, dns_server, fake_backend, banner):
+    """The ETRN cannot be delivered: logged, counted as a failed hand-over
+    (the alert rules watch it), and greygate carries on."""
     upstream = fake_backend("greet421")
     dns = dns_server(zone())
     b = banner("down")
-    gg = handover_gate(greygate_factory, dns, upstream, b.port)
+    gg = handover_gate(lambda **kw: admin_gg(**kw), dns, upstream, b.port)
     gg.wait_event("probe", timeout=5, domain="relay.example", state="down")
     accepted = upstream.accepted
     mark = gg.log_mark()
@@ -247,6 +249,9 @@ def test_flush_with_backend_down(greygate_factory, dns_server, fake_backend, ban
     assert upstream.accepted > accepted        # it did try
     wait_probes(b, 2)
     assert len(gg.events("handover", since=mark, domain="relay.example")) == 1
+    text = get(gg.admin_port, "/metrics")[1]
+    assert metric(text, "greygate_handover_failures_total") == 1
+    assert metric(text, "greygate_handovers_total") == 0
     assert gg.alive()
 
 

@@ -114,6 +114,45 @@ static void test_refusals(void **state)
 	assert_refused("relay_domains_file = \"/nonexistent/greygate\";\n", 1, "relay_domains_file");
 }
 
+/* greylist.pool_keys and its companions: defaults, order, refusals. */
+static void test_pool_keys(void **state)
+{
+	(void)state;
+	struct gg_config *c = load_text("myhostname = \"mx.example.org\";\n");
+	assert_non_null(c);
+	assert_int_equal(c->greylist.npool_keys, 2);
+	assert_int_equal(c->greylist.pool_keys[0], POOL_SPF);
+	assert_int_equal(c->greylist.pool_keys[1], POOL_PTR);
+	assert_int_equal(c->greylist.spf_max_prefix4, 16);
+	assert_int_equal(c->greylist.spf_max_prefix6, 32);
+	assert_true(c->greylist.ngeneric_name_words > 10);
+	gg_config_unref(c);
+
+	c = load_text("greylist = { pool_keys = [ \"ptr\", \"spf\" ];\n"
+		      "  generic_name_words = [ \"dyn\", \"dial-up\" ]; };\n");
+	assert_non_null(c);
+	assert_int_equal(c->greylist.npool_keys, 2);
+	assert_int_equal(c->greylist.pool_keys[0], POOL_PTR);
+	assert_int_equal(c->greylist.ngeneric_name_words, 2);
+	assert_string_equal(c->greylist.generic_name_words[1], "dial-up");
+	gg_config_unref(c);
+
+	c = load_text("greylist = { pool_keys = [ ]; generic_name_words = [ ]; };\n");
+	assert_non_null(c);
+	assert_int_equal(c->greylist.npool_keys, 0);
+	assert_int_equal(c->greylist.ngeneric_name_words, 0);
+	gg_config_unref(c);
+
+	assert_refused("greylist = {\n  pool_keys = [ \"dkim\" ];\n};\n", 2, "greylist.pool_keys");
+	assert_refused("greylist = {\n  pool_keys = [ \"net\" ];\n};\n", 2, "greylist.pool_keys");
+	assert_refused("greylist = {\n  pool_keys = [ \"ptr\", \"ptr\" ];\n};\n", 2, "twice");
+	assert_refused("greylist = {\n  generic_name_words = [ \"a b\" ];\n};\n", 2,
+		       "greylist.generic_name_words");
+	assert_refused("greylist = {\n  generic_name_words = [ \"\" ];\n};\n", 2,
+		       "greylist.generic_name_words");
+	assert_refused("greylist = {\n  spf_max_prefix4 = 33;\n};\n", 2, "out of range");
+}
+
 static void test_relay_domains_file(void **state)
 {
 	(void)state;
@@ -161,6 +200,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_pool_keys),
 		cmocka_unit_test(test_relay_domains_file),
 		cmocka_unit_test(test_refcount),
 	};

@@ -207,6 +207,9 @@ static void answer(struct op *o)
 		facts.result = fcrdns_answer;
 		snprintf(listed_name, sizeof listed_name, "%s", fcrdns_name);
 		facts.listed = fcrdns_answer == FCRDNS_MATCH ? listed_name : NULL;
+		/* the confirmed name too: these tests look at what rules do with
+		 * it, whatever matched which pattern */
+		facts.name = facts.listed;
 		struct client_facts_wait *w = facts_waiter;
 		facts_waiter = NULL;
 		if (w)
@@ -269,6 +272,9 @@ static void configure(const char *extra)
 		fail_msg("config: %s", err);
 }
 
+/* What the SPF evaluator would have found, for the next decisions. */
+static const char *spf_pass_domain;
+
 static void world_reset(void)
 {
 	nops = nzone = nmx = 0;
@@ -286,6 +292,7 @@ static void world_reset(void)
 	score_known = false;
 	score_waiter = NULL;
 	query_helo = "h.example";
+	spf_pass_domain = NULL;
 }
 
 static void dns(const char *name, uint16_t type, enum dns_status st)
@@ -320,7 +327,8 @@ static struct rcpt_verdict decide_for(const char *client, const char *sender, co
 	snprintf(arg, sizeof arg, "TO:<%s>", rcpt);
 	assert_int_equal(smtp_path_parse(arg, strlen(arg), "TO:", &p), SMTP_PATH_OK);
 	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = client, .helo = query_helo,
-				.sender = sender, .rcpt = &p, .tls = NULL };
+				.sender = sender, .rcpt = &p, .tls = NULL,
+				.spf_pass_domain = spf_pass_domain };
 	struct rcpt_rules *r = rcpt_rules_new(&env, NULL, &q);
 	struct rcpt_verdict v;
 	for (int turns = 0; !rcpt_rules_run(r, &v); turns++) {
@@ -528,6 +536,49 @@ static void test_greylist(void **state)
 
 /* ---- the deferral semantics ---- */
 
+/* The key's kind: spf: when SPF passed narrowly, ptr: for a confirmed
+ * name that is not generic, else the network, whose text alone is hashed
+ * as before. */
+static void test_pool_keys(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false;");
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "mx7.out.Example.COM";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(asked[OP_FCRDNS], 1);
+	assert_string_equal(last_triplet.pool, "ptr:example.com");
+	assert_string_equal(last_triplet.net, "192.0.2.0/24");
+
+	spf_pass_domain = "Bounce.Example.ORG";
+	expect(decide_for(CLIENT, "s@bounce.example.org", "r@local.example"), RCPT_DEFER,
+	       WHY_GREYLIST, NULL);
+	assert_string_equal(last_triplet.pool, "spf:bounce.example.org");
+	assert_int_equal(asked[OP_FCRDNS], 1);   /* the name is the connection's */
+
+	/* a generic name: the network */
+	world_reset();
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "192-0-2-1.dyn.example.net";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_string_equal(last_triplet.pool, "");
+	struct triplet before;
+	assert_int_equal(triplet_make(&before, "192.0.2.0/24", "s@x.example", 11, "r@local.example",
+				      15), 0);
+	assert_string_equal(last_triplet.hex, before.hex);
+
+	/* pool keys off: no name is looked up for them */
+	world_reset();
+	configure("reject_unknown_sender_domain = false; greylist = { pool_keys = [ ]; };");
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "mx7.out.example.com";
+	spf_pass_domain = "bounce.example.org";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(asked[OP_FCRDNS], 0);
+	assert_string_equal(last_triplet.pool, "");
+}
+
 static void test_later_reject_wins(void **state)
 {
 	(void)state;
@@ -702,6 +753,7 @@ int main(void)
 		cmocka_unit_test(test_exemptions),
 		cmocka_unit_test(test_greylist),
 		cmocka_unit_test(test_later_reject_wins),
+		cmocka_unit_test(test_pool_keys),
 		cmocka_unit_test(test_later_permit_keeps_deferral),
 		cmocka_unit_test(test_first_deferral_is_kept),
 		cmocka_unit_test(test_cancel_while_waiting),
