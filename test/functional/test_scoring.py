@@ -145,9 +145,10 @@ def test_shadow_mode_passes_mail(greygate_factory, dns_server, postfix_backend):
 
 def test_no_scoring_no_lookups(greygate_factory, dns_server):
     """Without a scoring group nothing is looked up: not the lists, not the
-    client's name (XCLIENT off, so nothing else would ask)."""
+    client's name (XCLIENT and ptr: pool keys off, so nothing else would
+    ask)."""
     dns = dns_server(ZONE, local=("example", "test", "in-addr.arpa"))
-    gg = greygate_factory(greylist=GL, backend={"xclient": False},
+    gg = greygate_factory(greylist=dict(GL, pool_keys=[]), backend={"xclient": False},
                           dns={"servers": [dns.address], "timeout_ms": 3000, "tries": 2})
     rcpt = f"r-{token()}@test.example"
     mark = gg.log_mark()
