@@ -26,6 +26,7 @@
 	X(DNSWL,           "dnswl",           false) \
 	X(NO_PTR,          "no_ptr",          true)  \
 	X(UNCONFIRMED_PTR, "unconfirmed_ptr", true)  \
+	X(GENERIC_PTR,     "generic_ptr",     true)  \
 	X(BAD_HELO,        "bad_helo",        true)
 
 enum signal {

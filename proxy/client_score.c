@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "dnsbl_site.h"
+#include "generic_name.h"
 #include "log.h"
 #include "metrics.h"
 #include "resolver.h"
@@ -62,14 +63,22 @@ static void on_site(void *arg, const struct dns_answer *a)
 	finished_one(cs);
 }
 
-/* What the client's name says, once known. */
+/* What the client's name says, once known: none, one that does not
+ * resolve back, or a confirmed name an access provider gave one of its
+ * customers' addresses (greylist.generic_name_words, the address in it). */
 static void name_known(struct client_score *cs)
 {
-	const int *w = cs->cfg->scoring.weights;
-	if (cs->facts->result == FCRDNS_NO_PTR)
+	const struct gg_config *cfg = cs->cfg;
+	const int *w = cfg->scoring.weights;
+	const struct client_facts *f = cs->facts;
+	if (f->result == FCRDNS_NO_PTR)
 		score_add(&cs->score, SIG_NO_PTR, NULL, w[SIG_NO_PTR]);
-	else if (cs->facts->result == FCRDNS_NO_MATCH)
+	else if (f->result == FCRDNS_NO_MATCH)
 		score_add(&cs->score, SIG_UNCONFIRMED_PTR, NULL, w[SIG_UNCONFIRMED_PTR]);
+	else if (f->result == FCRDNS_MATCH && f->name &&
+		 generic_name(f->name, &f->addr, (const char *const *)cfg->greylist.generic_name_words,
+			      cfg->greylist.ngeneric_name_words))
+		score_add(&cs->score, SIG_GENERIC_PTR, NULL, w[SIG_GENERIC_PTR]);
 }
 
 static void on_name(void *arg)

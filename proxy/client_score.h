@@ -2,7 +2,7 @@
  * client_score: the score of a connection's client (lib/score.h) from
  * what is known at connect: its listings on the scoring.dnsbl sites, all
  * asked in parallel, and its name (client_facts.h: no PTR, a PTR that is
- * not forward-confirmed). Started once per connection when scoring is on;
+ * not forward-confirmed, a confirmed name that looks generic). Started once per connection when scoring is on;
  * the RCPT rules wait for it and add what depends on the session (the
  * HELO), then classify.
  *

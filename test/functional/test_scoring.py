@@ -8,6 +8,7 @@ Clients (each a loopback source address):
   127.0.0.22  on the DNSBL (weight 8), no PTR (3)        -> 11: hostile
   127.0.0.23  no PTR (3)                                 ->  3: suspicious
   127.0.0.24  PTR confirmed, on neither list             ->  0: normal
+  127.0.0.25  PTR confirmed but generic (2)              ->  2: normal
 """
 
 import pytest
@@ -18,6 +19,7 @@ from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
 from harness.util import free_port, token, wait_until
 
 TRUSTED, HOSTILE, SUSPICIOUS, NORMAL = "127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"
+GENERIC = "127.0.0.25"
 SUSPICIOUS_DELAY = 600
 
 ZONE = [
@@ -31,11 +33,14 @@ ZONE = [
     "host-record=24.0.0.127.bl.test,127.0.0.99",
     "ptr-record=24.0.0.127.in-addr.arpa,mail.normal.test",
     "host-record=mail.normal.test,127.0.0.24",
+    # an access provider's name for a customer's address
+    "ptr-record=25.0.0.127.in-addr.arpa,dsl-127-0-0-25.dyn.isp.test",
+    "host-record=dsl-127-0-0-25.dyn.isp.test,127.0.0.25",
 ]
 
 SCORING = {
     "dnsbl": ["bl.test=127.0.0.[2..11]*8", "wl.test=127.0.[0..255].[1..3]*-5"],
-    "weights": {"no_ptr": 3, "unconfirmed_ptr": 1, "bad_helo": 1},
+    "weights": {"no_ptr": 3, "unconfirmed_ptr": 1, "generic_ptr": 2, "bad_helo": 1},
     "classes": {"trusted": -3, "suspicious": 3, "hostile": 8},
     "suspicious": {"delay": SUSPICIOUS_DELAY},
     "hostile": {"action": "reject"},
@@ -109,12 +114,19 @@ def test_classes(greygate_factory, dns_server):
     e = decision(gg, mark, rcpt)
     assert (e["action"], e["class"], e["score"]) == ("greylist", "normal", "0"), e
 
+    # a confirmed but generic name counts
+    rcpt = f"r-{token()}@test.example"
+    mark = gg.log_mark()
+    assert_reply(rcpt_once(gg, GENERIC, rcpt), 450, "4.2.0", contains="retry in 2 seconds")
+    e = decision(gg, mark, rcpt)
+    assert (e["class"], e["score"], e["parts"]) == ("normal", "2", "generic_ptr:2"), e
+
     status, text = get(admin, "/metrics")
     assert status == 200
     for cls in ("trusted", "hostile", "suspicious", "normal"):
         assert f'greygate_classes_total{{class="{cls}"}} ' in text
         assert not f'greygate_classes_total{{class="{cls}"}} 0\n' in text, text
-    for sig in ("dnsbl", "dnswl", "no_ptr"):
+    for sig in ("dnsbl", "dnswl", "no_ptr", "generic_ptr"):
         assert not f'greygate_signals_total{{signal="{sig}"}} 0\n' in text, text
     assert 'greygate_decisions_total{action="reject",reason="hostile"} 1' in text
     assert gg.alive()

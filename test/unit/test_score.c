@@ -91,6 +91,7 @@ static void test_settings(void **state)
 	assert_false(c->scoring.enabled);
 	assert_false(c->greylist.shadow);
 	assert_int_equal(c->scoring.weights[SIG_NO_PTR], 2);
+	assert_int_equal(c->scoring.weights[SIG_GENERIC_PTR], 2);
 	gg_config_unref(c);
 	c = load("myhostname = \"m.example\"; greylist = { mode = \"shadow\"; };\n"
 		 "scoring = { dnsbl = [ \"zen.example=127.0.0.[2..11]*3\", \"wl.example*-5\" ];\n"
