@@ -10,11 +10,22 @@ static const char *const signal_names[SIG_COUNT] = {
 #undef SIGNAL_NAME
 };
 
+static const bool signal_weights[SIG_COUNT] = {
+#define SIGNAL_WEIGHTED(id, name, weighted) [SIG_##id] = weighted,
+	SCORE_SIGNALS(SIGNAL_WEIGHTED)
+#undef SIGNAL_WEIGHTED
+};
+
 static const char *const class_names[CLASS_COUNT] = { "trusted", "normal", "suspicious", "hostile" };
 
 const char *signal_name(enum signal s)
 {
 	return (unsigned)s < SIG_COUNT ? signal_names[s] : "?";
+}
+
+bool signal_weighted(enum signal s)
+{
+	return (unsigned)s < SIG_COUNT && signal_weights[s];
 }
 
 const char *score_class_name(enum score_class c)

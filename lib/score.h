@@ -60,6 +60,8 @@ struct score_classes {
 };
 
 const char *signal_name(enum signal s);
+/* Whether S's weight is the setting scoring.weights.<name>. */
+bool signal_weighted(enum signal s);
 const char *score_class_name(enum score_class c);
 
 /* Adds POINTS for SIG (SITE for a listing); a part of 0 points is left out. */

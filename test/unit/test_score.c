@@ -4,11 +4,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "config.h"
+#include "config_schema.h"
 #include "score.h"
 #include "tmpdir.h"
 
@@ -75,6 +77,27 @@ static void test_bad_helo(void **state)
 	netlist_free(&mine);
 }
 
+/* Adding a signal is a row in SCORE_SIGNALS and, when its weight is a
+ * setting, that setting's row: each weighted signal has exactly its
+ * scoring.weights row, landing in its own slot, and no other does. */
+static void test_weight_rows(void **state)
+{
+	(void)state;
+	for (enum signal sig = 0; sig < SIG_COUNT; sig++) {
+		char p[64];
+		snprintf(p, sizeof p, "scoring.weights.%s", signal_name(sig));
+		const struct cfg_setting *r = cfg_setting_find(p);
+		if (!signal_weighted(sig)) {
+			assert_null(r);
+			continue;
+		}
+		if (!r)
+			fail_msg("%s has no row", p);
+		assert_int_equal(r->off, offsetof(struct gg_config, scoring.weights) +
+						 (size_t)sig * sizeof(int));
+	}
+}
+
 static struct gg_config *load(const char *text, char *err, size_t errlen)
 {
 	const char *file = path("gg.conf");
@@ -128,6 +151,7 @@ int main(void)
 		cmocka_unit_test(test_parts_and_total),
 		cmocka_unit_test(test_classes),
 		cmocka_unit_test(test_bad_helo),
+		cmocka_unit_test(test_weight_rows),
 		cmocka_unit_test(test_settings),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
