@@ -464,17 +464,14 @@ static enum rule_result rule_class(struct rcpt_rules *c)
 		log_decision(c, DA_WOULD_REJECT, WHY_HOSTILE, NULL, NULL);
 		return decide(c, RCPT_ACCEPT, WHY_HOSTILE, NULL, NULL, NULL);
 	}
+	bool tempfail = cfg->scoring.hostile_tempfail;
 	char why[80];
-	snprintf(why, sizeof why, "client classed hostile (score %d)", c->score.total);
-	if (cfg->scoring.hostile_tempfail) {
-		log_decision(c, DA_TEMPFAIL, WHY_HOSTILE, NULL, NULL);
-		return decide(c, RCPT_DEFER, WHY_HOSTILE,
-			      "450 4.7.1 <%s>: Recipient address rejected: %s, try again later", c->rcpt,
-			      why);
-	}
-	log_decision(c, DA_REJECT, WHY_HOSTILE, NULL, NULL);
-	return decide(c, RCPT_REJECT, WHY_HOSTILE, "550 5.7.1 <%s>: Recipient address rejected: %s",
-		      c->rcpt, why);
+	snprintf(why, sizeof why, "client classed hostile (score %d)%s", c->score.total,
+		 tempfail ? ", try again later" : "");
+	log_decision(c, tempfail ? DA_TEMPFAIL : DA_REJECT, WHY_HOSTILE, NULL, NULL);
+	return decide(c, tempfail ? RCPT_DEFER : RCPT_REJECT, WHY_HOSTILE,
+		      tempfail ? "450 4.7.1 <%s>: Recipient address rejected: %s"
+			       : "550 5.7.1 <%s>: Recipient address rejected: %s", c->rcpt, why);
 }
 
 /* The configured text with the seconds left in place of its %s; "1
