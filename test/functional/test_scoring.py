@@ -220,3 +220,32 @@ def test_silent_dnsbl_counts_nothing(greygate_factory, dns_server):
         assert gg.alive()
     finally:
         silent.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def kind(request):
+    return request.param
+
+
+def test_suspicious_earns_no_awl(gl_gate, dns_server, kind):
+    """A suspicious client waits its own delay and, once passed, is still
+    greylisted for a new triplet: it earns no auto-whitelist, where a
+    normal client does (awl_threshold 1). Both stores."""
+    dns = dns_server(ZONE, local=("example", "test", "in-addr.arpa"))
+    gg = gl_gate(kind, greylist={"awl_threshold": 1},
+                 scoring=dict(SCORING, suspicious={"delay": 3}),
+                 dns={"servers": [dns.address], "timeout_ms": 3000, "tries": 2})
+    for source, delay, second in ((NORMAL, 2, (250, "awl")), (SUSPICIOUS, 3, (450, "new"))):
+        tok = token()
+        sender = f"s-{tok}@sender.test"
+        first = f"a-{tok}@test.example"
+        assert_reply(rcpt_once(gg, source, first, sender), 450, "4.2.0",
+                     contains=f"retry in {delay} second")
+        wait_until(lambda: rcpt_once(gg, source, first, sender).code == 250, 30,
+                   interval=0.5, what=f"{source}: the retry passes")
+        rcpt = f"b-{tok}@test.example"
+        mark = gg.log_mark()
+        r = rcpt_once(gg, source, rcpt, sender)
+        assert r.code == second[0], (source, r.text)
+        e = decision(gg, mark, rcpt)
+        assert e["reason"] == second[1], (source, e)
