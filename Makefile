@@ -148,7 +148,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session spf_record pool_key \
-                policy_proto
+                policy_proto dnsbl_site
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -std=c11 -D_GNU_SOURCE -Ilib
 FUZZ_LIBS     = $(shell pkg-config --cflags --libs libevent openssl libpsl 2>/dev/null)
@@ -162,6 +162,7 @@ FUZZ_SRC_spf_record   := lib/spf_record.c lib/spf_macro.c lib/spf_eval.c lib/net
 FUZZ_SRC_pool_key     := lib/pool_key.c lib/generic_name.c lib/regdomain.c lib/hostname.c \
                          lib/netaddr.c
 FUZZ_SRC_policy_proto := lib/policy_proto.c
+FUZZ_SRC_dnsbl_site   := lib/dnsbl_site.c lib/netaddr.c lib/hostname.c
 
 build-fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz_check.h $(wildcard lib/*.c lib/*.h)
 	@mkdir -p build-fuzz && echo '*' > build-fuzz/.gitignore
