@@ -370,17 +370,18 @@ def fmt_s(s):
 def table(runs):
     lines = []
     hdr = (f"{'population':<10} {'run':<10} {'msgs':>5} {'delayed':>8} {'median':>7} {'p95':>7} "
-           f"{'max':>7} {'never':>6} {'blocked':>8} {'pool triples >1 delay (max)':>28}")
+           f"{'max':>7} {'never':>6} {'blocked (5xx)':>13} {'pool triples >1 delay (max)':>28}")
     lines += [hdr, "-" * len(hdr)]
     for pop in LEGIT + ["bots"]:
         for run, rows in runs.items():
             r = rows[pop]
-            blocked = f"{100 * r['never']:.0f}%" if pop == "bots" else ""
+            blocked = (f"{100 * r['never']:.0f}% ({100 * r['rejected']:.0f}%)" if pop == "bots"
+                       else "")
             trip = (f"{r['triples_over1']}/{r['triples']} ({r['max_per_triple']})"
                     f"  p95 target {fmt_s(r['target_p95'])}" if "triples" in r else "")
             lines.append(f"{pop:<10} {run:<10} {r['messages']:>5} {100 * r['delayed']:>7.0f}% "
                          f"{fmt_s(r['median']):>7} {fmt_s(r['p95']):>7} {fmt_s(r['max']):>7} "
-                         f"{100 * r['never']:>5.0f}% {blocked:>8} {trip:>28}")
+                         f"{100 * r['never']:>5.0f}% {blocked:>13} {trip:>28}")
     return "\n".join(lines)
 
 
@@ -425,7 +426,7 @@ def plot(day, runs, path, title):
             ys = [sum(1 for d in ds if d is not None and d / 3600 <= x) / len(ds) for x in xs]
             ax.step(xs, ys, where="post", linestyle=style.get(run, ":"), color=colours[pop],
                     label=f"{pop} ({run})")
-    ax.set_xlim(0, 4)
+    ax.set_xlim(0, min(8, horizon_h))
     ax.set_xlabel("delay, real-world hours (first attempt to delivery)")
     ax.set_ylabel("share of messages delivered")
     ax.set_title("Delivered within x hours (dashed: baseline /24 keys)")
