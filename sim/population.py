@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 DOMAIN = "sim.example"            # the recipient domain (MX: mx1 primary, mx2 backup)
 TRAP = f"trap@{DOMAIN}"
+MX_ADDRS = ("127.0.1.1", "127.0.1.2")   # mx1 (primary, preference 10), mx2 (backup, 20)
 DNSBL_ZONE = "bl.sim.example"
 DNSWL_ZONE = "wl.sim.example"
 DNSBL_ANSWER = "127.0.0.4"        # a "zen"-like listing
@@ -179,7 +180,8 @@ class Day:
     # -- the populations
     def _build(self):
         self.dns_lines += [f"mx-host={DOMAIN},mx1.{DOMAIN},10", f"mx-host={DOMAIN},mx2.{DOMAIN},20",
-                           f"address=/mx1.{DOMAIN}/127.0.1.1", f"address=/mx2.{DOMAIN}/127.0.1.2"]
+                           f"address=/mx1.{DOMAIN}/{MX_ADDRS[0]}",
+                           f"address=/mx2.{DOMAIN}/{MX_ADDRS[1]}"]
         self._pools()
         self._static("static", 70, 40, 70, dnswl=False)
         self._lists()

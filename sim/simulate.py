@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 from harness.greygate import default_config, merge, render_config  # noqa: E402
 from harness.util import free_port, parse_kv  # noqa: E402
 import population as popmod  # noqa: E402
-from population import DNSBL_ZONE, DNSWL_ZONE, DOMAIN, TRAP  # noqa: E402
+from population import DNSBL_ZONE, DNSWL_ZONE, DOMAIN, MX_ADDRS, TRAP  # noqa: E402
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 DELAY = 300                    # the configured greylisting delay, real seconds
@@ -109,7 +109,7 @@ def dnsmasq_conf(port, logf, day):
 def gate_config(args, run, role, port, dns_port, sink_port, redis_port, workdir, extra):
     """The configuration of one greygate: ROLE "primary" or "backup" of RUN."""
     f = args.factor
-    addr = "127.0.1.1" if role == "primary" else "127.0.1.2"
+    addr = MX_ADDRS[0 if role == "primary" else 1]
     cfg = merge(default_config(port, f"127.0.0.1:{sink_port}", f"127.0.0.1:{dns_port}"), {
         "myhostname": f"{'mx1' if role == 'primary' else 'mx2'}.{DOMAIN}",
         "listen": [f"{addr}:{port}"],
@@ -271,8 +271,8 @@ async def attempt(host, port, att, msg, timeout=60):
 class Player:
     """Plays DAY against one pair of greygates; results per message."""
 
-    def __init__(self, name, ports, factor, horizon, sem):
-        self.name, self.ports, self.factor = name, ports, factor
+    def __init__(self, port, factor, horizon, sem):
+        self.port, self.factor = port, factor
         self.horizon, self.sem = horizon, sem
         self.results = {}
         self.lags = []
@@ -287,8 +287,7 @@ class Player:
             await asyncio.sleep(max(0.0, t0 + att.t / self.factor - loop.time()))
             async with self.sem:
                 self.lags.append((loop.time() - t0) * self.factor - att.t)
-                host = "127.0.1.1" if att.mx == 0 else "127.0.1.2"
-                out, code = await attempt(host, self.ports[att.mx], att, msg)
+                out, code = await attempt(MX_ADDRS[att.mx], self.port, att, msg)
             res["tries"] += 1
             res["codes"].append(code)
             if out == "ok":
@@ -484,8 +483,7 @@ async def main_async(args, workdir, procs):
 
     runs, players, gatelogs, notes = {}, {}, {}, {}
     for run in args.runs:
-        port = free_port(17025)
-        ports = (port, port)
+        port = free_port(17025)        # both MX hosts of the run, on their own addresses
 
         def mk(ex, port=port, run=run):
             return gate_config(args, run, "primary", port, dns_port, sink_port, redis_port,
@@ -499,9 +497,9 @@ async def main_async(args, workdir, procs):
             conf.write_text(render_config(cfg))
             p = procs.spawn([args.greygate, "-c", str(conf)], f"{run}-{role}.log")
             gatelogs.setdefault(run, []).append(workdir / f"{run}-{role}.log")
-            await wait_port("127.0.1.1" if role == "primary" else "127.0.1.2", port, p,
+            await wait_port(MX_ADDRS[0 if role == "primary" else 1], port, p,
                             f"greygate {run} {role}")
-        players[run] = Player(run, ports, args.factor, day.window + args.tail * 3600,
+        players[run] = Player(port, args.factor, day.window + args.tail * 3600,
                               asyncio.Semaphore(args.concurrency))
     await asyncio.sleep(1)            # the backups' hand-over probes see the primaries up
     loop = asyncio.get_running_loop()
