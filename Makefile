@@ -111,7 +111,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 # working copy of its seeds; fails if any crashes (5 x 60 s: about 5 min).
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session
+FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session redis_slots
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -std=c11 -D_GNU_SOURCE -Ilib
 FUZZ_LIBS     = $(shell pkg-config --cflags --libs libevent openssl 2>/dev/null)
@@ -120,10 +120,12 @@ FUZZ_SRC_address_norm := lib/smtp_cmd.c lib/sender_norm.c lib/triplet.c lib/neta
 FUZZ_SRC_dotcodec     := lib/dotcodec.c
 FUZZ_SRC_proxyproto   := lib/proxyproto.c lib/netaddr.c
 FUZZ_SRC_dnsmsg       := lib/dnsmsg.c lib/netaddr.c lib/hostname.c
+FUZZ_SRC_redis_slots  := lib/redis_slots.c lib/sentinel.c lib/hostport.c
+FUZZ_LIBS_redis_slots  = $(shell pkg-config --cflags --libs hiredis 2>/dev/null)
 
 build-fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz_check.h $(wildcard lib/*.c lib/*.h)
 	@mkdir -p build-fuzz && echo '*' > build-fuzz/.gitignore
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS) $(FUZZ_LIBS_$*)
 
 # The session target runs the proxy itself (all of proxy/ but main.c) with
 # proxy/resolver.c on the fake c-ares the target defines: c-ares's headers,
