@@ -196,7 +196,7 @@ static int r_explain(void *ctx, const struct gl_params *p, const struct triplet 
 {
 	struct rctx *x = ctx;
 	struct gl_script_keys k;
-	gl_script_keys(x->cfg->store.redis.prefix, t, &k);
+	gl_script_keys(x->cfg->store.redis.prefix, t, false, &k);
 	redisReply *r = cmd(x, "EVAL %s 3 %s %s %s %lld %lld %lld %d %d 1 %s %s %s", greylist_lua,
 			    k.triplet, k.awl, k.new_count, (long long)p->delay,
 			    (long long)p->retry_window, (long long)p->pass_lifetime, p->awl_threshold,

@@ -292,6 +292,9 @@ void gg_config_unref(struct gg_config *c)
 	for (size_t i = 0; i < c->store.redis.nsentinels; i++)
 		free(c->store.redis.sentinels[i]);
 	free(c->store.redis.sentinels);
+	for (size_t i = 0; i < c->store.redis.ncluster; i++)
+		free(c->store.redis.cluster[i]);
+	free(c->store.redis.cluster);
 	free(c->dns.servers);
 	SSL_CTX_free(c->tls_ctx);
 	free(c);

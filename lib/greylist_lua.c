@@ -56,11 +56,15 @@ const char greylist_lua[] =
 	"store_new()\n"
 	"return {1, 'new', delay, 0, 0}\n";
 
-void gl_script_keys(const char *prefix, const struct triplet *t, struct gl_script_keys *k)
+void gl_script_keys(const char *prefix, const struct triplet *t, bool tagged,
+		    struct gl_script_keys *k)
 {
-	snprintf(k->triplet, sizeof k->triplet, "%s" GL_KEY_TRIPLET "%s", prefix, t->hex);
-	snprintf(k->awl, sizeof k->awl, "%s" GL_KEY_AWL "%s", prefix, t->net);
-	snprintf(k->new_count, sizeof k->new_count, "%s" GL_KEY_NEW "%s", prefix, t->net);
+	const char *open = tagged ? "{" : "", *close = tagged ? "}" : "";
+	snprintf(k->triplet, sizeof k->triplet, "%s" GL_KEY_TRIPLET "%s%s%s%s", prefix, open,
+		 tagged ? t->net : "", close, t->hex);
+	snprintf(k->awl, sizeof k->awl, "%s" GL_KEY_AWL "%s%s%s", prefix, open, t->net, close);
+	snprintf(k->new_count, sizeof k->new_count, "%s" GL_KEY_NEW "%s%s%s", prefix, open, t->net,
+		 close);
 }
 
 const char *gl_script_answer(const redisReply *r, struct gl_decision *d)

@@ -28,11 +28,15 @@ extern const char greylist_lua[];
 #define GL_KEY_NEW "n:"
 
 /* The script's KEYS for T under PREFIX (at most 64 bytes, the loader
- * says). */
+ * says). TAGGED (a Redis Cluster) puts T's network in braces in every key,
+ * "PREFIXt:{NET}HEX", "PREFIXa:{NET}", "PREFIXn:{NET}": one hash tag, so
+ * the three share one slot and the decision stays one EVALSHA there.
+ * Untagged names are those of a plain Redis, unchanged. */
 struct gl_script_keys {
 	char triplet[128], awl[128], new_count[128];
 };
-void gl_script_keys(const char *prefix, const struct triplet *t, struct gl_script_keys *k);
+void gl_script_keys(const char *prefix, const struct triplet *t, bool tagged,
+		    struct gl_script_keys *k);
 
 /* The script's answer R as *D: NULL, or what is wrong with R. */
 const char *gl_script_answer(const redisReply *r, struct gl_decision *d);

@@ -6,6 +6,7 @@
 const struct store_type store_types[STORE_KINDS] = {
 	[STORE_MEMORY] = { "memory", STORE_EMBEDDED },
 	[STORE_REDIS] = { "redis", 0 },
+	[STORE_REDIS_CLUSTER] = { "redis-cluster", 0 },
 };
 
 int store_type_find(const char *name, enum store_kind *kind)

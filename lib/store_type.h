@@ -12,6 +12,7 @@
 enum store_kind {
 	STORE_MEMORY,
 	STORE_REDIS,
+	STORE_REDIS_CLUSTER,       /* "redis" with store.redis.cluster set */
 	STORE_KINDS
 };
 
