@@ -14,7 +14,9 @@
  *
  * A node whose connection failed is not tried again before its own
  * back-off: decisions for its slots fail at once meanwhile (store.failure)
- * instead of each waiting for a connect.
+ * instead of each waiting for a connect. Rounds start REFRESH_MIN_MS apart
+ * at least, so a dead primary the map still names (until its replica is
+ * promoted) costs a few reads a second, not a loop of them.
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@
 #define SEEDS_MAX 16               /* store.redis.cluster entries used */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define REFRESH_MIN_MS 100
 #define REFRESH_MAX_MS 2000
 
 struct cnode {
@@ -53,6 +56,7 @@ struct redis_cluster {
 	redisAsyncContext *rc;
 	struct event *refresh_timer, *rc_timer;
 	int refresh_backoff_ms;
+	long long refreshed_at;        /* ms: when the last round started */
 	bool again;                    /* wanted again while one was under way */
 	struct slot_map read;          /* the last reply, read */
 };
@@ -86,15 +90,18 @@ static int grow(int ms)
 
 /* ---- the slot map ---- */
 
-/* Reads the map again soon (from the loop), unless a read is under way. */
+/* Reads the map again soon (from the loop, REFRESH_MIN_MS after the last
+ * round at the earliest), unless a read is under way or due. */
 static void refresh_soon(struct redis_cluster *C)
 {
 	if (C->rc) {
 		C->again = true;
 		return;
 	}
-	if (!evtimer_pending(C->refresh_timer, NULL))
-		redis_arm(C->refresh_timer, 0);
+	if (evtimer_pending(C->refresh_timer, NULL))
+		return;
+	long long wait = C->refreshed_at + REFRESH_MIN_MS - now_ms();
+	redis_arm(C->refresh_timer, wait > 0 ? (int)wait : 0);
 }
 
 static int node_find(const struct redis_cluster *C, const struct sentinel_addr *a)
@@ -133,8 +140,9 @@ static bool owns_slots(const struct redis_cluster *C, int i)
 
 static void connect_node(struct redis_store *R, int i);
 
-/* The map just read replaces ours: its primaries connected, the nodes
- * that serve nothing now and wait for nothing closed. */
+/* The map just read replaces ours: its primaries connected (unless in
+ * their back-off), the nodes that serve nothing now and wait for nothing
+ * closed. A change is logged with the number of slots that moved. */
 static void apply_map(struct redis_store *R)
 {
 	struct redis_cluster *C = R->cl;
@@ -147,30 +155,34 @@ static void apply_map(struct redis_store *R)
 			return;
 		}
 	}
-	size_t served = 0;
+	size_t served = 0, changed = 0;
 	for (size_t s = 0; s < REDIS_SLOTS; s++) {
-		C->owner[s] = m->owner[s] == SLOT_NOBODY ? SLOT_NOBODY : (uint8_t)idx[m->owner[s]];
-		served += m->owner[s] != SLOT_NOBODY;
+		uint8_t o = m->owner[s] == SLOT_NOBODY ? SLOT_NOBODY : (uint8_t)idx[m->owner[s]];
+		changed += o != C->owner[s];
+		C->owner[s] = o;
+		served += o != SLOT_NOBODY;
 	}
+	long long now = now_ms();
 	for (int i = 0; i < NODES_MAX; i++) {
 		struct cnode *n = &C->node[i];
 		if (!n->a.port)
 			continue;
 		if (owns_slots(C, i)) {
-			if (!n->ac)
+			if (!n->ac && now >= n->retry_at)
 				connect_node(R, i);
 		} else if (!n->ac || !n->ac->replies.head) {
 			node_close(n);
 			n->a.port = 0;
 		}
 	}
-	if (R->state != R_UP || served < REDIS_SLOTS) {
+	if (changed) {
 		struct logline l;
 		ll_begin(&l, served < REDIS_SLOTS ? LOG_LVL_WARNING : LOG_LVL_INFO, "store");
 		ll_str(&l, "store", store_type(R->base.kind)->name);
 		ll_str(&l, "state", "slot-map");
 		ll_int(&l, "primaries", (long long)m->nnodes);
 		ll_int(&l, "slots_served", (long long)served);
+		ll_int(&l, "slots_changed", (long long)changed);
 		ll_str(&l, "from", C->cand[C->tried - 1].host);
 		ll_int(&l, "port", C->cand[C->tried - 1].port);
 		ll_emit(&l);
@@ -307,6 +319,7 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
 	struct redis_cluster *C = R->cl;
 	if (C->rc)
 		return;
+	C->refreshed_at = now_ms();
 	C->ncand = C->tried = 0;
 	for (int i = 0; i < NODES_MAX; i++)
 		if (C->node[i].a.port && C->node[i].ac)
@@ -414,6 +427,8 @@ redisAsyncContext *redis_cluster_conn(struct redis_store *R, unsigned slot,
 	struct cnode *n = &C->node[i];
 	if (!n->ac && now_ms() >= n->retry_at)
 		connect_node(R, i);
+	if (!n->ac)
+		refresh_soon(C);   /* in its back-off: has a replica taken over? */
 	return n->ac;
 }
 
