@@ -33,7 +33,8 @@ extern const char greylist_lua[];
  * the three share one slot and the decision stays one EVALSHA there.
  * Untagged names are those of a plain Redis, unchanged. */
 struct gl_script_keys {
-	char triplet[128], awl[128], new_count[128];
+	/* 64 + "t:{" + NET_TEXT_MAX + "}" + TRIPLET_HEX_LEN, with room */
+	char triplet[192], awl[192], new_count[192];
 };
 void gl_script_keys(const char *prefix, const struct triplet *t, bool tagged,
 		    struct gl_script_keys *k);

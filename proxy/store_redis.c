@@ -67,7 +67,7 @@ struct store_req {
 	struct sentinel_addr ask_to;
 	char *argv[NARGS];
 	size_t argvlen[NARGS];
-	char buf[1024];            /* holds the argument strings */
+	char buf[1536];            /* holds the argument strings: keys, parts and all */
 };
 
 static struct redis_store *redis_of(void *s)

@@ -2,11 +2,16 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "greylist_lua.h"
 #include "redis_slots.h"
+#include "triplet.h"
+
+#include "mk_triplet.h"
 
 static unsigned slot_of(const char *key)
 {
@@ -29,6 +34,39 @@ static void test_crc16_and_slots(void **state)
 	/* greygate's tagged keys of one client network share its slot */
 	assert_int_equal(slot_of("gg:t:{192.0.2.0/24}00ff"), slot_of("gg:a:{192.0.2.0/24}"));
 	assert_int_equal(slot_of("gg:n:{192.0.2.0/24}"), slot_of("192.0.2.0/24"));
+}
+
+/* A plain Redis keeps the names it always had (no re-greylisting on an
+ * upgrade); a cluster's share the network's tag, so one slot. */
+static void test_script_keys(void **state)
+{
+	(void)state;
+	struct triplet t = mk("192.0.2.0/24", "a@example.org", "b@example.net");
+	struct gl_script_keys k;
+	gl_script_keys("gg:", &t, false, &k);
+	char want[128];
+	snprintf(want, sizeof want, "gg:t:%s", t.hex);
+	assert_string_equal(k.triplet, want);
+	assert_string_equal(k.awl, "gg:a:192.0.2.0/24");
+	assert_string_equal(k.new_count, "gg:n:192.0.2.0/24");
+
+	gl_script_keys("gg:", &t, true, &k);
+	snprintf(want, sizeof want, "gg:t:{192.0.2.0/24}%s", t.hex);
+	assert_string_equal(k.triplet, want);
+	assert_string_equal(k.awl, "gg:a:{192.0.2.0/24}");
+	assert_string_equal(k.new_count, "gg:n:{192.0.2.0/24}");
+	unsigned s = slot_of("192.0.2.0/24");
+	assert_int_equal(slot_of(k.triplet), s);
+	assert_int_equal(slot_of(k.awl), s);
+	assert_int_equal(slot_of(k.new_count), s);
+
+	/* the longest prefix and network still fit */
+	struct triplet v6 = mk("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", "a@b.c", "d@e.f");
+	char prefix[65];
+	memset(prefix, 'p', 64);
+	prefix[64] = 0;
+	gl_script_keys(prefix, &v6, true, &k);
+	assert_int_equal(strlen(k.triplet), 64 + 2 + 1 + strlen(v6.net) + 1 + TRIPLET_HEX_LEN);
 }
 
 /* ---- replies built by hand ---- */
@@ -179,6 +217,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc16_and_slots),
+		cmocka_unit_test(test_script_keys),
 		cmocka_unit_test(test_slot_map),
 		cmocka_unit_test(test_slot_map_refused),
 		cmocka_unit_test(test_slot_map_too_many_nodes),
