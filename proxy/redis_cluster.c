@@ -29,7 +29,11 @@
 #include "redis_priv.h"
 #include "redis_slots.h"
 
-#define NODES_MAX SLOTS_MAX_NODES  /* connections: primaries and redirect targets */
+/* Connections: the primaries of a map, and room as many again for nodes
+ * that served before or were named by a redirect and still have requests
+ * pending (closed once they have none), so that a full new map always
+ * fits. Indexes fit the one-byte slot owners (SLOT_NOBODY is 255). */
+#define NODES_MAX (2 * SLOTS_MAX_NODES)
 #define SEEDS_MAX 16               /* store.redis.cluster entries used */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
