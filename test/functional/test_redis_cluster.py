@@ -11,17 +11,22 @@ greygate, all on 127.0.0.1. Client networks are 127.0.N.0/24 (sources
 127.0.N.5), one hash tag each.
 """
 
+import os
 import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from harness.greygate import default_config, render_config, require_binary
 from harness.redis import RedisCluster
 from harness.smtp import RawSMTP, assert_reply
-from harness.util import wait_until
+from harness.util import GREYGATE_BIN, wait_until
+
+GREYGATE_CTL = os.environ.get("GREYGATE_CTL",
+                              str(Path(GREYGATE_BIN).resolve().parent / "greygate-ctl"))
 
 DELAY = 2
 TIMEOUT_MS = 300
@@ -41,10 +46,10 @@ def rcluster():
         c.destroy()
 
 
-def cluster_gate(greygate_factory, rc, failure="accept"):
+def cluster_gate(greygate_factory, rc, failure="accept", greylist=None):
     seeds = [f"127.0.0.1:{n.port}" for n in rc.nodes[:2]]
     gg = greygate_factory(
-        start=False, greylist=GL,
+        start=False, greylist={**GL, **(greylist or {})},
         store={"type": "redis", "file": "", "failure": failure,
                "redis": {"cluster": seeds, "timeout_ms": TIMEOUT_MS,
                          "connect_timeout_ms": TIMEOUT_MS, "prefix": "gg:"}})
@@ -97,6 +102,19 @@ def evalsha_calls(node):
     stats = node.cmd("INFO", "commandstats")
     m = re.search(r"cmdstat_evalsha:calls=(\d+)", stats)
     return int(m.group(1)) if m else 0
+
+
+def ctl(gg, *args):
+    assert os.access(GREYGATE_CTL, os.X_OK), f"greygate-ctl not found: {GREYGATE_CTL}"
+    r = subprocess.run([GREYGATE_CTL, "-c", str(gg.conf_path), *args],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, f"greygate-ctl {args} -> {r.returncode}\n{r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def listed(gg):
+    return [dict(m.groups() for m in re.finditer(r"(\w+)=(\S+)", l))
+            for l in ctl(gg, "list").splitlines() if l.startswith("key=")]
 
 
 def errorstat(node, word):
@@ -298,6 +316,56 @@ def test_cluster_primary_killed(rcluster, greygate_factory, tok):
     assert_reply(rep, 250)
     ev = decision(gg, kept, mark)
     assert (ev["action"], ev["reason"]) == ("pass", "triplet"), ev["_line"]
+    assert gg.alive()
+
+
+def test_cluster_primary_frozen(rcluster, greygate_factory, tok):
+    """A primary frozen (SIGSTOP) during traffic (failure=accept): RCPTs from
+    its network are answered within the request timeout (a pass for store
+    failure, logged), none hangs; greygate gives up on the stuck connection,
+    and once the cluster has promoted the replica, decisions are
+    greylisting again, on the replica. Thawed, the old primary rejoins as a
+    replica and nothing changes for greygate."""
+    gg = cluster_gate(greygate_factory, rcluster)
+    chosen = nets_on_every_primary(rcluster)
+    victim_port, n = next(iter(chosen.items()))
+    victim = rcluster.by_port(victim_port)
+    replica = rcluster.replica_of(victim)
+    sender = f"frank@{tok}.sender.example"
+    mark = gg.log_mark()
+    victim.pause()
+    t0 = time.monotonic()
+    reasons, i = [], 0
+    while True:
+        rx = f"frozen{i}-{tok}@test.example"
+        i += 1
+        since = gg.log_mark()
+        rep, took = rcpt_once(gg, n, sender, rx)
+        assert took < TIMEOUT_MS / 1000 + 2.0, f"RCPT took {took:.2f}s"
+        assert rep.code in (250, 450), rep.text
+        ev = decision(gg, rx, since)
+        reasons.append(ev["reason"])
+        if ev["reason"] == "new" and "store-failure" in reasons:
+            break
+        assert time.monotonic() - t0 < 30, \
+            "no decision after the failover:\n" + "\n".join(gg.log_lines()[mark:])
+        time.sleep(0.05)
+    print(f"\nfrozen primary: {len(reasons)} RCPTs, "
+          f"{reasons.count('store-failure')} store failures, "
+          f"decisions again after {time.monotonic() - t0:.1f}s")
+    assert "role:master" in replica.cmd("INFO", "replication")
+    assert gg.events("store", since=mark, state="disconnecting", port=str(victim.port))
+    tag = "{" + net(n) + "}"
+    assert any(tag in k for k in replica.keys("gg:t:*"))
+
+    victim.resume()
+    wait_until(lambda: "role:slave" in victim.cmd("INFO", "replication"), 30,
+               interval=0.2, what="the thawed primary a replica")
+    rx = f"thawed-{tok}@test.example"
+    since = gg.log_mark()
+    rep, _ = rcpt_once(gg, n, sender, rx)
+    assert_reply(rep, 450, "4.2.0")
+    assert decision(gg, rx, since)["reason"] == "new"
     assert gg.alive()
 
 
