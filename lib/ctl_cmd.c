@@ -36,26 +36,136 @@ int ctl_triplet(const struct gg_config *cfg, const char *client, const char *sen
 	return 0;
 }
 
-static void print_time(FILE *out, const char *key, int64_t when)
+enum ctl_format ctl_format_of(int argc, char **argv, int *first)
 {
-	char buf[32];
-	time_t tt = (time_t)when;
-	struct tm tm;
-	gmtime_r(&tt, &tm);
-	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(out, " %s=%s", key, buf);
+	enum ctl_format fmt = CTL_TEXT;
+	int i = 0;
+	for (; i < argc && strcmp(argv[i], "--json") == 0; i++)
+		fmt = CTL_JSON;
+	*first = i;
+	return fmt;
 }
 
-static void print_entry(FILE *out, const struct ctl_entry *e)
+void ctl_stat_str(struct ctl_stats *s, const char *name, const char *v)
 {
-	fprintf(out, "key=%s net=%s sender=%s rcpt=%s state=%s", e->hex, e->net,
-		e->sender[0] ? e->sender : "<>", e->rcpt, e->passed ? "passed" : "pending");
-	print_time(out, "first_seen", e->first_seen);
-	fprintf(out, " ttl=%lld\n", (long long)e->ttl);
+	if (s->n < CTL_STATS_MAX) {
+		s->f[s->n].name = name;
+		s->f[s->n].str = v;
+		s->n++;
+	}
+}
+
+void ctl_stat_num(struct ctl_stats *s, const char *name, long long v)
+{
+	if (s->n < CTL_STATS_MAX) {
+		s->f[s->n].name = name;
+		s->f[s->n].str = NULL;
+		s->f[s->n].num = v;
+		s->n++;
+	}
+}
+
+/* ---- JSON ---- */
+
+/* The length of the well-formed UTF-8 sequence at P (RFC 3629: no
+ * overlong forms, no surrogates, nothing past U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+	unsigned char c = p[0];
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xBF;     /* the bounds of the second byte */
+	if (c >= 0xC2 && c <= 0xDF)
+		n = 2;
+	else if (c >= 0xE0 && c <= 0xEF)
+		n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+	else if (c >= 0xF0 && c <= 0xF4)
+		n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+	else
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xBF)
+			return 0;               /* the terminating NUL stops here too */
+	return n;
+}
+
+/* S as a JSON string. What the stores hold came from SMTP clients and
+ * need not be UTF-8: a byte that is not part of a well-formed sequence
+ * is written as U+FFFD, so the output is always valid JSON. */
+static void json_str(FILE *out, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	fputc('"', out);
+	while (*p) {
+		size_t n;
+		if (*p == '"' || *p == '\\') {
+			fprintf(out, "\\%c", *p++);
+		} else if (*p < 0x20 || *p == 0x7F) {
+			fprintf(out, "\\u%04x", *p++);
+		} else if (*p < 0x80) {
+			fputc(*p++, out);
+		} else if ((n = utf8_len(p)) > 0) {
+			fwrite(p, 1, n, out);
+			p += n;
+		} else {
+			fputs("\\ufffd", out);
+			p++;
+		}
+	}
+	fputc('"', out);
+}
+
+/* ,"NAME":"V" (or without the comma, first) */
+static void json_field(FILE *out, bool first, const char *name, const char *v)
+{
+	fprintf(out, "%s\"%s\":", first ? "" : ",", name);
+	json_str(out, v);
+}
+
+/* Opens an object with a triplet's key and parts, as list and explain
+ * both begin theirs. */
+static void json_triplet(FILE *out, const char *hex, const char *net, const char *sender,
+			 const char *rcpt)
+{
+	fputc('{', out);
+	json_field(out, true, "key", hex);
+	json_field(out, false, "net", net);
+	json_field(out, false, "sender", sender);
+	json_field(out, false, "rcpt", rcpt);
+}
+
+/* ---- entries ---- */
+
+static void iso_time(int64_t when, char *buf, size_t len)
+{
+	time_t tt = (time_t)when;
+	struct tm tm;
+	/* a store's value out of gmtime's range: no date to show */
+	if (!gmtime_r(&tt, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "?");
+}
+
+static void print_entry(FILE *out, enum ctl_format fmt, const struct ctl_entry *e)
+{
+	char first[32];
+	iso_time(e->first_seen, first, sizeof first);
+	const char *sender = e->sender[0] ? e->sender : "<>";
+	const char *state = e->passed ? "passed" : "pending";
+	if (fmt == CTL_TEXT) {
+		fprintf(out, "key=%s net=%s sender=%s rcpt=%s state=%s first_seen=%s ttl=%lld\n",
+			e->hex, e->net, sender, e->rcpt, state, first, (long long)e->ttl);
+		return;
+	}
+	json_triplet(out, e->hex, e->net, sender, e->rcpt);
+	json_field(out, false, "state", state);
+	json_field(out, false, "first_seen", first);
+	fprintf(out, ",\"ttl\":%lld}", (long long)e->ttl);
 }
 
 struct ctl_list {
 	FILE *out;
+	enum ctl_format fmt;
 	char *net, *sender, *rcpt;      /* NULL: any */
 	int state;                      /* -1 any, 0 pending, 1 passed */
 	long limit, shown;
@@ -69,7 +179,9 @@ bool ctl_list_show(void *list, const struct ctl_entry *e)
 	    (f->rcpt && !strcasestr(e->rcpt, f->rcpt)) ||
 	    (f->state >= 0 && f->state != (e->passed ? 1 : 0)))
 		return true;
-	print_entry(f->out, e);
+	print_entry(f->out, f->fmt, e);
+	if (f->fmt == CTL_JSON)
+		fputc('\n', f->out);
 	return ++f->shown < f->limit;
 }
 
@@ -91,12 +203,13 @@ static bool set_filter(char **field, const char *v)
 	return *field != NULL;
 }
 
-struct ctl_list *ctl_list_new(int argc, char **argv, FILE *out, int *status)
+struct ctl_list *ctl_list_new(int argc, char **argv, enum ctl_format fmt, FILE *out,
+			      int *status)
 {
 	struct ctl_list *f = calloc(1, sizeof *f);
 	if (!f)
 		goto nomem;
-	*f = (struct ctl_list){ .out = out, .state = -1, .limit = 1000 };
+	*f = (struct ctl_list){ .out = out, .fmt = fmt, .state = -1, .limit = 1000 };
 	for (int i = 1; i < argc; i++) {
 		char *eq = strchr(argv[i], '=');
 		if (!eq)
@@ -134,7 +247,9 @@ nomem:
 
 int ctl_list_end(struct ctl_list *l)
 {
-	fprintf(l->out, "shown=%ld%s\n", l->shown, l->shown >= l->limit ? " (limit reached)" : "");
+	if (l->fmt == CTL_TEXT)
+		fprintf(l->out, "shown=%ld%s\n", l->shown,
+			l->shown >= l->limit ? " (limit reached)" : "");
 	ctl_list_free(l);
 	return 0;
 }
@@ -145,10 +260,11 @@ static int failed(const struct ctl_store *st, void *ctx, FILE *out, const char *
 	return 1;
 }
 
-static int cmd_list(const struct ctl_store *st, void *ctx, int argc, char **argv, FILE *out)
+static int cmd_list(const struct ctl_store *st, void *ctx, int argc, char **argv,
+		    enum ctl_format fmt, FILE *out)
 {
 	int status;
-	struct ctl_list *l = ctl_list_new(argc, argv, out, &status);
+	struct ctl_list *l = ctl_list_new(argc, argv, fmt, out, &status);
 	if (!l)
 		return status;
 	uint64_t cursor = 0;
@@ -162,37 +278,88 @@ static int cmd_list(const struct ctl_store *st, void *ctx, int argc, char **argv
 	return ctl_list_end(l);
 }
 
-static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
-		       const struct triplet *t, FILE *out)
+static const char *const explain_why[] = {
+	[GL_REASON_NEW] = "never seen (or forgotten): the first attempt is deferred",
+	[GL_REASON_EARLY] = "seen, but the delay has not passed yet",
+	[GL_REASON_RETRY_WINDOW_EXPIRED] = "seen, but not retried within retry_window: starts over",
+	[GL_REASON_TRIPLET] = "retried after the delay (or passed before): let through",
+	[GL_REASON_AWL] = "the client network is on the auto-whitelist",
+};
+
+/* Text: the triplet, what is stored, "next:" and "why:" lines. JSON: one
+ * object with the same, "stored" null when nothing is. */
+static void print_explained(FILE *out, enum ctl_format fmt, const struct triplet *t,
+			    const struct ctl_entry *e, const struct gl_decision *d)
 {
-	fprintf(out, "net=%s sender=%s rcpt=%s key=%s\n", t->net, t->sender[0] ? t->sender : "<>",
-		t->rcpt, t->hex);
-	struct ctl_entry e;
-	int found = st->get(ctx, t, &e);
-	if (found < 0)
-		return failed(st, ctx, out, "explain");
-	if (found)
-		print_entry(out, &e);
+	const char *sender = t->sender[0] ? t->sender : "<>";
+	const char *action = d->action == GL_PASS ? "pass" : "greylist";
+	if (fmt == CTL_TEXT) {
+		fprintf(out, "net=%s sender=%s rcpt=%s key=%s\n", t->net, sender, t->rcpt, t->hex);
+		if (e)
+			print_entry(out, fmt, e);
+		else
+			fprintf(out, "stored: nothing\n");
+		fprintf(out, "next: action=%s reason=%s", action, gl_reason_name(d->reason));
+		if (d->action == GL_GREYLIST)
+			fprintf(out, " delay_left=%lld", (long long)d->delay_left);
+		if (d->capped)
+			fprintf(out, " stored=no-capped");
+		fprintf(out, "\nwhy: %s\n", explain_why[d->reason]);
+		return;
+	}
+	json_triplet(out, t->hex, t->net, sender, t->rcpt);
+	fputs(",\"stored\":", out);
+	if (e)
+		print_entry(out, fmt, e);
 	else
-		fprintf(out, "stored: nothing\n");
+		fputs("null", out);
+	fputs(",\"next\":{", out);
+	json_field(out, true, "action", action);
+	json_field(out, false, "reason", gl_reason_name(d->reason));
+	if (d->action == GL_GREYLIST)
+		fprintf(out, ",\"delay_left\":%lld", (long long)d->delay_left);
+	fprintf(out, ",\"capped\":%s}", d->capped ? "true" : "false");
+	json_field(out, false, "why", explain_why[d->reason]);
+	fputs("}\n", out);
+}
+
+static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
+		       const struct triplet *t, enum ctl_format fmt, FILE *out)
+{
+	/* the dry run first: get's strings last only until the store's next
+	 * call, and nothing is stored by it */
 	struct gl_params p = gg_config_gl_params(cfg);
 	struct gl_decision d;
 	if (st->explain(ctx, &p, t, &d) < 0)
 		return failed(st, ctx, out, "explain");
-	fprintf(out, "next: action=%s reason=%s", d.action == GL_PASS ? "pass" : "greylist",
-		gl_reason_name(d.reason));
-	if (d.action == GL_GREYLIST)
-		fprintf(out, " delay_left=%lld", (long long)d.delay_left);
-	if (d.capped)
-		fprintf(out, " stored=no-capped");
-	static const char *const why[] = {
-		[GL_REASON_NEW] = "never seen (or forgotten): the first attempt is deferred",
-		[GL_REASON_EARLY] = "seen, but the delay has not passed yet",
-		[GL_REASON_RETRY_WINDOW_EXPIRED] = "seen, but not retried within retry_window: starts over",
-		[GL_REASON_TRIPLET] = "retried after the delay (or passed before): let through",
-		[GL_REASON_AWL] = "the client network is on the auto-whitelist",
-	};
-	fprintf(out, "\nwhy: %s\n", why[d.reason]);
+	struct ctl_entry e;
+	int found = st->get(ctx, t, &e);
+	if (found < 0)
+		return failed(st, ctx, out, "explain");
+	print_explained(out, fmt, t, found ? &e : NULL, &d);
+	return 0;
+}
+
+/* Text: NAME=VALUE ... on one line; JSON: one object. */
+static int cmd_stats(const struct ctl_store *st, void *ctx, enum ctl_format fmt, FILE *out)
+{
+	struct ctl_stats s = { 0 };
+	if (st->stats(ctx, &s) < 0)
+		return failed(st, ctx, out, "stats");
+	for (size_t i = 0; i < s.n; i++) {
+		const char *sep = i == 0 ? (fmt == CTL_JSON ? "{" : "") : (fmt == CTL_JSON ? "," : " ");
+		if (fmt == CTL_JSON)
+			fprintf(out, "%s\"%s\":", sep, s.f[i].name);
+		else
+			fprintf(out, "%s%s=", sep, s.f[i].name);
+		if (!s.f[i].str)
+			fprintf(out, "%lld", s.f[i].num);
+		else if (fmt == CTL_JSON)
+			json_str(out, s.f[i].str);
+		else
+			fputs(s.f[i].str, out);
+	}
+	fputs(fmt == CTL_JSON ? (s.n ? "}\n" : "{}\n") : "\n", out);
 	return 0;
 }
 
@@ -239,15 +406,19 @@ static int awl_net(const struct gg_config *cfg, const char *arg, char *net, size
 int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
 		int argc, char **argv, FILE *out)
 {
+	int first;
+	enum ctl_format fmt = ctl_format_of(argc, argv, &first);
+	argc -= first;
+	argv += first;
 	if (argc < 1)
 		goto usage;
 	const char *cmd = argv[0];
 	struct triplet t;
 	char err[200];
 	if (strcmp(cmd, "list") == 0)
-		return cmd_list(st, ctx, argc, argv, out);
+		return cmd_list(st, ctx, argc, argv, fmt, out);
 	if (strcmp(cmd, "stats") == 0 && argc == 1)
-		return st->stats(ctx, out) < 0 ? failed(st, ctx, out, "stats") : 0;
+		return cmd_stats(st, ctx, fmt, out);
 	if ((strcmp(cmd, "explain") == 0 || strcmp(cmd, "pass") == 0 || strcmp(cmd, "del") == 0) &&
 	    argc == 4) {
 		if (ctl_triplet(cfg, argv[1], argv[2], argv[3], &t, err, sizeof err) < 0) {
@@ -255,7 +426,7 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 			return 2;
 		}
 		if (cmd[0] == 'e')
-			return cmd_explain(cfg, st, ctx, &t, out);
+			return cmd_explain(cfg, st, ctx, &t, fmt, out);
 		if (cmd[0] == 'p') {
 			if (st->pass(ctx, &t, cfg->greylist.pass_lifetime) < 0)
 				return failed(st, ctx, out, "pass");

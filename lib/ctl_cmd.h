@@ -11,7 +11,9 @@
  *   del KEY | del CLIENT SENDER RCPT
  *   whitelist NET [TTL]            put a client network on the auto-whitelist
  *   stats
- * SENDER "<>" is the null sender.
+ * SENDER "<>" is the null sender. "--json" before the command makes list,
+ * explain and stats print JSON (README.md, "greygate-ctl --json"): list one
+ * object per line and entry, explain and stats one object.
  */
 #ifndef GG_CTL_CMD_H
 #define GG_CTL_CMD_H
@@ -32,6 +34,26 @@ struct ctl_entry {
 	int64_t ttl;                    /* seconds left */
 };
 
+/* What stats reports, in order: NAME and a string, or a number (STR NULL).
+ * The strings stay valid until the store's next call. */
+#define CTL_STATS_MAX 8
+struct ctl_stats {
+	size_t n;
+	struct {
+		const char *name, *str;
+		long long num;
+	} f[CTL_STATS_MAX];
+};
+/* Appends one (beyond CTL_STATS_MAX: dropped, a mistake of ours). */
+void ctl_stat_str(struct ctl_stats *s, const char *name, const char *v);
+void ctl_stat_num(struct ctl_stats *s, const char *name, long long v);
+
+enum ctl_format { CTL_TEXT, CTL_JSON };
+
+/* The options before the command (only "--json"): the format, and *FIRST
+ * the index of the command word in ARGV. */
+enum ctl_format ctl_format_of(int argc, char **argv, int *first);
+
 struct ctl_store {
 	/* Calls FN for the stored triplets from *CURSOR on (0: the start),
 	 * about BUDGET of them, and moves *CURSOR on: 1 while there is more,
@@ -46,26 +68,29 @@ struct ctl_store {
 	int (*pass)(void *ctx, const struct triplet *t, int64_t lifetime);
 	int (*del)(void *ctx, const char *hex);    /* 1 deleted, 0 absent, -1 error */
 	int (*whitelist)(void *ctx, const char *net, int threshold, int64_t ttl);
-	int (*stats)(void *ctx, FILE *out);
+	int (*stats)(void *ctx, struct ctl_stats *s);
 	const char *(*error)(void *ctx);           /* text of the last failure */
 };
 
-/* Runs ARGV[0..ARGC) and prints to OUT (errors too). Returns the exit
- * status: 0 done, 1 the store failed, 2 usage. */
+/* Runs ARGV[0..ARGC) (options first, then the command) and prints to OUT
+ * (errors too, as text). Returns the exit status: 0 done, 1 the store
+ * failed, 2 usage. */
 int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
 		int argc, char **argv, FILE *out);
 
 /* list, for a caller that walks its store in slices itself (the daemon:
  * between slices its loop runs). */
 struct ctl_list;
-/* From "list [filters]" (ARGV[0] is "list"), printing to OUT; the filters
- * are copied. NULL, with the usage or an error on OUT and *STATUS set,
- * when it cannot be. */
-struct ctl_list *ctl_list_new(int argc, char **argv, FILE *out, int *status);
+/* From "list [filters]" (ARGV[0] is "list"), printing to OUT as FMT says;
+ * the filters are copied. NULL, with the usage or an error on OUT and
+ * *STATUS set, when it cannot be. */
+struct ctl_list *ctl_list_new(int argc, char **argv, enum ctl_format fmt, FILE *out,
+			      int *status);
 /* Prints E if it matches; false once the limit is reached. Fits
  * ctl_store.walk's FN. */
 bool ctl_list_show(void *list, const struct ctl_entry *e);
-/* Prints the closing line, frees L and returns the exit status. */
+/* Prints the closing line (text only: JSON is the entries alone), frees L
+ * and returns the exit status. */
 int ctl_list_end(struct ctl_list *l);
 /* Frees L: the list was cut short (its client went away). */
 void ctl_list_free(struct ctl_list *l);

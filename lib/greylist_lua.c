@@ -9,20 +9,21 @@ const char greylist_lua[] =
 	"local delay, win, life = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
 	"local thr, maxnew, dry = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'\n"
 	"local grace, hour = 3600, 3600\n"
-	"local t = redis.call('HMGET', KEYS[1], 'f', 'p')\n"
+	"local t = redis.call('HMGET', KEYS[1], '" GL_F_FIRST "', '" GL_F_PASSED "')\n"
 	"local first, passed = tonumber(t[1]), t[2] == '1'\n"
-	"local a = redis.call('HMGET', KEYS[2], 'c', 't')\n"
+	"local a = redis.call('HMGET', KEYS[2], '" GL_A_COUNT "', '" GL_A_COUNTED "')\n"
 	"local ac, at = tonumber(a[1]) or 0, tonumber(a[2]) or 0\n"
 	"local function awl_count()\n"
 	"  if dry then return end\n"
 	"  if not (ac > 0 and now - at < hour) then\n"
-	"    redis.call('HSET', KEYS[2], 'c', ac + 1, 't', now)\n"
+	"    redis.call('HSET', KEYS[2], '" GL_A_COUNT "', ac + 1, '" GL_A_COUNTED "', now)\n"
 	"  end\n"
 	"  redis.call('EXPIRE', KEYS[2], life)\n"
 	"end\n"
 	"local function store_new()\n"
 	"  if dry then return end\n"
-	"  redis.call('HSET', KEYS[1], 'f', now, 'p', 0, 'n', ARGV[7], 's', ARGV[8], 'r', ARGV[9])\n"
+	"  redis.call('HSET', KEYS[1], '" GL_F_FIRST "', now, '" GL_F_PASSED "', 0,"
+	" '" GL_F_NET "', ARGV[7], '" GL_F_SENDER "', ARGV[8], '" GL_F_RCPT "', ARGV[9])\n"
 	"  redis.call('EXPIRE', KEYS[1], win + grace)\n"
 	"end\n"
 	"if first and passed then\n"
@@ -42,7 +43,7 @@ const char greylist_lua[] =
 	"    return {1, 'retry-window-expired', delay, 0, 0}\n"
 	"  end\n"
 	"  if not dry then\n"
-	"    redis.call('HSET', KEYS[1], 'p', 1)\n"
+	"    redis.call('HSET', KEYS[1], '" GL_F_PASSED "', 1)\n"
 	"    redis.call('EXPIRE', KEYS[1], life)\n"
 	"  end\n"
 	"  awl_count()\n"
@@ -56,15 +57,22 @@ const char greylist_lua[] =
 	"store_new()\n"
 	"return {1, 'new', delay, 0, 0}\n";
 
+bool gl_key_tagged(char *buf, size_t len, const char *prefix, const char *kind,
+		   const char *tag, const char *id)
+{
+	int n = tag ? snprintf(buf, len, "%s%s{%s}%s", prefix, kind, tag, id)
+		    : snprintf(buf, len, "%s%s%s", prefix, kind, id);
+	return n >= 0 && (size_t)n < len;
+}
+
 void gl_script_keys(const char *prefix, const struct triplet *t, bool tagged,
 		    struct gl_script_keys *k)
 {
-	const char *open = tagged ? "{" : "", *close = tagged ? "}" : "";
-	snprintf(k->triplet, sizeof k->triplet, "%s" GL_KEY_TRIPLET "%s%s%s%s", prefix, open,
-		 tagged ? t->net : "", close, t->hex);
-	snprintf(k->awl, sizeof k->awl, "%s" GL_KEY_AWL "%s%s%s", prefix, open, t->net, close);
-	snprintf(k->new_count, sizeof k->new_count, "%s" GL_KEY_NEW "%s%s%s", prefix, open, t->net,
-		 close);
+	const char *tag = tagged ? t->net : NULL;
+	gl_key_tagged(k->triplet, sizeof k->triplet, prefix, GL_KEY_TRIPLET, tag, t->hex);
+	gl_key_tagged(k->awl, sizeof k->awl, prefix, GL_KEY_AWL, tag, tagged ? "" : t->net);
+	gl_key_tagged(k->new_count, sizeof k->new_count, prefix, GL_KEY_NEW, tag,
+		      tagged ? "" : t->net);
 }
 
 const char *gl_script_answer(const redisReply *r, struct gl_decision *d)

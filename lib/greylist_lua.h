@@ -5,9 +5,9 @@
  * the Redis server's clock (TIME), so that MX hosts with skewed clocks
  * still agree.
  *
- * KEYS: 1 triplet hash (f first seen, p passed, n s r the parts for
- *       greygate-ctl), 2 the network's auto-whitelist hash (c count, t last
- *       count), 3 the network's new-triplet counter for the hour.
+ * KEYS: 1 triplet hash (GL_F_* below: first seen, passed, and the parts
+ *       for greygate-ctl), 2 the network's auto-whitelist hash (count, time
+ *       of the last count), 3 the network's new-triplet counter for the hour.
  * ARGV: delay retry_window pass_lifetime awl_threshold max_new_per_client
  *       dry_run(0/1) net sender rcpt
  * Returns { pass(0)|greylist(1), reason, delay_left, waited, capped(0/1) }.
@@ -16,16 +16,35 @@
 #define GG_GREYLIST_LUA_H
 
 #include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "greylist.h"
 #include "triplet.h"
 
 extern const char greylist_lua[];
 
-/* Key names under PREFIX, as both the daemon and greygate-ctl build them. */
-#define GL_KEY_TRIPLET "t:"
-#define GL_KEY_AWL "a:"
-#define GL_KEY_NEW "n:"
+/* The Redis layout, one source for the script, the daemon
+ * (proxy/store_redis.c) and greygate-ctl (lib/redis_admin.c). Keys are
+ * PREFIX, a kind and an id: */
+#define GL_KEY_TRIPLET "t:"        /* + triplet hex: a hash of GL_F_* */
+#define GL_KEY_AWL "a:"            /* + client network: a hash of GL_A_* */
+#define GL_KEY_NEW "n:"            /* + client network: a counter */
+/* Fields of a triplet hash. */
+#define GL_F_FIRST "f"             /* first seen, Unix seconds */
+#define GL_F_PASSED "p"            /* "1" passed, "0" pending */
+#define GL_F_NET "n"               /* the parts, for greygate-ctl list */
+#define GL_F_SENDER "s"
+#define GL_F_RCPT "r"
+/* Fields of an auto-whitelist hash. */
+#define GL_A_COUNT "c"             /* passes counted */
+#define GL_A_COUNTED "t"           /* when the last one was, Unix seconds */
+
+/* PREFIX KIND {TAG} ID into BUF, or PREFIX KIND ID when TAG is NULL (the
+ * braces: a Redis Cluster's hash tag, the client network): false when it
+ * does not fit. */
+bool gl_key_tagged(char *buf, size_t len, const char *prefix, const char *kind,
+		   const char *tag, const char *id);
 
 /* The script's KEYS for T under PREFIX (at most 64 bytes, the loader
  * says). TAGGED (a Redis Cluster) puts T's network in braces in every key,

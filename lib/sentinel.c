@@ -57,3 +57,29 @@ bool sentinel_read_master(const redisReply *r, struct sentinel_addr *a, const ch
 	a->port = (int)port;
 	return true;
 }
+
+bool sentinel_ask_each(char *const *entries, size_t n, const char *name, struct timeval tv,
+		       struct sentinel_addr *a, sentinel_report_fn *report, void *arg)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct sentinel_addr s;
+		if (!sentinel_parse(entries[i], &s))
+			continue;           /* the loader checked */
+		redisContext *c = redisConnectWithTimeout(s.host, s.port, tv);
+		const char *why = c ? c->errstr : "out of memory";
+		redisReply *r = NULL;
+		bool error_reply, ok = false;
+		if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK &&
+		    (r = redisCommand(c, SENTINEL_ASK, name)) != NULL)
+			ok = sentinel_read_master(r, a, &why, &error_reply);
+		if (!ok && report)
+			report(arg, entries[i], why);
+		if (r)
+			freeReplyObject(r);
+		if (c)
+			redisFree(c);
+		if (ok)
+			return true;
+	}
+	return false;
+}

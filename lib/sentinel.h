@@ -1,9 +1,8 @@
 /*
- * sentinel: finding the Redis master through Redis Sentinel, the part
- * that does not depend on how one talks to Redis. The daemon's store
- * (asynchronous, proxy/redis_sentinel.c) and greygate-ctl (blocking) both ask
- * SENTINEL_ASK and read the answer here, so that they accept the same
- * answers and refuse the others alike.
+ * sentinel: finding the Redis master through Redis Sentinel. The daemon's
+ * store (asynchronous, proxy/redis_sentinel.c) and greygate-ctl (blocking,
+ * sentinel_ask_each) both ask SENTINEL_ASK and read the answer here, so
+ * that they accept the same answers and refuse the others alike.
  *
  * Promises: an address is accepted only when numeric (a name would need a
  * DNS lookup that blocks the daemon's loop), with a port in 1..65535.
@@ -14,6 +13,7 @@
 #include <arpa/inet.h>
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
+#include <sys/time.h>
 
 /* Asks a sentinel for the master it knows by the name (the argument). */
 #define SENTINEL_ASK "SENTINEL get-master-addr-by-name %s"
@@ -35,6 +35,16 @@ bool sentinel_addr_ok(const char *host, long port);
  * was an error reply (the store counts those by kind). */
 bool sentinel_read_master(const redisReply *r, struct sentinel_addr *a, const char **why,
 			  bool *error_reply);
+
+/* How one sentinel failed, for the caller to tell. */
+typedef void sentinel_report_fn(void *arg, const char *entry, const char *why);
+
+/* Asks ENTRIES[0..N) (store.redis.sentinels) in that order for the master
+ * NAME, each connection and answer under TV; the first that names one
+ * wins: true and *A. Each sentinel that fails goes to REPORT (if not NULL).
+ * Blocks: for greygate-ctl, never for the daemon's loop. */
+bool sentinel_ask_each(char *const *entries, size_t n, const char *name, struct timeval tv,
+		       struct sentinel_addr *a, sentinel_report_fn *report, void *arg);
 
 /* Which sentinel to ask as the TRIED-th of a round of N that starts with
  * FIRST (the one that answered last). */

@@ -4,10 +4,17 @@
  * (gg_config.store.kind); everything else asks the row, never the name.
  * The daemon's open function for each kind is in proxy/store.c, indexed
  * by the same enum (lib/ cannot name proxy/ code: greygate-ctl and the
- * unit tests link lib/ alone).
+ * unit tests link lib/ alone); how greygate-ctl reaches each kind is the
+ * row's ctl_open. Adding a kind is one row here, its daemon module and,
+ * unless it is embedded, its admin module in lib/.
  */
 #ifndef GG_STORE_TYPE_H
 #define GG_STORE_TYPE_H
+
+#include <stdio.h>
+
+struct ctl_store;
+struct gg_config;
 
 enum store_kind {
 	STORE_MEMORY,
@@ -25,6 +32,13 @@ enum store_kind {
 struct store_type {
 	const char *name;           /* as store.type writes it */
 	unsigned flags;
+	/* greygate-ctl's own way to the store CFG configures (blocking): the
+	 * admin operations (lib/ctl_cmd.h) with *CTX their context, to be
+	 * given back to ctl_close; or NULL once DIAG was told why. NULL in
+	 * the rows of STORE_EMBEDDED kinds, whose state only the daemon holds:
+	 * greygate-ctl asks the daemon through its control socket. */
+	const struct ctl_store *(*ctl_open)(const struct gg_config *cfg, void **ctx, FILE *diag);
+	void (*ctl_close)(void *ctx);
 };
 
 extern const struct store_type store_types[STORE_KINDS];

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "accept_pause.h"
 #include "hostport.h"
 #include "list.h"
 #include "log.h"
@@ -34,7 +35,7 @@
 #define REFUSED_LOG_EVERY 10
 /* Out of descriptors, accepting is paused this long: a listener that
  * retried at once would spin on the connection waiting in its backlog. */
-#define ACCEPT_PAUSE 1
+#define ACCEPT_PAUSE_MS 1000
 
 struct route {
 	void (*serve)(struct evhttp_request *req, void *arg);
@@ -55,7 +56,8 @@ static struct list_node conns = { &conns, &conns };
 static unsigned nconns;
 static struct list_node queue = { &queue, &queue };
 static struct evconnlistener *listener;
-static struct event *pace_timer, *refused_timer, *resume_timer;
+static struct event *pace_timer, *refused_timer;
+static struct accept_pause accept_rest;
 static unsigned long over_cap, over_deadline, delayed, accept_failed;
 static int accept_errno;
 static double tokens;
@@ -106,21 +108,12 @@ static void note(unsigned long *counter)
 	event_add(refused_timer, &tv);
 }
 
-static void on_resume(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-	evconnlistener_enable(listener);
-}
-
 static void on_accept_error(struct evconnlistener *lev, void *arg)
 {
 	(void)arg;
+	(void)lev;
 	accept_errno = errno;
-	evconnlistener_disable(lev);
-	struct timeval tv = { ACCEPT_PAUSE, 0 };
-	event_add(resume_timer, &tv);
+	accept_pause_start(&accept_rest, &listener, 1, ACCEPT_PAUSE_MS);
 	note(&accept_failed);
 }
 
@@ -368,10 +361,10 @@ int admin_open(struct event_base *base, const struct gg_config *cfg)
 	http = evhttp_new(base);
 	refused_timer = evtimer_new(base, on_refused_timer, NULL);
 	pace_timer = evtimer_new(base, on_pace, NULL);
-	resume_timer = evtimer_new(base, on_resume, NULL);
+	bool paused_ok = accept_pause_init(&accept_rest, base, NULL, NULL) == 0;
 	errno = ENOMEM;
 	struct evhttp_bound_socket *bound = NULL;
-	if (http && refused_timer && pace_timer && resume_timer && colon)
+	if (http && refused_timer && pace_timer && paused_ok && colon)
 		bound = evhttp_bind_socket_with_handle(http, h, (ev_uint16_t)atoi(colon + 1));
 	int err = errno;
 	bool ok = bound != NULL;
@@ -422,8 +415,6 @@ void admin_close(void)
 	if (pace_timer)
 		event_free(pace_timer);
 	pace_timer = NULL;
-	if (resume_timer)
-		event_free(resume_timer);
-	resume_timer = NULL;
+	accept_pause_free(&accept_rest);
 	listener = NULL;
 }

@@ -168,7 +168,7 @@ static void on_drained(struct bufferevent *bev, void *arg)
 }
 
 /* A list goes on from the loop, a slice at a time. */
-static int serve_list(struct conn *c, int argc, char **argv)
+static int serve_list(struct conn *c, int argc, char **argv, enum ctl_format fmt)
 {
 	int status;
 	c->next = evtimer_new(bufferevent_get_base(c->bev), on_next, c);
@@ -176,7 +176,7 @@ static int serve_list(struct conn *c, int argc, char **argv)
 		fprintf(c->out, "error: list: out of memory\n");
 		return 1;
 	}
-	c->list = ctl_list_new(argc, argv, c->out, &status);
+	c->list = ctl_list_new(argc, argv, fmt, c->out, &status);
 	if (!c->list)
 		return status;
 	bufferevent_setwatermark(c->bev, EV_WRITE, LIST_LOW_WATER, 0);
@@ -194,20 +194,22 @@ static void run(struct conn *c, char *line)
 	     tok = strtok_r(NULL, " \t", &save))
 		argv[argc++] = tok;
 
-	int status;
+	int status, first;
+	enum ctl_format fmt = ctl_format_of(argc, argv, &first);
+	const char *cmd = first < argc ? argv[first] : "";
 	struct store *s = store();
 	if (!s->ops->admin) {
 		fprintf(c->out, "error: this daemon keeps its greylisting state in %s; greygate-ctl "
 				"talks to it directly\n", store_type(s->kind)->name);
 		status = 2;
-	} else if (argc && strcmp(argv[0], "list") == 0) {
-		status = serve_list(c, argc, argv);
+	} else if (strcmp(cmd, "list") == 0) {
+		status = serve_list(c, argc - first, argv + first, fmt);
 		if (status < 0)
 			return;          /* under way; list_slice finishes it */
 	} else {
 		status = ctl_execute(srv.cfg, s->ops->admin, s, argc, argv, c->out);
 	}
-	finish(c, argc ? argv[0] : "", status);
+	finish(c, cmd, status);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accept_pause.h"
 #include "connlimit.h"
 #include "hostport.h"
 #include "log.h"
@@ -60,8 +61,7 @@ static void refuse(evutil_socket_t fd, const struct ipaddr *a, const char *why)
 #define LOG_EVERY 5           /* seconds */
 
 static struct {
-	struct event *resume;     /* ends a pause */
-	bool paused;
+	struct accept_pause pause;
 	int spare;                /* /dev/null, or -1 */
 	unsigned long failed;     /* failures not logged yet */
 	unsigned long shed;       /* of those, clients answered 421 */
@@ -91,33 +91,17 @@ static void log_failures(enum log_level lvl, const char *result, const char *act
 	acc.logged = mono_now();
 }
 
-static void resume(evutil_socket_t fd, short what, void *arg)
+/* As a pause ends: a spare that could not be had back may be had now. */
+static void resumed(void *arg)
 {
-	(void)fd;
-	(void)what;
 	(void)arg;
-	if (!acc.paused)
-		return;
-	acc.paused = false;
-	evtimer_del(acc.resume);
 	if (acc.spare < 0)
 		acc.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	for (size_t i = 0; i < nlisteners; i++)
-		evconnlistener_enable(listeners[i]);
 }
 
 void listener_resume(void)
 {
-	resume(-1, 0, NULL);
-}
-
-static void pause_all(void)
-{
-	for (size_t i = 0; i < nlisteners; i++)
-		evconnlistener_disable(listeners[i]);
-	acc.paused = true;
-	struct timeval tv = { 0, PAUSE_MS * 1000 };
-	evtimer_add(acc.resume, &tv);
+	accept_pause_end(&acc.pause);
 }
 
 /* The spare descriptor makes room to accept one pending client, answer it
@@ -150,7 +134,7 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
 		if ((err == EMFILE || err == ENFILE) && shed_one(lev)) {
 			action = "answering new clients 421 until descriptors are free";
 		} else {
-			pause_all();
+			accept_pause_start(&acc.pause, listeners, nlisteners, PAUSE_MS);
 			action = "pausing new connections";
 		}
 	}
@@ -272,11 +256,9 @@ int listener_bind(const char *spec)
 
 int listener_adopt(int fd, const char *spec)
 {
-	if (!acc.resume) {
-		acc.resume = evtimer_new(srv.base, resume, NULL);
+	if (!acc.pause.timer && accept_pause_init(&acc.pause, srv.base, resumed, NULL) == 0)
 		acc.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	}
-	struct evconnlistener *lev = acc.resume ? evconnlistener_new(srv.base, on_accept, NULL,
+	struct evconnlistener *lev = acc.pause.timer ? evconnlistener_new(srv.base, on_accept, NULL,
 								     LEV_OPT_CLOSE_ON_FREE, -1, fd)
 						: NULL;
 	if (!lev) {
@@ -308,10 +290,7 @@ void listener_close(void)
 	for (size_t i = 0; i < nlisteners; i++)
 		evconnlistener_free(listeners[i]);
 	nlisteners = 0;
-	if (acc.resume)
-		event_free(acc.resume);
-	acc.resume = NULL;
-	acc.paused = false;
+	accept_pause_free(&acc.pause);
 	if (acc.spare >= 0)
 		close(acc.spare);
 	acc.spare = -1;

@@ -202,6 +202,17 @@ static enum rule_result client_listed(struct rcpt_rules *c, bool *listed)
 	return RULE_NEXT;
 }
 
+/* For a rule that spares whitelisted clients, asked once it would apply
+ * (so that a rule with nothing to say never waits for the client's name):
+ * true when it must return *RES instead, RULE_WAIT while the name is
+ * looked up or RULE_NEXT for a whitelisted client. */
+static bool spared(struct rcpt_rules *c, enum rule_result *res)
+{
+	bool listed;
+	*res = client_listed(c, &listed);
+	return *res == RULE_WAIT || listed;
+}
+
 /* ---- the rules ---- */
 
 /* Trusted: every check below is skipped, relaying included. */
@@ -221,11 +232,9 @@ static enum rule_result rule_non_fqdn_sender(struct rcpt_rules *c)
 {
 	if (!c->cfg->reject_non_fqdn_sender || !c->sender[0] || is_fqdn(c->sdomain))
 		return RULE_NEXT;
-	bool listed;
-	if (client_listed(c, &listed) == RULE_WAIT)
-		return RULE_WAIT;
-	if (listed)
-		return RULE_NEXT;
+	enum rule_result res;
+	if (spared(c, &res))
+		return res;
 	return decide(c, RCPT_REJECT, WHY_REJECT_NON_FQDN_SENDER,
 		      "504 5.5.2 <%s>: Sender address rejected: need fully-qualified address%s",
 		      c->sender, NULL);
@@ -248,11 +257,9 @@ static enum rule_result rule_unknown_sender(struct rcpt_rules *c)
 	case 0: {
 		if (!c->cfg->reject_unknown_sender_domain || !c->sdomain[0] || c->sdomain[0] == '[')
 			return RULE_NEXT;
-		bool listed;
-		if (client_listed(c, &listed) == RULE_WAIT)
-			return RULE_WAIT;
-		if (listed)
-			return RULE_NEXT;
+		enum rule_result res;
+		if (spared(c, &res))
+			return res;
 		c->phase = 1;
 		lookup(c, 0, c->sdomain, DNS_T_MX);
 		return RULE_WAIT;

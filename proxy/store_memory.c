@@ -81,13 +81,21 @@ static void log_save(const char *why, const struct save_report *rep, long long m
 	ll_emit(&l);
 }
 
+/* The save itself, here or in a save child; REP zeroed first, so that the
+ * child's report carries no stray bytes. */
+static void save_to_file(struct mem_store *m, struct save_report *rep)
+{
+	memset(rep, 0, sizeof *rep);
+	rep->ok = memstore_save(m->mem, m->cfg->store.file, time(NULL), &rep->saved, rep->err,
+				sizeof rep->err) == 0;
+}
+
 static void save_here(struct mem_store *m, const char *why)
 {
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	struct save_report rep = { .ok = false };
-	rep.ok = memstore_save(m->mem, m->cfg->store.file, time(NULL), &rep.saved, rep.err,
-			       sizeof rep.err) == 0;
+	struct save_report rep;
+	save_to_file(m, &rep);
 	log_save(why, &rep, ms_since(&start), -1);
 }
 
@@ -108,9 +116,7 @@ _Noreturn static void save_child(struct mem_store *m, int report_fd, const sigse
 			close(fd);
 	sigprocmask(SIG_SETMASK, mask, NULL);
 	struct save_report rep;
-	memset(&rep, 0, sizeof rep);
-	rep.ok = memstore_save(m->mem, m->cfg->store.file, time(NULL), &rep.saved, rep.err,
-			       sizeof rep.err) == 0;
+	save_to_file(m, &rep);
 	ssize_t n = write(report_fd, &rep, sizeof rep);
 	_exit(rep.ok && n == (ssize_t)sizeof rep ? 0 : 1);
 }
@@ -324,11 +330,14 @@ static int adm_whitelist(void *ctx, const char *net, int threshold, int64_t ttl)
 	return memstore_whitelist(mem_of(ctx)->mem, net, threshold, expires);
 }
 
-static int adm_stats(void *ctx, FILE *out)
+static int adm_stats(void *ctx, struct ctl_stats *out)
 {
 	struct memstore_stats s = memstore_stats(mem_of(ctx)->mem);
-	fprintf(out, "store=memory triplets=%zu networks=%zu evicted=%llu expired=%llu\n",
-		s.triplets, s.networks, s.evicted, s.expired);
+	ctl_stat_str(out, "store", "memory");
+	ctl_stat_num(out, "triplets", (long long)s.triplets);
+	ctl_stat_num(out, "networks", (long long)s.networks);
+	ctl_stat_num(out, "evicted", (long long)s.evicted);
+	ctl_stat_num(out, "expired", (long long)s.expired);
 	return 0;
 }
 

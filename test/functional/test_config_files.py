@@ -23,26 +23,17 @@ def good_config_text():
     return render_config(default_config(2525, "127.0.0.1:10025"))
 
 
-def test_include_of_a_fifo_is_refused(tmp_path):
-    fifo = tmp_path / "extra.conf"
+@pytest.mark.parametrize("name, line_fmt, refused_fmt", [
+    ("extra.conf", '@include "{}"\n', "@include '{}'"),
+    ("relay_domains", 'relay_domains_file = "{}";\n', "relay_domains_file '{}'"),
+], ids=["include", "list-file"])
+def test_fifo_is_refused(tmp_path, name, line_fmt, refused_fmt):
+    fifo = tmp_path / name
     os.mkfifo(fifo)
     text = good_config_text()
     line = text.count("\n") + 1
     conf = tmp_path / "greygate.conf"
-    conf.write_text(text + f'@include "{fifo}"\n')
+    conf.write_text(text + line_fmt.format(fifo))
     r = run_check(conf)
     assert r.returncode != 0
-    assert f"{conf}:{line}: @include '{fifo}': not a regular file" in r.stderr
-
-
-def test_list_file_that_is_a_fifo_is_refused(tmp_path):
-    fifo = tmp_path / "relay_domains"
-    os.mkfifo(fifo)
-    text = good_config_text()
-    line = text.count("\n") + 1
-    conf = tmp_path / "greygate.conf"
-    conf.write_text(text + f'relay_domains_file = "{fifo}";\n')
-    r = run_check(conf)
-    assert r.returncode != 0
-    assert f"{conf}:{line}: relay_domains_file '{fifo}': not a regular file" in r.stderr
-
+    assert f"{conf}:{line}: {refused_fmt.format(fifo)}: not a regular file" in r.stderr

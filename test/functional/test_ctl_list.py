@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from harness.greygate import rss_test_env, write_text_store
+from harness.greygate import large_store_gg, rss_test_env
 from harness.smtp import assert_reply
 from harness.util import GREYGATE_BIN, token, wait_until
 
@@ -22,24 +22,13 @@ def stored_keys(db):
         return {line[2:34] for line in f}
 
 
-def large_store_gg(greygate_factory, tmp_path, n, workers=2, env=None):
+def large_store(greygate_factory, tmp_path, n, workers=2, env=None):
+    """A greygate on N stored entries, and their keys."""
     db = tmp_path / "gl.db"
-    write_text_store(db, n, int(time.time()))
-    keys = stored_keys(db)
-    gg = greygate_factory(workers=workers, start=False, env=env,
-                          greylist={"enabled": True, "delay": 60,
-                                    "max_new_per_client": 10000000},
-                          store={"type": "memory", "file": str(db), "save_interval": 3600,
-                                 "failure": "accept", "max_entries": n + 100000},
-                          limits={"max_connections": 100, "max_per_client": 50,
-                                  "max_recipients": 100000, "max_line": 2048,
-                                  "command_timeout": 300, "data_timeout": 600,
-                                  "max_errors": 2000})
-    gg.start(timeout=60)
-    [load] = gg.wait_event("store_load", result="ok", timeout=5)
-    assert int(load["entries"]) == n, load["_line"]
-    wait_until(lambda: len(gg.events("ready")) == workers, 10, what="workers ready")
-    return gg, keys
+    gg = large_store_gg(greygate_factory, db, n, workers=workers, env=env,
+                        greylist={"max_new_per_client": 10000000},
+                        store={"max_entries": n + 100000}, max_recipients=100000)
+    return gg, stored_keys(db)
 
 
 def test_listing_a_million_entries_does_not_stall_decisions(greygate_factory, tmp_path):
@@ -49,7 +38,7 @@ def test_listing_a_million_entries_does_not_stall_decisions(greygate_factory, tm
     to the supervisor time out after 1 s), and the listing shows every
     entry exactly once."""
     n = 1000000
-    gg, stored = large_store_gg(greygate_factory, tmp_path, n)
+    gg, stored = large_store(greygate_factory, tmp_path, n)
     mark = gg.log_mark()
     keys, lines, tail = set(), [0], []
 
@@ -121,7 +110,7 @@ def test_a_slow_reader_is_not_answered_from_memory(greygate_factory, tmp_path):
     whole listing in memory), and once the client reads, the listing comes
     whole; a client that half-closes its end still gets it."""
     n = 200000
-    gg, stored = large_store_gg(greygate_factory, tmp_path, n, env=rss_test_env())
+    gg, stored = large_store(greygate_factory, tmp_path, n, env=rss_test_env())
     before = gg.rss_kb()
     with send_list(gg, f"limit={2 * n}") as s:
         s.shutdown(socket.SHUT_WR)
@@ -139,7 +128,7 @@ def test_a_slow_reader_is_not_answered_from_memory(greygate_factory, tmp_path):
 
 def test_a_client_that_goes_away_stops_the_listing(greygate_factory, tmp_path):
     """The walk stops when its client is gone, and says so."""
-    gg, _ = large_store_gg(greygate_factory, tmp_path, 200000)
+    gg, _ = large_store(greygate_factory, tmp_path, 200000)
     mark = gg.log_mark()
     with send_list(gg, "limit=1000000") as s:
         assert s.recv(65536).startswith(b"key=")
@@ -157,7 +146,7 @@ def test_connections_open_at_exit_are_freed(greygate_factory, tmp_path):
     """Control connections still open when the daemon stops (one that has
     said nothing, one in the middle of a listing) are closed and freed:
     the sanitizer build reports no leak at exit."""
-    gg, _ = large_store_gg(greygate_factory, tmp_path, 200000)
+    gg, _ = large_store(greygate_factory, tmp_path, 200000)
     idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     idle.settimeout(20)
     idle.connect(gg.config["control_socket"])

@@ -15,6 +15,7 @@ rewrites hex and digit runs in the local part (greylist.normalize), never
 the domain.
 """
 
+import json
 import math
 import os
 import re
@@ -753,6 +754,45 @@ def test_ctl_commands(gl_gate, kind, tok, request):
     assert ctl(gg, "explain", "not-an-ip", s, r).returncode == 2
     assert ctl(gg, "list", "colour=blue").returncode == 2
     assert ctl(gg, "whitelist", NET4, "soon").returncode == 2
+
+
+def test_ctl_json(gl_gate, kind, tok):
+    """greygate-ctl --json: list prints one JSON object per entry and line,
+    explain and stats one object each, with the fields README.md lists and
+    the values the text form shows; other commands and errors stay text."""
+    gg = gl_gate(kind)
+    c2 = "127.0.0.2"
+    s, r = sender_for(tok), f"json-{tok}@test.example"
+    expect(gg, s, r, "greylist", "new", source=c2)
+
+    out = ctl_ok(gg, "--json", "list", f"rcpt={tok}")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 1, out
+    [row] = rows
+    [text] = list_entries(gg, f"rcpt={tok}")
+    assert set(row) == {"key", "net", "sender", "rcpt", "state", "first_seen", "ttl"}, row
+    assert {k: str(v) for k, v in row.items() if k != "ttl"} == \
+        {k: v for k, v in text.items() if k != "ttl"}, (row, text)
+    assert (row["net"], row["sender"], row["rcpt"], row["state"]) == (NET4, s, r, "pending")
+    assert isinstance(row["ttl"], int) and row["ttl"] > 0, row
+    assert ctl_ok(gg, "--json", "list", "rcpt=nothing-matches") == ""
+
+    e = json.loads(ctl_ok(gg, "--json", "explain", c2, s, r))
+    assert (e["key"], e["net"], e["sender"], e["rcpt"]) == (row["key"], NET4, s, r), e
+    assert e["stored"]["state"] == "pending" and e["stored"]["key"] == row["key"], e
+    assert (e["next"]["action"], e["next"]["reason"], e["next"]["capped"]) == \
+        ("greylist", "early", False), e
+    assert 1 <= e["next"]["delay_left"] <= DELAY and e["why"], e
+    e = json.loads(ctl_ok(gg, "--json", "explain", c2, s, f"other-{tok}@test.example"))
+    assert e["stored"] is None and e["next"]["reason"] == "new", e
+
+    st = json.loads(ctl_ok(gg, "--json", "stats"))
+    assert st["store"] == kind and st["triplets"] >= 1, st
+    assert parse_kv_line(ctl_ok(gg, "stats"))["store"] == kind
+
+    # not JSON: pass (a change, not a report) and usage errors
+    assert "passed key=" in ctl_ok(gg, "--json", "pass", c2, s, r)
+    assert ctl(gg, "--json", "frobnicate").returncode == 2
 
 
 def test_ctl_del_malformed_key_is_usage_error(gl_gate, kind):

@@ -30,31 +30,22 @@ class ErrorRedis(HugeReplyRedis):
         self.sessions = []
         super().__init__(shape=None)
 
-    def _serve(self, s):
-        s.settimeout(10)
-        f = s.makefile("rb")
+    def _connected(self):
         seen = []
         self.sessions.append(seen)
-        try:
-            while not self.stopping:
-                args = self._command(f)
-                if not args:
-                    return
-                name = args[0].upper()
-                seen.append(b" ".join(args[:2]).decode() if name == b"AUTH" else name.decode())
-                if name in (b"EVALSHA", b"EVAL"):
-                    err = self.error
-                    s.sendall(b"-" + err + b"\r\n" if err else self.DECISION)
-                elif name == b"SCRIPT":
-                    s.sendall(b"$40\r\n" + b"0" * 40 + b"\r\n")
-                elif name == b"ROLE":
-                    s.sendall(b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n")
-                else:
-                    s.sendall(b"+OK\r\n")
-        except OSError:
-            pass
-        finally:
-            s.close()
+        return seen
+
+    def _answer(self, s, args, seen):
+        name = args[0].upper()
+        seen.append(b" ".join(args[:2]).decode() if name == b"AUTH" else name.decode())
+        if name in (b"EVALSHA", b"EVAL"):
+            err = self.error
+            s.sendall(b"-" + err + b"\r\n" if err else self.DECISION)
+        elif name == b"ROLE":
+            s.sendall(b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n")
+        else:
+            return super()._answer(s, args, seen)
+        return True
 
 
 def rcpts(gg, tok, n, code, tag):

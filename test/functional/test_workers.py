@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.greygate import SANITIZER_MARKERS, worker_pids, write_text_store
+from harness.greygate import SANITIZER_MARKERS, large_store_gg, worker_pids
 from harness.smtp import assert_reply
 from harness.util import GREYGATE_BIN, token, wait_until
 
@@ -196,20 +196,7 @@ def test_saving_a_large_store_does_not_stall_decisions(greygate_factory, tmp_pat
     a stall."""
     n = 1000000
     db = tmp_path / "gl.db"
-    write_text_store(db, n, int(time.time()))
-    gg = greygate_factory(workers=workers, start=False,
-                          greylist={"enabled": True, "delay": 60},
-                          store={"type": "memory", "file": str(db), "save_interval": 1,
-                                 "failure": "accept", "max_entries": n},
-                          limits={"max_connections": 100, "max_per_client": 50,
-                                  "max_recipients": 1000, "max_line": 2048,
-                                  "command_timeout": 300, "data_timeout": 600,
-                                  "max_errors": 2000})
-    gg.start(timeout=60)
-    [load] = gg.wait_event("store_load", result="ok", timeout=5)
-    assert int(load["entries"]) == n, load["_line"]
-    if workers > 1:
-        wait_until(lambda: len(gg.events("ready")) == workers, 10, what="workers ready")
+    gg = large_store_gg(greygate_factory, db, n, workers=workers, store={"save_interval": 1})
     mark = gg.log_mark()
     tok = token()
     count, slowest = 0, 0.0

@@ -380,3 +380,27 @@ def write_text_store(path, n, now):
                 f"bounce-{key[i][:16]}@mailer{i % 1000}.sender.example "
                 f"firstname.lastname{i % 5000}@test.example\n"
                 for i in range(start, min(n, start + step))))
+
+
+def large_store_gg(greygate_factory, db, n, workers=2, env=None, greylist=None, store=None,
+                   max_recipients=1000):
+    """A greygate of WORKERS on an embedded store that starts from DB, a
+    store.file of N entries written here (write_text_store), started, its
+    store loaded and its workers ready: for the tests of large stores
+    (listing, saving). GREYLIST and STORE add to or override the settings of
+    those sections; the limits let one client send many RCPTs."""
+    write_text_store(db, n, int(time.time()))
+    gg = greygate_factory(workers=workers, start=False, env=env,
+                          greylist={"enabled": True, "delay": 60, **(greylist or {})},
+                          store={"type": "memory", "file": str(db), "save_interval": 3600,
+                                 "failure": "accept", "max_entries": n, **(store or {})},
+                          limits={"max_connections": 100, "max_per_client": 50,
+                                  "max_recipients": max_recipients, "max_line": 2048,
+                                  "command_timeout": 300, "data_timeout": 600,
+                                  "max_errors": 2000})
+    gg.start(timeout=60)
+    [load] = gg.wait_event("store_load", result="ok", timeout=5)
+    assert int(load["entries"]) == n, load["_line"]
+    if workers > 1:
+        wait_until(lambda: len(gg.events("ready")) == workers, 10, what="workers ready")
+    return gg

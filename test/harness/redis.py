@@ -390,23 +390,33 @@ class HugeReplyRedis:
     def _serve(self, s):
         s.settimeout(10)
         f = s.makefile("rb")
+        conn = self._connected()
         try:
             while not self.stopping:
                 args = self._command(f)
-                if not args:
+                if not args or not self._answer(s, args, conn):
                     return
-                name = args[0].upper()
-                if name in (b"EVALSHA", b"EVAL"):
-                    self._stream(s)
-                    return
-                if name == b"SCRIPT":
-                    s.sendall(b"$40\r\n" + b"0" * 40 + b"\r\n")
-                else:
-                    s.sendall(b"+OK\r\n")
         except OSError:
             pass
         finally:
             s.close()
+
+    def _connected(self):
+        """A subclass's state for a new connection, given to _answer."""
+        return None
+
+    def _answer(self, s, args, conn):
+        """Answers one command ARGS on S; False ends the connection. A
+        subclass answers otherwise by overriding this."""
+        name = args[0].upper()
+        if name in (b"EVALSHA", b"EVAL"):
+            self._stream(s)
+            return False
+        if name == b"SCRIPT":
+            s.sendall(b"$40\r\n" + b"0" * 40 + b"\r\n")
+        else:
+            s.sendall(b"+OK\r\n")
+        return True
 
     def _stream(self, s):
         sent = 0

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "ctl_cmd.h"
+#include "store_type.h"
 
 static void ttl_parse_bounds(void **state)
 {
@@ -83,11 +84,169 @@ static void whitelist_refuses_huge_ttl(void **state)
 	assert_int_equal(wl_ttl, 3600);
 }
 
+/* ---- --json ---- */
+
+/* A store of two triplets: one plain, one whose parts hold what JSON must
+ * escape and bytes that are not UTF-8. */
+static const struct ctl_entry json_entries[] = {
+	{ "00112233445566778899aabbccddeeff", "192.0.2.0/24", "", "r@example.org", false,
+	  1700000000, 300 },
+	{ "ffeeddccbbaa99887766554433221100", "192.0.2.0/24", "a\"b\\c\td\x01@\xc3\xa9.example",
+	  "bad\xff\xc3(\xed\xa0\x80@\xf0\x9f\x93\xa7.example", true, 1700000001, 86400 },
+};
+
+static int json_walk(void *ctx, uint64_t *cursor, size_t budget,
+		     bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
+{
+	(void)ctx;
+	(void)budget;
+	for (size_t i = 0; i < 2; i++)
+		if (!fn(arg, &json_entries[i]))
+			break;
+	*cursor = 0;
+	return 0;
+}
+
+static int json_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
+{
+	(void)ctx;
+	(void)t;
+	*e = json_entries[1];
+	return 1;
+}
+
+static int json_explain(void *ctx, const struct gl_params *p, const struct triplet *t,
+			struct gl_decision *d)
+{
+	(void)ctx;
+	(void)p;
+	(void)t;
+	*d = (struct gl_decision){ .action = GL_GREYLIST, .reason = GL_REASON_EARLY,
+				   .delay_left = 42, .capped = true };
+	return 0;
+}
+
+static int json_stats(void *ctx, struct ctl_stats *s)
+{
+	(void)ctx;
+	ctl_stat_str(s, "store", "fake \"one\"");
+	ctl_stat_num(s, "triplets", 2);
+	ctl_stat_num(s, "passed", -1);
+	return 0;
+}
+
+static int run_json(char **argv, int argc, char *out, size_t len)
+{
+	struct gg_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.greylist.ipv4_prefix = 24;
+	cfg.greylist.ipv6_prefix = 64;
+	struct ctl_store st = { .walk = json_walk, .get = json_get, .explain = json_explain,
+				.stats = json_stats };
+	memset(out, 0, len);
+	FILE *f = fmemopen(out, len, "w");
+	assert_non_null(f);
+	int rc = ctl_execute(&cfg, &st, NULL, argc, argv, f);
+	fclose(f);
+	return rc;
+}
+
+static void json_list_explain_stats(void **state)
+{
+	(void)state;
+	char out[2048];
+	char *list[] = { "--json", "list" };
+	assert_int_equal(run_json(list, 2, out, sizeof out), 0);
+	assert_string_equal(out,
+		"{\"key\":\"00112233445566778899aabbccddeeff\",\"net\":\"192.0.2.0/24\","
+		"\"sender\":\"<>\",\"rcpt\":\"r@example.org\",\"state\":\"pending\","
+		"\"first_seen\":\"2023-11-14T22:13:20Z\",\"ttl\":300}\n"
+		"{\"key\":\"ffeeddccbbaa99887766554433221100\",\"net\":\"192.0.2.0/24\","
+		"\"sender\":\"a\\\"b\\\\c\\u0009d\\u0001@\xc3\xa9.example\","
+		"\"rcpt\":\"bad\\ufffd\\ufffd(\\ufffd\\ufffd\\ufffd@\xf0\x9f\x93\xa7.example\","
+		"\"state\":\"passed\",\"first_seen\":\"2023-11-14T22:13:21Z\",\"ttl\":86400}\n");
+
+	char *explain[] = { "--json", "explain", "192.0.2.7", "<>", "r@example.org" };
+	assert_int_equal(run_json(explain, 5, out, sizeof out), 0);
+	assert_non_null(strstr(out, "\"net\":\"192.0.2.0/24\",\"sender\":\"<>\","
+				    "\"rcpt\":\"r@example.org\",\"stored\":{\"key\":\"ffee"));
+	assert_non_null(strstr(out, "\"ttl\":86400},\"next\":{\"action\":\"greylist\","
+				    "\"reason\":\"early\",\"delay_left\":42,\"capped\":true},"
+				    "\"why\":\"seen, but the delay has not passed yet\"}\n"));
+	assert_int_equal(out[0], '{');
+	assert_ptr_equal(strchr(out, '\n'), out + strlen(out) - 1);   /* one line */
+
+	char *stats[] = { "--json", "stats" };
+	assert_int_equal(run_json(stats, 2, out, sizeof out), 0);
+	assert_string_equal(out, "{\"store\":\"fake \\\"one\\\"\",\"triplets\":2,\"passed\":-1}\n");
+	/* the text form is what it was */
+	assert_int_equal(run_json(stats + 1, 1, out, sizeof out), 0);
+	assert_string_equal(out, "store=fake \"one\" triplets=2 passed=-1\n");
+	assert_int_equal(run_json(list + 1, 1, out, sizeof out), 0);
+	assert_non_null(strstr(out, "key=00112233445566778899aabbccddeeff net=192.0.2.0/24 "
+				    "sender=<> rcpt=r@example.org state=pending "
+				    "first_seen=2023-11-14T22:13:20Z ttl=300\n"));
+	assert_non_null(strstr(out, "\nshown=2\n"));
+}
+
+/* greygate-ctl asks the row, never the name: a kind it reaches by itself
+ * has both ends of the way, an embedded one has none. */
+static void rows_say_how_ctl_reaches_them(void **state)
+{
+	(void)state;
+	for (int k = 0; k < STORE_KINDS; k++) {
+		const struct store_type *row = store_type((enum store_kind)k);
+		bool embedded = row->flags & STORE_EMBEDDED;
+		if (embedded != (row->ctl_open == NULL))
+			fail_msg("store type %s: embedded=%d but ctl_open %s", row->name, embedded,
+				 row->ctl_open ? "set" : "unset");
+		assert_true((row->ctl_open == NULL) == (row->ctl_close == NULL));
+	}
+}
+
+/* The Redis row's way when nothing answers: NULL, each failure told. */
+static void redis_admin_tells_why(void **state)
+{
+	(void)state;
+	char *sentinels[] = { "127.0.0.1:1", "[::1]:1" };
+	struct gg_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.store.redis.host = "127.0.0.1";
+	cfg.store.redis.port = 1;               /* nothing listens on port 1 */
+	cfg.store.redis.password = "";
+	cfg.store.redis.prefix = "gg:";
+	cfg.store.redis.master_name = "mymaster";
+	cfg.store.redis.connect_timeout_ms = 2000;
+	const struct store_type *row = store_type(STORE_REDIS);
+	char out[1024];
+	void *ctx = NULL;
+
+	FILE *f = fmemopen(out, sizeof out, "w");
+	assert_non_null(f);
+	assert_null(row->ctl_open(&cfg, &ctx, f));
+	fclose(f);
+	assert_non_null(strstr(out, "greygate-ctl: cannot connect to redis 127.0.0.1:1:"));
+
+	cfg.store.redis.sentinels = sentinels;
+	cfg.store.redis.nsentinels = 2;
+	f = fmemopen(out, sizeof out, "w");
+	assert_non_null(f);
+	assert_null(row->ctl_open(&cfg, &ctx, f));
+	fclose(f);
+	assert_non_null(strstr(out, "greygate-ctl: sentinel 127.0.0.1:1: "));
+	assert_non_null(strstr(out, "greygate-ctl: sentinel [::1]:1: "));
+	assert_non_null(strstr(out, "greygate-ctl: no sentinel named the master 'mymaster'"));
+	assert_null(strstr(out, "cannot connect to redis"));    /* never tried */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(ttl_parse_bounds),
 		cmocka_unit_test(whitelist_refuses_huge_ttl),
+		cmocka_unit_test(rows_say_how_ctl_reaches_them),
+		cmocka_unit_test(json_list_explain_stats),
+		cmocka_unit_test(redis_admin_tells_why),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
