@@ -369,6 +369,49 @@ def test_cluster_primary_frozen(rcluster, greygate_factory, tok):
     assert gg.alive()
 
 
+def test_cluster_ctl(rcluster, greygate_factory, tok):
+    """greygate-ctl against the cluster: list and stats see the triplets
+    of every primary; explain, pass, del (by key and by triplet) and
+    whitelist act on the primary serving the network's tag, as the
+    daemon's next decision shows."""
+    gg = cluster_gate(greygate_factory, rcluster, greylist={"awl_threshold": 3})
+    chosen = nets_on_every_primary(rcluster)
+    sender = f"erin@{tok}.sender.example"
+    for n in chosen.values():
+        rep, _ = rcpt_once(gg, n, sender, f"r{n}-{tok}@test.example")
+        assert_reply(rep, 450, "4.2.0")
+    entries = listed(gg)
+    assert sorted(e["net"] for e in entries) == sorted(net(n) for n in chosen.values()), entries
+    assert all(re.fullmatch(r"[0-9a-f]{32}", e["key"]) for e in entries), entries
+    out = ctl(gg, "stats")
+    assert "store=redis-cluster" in out and "primaries=3" in out and "triplets=3" in out, out
+
+    a, b, c = chosen.values()
+    # explain: the stored triplet, routed to its primary, and nothing written
+    out = ctl(gg, "explain", source(a), sender, f"r{a}-{tok}@test.example")
+    assert "state=pending" in out and "reason=early" in out, out
+    # pass: the next RCPT of that triplet passes at once
+    rp = f"passme-{tok}@test.example"
+    assert "passed key=" in ctl(gg, "pass", source(b), sender, rp)
+    rep, _ = rcpt_once(gg, b, sender, rp)
+    assert_reply(rep, 250)
+    # del KEY (a key as list shows it) and del CLIENT SENDER RCPT
+    key_c = next(e["key"] for e in entries if e["net"] == net(c))
+    assert f"deleted key={key_c}" in ctl(gg, "del", key_c)
+    assert "absent" in ctl(gg, "del", key_c)
+    assert "deleted" in ctl(gg, "del", source(a), sender, f"r{a}-{tok}@test.example")
+    assert sorted(e["net"] for e in listed(gg)) == [net(b)] * 2   # r{b} and passme
+    # whitelist: a new triplet from that network passes (awl)
+    assert "whitelisted" in ctl(gg, "whitelist", net(c))
+    mark = gg.log_mark()
+    fresh = f"fresh-{tok}@test.example"
+    rep, _ = rcpt_once(gg, c, sender, fresh)
+    assert_reply(rep, 250)
+    ev = decision(gg, fresh, mark)
+    assert (ev["action"], ev["reason"]) == ("pass", "awl"), ev["_line"]
+    assert gg.alive()
+
+
 def test_cluster_settings_checked(tmp_path):
     """store.redis.cluster entries are numeric ADDRESS:PORT; a cluster store
     has no sentinels, db 0 only, no braces in the prefix (the hash tag);
