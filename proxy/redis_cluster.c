@@ -504,9 +504,16 @@ int redis_cluster_init(struct redis_store *R)
 		}
 		C->nseed++;
 	}
-	/* The health lines name the first seed. */
-	snprintf(R->mhost, sizeof R->mhost, "%s", C->seed[0].host);
-	R->mport = C->seed[0].port;
+	/* The health lines name the cluster by its seeds, not one node. */
+	size_t n = 0;
+	for (size_t i = 0; i < c->store.redis.ncluster && n < sizeof R->mhost; i++) {
+		int w = snprintf(R->mhost + n, sizeof R->mhost - n, "%s%s", i ? "," : "",
+				 c->store.redis.cluster[i]);
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
+	R->mport = 0;
 	redis_arm(C->refresh_timer, 0);
 	return 0;
 }

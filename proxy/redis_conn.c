@@ -54,7 +54,8 @@ void redis_judge(struct redis_store *R)
 	ll_begin(&l, f ? LOG_LVL_WARNING : LOG_LVL_INFO, "store");
 	ll_str(&l, "store", store_type(R->base.kind)->name);
 	ll_str(&l, "redis", R->mhost);
-	ll_int(&l, "port", R->mport);
+	if (R->mport)             /* 0: a cluster, R->mhost its seeds */
+		ll_int(&l, "port", R->mport);
 	ll_str(&l, "state", f ? "failing" : "ok");
 	if (f)
 		ll_str(&l, "reason", R->fail_reason);
