@@ -443,6 +443,7 @@ bool redis_cluster_redirect(struct redis_store *R, int node, const char *err,
 	struct redirect d;
 	if (node < 0 || !redirect_parse(err, C->node[node].a.host, &d))
 		return false;
+	redis_count_error(err);
 	if (d.kind == REDIRECT_ASK) {
 		*to = d.to;
 		*asking = true;
@@ -465,7 +466,7 @@ const struct redis_errkind *redis_cluster_error(struct redis_store *R, int node,
 		char why[300];
 		snprintf(why, sizeof why, "redis error: %.200s; reconnecting", err);
 		redis_cluster_node_failed(R, node, why);
-	} else if (strncmp(err, "CLUSTERDOWN", 11) == 0) {
+	} else if (k->kind == SE_CLUSTERDOWN) {
 		refresh_soon(R->cl);   /* slots unserved for now: a failover under way */
 	}
 	return k;

@@ -96,6 +96,12 @@ static const struct redis_errkind errkinds[] = {
 	{ "READONLY", SE_READONLY, RECONNECT },   /* a replica: after a failover */
 	{ "MASTERDOWN", SE_MASTERDOWN, FIND_MASTER }, /* a replica cut off */
 	{ "LOADING", SE_LOADING, FIND_MASTER },   /* loading its data set */
+	/* A cluster's: redirects (followed by store_redis.c), a slot's keys
+	 * split by a migration, slots unserved during a failover. */
+	{ "MOVED", SE_MOVED, KEEP },
+	{ "ASK", SE_ASK, KEEP },
+	{ "TRYAGAIN", SE_TRYAGAIN, KEEP },
+	{ "CLUSTERDOWN", SE_CLUSTERDOWN, KEEP },
 }, unclassified = { NULL, SE_UNCLASSIFIED, KEEP };
 
 const struct redis_errkind *redis_count_error(const char *err)

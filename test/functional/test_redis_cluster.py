@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.greygate import default_config, render_config, require_binary
+from harness.greygate import default_config, get, metric, render_config, require_binary
 from harness.redis import RedisCluster
 from harness.smtp import RawSMTP, assert_reply
-from harness.util import GREYGATE_BIN, wait_until
+from harness.util import GREYGATE_BIN, free_port, wait_until
 
 GREYGATE_CTL = os.environ.get("GREYGATE_CTL",
                               str(Path(GREYGATE_BIN).resolve().parent / "greygate-ctl"))
@@ -48,14 +48,22 @@ def rcluster():
 
 def cluster_gate(greygate_factory, rc, failure="accept", greylist=None):
     seeds = [f"127.0.0.1:{n.port}" for n in rc.nodes[:2]]
+    admin = free_port(19925)
     gg = greygate_factory(
-        start=False, greylist={**GL, **(greylist or {})},
+        start=False, greylist={**GL, **(greylist or {})}, admin={"listen": f"127.0.0.1:{admin}"},
         store={"type": "redis", "file": "", "failure": failure,
                "redis": {"cluster": seeds, "timeout_ms": TIMEOUT_MS,
                          "connect_timeout_ms": TIMEOUT_MS, "prefix": "gg:"}})
+    gg.admin_port = admin
     gg.start()
     gg.wait_event("store", state="slot-map", timeout=10)
     return gg
+
+
+def replies(gg, kind):
+    """Error replies of KIND greygate counted (/metrics)."""
+    _, text = get(gg.admin_port, "/metrics")
+    return metric(text, "greygate_store_error_replies_total", kind=kind)
 
 
 def net(n):
@@ -194,6 +202,7 @@ def test_cluster_moved_after_reshard(rcluster, greygate_factory, tok):
     ev = decision(gg, rx, mark)
     assert (ev["action"], ev["reason"]) == ("pass", "triplet"), ev["_line"]
     assert errorstat(src, "MOVED") == moved_before + 1, "greygate was not sent MOVED"
+    assert replies(gg, "moved") == 1
     assert took < TIMEOUT_MS / 1000 + 1.0
     # the map is right now: the next decision is not redirected
     fresh = f"moved2-{tok}@test.example"
@@ -237,6 +246,7 @@ def test_cluster_ask_during_migration(rcluster, greygate_factory, tok):
     assert (ev["action"], ev["reason"]) == ("pass", "triplet"), ev["_line"]
     assert errorstat(src, "ASK") == 1, "greygate was not sent ASK"
     assert evalsha_calls(dst) == calls + 1
+    assert replies(gg, "ask") == 1
 
     fresh = f"ask2-{tok}@test.example"
     mark = gg.log_mark()
@@ -244,6 +254,7 @@ def test_cluster_ask_during_migration(rcluster, greygate_factory, tok):
     assert_reply(rep, 250)          # failure = accept
     ev = decision(gg, fresh, mark)
     assert ev["reason"] == "store-failure" and "TRYAGAIN" in ev["error"], ev["_line"]
+    assert replies(gg, "tryagain") == 1 and replies(gg, "ask") == 2
     assert took < TIMEOUT_MS / 1000 + 1.0
 
     rcluster.migrate_finish(slot, src, dst)
