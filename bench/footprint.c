@@ -12,6 +12,12 @@
  *                                   compact layout would store, with plain
  *                                   commands, to price it (the proposal in
  *                                   bench/README.md).
+ *   footprint relay PORT TARGET MS  a TCP relay on 127.0.0.1:PORT to
+ *                                   127.0.0.1:TARGET that holds what it reads
+ *                                   for MS / 2 milliseconds each way: MS of
+ *                                   round trip added, in order, without
+ *                                   limiting what is in flight (this kernel
+ *                                   has no sch_netem for `tc netem`).
  *   footprint memstore N FILE       N triplets into a memstore (heap and RSS
  *                                   growth), saved to FILE, loaded back
  *                                   (times, file size), and the time a fork
@@ -23,7 +29,13 @@
  * client network (so the per-network counters are a rounding error) unless
  * one network each is asked for (the AWL measurement needs N networks).
  */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -348,6 +360,186 @@ static int memstore_main(unsigned n, const char *file)
 	return 0;
 }
 
+/* ---- the delay relay ------------------------------------------------------ */
+
+/* What one direction read, waiting for its time. */
+struct chunk {
+	struct chunk *next;
+	struct evbuffer *buf;
+	double due;
+};
+
+struct pair;
+
+/* One direction of a relayed connection: what FROM reads goes to TO. */
+struct way {
+	struct bufferevent *from, *to;
+	struct chunk *head, **tail;
+	struct event *timer;
+	struct pair *pair;
+};
+
+struct pair {
+	struct way up, down;
+};
+
+static struct event_base *relay_base;
+static double relay_half;                 /* seconds each way */
+static struct sockaddr_in relay_target;
+
+static void way_free(struct way *w)
+{
+	while (w->head) {
+		struct chunk *c = w->head;
+		w->head = c->next;
+		evbuffer_free(c->buf);
+		free(c);
+	}
+	if (w->timer)
+		event_free(w->timer);
+	bufferevent_free(w->from);
+}
+
+/* Either side closed or failed: the other is closed too (hiredis then
+ * reconnects through a new pair). */
+static void pair_free(struct pair *p)
+{
+	way_free(&p->up);
+	way_free(&p->down);
+	free(p);
+}
+
+static void way_arm(struct way *w, double now)
+{
+	double wait = w->head->due - now;
+	if (wait < 0)
+		wait = 0;
+	struct timeval tv = { (time_t)wait, (suseconds_t)((wait - (time_t)wait) * 1e6) };
+	evtimer_add(w->timer, &tv);
+}
+
+static void on_due(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct way *w = arg;
+	double now = mono();
+	while (w->head && w->head->due <= now) {
+		struct chunk *c = w->head;
+		w->head = c->next;
+		if (!w->head)
+			w->tail = &w->head;
+		bufferevent_write_buffer(w->to, c->buf);
+		evbuffer_free(c->buf);
+		free(c);
+	}
+	if (w->head)
+		way_arm(w, now);
+}
+
+static void on_relay_read(struct bufferevent *bev, void *arg)
+{
+	struct way *w = arg;
+	if (relay_half <= 0) {
+		bufferevent_write_buffer(w->to, bufferevent_get_input(bev));
+		return;
+	}
+	struct chunk *c = calloc(1, sizeof *c);
+	if (!c || !(c->buf = evbuffer_new())) {
+		fprintf(stderr, "footprint relay: out of memory; closing the connection\n");
+		free(c);
+		pair_free(w->pair);
+		return;
+	}
+	evbuffer_add_buffer(c->buf, bufferevent_get_input(bev));
+	double now = mono();
+	c->due = now + relay_half;
+	bool idle = !w->head;
+	*w->tail = c;
+	w->tail = &c->next;
+	if (idle)
+		way_arm(w, now);
+}
+
+static void on_relay_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct way *w = arg;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		pair_free(w->pair);
+}
+
+static void nodelay(evutil_socket_t fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static bool way_init(struct way *w, struct pair *p, struct bufferevent *from,
+		     struct bufferevent *to)
+{
+	w->from = from;
+	w->to = to;
+	w->tail = &w->head;
+	w->pair = p;
+	w->timer = evtimer_new(relay_base, on_due, w);
+	bufferevent_setcb(from, on_relay_read, NULL, on_relay_event, w);
+	return w->timer && bufferevent_enable(from, EV_READ) == 0;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	(void)l, (void)sa, (void)salen, (void)arg;
+	struct pair *p = calloc(1, sizeof *p);
+	struct bufferevent *in = bufferevent_socket_new(relay_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *out = bufferevent_socket_new(relay_base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!p || !in || !out) {
+		fprintf(stderr, "footprint relay: out of memory; connection refused\n");
+		if (in)
+			bufferevent_free(in);
+		else
+			evutil_closesocket(fd);
+		if (out)
+			bufferevent_free(out);
+		free(p);
+		return;
+	}
+	nodelay(fd);
+	if (!way_init(&p->up, p, in, out) || !way_init(&p->down, p, out, in) ||
+	    bufferevent_socket_connect(out, (struct sockaddr *)&relay_target,
+				       sizeof relay_target) < 0) {
+		fprintf(stderr, "footprint relay: cannot reach the target; connection closed\n");
+		pair_free(p);
+		return;
+	}
+	nodelay(bufferevent_getfd(out));
+}
+
+static int relay_main(int port, int target, double rtt_ms)
+{
+	relay_half = rtt_ms / 2000.0;
+	struct event_config *ec = event_config_new();
+	/* timerfd: sub-millisecond timers, for the 1 ms row */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	relay_base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	relay_target = sin;
+	relay_target.sin_port = htons((uint16_t)target);
+	struct evconnlistener *l =
+		relay_base ? evconnlistener_new_bind(relay_base, on_accept, NULL,
+						     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
+						     (struct sockaddr *)&sin, sizeof sin)
+			   : NULL;
+	if (!l) {
+		fprintf(stderr, "footprint relay: cannot listen on 127.0.0.1:%d\n", port);
+		return 1;
+	}
+	event_base_dispatch(relay_base);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -355,7 +547,10 @@ int main(int argc, char **argv)
 		return redis_main(atoi(argv[2]), (unsigned)strtoul(argv[3], NULL, 10), argv[4]);
 	if (argc == 4 && !strcmp(argv[1], "memstore"))
 		return memstore_main((unsigned)strtoul(argv[2], NULL, 10), argv[3]);
-	fprintf(stderr, "usage: footprint redis PORT N LAYOUT | footprint memstore N FILE\n"
+	if (argc == 5 && !strcmp(argv[1], "relay"))
+		return relay_main(atoi(argv[2]), atoi(argv[3]), atof(argv[4]));
+	fprintf(stderr, "usage: footprint redis PORT N LAYOUT | footprint memstore N FILE | "
+			"footprint relay PORT TARGET MS\n"
 			"layouts: script noparts int intbin bucket\n");
 	return 2;
 }

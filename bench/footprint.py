@@ -21,13 +21,11 @@ method and the reference figures are in bench/README.md, "Footprint").
 Runs as root (it uses bench.py's environment: smtp-sink runs as postfix).
 """
 import argparse
-import asyncio
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -170,68 +168,31 @@ def part_stall(env, args, out):
     out["stall"] = rows
 
 
-# ---- latency: a relay that holds each chunk for half the added round trip
-
-def relay_main(listen_port, target_port, delay_ms):
-    half = delay_ms / 2000.0
-
-    async def pump(reader, writer):
-        loop = asyncio.get_running_loop()
-        q = asyncio.Queue()
-
-        async def rd():
-            while data := await reader.read(1 << 16):
-                q.put_nowait((loop.time() + half, data))
-            q.put_nowait(None)
-
-        async def wr():
-            while (item := await q.get()) is not None:
-                wait = item[0] - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                writer.write(item[1])
-                await writer.drain()
-            writer.close()
-
-        await asyncio.gather(rd(), wr())
-
-    async def conn(cr, cw):
-        try:
-            sr, sw = await asyncio.open_connection("127.0.0.1", target_port)
-            for s in (cw, sw):
-                s.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await asyncio.gather(pump(cr, sw), pump(sr, cw))
-        except OSError:
-            cw.close()
-
-    async def main():
-        srv = await asyncio.start_server(conn, "127.0.0.1", listen_port)
-        print("ready", flush=True)
-        await srv.serve_forever()
-
-    asyncio.run(main())
-
-
 def part_latency(env, args, out):
     rows = {}
     spec = dict(B.LOADS["storm"], conc=args.conc)
     for delay in args.delays:
-        relay_port = env.port(17379)
-        relay = B.spawn([sys.executable, __file__, "--relay", str(relay_port),
-                         str(env.redis_port), str(delay)], env.dir / f"relay{delay}.log")
-        B.wait_port(relay_port, relay)
-        env.extra = {"store": {"redis": {"port": relay_port, "timeout_ms": 5000}}}
+        # "direct": no relay at all, greygate straight to Redis
+        relay, port = None, env.redis_port
+        if delay != "direct":
+            port = env.port(17379)
+            relay = B.spawn([args.driver, "relay", str(port), str(env.redis_port), delay],
+                            env.dir / f"relay{delay}.log")
+            B.wait_port(port, relay)
+        env.extra = {"store": {"redis": {"port": port, "timeout_ms": 5000}}}
         gg = env.start_greygate(f"gg-delay{delay}")
         try:
-            name = f"storm-{delay}ms"
-            B.log(f"[{name}] {args.conc} clients; Redis behind {delay} ms of added RTT")
-            res = B.measure(env, name, gg.port, spec, gg.pids + [relay.pid], gg.pids, "storm",
-                            {}, checks={"before": lambda: env.redis_cmd("flushall"),
-                                        "metrics": gg.metrics_url})
+            name = f"storm-{delay}"
+            B.log(f"[{name}] {args.conc} clients; Redis {delay} (ms of added RTT)")
+            res = B.measure(env, name, gg.port, spec, gg.pids + ([relay.pid] if relay else []),
+                            gg.pids, "storm", {},
+                            checks={"before": lambda: env.redis_cmd("flushall"),
+                                    "metrics": gg.metrics_url})
             rows[delay] = res.runs
         finally:
             B.stop(gg.proc)
-            B.stop(relay)
+            if relay:
+                B.stop(relay)
     out["latency"] = rows
 
 
@@ -278,14 +239,16 @@ def report(out, args):
             if key in s:
                 L.append(f"  {label:<24} {spread(s[key], fmt)}")
     if "latency" in out:
-        L.append(f"storm, {args.conc} clients, Redis behind a delay relay:")
-        base = None
-        for delay, runs in out["latency"].items():
-            rates = [r["rate"] for r in runs]
-            med = statistics.median(rates)
-            base = base or med
-            L.append(f"  +{delay:>2} ms RTT  {spread(rates, '{:.0f}')} decisions/s"
-                     f"  = {med / base:.2f} x the first row;  greygate's own mean "
+        L.append(f"storm, {args.conc} clients, Redis straight (direct) or behind the delay "
+                 "relay (ms of round trip added):")
+        lat = out["latency"]
+        med = {d: statistics.median(r["rate"] for r in runs) for d, runs in lat.items()}
+        for delay, runs in lat.items():
+            rel = "".join(f"  = {med[delay] / med[b]:.2f} x {b}" for b in ("0", "direct")
+                          if b in med and b != delay)
+            L.append(f"  {delay:>6} {'' if delay == 'direct' else 'ms'}  "
+                     f"{spread([r['rate'] for r in runs], '{:.0f}')} decisions/s{rel};"
+                     f"  greygate's own mean "
                      f"{statistics.median(r['gg_mean'] or 0 for r in runs):.2f} ms;"
                      f"  box {statistics.median(r['box'] for r in runs):.0f}%")
     return "\n".join(L)
@@ -303,16 +266,14 @@ def main():
                     help="Redis: only today's layout")
     ap.add_argument("--stall-seconds", type=float, default=10.0)
     ap.add_argument("--conc", type=int, default=200)
-    ap.add_argument("--delays", default="0,1,10")
+    ap.add_argument("--delays", default="direct,0,1,10",
+                    help="ms of round trip the relay adds; direct: no relay")
     ap.add_argument("--duration", type=float, default=6.0)
     ap.add_argument("--json", default=None)
-    ap.add_argument("--relay", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.relay:
-        return relay_main(int(args.relay[0]), int(args.relay[1]), float(args.relay[2]))
     if os.geteuid() != 0:
         sys.exit("footprint.py runs as root (bench.py's environment)")
-    args.delays = [int(x) for x in args.delays.split(",")]
+    args.delays = args.delays.split(",")
     which = args.only.split(",")
     # what bench.py's Env and measure() read
     args.uncached_ptr, args.profile = False, None
