@@ -117,6 +117,7 @@ static void drain(redisContext *c, unsigned n)
 
 struct layout {
 	const char *name, *what;
+	unsigned per_net;             /* triplets per network */
 	/* Appends the commands that store triplet T (hex digest, parts) at NOW;
 	 * returns how many. */
 	unsigned (*append)(redisContext *c, const struct triplet *t, const char *sha,
@@ -184,12 +185,28 @@ static unsigned put_bucket(redisContext *c, const struct triplet *t, const char 
 	return 2;
 }
 
+/* One hash per client network (the network is a Redis Cluster's hash tag
+ * already), field 10 digest bytes, value the integer. */
+static unsigned put_net(redisContext *c, const struct triplet *t, const char *sha,
+			const char *delay, long long now)
+{
+	(void)sha, (void)delay;
+	redisAppendCommand(c, "HSET gg:T:{%s} %b %lld", t->net, t->key, (size_t)10, now * 2);
+	redisAppendCommand(c, "EXPIRE gg:T:{%s} %s", t->net, RETRY_TTL);
+	return 2;
+}
+
 static const struct layout layouts[] = {
-	{ "script", "today: hash f,p,n,s,r under gg:t:<32 hex>, TTL", put_script },
-	{ "noparts", "hash f,p only under gg:t:<32 hex>, TTL", put_noparts },
-	{ "int", "integer string under gg:t:<32 hex>, TTL", put_int },
-	{ "intbin", "integer string under gg:t:<16 bytes>, TTL", put_int_bin },
-	{ "bucket", "65536 hashes gg:T:<2 bytes>, field 8 bytes, integer value", put_bucket },
+	{ "script", "today: hash f,p,n,s,r under gg:t:<32 hex>, TTL", 1000, put_script },
+	{ "noparts", "hash f,p only under gg:t:<32 hex>, TTL", 1000, put_noparts },
+	{ "int", "integer string under gg:t:<32 hex>, TTL", 1000, put_int },
+	{ "intbin", "integer string under gg:t:<16 bytes>, TTL", 1000, put_int_bin },
+	{ "bucket", "65536 hashes gg:T:<2 bytes>, field 8 bytes, integer value", 1000,
+	  put_bucket },
+	{ "net10", "a hash per network gg:T:{NET}, field 10 bytes, integer; 10 a network", 10,
+	  put_net },
+	{ "net100", "the same, 100 triplets a network (a listpack)", 100, put_net },
+	{ "net1000", "the same, 1000 triplets a network (a hash table)", 1000, put_net },
 };
 
 /* N triplets through L, PER_NET to a network, with DELAY; prints the
@@ -240,7 +257,7 @@ static int redis_main(int port, unsigned n, const char *layout)
 	freeReplyObject(r);
 	freeReplyObject(cmd(c, "FLUSHALL%s", ""));
 	/* the triplets of a storm: new, greylisted, 1000 per network */
-	redis_fill(c, l, sha, n, 1000, "300", "triplets");
+	redis_fill(c, l, sha, n, l->per_net, "300", "triplets");
 	if (l->append == put_script) {
 		/* AWL: N new networks, one triplet each (triplet + counter),
 		 * then the same again with delay 0: each passes and its

@@ -77,7 +77,8 @@ def driver(args, *argv):
 
 def part_redis(env, args, out):
     rows = {}
-    for layout in ["script"] + (["noparts", "int", "intbin", "bucket"] if args.layouts else []):
+    for layout in ["script"] + (["noparts", "int", "intbin", "bucket",
+                                     "net10", "net100", "net1000"] if args.layouts else []):
         for _ in range(args.runs):
             for d in driver(args, "redis", env.redis_port, args.n, layout):
                 if "bytes_per_entry" in d:
@@ -209,7 +210,10 @@ def report(out, args):
                  "noparts": "triplet: hash of f,p only",
                  "int": "triplet: one integer string, hex key",
                  "intbin": "triplet: one integer string, binary key",
-                 "bucket": "triplet: 65,536 bucket hashes, 8-byte fields"}
+                 "bucket": "triplet: 65,536 bucket hashes, 8-byte fields",
+                 "net10": "triplet: a hash per network, 10 triplets each",
+                 "net100": "triplet: a hash per network, 100 triplets each",
+                 "net1000": "triplet: a hash per network, 1000 triplets each"}
         for k, v in r.items():
             L.append(f"  {names.get(k, k):<52} {spread(v)} B")
         for k, v in out.get("samples", {}).items():
