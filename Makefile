@@ -113,7 +113,6 @@ bench-lists: $(BUILD)/bench/lists
 # behind added latency. Root; about 10 minutes. BENCH_ARGS="--only redis".
 .PHONY: bench-footprint
 bench-footprint: deps
-	@sh bench/deps.sh
 	$(MAKE) BUILD=build-bench OPT=-O2 all build-bench/bench/footprint
 	$(PYTHON) bench/footprint.py --greygate build-bench/greygate --driver build-bench/bench/footprint $(BENCH_ARGS)
 
