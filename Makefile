@@ -2,7 +2,7 @@
 # missing (as root), builds and runs every test; `make asan` does the same
 # with AddressSanitizer and UBSan; `make run` starts greygate for a try.
 
-PKGS     := libevent libevent_openssl hiredis libcares libconfig openssl
+PKGS     := libevent libevent_openssl hiredis libcares libconfig openssl libpsl
 PYTHON   := /usr/bin/python3
 BUILD    ?= build
 CC       ?= cc
@@ -24,7 +24,7 @@ UNIT_BIN  := $(UNIT_SRC:test/unit/%.c=$(BUILD)/unit/%)
 
 all: $(BUILD)/greygate $(BUILD)/greygate-ctl
 
-$(BUILD)/%.o: %.c $(wildcard lib/*.h proxy/*.h)
+$(BUILD)/%.o: %.c $(wildcard lib/*.h proxy/*.h ctl/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -Iproxy -c -o $@ $<
 
@@ -35,8 +35,11 @@ $(BUILD)/libgg.a: $(LIB_OBJ)
 $(BUILD)/greygate: $(PROXY_OBJ) $(BUILD)/libgg.a
 	$(CC) $(CFLAGS) -o $@ $(PROXY_OBJ) $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
 
-$(BUILD)/greygate-ctl: $(BUILD)/ctl/greygate-ctl.o $(BUILD)/libgg.a
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
+# greygate-ctl's own modules are in ctl/ (what only the command does,
+# such as blocking DNS, which lib/'s fuzz builds cannot link).
+CTL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard ctl/*.c)))
+$(BUILD)/greygate-ctl: $(CTL_OBJ) $(BUILD)/libgg.a
+	$(CC) $(CFLAGS) -o $@ $(CTL_OBJ) $(BUILD)/libgg.a $(LDFLAGS) $(PKG_LIBS)
 
 $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libgg.a $(wildcard lib/*.h test/unit/*.h)
 	@mkdir -p $(dir $@)
@@ -86,6 +89,17 @@ e2e: $(BUILD)/greygate $(BUILD)/greygate-ctl
 	@sh test/e2e/deps.sh
 	GREYGATE_BIN=$(abspath $(BUILD)/greygate) $(PYTHON) -m pytest -q test/e2e $(PYTEST_ARGS)
 
+# The Docker deployment for real (docker/README.md): the base image when
+# there is no registry, the images, the demo stack (dns, redis, two MX
+# hosts) and its failure cases, then the production compose file. Needs a
+# Docker engine and docker-compose (or `docker compose`); root for the base
+# image; about 6 minutes from nothing.
+.PHONY: docker-smoke
+docker-smoke:
+	@sh tools/deps.sh debootstrap
+	sh docker/smoke.sh
+	sh docker/prod-check.sh
+
 # Throughput, latency and memory on loopback (bench/README.md): an -O2
 # build in build-bench, then bench/bench.py (about 6 minutes; root).
 # BENCH_ARGS="--runs 1 --only storm,pass" and the like for a part of it.
@@ -133,16 +147,22 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 # working copy of its seeds; fails if any crashes (5 x 60 s: about 5 min).
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session spf_record
+FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session spf_record pool_key \
+                policy_proto dnsbl_site
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -std=c11 -D_GNU_SOURCE -Ilib
-FUZZ_LIBS     = $(shell pkg-config --cflags --libs libevent openssl 2>/dev/null)
+FUZZ_LIBS     = $(shell pkg-config --cflags --libs libevent openssl libpsl 2>/dev/null)
 FUZZ_SRC_smtp_cmd     := lib/smtp_cmd.c
-FUZZ_SRC_address_norm := lib/smtp_cmd.c lib/sender_norm.c lib/triplet.c lib/netaddr.c
+FUZZ_SRC_address_norm := lib/smtp_cmd.c lib/sender_norm.c lib/triplet.c lib/netaddr.c \
+                         lib/pool_key.c lib/generic_name.c lib/regdomain.c lib/hostname.c
 FUZZ_SRC_dotcodec     := lib/dotcodec.c
 FUZZ_SRC_proxyproto   := lib/proxyproto.c lib/netaddr.c
 FUZZ_SRC_dnsmsg       := lib/dnsmsg.c lib/netaddr.c lib/hostname.c
 FUZZ_SRC_spf_record   := lib/spf_record.c lib/spf_macro.c lib/spf_eval.c lib/netaddr.c
+FUZZ_SRC_pool_key     := lib/pool_key.c lib/generic_name.c lib/regdomain.c lib/hostname.c \
+                         lib/netaddr.c
+FUZZ_SRC_policy_proto := lib/policy_proto.c
+FUZZ_SRC_dnsbl_site   := lib/dnsbl_site.c lib/netaddr.c lib/hostname.c
 
 build-fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz_check.h $(wildcard lib/*.c lib/*.h)
 	@mkdir -p build-fuzz && echo '*' > build-fuzz/.gitignore
@@ -151,7 +171,7 @@ build-fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz_check.h $(wildcard lib/*.c 
 # The session target runs the proxy itself (all of proxy/ but main.c) with
 # proxy/resolver.c on the fake c-ares the target defines: c-ares's headers,
 # not its library.
-FUZZ_SESSION_PKGS := libevent libevent_openssl hiredis libconfig openssl
+FUZZ_SESSION_PKGS := libevent libevent_openssl hiredis libconfig openssl libpsl
 build-fuzz/fuzz_session: test/fuzz/fuzz_session.c test/fuzz/fuzz_check.h $(wildcard lib/*.[ch] proxy/*.[ch])
 	@mkdir -p build-fuzz && echo '*' > build-fuzz/.gitignore
 	$(FUZZ_CC) $(FUZZ_FLAGS) -Iproxy $(shell pkg-config --cflags $(FUZZ_SESSION_PKGS) libcares 2>/dev/null) \

@@ -6,6 +6,7 @@ Everything runs on loopback (127.0.0.x) on this machine:
   smtp-source ──> greygate ──> smtp-sink          (the greygate scenarios)
   smtp-source ──> smtp-sink                       (direct: the physical limit)
   smtp-source ──> Postfix smtpd + postgrey        (what users run today)
+  smtp-source ──> Postfix smtpd + greygate        (greygate as a policy service)
 
 plus a private redis-server (greygate's store), a private dnsmasq (the
 recipient domain's MX, cached by greygate), a small Python client that
@@ -232,6 +233,7 @@ class Env:
         import harness.util
         self.harness = harness
         self.retry_spent = 0.0
+        self.postfixes = []
 
     def port(self, base):
         return self.harness.util.free_port(base)
@@ -300,7 +302,8 @@ class Env:
         wait_port(self.sink450_port, self.sink450)
 
     # ---- greygate
-    def gg_config(self, port, log_level="warning", workers=None, admin_port=0, backend=None):
+    def gg_config(self, port, log_level="warning", workers=None, admin_port=0, backend=None,
+                  policy_port=None):
         cf = self.harness.greygate
         cfg = cf.merge(cf.default_config(port, f"127.0.0.1:{self.sink_port}",
                                          f"127.0.0.1:{self.dns_port}"), {
@@ -332,6 +335,8 @@ class Env:
             cfg["workers"] = workers
         if backend:
             cfg = cf.merge(cfg, {"backend": backend})
+        if policy_port:
+            cfg["policy"] = {"listen": f"127.0.0.1:{policy_port}"}
         return cf.render_config(cfg)
 
     def gg_accepts_workers(self):
@@ -342,16 +347,21 @@ class Env:
             log(f"greygate -t with workers = 2: {r.stdout}{r.stderr}".strip())
         return r.returncode == 0
 
-    def start_greygate(self, name, log_level="warning", workers=None, backend=None):
+    def start_greygate(self, name, log_level="warning", workers=None, backend=None,
+                       policy=False):
         port = self.port(16525)
         conf = self.dir / f"{name}.conf"
         admin = self.port(19925)
-        conf.write_text(self.gg_config(port, log_level, workers, admin, backend))
+        policy_port = self.port(16023) if policy else None
+        conf.write_text(self.gg_config(port, log_level, workers, admin, backend, policy_port))
         logf = self.dir / f"{name}.log"
         p = spawn([self.args.greygate, "-c", str(conf)], logf)
         wait_port(port, p)
         gg = Gate(name, p, port, conf, logf)
         gg.metrics_url = f"http://127.0.0.1:{admin}/metrics"
+        gg.policy_port = policy_port
+        if policy_port:
+            wait_port(policy_port, p)
         time.sleep(0.3)
         gg.nproc = len(descendants(p.pid))
         return gg
@@ -375,23 +385,31 @@ class Env:
                          "--delay=1"], self.dir / "postgrey.log")
         wait_port(self.pg_port, self.pg, timeout=30)
 
-    def start_postfix(self):
-        self.pf = self.harness.postfix.PostfixBackend(extra_main={
+    def start_postfix(self, policy_port):
+        """A private Postfix whose smtpd asks the policy service on
+        POLICY_PORT (postgrey, or greygate); stopped by close()."""
+        pf = self.harness.postfix.PostfixBackend(extra_main={
             "myhostname": "mx.bench.test",
             "virtual_mailbox_domains": DOMAIN,
             # accepted mail is queued (that is Postfix) and then discarded
             "virtual_transport": "discard:bench",
             "smtpd_relay_restrictions": "permit_mynetworks reject_unauth_destination",
             "smtpd_recipient_restrictions":
-                f"check_policy_service inet:127.0.0.1:{self.pg_port}",
+                f"check_policy_service inet:127.0.0.1:{policy_port}",
             "header_checks": "",
         })
-        self.pf.start()
+        self.postfixes.append(pf)
+        pf.start()
+        return pf
+
+    def stop_postfix(self, pf):
+        self.postfixes.remove(pf)
+        pf.destroy()
 
     def close(self):
-        if getattr(self, "pf", None) is not None:
+        for pf in self.postfixes:
             with contextlib.suppress(Exception):
-                self.pf.destroy()
+                pf.destroy()
         stop_all()
         if not os.environ.get("GG_KEEP_TMP"):
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -624,8 +642,7 @@ def our_cpu(env):
     (and their descendants), Postfix's master (it daemonizes), the waited-for
     children (smtp-source, the sampler) and bench.py itself."""
     roots = [p.pid for p in LIVE if p.poll() is None]
-    if getattr(env, "pf", None) is not None and env.pf.master_pid:
-        roots.append(env.pf.master_pid)
+    roots += [pf.master_pid for pf in env.postfixes if pf.master_pid]
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
     me = resource.getrusage(resource.RUSAGE_SELF)
     return (cpu_seconds(roots) + ch.ru_utime + ch.ru_stime + me.ru_utime + me.ru_stime)
@@ -832,7 +849,8 @@ def scenario_idle(env, label, results, workers=None):
 REFERENCE = {   # which direct load each scenario is compared with
     "storm": "direct-storm", "pass": "direct-pass", "pipeline": "direct-pipeline",
     "large": "direct-large", "postgrey-storm": "direct-storm",
-    "postgrey-pass": "direct-pass",
+    "postgrey-pass": "direct-pass", "policy-storm": "direct-storm",
+    "policy-pass": "direct-pass",
 }
 
 
@@ -946,7 +964,7 @@ def main():
     ap.add_argument("--wait-quiet", type=float, default=120, metavar="SECONDS",
                     help="wait up to this long for the machine to be idle before starting")
     ap.add_argument("--only", default="", help="comma list: direct,storm,pass,pipeline,large,"
-                    "idle,postgrey,info,xclient,noreuse,workers")
+                    "idle,postgrey,policy,info,xclient,noreuse,workers")
     ap.add_argument("--skip", default="")
     ap.add_argument("--json", default=None, help="also write every run to this file")
     ap.add_argument("--conc", type=int, default=None,
@@ -969,8 +987,8 @@ def main():
         for name, spec in LOADS.items():
             if name != "large":
                 spec["conc"] = args.conc
-    allsc = ["direct", "storm", "pass", "pipeline", "large", "idle", "postgrey", "info",
-             "xclient", "noreuse", "workers"]
+    allsc = ["direct", "storm", "pass", "pipeline", "large", "idle", "postgrey", "policy",
+             "info", "xclient", "noreuse", "workers"]
     which = set(args.only.split(",")) if args.only else set(allsc)
     which -= set(args.skip.split(","))
     if os.geteuid() != 0:
@@ -1076,9 +1094,9 @@ def main():
         # 4. what users run today: Postfix smtpd + check_policy_service postgrey
         if "postgrey" in which:
             env.start_postgrey()
-            env.start_postfix()
-            pf_port = env.pf.port
-            pids = [env.pf.master_pid, env.pg.pid]
+            pf = env.start_postfix(env.pg_port)
+            pf_port = pf.port
+            pids = [pf.master_pid, env.pg.pid]
             # pre-pass the triplet: greylisted once, retried after the delay
             for _ in range(2):
                 subprocess.run([SMTP_SOURCE, "-A", "-M", HELO, "-f", SENDER, "-t", RCPT,
@@ -1089,6 +1107,33 @@ def main():
                 log(f"[{name}] smtp-source -> Postfix smtpd -> policy: postgrey")
                 measure(env, name, pf_port, LOADS[sc], pids, pids,
                         "storm" if sc == "storm" else "pass", results, pss=True)
+            env.stop_postfix(pf)
+            stop(env.pg)
+
+        # 5. the same Postfix asking greygate instead (policy.listen), with
+        # greygate's Redis store; the pass triplet is pre-passed as for the
+        # greygate rows
+        if "policy" in which:
+            gg = env.start_greygate("gg-policy", policy=True)
+            pf = env.start_postfix(gg.policy_port)
+            pids = [pf.master_pid, gg.proc.pid]
+            try:
+                def prepass():
+                    env.redis_cmd("flushall")
+                    env.ctl(gg, "pass", "127.0.0.1", SENDER, RCPT)
+                prepass()
+                for sc in ("storm", "pass"):
+                    name = "policy-" + sc
+                    log(f"[{name}] smtp-source -> Postfix smtpd -> policy: greygate")
+                    measure(env, name, pf.port, LOADS[sc], pids, pids,
+                            "storm" if sc == "storm" else "pass", results, pss=True,
+                            checks={"before": prepass, "metrics": gg.metrics_url})
+                probs = gg.problems()
+                if probs:
+                    log(f"  greygate logged {len(probs)} warnings/errors, e.g. {probs[:2]}")
+            finally:
+                env.stop_postfix(pf)
+                stop(gg.proc)
     finally:
         env.close()
 

@@ -17,16 +17,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "client_name.h"
 #include "config.h"
 #include "ctl_cmd.h"
+#include "hostname.h"
 #include "log.h"
+#include "pool_key.h"
+#include "regdomain.h"
 
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: greygate-ctl [-c FILE] [--json] COMMAND [ARGS]\n"
 		"  list [net=NET] [sender=S] [rcpt=R] [state=passed|pending] [limit=N]\n"
-		"  explain CLIENT SENDER RCPT\n"
+		"  explain CLIENT SENDER RCPT [NAME]\n"
 		"  pass CLIENT SENDER RCPT\n"
 		"  del KEY | del CLIENT SENDER RCPT\n"
 		"  whitelist NET [TTL]\n"
@@ -128,9 +132,25 @@ int main(int argc, char **argv)
 		fprintf(stderr, "greygate-ctl: %s\n", err);
 		return 2;
 	}
+	regdomain_init();
+	/* explain CLIENT SENDER RCPT: with ptr keys on, the client's name is
+	 * looked up here, so that the key is the one a session would make
+	 * (the daemon's control socket never waits for DNS) */
+	int nargs = argc - optind, first;
+	char **args = argv + optind;
+	char name[HOSTNAME_MAX + 1];
+	char *with_name[6];
+	ctl_format_of(nargs, args, &first);
+	if (nargs - first == 4 && nargs < (int)(sizeof with_name / sizeof *with_name) &&
+	    strcmp(args[first], "explain") == 0 &&
+	    pool_kinds_have(cfg->greylist.pool_keys, cfg->greylist.npool_keys, POOL_PTR) &&
+	    client_name_confirmed(cfg, args[first + 1], name, sizeof name)) {
+		memcpy(with_name, args, (size_t)nargs * sizeof *args);
+		with_name[nargs++] = name;
+		args = with_name;
+	}
 	const struct store_type *row = store_type(cfg->store.kind);
-	int status = row->ctl_open ? direct(row, cfg, argc - optind, argv + optind)
-				     : via_daemon(cfg, argc - optind, argv + optind);
+	int status = row->ctl_open ? direct(row, cfg, nargs, args) : via_daemon(cfg, nargs, args);
 	gg_config_unref(cfg);
 	return status;
 }

@@ -83,7 +83,7 @@ static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 	}
 	return cfg_load_listen(ld, cf, c) && cfg_load_lists(ld, cf, c) &&
 	       cfg_load_store(ld, cf, c) && cfg_load_greylist(ld, cf, c) && cfg_load_dns(ld, cf, c) &&
-	       cfg_load_tls(ld, cf, c) &&
+	       cfg_load_tls(ld, cf, c) && cfg_load_scoring(ld, cf, c) &&
 	       cfg_validate(ld, cf, c);
 }
 
@@ -292,7 +292,11 @@ void gg_config_unref(struct gg_config *c)
 	for (size_t i = 0; i < c->store.redis.nsentinels; i++)
 		free(c->store.redis.sentinels[i]);
 	free(c->store.redis.sentinels);
+	for (size_t i = 0; i < c->greylist.ngeneric_name_words; i++)
+		free(c->greylist.generic_name_words[i]);
+	free(c->greylist.generic_name_words);
 	free(c->dns.servers);
+	free(c->scoring.sites);
 	SSL_CTX_free(c->tls_ctx);
 	free(c);
 }

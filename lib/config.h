@@ -14,9 +14,12 @@
 #include <stddef.h>
 
 #include "addrlist.h"
+#include "dnsbl_site.h"
 #include "domainlist.h"
 #include "greylist.h"
 #include "netaddr.h"
+#include "score.h"
+#include "pool_key.h"
 #include "sender_norm.h"
 #include "store_type.h"
 
@@ -92,6 +95,16 @@ struct gg_config {
 		int max_new_per_client;
 		struct sender_norm_opts norm;
 		char *message;            /* "%s" stands for the seconds left */
+		bool shadow;              /* mode = "shadow": decide, log would-*, let the mail pass */
+		/* Pool keys (lib/pool_key.h): the kinds greylist.pool_keys names,
+		 * in its order; none: the network key only. */
+		enum pool_kind pool_keys[POOL_KINDS];
+		size_t npool_keys;
+		/* How wide an SPF mechanism may be and still vouch for a sender
+		 * (the SPF evaluator reads them). */
+		int spf_max_prefix4, spf_max_prefix6;
+		char **generic_name_words;    /* lib/generic_name.h */
+		size_t ngeneric_name_words;
 	} greylist;
 
 	struct {
@@ -104,6 +117,12 @@ struct gg_config {
 	char *user, *group;           /* drop to these after binding; "" none */
 	bool run_as_root;             /* allow going on as root */
 	char *pid_file;               /* "" none */
+
+	/* The Postfix policy service (proxy/policy.c). */
+	struct {
+		char *listen;         /* "host:port"; "" off */
+		bool prepend_header;  /* X-Greylist: on a triplet that waited */
+	} policy;
 
 	/* STARTTLS: an SSL_CTX with tls.cert and tls.key loaded, or NULL (no
 	 * STARTTLS offered). Reloaded with the file, so SIGHUP picks up a
@@ -136,6 +155,18 @@ struct gg_config {
 		int probe_timeout;
 		int probe_port;
 	} handover;
+
+	/* Selective greylisting (README.md): on when the file has a scoring
+	 * group; otherwise no signal is looked up and every client is normal. */
+	struct {
+		bool enabled;
+		struct dnsbl_site *sites;     /* scoring.dnsbl */
+		size_t nsites;
+		int weights[SIG_COUNT];       /* scoring.weights.<signal>, where it is a setting */
+		struct score_classes classes;
+		int suspicious_delay;         /* seconds */
+		bool hostile_tempfail;        /* hostile.action = "tempfail" (else "reject") */
+	} scoring;
 
 	struct {
 		char *target;             /* "stderr" or "syslog" */
@@ -188,7 +219,8 @@ const void *gg_config_bundle(const struct gg_config *c, size_t *len);
 /* The first setting that differs between OLD and NEW and takes a restart
  * to change, named as in the file ("store.type", "listen", ...): every
  * store.* setting, control_socket, listen (all addresses, in order),
- * workers, admin.listen, user, group, run_as_root, pid_file (the rows
+ * workers, admin.listen, user, group, run_as_root, pid_file,
+ * policy.listen (the rows
  * marked RESTART in lib/config_schema.c, in table order). NULL when a
  * reload can apply NEW whole. */
 const char *gg_config_restart_setting(const struct gg_config *old, const struct gg_config *new);

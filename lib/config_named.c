@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "hostname.h"
 #include "hostport.h"
 #include "log.h"
 
@@ -43,6 +45,30 @@ bool cfg_load_listen(struct loader *ld, const config_t *cf, struct gg_config *c)
 		c->listen[c->nlisten++] = cfg_xstrdup(config_setting_get_string(e));
 	}
 	return true;
+}
+
+/* Whether two listen addresses would take each other's connections: the
+ * same port, and the same address or a wildcard on either side (the
+ * sockets are bound with SO_REUSEPORT, so the kernel would not refuse the
+ * second; IPv6 sockets are v6-only, so families never collide). */
+static bool same_listener(const char *a, const char *b)
+{
+	struct sockaddr_storage x, y;
+	socklen_t xl, yl;
+	if (!hostport_parse(a, &x, &xl) || !hostport_parse(b, &y, &yl) || x.ss_family != y.ss_family)
+		return false;
+	if (x.ss_family == AF_INET) {
+		const struct sockaddr_in *p = (const struct sockaddr_in *)&x;
+		const struct sockaddr_in *q = (const struct sockaddr_in *)&y;
+		return p->sin_port == q->sin_port &&
+		       (p->sin_addr.s_addr == q->sin_addr.s_addr ||
+			p->sin_addr.s_addr == htonl(INADDR_ANY) || q->sin_addr.s_addr == htonl(INADDR_ANY));
+	}
+	const struct sockaddr_in6 *p = (const struct sockaddr_in6 *)&x;
+	const struct sockaddr_in6 *q = (const struct sockaddr_in6 *)&y;
+	return p->sin6_port == q->sin6_port &&
+	       (IN6_ARE_ADDR_EQUAL(&p->sin6_addr, &q->sin6_addr) ||
+		IN6_IS_ADDR_UNSPECIFIED(&p->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&q->sin6_addr));
 }
 
 bool cfg_validate(struct loader *ld, const config_t *cf, struct gg_config *c)
@@ -112,6 +138,15 @@ bool cfg_load_store(struct loader *ld, const config_t *cf, struct gg_config *c)
 		return cfg_fail(ld, config_lookup(cf, "admin.listen"),
 			    "admin.listen: '%s' is not ADDRESS:PORT (\"\" switches it off)",
 			    c->admin_listen);
+	if (c->policy.listen[0] && !hostport_parse(c->policy.listen, &ass, &alen))
+		return cfg_fail(ld, config_lookup(cf, "policy.listen"),
+			    "policy.listen: '%s' is not ADDRESS:PORT (\"\" switches it off)",
+			    c->policy.listen);
+	for (size_t i = 0; c->policy.listen[0] && i < c->nlisten; i++)
+		if (same_listener(c->policy.listen, c->listen[i]))
+			return cfg_fail(ld, config_lookup(cf, "policy.listen"),
+				    "policy.listen: '%s' takes the connections of listen address '%s'",
+				    c->policy.listen, c->listen[i]);
 	if (store_type_find(c->store.type, &c->store.kind) < 0)
 		return cfg_fail(ld, config_lookup(cf, "store.type"), "store.type must be %s",
 			    store_type_names());
@@ -127,8 +162,76 @@ bool cfg_load_store(struct loader *ld, const config_t *cf, struct gg_config *c)
 	return true;
 }
 
+/* Words of provider-assigned names (generic_name.h): ISPs' dynamic and
+ * customer ranges, as the big ones name them. */
+static const char *const default_generic_words[] = {
+	"dyn", "dynamic", "dynip", "dhcp", "pool", "ppp", "pppoe", "dsl", "adsl", "vdsl", "xdsl",
+	"cable", "cust", "customer", "client", "broadband", "dial", "dialup", "dialin", "cpe",
+	"residential", "mobile", "wireless",
+};
+#define GENERIC_WORDS_MAX 1000
+
+static bool add_word(struct gg_config *c, const char *w)
+{
+	char **nv = realloc(c->greylist.generic_name_words,
+			    (c->greylist.ngeneric_name_words + 1) * sizeof *nv);
+	if (!nv)
+		return false;
+	c->greylist.generic_name_words = nv;
+	nv[c->greylist.ngeneric_name_words++] = cfg_xstrdup(w);
+	return true;
+}
+
+/* greylist.pool_keys and greylist.generic_name_words. */
+static bool load_pool_keys(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	const config_setting_t *s = config_lookup(cf, "greylist.pool_keys");
+	if (!s) {
+		c->greylist.pool_keys[0] = POOL_SPF;
+		c->greylist.pool_keys[1] = POOL_PTR;
+		c->greylist.npool_keys = 2;
+	}
+	for (int i = 0; s && i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		enum pool_kind k;
+		if (!pool_kind_parse(v, &k) || k == POOL_NET)
+			return cfg_fail(ld, e, "greylist.pool_keys: '%s' is not \"spf\" or \"ptr\" "
+				    "(the network is the key when neither applies)", v);
+		for (size_t j = 0; j < c->greylist.npool_keys; j++)
+			if (c->greylist.pool_keys[j] == k)
+				return cfg_fail(ld, e, "greylist.pool_keys: '%s' twice", v);
+		c->greylist.pool_keys[c->greylist.npool_keys++] = k;
+	}
+	const config_setting_t *w = config_lookup(cf, "greylist.generic_name_words");
+	if (!w) {
+		for (size_t i = 0; i < sizeof default_generic_words / sizeof *default_generic_words; i++)
+			if (!add_word(c, default_generic_words[i]))
+				return cfg_fail(ld, NULL, "out of memory");
+		return true;
+	}
+	if (config_setting_length(w) > GENERIC_WORDS_MAX)
+		return cfg_fail(ld, w, "greylist.generic_name_words: at most %d words",
+			    GENERIC_WORDS_MAX);
+	for (int i = 0; i < config_setting_length(w); i++) {
+		const config_setting_t *e = config_setting_get_elem(w, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		/* a word is compared with a label or a run of letters in one */
+		size_t n = strlen(v);
+		if (n == 0 || n > HOSTNAME_LABEL_MAX || strspn(v, "abcdefghijklmnopqrstuvwxyz"
+						 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != n)
+			return cfg_fail(ld, e, "greylist.generic_name_words: '%s' is not a word of a "
+				    "host name (letters, digits, '-', '_'; 1 to 63)", v);
+		if (!add_word(c, v))
+			return cfg_fail(ld, NULL, "out of memory");
+	}
+	return true;
+}
+
 bool cfg_load_greylist(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
+	if (!load_pool_keys(ld, cf, c))
+		return false;
 	bool on;
 	cfg_get_bool(cf, "greylist.normalize_sender", true, &on);
 	struct sender_norm_opts *n = &c->greylist.norm;
@@ -251,5 +354,66 @@ bool cfg_load_tls(struct loader *ld, const config_t *cf, struct gg_config *c)
 		ERR_error_string_n(ERR_get_error(), why, sizeof why);
 		return cfg_fail(ld, key, "tls.key '%s': %s", config_setting_get_string(key), why);
 	}
+	return true;
+}
+
+/* One of CHOICES (NULL-ended) at PATH, DEF when absent: its index, or -1
+ * (reported) when the file names something else. */
+static int choice(struct loader *ld, const config_t *cf, const char *path,
+		  const char *const *choices, const char *must)
+{
+	const char *v = choices[0];
+	config_lookup_string(cf, path, &v);
+	for (int i = 0; choices[i]; i++)
+		if (strcmp(v, choices[i]) == 0)
+			return i;
+	cfg_fail(ld, config_lookup(cf, path), "%s must be %s", path, must);
+	return -1;
+}
+
+#define SCORING_SITES_MAX 32
+
+/* greylist.mode and the scoring group: the DNSBL sites in postscreen's
+ * syntax, thresholds out of order warned of, the suspicious delay inside the retry
+ * window (a longer one could never be waited out). */
+bool cfg_load_scoring(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	static const char *const modes[] = { "enforce", "shadow", NULL };
+	static const char *const actions[] = { "reject", "tempfail", NULL };
+	int mode = choice(ld, cf, "greylist.mode", modes, "\"enforce\" or \"shadow\"");
+	if (mode < 0)
+		return false;
+	c->greylist.shadow = mode == 1;
+	c->scoring.enabled = config_lookup(cf, "scoring") != NULL;
+	int action = choice(ld, cf, "scoring.hostile.action", actions, "\"reject\" or \"tempfail\"");
+	if (action < 0)
+		return false;
+	c->scoring.hostile_tempfail = action == 1;
+	const config_setting_t *s = config_lookup(cf, "scoring.dnsbl");
+	int n = s ? config_setting_length(s) : 0;
+	if (n > SCORING_SITES_MAX)
+		return cfg_fail(ld, s, "scoring.dnsbl: at most %d sites", SCORING_SITES_MAX);
+	if (n && !(c->scoring.sites = calloc((size_t)n, sizeof *c->scoring.sites)))
+		return cfg_fail(ld, s, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		if (!dnsbl_site_parse(v, &c->scoring.sites[c->scoring.nsites]))
+			return cfg_fail(ld, e, "scoring.dnsbl: '%s' is not site=filter*weight "
+					   "(e.g. \"zen.example=127.0.0.[2..11]*3\")", v);
+		c->scoring.nsites++;
+	}
+	const struct score_classes *t = &c->scoring.classes;
+	if (!(t->trusted < t->suspicious && t->suspicious < t->hostile)) {
+		struct logline l;
+		ll_begin(&l, LOG_LVL_WARNING, "config");
+		ll_str(&l, "setting", "scoring.classes");
+		ll_str(&l, "reason", "not trusted < suspicious < hostile; a score is classed hostile "
+				     "first, then suspicious, then trusted");
+		ll_emit(&l);
+	}
+	if (c->scoring.enabled && c->scoring.suspicious_delay >= c->greylist.retry_window)
+		return cfg_fail(ld, config_lookup(cf, "scoring.suspicious.delay"),
+			    "scoring.suspicious.delay must be shorter than greylist.retry_window");
 	return true;
 }

@@ -133,6 +133,10 @@ const struct cfg_setting cfg_settings[] = {
 	NAMED("greylist.normalize.hex", CK_BOOL),
 	INT("greylist.max_new_per_client", greylist.max_new_per_client, 100, 1, 10000000),
 	STR("greylist.message", greylist.message, "Greylisted, retry in %s seconds"),
+	NAMED("greylist.pool_keys", CK_STRLIST),           /* default [ "spf", "ptr" ] */
+	INT("greylist.spf_max_prefix4", greylist.spf_max_prefix4, 16, 0, 32),
+	INT("greylist.spf_max_prefix6", greylist.spf_max_prefix6, 32, 0, 128),
+	NAMED("greylist.generic_name_words", CK_STRLIST),  /* default: default_generic_words */
 	STR("control_socket", control_socket, "/run/greygate/control.sock", RESTART),
 	GROUP("dns"),
 	NAMED("dns.servers", CK_STRLIST),                  /* dns.servers as c-ares CSV */
@@ -165,6 +169,25 @@ const struct cfg_setting cfg_settings[] = {
 	/* a hand-shake under way holds ~50 KiB (README): 100 of them, 5 MB */
 	INT("tls.max_handshakes", tls_max_handshakes, 100, 1, 100000),
 	INT("tls.handshake_timeout", tls_handshake_timeout, 30, 1, 3600),
+	GROUP("policy"),
+	STR("policy.listen", policy.listen, "", RESTART),
+	BOOL("policy.prepend_header", policy.prepend_header, true),
+	NAMED("greylist.mode", CK_STR),                    /* greylist.shadow */
+	GROUP("scoring"),                                  /* present: scoring.enabled */
+	NAMED("scoring.dnsbl", CK_STRLIST),                /* scoring.sites */
+	GROUP("scoring.weights"),
+	INT("scoring.weights.no_ptr", scoring.weights[SIG_NO_PTR], 2, -1000, 1000),
+	INT("scoring.weights.unconfirmed_ptr", scoring.weights[SIG_UNCONFIRMED_PTR], 1, -1000, 1000),
+	INT("scoring.weights.bad_helo", scoring.weights[SIG_BAD_HELO], 1, -1000, 1000),
+	INT("scoring.weights.generic_ptr", scoring.weights[SIG_GENERIC_PTR], 2, -1000, 1000),
+	GROUP("scoring.classes"),
+	INT("scoring.classes.trusted", scoring.classes.trusted, -3, -100000, 100000),
+	INT("scoring.classes.suspicious", scoring.classes.suspicious, 3, -100000, 100000),
+	INT("scoring.classes.hostile", scoring.classes.hostile, 8, -100000, 100000),
+	GROUP("scoring.suspicious"),
+	INT("scoring.suspicious.delay", scoring.suspicious_delay, 900, 0, 86400),
+	GROUP("scoring.hostile"),
+	NAMED("scoring.hostile.action", CK_STR),           /* scoring.hostile_tempfail */
 };
 
 const size_t cfg_nsettings = sizeof cfg_settings / sizeof cfg_settings[0];

@@ -5,13 +5,14 @@
 #include <strings.h>
 #include <time.h>
 
+#include "pool_key.h"
 #include "sender_norm.h"
 
 /* Triplets a walk looks at per call when nothing else waits (greygate-ctl). */
 #define CTL_WALK_SLICE 500
 
-int ctl_triplet(const struct gg_config *cfg, const char *client, const char *sender,
-		const char *rcpt, struct triplet *t, char *err, size_t errlen)
+int ctl_triplet(const struct gg_config *cfg, const char *client, const char *name,
+		const char *sender, const char *rcpt, struct triplet *t, char *err, size_t errlen)
 {
 	struct ipaddr a;
 	if (!ipaddr_parse(client, &a)) {
@@ -29,7 +30,19 @@ int ctl_triplet(const struct gg_config *cfg, const char *client, const char *sen
 	triplet_network(&a, (unsigned)cfg->greylist.ipv4_prefix, (unsigned)cfg->greylist.ipv6_prefix,
 			net, sizeof net);
 	size_t nlen = sender_normalise(sender, slen, &cfg->greylist.norm, norm, sizeof norm);
-	if (triplet_make(t, net, norm, nlen, rcpt, rlen) < 0) {
+	/* spf: needs SPF evaluated in a session: the kinds that can be
+	 * known here are the name's and the network */
+	char pool[POOL_TEXT_MAX];
+	struct pool_facts pf = {
+		.client = &a,
+		.client_name = name,
+		.words = (const char *const *)cfg->greylist.generic_name_words,
+		.nwords = cfg->greylist.ngeneric_name_words,
+		.order = cfg->greylist.pool_keys,
+		.norder = cfg->greylist.npool_keys,
+	};
+	pool_key(&pf, pool);
+	if (triplet_make_pool(t, net, pool, norm, nlen, rcpt, rlen) < 0) {
 		snprintf(err, errlen, "cannot compute the key");
 		return -1;
 	}
@@ -116,21 +129,25 @@ static void json_str(FILE *out, const char *s)
 	fputc('"', out);
 }
 
-/* ,"NAME":"V" (or without the comma, first) */
+/* ,"NAME":"V" (or without the comma, first); null when V is NULL */
 static void json_field(FILE *out, bool first, const char *name, const char *v)
 {
 	fprintf(out, "%s\"%s\":", first ? "" : ",", name);
-	json_str(out, v);
+	if (v)
+		json_str(out, v);
+	else
+		fputs("null", out);
 }
 
 /* Opens an object with a triplet's key and parts, as list and explain
- * both begin theirs. */
-static void json_triplet(FILE *out, const char *hex, const char *net, const char *sender,
-			 const char *rcpt)
+ * both begin theirs. NET or POOL NULL: not known, or no pool key. */
+static void json_triplet(FILE *out, const char *hex, const char *net, const char *pool,
+			 const char *sender, const char *rcpt)
 {
 	fputc('{', out);
 	json_field(out, true, "key", hex);
 	json_field(out, false, "net", net);
+	json_field(out, false, "pool", pool);
 	json_field(out, false, "sender", sender);
 	json_field(out, false, "rcpt", rcpt);
 }
@@ -152,12 +169,15 @@ static void print_entry(FILE *out, enum ctl_format fmt, const struct ctl_entry *
 	iso_time(e->first_seen, first, sizeof first);
 	const char *sender = e->sender[0] ? e->sender : "<>";
 	const char *state = e->passed ? "passed" : "pending";
+	/* the store keeps the key text alone: a pool key or the network */
+	bool pool = pool_kind_of(e->net) != POOL_NET;
 	if (fmt == CTL_TEXT) {
-		fprintf(out, "key=%s net=%s sender=%s rcpt=%s state=%s first_seen=%s ttl=%lld\n",
-			e->hex, e->net, sender, e->rcpt, state, first, (long long)e->ttl);
+		fprintf(out, "key=%s %s=%s sender=%s rcpt=%s state=%s first_seen=%s ttl=%lld\n",
+			e->hex, pool ? "pool" : "net", e->net, sender, e->rcpt, state, first,
+			(long long)e->ttl);
 		return;
 	}
-	json_triplet(out, e->hex, e->net, sender, e->rcpt);
+	json_triplet(out, e->hex, pool ? NULL : e->net, pool ? e->net : NULL, sender, e->rcpt);
 	json_field(out, false, "state", state);
 	json_field(out, false, "first_seen", first);
 	fprintf(out, ",\"ttl\":%lld}", (long long)e->ttl);
@@ -234,7 +254,8 @@ struct ctl_list *ctl_list_new(int argc, char **argv, enum ctl_format fmt, FILE *
 	}
 	return f;
 usage:
-	fprintf(out, "usage: list [net=NET] [sender=S] [rcpt=R] [state=passed|pending] [limit=N]\n");
+	fprintf(out, "usage: list [net=NET|ptr:DOMAIN|spf:DOMAIN] [sender=S] [rcpt=R] "
+		     "[state=passed|pending] [limit=N]\n");
 	ctl_list_free(f);
 	*status = 2;
 	return NULL;
@@ -283,7 +304,7 @@ static const char *const explain_why[] = {
 	[GL_REASON_EARLY] = "seen, but the delay has not passed yet",
 	[GL_REASON_RETRY_WINDOW_EXPIRED] = "seen, but not retried within retry_window: starts over",
 	[GL_REASON_TRIPLET] = "retried after the delay (or passed before): let through",
-	[GL_REASON_AWL] = "the client network is on the auto-whitelist",
+	[GL_REASON_AWL] = "the client network (or pool key) is on the auto-whitelist",
 };
 
 /* Text: the triplet, what is stored, "next:" and "why:" lines. JSON: one
@@ -294,7 +315,9 @@ static void print_explained(FILE *out, enum ctl_format fmt, const struct triplet
 	const char *sender = t->sender[0] ? t->sender : "<>";
 	const char *action = d->action == GL_PASS ? "pass" : "greylist";
 	if (fmt == CTL_TEXT) {
-		fprintf(out, "net=%s sender=%s rcpt=%s key=%s\n", t->net, sender, t->rcpt, t->hex);
+		fprintf(out, "net=%s%s%s sender=%s rcpt=%s key=%s kind=%s\n", t->net,
+			t->pool[0] ? " pool=" : "", t->pool, sender, t->rcpt, t->hex,
+			pool_kind_name(pool_kind_of(triplet_keytext(t))));
 		if (e)
 			print_entry(out, fmt, e);
 		else
@@ -307,7 +330,7 @@ static void print_explained(FILE *out, enum ctl_format fmt, const struct triplet
 		fprintf(out, "\nwhy: %s\n", explain_why[d->reason]);
 		return;
 	}
-	json_triplet(out, t->hex, t->net, sender, t->rcpt);
+	json_triplet(out, t->hex, t->net, t->pool[0] ? t->pool : NULL, sender, t->rcpt);
 	fputs(",\"stored\":", out);
 	if (e)
 		print_entry(out, fmt, e);
@@ -420,8 +443,9 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 	if (strcmp(cmd, "stats") == 0 && argc == 1)
 		return cmd_stats(st, ctx, fmt, out);
 	if ((strcmp(cmd, "explain") == 0 || strcmp(cmd, "pass") == 0 || strcmp(cmd, "del") == 0) &&
-	    argc == 4) {
-		if (ctl_triplet(cfg, argv[1], argv[2], argv[3], &t, err, sizeof err) < 0) {
+	    (argc == 4 || (argc == 5 && cmd[0] == 'e'))) {
+		if (ctl_triplet(cfg, argv[1], argc == 5 ? argv[4] : NULL, argv[2], argv[3], &t, err,
+				sizeof err) < 0) {
 			fprintf(out, "error: %s\n", err);
 			return 2;
 		}
@@ -472,7 +496,7 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 		return 0;
 	}
 usage:
-	fprintf(out, "usage: list [filters] | explain CLIENT SENDER RCPT | pass CLIENT SENDER RCPT |\n"
+	fprintf(out, "usage: list [filters] | explain CLIENT SENDER RCPT [NAME] | pass CLIENT SENDER RCPT |\n"
 		     "       del KEY | del CLIENT SENDER RCPT | whitelist NET [TTL] | stats\n");
 	return 2;
 }

@@ -5,8 +5,13 @@
  * greygate-ctl asks through the control socket. Both print alike.
  *
  *   list [net=NET] [sender=S] [rcpt=R] [state=passed|pending] [limit=N]
- *   explain CLIENT SENDER RCPT     which key, what is stored, what the next
- *                                  decision would be and why; changes nothing
+ *                                  (net= also takes a pool key: ptr:example.com)
+ *   explain CLIENT SENDER RCPT [NAME]
+ *                                  which key, what is stored, what the next
+ *                                  decision would be and why; changes nothing.
+ *                                  NAME: the client's forward-confirmed name,
+ *                                  for its ptr: key (spf: needs a session);
+ *                                  greygate-ctl looks it up when not given
  *   pass CLIENT SENDER RCPT        let the triplet through from now on
  *   del KEY | del CLIENT SENDER RCPT
  *   whitelist NET [TTL]            put a client network on the auto-whitelist
@@ -102,8 +107,9 @@ void ctl_list_free(struct ctl_list *l);
 /* TEXT as a TTL: decimal seconds, 1..CTL_TTL_MAX. 0 and *TTL set, or -1. */
 int ctl_parse_ttl(const char *text, int64_t *ttl);
 
-/* The triplet greygate would build for CLIENT SENDER RCPT under CFG. */
-int ctl_triplet(const struct gg_config *cfg, const char *client, const char *sender,
-		const char *rcpt, struct triplet *t, char *err, size_t errlen);
+/* The triplet greygate would build for CLIENT SENDER RCPT under CFG, for
+ * a client whose forward-confirmed name is NAME (NULL: none known). */
+int ctl_triplet(const struct gg_config *cfg, const char *client, const char *name,
+		const char *sender, const char *rcpt, struct triplet *t, char *err, size_t errlen);
 
 #endif

@@ -62,6 +62,7 @@ struct gl_decision gl_decide(const struct gl_params *p, int64_t now,
 		d.reason = GL_REASON_TRIPLET;
 		d.waited = now - tt.first_seen;
 		d.delay_left = 0;
+		d.first_pass = true;
 		tt.passed = true;
 		tt.expires = now + p->pass_lifetime;
 		awl_count(p, now, &nn);

@@ -64,6 +64,7 @@ struct gl_decision {
 	int64_t delay_left;              /* greylisted: seconds until a retry passes */
 	int64_t waited;                  /* triplet pass: seconds since first seen */
 	bool capped;                     /* new but not stored (max_new_per_client) */
+	bool first_pass;                 /* the triplet pass that ended its greylisting (rule 5) */
 };
 
 /* Time windows that are not parameters. */

@@ -47,7 +47,7 @@ const char greylist_lua[] =
 	"    redis.call('EXPIRE', KEYS[1], life)\n"
 	"  end\n"
 	"  awl_count()\n"
-	"  return {0, 'triplet', 0, age, 0}\n"
+	"  return {0, 'triplet', 0, age, 0, 1}\n"
 	"end\n"
 	"local n = tonumber(redis.call('GET', KEYS[3])) or 0\n"
 	"if n >= maxnew then return {1, 'new', delay, 0, 1} end\n"
@@ -66,16 +66,19 @@ bool gl_key(char *buf, size_t len, const char *prefix, const char *kind, const c
 void gl_script_keys(const char *prefix, const struct triplet *t, struct gl_script_keys *k)
 {
 	gl_key(k->triplet, sizeof k->triplet, prefix, GL_KEY_TRIPLET, t->hex);
-	gl_key(k->awl, sizeof k->awl, prefix, GL_KEY_AWL, t->net);
+	gl_key(k->awl, sizeof k->awl, prefix, GL_KEY_AWL, triplet_keytext(t));
 	gl_key(k->new_count, sizeof k->new_count, prefix, GL_KEY_NEW, t->net);
 }
 
 const char *gl_script_answer(const redisReply *r, struct gl_decision *d)
 {
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 5 ||
+	/* A sixth element, 1, marks the pass that ended a triplet's
+	 * greylisting; the other answers leave it out. */
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 5 || r->elements > 6 ||
 	    r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING ||
 	    r->element[2]->type != REDIS_REPLY_INTEGER || r->element[3]->type != REDIS_REPLY_INTEGER ||
-	    r->element[4]->type != REDIS_REPLY_INTEGER)
+	    r->element[4]->type != REDIS_REPLY_INTEGER ||
+	    (r->elements == 6 && r->element[5]->type != REDIS_REPLY_INTEGER))
 		return "unexpected reply from the greylist script";
 	if (!gl_reason_parse(r->element[1]->str, &d->reason))
 		return "unknown reason from the greylist script";
@@ -83,5 +86,6 @@ const char *gl_script_answer(const redisReply *r, struct gl_decision *d)
 	d->delay_left = r->element[2]->integer;
 	d->waited = r->element[3]->integer;
 	d->capped = r->element[4]->integer != 0;
+	d->first_pass = r->elements == 6 && r->element[5]->integer != 0;
 	return NULL;
 }

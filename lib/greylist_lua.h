@@ -6,10 +6,11 @@
  * still agree.
  *
  * KEYS: 1 triplet hash (GL_F_* below: first seen, passed, and the parts
- *       for greygate-ctl), 2 the network's auto-whitelist hash (count, time
- *       of the last count), 3 the network's new-triplet counter for the hour.
+ *       for greygate-ctl), 2 the key's auto-whitelist hash (count, time of
+ *       the last count; by the pool key when there is one, else by the
+ *       network), 3 the client network's new-triplet counter for the hour.
  * ARGV: delay retry_window pass_lifetime awl_threshold max_new_per_client
- *       dry_run(0/1) net sender rcpt
+ *       dry_run(0/1) keytext (triplet_keytext) sender rcpt
  * Returns { pass(0)|greylist(1), reason, delay_left, waited, capped(0/1) }.
  */
 #ifndef GG_GREYLIST_LUA_H
@@ -28,12 +29,16 @@ extern const char greylist_lua[];
  * (proxy/store_redis.c) and greygate-ctl (lib/redis_admin.c). Keys are
  * PREFIX, a kind and an id: */
 #define GL_KEY_TRIPLET "t:"        /* + triplet hex: a hash of GL_F_* */
-#define GL_KEY_AWL "a:"            /* + client network: a hash of GL_A_* */
+#define GL_KEY_AWL "a:"            /* + key text (triplet_keytext: the pool
+                                    * key, else the client network): a
+                                    * hash of GL_A_* */
 #define GL_KEY_NEW "n:"            /* + client network: a counter */
 /* Fields of a triplet hash. */
 #define GL_F_FIRST "f"             /* first seen, Unix seconds */
 #define GL_F_PASSED "p"            /* "1" passed, "0" pending */
-#define GL_F_NET "n"               /* the parts, for greygate-ctl list */
+#define GL_F_NET "n"               /* the parts, for greygate-ctl list; this
+                                    * one is the key text (a pool key or the
+                                    * network: pool_kind_of tells them apart) */
 #define GL_F_SENDER "s"
 #define GL_F_RCPT "r"
 /* Fields of an auto-whitelist hash. */
@@ -46,7 +51,7 @@ bool gl_key(char *buf, size_t len, const char *prefix, const char *kind, const c
 /* The script's KEYS for T under PREFIX (at most 64 bytes, the loader
  * says). */
 struct gl_script_keys {
-	char triplet[128], awl[128], new_count[128];
+	char triplet[128], awl[80 + POOL_TEXT_MAX], new_count[128];
 };
 void gl_script_keys(const char *prefix, const struct triplet *t, struct gl_script_keys *k);
 

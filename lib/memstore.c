@@ -19,7 +19,7 @@
 #define TEXT_MAGIC "greygate-memstore 1"
 /* Its longest line: a T line whose names are escaped byte for byte (3
  * characters each), with numbers of 20 digits and a sign. */
-#define TEXT_LINE_MAX (3 * (NET_TEXT_MAX + 2 * TRIPLET_PART_MAX) + 128)
+#define TEXT_LINE_MAX (3 * (POOL_TEXT_MAX + 2 * TRIPLET_PART_MAX) + 128)
 
 /* The compact format: MAGIC, the save time (8 bytes, little-endian), the
  * records, an end record with the counts, and a SHA-256 of everything
@@ -39,7 +39,7 @@
 #define VARINT_MAX 10
 /* The longest record: a triplet whose five strings are written out (an
  * address is two: its local part and its domain). */
-#define REC_MAX (2 + 2 * VARINT_MAX + 5 * VARINT_MAX + NET_TEXT_MAX + 2 * TRIPLET_PART_MAX)
+#define REC_MAX (2 + 2 * VARINT_MAX + 5 * VARINT_MAX + POOL_TEXT_MAX + 2 * TRIPLET_PART_MAX)
 
 struct tentry {
 	struct tentry *hnext;                 /* hash chain */
@@ -47,13 +47,17 @@ struct tentry {
 	uint8_t key[TRIPLET_KEY_LEN];
 	struct gl_triplet t;
 	char hex[TRIPLET_HEX_LEN + 1];
-	char *net, *sender, *rcpt;            /* one allocation, three strings */
+	char *net, *sender, *rcpt;            /* one allocation, three strings; NET is
+					       * the key text (triplet_keytext) */
 };
 
+/* A network's counts, or a pool key's (its auto-whitelist only; the
+ * per-client cap counts by network): NET is the key text, as long as it
+ * is (most are networks, far shorter than a pool key may be). */
 struct nentry {
 	struct nentry *hnext;
 	struct gl_network n;
-	char net[NET_TEXT_MAX];
+	char net[];
 };
 
 struct memstore {
@@ -273,7 +277,8 @@ static int nstore(struct memstore *m, const char *net, const struct gl_network *
 		(*pp)->n = *n;
 		return 0;
 	}
-	if (strlen(net) >= NET_TEXT_MAX)
+	size_t netlen = strlen(net);
+	if (netlen >= POOL_TEXT_MAX)
 		return -1;
 	if (m->nnetworks >= m->max_entries || len >= MEMSTORE_CHAIN_MAX) {
 		/* Full (the table or the bucket): this network's counts are not
@@ -282,10 +287,10 @@ static int nstore(struct memstore *m, const char *net, const struct gl_network *
 		m->evicted++;
 		return 1;
 	}
-	struct nentry *e = calloc(1, sizeof *e);
+	struct nentry *e = calloc(1, sizeof *e + netlen + 1);
 	if (!e)
 		return -1;
-	memcpy(e->net, net, strlen(net) + 1);
+	memcpy(e->net, net, netlen + 1);
 	e->n = *n;
 	struct nentry **bucket = &m->nbuckets_net[net_bucket(m, net)];
 	e->hnext = *bucket;
@@ -308,14 +313,23 @@ struct gl_decision memstore_decide(struct memstore *m, const struct gl_params *p
 {
 	struct tentry **pp = tfind(m, t->key, NULL);
 	struct gl_triplet st = *pp ? (*pp)->t : (struct gl_triplet){ 0 };
-	struct gl_network net = nget(m, t->net);
+	/* A pool key's auto-whitelist is its own; the cap on new triplets
+	 * stays the client network's (a record of each, merged for
+	 * gl_decide and split again). */
+	const char *keytext = triplet_keytext(t);
+	bool pool = t->pool[0] != '\0';
+	struct gl_network awl = nget(m, keytext);
+	struct gl_network cap = pool ? nget(m, t->net) : awl;
+	struct gl_network net = awl;
+	net.new_count = cap.new_count;
+	net.new_window_end = cap.new_window_end;
 	struct gl_decision d = gl_decide(p, now, &st, &net, dry_run);
 	if (dry_run)
 		return d;
 	struct tentry *e = *pp;
 	if (st.exists && st.expires > now) {
 		if (!e)
-			e = tinsert(m, t->key, t->net, t->sender, t->rcpt);
+			e = tinsert(m, t->key, keytext, t->sender, t->rcpt);
 		if (e) {
 			e->t = st;
 			lru_touch(m, e);
@@ -323,7 +337,15 @@ struct gl_decision memstore_decide(struct memstore *m, const struct gl_params *p
 	} else if (e) {
 		tremove(m, pp);
 	}
-	nstore(m, t->net, &net, now);
+	if (pool) {
+		cap.new_count = net.new_count;
+		cap.new_window_end = net.new_window_end;
+		net.new_count = awl.new_count;
+		net.new_window_end = awl.new_window_end;
+		if (t->net[0])
+			nstore(m, t->net, &cap, now);
+	}
+	nstore(m, keytext, &net, now);
 	return d;
 }
 
@@ -337,7 +359,7 @@ int memstore_pass(struct memstore *m, const struct triplet *t, int64_t now, int6
 {
 	struct tentry *e = *tfind(m, t->key, NULL);
 	if (!e)
-		e = tinsert(m, t->key, t->net, t->sender, t->rcpt);
+		e = tinsert(m, t->key, triplet_keytext(t), t->sender, t->rcpt);
 	if (!e)
 		return -1;
 	/* Left over from before it expired, the old state says nothing. */
@@ -558,7 +580,7 @@ static void write_records(struct memstore *m, struct writer *w, int64_t now,
 		put_u8(w, e->t.passed ? FLAG_PASSED : 0);
 		put_time(w, e->t.first_seen);
 		put_time(w, e->t.expires);
-		put_str(w, e->net, NET_TEXT_MAX);
+		put_str(w, e->net, POOL_TEXT_MAX);
 		put_addr(w, e->sender);
 		put_addr(w, e->rcpt);
 		end_record(w);
@@ -569,7 +591,7 @@ static void write_records(struct memstore *m, struct writer *w, int64_t now,
 			if (!network_live(&e->n, now))
 				continue;
 			put_u8(w, REC_NETWORK);
-			put_str(w, e->net, NET_TEXT_MAX);
+			put_str(w, e->net, POOL_TEXT_MAX);
 			put_varint(w, (uint64_t)e->n.awl_count);
 			put_time(w, e->n.awl_last);
 			put_time(w, e->n.awl_expires);
@@ -755,7 +777,7 @@ static bool get_addr(struct reader *r, char *out, size_t max)
 static const char *load_records(struct memstore *m, struct reader *r, int64_t now)
 {
 	uint64_t ntriplets = 0, nnetworks = 0;
-	char net[NET_TEXT_MAX], sender[TRIPLET_PART_MAX], rcpt[TRIPLET_PART_MAX];
+	char net[POOL_TEXT_MAX], sender[TRIPLET_PART_MAX], rcpt[TRIPLET_PART_MAX];
 	for (;;) {
 		r->rec = r->p;
 		if (r->p == r->end)
@@ -774,8 +796,8 @@ static const char *load_records(struct memstore *m, struct reader *r, int64_t no
 			 * recipient was in lower case already). */
 			struct triplet k;
 			if (t.expires > now) {
-				if (triplet_make(&k, net, sender, strlen(sender), rcpt,
-						 strlen(rcpt)) < 0 || strcmp(k.rcpt, rcpt) != 0)
+				if (triplet_make_text(&k, net, sender, strlen(sender), rcpt,
+						      strlen(rcpt)) < 0 || strcmp(k.rcpt, rcpt) != 0)
 					return "malformed triplet";
 				if (!load_triplet(m, k.key, &t, net, sender, rcpt, now))
 					return "out of memory";

@@ -150,7 +150,7 @@ static int r_explain(void *ctx, const struct gl_params *p, const struct triplet 
 	redisReply *r = cmd(x, "EVAL %s 3 %s %s %s %lld %lld %lld %d %d 1 %s %s %s", greylist_lua,
 			    k.triplet, k.awl, k.new_count, (long long)p->delay,
 			    (long long)p->retry_window, (long long)p->pass_lifetime, p->awl_threshold,
-			    p->max_new_per_client, t->net, t->sender, t->rcpt);
+			    p->max_new_per_client, triplet_keytext(t), t->sender, t->rcpt);
 	if (!r)
 		return -1;
 	const char *bad = gl_script_answer(r, d);
@@ -182,7 +182,7 @@ static int r_pass(void *ctx, const struct triplet *t, int64_t lifetime)
 	freeReplyObject(now);
 	return done(cmd(x, "HSETNX %s " GL_F_FIRST " %s", key, first)) < 0 ||
 	       done(cmd(x, "HSET %s " GL_F_PASSED " 1 " GL_F_NET " %s " GL_F_SENDER " %s "
-			GL_F_RCPT " %s", key, t->net, t->sender, t->rcpt)) < 0 ||
+			GL_F_RCPT " %s", key, triplet_keytext(t), t->sender, t->rcpt)) < 0 ||
 	       done(cmd(x, "EXPIRE %s %lld", key, (long long)lifetime)) < 0 ? -1 : 0;
 }
 

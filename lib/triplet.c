@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pool_key.h"
+
 void triplet_network(const struct ipaddr *client, unsigned v4_prefix, unsigned v6_prefix,
 		     char *out, size_t outlen)
 {
@@ -36,13 +38,36 @@ static int add_part(EVP_MD_CTX *ctx, const char *s)
 	       EVP_DigestUpdate(ctx, s, len) == 1;
 }
 
+const char *triplet_keytext(const struct triplet *t)
+{
+	return t->pool[0] ? t->pool : t->net;
+}
+
 int triplet_make(struct triplet *t, const char *net, const char *sender, size_t sender_len,
 		 const char *rcpt, size_t rcpt_len)
 {
+	return triplet_make_pool(t, net, NULL, sender, sender_len, rcpt, rcpt_len);
+}
+
+int triplet_make_text(struct triplet *t, const char *keytext, const char *sender,
+		      size_t sender_len, const char *rcpt, size_t rcpt_len)
+{
+	bool pool = pool_kind_of(keytext) != POOL_NET;
+	return triplet_make_pool(t, pool ? "" : keytext, pool ? keytext : NULL, sender, sender_len,
+				 rcpt, rcpt_len);
+}
+
+int triplet_make_pool(struct triplet *t, const char *net, const char *pool, const char *sender,
+		      size_t sender_len, const char *rcpt, size_t rcpt_len)
+{
+	if (!pool)
+		pool = "";
 	if (sender_len >= TRIPLET_PART_MAX || rcpt_len >= TRIPLET_PART_MAX ||
-	    strlen(net) >= sizeof t->net)
+	    strlen(net) >= sizeof t->net || strlen(pool) >= sizeof t->pool ||
+	    (pool[0] && pool_kind_of(pool) == POOL_NET))
 		return -1;
 	memcpy(t->net, net, strlen(net) + 1);
+	memcpy(t->pool, pool, strlen(pool) + 1);
 	copy_part(t->sender, sender, sender_len, false);
 	copy_part(t->rcpt, rcpt, rcpt_len, true);
 
@@ -50,7 +75,7 @@ int triplet_make(struct triplet *t, const char *net, const char *sender, size_t 
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
 	bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-		  add_part(ctx, t->net) && add_part(ctx, t->sender) && add_part(ctx, t->rcpt) &&
+		  add_part(ctx, triplet_keytext(t)) && add_part(ctx, t->sender) && add_part(ctx, t->rcpt) &&
 		  EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= TRIPLET_KEY_LEN;
 	EVP_MD_CTX_free(ctx);
 	if (!ok)

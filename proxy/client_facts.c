@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client_score.h"
 #include "hostname.h"
 
 void client_facts_init(struct client_facts *f, const struct ipaddr *addr,
@@ -39,6 +40,19 @@ static void on_name(void *arg, enum fcrdns_result r, const char *name, const cha
 	}
 }
 
+void client_facts_known(struct client_facts *f, const char *name, size_t len)
+{
+	f->state = CN_KNOWN;
+	f->result = FCRDNS_NO_MATCH;
+	if ((len == 7 && memcmp(name, "unknown", 7) == 0) || !hostname_valid(name, len))
+		return;
+	f->result = FCRDNS_MATCH;
+	if (f->any_name)
+		f->name = strndup(name, len);
+	if (f->patterns && domainlist_match(f->patterns, name, len))
+		f->listed = strndup(name, len);
+}
+
 void client_facts_ask(struct client_facts *f)
 {
 	if (f->state != CN_UNASKED)
@@ -65,8 +79,18 @@ void client_facts_unwait(struct client_facts_wait *w)
 		list_del(&w->node);
 }
 
+void client_facts_score(struct client_facts *f, struct gg_config *cfg)
+{
+	if (!cfg->scoring.enabled)
+		return;
+	f->any_name = true;
+	f->score = client_score_start(cfg, f);
+}
+
 void client_facts_release(struct client_facts *f)
 {
+	client_score_free(f->score);
+	f->score = NULL;
 	fcrdns_cancel(f->req);
 	f->req = NULL;
 	free(f->name);

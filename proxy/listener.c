@@ -220,8 +220,10 @@ static int bound_socket(const char *spec, bool shared)
  * bound while anybody listens on the address. */
 int listener_probe(const struct gg_config *cfg)
 {
-	for (size_t i = 0; i < cfg->nlisten; i++) {
-		int fd = bound_socket(cfg->listen[i], false);
+	bool policy = cfg->policy.listen[0];
+	for (size_t i = 0; i < cfg->nlisten + policy; i++) {
+		const char *spec = i < cfg->nlisten ? cfg->listen[i] : cfg->policy.listen;
+		int fd = bound_socket(spec, false);
 		if (fd >= 0) {
 			close(fd);
 			continue;
@@ -229,7 +231,7 @@ int listener_probe(const struct gg_config *cfg)
 		if (errno != EADDRINUSE)
 			continue;   /* listener_bind tells what is wrong */
 		char why[300];
-		snprintf(why, sizeof why, "another process is listening on %s", cfg->listen[i]);
+		snprintf(why, sizeof why, "another process is listening on %s", spec);
 		struct logline l;
 		ll_begin(&l, LOG_LVL_ERROR, "listen");
 		ll_str(&l, "result", "failed");

@@ -12,7 +12,7 @@
 #include "config.h"
 
 /* Before anything binds: -1, logged, when another process listens on one
- * of CFG->listen (the sockets bound later share their port, so they would
+ * of CFG->listen or on policy.listen (the sockets bound later share their port, so they would
  * not notice); else 0. */
 int listener_probe(const struct gg_config *cfg);
 

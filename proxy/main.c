@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "regdomain.h"
 #include "server.h"
 #include "supervisor.h"
 #include "worker.h"
@@ -99,6 +100,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_setup(srv.cfg->log.target, srv.cfg->log.level);
+	/* the Public Suffix List is read now, never on the loop */
+	regdomain_init();
 	if (!is_worker && srv.cfg->workers > 1)
 		return supervisor_run(argv[0]);
 	return worker_run(&w);

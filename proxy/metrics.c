@@ -1,5 +1,6 @@
 #include "metrics.h"
 
+#include <stddef.h>
 #include <stdio.h>
 
 #include <stdatomic.h>
@@ -13,7 +14,8 @@
 
 #define HEALTH_STALE 5            /* seconds without a report: not healthy */
 
-static const char *const actions[DA_COUNT] = { "pass", "greylist", "tempfail" };
+static const char *const actions[DA_COUNT] = { "pass", "greylist", "tempfail", "reject",
+						 "would-greylist", "would-reject" };
 static const char *const store_errors[SE_COUNT] = {
 	"oom", "noauth", "wrongpass", "noperm", "readonly", "masterdown", "loading",
 	"busy", "noscript", "unclassified",
@@ -35,7 +37,10 @@ struct slot {
 	_Atomic int64_t m[M_COUNT];
 	_Atomic uint64_t dec[DA_COUNT][WHY_COUNT];  /* by reason */
 	_Atomic uint64_t ref[WHY_COUNT];            /* by rule */
+	_Atomic uint64_t keys[POOL_KINDS][DA_COUNT]; /* store decisions by key kind */
 	_Atomic uint64_t store_err[SE_COUNT];       /* by kind */
+	_Atomic uint64_t classes[CLASS_COUNT];
+	_Atomic uint64_t signals[SIG_COUNT];
 	_Atomic uint64_t hist[H_COUNT][HIST_BUCKETS];
 	_Atomic uint64_t hist_sum_us[H_COUNT];
 	_Atomic int64_t health_time;
@@ -125,6 +130,49 @@ void metrics_refusal(enum why rule)
 {
 	if (mine && why_is(rule, WHY_REFUSAL))
 		atomic_fetch_add_explicit(&mine->ref[rule], 1, memory_order_relaxed);
+}
+
+void metrics_class(enum score_class c)
+{
+	if (mine && (unsigned)c < CLASS_COUNT)
+		atomic_fetch_add_explicit(&mine->classes[c], 1, memory_order_relaxed);
+}
+
+void metrics_signal(enum signal sig)
+{
+	if (mine && (unsigned)sig < SIG_COUNT)
+		atomic_fetch_add_explicit(&mine->signals[sig], 1, memory_order_relaxed);
+}
+
+/* One labelled series per entry, zeros included (the sets are small and
+ * fixed). */
+static void labelled(FILE *out, const char *name, const char *help, const char *label,
+		     const char *(*name_of)(int), size_t off, int n)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (int k = 0; k < n; k++) {
+		uint64_t v = 0;
+		for (unsigned i = 0; i < nslots; i++)
+			v += atomic_load_explicit((_Atomic uint64_t *)((char *)&slots[i] + off) + k,
+						  memory_order_relaxed);
+		fprintf(out, "%s{%s=\"%s\"} %llu\n", name, label, name_of(k), (unsigned long long)v);
+	}
+}
+
+static const char *class_label(int c)
+{
+	return score_class_name((enum score_class)c);
+}
+
+static const char *signal_label(int sig)
+{
+	return signal_name((enum signal)sig);
+}
+
+void metrics_decision_key(enum pool_kind k, enum decision_action a)
+{
+	if (mine && (unsigned)k < POOL_KINDS)
+		atomic_fetch_add_explicit(&mine->keys[k][a], 1, memory_order_relaxed);
 }
 
 void metrics_store_error(enum store_error kind)
@@ -228,6 +276,10 @@ void metrics_write(FILE *out)
 		  "counter" },
 		{ M_RELOADS_FAILED, "greygate_config_reloads_failed_total",
 		  "Configuration reloads refused.", "counter" },
+		{ M_POLICY_REQUESTS, "greygate_policy_requests_total",
+		  "Postfix policy service requests answered.", "counter" },
+		{ M_POLICY_ERRORS, "greygate_policy_protocol_errors_total",
+		  "Postfix policy connections closed for a protocol error.", "counter" },
 	};
 	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
 		counter(out, plain[i].name, plain[i].help, plain[i].type, sum_m(plain[i].m));
@@ -270,6 +322,18 @@ void metrics_write(FILE *out)
 			fprintf(out, "greygate_refusals_total{rule=\"%s\"} %llu\n", why_name(r),
 				(unsigned long long)v);
 	}
+	/* zeros included, as below: the kinds are few and fixed */
+	fprintf(out, "# HELP greygate_decision_keys_total Greylisting store decisions by the "
+		     "kind of key (spf, ptr: a pool; net: the client network) and action.\n"
+		     "# TYPE greygate_decision_keys_total counter\n");
+	for (int k = 0; k < POOL_KINDS; k++)
+		for (int a = DA_PASS; a <= DA_GREYLIST; a++) {
+			uint64_t v = 0;
+			for (unsigned i = 0; i < nslots; i++)
+				v += atomic_load_explicit(&slots[i].keys[k][a], memory_order_relaxed);
+			fprintf(out, "greygate_decision_keys_total{key=\"%s\",action=\"%s\"} %llu\n",
+				pool_kind_name((enum pool_kind)k), actions[a], (unsigned long long)v);
+		}
 	/* every kind, zeros included: the set is small and fixed, and a rate
 	 * alert needs the series before the first error */
 	fprintf(out, "# HELP greygate_store_error_replies_total Error replies from Redis by kind "
@@ -282,6 +346,10 @@ void metrics_write(FILE *out)
 		fprintf(out, "greygate_store_error_replies_total{kind=\"%s\"} %llu\n", store_errors[k],
 			(unsigned long long)v);
 	}
+	labelled(out, "greygate_classes_total", "RCPT decisions by the client's score class.", "class",
+		 class_label, offsetof(struct slot, classes), CLASS_COUNT);
+	labelled(out, "greygate_signals_total", "Score signals found, once per connection.",
+		 "signal", signal_label, offsetof(struct slot, signals), SIG_COUNT);
 	for (int h = 0; h < H_COUNT; h++) {
 		fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", hist_names[h], hist_help[h],
 			hist_names[h]);

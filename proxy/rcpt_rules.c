@@ -14,8 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostname.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool_key.h"
+#include "score.h"
 #include "sender_norm.h"
 #include "triplet.h"
 #include "xalloc.h"
@@ -36,6 +39,7 @@ struct rcpt_rules {
 	struct rcpt_verdict out;         /* a rule's decision */
 	bool deferred;
 	struct rcpt_verdict deferral;    /* the first deferral, remembered */
+	bool policy;                     /* only the rows in_policy */
 
 	struct ipaddr client;
 	char client_str[48];
@@ -63,13 +67,23 @@ struct rcpt_rules {
 	struct store_result sres;
 	char sres_error[160];
 	struct triplet t;
+	enum pool_kind key_kind;         /* of t, once computed */
+	char spf_pass_domain[HOSTNAME_MAX + 1];  /* "" when none */
 	double store_started;
+
+	/* Selective greylisting: the connection's score with this session's
+	 * HELO added, and its class, once the class row has run. */
+	bool scored;
+	struct score score;
+	enum score_class class;
+	struct client_facts_wait swait;
 };
 
 struct rule {
 	enum why name;                   /* the rule's name: log and metrics */
 	enum rule_result (*check)(struct rcpt_rules *c);
 	bool may_reject;                 /* can answer a permanent reject */
+	bool in_policy;                  /* runs for the policy service too */
 };
 
 static void answered(struct rcpt_rules *c)
@@ -89,8 +103,12 @@ static void log_decision(struct rcpt_rules *c, enum decision_action action, enum
 	ll_str(&l, "action", metrics_action_name(action));
 	ll_str(&l, "reason", why_name(reason));
 	ll_str(&l, "client", c->client_str);
-	if (c->t.net[0])
+	if (c->t.net[0]) {
 		ll_str(&l, "net", c->t.net);
+		char key[POOL_TEXT_MAX + 4];
+		snprintf(key, sizeof key, "%s%s", c->t.pool[0] ? "" : "net:", triplet_keytext(&c->t));
+		ll_str(&l, "key", key);
+	}
 	if (c->client_name[0])
 		ll_str(&l, "client_name", c->client_name);
 	ll_str(&l, "helo", c->helo[0] ? c->helo : NULL);
@@ -105,6 +123,13 @@ static void log_decision(struct rcpt_rules *c, enum decision_action action, enum
 		ll_str(&l, "stored", "no-capped");
 	if (error)
 		ll_str(&l, "error", error);
+	if (c->scored) {
+		char parts[300];
+		score_parts_text(&c->score, parts, sizeof parts);
+		ll_str(&l, "class", score_class_name(c->class));
+		ll_int(&l, "score", c->score.total);
+		ll_str(&l, "parts", parts);
+	}
 	ll_emit(&l);
 }
 
@@ -128,7 +153,8 @@ static enum rule_result permit_logged(struct rcpt_rules *c, enum why reason)
 
 /* ---- answers ---- */
 
-static void on_client_name(void *arg)
+/* The client's name or score (facts of the connection) is known. */
+static void on_fact(void *arg)
 {
 	answered(arg);
 }
@@ -187,7 +213,7 @@ static enum rule_result client_listed(struct rcpt_rules *c, bool *listed)
 		if (netlist_match(&cfg->whitelist.clients, &c->client)) {
 			c->wl_client = WHY_WHITELIST_CLIENT;
 		} else if (cfg->client_names.names.n) {
-			if (!c->env->client_name(c->facts, &c->fwait, on_client_name, c)) {
+			if (!c->env->client_name(c->facts, &c->fwait, on_fact, c)) {
 				c->pending++;
 				return RULE_WAIT;
 			}
@@ -406,6 +432,50 @@ static enum rule_result rule_whitelist_rcpt(struct rcpt_rules *c)
 	return RULE_NEXT;
 }
 
+/*
+ * Selective greylisting: the connection's score (its lookups started at
+ * connect; WAIT until they answered) plus this session's HELO gives the
+ * class. Trusted passes greylisting (the relay rules ran already: they
+ * come first); hostile is refused and never stored; suspicious and normal
+ * go on to the greylist row, which applies the class's delay. After a
+ * deferral only hostile can change the answer.
+ */
+static enum rule_result rule_class(struct rcpt_rules *c)
+{
+	const struct gg_config *cfg = c->cfg;
+	if (!cfg->scoring.enabled)
+		return RULE_NEXT;
+	if (!c->scored) {
+		const struct score *s = c->env->client_score(c->facts, &c->swait, on_fact, c);
+		if (!s) {
+			c->pending++;
+			return RULE_WAIT;
+		}
+		c->score = *s;
+		if (c->helo[0] && helo_is_bad(c->helo, cfg->myhostname, &cfg->my_addresses))
+			score_add(&c->score, SIG_BAD_HELO, NULL, cfg->scoring.weights[SIG_BAD_HELO]);
+		c->class = score_classify(&cfg->scoring.classes, c->score.total);
+		c->scored = true;
+		metrics_class(c->class);
+	}
+	if (c->class == CLASS_TRUSTED && !c->deferred)
+		return permit_logged(c, WHY_TRUSTED);
+	if (c->class != CLASS_HOSTILE)
+		return RULE_NEXT;
+	if (cfg->greylist.shadow) {
+		log_decision(c, DA_WOULD_REJECT, WHY_HOSTILE, NULL, NULL);
+		return decide(c, RCPT_ACCEPT, WHY_HOSTILE, NULL, NULL, NULL);
+	}
+	bool tempfail = cfg->scoring.hostile_tempfail;
+	char why[80];
+	snprintf(why, sizeof why, "client classed hostile (score %d)%s", c->score.total,
+		 tempfail ? ", try again later" : "");
+	log_decision(c, tempfail ? DA_TEMPFAIL : DA_REJECT, WHY_HOSTILE, NULL, NULL);
+	return decide(c, tempfail ? RCPT_DEFER : RCPT_REJECT, WHY_HOSTILE,
+		      tempfail ? "450 4.7.1 <%s>: Recipient address rejected: %s"
+			       : "550 5.7.1 <%s>: Recipient address rejected: %s", c->rcpt, why);
+}
+
 /* The configured text with the seconds left in place of its %s; "1
  * seconds" of the default text becomes "1 second". The text comes from
  * the configuration, so it is never used as a format string. */
@@ -433,15 +503,33 @@ static void greylist_ask_store(struct rcpt_rules *c)
 				       sizeof sender);
 	triplet_network(&c->client, (unsigned)cfg->greylist.ipv4_prefix,
 			(unsigned)cfg->greylist.ipv6_prefix, net, sizeof net);
-	if (triplet_make(&c->t, net, sender, slen, c->rcpt, strlen(c->rcpt)) < 0) {
+	char pool[POOL_TEXT_MAX];
+	struct pool_facts pf = {
+		.client = &c->client,
+		.spf_pass_domain = c->spf_pass_domain[0] ? c->spf_pass_domain : NULL,
+		.client_name = c->facts ? c->facts->name : NULL,
+		.words = (const char *const *)cfg->greylist.generic_name_words,
+		.nwords = cfg->greylist.ngeneric_name_words,
+		.order = cfg->greylist.pool_keys,
+		.norder = cfg->greylist.npool_keys,
+	};
+	c->key_kind = pool_key(&pf, pool);
+	if (triplet_make_pool(&c->t, net, pool, sender, slen, c->rcpt, strlen(c->rcpt)) < 0) {
 		/* Only hashing can fail here (paths are bounded): a store failure
 		 * in effect, handled by the same policy. */
 		c->sres = (struct store_result){ .ok = false, .error = "cannot compute the triplet key" };
 		return;
 	}
+	/* suspicious: a longer delay, and no auto-whitelist to count towards
+	 * or pass by */
+	struct gl_params p = gg_config_gl_params(cfg);
+	if (c->scored && c->class == CLASS_SUSPICIOUS) {
+		p.delay = cfg->scoring.suspicious_delay;
+		p.awl_threshold = 0;
+	}
 	c->pending++;
 	c->store_started = c->env->now();
-	c->sreq = c->env->store(cfg, &c->t, on_store, c);
+	c->sreq = c->env->store(&p, &c->t, on_store, c);
 }
 
 /* The store's answer, once the MX-host exemption had its say. */
@@ -457,8 +545,16 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 			      "451 4.3.0 <%s>: Temporary lookup failure, try again later%s", c->rcpt,
 			      NULL);
 	}
+	metrics_decision_key(c->key_kind, r->d.action == GL_PASS ? DA_PASS : DA_GREYLIST);
 	if (r->d.action == GL_PASS) {
 		log_decision(c, DA_PASS, why_of_gl(r->d.reason), &r->d, NULL);
+		decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
+		c->out.first_pass = r->d.first_pass;
+		c->out.waited = r->d.first_pass ? r->d.waited : 0;
+		return RULE_DECIDED;
+	}
+	if (c->cfg->greylist.shadow) {
+		log_decision(c, DA_WOULD_GREYLIST, why_of_gl(r->d.reason), &r->d, NULL);
 		return decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
 	}
 	log_decision(c, DA_GREYLIST, why_of_gl(r->d.reason), &r->d, NULL);
@@ -493,6 +589,14 @@ static enum rule_result rule_greylist(struct rcpt_rules *c)
 	const struct store_result *r = &c->sres;
 	switch (c->phase) {
 	case 0:
+		/* A ptr: key needs the client's name: the lookup the session
+		 * started at the greeting, shared by the connection. */
+		if (c->facts && pool_kinds_have(c->cfg->greylist.pool_keys, c->cfg->greylist.npool_keys,
+						POOL_PTR) &&
+		    !c->env->client_name(c->facts, &c->fwait, on_fact, c)) {
+			c->pending++;
+			return RULE_WAIT;
+		}
 		c->phase = 1;
 		greylist_ask_store(c);
 		return RULE_WAIT;
@@ -519,24 +623,33 @@ static enum rule_result rule_greylist(struct rcpt_rules *c)
 }
 
 /* The policy, in order. may_reject: the rule can still change a deferral
- * into a reject, so it runs after one. */
+ * into a reject, so it runs after one. in_policy: it runs when Postfix
+ * asks through the policy service; behind Postfix the address syntax,
+ * sender domain and relay checks are Postfix's own restrictions, which
+ * smtpd_recipient_restrictions runs (or not) before it asks greygate. */
 static const struct rule rules[] = {
-	{ WHY_MYNETWORKS, rule_mynetworks, false },
-	{ WHY_REJECT_NON_FQDN_SENDER, rule_non_fqdn_sender, true },
-	{ WHY_REJECT_UNKNOWN_SENDER_DOMAIN, rule_unknown_sender, true },
-	{ WHY_REJECT_NON_FQDN_RECIPIENT, rule_non_fqdn_rcpt, true },
-	{ WHY_RELAY_DENIED, rule_relay, true },
-	{ WHY_GREYLIST_DISABLED, rule_greylist_disabled, false },
-	{ WHY_WHITELIST_CLIENT, rule_whitelist_client, false },
-	{ WHY_WHITELIST_SENDER, rule_whitelist_sender, false },
-	{ WHY_WHITELIST_RECIPIENT, rule_whitelist_rcpt, false },
-	{ WHY_GREYLIST, rule_greylist, false },
+	{ WHY_MYNETWORKS, rule_mynetworks, false, true },
+	{ WHY_REJECT_NON_FQDN_SENDER, rule_non_fqdn_sender, true, false },
+	{ WHY_REJECT_UNKNOWN_SENDER_DOMAIN, rule_unknown_sender, true, false },
+	{ WHY_REJECT_NON_FQDN_RECIPIENT, rule_non_fqdn_rcpt, true, false },
+	{ WHY_RELAY_DENIED, rule_relay, true, false },
+	{ WHY_GREYLIST_DISABLED, rule_greylist_disabled, false, true },
+	{ WHY_WHITELIST_CLIENT, rule_whitelist_client, false, true },
+	{ WHY_WHITELIST_SENDER, rule_whitelist_sender, false, true },
+	{ WHY_WHITELIST_RECIPIENT, rule_whitelist_rcpt, false, true },
+	{ WHY_HOSTILE, rule_class, true, false },   /* and trusted, suspicious */
+	{ WHY_GREYLIST, rule_greylist, false, true },
 };
 #define NRULES (sizeof rules / sizeof rules[0])
 
 enum why rcpt_rules_row(size_t i)
 {
 	return i < NRULES ? rules[i].name : WHY_NONE;
+}
+
+bool rcpt_rules_row_in_policy(size_t i)
+{
+	return i < NRULES && rules[i].in_policy;
 }
 
 /* ---- the driver ---- */
@@ -553,7 +666,8 @@ bool rcpt_rules_run(struct rcpt_rules *c, struct rcpt_verdict *v)
 			return true;
 		}
 		const struct rule *r = &rules[c->row];
-		enum rule_result res = c->deferred && !r->may_reject ? RULE_NEXT : r->check(c);
+		bool skip = (c->deferred && !r->may_reject) || (c->policy && !r->in_policy);
+		enum rule_result res = skip ? RULE_NEXT : r->check(c);
 		if (res == RULE_WAIT)
 			continue;
 		c->row++;
@@ -581,12 +695,15 @@ struct rcpt_rules *rcpt_rules_new(const struct rcpt_env *env, void *owner,
 	c->owner = owner;
 	c->cfg = gg_config_ref(q->cfg);
 	c->facts = q->facts;
+	c->policy = q->policy;
 	c->client = *q->client;
 	snprintf(c->client_str, sizeof c->client_str, "%s", q->client_str);
 	snprintf(c->helo, sizeof c->helo, "%s", q->helo ? q->helo : "");
 	snprintf(c->tls, sizeof c->tls, "%s", q->tls ? q->tls : "");
 	snprintf(c->sender, sizeof c->sender, "%s", q->sender);
 	snprintf(c->rcpt, sizeof c->rcpt, "%.*s", (int)q->rcpt->addr_len, q->rcpt->addr);
+	if (q->spf_pass_domain && strlen(q->spf_pass_domain) < sizeof c->spf_pass_domain)
+		snprintf(c->spf_pass_domain, sizeof c->spf_pass_domain, "%s", q->spf_pass_domain);
 	const char *at = strrchr(c->sender, '@');
 	c->sdomain = at ? at + 1 : "";
 	size_t dlen;
@@ -603,6 +720,7 @@ void rcpt_rules_free(struct rcpt_rules *c)
 	c->env->lookup_cancel(c->dq[1]);
 	c->env->mx_cancel(c->mxr);
 	c->env->client_name_unwait(&c->fwait);
+	c->env->client_name_unwait(&c->swait);
 	c->env->store_cancel(c->sreq);
 	gg_config_unref(c->cfg);
 	free(c);

@@ -50,6 +50,15 @@ struct rcpt_query {
 	const char *sender;            /* "" for the null sender */
 	const struct smtp_path *rcpt;
 	const char *tls;               /* the TLS version, NULL for plaintext */
+	/* The MAIL FROM domain (HELO domain for <>) when SPF passed for the
+	 * client through a mechanism narrow enough to name a sender
+	 * (greylist.spf_max_prefix4/6): the spf: pool key. NULL: no such
+	 * pass, or SPF not evaluated. */
+	const char *spf_pass_domain;
+	/* Asked by Postfix through the policy service (proxy/policy.c): only
+	 * the rows marked for it run; the others (address syntax, sender
+	 * domain, relay authorisation) are Postfix's own restrictions there. */
+	bool policy;
 };
 
 enum rcpt_action { RCPT_ACCEPT, RCPT_REJECT, RCPT_DEFER };
@@ -58,6 +67,10 @@ struct rcpt_verdict {
 	enum rcpt_action action;
 	enum why rule;                 /* which rule or reason decided, for the log */
 	char reply[600];               /* the reply to give unless ACCEPT */
+	/* ACCEPT by the pass that ended a triplet's greylisting: the seconds
+	 * since it was first seen (0 otherwise). */
+	bool first_pass;
+	int64_t waited;
 };
 
 struct rcpt_rules;
@@ -73,7 +86,11 @@ struct rcpt_env {
 	bool (*client_name)(struct client_facts *f, struct client_facts_wait *w,
 			    void (*fn)(void *arg), void *arg);
 	void (*client_name_unwait)(struct client_facts_wait *w);
-	struct store_call *(*store)(const struct gg_config *cfg, const struct triplet *t,
+	/* The connection's score (client_score.h), NULL while it waits (W's
+	 * FN then runs once it is known; client_name_unwait takes W back). */
+	const struct score *(*client_score)(struct client_facts *f, struct client_facts_wait *w,
+					    void (*fn)(void *arg), void *arg);
+	struct store_call *(*store)(const struct gl_params *p, const struct triplet *t,
 				    store_done_fn done, void *arg);
 	void (*store_cancel)(struct store_call *c);
 	double (*now)(void);           /* monotonic seconds, for latencies */
@@ -92,5 +109,7 @@ void rcpt_rules_free(struct rcpt_rules *r);
 /* The table, for documentation and tests: the name of row I (its lib/why
  * entry), WHY_NONE past the end. */
 enum why rcpt_rules_row(size_t i);
+/* Whether row I runs for the policy service (struct rcpt_query.policy). */
+bool rcpt_rules_row_in_policy(size_t i);
 
 #endif

@@ -397,8 +397,12 @@ const char *client_name(const struct session *s)
  * temporary failure). The RCPT rules share the same lookup. */
 static void start_name_lookup(struct session *s)
 {
-	client_facts_init(&s->facts, &s->client, &s->cfg->client_names,
-			  s->cfg->backend.xclient && !s->client_unknown);
+	const struct gg_config *cfg = s->cfg;
+	bool ptr_keys = pool_kinds_have(cfg->greylist.pool_keys, cfg->greylist.npool_keys, POOL_PTR);
+	client_facts_init(&s->facts, &s->client, &cfg->client_names,
+			  (cfg->backend.xclient || ptr_keys) && !s->client_unknown);
+	if (!s->client_unknown)
+		client_facts_score(&s->facts, s->cfg);
 	if (s->facts.any_name)
 		client_facts_ask(&s->facts);
 }

@@ -300,7 +300,7 @@ static int adm_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
 	struct gl_triplet st = memstore_get(mem_of(ctx)->mem, t);
 	if (!st.exists || st.expires <= now)
 		return 0;
-	*e = (struct ctl_entry){ t->hex, t->net, t->sender, t->rcpt, st.passed, st.first_seen,
+	*e = (struct ctl_entry){ t->hex, triplet_keytext(t), t->sender, t->rcpt, st.passed, st.first_seen,
 				 st.expires - now };
 	return 1;
 }

@@ -54,7 +54,7 @@ struct store_req {
 	bool retried;              /* sent again as EVAL after NOSCRIPT */
 	char *argv[NARGS];
 	size_t argvlen[NARGS];
-	char buf[1024];            /* holds the argument strings */
+	char buf[2048];            /* holds the argument strings (two pool keys, two paths) */
 };
 
 static struct redis_store *redis_of(void *s)
@@ -209,7 +209,7 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 	size_t used = 0;
 	const char *args[NARGS] = { "EVALSHA", R->sha, "3", k.triplet, k.awl, k.new_count,
 				    nums[0], nums[1], nums[2], nums[3], nums[4],
-				    dry_run ? "1" : "0", t->net, t->sender, t->rcpt };
+				    dry_run ? "1" : "0", triplet_keytext(t), t->sender, t->rcpt };
 	for (int i = 0; i < NARGS; i++) {
 		if (!put_arg(r, &used, i, args[i])) {
 			free(r);

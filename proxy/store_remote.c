@@ -229,6 +229,7 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 		if ((size_t)n == sizeof q && s) {
 			/* the parts come from our own workers, but still: bounded */
 			q.t.net[sizeof q.t.net - 1] = 0;
+			q.t.pool[sizeof q.t.pool - 1] = 0;
 			q.t.sender[sizeof q.t.sender - 1] = 0;
 			q.t.rcpt[sizeof q.t.rcpt - 1] = 0;
 			q.t.hex[sizeof q.t.hex - 1] = 0;

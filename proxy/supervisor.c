@@ -31,7 +31,7 @@
 
 struct slot {
 	pid_t pid;
-	int fds[GG_MAX_LISTEN];
+	int fds[GG_MAX_LISTEN + 1];  /* listen, then policy.listen (worker.c) */
 	size_t nfds;
 	int store_fd;                /* our end of the store socket pair, or -1 */
 	int chan_fd;                 /* our end of its channel (new bundles), or -1 */
@@ -363,8 +363,10 @@ int supervisor_run(const char *argv0)
 	server_reload_setup(&hooks);
 	for (unsigned i = 0; i < nslots && status == 0; i++) {
 		slots[i].restart = evtimer_new(srv.base, on_restart, (void *)(uintptr_t)i);
-		for (size_t k = 0; k < srv.cfg->nlisten && status == 0; k++) {
-			int fd = listener_bind(srv.cfg->listen[k]);
+		bool policy = srv.cfg->policy.listen[0];
+		for (size_t k = 0; k < srv.cfg->nlisten + policy && status == 0; k++) {
+			int fd = listener_bind(k < srv.cfg->nlisten ? srv.cfg->listen[k]
+							     : srv.cfg->policy.listen);
 			if (fd < 0)
 				status = 1;
 			else

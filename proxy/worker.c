@@ -24,6 +24,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "policy.h"
 #include "privs.h"
 #include "resolver.h"
 #include "spf.h"
@@ -75,6 +76,7 @@ static void drain(const char *why)
 		return;
 	srv.draining = true;
 	listener_close();
+	policy_close();
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "shutdown");
 	ll_str(&l, "reason", why);
@@ -178,13 +180,16 @@ static void watch_supervisor(void)
 
 /* The supervisor keeps a slot's sockets paused (bound, not listening)
  * while no worker of the slot can serve: this worker re-arms them once
- * everything it needs to serve is open, just before it accepts. */
+ * everything it needs to serve is open, just before it accepts. The
+ * sockets are the listen addresses in order, then policy.listen's. */
 static int open_listeners(const struct worker_args *w)
 {
 	if (!w->nfds)
-		return listener_open(srv.cfg);
+		return listener_open(srv.cfg) < 0 || policy_open(srv.cfg) < 0 ? -1 : 0;
 	for (size_t i = 0; i < w->nfds; i++) {
-		const char *spec = i < srv.cfg->nlisten ? srv.cfg->listen[i] : "inherited";
+		bool policy = i == srv.cfg->nlisten && srv.cfg->policy.listen[0];
+		const char *spec = i < srv.cfg->nlisten ? srv.cfg->listen[i]
+			: policy ? srv.cfg->policy.listen : "inherited";
 		if (listen(w->fds[i], LISTEN_BACKLOG) < 0) {
 			struct logline l;
 			ll_begin(&l, LOG_LVL_ERROR, "listen");
@@ -194,7 +199,7 @@ static int open_listeners(const struct worker_args *w)
 			ll_emit(&l);
 			return -1;
 		}
-		if (listener_adopt(w->fds[i], spec) < 0)
+		if ((policy ? policy_adopt(w->fds[i], spec) : listener_adopt(w->fds[i], spec)) < 0)
 			return -1;
 	}
 	return 0;
@@ -300,6 +305,7 @@ int worker_run(const struct worker_args *w)
 	server_reload_stop();
 	admin_close();
 	listener_close();
+	policy_close();
 	handover_stop();
 	session_shutdown();
 	linger_close_all();

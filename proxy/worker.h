@@ -8,7 +8,7 @@
 
 #include "version.h"
 
-#define WORKER_FDS_MAX 16
+#define WORKER_FDS_MAX 17          /* listen (16 at most), policy.listen */
 
 /* The supervisor's pid, in the environment its workers inherit: a worker
  * stops when its parent is no longer that process. */

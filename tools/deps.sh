@@ -4,7 +4,7 @@
 #   sh tools/deps.sh [EXTRA-PACKAGE...]   (the e2e suite and the bench add theirs)
 set -eu
 PKGS="gcc make pkg-config libevent-dev libhiredis-dev libc-ares-dev libconfig-dev
-      libssl-dev libcmocka-dev python3 python3-pytest postfix swaks redis-server
+      libssl-dev libpsl-dev libcmocka-dev python3 python3-pytest postfix swaks redis-server
       dnsmasq-base iproute2 procps openssl clang libclang-rt-14-dev mandoc
       prometheus $*"
 

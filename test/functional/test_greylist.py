@@ -770,15 +770,19 @@ def test_ctl_json(gl_gate, kind, tok):
     assert len(rows) == 1, out
     [row] = rows
     [text] = list_entries(gg, f"rcpt={tok}")
-    assert set(row) == {"key", "net", "sender", "rcpt", "state", "first_seen", "ttl"}, row
-    assert {k: str(v) for k, v in row.items() if k != "ttl"} == \
+    assert set(row) == {"key", "net", "pool", "sender", "rcpt", "state", "first_seen",
+                        "ttl"}, row
+    # no pool key for this client: "pool" is null, and text lists no pool=
+    assert {k: str(v) for k, v in row.items() if k != "ttl" and v is not None} == \
         {k: v for k, v in text.items() if k != "ttl"}, (row, text)
-    assert (row["net"], row["sender"], row["rcpt"], row["state"]) == (NET4, s, r, "pending")
+    assert (row["net"], row["pool"], row["sender"], row["rcpt"], row["state"]) == \
+        (NET4, None, s, r, "pending")
     assert isinstance(row["ttl"], int) and row["ttl"] > 0, row
     assert ctl_ok(gg, "--json", "list", "rcpt=nothing-matches") == ""
 
     e = json.loads(ctl_ok(gg, "--json", "explain", c2, s, r))
-    assert (e["key"], e["net"], e["sender"], e["rcpt"]) == (row["key"], NET4, s, r), e
+    assert (e["key"], e["net"], e["pool"], e["sender"], e["rcpt"]) == \
+        (row["key"], NET4, None, s, r), e
     assert e["stored"]["state"] == "pending" and e["stored"]["key"] == row["key"], e
     assert (e["next"]["action"], e["next"]["reason"], e["next"]["capped"]) == \
         ("greylist", "early", False), e

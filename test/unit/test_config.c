@@ -112,6 +112,62 @@ static void test_refusals(void **state)
 	assert_refused("local_domains = [ \"bad domain\" ];\n", 1, "not a domain name");
 	assert_refused("log = { level = \"loud\"; };\n", 1, "log.level");
 	assert_refused("relay_domains_file = \"/nonexistent/greygate\";\n", 1, "relay_domains_file");
+	assert_refused("\npolicy = { listen = \"127.0.0.1\"; };\n", 2, "policy.listen");
+	/* the SMTP port's connections would be spread to the policy service */
+	assert_refused("listen = [ \"127.0.0.1:2525\" ];\npolicy = { listen = \"127.0.0.1:2525\"; };\n",
+		       2, "takes the connections of listen address '127.0.0.1:2525'");
+	assert_refused("listen = [ \"0.0.0.0:25\" ];\npolicy = { listen = \"127.0.0.1:25\"; };\n",
+		       2, "policy.listen");
+	assert_refused("listen = [ \"[2001:db8::1]:25\" ];\npolicy = { listen = \"[::]:25\"; };\n",
+		       2, "policy.listen");
+	struct gg_config *c = load_text("listen = [ \"127.0.0.1:25\", \"[::1]:25\" ];\n"
+					"policy = { listen = \"127.0.0.1:10023\"; prepend_header = false; };\n");
+	assert_non_null(c);
+	assert_string_equal(c->policy.listen, "127.0.0.1:10023");
+	assert_false(c->policy.prepend_header);
+	gg_config_unref(c);
+	c = load_text("listen = [ \"[::]:25\" ];\npolicy = { listen = \"0.0.0.0:25\"; };\n");
+	assert_non_null(c);   /* v6 sockets are v6-only: no collision */
+	gg_config_unref(c);
+}
+
+/* greylist.pool_keys and its companions: defaults, order, refusals. */
+static void test_pool_keys(void **state)
+{
+	(void)state;
+	struct gg_config *c = load_text("myhostname = \"mx.example.org\";\n");
+	assert_non_null(c);
+	assert_int_equal(c->greylist.npool_keys, 2);
+	assert_int_equal(c->greylist.pool_keys[0], POOL_SPF);
+	assert_int_equal(c->greylist.pool_keys[1], POOL_PTR);
+	assert_int_equal(c->greylist.spf_max_prefix4, 16);
+	assert_int_equal(c->greylist.spf_max_prefix6, 32);
+	assert_true(c->greylist.ngeneric_name_words > 10);
+	gg_config_unref(c);
+
+	c = load_text("greylist = { pool_keys = [ \"ptr\", \"spf\" ];\n"
+		      "  generic_name_words = [ \"dyn\", \"dial-up\" ]; };\n");
+	assert_non_null(c);
+	assert_int_equal(c->greylist.npool_keys, 2);
+	assert_int_equal(c->greylist.pool_keys[0], POOL_PTR);
+	assert_int_equal(c->greylist.ngeneric_name_words, 2);
+	assert_string_equal(c->greylist.generic_name_words[1], "dial-up");
+	gg_config_unref(c);
+
+	c = load_text("greylist = { pool_keys = [ ]; generic_name_words = [ ]; };\n");
+	assert_non_null(c);
+	assert_int_equal(c->greylist.npool_keys, 0);
+	assert_int_equal(c->greylist.ngeneric_name_words, 0);
+	gg_config_unref(c);
+
+	assert_refused("greylist = {\n  pool_keys = [ \"dkim\" ];\n};\n", 2, "greylist.pool_keys");
+	assert_refused("greylist = {\n  pool_keys = [ \"net\" ];\n};\n", 2, "greylist.pool_keys");
+	assert_refused("greylist = {\n  pool_keys = [ \"ptr\", \"ptr\" ];\n};\n", 2, "twice");
+	assert_refused("greylist = {\n  generic_name_words = [ \"a b\" ];\n};\n", 2,
+		       "greylist.generic_name_words");
+	assert_refused("greylist = {\n  generic_name_words = [ \"\" ];\n};\n", 2,
+		       "greylist.generic_name_words");
+	assert_refused("greylist = {\n  spf_max_prefix4 = 33;\n};\n", 2, "out of range");
 }
 
 static void test_relay_domains_file(void **state)
@@ -161,6 +217,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_pool_keys),
 		cmocka_unit_test(test_relay_domains_file),
 		cmocka_unit_test(test_refcount),
 	};

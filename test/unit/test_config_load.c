@@ -309,7 +309,9 @@ static void test_restart_setting(void **state)
 		{ "group", "group = \"nogroup\";\n" },
 		{ "run_as_root", "run_as_root = true;\n" },
 		{ "pid_file", "pid_file = \"/tmp/x.pid\";\n" },
-		{ NULL, "greylist = { delay = 1; };\nmyhostname = \"other.example\";\n" },
+		{ "policy.listen", "policy = { listen = \"127.0.0.1:10023\"; };\n" },
+		{ NULL, "greylist = { delay = 1; };\nmyhostname = \"other.example\";\n"
+			"policy = { prepend_header = false; };\n" },
 	};
 	struct gg_config *old = load_text(base);
 	assert_non_null(old);

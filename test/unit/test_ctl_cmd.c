@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "ctl_cmd.h"
+#include "pool_key.h"
 #include "store_type.h"
 
 static void ttl_parse_bounds(void **state)
@@ -159,16 +160,16 @@ static void json_list_explain_stats(void **state)
 	assert_int_equal(run_json(list, 2, out, sizeof out), 0);
 	assert_string_equal(out,
 		"{\"key\":\"00112233445566778899aabbccddeeff\",\"net\":\"192.0.2.0/24\","
-		"\"sender\":\"<>\",\"rcpt\":\"r@example.org\",\"state\":\"pending\","
+		"\"pool\":null,\"sender\":\"<>\",\"rcpt\":\"r@example.org\",\"state\":\"pending\","
 		"\"first_seen\":\"2023-11-14T22:13:20Z\",\"ttl\":300}\n"
 		"{\"key\":\"ffeeddccbbaa99887766554433221100\",\"net\":\"192.0.2.0/24\","
-		"\"sender\":\"a\\\"b\\\\c\\u0009d\\u0001@\xc3\xa9.example\","
+		"\"pool\":null,\"sender\":\"a\\\"b\\\\c\\u0009d\\u0001@\xc3\xa9.example\","
 		"\"rcpt\":\"bad\\ufffd\\ufffd(\\ufffd\\ufffd\\ufffd@\xf0\x9f\x93\xa7.example\","
 		"\"state\":\"passed\",\"first_seen\":\"2023-11-14T22:13:21Z\",\"ttl\":86400}\n");
 
 	char *explain[] = { "--json", "explain", "192.0.2.7", "<>", "r@example.org" };
 	assert_int_equal(run_json(explain, 5, out, sizeof out), 0);
-	assert_non_null(strstr(out, "\"net\":\"192.0.2.0/24\",\"sender\":\"<>\","
+	assert_non_null(strstr(out, "\"net\":\"192.0.2.0/24\",\"pool\":null,\"sender\":\"<>\","
 				    "\"rcpt\":\"r@example.org\",\"stored\":{\"key\":\"ffee"));
 	assert_non_null(strstr(out, "\"ttl\":86400},\"next\":{\"action\":\"greylist\","
 				    "\"reason\":\"early\",\"delay_left\":42,\"capped\":true},"
@@ -187,6 +188,80 @@ static void json_list_explain_stats(void **state)
 				    "sender=<> rcpt=r@example.org state=pending "
 				    "first_seen=2023-11-14T22:13:20Z ttl=300\n"));
 	assert_non_null(strstr(out, "\nshown=2\n"));
+}
+
+/* An entry stored under a pool key: the store keeps the key text alone. */
+static const struct ctl_entry pool_entry = { "0123456789abcdef0123456789abcdef",
+					     "ptr:example.com", "a@b.example", "r@example.org",
+					     true, 1700000000, 60 };
+
+static int pool_walk(void *ctx, uint64_t *cursor, size_t budget,
+		     bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
+{
+	(void)ctx;
+	(void)budget;
+	fn(arg, &pool_entry);
+	*cursor = 0;
+	return 0;
+}
+
+static int pool_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
+{
+	(void)ctx;
+	(void)t;
+	*e = pool_entry;
+	return 1;
+}
+
+static int run_pool(char **argv, int argc, char *out, size_t len)
+{
+	static const enum pool_kind ptr_only[] = { POOL_PTR };
+	struct gg_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.greylist.ipv4_prefix = 24;
+	cfg.greylist.ipv6_prefix = 64;
+	memcpy(cfg.greylist.pool_keys, ptr_only, sizeof ptr_only);
+	cfg.greylist.npool_keys = 1;
+	struct ctl_store st = { .walk = pool_walk, .get = pool_get, .explain = json_explain };
+	memset(out, 0, len);
+	FILE *f = fmemopen(out, len, "w");
+	assert_non_null(f);
+	int rc = ctl_execute(&cfg, &st, NULL, argc, argv, f);
+	fclose(f);
+	return rc;
+}
+
+/* list and explain show the pool key: as pool= in text, as "pool" in
+ * JSON, where "net" is null for an entry that has only its pool key. */
+static void pool_key_in_list_and_explain(void **state)
+{
+	(void)state;
+	char out[2048];
+	char *list[] = { "--json", "list" };
+	assert_int_equal(run_pool(list, 2, out, sizeof out), 0);
+	assert_string_equal(out,
+		"{\"key\":\"0123456789abcdef0123456789abcdef\",\"net\":null,"
+		"\"pool\":\"ptr:example.com\",\"sender\":\"a@b.example\","
+		"\"rcpt\":\"r@example.org\",\"state\":\"passed\","
+		"\"first_seen\":\"2023-11-14T22:13:20Z\",\"ttl\":60}\n");
+	assert_int_equal(run_pool(list + 1, 1, out, sizeof out), 0);
+	assert_non_null(strstr(out, "key=0123456789abcdef0123456789abcdef pool=ptr:example.com "
+				    "sender=a@b.example "));
+
+	/* the client's confirmed name given: its ptr: key, and the network */
+	char *explain[] = { "--json", "explain", "192.0.2.7", "a@b.example", "r@example.org",
+			    "mx-1.out.example.com" };
+	assert_int_equal(run_pool(explain, 6, out, sizeof out), 0);
+	assert_non_null(strstr(out, "\"net\":\"192.0.2.0/24\",\"pool\":\"ptr:example.com\","
+				    "\"sender\":\"a@b.example\""));
+	assert_non_null(strstr(out, "\"stored\":{\"key\":\"0123456789abcdef0123456789abcdef\","
+				    "\"net\":null,\"pool\":\"ptr:example.com\""));
+	/* no name: the network key */
+	assert_int_equal(run_pool(explain, 5, out, sizeof out), 0);
+	assert_non_null(strstr(out, "\"net\":\"192.0.2.0/24\",\"pool\":null,"));
+	assert_int_equal(run_pool(explain + 1, 5, out, sizeof out), 0);
+	assert_non_null(strstr(out, "net=192.0.2.0/24 pool=ptr:example.com sender=a@b.example "
+				    "rcpt=r@example.org key="));
 }
 
 /* greygate-ctl asks the row, never the name: a kind it reaches by itself
@@ -246,6 +321,7 @@ int main(void)
 		cmocka_unit_test(whitelist_refuses_huge_ttl),
 		cmocka_unit_test(rows_say_how_ctl_reaches_them),
 		cmocka_unit_test(json_list_explain_stats),
+		cmocka_unit_test(pool_key_in_list_and_explain),
 		cmocka_unit_test(redis_admin_tells_why),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

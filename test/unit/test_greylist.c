@@ -67,7 +67,7 @@ static bool same_network(const struct gl_network *a, const struct gl_network *b)
 static bool same_decision(struct gl_decision a, struct gl_decision b)
 {
 	return a.action == b.action && a.reason == b.reason && a.delay_left == b.delay_left &&
-	       a.waited == b.waited && a.capped == b.capped;
+	       a.waited == b.waited && a.capped == b.capped && a.first_pass == b.first_pass;
 }
 
 static struct ipaddr ip(const char *s)
@@ -122,6 +122,7 @@ static void test_gl_pass_after_delay(void **state)
 	expect(d, GL_PASS, GL_REASON_TRIPLET);
 	assert_int_equal(d.waited, 300);
 	assert_int_equal(d.delay_left, 0);
+	assert_true(d.first_pass);
 	assert_true(t.passed);
 	assert_int_equal(t.expires, T0 + 300 + P.pass_lifetime);
 
@@ -148,6 +149,7 @@ static void test_gl_pass_renews_lifetime(void **state)
 		expect(d, GL_PASS, GL_REASON_TRIPLET);
 		assert_int_equal(d.delay_left, 0);
 		assert_int_equal(d.waited, now - T0);
+		assert_false(d.first_pass);   /* passed before: not the pass that ended it */
 		assert_int_equal(t.expires, now + P.pass_lifetime);
 	}
 }

@@ -463,15 +463,15 @@ static void test_ms_binary_damage(void **state)
 		expect_refused(cases[i].what, f.b, f.len, cases[i].why, (long)cases[i].keep);
 	}
 
-	/* Strings whose length alone is wrong: a network name of 50 bytes, a
-	 * sender of 320. */
+	/* Strings whose length alone is wrong: a network name (or pool key)
+	 * of POOL_TEXT_MAX bytes, a sender of 320. */
 	struct bin f;
 	memcpy(f.b, good.b, network);
 	f.len = network;
 	b_u8(&f, 'N');
-	char longnet[NET_TEXT_MAX + 1];
-	memset(longnet, '1', NET_TEXT_MAX);
-	longnet[NET_TEXT_MAX] = 0;
+	char longnet[POOL_TEXT_MAX + 1];
+	memset(longnet, '1', POOL_TEXT_MAX);
+	longnet[POOL_TEXT_MAX] = 0;
 	b_lit(&f, longnet);
 	b_bytes(&f, "\0\0\0\0\0", 5);
 	b_end(&f, 2, 1);
@@ -541,6 +541,77 @@ static void del(struct memstore *m, int i)
 
 /* Walked in slices of any size, a store shows each of its triplets once;
  * a slice looks at about its budget of buckets and entries. */
+/* ------------------------------------------------------------ pool keys */
+
+static struct triplet pooled(const char *net, const char *pool, const char *sender)
+{
+	struct triplet t;
+	if (triplet_make_pool(&t, net, pool, sender, strlen(sender), "r@example.org", 13) != 0)
+		fail_msg("triplet_make_pool(%s, %s, %s) failed", net, pool, sender);
+	return t;
+}
+
+static bool count_pools(void *arg, const struct memstore_view *v)
+{
+	*(int *)arg += strcmp(v->net, "ptr:example.com") == 0;
+	return true;
+}
+
+/* A pool key's retry from another network is the same triplet; its
+ * auto-whitelist is the pool's, the cap on new triplets each network's;
+ * the key text survives a save and a load. */
+static void test_ms_pool_keys(void **state)
+{
+	(void)state;
+	struct gl_params p = P;
+	p.awl_threshold = 1;
+	p.max_new_per_client = 2;
+	struct memstore *m = memstore_new_keyed(1000, KEY);
+	assert_non_null(m);
+
+	struct triplet a = pooled("203.0.113.0/24", "ptr:example.com", "s@x.example");
+	struct triplet b = pooled("198.51.100.0/24", "ptr:example.com", "s@x.example");
+	assert_int_equal(memstore_decide(m, &p, T0, &a, false).reason, GL_REASON_NEW);
+	struct gl_decision d = memstore_decide(m, &p, T0 + 301, &b, false);
+	assert_int_equal(d.action, GL_PASS);
+	assert_int_equal(d.reason, GL_REASON_TRIPLET);
+
+	/* one pass (threshold 1): the pool is on the auto-whitelist, from any
+	 * network; the network it passed from is not */
+	struct triplet c = pooled("192.0.2.0/24", "ptr:example.com", "other@y.example");
+	assert_int_equal(memstore_decide(m, &p, T0 + 400, &c, false).reason, GL_REASON_AWL);
+	struct triplet n = mk("198.51.100.0/24", "other@y.example", "r@example.org");
+	assert_int_equal(memstore_decide(m, &p, T0 + 400, &n, false).reason, GL_REASON_NEW);
+
+	/* the cap counts by network, pool key or not: 198.51.100.0/24 made one
+	 * new triplet above (n), one more is allowed, then none */
+	struct triplet q1 = pooled("198.51.100.0/24", "ptr:other.example", "a@z.example");
+	struct triplet q2 = pooled("198.51.100.0/24", "ptr:other.example", "b@z.example");
+	assert_false(memstore_decide(m, &p, T0 + 500, &q1, false).capped);
+	assert_true(memstore_decide(m, &p, T0 + 500, &q2, false).capped);
+	/* another network of the same pool has its own */
+	struct triplet q3 = pooled("192.0.2.0/24", "ptr:other.example", "b@z.example");
+	assert_false(memstore_decide(m, &p, T0 + 500, &q3, false).capped);
+
+	/* saved and loaded: the entry keeps its key text, and the rebuilt key
+	 * finds it (passed) */
+	char err[256];
+	if (memstore_save(m, path("pool.db"), T0 + 600, NULL, err, sizeof err) != 0)
+		fail_msg("save: %s", err);
+	struct memstore *m2 = memstore_new_keyed(1000, KEY);
+	assert_true(memstore_load(m2, path("pool.db"), T0 + 600, err, sizeof err) > 0);
+	assert_true(memstore_get(m2, &b).passed);
+	int pools = 0;
+	struct memstore_walk w = { 0 };
+	while (memstore_walk(m2, &w, T0 + 600, 1000, count_pools, &pools))
+		;
+	assert_int_equal(pools, 1);
+	/* and the pool's auto-whitelist came along */
+	assert_int_equal(memstore_decide(m2, &p, T0 + 700, &c, false).reason, GL_REASON_AWL);
+	memstore_free(m2);
+	memstore_free(m);
+}
+
 static void test_walk_shows_each_once(void **state)
 {
 	(void)state;
@@ -699,6 +770,7 @@ int main(void)
 		cmocka_unit_test(test_ms_reads_text_format),
 		cmocka_unit_test(test_ms_file_is_compact),
 		cmocka_unit_test(test_ms_binary_damage),
+		cmocka_unit_test(test_ms_pool_keys),
 		cmocka_unit_test(test_walk_shows_each_once),
 		cmocka_unit_test(test_walk_bucket_whole_and_stop),
 		cmocka_unit_test(test_walk_with_changes_between_slices),

@@ -20,7 +20,7 @@
 
 /* ---- the fake world ---- */
 
-enum op_kind { OP_DNS, OP_MX, OP_FCRDNS, OP_STORE };
+enum op_kind { OP_DNS, OP_MX, OP_FCRDNS, OP_STORE, OP_SCORE };
 
 struct op {
 	enum op_kind kind;
@@ -52,9 +52,16 @@ static size_t nmx;
 static enum fcrdns_result fcrdns_answer;
 static const char *fcrdns_name;
 static struct store_result store_answer;
-static unsigned asked[4];                /* lookups by kind */
+static unsigned asked[5];                /* lookups by kind */
 static bool woken;
 static double clock_now;
+
+/* The connection's score: known once its lookups answered (OP_SCORE,
+ * one per connection as the name's). */
+static struct score conn_score;
+static bool score_known;
+static struct client_facts_wait *score_waiter;
+static const char *query_helo = "h.example";
 
 static struct op *new_op(enum op_kind kind, void *fn, void *arg, const char *name, uint16_t type)
 {
@@ -106,14 +113,33 @@ static void fake_client_name_unwait(struct client_facts_wait *w)
 {
 	if (facts_waiter == w)
 		facts_waiter = NULL;
+	if (score_waiter == w)
+		score_waiter = NULL;
+}
+
+
+static const struct score *fake_client_score(struct client_facts *f, struct client_facts_wait *w,
+					     void (*fn)(void *arg), void *arg)
+{
+	assert_ptr_equal(f, &facts);
+	if (score_known)
+		return &conn_score;
+	assert_null(score_waiter);
+	w->fn = fn;
+	w->arg = arg;
+	w->node.next = &w->node;   /* linked: unwait takes it back */
+	score_waiter = w;
+	new_op(OP_SCORE, NULL, NULL, NULL, 0);
+	return NULL;
 }
 
 static struct triplet last_triplet;
+static struct gl_params last_params;
 
-static struct store_call *fake_store(const struct gg_config *cfg, const struct triplet *t,
+static struct store_call *fake_store(const struct gl_params *p, const struct triplet *t,
 				     store_done_fn done, void *arg)
 {
-	(void)cfg;
+	last_params = *p;
 	last_triplet = *t;
 	return (struct store_call *)new_op(OP_STORE, (void *)done, arg, NULL, 0);
 }
@@ -140,6 +166,7 @@ static const struct rcpt_env env = {
 	.mx_cancel = fake_mx_cancel,
 	.client_name = fake_client_name,
 	.client_name_unwait = fake_client_name_unwait,
+	.client_score = fake_client_score,
 	.store = fake_store,
 	.store_cancel = fake_store_cancel,
 	.now = fake_now,
@@ -180,6 +207,9 @@ static void answer(struct op *o)
 		facts.result = fcrdns_answer;
 		snprintf(listed_name, sizeof listed_name, "%s", fcrdns_name);
 		facts.listed = fcrdns_answer == FCRDNS_MATCH ? listed_name : NULL;
+		/* the confirmed name too: these tests look at what rules do with
+		 * it, whatever matched which pattern */
+		facts.name = facts.listed;
 		struct client_facts_wait *w = facts_waiter;
 		facts_waiter = NULL;
 		if (w)
@@ -189,6 +219,14 @@ static void answer(struct op *o)
 	case OP_STORE:
 		((store_done_fn)o->fn)(o->arg, &store_answer);
 		break;
+	case OP_SCORE: {
+		score_known = true;
+		struct client_facts_wait *w = score_waiter;
+		score_waiter = NULL;
+		if (w)
+			w->fn(w->arg);
+		break;
+	}
 	}
 }
 
@@ -234,8 +272,14 @@ static void configure(const char *extra)
 		fail_msg("config: %s", err);
 }
 
+/* What the SPF evaluator would have found, for the next decisions. */
+static const char *spf_pass_domain;
+/* The policy service asks (struct rcpt_query.policy). */
+static bool as_policy;
+
 static void world_reset(void)
 {
+	as_policy = false;
 	nops = nzone = nmx = 0;
 	memset(asked, 0, sizeof asked);
 	silent_name = NULL;
@@ -246,6 +290,12 @@ static void world_reset(void)
 	store_answer = (struct store_result){
 		.ok = true, .d = { .action = GL_GREYLIST, .reason = GL_REASON_NEW, .delay_left = 300 } };
 	memset(&last_triplet, 0, sizeof last_triplet);
+	memset(&last_params, 0, sizeof last_params);
+	conn_score = (struct score){ 0 };
+	score_known = false;
+	score_waiter = NULL;
+	query_helo = "h.example";
+	spf_pass_domain = NULL;
 }
 
 static void dns(const char *name, uint16_t type, enum dns_status st)
@@ -279,8 +329,9 @@ static struct rcpt_verdict decide_for(const char *client, const char *sender, co
 	char arg[600];
 	snprintf(arg, sizeof arg, "TO:<%s>", rcpt);
 	assert_int_equal(smtp_path_parse(arg, strlen(arg), "TO:", &p), SMTP_PATH_OK);
-	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = client, .helo = "h.example",
-				.sender = sender, .rcpt = &p, .tls = NULL };
+	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = client, .helo = query_helo,
+				.sender = sender, .rcpt = &p, .tls = NULL,
+				.spf_pass_domain = spf_pass_domain, .policy = as_policy };
 	struct rcpt_rules *r = rcpt_rules_new(&env, NULL, &q);
 	struct rcpt_verdict v;
 	for (int turns = 0; !rcpt_rules_run(r, &v); turns++) {
@@ -317,8 +368,9 @@ static void test_table_names(void **state)
 		for (size_t k = 0; k < n; k++)
 			assert_int_not_equal(rcpt_rules_row(k), rcpt_rules_row(n));
 	}
-	assert_int_equal(n, 10);
+	assert_int_equal(n, 11);
 	assert_int_equal(rcpt_rules_row(0), WHY_MYNETWORKS);
+	assert_int_equal(rcpt_rules_row(n - 2), WHY_HOSTILE);
 	assert_int_equal(rcpt_rules_row(n - 1), WHY_GREYLIST);
 }
 
@@ -485,7 +537,90 @@ static void test_greylist(void **state)
 	       "451 4.3.0 <r@local.example>: Temporary lookup failure, try again later");
 }
 
+/* Behind Postfix the syntax, sender domain and relay rows are Postfix's:
+ * what they would refuse is greylisted; the whitelists and mynetworks
+ * still pass; a triplet's pass says how long it waited. */
+static void test_policy_rows(void **state)
+{
+	(void)state;
+	world_reset();
+	as_policy = true;
+	configure("reject_non_fqdn_recipient = true;"
+		  "whitelist = { senders = [ \"ok@s.example\" ]; };");
+	dns("tf.example", DNS_T_MX, DNS_TEMPFAIL);
+	expect(decide_for(CLIENT, "s@tf.example", "r@foreign.example"), RCPT_DEFER, WHY_GREYLIST,
+	       "450 4.2.0 <r@foreign.example>: Recipient address rejected: Greylisted");
+	expect(decide_for(CLIENT, "s@nofqdn", "r@localhost"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(asked[OP_DNS], 0);
+	expect(decide_for("10.9.1.1", "s@x.example", "r@foreign.example"), RCPT_ACCEPT,
+	       WHY_MYNETWORKS, NULL);
+	expect(decide_for(CLIENT, "ok@s.example", "r@foreign.example"), RCPT_ACCEPT,
+	       WHY_WHITELIST_SENDER, NULL);
+	store_answer.d = (struct gl_decision){ .action = GL_PASS, .reason = GL_REASON_TRIPLET,
+					       .waited = 321, .first_pass = true };
+	struct rcpt_verdict v = decide_for(CLIENT, "s@x.example", "r@foreign.example");
+	expect(v, RCPT_ACCEPT, WHY_TRIPLET, NULL);
+	assert_true(v.first_pass);
+	assert_int_equal(v.waited, 321);
+	/* a triplet that passed before, and the auto-whitelist: no wait to tell */
+	store_answer.d = (struct gl_decision){ .action = GL_PASS, .reason = GL_REASON_TRIPLET,
+					       .waited = 86400 };
+	v = decide_for(CLIENT, "s@x.example", "r@foreign.example");
+	assert_false(v.first_pass);
+	assert_int_equal(v.waited, 0);
+	store_answer.d = (struct gl_decision){ .action = GL_PASS, .reason = GL_REASON_AWL };
+	assert_false(decide_for(CLIENT, "s@x.example", "r@foreign.example").first_pass);
+	size_t rows = 0;
+	for (size_t i = 0; rcpt_rules_row(i) != WHY_NONE; i++)
+		rows += rcpt_rules_row_in_policy(i);
+	assert_int_equal(rows, 6);
+	assert_false(rcpt_rules_row_in_policy(4));   /* relay_denied */
+}
+
 /* ---- the deferral semantics ---- */
+
+/* The key's kind: spf: when SPF passed narrowly, ptr: for a confirmed
+ * name that is not generic, else the network, whose text alone is hashed
+ * as before. */
+static void test_pool_keys(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false;");
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "mx7.out.Example.COM";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(asked[OP_FCRDNS], 1);
+	assert_string_equal(last_triplet.pool, "ptr:example.com");
+	assert_string_equal(last_triplet.net, "192.0.2.0/24");
+
+	spf_pass_domain = "Bounce.Example.ORG";
+	expect(decide_for(CLIENT, "s@bounce.example.org", "r@local.example"), RCPT_DEFER,
+	       WHY_GREYLIST, NULL);
+	assert_string_equal(last_triplet.pool, "spf:bounce.example.org");
+	assert_int_equal(asked[OP_FCRDNS], 1);   /* the name is the connection's */
+
+	/* a generic name: the network */
+	world_reset();
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "192-0-2-1.dyn.example.net";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_string_equal(last_triplet.pool, "");
+	struct triplet before;
+	assert_int_equal(triplet_make(&before, "192.0.2.0/24", "s@x.example", 11, "r@local.example",
+				      15), 0);
+	assert_string_equal(last_triplet.hex, before.hex);
+
+	/* pool keys off: no name is looked up for them */
+	world_reset();
+	configure("reject_unknown_sender_domain = false; greylist = { pool_keys = [ ]; };");
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "mx7.out.example.com";
+	spf_pass_domain = "bounce.example.org";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(asked[OP_FCRDNS], 0);
+	assert_string_equal(last_triplet.pool, "");
+}
 
 static void test_later_reject_wins(void **state)
 {
@@ -548,6 +683,100 @@ static void test_cancel_while_waiting(void **state)
 	assert_false(ops[0].live);
 }
 
+/* ---- selective greylisting: the class row ---- */
+
+static void set_score(int points)
+{
+	conn_score = (struct score){ 0 };
+	score_add(&conn_score, points < 0 ? SIG_DNSWL : SIG_DNSBL, "l.example", points);
+	score_known = false;
+	facts = (struct client_facts){ .state = CN_UNASKED };   /* a new connection */
+}
+
+#define SCORING "reject_unknown_sender_domain = false; scoring = { suspicious = { delay = 900; }; };"
+
+static void test_class_off(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false;");
+	set_score(20);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST,
+	       "450 4.2.0");
+	assert_int_equal(asked[OP_SCORE], 0);   /* no scoring: not even asked */
+	assert_int_equal(last_params.delay, 300);
+}
+
+static void test_class_trusted(void **state)
+{
+	(void)state;
+	world_reset();
+	configure(SCORING);
+	set_score(-5);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_ACCEPT, WHY_TRUSTED, NULL);
+	assert_int_equal(asked[OP_STORE], 0);
+	/* the score is the connection's: asked once for all its RCPTs */
+	expect(decide_for(CLIENT, "s@x.example", "r2@local.example"), RCPT_ACCEPT, WHY_TRUSTED, NULL);
+	assert_int_equal(asked[OP_SCORE], 1);
+	/* the relay rules come first: trusted does not relay */
+	expect(decide_for(CLIENT, "s@x.example", "r@foreign.example"), RCPT_REJECT, WHY_RELAY_DENIED,
+	       "554 5.7.1");
+}
+
+static void test_class_hostile(void **state)
+{
+	(void)state;
+	world_reset();
+	configure(SCORING);
+	set_score(9);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_REJECT, WHY_HOSTILE,
+	       "550 5.7.1 <r@local.example>: Recipient address rejected: client classed hostile (score 9)");
+	assert_int_equal(asked[OP_STORE], 0);   /* never stored */
+	configure("reject_unknown_sender_domain = false; scoring = { hostile = { action = \"tempfail\"; }; };");
+	set_score(8);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_HOSTILE,
+	       "450 4.7.1 <r@local.example>: Recipient address rejected: client classed hostile");
+	assert_int_equal(asked[OP_STORE], 0);
+}
+
+static void test_class_suspicious(void **state)
+{
+	(void)state;
+	world_reset();
+	configure(SCORING);
+	set_score(1);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(last_params.delay, 300);          /* normal: greylist.delay, the AWL */
+	assert_int_equal(last_params.awl_threshold, 5);
+	set_score(3);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(last_params.delay, 900);          /* suspicious: longer, no AWL */
+	assert_int_equal(last_params.awl_threshold, 0);
+	/* this session's bad HELO adds to the connection's score */
+	set_score(2);
+	query_helo = "localhost";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(last_params.delay, 900);
+}
+
+static void test_shadow(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false; greylist = { mode = \"shadow\"; };"
+		  "scoring = { };");
+	set_score(0);
+	/* would greylist: the store is asked, the mail passes */
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_ACCEPT, WHY_NEW, NULL);
+	assert_int_equal(asked[OP_STORE], 1);
+	set_score(9);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_ACCEPT, WHY_HOSTILE, NULL);
+	assert_int_equal(asked[OP_STORE], 1);              /* hostile is never stored */
+	/* the rules that are no greylisting still refuse */
+	expect(decide_for(CLIENT, "s@x.example", "r@foreign.example"), RCPT_REJECT, WHY_RELAY_DENIED,
+	       NULL);
+}
+
 static int teardown(void **state)
 {
 	gg_config_unref(cfg);
@@ -566,10 +795,17 @@ int main(void)
 		cmocka_unit_test(test_relay),
 		cmocka_unit_test(test_exemptions),
 		cmocka_unit_test(test_greylist),
+		cmocka_unit_test(test_policy_rows),
 		cmocka_unit_test(test_later_reject_wins),
+		cmocka_unit_test(test_pool_keys),
 		cmocka_unit_test(test_later_permit_keeps_deferral),
 		cmocka_unit_test(test_first_deferral_is_kept),
 		cmocka_unit_test(test_cancel_while_waiting),
+		cmocka_unit_test(test_class_off),
+		cmocka_unit_test(test_class_trusted),
+		cmocka_unit_test(test_class_hostile),
+		cmocka_unit_test(test_class_suspicious),
+		cmocka_unit_test(test_shadow),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown);
 }
