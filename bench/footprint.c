@@ -136,7 +136,7 @@ static unsigned put_script(redisContext *c, const struct triplet *t, const char 
 	 * no storm reaches, as in the storm bench */
 	const char *argv[] = { "EVALSHA", sha, "3", k.triplet, k.awl, k.new_count, delay,
 			       "172800", "3110400", "5", "10000000", "0",
-			       t->net, t->sender, t->rcpt };
+			       triplet_keytext(t), t->sender, t->rcpt };
 	redisAppendCommandArgv(c, 15, argv, NULL);
 	return 1;
 }
