@@ -121,6 +121,15 @@ bench-config: $(BUILD)/bench/config_load
 bench-lists: $(BUILD)/bench/lists
 	$(BUILD)/bench/lists
 
+# Footprint and cost figures (bench/README.md, "Footprint"): Redis bytes per
+# triplet and AWL entry, the embedded store per entry in memory and on disk,
+# save/load times and the loop during a save, storm decisions/s with Redis
+# behind added latency. Root; about 10 minutes. BENCH_ARGS="--only redis".
+.PHONY: bench-footprint
+bench-footprint: deps
+	$(MAKE) BUILD=build-bench OPT=-O2 all build-bench/bench/footprint
+	$(PYTHON) bench/footprint.py --greygate build-bench/greygate --driver build-bench/bench/footprint $(BENCH_ARGS)
+
 # docs/dashboard.png: the dashboard's panels drawn from a real greygate's
 # /metrics under load, a backend outage and a Redis outage (about 2 minutes;
 # contrib/grafana/snapshot.py).
