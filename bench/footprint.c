@@ -131,7 +131,7 @@ static unsigned put_script(redisContext *c, const struct triplet *t, const char 
 {
 	(void)now;
 	struct gl_script_keys k;
-	gl_script_keys("gg:", t, &k);
+	gl_script_keys("gg:", t, false, &k);
 	/* greygate's defaults: retry_window, pass_lifetime, awl_threshold; a cap
 	 * no storm reaches, as in the storm bench */
 	const char *argv[] = { "EVALSHA", sha, "3", k.triplet, k.awl, k.new_count, delay,
@@ -271,7 +271,7 @@ static int redis_main(int port, unsigned n, const char *layout)
 		struct triplet t;
 		make_triplet(&t, 0, 1);
 		char key[128];
-		gl_key(key, sizeof key, "gg:", GL_KEY_TRIPLET, t.hex);
+		gl_key_tagged(key, sizeof key, "gg:", GL_KEY_TRIPLET, NULL, t.hex);
 		r = cmd(c, "MEMORY USAGE %s", key);
 		printf("sample key=%s memory_usage=%lld\n", key, r->integer);
 		freeReplyObject(r);
