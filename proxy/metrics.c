@@ -37,6 +37,7 @@ struct slot {
 	_Atomic uint64_t ref[WHY_COUNT];            /* by rule */
 	_Atomic uint64_t keys[POOL_KINDS][DA_COUNT]; /* store decisions by key kind */
 	_Atomic uint64_t store_err[SE_COUNT];       /* by kind */
+	_Atomic uint64_t spf[SPF_RESULTS];          /* SPF checks by result */
 	_Atomic uint64_t hist[H_COUNT][HIST_BUCKETS];
 	_Atomic uint64_t hist_sum_us[H_COUNT];
 	_Atomic int64_t health_time;
@@ -132,6 +133,12 @@ void metrics_decision_key(enum pool_kind k, enum decision_action a)
 {
 	if (mine && (unsigned)k < POOL_KINDS)
 		atomic_fetch_add_explicit(&mine->keys[k][a], 1, memory_order_relaxed);
+}
+
+void metrics_spf_result(enum spf_result r)
+{
+	if (mine && (unsigned)r < SPF_RESULTS)
+		atomic_fetch_add_explicit(&mine->spf[r], 1, memory_order_relaxed);
 }
 
 void metrics_store_error(enum store_error kind)
@@ -304,6 +311,17 @@ void metrics_write(FILE *out)
 			v += atomic_load_explicit(&slots[i].store_err[k], memory_order_relaxed);
 		fprintf(out, "greygate_store_error_replies_total{kind=\"%s\"} %llu\n", store_errors[k],
 			(unsigned long long)v);
+	}
+	/* every result, zeros included, as above */
+	fprintf(out, "# HELP greygate_spf_results_total Finished SPF checks (RFC 7208) by "
+		     "result.\n"
+		     "# TYPE greygate_spf_results_total counter\n");
+	for (int r = 0; r < SPF_RESULTS; r++) {
+		uint64_t v = 0;
+		for (unsigned i = 0; i < nslots; i++)
+			v += atomic_load_explicit(&slots[i].spf[r], memory_order_relaxed);
+		fprintf(out, "greygate_spf_results_total{result=\"%s\"} %llu\n",
+			spf_result_name((enum spf_result)r), (unsigned long long)v);
 	}
 	for (int h = 0; h < H_COUNT; h++) {
 		fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", hist_names[h], hist_help[h],
