@@ -224,3 +224,29 @@ def test_policy_service_uses_the_spf_key(spf_gate):
     ev = decision(gg, rcpt, mark)
     assert (ev["action"], ev["reason"], ev.get("key")) == \
         ("pass", "triplet", f"spf:{domain}"), ev["_line"]
+
+
+def test_spf_max_prefix_at_start_and_on_reload(spf_gate):
+    """greylist.spf_max_prefix4 says how wide a mechanism may be and still
+    vouch for a sender: at start, and again after a reload (the outcomes
+    cached under the old limit are forgotten)."""
+    tok = token()
+    gg = spf_gate(tok, greylist={"spf_max_prefix4": 28})
+    sender = f"s@mta.{tok}.example"            # ip4:127.1.0.0/24
+    mark = gg.log_mark()
+    r, _ = rcpt_once(gg, sender, f"a-{tok}@test.example", FIRST)
+    assert_reply(r, 450, "4.2.0")
+    ev = decision(gg, f"a-{tok}@test.example", mark)
+    assert ev.get("key") == "net:127.1.0.0/24", ev["_line"]
+    assert gg.events("spf", since=mark)[0].get("narrow") == "no"
+
+    cfg = dict(gg.config)
+    cfg["greylist"] = {**cfg["greylist"], "spf_max_prefix4": 24}
+    gg.write_config(cfg)
+    mark = gg.log_mark()
+    gg.hup()
+    gg.wait_event("reload", since=mark, result="ok")
+    r, _ = rcpt_once(gg, sender, f"b-{tok}@test.example", FIRST)
+    assert_reply(r, 450, "4.2.0")
+    ev = decision(gg, f"b-{tok}@test.example", mark)
+    assert ev.get("key") == f"spf:mta.{tok}.example", ev["_line"]
