@@ -29,10 +29,12 @@ static void on_verdict(void *arg, const struct spf_verdict *v)
 	wake_waiters(t);
 }
 
-bool spf_txn_wanted(const struct gg_config *cfg)
+bool spf_txn_wanted(const struct gg_config *cfg, const struct ipaddr *client)
 {
 	return cfg->greylist.enabled &&
-	       pool_kinds_have(cfg->greylist.pool_keys, cfg->greylist.npool_keys, POOL_SPF);
+	       pool_kinds_have(cfg->greylist.pool_keys, cfg->greylist.npool_keys, POOL_SPF) &&
+	       !netlist_match(&cfg->mynetworks, client) &&
+	       !netlist_match(&cfg->whitelist.clients, client);
 }
 
 void spf_txn_start(struct spf_txn *t, const struct ipaddr *client, const char *sender,

@@ -48,9 +48,11 @@ struct spf_txn_wait {
 	void *arg;
 };
 
-/* Whether CFG wants transactions checked: greylisting on, with "spf"
- * among greylist.pool_keys. */
-bool spf_txn_wanted(const struct gg_config *cfg);
+/* Whether CFG wants CLIENT's transactions checked: greylisting on, with
+ * "spf" among greylist.pool_keys, for a client that mynetworks or
+ * whitelist.clients do not pass anyway (a busy relay of our own would
+ * cost DNS for nothing). */
+bool spf_txn_wanted(const struct gg_config *cfg, const struct ipaddr *client);
 /* Releases what T had, then checks CLIENT for SENDER ("" for <>, then
  * HELO's domain is checked; HELO may be NULL or ""). Nothing to check (no
  * domain): known at once, no key. */

@@ -207,7 +207,8 @@ def policy_ask(port, **attrs):
 def test_policy_service_uses_the_spf_key(spf_gate):
     tok = token()
     pport = free_port(13023)
-    gg = spf_gate(tok, policy={"listen": f"127.0.0.1:{pport}"})
+    gg = spf_gate(tok, policy={"listen": f"127.0.0.1:{pport}"},
+                  whitelist={"clients": [f"{OUTSIDER}/32"]})
     domain = f"news.{tok}.example"
     sender, rcpt = f"list@{domain}", f"r-{tok}@test.example"
     mark = gg.log_mark()
@@ -224,6 +225,14 @@ def test_policy_service_uses_the_spf_key(spf_gate):
     ev = decision(gg, rcpt, mark)
     assert (ev["action"], ev["reason"], ev.get("key")) == \
         ("pass", "triplet", f"spf:{domain}"), ev["_line"]
+
+    # a whitelisted client costs no SPF lookups
+    mark = gg.log_mark()
+    other = f"w-{tok}@test.example"
+    assert policy_ask(pport, client_address=OUTSIDER, sender=sender, recipient=other) == \
+        "action=DUNNO"
+    assert decision(gg, other, mark)["reason"] == "whitelist-client"
+    assert gg.events("spf", since=mark) == []
 
 
 def test_spf_max_prefix_at_start_and_on_reload(spf_gate):
