@@ -1,6 +1,7 @@
 #include "spf_txn.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pool_key.h"
@@ -56,9 +57,9 @@ void spf_txn_start(struct spf_txn *t, const struct ipaddr *client, const char *s
 	} else {
 		domain = helo ? helo : "";
 	}
-	if (!domain[0] || strlen(domain) >= sizeof t->domain)
+	/* (out of memory: no check, no key, as for no domain) */
+	if (!domain[0] || strlen(domain) >= DNS_NAME_MAX || !(t->domain = strdup(domain)))
 		return;
-	memcpy(t->domain, domain, strlen(domain) + 1);
 	t->state = SPF_TXN_ASKING;
 	t->req = spf_check(client, t->domain, sender[0] ? local : NULL, helo ? helo : "",
 			   on_verdict, t);
@@ -84,6 +85,8 @@ void spf_txn_release(struct spf_txn *t)
 {
 	spf_cancel(t->req);
 	t->req = NULL;
+	free(t->domain);
+	t->domain = NULL;
 	t->state = SPF_TXN_NONE;
 	t->narrow_pass = false;
 	wake_waiters(t);

@@ -37,7 +37,9 @@ struct spf_txn {
 	enum spf_txn_state state;
 	struct spf_req *req;
 	enum spf_result result;             /* once KNOWN */
-	char domain[DNS_NAME_MAX];          /* the checked domain */
+	/* The checked domain, owned while a check is started: a session
+	 * keeps its struct spf_txn, idle or not, so this is no array. */
+	char *domain;
 	bool narrow_pass;                   /* once KNOWN */
 	struct list_node waiters;
 };

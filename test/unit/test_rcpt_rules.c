@@ -137,10 +137,12 @@ static void fake_spf_unwait(struct spf_txn_wait *w)
 }
 
 /* The check under way, for SENDER_DOMAIN: RESULT once the loop runs. */
+static char spf_domain[DNS_NAME_MAX];
+
 static void spf_asking(const char *domain, enum spf_result result, bool narrow)
 {
-	spf = (struct spf_txn){ .state = SPF_TXN_ASKING };
-	snprintf(spf.domain, sizeof spf.domain, "%s", domain);
+	snprintf(spf_domain, sizeof spf_domain, "%s", domain);
+	spf = (struct spf_txn){ .state = SPF_TXN_ASKING, .domain = spf_domain };
 	spf_outcome = result;
 	spf_narrow = narrow;
 }
