@@ -180,6 +180,22 @@ def test_spf_timeout_delays_no_mail_reply_and_falls_back(gl_gate):
         spf = gg.wait_event("spf", since=mark, domain=domain)
         assert spf[0]["result"] == "temperror", spf
         assert any(q == (domain, 16) for q in dns.queries), dns.queries
+
+        # RSET cancels the check (a finished check logs event=spf; the
+        # cancelled one, asked first, would have timed out first)
+        gone, kept = f"gone.{tok}.example", f"kept.{tok}.example"
+        mark = gg.log_mark()
+        with RawSMTP(gg.port, source=FIRST, timeout=30) as c:
+            c.greeting()
+            c.ehlo()
+            assert_reply(c.cmd(f"MAIL FROM:<s@{gone}>"), 250)
+            assert_reply(c.cmd("RSET"), 250)
+            assert_reply(c.cmd(f"MAIL FROM:<s@{kept}>"), 250)
+            assert_reply(c.cmd(f"RCPT TO:<{rcpt}>", timeout=30), 450, "4.2.0")
+            assert_reply(c.cmd("QUIT"), 221)
+        gg.wait_event("spf", since=mark, domain=kept)
+        assert any(q == (gone, 16) for q in dns.queries), dns.queries
+        assert gg.events("spf", since=mark, domain=gone) == []
     finally:
         dns.close()
 
