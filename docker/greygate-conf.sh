@@ -24,7 +24,11 @@
 #   GG_MYNETWORKS         trusted clients, default 127.0.0.0/8 ::1/128
 #   GG_RELAY_DOMAINS      extra relay_domains, default none
 #   GG_REDIS_HOST         Redis address (an IP address: resolving a name
-#                         would block); empty: the embedded store
+#                         would block); empty (and no GG_REDIS_SENTINELS):
+#                         the embedded store
+#   GG_REDIS_SENTINELS    Sentinel addresses (IP:PORT) that name the Redis
+#                         master instead of GG_REDIS_HOST
+#   GG_REDIS_MASTER_NAME  the master's name at the Sentinels, default mymaster
 #   GG_REDIS_PORT         default 6379
 #   GG_REDIS_PASSWORD     default none
 #   GG_REDIS_PREFIX       default gg:
@@ -40,6 +44,9 @@
 #   GG_PROBE_PORT         default 25
 #   GG_CONTROL_SOCKET     default /run/greygate/control.sock
 #   GG_LOG_LEVEL          default info
+#   GG_WHITELIST_DIR      never-greylisted lists, one entry a line, in the
+#                         files clients, senders and recipients of this
+#                         directory (SIGHUP rereads them); default none
 set -eu
 set -f          # lists are split on blanks: no globbing of their words
 
@@ -119,6 +126,8 @@ redis_host=$(str "${GG_REDIS_HOST:-}")
 redis_port=$(num GG_REDIS_PORT "${GG_REDIS_PORT:-6379}")
 redis_password=$(str "${GG_REDIS_PASSWORD:-}")
 redis_prefix=$(str "${GG_REDIS_PREFIX:-gg:}")
+sentinels=$(list "${GG_REDIS_SENTINELS:-}")
+master_name=$(str "${GG_REDIS_MASTER_NAME:-mymaster}")
 store_file=$(str "${GG_STORE_FILE:-/var/lib/greygate/greylist.db}")
 store_failure=$(str "${GG_STORE_FAILURE:-accept}")
 delay=$(num GG_DELAY "${GG_DELAY:-300}")
@@ -127,6 +136,10 @@ dns_timeout=$(num GG_DNS_TIMEOUT_MS "${GG_DNS_TIMEOUT_MS:-2000}")
 dns_tries=$(num GG_DNS_TRIES "${GG_DNS_TRIES:-2}")
 control_socket=$(str "${GG_CONTROL_SOCKET:-/run/greygate/control.sock}")
 log_level=$(str "${GG_LOG_LEVEL:-info}")
+wl_dir=${GG_WHITELIST_DIR:-}
+wl_clients=$(str "$wl_dir/clients")
+wl_senders=$(str "$wl_dir/senders")
+wl_recipients=$(str "$wl_dir/recipients")
 
 cat <<EOF
 # greygate.conf for the $role MX host $GG_MYHOSTNAME.
@@ -172,7 +185,19 @@ EOF
 fi
 
 echo
-if [ -n "${GG_REDIS_HOST:-}" ]; then
+if [ -n "${GG_REDIS_SENTINELS:-}" ]; then
+	cat <<EOF
+# Greylisting state shared by every MX host of the domains, in the Redis
+# master the Sentinels name.
+store = {
+  type = "redis";
+  redis = { sentinels = $sentinels; master_name = $master_name;
+            password = $redis_password; db = 0; timeout_ms = 250;
+            connect_timeout_ms = 1000; prefix = $redis_prefix; };
+  failure = $store_failure;
+};
+EOF
+elif [ -n "${GG_REDIS_HOST:-}" ]; then
 	cat <<EOF
 # Greylisting state shared by every MX host of the domains.
 store = {
@@ -194,6 +219,15 @@ greylist = { enabled = true; delay = $delay; retry_window = 172800; pass_lifetim
              awl_threshold = 5; ipv4_prefix = 24; ipv6_prefix = 64; max_new_per_client = 100;
              normalize_sender = true; };
 EOF
+
+if [ -n "$wl_dir" ]; then
+	cat <<EOF
+# Never greylisted (relay rules still apply); to change a list, write a new
+# file and rename it over the old one, then SIGHUP.
+whitelist = { clients_file = $wl_clients; senders_file = $wl_senders;
+              recipients_file = $wl_recipients; };
+EOF
+fi
 
 if [ -n "${GG_DNS_SERVERS:-}" ]; then
 	echo "dns = { servers = $dns_servers; timeout_ms = $dns_timeout; tries = $dns_tries; };"

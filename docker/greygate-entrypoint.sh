@@ -13,5 +13,11 @@ if [ ! -f "$conf" ]; then
 	mv "$conf.tmp" "$conf"
 	echo "greygate-entrypoint: rendered $conf from the GG_* environment (role ${GG_ROLE:-?})" >&2
 fi
+# the whitelist files the rendered configuration names must exist
+if [ -n "${GG_WHITELIST_DIR:-}" ]; then
+	for f in clients senders recipients; do
+		[ -e "$GG_WHITELIST_DIR/$f" ] || : >"$GG_WHITELIST_DIR/$f"
+	done
+fi
 greygate -t -c "$conf"
 exec greygate -c "$conf" "$@"

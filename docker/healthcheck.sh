@@ -1,8 +1,16 @@
 #!/bin/bash
-# Container HEALTHCHECK (greygate has no /healthz endpoint yet): healthy when
-# an SMTP server on HOST:PORT (default 127.0.0.1:25) greets with 220 within
-# HEALTHCHECK_TIMEOUT seconds (default 5). It then says QUIT. Bash only
-# (/dev/tcp): nothing to install in the slim image.
+# Container HEALTHCHECK: healthy when an SMTP server on HOST:PORT (default
+# 127.0.0.1:25) greets with 220 within HEALTHCHECK_TIMEOUT seconds (default
+# 5). It then says QUIT. Bash only (/dev/tcp): nothing to install in the
+# slim image. The Postfix container runs it on its smtpd (127.0.0.1:10025).
+#
+# For greygate this is deliberately the banner, not the /healthz it serves
+# on admin.listen (127.0.0.1:9925 by default): /healthz answers 503 while
+# Redis is away, and an orchestrator that restarts unhealthy containers
+# would then restart the MX host for an outage that store.failure = accept
+# rides out without losing mail. The banner turns to 421 (unhealthy) when
+# greygate takes no mail: while its Postfix cannot be reached. Scrape
+# /healthz and /metrics for alerts.
 #
 #   healthcheck.sh [HOST [PORT]]
 host=${1:-127.0.0.1}

@@ -83,7 +83,7 @@ static bool load(struct loader *ld, const config_t *cf, struct gg_config *c)
 	}
 	return cfg_load_listen(ld, cf, c) && cfg_load_lists(ld, cf, c) &&
 	       cfg_load_store(ld, cf, c) && cfg_load_greylist(ld, cf, c) && cfg_load_dns(ld, cf, c) &&
-	       cfg_load_tls(ld, cf, c) &&
+	       cfg_load_tls(ld, cf, c) && cfg_load_scoring(ld, cf, c) &&
 	       cfg_validate(ld, cf, c);
 }
 
@@ -296,6 +296,7 @@ void gg_config_unref(struct gg_config *c)
 		free(c->greylist.generic_name_words[i]);
 	free(c->greylist.generic_name_words);
 	free(c->dns.servers);
+	free(c->scoring.sites);
 	SSL_CTX_free(c->tls_ctx);
 	free(c);
 }

@@ -14,9 +14,11 @@
 #include <stddef.h>
 
 #include "addrlist.h"
+#include "dnsbl_site.h"
 #include "domainlist.h"
 #include "greylist.h"
 #include "netaddr.h"
+#include "score.h"
 #include "pool_key.h"
 #include "sender_norm.h"
 #include "store_type.h"
@@ -93,6 +95,7 @@ struct gg_config {
 		int max_new_per_client;
 		struct sender_norm_opts norm;
 		char *message;            /* "%s" stands for the seconds left */
+		bool shadow;              /* mode = "shadow": decide, log would-*, let the mail pass */
 		/* Pool keys (lib/pool_key.h): the kinds greylist.pool_keys names,
 		 * in its order; none: the network key only. */
 		enum pool_kind pool_keys[POOL_KINDS];
@@ -152,6 +155,18 @@ struct gg_config {
 		int probe_timeout;
 		int probe_port;
 	} handover;
+
+	/* Selective greylisting (README.md): on when the file has a scoring
+	 * group; otherwise no signal is looked up and every client is normal. */
+	struct {
+		bool enabled;
+		struct dnsbl_site *sites;     /* scoring.dnsbl */
+		size_t nsites;
+		int weights[SIG_COUNT];       /* scoring.weights.<signal>, where it is a setting */
+		struct score_classes classes;
+		int suspicious_delay;         /* seconds */
+		bool hostile_tempfail;        /* hostile.action = "tempfail" (else "reject") */
+	} scoring;
 
 	struct {
 		char *target;             /* "stderr" or "syslog" */

@@ -356,3 +356,64 @@ bool cfg_load_tls(struct loader *ld, const config_t *cf, struct gg_config *c)
 	}
 	return true;
 }
+
+/* One of CHOICES (NULL-ended) at PATH, DEF when absent: its index, or -1
+ * (reported) when the file names something else. */
+static int choice(struct loader *ld, const config_t *cf, const char *path,
+		  const char *const *choices, const char *must)
+{
+	const char *v = choices[0];
+	config_lookup_string(cf, path, &v);
+	for (int i = 0; choices[i]; i++)
+		if (strcmp(v, choices[i]) == 0)
+			return i;
+	cfg_fail(ld, config_lookup(cf, path), "%s must be %s", path, must);
+	return -1;
+}
+
+#define SCORING_SITES_MAX 32
+
+/* greylist.mode and the scoring group: the DNSBL sites in postscreen's
+ * syntax, thresholds out of order warned of, the suspicious delay inside the retry
+ * window (a longer one could never be waited out). */
+bool cfg_load_scoring(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	static const char *const modes[] = { "enforce", "shadow", NULL };
+	static const char *const actions[] = { "reject", "tempfail", NULL };
+	int mode = choice(ld, cf, "greylist.mode", modes, "\"enforce\" or \"shadow\"");
+	if (mode < 0)
+		return false;
+	c->greylist.shadow = mode == 1;
+	c->scoring.enabled = config_lookup(cf, "scoring") != NULL;
+	int action = choice(ld, cf, "scoring.hostile.action", actions, "\"reject\" or \"tempfail\"");
+	if (action < 0)
+		return false;
+	c->scoring.hostile_tempfail = action == 1;
+	const config_setting_t *s = config_lookup(cf, "scoring.dnsbl");
+	int n = s ? config_setting_length(s) : 0;
+	if (n > SCORING_SITES_MAX)
+		return cfg_fail(ld, s, "scoring.dnsbl: at most %d sites", SCORING_SITES_MAX);
+	if (n && !(c->scoring.sites = calloc((size_t)n, sizeof *c->scoring.sites)))
+		return cfg_fail(ld, s, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		if (!dnsbl_site_parse(v, &c->scoring.sites[c->scoring.nsites]))
+			return cfg_fail(ld, e, "scoring.dnsbl: '%s' is not site=filter*weight "
+					   "(e.g. \"zen.example=127.0.0.[2..11]*3\")", v);
+		c->scoring.nsites++;
+	}
+	const struct score_classes *t = &c->scoring.classes;
+	if (!(t->trusted < t->suspicious && t->suspicious < t->hostile)) {
+		struct logline l;
+		ll_begin(&l, LOG_LVL_WARNING, "config");
+		ll_str(&l, "setting", "scoring.classes");
+		ll_str(&l, "reason", "not trusted < suspicious < hostile; a score is classed hostile "
+				     "first, then suspicious, then trusted");
+		ll_emit(&l);
+	}
+	if (c->scoring.enabled && c->scoring.suspicious_delay >= c->greylist.retry_window)
+		return cfg_fail(ld, config_lookup(cf, "scoring.suspicious.delay"),
+			    "scoring.suspicious.delay must be shorter than greylist.retry_window");
+	return true;
+}

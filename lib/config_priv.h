@@ -123,6 +123,7 @@ bool cfg_load_store(struct loader *ld, const config_t *cf, struct gg_config *c);
 bool cfg_load_greylist(struct loader *ld, const config_t *cf, struct gg_config *c);
 bool cfg_load_dns(struct loader *ld, const config_t *cf, struct gg_config *c);
 bool cfg_load_tls(struct loader *ld, const config_t *cf, struct gg_config *c);
+bool cfg_load_scoring(struct loader *ld, const config_t *cf, struct gg_config *c);
 bool cfg_validate(struct loader *ld, const config_t *cf, struct gg_config *c);
 /* What needs the list files' entries, once the last one is in. */
 bool cfg_load_after_lists(struct loader *ld, const config_t *cf, struct gg_config *c);

@@ -172,6 +172,22 @@ const struct cfg_setting cfg_settings[] = {
 	GROUP("policy"),
 	STR("policy.listen", policy.listen, "", RESTART),
 	BOOL("policy.prepend_header", policy.prepend_header, true),
+	NAMED("greylist.mode", CK_STR),                    /* greylist.shadow */
+	GROUP("scoring"),                                  /* present: scoring.enabled */
+	NAMED("scoring.dnsbl", CK_STRLIST),                /* scoring.sites */
+	GROUP("scoring.weights"),
+	INT("scoring.weights.no_ptr", scoring.weights[SIG_NO_PTR], 2, -1000, 1000),
+	INT("scoring.weights.unconfirmed_ptr", scoring.weights[SIG_UNCONFIRMED_PTR], 1, -1000, 1000),
+	INT("scoring.weights.bad_helo", scoring.weights[SIG_BAD_HELO], 1, -1000, 1000),
+	INT("scoring.weights.generic_ptr", scoring.weights[SIG_GENERIC_PTR], 2, -1000, 1000),
+	GROUP("scoring.classes"),
+	INT("scoring.classes.trusted", scoring.classes.trusted, -3, -100000, 100000),
+	INT("scoring.classes.suspicious", scoring.classes.suspicious, 3, -100000, 100000),
+	INT("scoring.classes.hostile", scoring.classes.hostile, 8, -100000, 100000),
+	GROUP("scoring.suspicious"),
+	INT("scoring.suspicious.delay", scoring.suspicious_delay, 900, 0, 86400),
+	GROUP("scoring.hostile"),
+	NAMED("scoring.hostile.action", CK_STR),           /* scoring.hostile_tempfail */
 };
 
 const size_t cfg_nsettings = sizeof cfg_settings / sizeof cfg_settings[0];

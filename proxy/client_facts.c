@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client_score.h"
 #include "hostname.h"
 
 void client_facts_init(struct client_facts *f, const struct ipaddr *addr,
@@ -78,8 +79,18 @@ void client_facts_unwait(struct client_facts_wait *w)
 		list_del(&w->node);
 }
 
+void client_facts_score(struct client_facts *f, struct gg_config *cfg)
+{
+	if (!cfg->scoring.enabled)
+		return;
+	f->any_name = true;
+	f->score = client_score_start(cfg, f);
+}
+
 void client_facts_release(struct client_facts *f)
 {
+	client_score_free(f->score);
+	f->score = NULL;
 	fcrdns_cancel(f->req);
 	f->req = NULL;
 	free(f->name);

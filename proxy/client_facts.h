@@ -5,6 +5,9 @@
  * by the first that needs it (the session for XCLIENT at the greeting, or
  * the first RCPT rule that asks whether the client is whitelisted by name).
  *
+ * With scoring on, the connection's score (client_score.h) lives here
+ * too, started at connect by client_facts_score.
+ *
  * Promises: client_facts_name answers at once when the name is known;
  * otherwise it starts the lookup (once) and W's FN is called exactly once,
  * from the event loop, when the name is known, unless client_facts_unwait
@@ -36,6 +39,7 @@ struct client_facts {
 	char *listed;                       /* a confirmed name matching PATTERNS */
 	struct fcrdns_req *req;
 	struct list_node waiters;
+	struct client_score *score;         /* NULL unless scoring is on */
 };
 
 struct client_facts_wait {
@@ -50,6 +54,10 @@ void client_facts_init(struct client_facts *f, const struct ipaddr *addr,
  * NAME (LEN bytes) Postfix confirmed forward and backward already, or
  * "unknown" / "" when it could not. A NAME that is no host name is none. */
 void client_facts_known(struct client_facts *f, const char *name, size_t len);
+struct gg_config;
+/* With CFG's scoring on: the name is wanted, and the score's lookups
+ * start now. */
+void client_facts_score(struct client_facts *f, struct gg_config *cfg);
 /* Starts the name lookup unless it ran already. */
 void client_facts_ask(struct client_facts *f);
 /* True when the name is known; else W waits (see above). */

@@ -26,6 +26,7 @@ struct fcrdns_req {
 	size_t nlistable;         /* name[0..nlistable) match the patterns */
 	int pending;              /* answers still to come */
 	bool tempfail;
+	bool had_ptr;             /* a PTR that is a host name, looked up or not */
 	int matched;              /* index of the first confirmed name, or -1 */
 	int listed;               /* ... of the first confirmed name that matches, or -1 */
 };
@@ -45,7 +46,8 @@ static void finish_if_done(struct fcrdns_req *r)
 			resolver_cancel(r->q[i][w]);
 	char name[DNS_NAME_MAX] = "", listed[DNS_NAME_MAX] = "";
 	enum fcrdns_result res = r->matched >= 0 ? FCRDNS_MATCH
-				 : r->tempfail	 ? FCRDNS_TEMPFAIL : FCRDNS_NO_MATCH;
+				 : r->tempfail	 ? FCRDNS_TEMPFAIL
+				 : r->had_ptr	 ? FCRDNS_NO_MATCH : FCRDNS_NO_PTR;
 	if (r->matched >= 0)
 		memcpy(name, r->name[r->matched], sizeof name);
 	if (r->listed >= 0)
@@ -91,6 +93,7 @@ static void on_ptr(void *arg, const struct dns_answer *a)
 			break;
 		for (size_t k = 0; a->status == DNS_OK && k < a->n && r->nnames < FCRDNS_NAMES_MAX; k++) {
 			const char *n = a->rr[k].name;
+			r->had_ptr |= n[0] != 0;
 			bool match = r->patterns && domainlist_match(r->patterns, n, strlen(n));
 			if (n[0] && match == (listable == 1))
 				memcpy(r->name[r->nnames++], n, DNS_NAME_MAX);

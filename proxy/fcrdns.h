@@ -23,7 +23,9 @@
 
 #define FCRDNS_NAMES_MAX 4
 
-enum fcrdns_result { FCRDNS_MATCH, FCRDNS_NO_MATCH, FCRDNS_TEMPFAIL };
+/* NO_PTR: the address has no PTR that is a host name; NO_MATCH: it has,
+ * but none of those looked up gives the address back. */
+enum fcrdns_result { FCRDNS_MATCH, FCRDNS_NO_MATCH, FCRDNS_TEMPFAIL, FCRDNS_NO_PTR };
 
 typedef void (*fcrdns_fn)(void *arg, enum fcrdns_result r, const char *name, const char *listed);
 struct fcrdns_req;

@@ -1,5 +1,6 @@
 #include "metrics.h"
 
+#include <stddef.h>
 #include <stdio.h>
 
 #include <stdatomic.h>
@@ -13,7 +14,8 @@
 
 #define HEALTH_STALE 5            /* seconds without a report: not healthy */
 
-static const char *const actions[DA_COUNT] = { "pass", "greylist", "tempfail" };
+static const char *const actions[DA_COUNT] = { "pass", "greylist", "tempfail", "reject",
+						 "would-greylist", "would-reject" };
 static const char *const store_errors[SE_COUNT] = {
 	"oom", "noauth", "wrongpass", "noperm", "readonly", "masterdown", "loading",
 	"busy", "noscript", "unclassified",
@@ -38,6 +40,8 @@ struct slot {
 	_Atomic uint64_t keys[POOL_KINDS][DA_COUNT]; /* store decisions by key kind */
 	_Atomic uint64_t store_err[SE_COUNT];       /* by kind */
 	_Atomic uint64_t spf[SPF_RESULTS];          /* SPF checks by result */
+	_Atomic uint64_t classes[CLASS_COUNT];
+	_Atomic uint64_t signals[SIG_COUNT];
 	_Atomic uint64_t hist[H_COUNT][HIST_BUCKETS];
 	_Atomic uint64_t hist_sum_us[H_COUNT];
 	_Atomic int64_t health_time;
@@ -127,6 +131,48 @@ void metrics_refusal(enum why rule)
 {
 	if (mine && why_is(rule, WHY_REFUSAL))
 		atomic_fetch_add_explicit(&mine->ref[rule], 1, memory_order_relaxed);
+}
+
+void metrics_class(enum score_class c)
+{
+	if (mine && (unsigned)c < CLASS_COUNT)
+		atomic_fetch_add_explicit(&mine->classes[c], 1, memory_order_relaxed);
+}
+
+void metrics_signal(enum signal sig)
+{
+	if (mine && (unsigned)sig < SIG_COUNT)
+		atomic_fetch_add_explicit(&mine->signals[sig], 1, memory_order_relaxed);
+}
+
+/* One labelled series per entry, zeros included (the sets are small and
+ * fixed). */
+static void labelled(FILE *out, const char *name, const char *help, const char *label,
+		     const char *(*name_of)(int), size_t off, int n)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (int k = 0; k < n; k++) {
+		uint64_t v = 0;
+		for (unsigned i = 0; i < nslots; i++)
+			v += atomic_load_explicit((_Atomic uint64_t *)((char *)&slots[i] + off) + k,
+						  memory_order_relaxed);
+		fprintf(out, "%s{%s=\"%s\"} %llu\n", name, label, name_of(k), (unsigned long long)v);
+	}
+}
+
+static const char *class_label(int c)
+{
+	return score_class_name((enum score_class)c);
+}
+
+static const char *signal_label(int sig)
+{
+	return signal_name((enum signal)sig);
+}
+
+static const char *spf_label(int r)
+{
+	return spf_result_name((enum spf_result)r);
 }
 
 void metrics_decision_key(enum pool_kind k, enum decision_action a)
@@ -312,17 +358,12 @@ void metrics_write(FILE *out)
 		fprintf(out, "greygate_store_error_replies_total{kind=\"%s\"} %llu\n", store_errors[k],
 			(unsigned long long)v);
 	}
-	/* every result, zeros included, as above */
-	fprintf(out, "# HELP greygate_spf_results_total Finished SPF checks (RFC 7208) by "
-		     "result.\n"
-		     "# TYPE greygate_spf_results_total counter\n");
-	for (int r = 0; r < SPF_RESULTS; r++) {
-		uint64_t v = 0;
-		for (unsigned i = 0; i < nslots; i++)
-			v += atomic_load_explicit(&slots[i].spf[r], memory_order_relaxed);
-		fprintf(out, "greygate_spf_results_total{result=\"%s\"} %llu\n",
-			spf_result_name((enum spf_result)r), (unsigned long long)v);
-	}
+	labelled(out, "greygate_spf_results_total", "Finished SPF checks (RFC 7208) by result.",
+		 "result", spf_label, offsetof(struct slot, spf), SPF_RESULTS);
+	labelled(out, "greygate_classes_total", "RCPT decisions by the client's score class.", "class",
+		 class_label, offsetof(struct slot, classes), CLASS_COUNT);
+	labelled(out, "greygate_signals_total", "Score signals found, once per connection.",
+		 "signal", signal_label, offsetof(struct slot, signals), SIG_COUNT);
 	for (int h = 0; h < H_COUNT; h++) {
 		fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", hist_names[h], hist_help[h],
 			hist_names[h]);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "score.h"
 #include "pool_key.h"
 #include "spf_record.h"
 #include "why.h"
@@ -41,7 +42,12 @@ enum metric {
 
 /* Decisions by action and reason, refusals by rule: the label sets are
  * the entries of why.h. */
-enum decision_action { DA_PASS, DA_GREYLIST, DA_TEMPFAIL, DA_COUNT };
+enum decision_action {
+	DA_PASS, DA_GREYLIST, DA_TEMPFAIL,
+	DA_REJECT,                /* a hostile client refused */
+	DA_WOULD_GREYLIST, DA_WOULD_REJECT,   /* greylist.mode = "shadow" */
+	DA_COUNT
+};
 
 /* Error replies from Redis by kind, the first word of the reply
  * (redis_conn.c classifies them). */
@@ -54,12 +60,17 @@ enum histogram { H_DECISION, H_STORE, H_DNS, H_COUNT };
 #define HIST_BUCKETS 13           /* the last one is +Inf */
 
 void metrics_add(enum metric m, int64_t v);
-/* The action as logged and labelled: "pass", "greylist", "tempfail". */
+/* The action as logged and labelled: "pass", "greylist", "tempfail",
+ * "reject", "would-greylist", "would-reject". */
 const char *metrics_action_name(enum decision_action a);
 /* Counted only when why.h says REASON is a decision reason, RULE a refusal
  * rule. */
 void metrics_decision(enum decision_action a, enum why reason);
 void metrics_refusal(enum why rule);
+/* Selective greylisting: RCPT decisions by the client's class, and the
+ * signals found, once per connection. */
+void metrics_class(enum score_class c);
+void metrics_signal(enum signal s);
 /* A store decision (pass or greylist) by the kind of its key (pool_key.h). */
 void metrics_decision_key(enum pool_kind k, enum decision_action a);
 void metrics_store_error(enum store_error kind);

@@ -9,6 +9,7 @@
 
 #include "rcpt_check.h"
 
+#include "client_score.h"
 #include "metrics.h"
 #include "server.h"
 #include "xalloc.h"
@@ -27,6 +28,15 @@ static void wake(void *owner)
 	event_active(&c->wake, EV_TIMEOUT, 0);
 }
 
+/* A connection scored without lookups (started before a reload turned
+ * scoring on, or a PROXY client unknown) is normal: no signal. */
+static const struct score *connection_score(struct client_facts *f, struct client_facts_wait *w,
+					    void (*fn)(void *arg), void *arg)
+{
+	static const struct score none;
+	return f->score ? client_score_ready(f->score, w, fn, arg) : &none;
+}
+
 static const struct rcpt_env real_env = {
 	.lookup = resolver_lookup,
 	.lookup_cancel = resolver_cancel,
@@ -36,6 +46,7 @@ static const struct rcpt_env real_env = {
 	.client_name_unwait = client_facts_unwait,
 	.spf_known = spf_txn_known,
 	.spf_unwait = spf_txn_unwait,
+	.client_score = connection_score,
 	.store = store_decide,
 	.store_cancel = store_cancel,
 	.now = metrics_now,

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool_key.h"
+#include "score.h"
 #include "sender_norm.h"
 #include "triplet.h"
 #include "xalloc.h"
@@ -67,8 +68,15 @@ struct rcpt_rules {
 	struct triplet t;
 	enum pool_kind key_kind;         /* of t, once computed */
 	struct spf_txn *spf;             /* the transaction's; NULL: not checked */
-	struct spf_txn_wait swait;
+	struct spf_txn_wait spfwait;
 	double store_started;
+
+	/* Selective greylisting: the connection's score with this session's
+	 * HELO added, and its class, once the class row has run. */
+	bool scored;
+	struct score score;
+	enum score_class class;
+	struct client_facts_wait swait;
 };
 
 struct rule {
@@ -115,6 +123,13 @@ static void log_decision(struct rcpt_rules *c, enum decision_action action, enum
 		ll_str(&l, "stored", "no-capped");
 	if (error)
 		ll_str(&l, "error", error);
+	if (c->scored) {
+		char parts[300];
+		score_parts_text(&c->score, parts, sizeof parts);
+		ll_str(&l, "class", score_class_name(c->class));
+		ll_int(&l, "score", c->score.total);
+		ll_str(&l, "parts", parts);
+	}
 	ll_emit(&l);
 }
 
@@ -138,7 +153,7 @@ static enum rule_result permit_logged(struct rcpt_rules *c, enum why reason)
 
 /* ---- answers ---- */
 
-/* The client's name or the SPF outcome is known. */
+/* The client's name, its score or the SPF outcome is known. */
 static void on_fact(void *arg)
 {
 	answered(arg);
@@ -417,6 +432,50 @@ static enum rule_result rule_whitelist_rcpt(struct rcpt_rules *c)
 	return RULE_NEXT;
 }
 
+/*
+ * Selective greylisting: the connection's score (its lookups started at
+ * connect; WAIT until they answered) plus this session's HELO gives the
+ * class. Trusted passes greylisting (the relay rules ran already: they
+ * come first); hostile is refused and never stored; suspicious and normal
+ * go on to the greylist row, which applies the class's delay. After a
+ * deferral only hostile can change the answer.
+ */
+static enum rule_result rule_class(struct rcpt_rules *c)
+{
+	const struct gg_config *cfg = c->cfg;
+	if (!cfg->scoring.enabled)
+		return RULE_NEXT;
+	if (!c->scored) {
+		const struct score *s = c->env->client_score(c->facts, &c->swait, on_fact, c);
+		if (!s) {
+			c->pending++;
+			return RULE_WAIT;
+		}
+		c->score = *s;
+		if (c->helo[0] && helo_is_bad(c->helo, cfg->myhostname, &cfg->my_addresses))
+			score_add(&c->score, SIG_BAD_HELO, NULL, cfg->scoring.weights[SIG_BAD_HELO]);
+		c->class = score_classify(&cfg->scoring.classes, c->score.total);
+		c->scored = true;
+		metrics_class(c->class);
+	}
+	if (c->class == CLASS_TRUSTED && !c->deferred)
+		return permit_logged(c, WHY_TRUSTED);
+	if (c->class != CLASS_HOSTILE)
+		return RULE_NEXT;
+	if (cfg->greylist.shadow) {
+		log_decision(c, DA_WOULD_REJECT, WHY_HOSTILE, NULL, NULL);
+		return decide(c, RCPT_ACCEPT, WHY_HOSTILE, NULL, NULL, NULL);
+	}
+	bool tempfail = cfg->scoring.hostile_tempfail;
+	char why[80];
+	snprintf(why, sizeof why, "client classed hostile (score %d)%s", c->score.total,
+		 tempfail ? ", try again later" : "");
+	log_decision(c, tempfail ? DA_TEMPFAIL : DA_REJECT, WHY_HOSTILE, NULL, NULL);
+	return decide(c, tempfail ? RCPT_DEFER : RCPT_REJECT, WHY_HOSTILE,
+		      tempfail ? "450 4.7.1 <%s>: Recipient address rejected: %s"
+			       : "550 5.7.1 <%s>: Recipient address rejected: %s", c->rcpt, why);
+}
+
 /* The configured text with the seconds left in place of its %s; "1
  * seconds" of the default text becomes "1 second". The text comes from
  * the configuration, so it is never used as a format string. */
@@ -463,7 +522,7 @@ static enum rule_result pool_facts_ready(struct rcpt_rules *c)
 	size_t n = pf.norder;
 	for (size_t i = 0; i < n; i++) {
 		if (pf.order[i] == POOL_SPF && c->spf &&
-		    !c->env->spf_known(c->spf, &c->swait, on_fact, c)) {
+		    !c->env->spf_known(c->spf, &c->spfwait, on_fact, c)) {
 			c->pending++;
 			return RULE_WAIT;
 		}
@@ -499,9 +558,16 @@ static void greylist_ask_store(struct rcpt_rules *c)
 		c->sres = (struct store_result){ .ok = false, .error = "cannot compute the triplet key" };
 		return;
 	}
+	/* suspicious: a longer delay, and no auto-whitelist to count towards
+	 * or pass by */
+	struct gl_params p = gg_config_gl_params(cfg);
+	if (c->scored && c->class == CLASS_SUSPICIOUS) {
+		p.delay = cfg->scoring.suspicious_delay;
+		p.awl_threshold = 0;
+	}
 	c->pending++;
 	c->store_started = c->env->now();
-	c->sreq = c->env->store(cfg, &c->t, on_store, c);
+	c->sreq = c->env->store(&p, &c->t, on_store, c);
 }
 
 /* The store's answer, once the MX-host exemption had its say. */
@@ -524,6 +590,10 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 		c->out.first_pass = r->d.first_pass;
 		c->out.waited = r->d.first_pass ? r->d.waited : 0;
 		return RULE_DECIDED;
+	}
+	if (c->cfg->greylist.shadow) {
+		log_decision(c, DA_WOULD_GREYLIST, why_of_gl(r->d.reason), &r->d, NULL);
+		return decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
 	}
 	log_decision(c, DA_GREYLIST, why_of_gl(r->d.reason), &r->d, NULL);
 	decide(c, RCPT_DEFER, WHY_GREYLIST, NULL, NULL, NULL);
@@ -602,6 +672,7 @@ static const struct rule rules[] = {
 	{ WHY_WHITELIST_CLIENT, rule_whitelist_client, false, true },
 	{ WHY_WHITELIST_SENDER, rule_whitelist_sender, false, true },
 	{ WHY_WHITELIST_RECIPIENT, rule_whitelist_rcpt, false, true },
+	{ WHY_HOSTILE, rule_class, true, false },   /* and trusted, suspicious */
 	{ WHY_GREYLIST, rule_greylist, false, true },
 };
 #define NRULES (sizeof rules / sizeof rules[0])
@@ -683,7 +754,8 @@ void rcpt_rules_free(struct rcpt_rules *c)
 	c->env->lookup_cancel(c->dq[1]);
 	c->env->mx_cancel(c->mxr);
 	c->env->client_name_unwait(&c->fwait);
-	c->env->spf_unwait(&c->swait);
+	c->env->spf_unwait(&c->spfwait);
+	c->env->client_name_unwait(&c->swait);
 	c->env->store_cancel(c->sreq);
 	gg_config_unref(c->cfg);
 	free(c);

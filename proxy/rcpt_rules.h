@@ -88,7 +88,11 @@ struct rcpt_env {
 	bool (*spf_known)(struct spf_txn *t, struct spf_txn_wait *w, void (*fn)(void *arg),
 			  void *arg);
 	void (*spf_unwait)(struct spf_txn_wait *w);
-	struct store_call *(*store)(const struct gg_config *cfg, const struct triplet *t,
+	/* The connection's score (client_score.h), NULL while it waits (W's
+	 * FN then runs once it is known; client_name_unwait takes W back). */
+	const struct score *(*client_score)(struct client_facts *f, struct client_facts_wait *w,
+					    void (*fn)(void *arg), void *arg);
+	struct store_call *(*store)(const struct gl_params *p, const struct triplet *t,
 				    store_done_fn done, void *arg);
 	void (*store_cancel)(struct store_call *c);
 	double (*now)(void);           /* monotonic seconds, for latencies */

@@ -402,6 +402,8 @@ static void start_name_lookup(struct session *s)
 	bool ptr_keys = pool_kinds_have(cfg->greylist.pool_keys, cfg->greylist.npool_keys, POOL_PTR);
 	client_facts_init(&s->facts, &s->client, &cfg->client_names,
 			  (cfg->backend.xclient || ptr_keys) && !s->client_unknown);
+	if (!s->client_unknown)
+		client_facts_score(&s->facts, s->cfg);
 	if (s->facts.any_name)
 		client_facts_ask(&s->facts);
 }

@@ -82,7 +82,7 @@ static void answered(void *arg, const struct store_result *r)
 	event_active(c->ev, EV_TIMEOUT, 1);
 }
 
-struct store_call *store_decide(const struct gg_config *cfg, const struct triplet *t,
+struct store_call *store_decide(const struct gl_params *p, const struct triplet *t,
 				store_done_fn done, void *arg)
 {
 	struct store_call *c = xcalloc(1, sizeof *c);
@@ -92,8 +92,7 @@ struct store_call *store_decide(const struct gg_config *cfg, const struct triple
 	}
 	c->done = done;
 	c->arg = arg;
-	struct gl_params p = gg_config_gl_params(cfg);
-	c->req = current->ops->decide(current, &p, t, false, answered, c);
+	c->req = current->ops->decide(current, p, t, false, answered, c);
 	return c;
 }
 

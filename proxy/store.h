@@ -67,9 +67,10 @@ bool store_healthy(void);
 /* Closes the store in use (the embedded store saves). */
 void store_close(void);
 
-/* One decision by the store in use; DONE runs later, from the loop, unless
+/* One decision by the store in use with P (gg_config_gl_params, or a
+ * class's own delay and AWL rule); DONE runs later, from the loop, unless
  * store_cancel comes first. Never NULL (out of memory aborts). */
-struct store_call *store_decide(const struct gg_config *cfg, const struct triplet *t,
+struct store_call *store_decide(const struct gl_params *p, const struct triplet *t,
 				store_done_fn done, void *arg);
 void store_cancel(struct store_call *c);
 

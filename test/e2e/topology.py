@@ -102,9 +102,6 @@ DNS_RECORDS = [
     # the sender's own domain
     f"mx-host={SENDER_DOMAIN},mail.{SENDER_DOMAIN},10",
     f"host-record=mail.{SENDER_DOMAIN},{ADDR['sender']}",
-    # the sender domain of docker/smoke.sh's client (run here by
-    # test_docker_files.py from the sender's namespace)
-    "mx-host=client.test,mail.sender.test,10",
     # relay probes against mx2:
     # only MX is mx2 (mx2 would be the primary)
     "mx-host=onlymx2.test,mx2.example.test,10",

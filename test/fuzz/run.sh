@@ -22,6 +22,7 @@ max_len() {
 	dotcodec) echo 4096 ;;
 	proxyproto) echo 700 ;;    # PROXYPROTO_V2_MAX 552
 	dnsmsg) echo 2048 ;;
+	dnsbl_site) echo 300 ;;   # DNSBL_DOMAIN_MAX 180 and a filter
 	session) echo 2048 ;;     # header + three scripts; longer only slows runs
 	*) echo 4096 ;;
 	esac

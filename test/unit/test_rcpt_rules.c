@@ -20,7 +20,7 @@
 
 /* ---- the fake world ---- */
 
-enum op_kind { OP_DNS, OP_MX, OP_FCRDNS, OP_STORE, OP_SPF };
+enum op_kind { OP_DNS, OP_MX, OP_FCRDNS, OP_STORE, OP_SCORE, OP_SPF };
 
 struct op {
 	enum op_kind kind;
@@ -52,9 +52,16 @@ static size_t nmx;
 static enum fcrdns_result fcrdns_answer;
 static const char *fcrdns_name;
 static struct store_result store_answer;
-static unsigned asked[5];                /* lookups by kind */
+static unsigned asked[6];                /* lookups by kind */
 static bool woken;
 static double clock_now;
+
+/* The connection's score: known once its lookups answered (OP_SCORE,
+ * one per connection as the name's). */
+static struct score conn_score;
+static bool score_known;
+static struct client_facts_wait *score_waiter;
+static const char *query_helo = "h.example";
 
 static struct op *new_op(enum op_kind kind, void *fn, void *arg, const char *name, uint16_t type)
 {
@@ -106,6 +113,24 @@ static void fake_client_name_unwait(struct client_facts_wait *w)
 {
 	if (facts_waiter == w)
 		facts_waiter = NULL;
+	if (score_waiter == w)
+		score_waiter = NULL;
+}
+
+
+static const struct score *fake_client_score(struct client_facts *f, struct client_facts_wait *w,
+					     void (*fn)(void *arg), void *arg)
+{
+	assert_ptr_equal(f, &facts);
+	if (score_known)
+		return &conn_score;
+	assert_null(score_waiter);
+	w->fn = fn;
+	w->arg = arg;
+	w->node.next = &w->node;   /* linked: unwait takes it back */
+	score_waiter = w;
+	new_op(OP_SCORE, NULL, NULL, NULL, 0);
+	return NULL;
 }
 
 /* The transaction's SPF check: known (or never started) at once, or
@@ -148,11 +173,12 @@ static void spf_asking(const char *domain, enum spf_result result, bool narrow)
 }
 
 static struct triplet last_triplet;
+static struct gl_params last_params;
 
-static struct store_call *fake_store(const struct gg_config *cfg, const struct triplet *t,
+static struct store_call *fake_store(const struct gl_params *p, const struct triplet *t,
 				     store_done_fn done, void *arg)
 {
-	(void)cfg;
+	last_params = *p;
 	last_triplet = *t;
 	return (struct store_call *)new_op(OP_STORE, (void *)done, arg, NULL, 0);
 }
@@ -181,6 +207,7 @@ static const struct rcpt_env env = {
 	.client_name_unwait = fake_client_name_unwait,
 	.spf_known = fake_spf_known,
 	.spf_unwait = fake_spf_unwait,
+	.client_score = fake_client_score,
 	.store = fake_store,
 	.store_cancel = fake_store_cancel,
 	.now = fake_now,
@@ -233,6 +260,14 @@ static void answer(struct op *o)
 	case OP_STORE:
 		((store_done_fn)o->fn)(o->arg, &store_answer);
 		break;
+	case OP_SCORE: {
+		score_known = true;
+		struct client_facts_wait *w = score_waiter;
+		score_waiter = NULL;
+		if (w)
+			w->fn(w->arg);
+		break;
+	}
 	case OP_SPF: {
 		spf.state = SPF_TXN_KNOWN;
 		spf.result = spf_outcome;
@@ -304,6 +339,11 @@ static void world_reset(void)
 	store_answer = (struct store_result){
 		.ok = true, .d = { .action = GL_GREYLIST, .reason = GL_REASON_NEW, .delay_left = 300 } };
 	memset(&last_triplet, 0, sizeof last_triplet);
+	memset(&last_params, 0, sizeof last_params);
+	conn_score = (struct score){ 0 };
+	score_known = false;
+	score_waiter = NULL;
+	query_helo = "h.example";
 	spf = (struct spf_txn){ .state = SPF_TXN_NONE };
 	spf_waiter = NULL;
 }
@@ -347,7 +387,7 @@ static struct rcpt_verdict decide_for(const char *client, const char *sender, co
 	char arg[600];
 	snprintf(arg, sizeof arg, "TO:<%s>", rcpt);
 	assert_int_equal(smtp_path_parse(arg, strlen(arg), "TO:", &p), SMTP_PATH_OK);
-	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = client, .helo = "h.example",
+	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = client, .helo = query_helo,
 				.sender = sender, .rcpt = &p, .tls = NULL,
 				.spf = &spf, .policy = as_policy };
 	struct rcpt_rules *r = rcpt_rules_new(&env, NULL, &q);
@@ -386,8 +426,9 @@ static void test_table_names(void **state)
 		for (size_t k = 0; k < n; k++)
 			assert_int_not_equal(rcpt_rules_row(k), rcpt_rules_row(n));
 	}
-	assert_int_equal(n, 10);
+	assert_int_equal(n, 11);
 	assert_int_equal(rcpt_rules_row(0), WHY_MYNETWORKS);
+	assert_int_equal(rcpt_rules_row(n - 2), WHY_HOSTILE);
 	assert_int_equal(rcpt_rules_row(n - 1), WHY_GREYLIST);
 }
 
@@ -794,6 +835,100 @@ static void test_cancel_while_waiting(void **state)
 	assert_false(ops[0].live);
 }
 
+/* ---- selective greylisting: the class row ---- */
+
+static void set_score(int points)
+{
+	conn_score = (struct score){ 0 };
+	score_add(&conn_score, points < 0 ? SIG_DNSWL : SIG_DNSBL, "l.example", points);
+	score_known = false;
+	facts = (struct client_facts){ .state = CN_UNASKED };   /* a new connection */
+}
+
+#define SCORING "reject_unknown_sender_domain = false; scoring = { suspicious = { delay = 900; }; };"
+
+static void test_class_off(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false;");
+	set_score(20);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST,
+	       "450 4.2.0");
+	assert_int_equal(asked[OP_SCORE], 0);   /* no scoring: not even asked */
+	assert_int_equal(last_params.delay, 300);
+}
+
+static void test_class_trusted(void **state)
+{
+	(void)state;
+	world_reset();
+	configure(SCORING);
+	set_score(-5);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_ACCEPT, WHY_TRUSTED, NULL);
+	assert_int_equal(asked[OP_STORE], 0);
+	/* the score is the connection's: asked once for all its RCPTs */
+	expect(decide_for(CLIENT, "s@x.example", "r2@local.example"), RCPT_ACCEPT, WHY_TRUSTED, NULL);
+	assert_int_equal(asked[OP_SCORE], 1);
+	/* the relay rules come first: trusted does not relay */
+	expect(decide_for(CLIENT, "s@x.example", "r@foreign.example"), RCPT_REJECT, WHY_RELAY_DENIED,
+	       "554 5.7.1");
+}
+
+static void test_class_hostile(void **state)
+{
+	(void)state;
+	world_reset();
+	configure(SCORING);
+	set_score(9);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_REJECT, WHY_HOSTILE,
+	       "550 5.7.1 <r@local.example>: Recipient address rejected: client classed hostile (score 9)");
+	assert_int_equal(asked[OP_STORE], 0);   /* never stored */
+	configure("reject_unknown_sender_domain = false; scoring = { hostile = { action = \"tempfail\"; }; };");
+	set_score(8);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_HOSTILE,
+	       "450 4.7.1 <r@local.example>: Recipient address rejected: client classed hostile");
+	assert_int_equal(asked[OP_STORE], 0);
+}
+
+static void test_class_suspicious(void **state)
+{
+	(void)state;
+	world_reset();
+	configure(SCORING);
+	set_score(1);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(last_params.delay, 300);          /* normal: greylist.delay, the AWL */
+	assert_int_equal(last_params.awl_threshold, 5);
+	set_score(3);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(last_params.delay, 900);          /* suspicious: longer, no AWL */
+	assert_int_equal(last_params.awl_threshold, 0);
+	/* this session's bad HELO adds to the connection's score */
+	set_score(2);
+	query_helo = "localhost";
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(last_params.delay, 900);
+}
+
+static void test_shadow(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false; greylist = { mode = \"shadow\"; };"
+		  "scoring = { };");
+	set_score(0);
+	/* would greylist: the store is asked, the mail passes */
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_ACCEPT, WHY_NEW, NULL);
+	assert_int_equal(asked[OP_STORE], 1);
+	set_score(9);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_ACCEPT, WHY_HOSTILE, NULL);
+	assert_int_equal(asked[OP_STORE], 1);              /* hostile is never stored */
+	/* the rules that are no greylisting still refuse */
+	expect(decide_for(CLIENT, "s@x.example", "r@foreign.example"), RCPT_REJECT, WHY_RELAY_DENIED,
+	       NULL);
+}
+
 static int teardown(void **state)
 {
 	gg_config_unref(cfg);
@@ -821,6 +956,11 @@ int main(void)
 		cmocka_unit_test(test_later_permit_keeps_deferral),
 		cmocka_unit_test(test_first_deferral_is_kept),
 		cmocka_unit_test(test_cancel_while_waiting),
+		cmocka_unit_test(test_class_off),
+		cmocka_unit_test(test_class_trusted),
+		cmocka_unit_test(test_class_hostile),
+		cmocka_unit_test(test_class_suspicious),
+		cmocka_unit_test(test_shadow),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown);
 }

@@ -32,6 +32,7 @@ static const struct {
 	{ "etrn", WHY_REFUSAL }, { "etrn_networks", WHY_REFUSAL },
 	{ "proxy_protocol", WHY_REFUSAL }, { "max_tls_handshakes", WHY_REFUSAL },
 	{ "tls_handshake_timeout", WHY_REFUSAL },
+	{ "trusted", WHY_REASON }, { "hostile", WHY_REASON | WHY_REFUSAL },
 };
 
 static enum why find(const char *name)
