@@ -232,7 +232,7 @@ static void request(struct pconn *c, const struct policy_request *r)
 	client_facts_known(&c->facts, name, strlen(name));
 	/* the checker's cache spares the requests of one message the lookups */
 	spf_txn_release(&c->spf);
-	if (spf_txn_wanted(srv.cfg, &addr))
+	if (spf_txn_wanted(srv.cfg, &addr, false))
 		spf_txn_start(&c->spf, &addr, c->sender, c->helo);
 	struct rcpt_query q = {
 		.cfg = srv.cfg, .facts = &c->facts, .client = &addr, .client_str = c->client,

@@ -434,8 +434,8 @@ static enum rule_result rule_whitelist_rcpt(struct rcpt_rules *c)
 
 /*
  * Selective greylisting: the connection's score (its lookups started at
- * connect; WAIT until they answered) plus this session's HELO gives the
- * class. Trusted passes greylisting (the relay rules ran already: they
+ * connect; WAIT until they answered) plus this session's HELO and the
+ * transaction's SPF fail or softfail (WAIT for it too) gives the class. Trusted passes greylisting (the relay rules ran already: they
  * come first); hostile is refused and never stored; suspicious and normal
  * go on to the greylist row, which applies the class's delay. After a
  * deferral only hostile can change the answer.
@@ -451,9 +451,19 @@ static enum rule_result rule_class(struct rcpt_rules *c)
 			c->pending++;
 			return RULE_WAIT;
 		}
+		/* the transaction's SPF outcome, started at MAIL FROM */
+		if (c->spf && !c->env->spf_known(c->spf, &c->spfwait, on_fact, c)) {
+			c->pending++;
+			return RULE_WAIT;
+		}
 		c->score = *s;
 		if (c->helo[0] && helo_is_bad(c->helo, cfg->myhostname, &cfg->my_addresses))
 			score_add(&c->score, SIG_BAD_HELO, NULL, cfg->scoring.weights[SIG_BAD_HELO]);
+		enum spf_result spf = c->spf ? spf_txn_result(c->spf) : SPF_NONE;
+		if (spf == SPF_FAIL || spf == SPF_SOFTFAIL) {
+			enum signal sig = spf == SPF_FAIL ? SIG_SPF_FAIL : SIG_SPF_SOFTFAIL;
+			score_add(&c->score, sig, NULL, cfg->scoring.weights[sig]);
+		}
 		c->class = score_classify(&cfg->scoring.classes, c->score.total);
 		c->scored = true;
 		metrics_class(c->class);

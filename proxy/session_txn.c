@@ -375,7 +375,7 @@ void cmd_mail(struct session *s, const struct smtp_cmd *c)
 	s->sender[p.addr_len] = 0;
 	txn_to(s, TX_MAIL);
 	/* in the background: the reply does not wait, the RCPT rules may */
-	if (spf_txn_wanted(s->cfg, &s->client))
+	if (spf_txn_wanted(s->cfg, &s->client, true))
 		spf_txn_start(&s->spf, &s->client, s->sender, s->helo_seen ? s->helo : NULL);
 	reply(s, "250 2.1.0 Ok");
 }

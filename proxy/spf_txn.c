@@ -30,10 +30,11 @@ static void on_verdict(void *arg, const struct spf_verdict *v)
 	wake_waiters(t);
 }
 
-bool spf_txn_wanted(const struct gg_config *cfg, const struct ipaddr *client)
+bool spf_txn_wanted(const struct gg_config *cfg, const struct ipaddr *client, bool scored)
 {
 	return cfg->greylist.enabled &&
-	       pool_kinds_have(cfg->greylist.pool_keys, cfg->greylist.npool_keys, POOL_SPF) &&
+	       (pool_kinds_have(cfg->greylist.pool_keys, cfg->greylist.npool_keys, POOL_SPF) ||
+		(scored && cfg->scoring.enabled)) &&
 	       !netlist_match(&cfg->mynetworks, client) &&
 	       !netlist_match(&cfg->whitelist.clients, client);
 }

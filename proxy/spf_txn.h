@@ -51,10 +51,11 @@ struct spf_txn_wait {
 };
 
 /* Whether CFG wants CLIENT's transactions checked: greylisting on, with
- * "spf" among greylist.pool_keys, for a client that mynetworks or
- * whitelist.clients do not pass anyway (a busy relay of our own would
- * cost DNS for nothing). */
-bool spf_txn_wanted(const struct gg_config *cfg, const struct ipaddr *client);
+ * "spf" among greylist.pool_keys or (SCORED: the caller's rules classify
+ * the client; the policy service's do not) scoring on, for a client that
+ * mynetworks or whitelist.clients do not pass anyway (a busy relay of our
+ * own would cost DNS for nothing). */
+bool spf_txn_wanted(const struct gg_config *cfg, const struct ipaddr *client, bool scored);
 /* Releases what T had, then checks CLIENT for SENDER ("" for <>, then
  * HELO's domain is checked; HELO may be NULL or ""). Nothing to check (no
  * domain): known at once, no key. */
@@ -63,6 +64,12 @@ void spf_txn_start(struct spf_txn *t, const struct ipaddr *client, const char *s
 /* True when the outcome is known or no check runs; else W waits. */
 bool spf_txn_known(struct spf_txn *t, struct spf_txn_wait *w, void (*fn)(void *arg), void *arg);
 void spf_txn_unwait(struct spf_txn_wait *w);
+/* The outcome once KNOWN; none when no check ran or it is not known. */
+static inline enum spf_result spf_txn_result(const struct spf_txn *t)
+{
+	return t->state == SPF_TXN_KNOWN ? t->result : SPF_NONE;
+}
+
 /* The checked domain when SPF passed narrowly, else NULL. (Inline: the
  * RCPT rules read it without linking the checker.) */
 static inline const char *spf_txn_pass_domain(const struct spf_txn *t)

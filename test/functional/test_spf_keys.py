@@ -37,6 +37,7 @@ def zone(tok):
         f'txt-record=news.{tok}.example,"v=spf1 ip4:{FIRST} ip4:127.2.0.0/24 -all"',
         f'txt-record=open.{tok}.example,"v=spf1 +all"',
         f'txt-record=mta.{tok}.example,"v=spf1 ip4:127.1.0.0/24 ip4:127.2.0.0/24 -all"',
+        f'txt-record=soft.{tok}.example,"v=spf1 ip4:{FIRST} ~all"',
     ]
 
 
@@ -275,3 +276,22 @@ def test_spf_max_prefix_at_start_and_on_reload(spf_gate):
     assert_reply(r, 450, "4.2.0")
     ev = decision(gg, f"b-{tok}@test.example", mark)
     assert ev.get("key") == f"spf:mta.{tok}.example", ev["_line"]
+
+
+def test_spf_fail_and_softfail_are_score_signals(spf_gate):
+    """With scoring on, the transaction's SPF fail (scoring.weights.spf_fail)
+    or softfail (spf_softfail) adds to the client's score; a pass adds
+    nothing. (Its PTR lookup is not answered: no signal of its own.)"""
+    tok = token()
+    gg = spf_gate(tok, scoring={"weights": {"spf_fail": 3, "spf_softfail": 1}})
+    cases = [(f"s@news.{tok}.example", "3", "spf_fail:3", "suspicious"),
+             (f"s@soft.{tok}.example", "1", "spf_softfail:1", "normal"),
+             (f"s@open.{tok}.example", "0", "", "normal")]
+    for i, (sender, score, parts, klass) in enumerate(cases):
+        rcpt = f"r{i}-{tok}@test.example"
+        mark = gg.log_mark()
+        r, _ = rcpt_once(gg, sender, rcpt, OUTSIDER)
+        assert_reply(r, 450, "4.2.0")
+        ev = decision(gg, rcpt, mark)
+        assert (ev.get("score"), ev.get("parts", ""), ev.get("class")) == (score, parts, klass), \
+            ev["_line"]

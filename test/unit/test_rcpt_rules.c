@@ -911,6 +911,39 @@ static void test_class_suspicious(void **state)
 	assert_int_equal(last_params.delay, 900);
 }
 
+/* The transaction's SPF fail (3) or softfail (1) adds to the score; the
+ * class row waits for the outcome. */
+static void test_class_spf_signals(void **state)
+{
+	(void)state;
+	world_reset();
+	configure(SCORING);
+	set_score(0);
+	spf_asking("x.example", SPF_FAIL, false);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(asked[OP_SPF], 1);
+	assert_int_equal(last_params.delay, 900);          /* 3: suspicious */
+	set_score(2);
+	spf_asking("x.example", SPF_SOFTFAIL, false);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(last_params.delay, 900);          /* 2 + 1 */
+	/* neither a pass, a neutral nor a temperror counts */
+	const enum spf_result none[] = { SPF_PASS, SPF_NEUTRAL, SPF_TEMPERROR, SPF_PERMERROR };
+	for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+		set_score(2);
+		spf_asking("x.example", none[i], false);
+		expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST,
+		       NULL);
+		assert_int_equal(last_params.delay, 300);
+	}
+	/* the weights are settings */
+	configure("reject_unknown_sender_domain = false; scoring = { weights = { spf_fail = 8; }; };");
+	set_score(0);
+	spf_asking("x.example", SPF_FAIL, false);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_REJECT, WHY_HOSTILE,
+	       "550 5.7.1");
+}
+
 static void test_shadow(void **state)
 {
 	(void)state;
@@ -960,6 +993,7 @@ int main(void)
 		cmocka_unit_test(test_class_trusted),
 		cmocka_unit_test(test_class_hostile),
 		cmocka_unit_test(test_class_suspicious),
+		cmocka_unit_test(test_class_spf_signals),
 		cmocka_unit_test(test_shadow),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown);
