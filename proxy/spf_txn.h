@@ -1,8 +1,10 @@
 /*
  * spf_txn: the SPF check of one mail transaction (or one policy request),
- * for the spf: pool key (pool_key.h). It starts at MAIL FROM, in the
- * background, so that the MAIL reply never waits for it; the RCPT rules
- * wait for its outcome only when the greylisting row needs the key.
+ * for the spf: pool key (pool_key.h) and the spf_fail / spf_softfail
+ * score signals (score.h). It starts at MAIL FROM, in the background, so
+ * that the MAIL reply never waits for it; the RCPT rules wait for its
+ * outcome only in the rows that use it (greylisting, when it needs the
+ * key; the class row, when scoring is on).
  *
  * What is checked: the MAIL FROM domain, or the HELO name for the null
  * sender (RFC 7208 section 2.3/2.4). Only a narrow pass (spf.h) names the
