@@ -201,6 +201,37 @@ def test_spf_timeout_delays_no_mail_reply_and_falls_back(gl_gate):
         dns.close()
 
 
+def test_pipelined_recipients_all_wait_for_the_one_check(gl_gate):
+    """MAIL and three RCPTs in one write: the recipients' checks start
+    together (the look-ahead) and all wait for the transaction's one SPF
+    check; its timeout answers them all (the network key)."""
+    dns = SilentTxt()
+    try:
+        gg = gl_gate("memory", dns={"servers": [dns.address], "timeout_ms": 1000, "tries": 1},
+                     greylist={"pool_keys": ["spf"]})
+        tok = token()
+        domain = f"slow.{tok}.example"
+        rcpts = [f"r{i}-{tok}@test.example" for i in range(3)]
+        mark = gg.log_mark()
+        with RawSMTP(gg.port, source=FIRST, timeout=30) as c:
+            c.greeting()
+            c.ehlo()
+            c.send("".join([f"MAIL FROM:<s@{domain}>\r\n"] +
+                           [f"RCPT TO:<{r}>\r\n" for r in rcpts]).encode())
+            mail, *replies = c.replies(4, timeout=30)
+            assert_reply(mail, 250)
+            for r in replies:
+                assert_reply(r, 450, "4.2.0")
+            assert_reply(c.cmd("QUIT"), 221)
+        for r in rcpts:
+            assert decision(gg, r, mark).get("key") == "net:127.1.0.0/24"
+        spf = gg.events("spf", since=mark, domain=domain)
+        assert [e["result"] for e in spf] == ["temperror"], spf
+        assert dns.queries.count((domain, 16)) == 1, dns.queries
+    finally:
+        dns.close()
+
+
 def policy_request(**attrs):
     base = {"request": "smtpd_access_policy", "protocol_state": "RCPT",
             "protocol_name": "ESMTP", "client_name": "unknown",
