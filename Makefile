@@ -121,6 +121,15 @@ bench-config: $(BUILD)/bench/config_load
 bench-lists: $(BUILD)/bench/lists
 	$(BUILD)/bench/lists
 
+# Footprint and cost figures (bench/README.md, "Footprint"): Redis bytes per
+# triplet and AWL entry, the embedded store per entry in memory and on disk,
+# save/load times and the loop during a save, storm decisions/s with Redis
+# behind added latency. Root; about 10 minutes. BENCH_ARGS="--only redis".
+.PHONY: bench-footprint
+bench-footprint: deps
+	$(MAKE) BUILD=build-bench OPT=-O2 all build-bench/bench/footprint
+	$(PYTHON) bench/footprint.py --greygate build-bench/greygate --driver build-bench/bench/footprint $(BENCH_ARGS)
+
 # docs/dashboard.png: the dashboard's panels drawn from a real greygate's
 # /metrics under load, a backend outage and a Redis outage (about 2 minutes;
 # contrib/grafana/snapshot.py).
@@ -139,7 +148,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libgg.a $(wildcard lib/*.h)
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_TARGETS := smtp_cmd address_norm dotcodec proxyproto dnsmsg session spf_record pool_key \
-                policy_proto dnsbl_site
+                policy_proto dnsbl_site redis_slots
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -std=c11 -D_GNU_SOURCE -Ilib
 FUZZ_LIBS     = $(shell pkg-config --cflags --libs libevent openssl libpsl 2>/dev/null)
@@ -154,10 +163,12 @@ FUZZ_SRC_pool_key     := lib/pool_key.c lib/generic_name.c lib/regdomain.c lib/h
                          lib/netaddr.c
 FUZZ_SRC_policy_proto := lib/policy_proto.c
 FUZZ_SRC_dnsbl_site   := lib/dnsbl_site.c lib/netaddr.c lib/hostname.c
+FUZZ_SRC_redis_slots  := lib/redis_slots.c lib/sentinel.c lib/hostport.c
+FUZZ_LIBS_redis_slots  = $(shell pkg-config --cflags --libs hiredis 2>/dev/null)
 
 build-fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz_check.h $(wildcard lib/*.c lib/*.h)
 	@mkdir -p build-fuzz && echo '*' > build-fuzz/.gitignore
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS) $(FUZZ_LIBS_$*)
 
 # The session target runs the proxy itself (all of proxy/ but main.c) with
 # proxy/resolver.c on the fake c-ares the target defines: c-ares's headers,

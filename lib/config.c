@@ -295,6 +295,9 @@ void gg_config_unref(struct gg_config *c)
 	for (size_t i = 0; i < c->greylist.ngeneric_name_words; i++)
 		free(c->greylist.generic_name_words[i]);
 	free(c->greylist.generic_name_words);
+	for (size_t i = 0; i < c->store.redis.ncluster; i++)
+		free(c->store.redis.cluster[i]);
+	free(c->store.redis.cluster);
 	free(c->dns.servers);
 	free(c->scoring.sites);
 	SSL_CTX_free(c->tls_ctx);

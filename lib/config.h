@@ -84,6 +84,8 @@ struct gg_config {
 			char **sentinels;     /* "host:port"; none: host/port is the master */
 			size_t nsentinels;
 			char *master_name;    /* SENTINEL get-master-addr-by-name NAME */
+			char **cluster;       /* "host:port" seeds of a Redis Cluster */
+			size_t ncluster;
 		} redis;
 	} store;
 

@@ -99,6 +99,60 @@ bool cfg_validate(struct loader *ld, const config_t *cf, struct gg_config *c)
 	return true;
 }
 
+/* The list of ADDRESS:PORT at NAME into *V, *N: false (reported) when an
+ * entry is not one. */
+static bool load_addrs(struct loader *ld, const config_t *cf, const char *name, char ***v,
+		       size_t *n)
+{
+	const config_setting_t *sl = config_lookup(cf, name);
+	for (int i = 0; sl && i < config_setting_length(sl); i++) {
+		const config_setting_t *e = config_setting_get_elem(sl, (unsigned)i);
+		const char *a = config_setting_get_string(e);
+		struct sockaddr_storage ss;
+		socklen_t len;
+		if (!hostport_parse(a, &ss, &len))
+			return cfg_fail(ld, e, "%s: '%s' is not ADDRESS:PORT ([v6]:port for IPv6)",
+					name, a);
+		char **nv = realloc(*v, (*n + 1) * sizeof *nv);
+		if (!nv)
+			return cfg_fail(ld, e, "out of memory");
+		*v = nv;
+		nv[(*n)++] = cfg_xstrdup(a);
+	}
+	return true;
+}
+
+/* store.redis.cluster: a non-empty list makes store.type "redis" a
+ * cluster store ("redis-cluster" says the same and needs the list). Keys
+ * carry a hash tag there, so the prefix must not open one; a cluster has
+ * only database 0, and no sentinels. */
+static bool load_cluster(struct loader *ld, const config_t *cf, struct gg_config *c)
+{
+	const config_setting_t *cl = config_lookup(cf, "store.redis.cluster");
+	if (!load_addrs(ld, cf, "store.redis.cluster", &c->store.redis.cluster,
+			&c->store.redis.ncluster))
+		return false;
+	if (c->store.kind == STORE_REDIS && c->store.redis.ncluster)
+		c->store.kind = STORE_REDIS_CLUSTER;
+	if (c->store.kind != STORE_REDIS_CLUSTER)
+		return true;
+	if (!c->store.redis.ncluster)
+		return cfg_fail(ld, config_lookup(cf, "store.type"),
+			    "store.type \"redis-cluster\" needs store.redis.cluster "
+			    "(the ADDRESS:PORT of some of its nodes)");
+	if (c->store.redis.nsentinels)
+		return cfg_fail(ld, cl, "store.redis.cluster and store.redis.sentinels exclude "
+				    "each other");
+	if (c->store.redis.db)
+		return cfg_fail(ld, config_lookup(cf, "store.redis.db"),
+			    "store.redis.db must be 0 with store.redis.cluster");
+	if (strpbrk(c->store.redis.prefix, "{}"))
+		return cfg_fail(ld, config_lookup(cf, "store.redis.prefix"),
+			    "store.redis.prefix must not contain '{' or '}' with store.redis.cluster "
+			    "(the keys' hash tag)");
+	return true;
+}
+
 bool cfg_load_store(struct loader *ld, const config_t *cf, struct gg_config *c)
 {
 	const char *failure = "accept";
@@ -106,21 +160,9 @@ bool cfg_load_store(struct loader *ld, const config_t *cf, struct gg_config *c)
 	bool failure_ok = strcmp(failure, "accept") == 0 || strcmp(failure, "tempfail") == 0;
 	c->store.tempfail = strcmp(failure, "tempfail") == 0;
 	const config_setting_t *sl = config_lookup(cf, "store.redis.sentinels");
-	for (int i = 0; sl && i < config_setting_length(sl); i++) {
-		const config_setting_t *e = config_setting_get_elem(sl, (unsigned)i);
-		const char *v = config_setting_get_string(e);
-		struct sockaddr_storage ss;
-		socklen_t len;
-		if (!hostport_parse(v, &ss, &len))
-			return cfg_fail(ld, e, "store.redis.sentinels: '%s' is not ADDRESS:PORT "
-					   "([v6]:port for IPv6)", v);
-		char **nv = realloc(c->store.redis.sentinels,
-				    (c->store.redis.nsentinels + 1) * sizeof *nv);
-		if (!nv)
-			return cfg_fail(ld, e, "out of memory");
-		c->store.redis.sentinels = nv;
-		nv[c->store.redis.nsentinels++] = cfg_xstrdup(v);
-	}
+	if (!load_addrs(ld, cf, "store.redis.sentinels", &c->store.redis.sentinels,
+			&c->store.redis.nsentinels))
+		return false;
 	if (c->store.redis.nsentinels) {
 		const char *mn = c->store.redis.master_name;
 		bool mn_ok = mn[0] && strlen(mn) <= 128;
@@ -156,6 +198,8 @@ bool cfg_load_store(struct loader *ld, const config_t *cf, struct gg_config *c)
 	if (strlen(c->store.redis.prefix) > 64)
 		return cfg_fail(ld, config_lookup(cf, "store.redis.prefix"),
 			    "store.redis.prefix is longer than 64 bytes");
+	if (!load_cluster(ld, cf, c))
+		return false;
 	if (strlen(c->control_socket) >= 108)
 		return cfg_fail(ld, config_lookup(cf, "control_socket"),
 			    "control_socket path is longer than a socket path may be");

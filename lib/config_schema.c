@@ -57,6 +57,12 @@ static bool same_sentinels(const struct gg_config *a, const struct gg_config *b)
 			  b->store.redis.sentinels, b->store.redis.nsentinels);
 }
 
+static bool same_cluster(const struct gg_config *a, const struct gg_config *b)
+{
+	return strv_equal(a->store.redis.cluster, a->store.redis.ncluster, b->store.redis.cluster,
+			  b->store.redis.ncluster);
+}
+
 static const char *const default_mynetworks[] = { "127.0.0.0/8", "::1/128", NULL };
 
 const struct cfg_setting cfg_settings[] = {
@@ -115,6 +121,7 @@ const struct cfg_setting cfg_settings[] = {
 	STR("store.redis.prefix", store.redis.prefix, "gg:", RESTART),
 	NAMED("store.redis.sentinels", CK_STRLIST, RESTART_IF(same_sentinels)),
 	STR("store.redis.master_name", store.redis.master_name, "", RESTART),
+	NAMED("store.redis.cluster", CK_STRLIST, RESTART_IF(same_cluster)),
 	GROUP("greylist"),
 	BOOL("greylist.enabled", greylist.enabled, true),
 	INT("greylist.delay", greylist.delay, 300, 0, 86400),

@@ -57,17 +57,25 @@ const char greylist_lua[] =
 	"store_new()\n"
 	"return {1, 'new', delay, 0, 0}\n";
 
-bool gl_key(char *buf, size_t len, const char *prefix, const char *kind, const char *id)
+bool gl_key_tagged(char *buf, size_t len, const char *prefix, const char *kind,
+		   const char *tag, const char *id)
 {
-	int n = snprintf(buf, len, "%s%s%s", prefix, kind, id);
+	int n = tag ? snprintf(buf, len, "%s%s{%s}%s", prefix, kind, tag, id)
+		    : snprintf(buf, len, "%s%s%s", prefix, kind, id);
 	return n >= 0 && (size_t)n < len;
 }
 
-void gl_script_keys(const char *prefix, const struct triplet *t, struct gl_script_keys *k)
+void gl_script_keys(const char *prefix, const struct triplet *t, bool tagged,
+		    struct gl_script_keys *k)
 {
-	gl_key(k->triplet, sizeof k->triplet, prefix, GL_KEY_TRIPLET, t->hex);
-	gl_key(k->awl, sizeof k->awl, prefix, GL_KEY_AWL, triplet_keytext(t));
-	gl_key(k->new_count, sizeof k->new_count, prefix, GL_KEY_NEW, t->net);
+	/* In a cluster every key of one decision carries the triplet's key
+	 * text (its pool key, else its network) as the hash tag: one slot. */
+	const char *text = triplet_keytext(t);
+	const char *tag = tagged ? text : NULL;
+	gl_key_tagged(k->triplet, sizeof k->triplet, prefix, GL_KEY_TRIPLET, tag, t->hex);
+	gl_key_tagged(k->awl, sizeof k->awl, prefix, GL_KEY_AWL, tag, tagged ? "" : text);
+	gl_key_tagged(k->new_count, sizeof k->new_count, prefix, GL_KEY_NEW, tag,
+		      tagged && !t->pool[0] ? "" : t->net);
 }
 
 const char *gl_script_answer(const redisReply *r, struct gl_decision *d)

@@ -45,15 +45,26 @@ extern const char greylist_lua[];
 #define GL_A_COUNT "c"             /* passes counted */
 #define GL_A_COUNTED "t"           /* when the last one was, Unix seconds */
 
-/* PREFIX KIND ID into BUF: false when it does not fit. */
-bool gl_key(char *buf, size_t len, const char *prefix, const char *kind, const char *id);
+/* PREFIX KIND {TAG} ID into BUF, or PREFIX KIND ID when TAG is NULL (the
+ * braces: a Redis Cluster's hash tag, the triplet's key text): false when it
+ * does not fit. */
+bool gl_key_tagged(char *buf, size_t len, const char *prefix, const char *kind,
+		   const char *tag, const char *id);
 
 /* The script's KEYS for T under PREFIX (at most 64 bytes, the loader
- * says). */
+ * says). TAGGED (a Redis Cluster) puts T's key text (triplet_keytext: its
+ * pool key, else its network) in braces in every key, "PREFIXt:{KEY}HEX",
+ * "PREFIXa:{KEY}", "PREFIXn:{KEY}" ("PREFIXn:{KEY}NET" for a pool key,
+ * as the new-triplet cap counts by network): one hash tag, so the three
+ * share one slot and the decision stays one EVALSHA there. Untagged
+ * names are those of a plain Redis, unchanged. */
 struct gl_script_keys {
-	char triplet[128], awl[80 + POOL_TEXT_MAX], new_count[128];
+	/* prefix (64) + "t:{" + a key text + "}" + the hex or a network */
+	char triplet[72 + POOL_TEXT_MAX + NET_TEXT_MAX], awl[72 + POOL_TEXT_MAX + NET_TEXT_MAX],
+		new_count[72 + POOL_TEXT_MAX + NET_TEXT_MAX];
 };
-void gl_script_keys(const char *prefix, const struct triplet *t, struct gl_script_keys *k);
+void gl_script_keys(const char *prefix, const struct triplet *t, bool tagged,
+		    struct gl_script_keys *k);
 
 /* The script's answer R as *D: NULL, or what is wrong with R. */
 const char *gl_script_answer(const redisReply *r, struct gl_decision *d);

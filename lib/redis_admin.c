@@ -6,18 +6,26 @@
 #include <string.h>
 
 #include "greylist_lua.h"
+#include "redis_slots.h"
 #include "sentinel.h"
 
 /* How long one command may take once connected. */
 #define IO_TIMEOUT_S 5
+/* A walk's cursor in a cluster: the primary's index above, its SCAN cursor
+ * below (Redis's cursors stay far below 2^56). */
+#define NODE_SHIFT 56
 
 struct rctx {
-	redisContext *c;
+	redisContext *c;           /* where the next command goes */
 	const struct gg_config *cfg;
 	char host[256];            /* the master: store.redis.host/port or a sentinel's answer */
 	int port;
 	char err[256];
 	redisReply *held;          /* keeps get()'s strings alive until the next call */
+	/* A Redis Cluster (store.redis.cluster): a connection per primary of
+	 * the map, and the keys' hash tags (greylist_lua.h); NULL map else. */
+	struct slot_map *map;
+	redisContext *node[SLOTS_MAX_NODES];
 };
 
 /* A reply, or NULL with x->err set (error replies included). */
@@ -49,11 +57,28 @@ static int done(redisReply *r)
 	return 0;
 }
 
-/* KIND ID as a key of ours, or false with x->err set. */
-static bool key_of(struct rctx *x, char *buf, size_t len, const char *kind, const char *id)
+/* In a cluster, the next command goes to the primary serving KEY's slot;
+ * false with x->err set when none does. */
+static bool route(struct rctx *x, const char *key)
 {
-	if (gl_key(buf, len, x->cfg->store.redis.prefix, kind, id))
+	if (!x->map)
 		return true;
+	unsigned slot = redis_key_slot(key, strlen(key));
+	if (x->map->owner[slot] == SLOT_NOBODY) {
+		snprintf(x->err, sizeof x->err, "no cluster node serves slot %u", slot);
+		return false;
+	}
+	x->c = x->node[x->map->owner[slot]];
+	return true;
+}
+
+/* KIND ID as a key of ours, tagged with NET in a cluster, and routed
+ * there; false with x->err set. */
+static bool key_of(struct rctx *x, char *buf, size_t len, const char *kind, const char *net,
+		   const char *id)
+{
+	if (gl_key_tagged(buf, len, x->cfg->store.redis.prefix, kind, x->map ? net : NULL, id))
+		return route(x, buf);
 	snprintf(x->err, sizeof x->err, "key too long");
 	return false;
 }
@@ -89,33 +114,73 @@ static bool fill_entry(struct rctx *x, const char *key, const char *hex, struct 
 	return true;
 }
 
-static int r_walk(void *ctx, uint64_t *cursor, size_t budget,
-		  bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
+/* One SCAN of the triplet keys matching PREFIX t: PATTERN from *CURSOR,
+ * on x->c: the reply (an array of cursor and keys), or NULL (x->err set).
+ * *CURSOR moves on. */
+static redisReply *scan(struct rctx *x, uint64_t *cursor, size_t budget, const char *pattern)
 {
-	struct rctx *x = ctx;
-	const char *prefix = x->cfg->store.redis.prefix;
-	size_t plen = strlen(prefix) + strlen(GL_KEY_TRIPLET);
 	char from[24], count[24];  /* hiredis's format knows no %llu nor %zu */
 	snprintf(from, sizeof from, "%llu", (unsigned long long)*cursor);
 	snprintf(count, sizeof count, "%zu", budget);
-	redisReply *r = cmd(x, "SCAN %s MATCH %s" GL_KEY_TRIPLET "* COUNT %s", from, prefix, count);
+	redisReply *r = cmd(x, "SCAN %s MATCH %s" GL_KEY_TRIPLET "%s COUNT %s", from,
+			    x->cfg->store.redis.prefix, pattern, count);
 	if (!r)
-		return -1;
+		return NULL;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
 		freeReplyObject(r);
 		snprintf(x->err, sizeof x->err, "unexpected SCAN reply");
-		return -1;
+		return NULL;
 	}
 	*cursor = strtoull(r->element[0]->str, NULL, 10);
+	return r;
+}
+
+/* The triplet hex of KEY (PREFIX t:HEX, or PREFIX t:{NET}HEX in a
+ * cluster), or NULL when KEY is not one greygate writes. */
+static const char *hex_of(const struct rctx *x, const char *key)
+{
+	const char *id = key + strlen(x->cfg->store.redis.prefix) + strlen(GL_KEY_TRIPLET);
+	if (x->map) {
+		const char *close = *id == '{' ? strchr(id, '}') : NULL;
+		id = close ? close + 1 : NULL;
+	}
+	return id && strlen(id) == TRIPLET_HEX_LEN ? id : NULL;
+}
+
+/* A cluster's walk goes through its primaries in turn, each from SCAN
+ * cursor 0 to 0 again; *CURSOR says which primary and where. */
+static int r_walk(void *ctx, uint64_t *cursor, size_t budget,
+		  bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
+{
+	struct rctx *x = ctx;
+	size_t nodes = x->map ? x->map->nnodes : 1;
+	size_t at = (size_t)(*cursor >> NODE_SHIFT);
+	uint64_t sc = *cursor & ((1ULL << NODE_SHIFT) - 1);
+	if (at >= nodes)
+		return 0;
+	if (x->map)
+		x->c = x->node[at];
+	redisReply *r = scan(x, &sc, budget, "*");
+	if (!r)
+		return -1;
+	if (sc >> NODE_SHIFT) {
+		freeReplyObject(r);
+		snprintf(x->err, sizeof x->err, "SCAN cursor out of range");
+		return -1;
+	}
+	if (sc == 0)
+		at++;               /* this primary is done */
+	*cursor = (uint64_t)at << NODE_SHIFT | sc;
 	bool go_on = true;
 	for (size_t i = 0; go_on && i < r->element[1]->elements; i++) {
 		const redisReply *k = r->element[1]->element[i];
-		if (k->type != REDIS_REPLY_STRING || strlen(k->str) < plen)
-			continue;           /* SCAN's MATCH makes it one of ours */
+		const char *hex = k->type == REDIS_REPLY_STRING ? hex_of(x, k->str) : NULL;
+		if (!hex)
+			continue;
 		struct ctl_entry e;
 		redisReply *keep;
-		if (!fill_entry(x, k->str, k->str + plen, &e, &keep)) {
+		if (!fill_entry(x, k->str, hex, &e, &keep)) {
 			freeReplyObject(r);
 			return -1;
 		}
@@ -125,7 +190,7 @@ static int r_walk(void *ctx, uint64_t *cursor, size_t budget,
 		}
 	}
 	freeReplyObject(r);
-	return go_on && *cursor != 0;
+	return go_on && at < nodes;
 }
 
 static int r_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
@@ -135,7 +200,7 @@ static int r_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
 		freeReplyObject(x->held);
 	x->held = NULL;
 	char key[200];
-	if (!key_of(x, key, sizeof key, GL_KEY_TRIPLET, t->hex) ||
+	if (!key_of(x, key, sizeof key, GL_KEY_TRIPLET, triplet_keytext(t), t->hex) ||
 	    !fill_entry(x, key, t->hex, e, &x->held))
 		return -1;
 	return x->held ? 1 : 0;
@@ -146,7 +211,9 @@ static int r_explain(void *ctx, const struct gl_params *p, const struct triplet 
 {
 	struct rctx *x = ctx;
 	struct gl_script_keys k;
-	gl_script_keys(x->cfg->store.redis.prefix, t, &k);
+	gl_script_keys(x->cfg->store.redis.prefix, t, x->map != NULL, &k);
+	if (!route(x, k.triplet))
+		return -1;
 	redisReply *r = cmd(x, "EVAL %s 3 %s %s %s %lld %lld %lld %d %d 1 %s %s %s", greylist_lua,
 			    k.triplet, k.awl, k.new_count, (long long)p->delay,
 			    (long long)p->retry_window, (long long)p->pass_lifetime, p->awl_threshold,
@@ -166,7 +233,7 @@ static int r_pass(void *ctx, const struct triplet *t, int64_t lifetime)
 {
 	struct rctx *x = ctx;
 	char key[200];
-	if (!key_of(x, key, sizeof key, GL_KEY_TRIPLET, t->hex))
+	if (!key_of(x, key, sizeof key, GL_KEY_TRIPLET, triplet_keytext(t), t->hex))
 		return -1;
 	redisReply *now = cmd(x, "TIME");
 	if (!now)
@@ -186,12 +253,43 @@ static int r_pass(void *ctx, const struct triplet *t, int64_t lifetime)
 	       done(cmd(x, "EXPIRE %s %lld", key, (long long)lifetime)) < 0 ? -1 : 0;
 }
 
+/* A cluster's triplet key names its network, which HEX does not tell: the
+ * key is looked for on every primary (a SCAN of each, as list does). 1 and
+ * KEY found (the connection set to its node), 0 absent, -1 error. */
+static int find_in_cluster(struct rctx *x, const char *hex, char *key, size_t len)
+{
+	char pattern[TRIPLET_HEX_LEN + 8];
+	snprintf(pattern, sizeof pattern, "{*}%s", hex);
+	for (size_t i = 0; i < x->map->nnodes; i++) {
+		x->c = x->node[i];
+		uint64_t sc = 0;
+		do {
+			redisReply *r = scan(x, &sc, 1000, pattern);
+			if (!r)
+				return -1;
+			bool found = r->element[1]->elements > 0 &&
+				     r->element[1]->element[0]->type == REDIS_REPLY_STRING;
+			if (found)
+				snprintf(key, len, "%s", r->element[1]->element[0]->str);
+			freeReplyObject(r);
+			if (found)
+				return 1;
+		} while (sc != 0);
+	}
+	return 0;
+}
+
 static int r_del(void *ctx, const char *hex)
 {
 	struct rctx *x = ctx;
 	char key[200];
-	if (!key_of(x, key, sizeof key, GL_KEY_TRIPLET, hex))
+	if (x->map) {
+		int f = find_in_cluster(x, hex, key, sizeof key);
+		if (f <= 0)
+			return f;
+	} else if (!key_of(x, key, sizeof key, GL_KEY_TRIPLET, NULL, hex)) {
 		return -1;
+	}
 	redisReply *r = cmd(x, "DEL %s", key);
 	if (!r)
 		return -1;
@@ -204,7 +302,7 @@ static int r_whitelist(void *ctx, const char *net, int threshold, int64_t ttl)
 {
 	struct rctx *x = ctx;
 	char key[200];
-	if (!key_of(x, key, sizeof key, GL_KEY_AWL, net))
+	if (!key_of(x, key, sizeof key, GL_KEY_AWL, net, x->map ? "" : net))
 		return -1;
 	return done(cmd(x, "HSET %s " GL_A_COUNT " %d " GL_A_COUNTED " 0", key, threshold)) < 0 ||
 	       done(cmd(x, "EXPIRE %s %lld", key, (long long)ttl)) < 0 ? -1 : 0;
@@ -228,9 +326,14 @@ static int r_stats(void *ctx, struct ctl_stats *out)
 		;
 	if (more < 0)
 		return -1;
-	ctl_stat_str(out, "store", "redis");
-	ctl_stat_str(out, "host", x->host);
-	ctl_stat_num(out, "port", x->port);
+	if (x->map) {
+		ctl_stat_str(out, "store", "redis-cluster");
+		ctl_stat_num(out, "primaries", (long long)x->map->nnodes);
+	} else {
+		ctl_stat_str(out, "store", "redis");
+		ctl_stat_str(out, "host", x->host);
+		ctl_stat_num(out, "port", x->port);
+	}
 	ctl_stat_str(out, "prefix", x->cfg->store.redis.prefix);
 	ctl_stat_num(out, "triplets", n[0]);
 	ctl_stat_num(out, "passed", n[1]);
@@ -259,9 +362,77 @@ void redis_admin_close(void *ctx)
 		return;
 	if (x->held)
 		freeReplyObject(x->held);
+	if (x->map) {
+		for (size_t i = 0; i < SLOTS_MAX_NODES; i++)
+			if (x->node[i])
+				redisFree(x->node[i]);
+		free(x->map);
+	} else if (x->c) {
+		redisFree(x->c);
+	}
+	free(x);
+}
+
+/* Connects x->c to HOST PORT, authenticated: true, or false with why on
+ * DIAG (x->c NULL). */
+static bool connect_to(struct rctx *x, const char *host, int port, FILE *diag)
+{
+	const struct gg_config *cfg = x->cfg;
+	struct timeval tv = { cfg->store.redis.connect_timeout_ms / 1000,
+			      (cfg->store.redis.connect_timeout_ms % 1000) * 1000 };
+	x->c = redisConnectWithTimeout(host, port, tv);
+	if (!x->c || x->c->err) {
+		fprintf(diag, "greygate-ctl: cannot connect to redis %s:%d: %s\n", host, port,
+			x->c ? x->c->errstr : "out of memory");
+	} else {
+		struct timeval io = { IO_TIMEOUT_S, 0 };
+		redisSetTimeout(x->c, io);
+		if (!cfg->store.redis.password[0] ||
+		    done(cmd(x, "AUTH %s", cfg->store.redis.password)) == 0)
+			return true;
+		fprintf(diag, "greygate-ctl: redis %s:%d: %s\n", host, port, x->err);
+	}
 	if (x->c)
 		redisFree(x->c);
-	free(x);
+	x->c = NULL;
+	return false;
+}
+
+/* store.redis.cluster: the slot map from the first node listed that gives
+ * one, then a connection to each of its primaries. */
+static bool open_cluster(struct rctx *x, FILE *diag)
+{
+	const struct gg_config *cfg = x->cfg;
+	if (!(x->map = calloc(1, sizeof *x->map))) {
+		fprintf(diag, "greygate-ctl: out of memory\n");
+		return false;
+	}
+	bool have = false;
+	for (size_t i = 0; !have && i < cfg->store.redis.ncluster; i++) {
+		struct sentinel_addr a;
+		if (!sentinel_parse(cfg->store.redis.cluster[i], &a) || !connect_to(x, a.host, a.port, diag))
+			continue;   /* the loader checked the entry; a failure is told */
+		redisReply *r = cmd(x, "CLUSTER SLOTS");
+		const char *bad = r ? slot_map_read(r, a.host, x->map) : x->err;
+		if (bad)
+			fprintf(diag, "greygate-ctl: redis %s: %s\n", cfg->store.redis.cluster[i], bad);
+		have = !bad;
+		if (r)
+			freeReplyObject(r);
+		redisFree(x->c);
+		x->c = NULL;
+	}
+	if (!have) {
+		fprintf(diag, "greygate-ctl: no node in store.redis.cluster gave the slot map\n");
+		return false;
+	}
+	for (size_t i = 0; i < x->map->nnodes; i++) {
+		if (!connect_to(x, x->map->node[i].host, x->map->node[i].port, diag))
+			return false;
+		x->node[i] = x->c;
+	}
+	x->c = x->node[0];   /* for what has no key (TIME) */
+	return true;
 }
 
 const struct ctl_store *redis_admin_open(const struct gg_config *cfg, void **ctx, FILE *diag)
@@ -272,6 +443,12 @@ const struct ctl_store *redis_admin_open(const struct gg_config *cfg, void **ctx
 		return NULL;
 	}
 	x->cfg = cfg;
+	if (cfg->store.kind == STORE_REDIS_CLUSTER) {
+		if (!open_cluster(x, diag))
+			goto fail;
+		*ctx = x;
+		return &redis_ops;
+	}
 	snprintf(x->host, sizeof x->host, "%s", cfg->store.redis.host);
 	x->port = cfg->store.redis.port;
 	struct timeval tv = { cfg->store.redis.connect_timeout_ms / 1000, (cfg->store.redis.connect_timeout_ms % 1000) * 1000 };

@@ -6,7 +6,11 @@
  * greylist_lua.h, which the daemon's store writes; the dry-run decision
  * of `explain` is the daemon's own script. With store.redis.sentinels the
  * master is the one the first answering sentinel names
- * (sentinel_ask_each).
+ * (sentinel_ask_each). With store.redis.cluster (the redis-cluster row)
+ * the slot map comes from the first node listed that gives one, each key's
+ * command goes to the primary serving its slot (keys tagged with the
+ * network, greylist_lua.h), and list and stats walk every primary; del KEY
+ * looks for the key on each (the key's network is not in KEY).
  *
  * Reached through the store registry (lib/store_type.c), never by name.
  */

@@ -8,6 +8,7 @@
 const struct store_type store_types[STORE_KINDS] = {
 	[STORE_MEMORY] = { "memory", STORE_EMBEDDED },
 	[STORE_REDIS] = { "redis", 0, redis_admin_open, redis_admin_close },
+	[STORE_REDIS_CLUSTER] = { "redis-cluster", 0, redis_admin_open, redis_admin_close },
 };
 
 int store_type_find(const char *name, enum store_kind *kind)

@@ -19,6 +19,7 @@ struct gg_config;
 enum store_kind {
 	STORE_MEMORY,
 	STORE_REDIS,
+	STORE_REDIS_CLUSTER,       /* "redis" with store.redis.cluster set */
 	STORE_KINDS
 };
 

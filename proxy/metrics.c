@@ -18,7 +18,7 @@ static const char *const actions[DA_COUNT] = { "pass", "greylist", "tempfail", "
 						 "would-greylist", "would-reject" };
 static const char *const store_errors[SE_COUNT] = {
 	"oom", "noauth", "wrongpass", "noperm", "readonly", "masterdown", "loading",
-	"busy", "noscript", "unclassified",
+	"busy", "noscript", "moved", "ask", "tryagain", "clusterdown", "unclassified",
 };
 /* upper bounds in seconds; the last bucket is +Inf */
 static const double bounds[HIST_BUCKETS - 1] = {

@@ -53,7 +53,9 @@ enum decision_action {
  * (redis_conn.c classifies them). */
 enum store_error {
 	SE_OOM, SE_NOAUTH, SE_WRONGPASS, SE_NOPERM, SE_READONLY, SE_MASTERDOWN, SE_LOADING,
-	SE_BUSY, SE_NOSCRIPT, SE_UNCLASSIFIED, SE_COUNT
+	SE_BUSY, SE_NOSCRIPT,
+	SE_MOVED, SE_ASK, SE_TRYAGAIN, SE_CLUSTERDOWN,   /* a Redis Cluster's */
+	SE_UNCLASSIFIED, SE_COUNT
 };
 
 enum histogram { H_DECISION, H_STORE, H_DNS, H_COUNT };

@@ -54,7 +54,8 @@ void redis_judge(struct redis_store *R)
 	ll_begin(&l, f ? LOG_LVL_WARNING : LOG_LVL_INFO, "store");
 	ll_str(&l, "store", store_type(R->base.kind)->name);
 	ll_str(&l, "redis", R->mhost);
-	ll_int(&l, "port", R->mport);
+	if (R->mport)             /* 0: a cluster, R->mhost its seeds */
+		ll_int(&l, "port", R->mport);
 	ll_str(&l, "state", f ? "failing" : "ok");
 	if (f)
 		ll_str(&l, "reason", R->fail_reason);
@@ -95,6 +96,12 @@ static const struct redis_errkind errkinds[] = {
 	{ "READONLY", SE_READONLY, RECONNECT },   /* a replica: after a failover */
 	{ "MASTERDOWN", SE_MASTERDOWN, FIND_MASTER }, /* a replica cut off */
 	{ "LOADING", SE_LOADING, FIND_MASTER },   /* loading its data set */
+	/* A cluster's: redirects (followed by store_redis.c), a slot's keys
+	 * split by a migration, slots unserved during a failover. */
+	{ "MOVED", SE_MOVED, KEEP },
+	{ "ASK", SE_ASK, KEEP },
+	{ "TRYAGAIN", SE_TRYAGAIN, KEEP },
+	{ "CLUSTERDOWN", SE_CLUSTERDOWN, KEEP },
 }, unclassified = { NULL, SE_UNCLASSIFIED, KEEP };
 
 const struct redis_errkind *redis_count_error(const char *err)

@@ -4,7 +4,9 @@
  * them; redis_conn.c keeps the connection to the master (connect, AUTH/
  * SELECT/SCRIPT LOAD, back-off, error classification, health window);
  * redis_sentinel.c asks the sentinels which node is the master and listens
- * for +switch-master.
+ * for +switch-master; redis_cluster.c, in a Redis Cluster (store kind
+ * "redis-cluster"), keeps the slot map and a connection per primary, and
+ * store_redis.c sends each decision where the slot of its keys says.
  *
  * Every hiredis context an instance opens carries the instance in its
  * ->data, and every timer in its argument: the callbacks find their store
@@ -69,6 +71,9 @@ struct redis_store {
 	redisAsyncContext *pc;     /* subscribed to +switch-master */
 	size_t pc_sent;
 	struct event *pc_timer;
+
+	/* Cluster mode: the nodes and the slot map (no master connection). */
+	struct redis_cluster *cl;
 };
 
 /* What to do about an error reply on the master connection. */
@@ -127,5 +132,29 @@ void redis_ask_sentinels(struct redis_store *R);
 void redis_sentinel_abandon(struct redis_store *R);
 /* Drops the +switch-master subscription. */
 void redis_unsubscribe(struct redis_store *R);
+
+/* ---- redis_cluster.c ---- */
+
+/* Reads store.redis.cluster into R and asks the seeds for the slot map:
+ * 0, or -1 (logged). R is up once a map is read. */
+int redis_cluster_init(struct redis_store *R);
+void redis_cluster_close(struct redis_store *R);
+/* The connection a decision on SLOT goes to, or to ASK when not NULL (an
+ * ASK redirect); *NODE says which node, for what the reply tells later.
+ * NULL when that node has no connection now (being retried after its
+ * back-off): the decision fails. */
+redisAsyncContext *redis_cluster_conn(struct redis_store *R, unsigned slot,
+				      const struct sentinel_addr *ask, int *node);
+/* An error reply ERR from NODE: true when it is a MOVED (the map is
+ * corrected and re-read; *ASKING false) or an ASK (*TO, *ASKING true), and
+ * the decision is to be sent again. */
+bool redis_cluster_redirect(struct redis_store *R, int node, const char *err,
+			    struct sentinel_addr *to, bool *asking);
+/* Any other error reply ERR from NODE: counted, and the node's connection
+ * re-made (and the map re-read) when its kind says another may do better. */
+const struct redis_errkind *redis_cluster_error(struct redis_store *R, int node,
+						const char *err);
+/* NODE seems stuck (requests timing out): its connection is re-made. */
+void redis_cluster_node_failed(struct redis_store *R, int node, const char *why);
 
 #endif

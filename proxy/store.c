@@ -26,6 +26,7 @@ struct store_call {
 static struct store *(*const opens[STORE_KINDS])(struct event_base *, struct gg_config *) = {
 	[STORE_MEMORY] = store_memory_open,
 	[STORE_REDIS] = store_redis_open,
+	[STORE_REDIS_CLUSTER] = store_redis_open,   /* in cluster mode */
 };
 
 int store_open(struct event_base *base, struct gg_config *cfg)

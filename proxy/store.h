@@ -74,7 +74,8 @@ struct store_call *store_decide(const struct gl_params *p, const struct triplet 
 				store_done_fn done, void *arg);
 void store_cancel(struct store_call *c);
 
-/* Each kind's constructor (by the rows of lib/store_type.c, in store.c). */
+/* Each kind's constructor (by the rows of lib/store_type.c, in store.c);
+ * store_redis_open makes both kinds of Redis store. */
 struct store *store_memory_open(struct event_base *base, struct gg_config *cfg);
 struct store *store_redis_open(struct event_base *base, struct gg_config *cfg);
 

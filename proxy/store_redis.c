@@ -28,6 +28,12 @@
  * one sentinel makes a failover take effect at once instead of at the next
  * failure.
  *
+ * In a Redis Cluster (redis_cluster.c) a decision goes to the primary that
+ * serves the slot of its keys (they share one hash tag): a MOVED reply
+ * corrects the slot map and sends it there, an ASK sends it once to the
+ * node named, after ASKING; at most MAX_REDIRECTS of them, then the
+ * decision fails. Stuck requests re-make the connection of their node.
+ *
  * This file sends and answers decisions; the connection is redis_conn.c's,
  * the sentinels redis_sentinel.c's, and each instance's state is one
  * struct redis_store (redis_priv.h).
@@ -42,8 +48,10 @@
 
 #include "greylist_lua.h"
 #include "redis_priv.h"
+#include "redis_slots.h"
 
 #define STUCK_AFTER 3              /* timeouts in a row */
+#define MAX_REDIRECTS 3            /* MOVED/ASK followed for one decision */
 #define NARGS 15                   /* EVALSHA sha 3 k1 k2 k3 + 9 ARGV */
 
 struct store_req {
@@ -52,6 +60,11 @@ struct store_req {
 	void *arg;
 	struct event *timer;
 	bool retried;              /* sent again as EVAL after NOSCRIPT */
+	unsigned slot;             /* cluster: of the keys */
+	int node;                  /* cluster: where it was sent last */
+	int redirects;
+	bool asking;               /* cluster: to ask_to, after ASKING */
+	struct sentinel_addr ask_to;
 	char *argv[NARGS];
 	size_t argvlen[NARGS];
 	char buf[2048];            /* holds the argument strings (two pool keys, two paths) */
@@ -108,10 +121,16 @@ static void on_reply(redisAsyncContext *c, void *reply, void *priv)
 	}
 	R->timeouts_in_row = 0;
 	if (rep->type == REDIS_REPLY_ERROR) {
-		const struct redis_errkind *k = c == R->ac
-							? redis_master_error(R, "redis error", rep->str)
-							: redis_count_error(rep->str);
-		if (k->kind == SE_NOSCRIPT && !r->retried && R->ac) {
+		if (R->cl && r->redirects < MAX_REDIRECTS &&
+		    redis_cluster_redirect(R, r->node, rep->str, &r->ask_to, &r->asking)) {
+			r->redirects++;
+			send_request(r);
+			return;
+		}
+		const struct redis_errkind *k = c == R->ac ? redis_master_error(R, "redis error", rep->str)
+						: R->cl    ? redis_cluster_error(R, r->node, rep->str)
+							   : redis_count_error(rep->str);
+		if (k->kind == SE_NOSCRIPT && !r->retried && (R->ac || R->cl)) {
 			r->retried = true;
 			send_request(r);
 			return;
@@ -145,8 +164,19 @@ static bool send_request(struct store_req *r)
 		r->argv[1] = (char *)greylist_lua;
 		r->argvlen[1] = strlen(greylist_lua);
 	}
-	if (redisAsyncCommandArgv(r->owner->ac, on_reply, r, NARGS, (const char **)r->argv,
-				  r->argvlen) != REDIS_OK) {
+	redisAsyncContext *ac = r->owner->ac;
+	if (r->owner->cl) {
+		ac = redis_cluster_conn(r->owner, r->slot, r->asking ? &r->ask_to : NULL, &r->node);
+		if (!ac) {
+			answer_error(r, "node-down", "no connection to the cluster node for the slot");
+			req_free(r);
+			return false;
+		}
+		if (r->asking)
+			redisAsyncCommand(ac, NULL, NULL, "ASKING");
+	}
+	if (redisAsyncCommandArgv(ac, on_reply, r, NARGS, (const char **)r->argv, r->argvlen) !=
+	    REDIS_OK) {
 		answer_error(r, "send-failed", "cannot send the command to redis");
 		req_free(r);
 		return false;
@@ -162,8 +192,14 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 	struct redis_store *R = r->owner;
 	/* The reply may still come; on_reply frees R then. */
 	answer_error(r, "timeout", "redis timeout");
-	if (++R->timeouts_in_row >= STUCK_AFTER)
+	if (++R->timeouts_in_row < STUCK_AFTER)
+		return;
+	if (R->cl) {
+		R->timeouts_in_row = 0;
+		redis_cluster_node_failed(R, r->node, "several requests timed out in a row");
+	} else {
 		redis_drop(R, "several requests timed out in a row");
+	}
 }
 
 /* Appends S to R's buffer as argument I. */
@@ -185,7 +221,7 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 {
 	struct redis_store *R = redis_of(s);
 	struct store_result fail = { .ok = false, .error = "redis not connected" };
-	if (R->state != R_UP || !R->ac) {
+	if (R->state != R_UP || !(R->ac || R->cl)) {
 		done(arg, &fail);
 		return NULL;
 	}
@@ -200,7 +236,8 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 	r->arg = arg;
 	struct gl_script_keys k;
 	char nums[5][24];
-	gl_script_keys(R->cfg->store.redis.prefix, t, &k);
+	gl_script_keys(R->cfg->store.redis.prefix, t, R->cl != NULL, &k);
+	r->slot = redis_key_slot(k.triplet, strlen(k.triplet));
 	snprintf(nums[0], sizeof nums[0], "%lld", (long long)p->delay);
 	snprintf(nums[1], sizeof nums[1], "%lld", (long long)p->retry_window);
 	snprintf(nums[2], sizeof nums[2], "%lld", (long long)p->pass_lifetime);
@@ -258,6 +295,8 @@ static void redis_close(struct store *s)
 	}
 	redis_sentinel_abandon(R);
 	redis_unsubscribe(R);
+	if (R->cl)
+		redis_cluster_close(R);
 	if (R->retry_timer)
 		event_free(R->retry_timer);
 	if (R->connect_timer)
@@ -299,7 +338,7 @@ struct store *store_redis_open(struct event_base *b, struct gg_config *c)
 		log_msg(LOG_LVL_ERROR, "store", "out of memory creating the redis store");
 		return NULL;
 	}
-	R->base = (struct store){ &ops, STORE_REDIS };
+	R->base = (struct store){ &ops, c->store.kind };
 	R->loop = b;
 	R->cfg = gg_config_ref(c);
 	R->state = R_DOWN;
@@ -314,6 +353,13 @@ struct store *store_redis_open(struct event_base *b, struct gg_config *c)
 	if (c->store.redis.nsentinels && redis_sentinel_init(R) < 0) {
 		redis_close(&R->base);
 		return NULL;
+	}
+	if (c->store.kind == STORE_REDIS_CLUSTER) {
+		if (redis_cluster_init(R) < 0) {
+			redis_close(&R->base);
+			return NULL;
+		}
+		return &R->base;   /* up once a node gives the slot map */
 	}
 	/* Start-up does not wait for Redis: until it answers, decisions follow
 	 * store.failure, and the connection is retried in the background. */

@@ -1,6 +1,7 @@
 """Redis for the tests: Resp, a minimal RESP2 client (python3-redis is not a
-dependency); RedisServer, a private redis-server; RedisMonitor (MONITOR in
-a thread); HugeReplyRedis, a hostile fake that announces huge replies."""
+dependency); RedisServer, a private redis-server; RedisCluster, six of them
+made a Redis Cluster (3 primaries, 3 replicas); RedisMonitor (MONITOR in a
+thread); HugeReplyRedis, a hostile fake that announces huge replies."""
 
 import contextlib
 import os
@@ -75,9 +76,11 @@ class RedisServer:
     """redis-server on 127.0.0.1:<port>, no persistence, in a temp dir. Can be
     stopped and started again on the same port, or frozen (SIGSTOP)."""
 
-    def __init__(self):
+    def __init__(self, extra=(), workdir=None):
         self.port = free_port(16379)
-        self.dir = Path(tempfile.mkdtemp(prefix="gg-redis-"))
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="gg-redis-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.extra = list(extra)         # more redis-server arguments
         self.proc = None
         self.paused = False
         self.starts = 0
@@ -93,7 +96,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--daemonize", "no",
-             "--dir", str(self.dir), "--dbfilename", "never.rdb"],
+             "--dir", str(self.dir), "--dbfilename", "never.rdb", *self.extra],
             stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
             start_new_session=True)
 
@@ -162,6 +165,145 @@ class RedisServer:
         finally:
             if not os.environ.get("GG_KEEP_TMP"):
                 shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisCluster:
+    """A Redis Cluster on 127.0.0.1: six redis-servers in cluster mode (bus
+    ports chosen like the others, not port + 10000), joined by
+    `redis-cli --cluster create ... --cluster-replicas 1`, with a short
+    cluster-node-timeout so that a killed primary's replica takes over in a
+    few seconds. Nodes are RedisServer objects."""
+
+    def __init__(self, node_timeout_ms=1000):
+        self.dir = Path(tempfile.mkdtemp(prefix="gg-cluster-"))
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes = []
+
+    def start(self, timeout=60):
+        for i in range(6):
+            bus = free_port(17379)
+            n = RedisServer(workdir=self.dir / f"node{i}", extra=[
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
+                "--cluster-port", str(bus),
+                "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"])
+            self.nodes.append(n)
+            n.start()
+        addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        r = subprocess.run(["redis-cli", "--cluster", "create", *addrs,
+                            "--cluster-replicas", "1", "--cluster-yes"],
+                           capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_until(self.ready, timeout, interval=0.2, what="the cluster ready")
+        return self
+
+    def alive(self):
+        return [n for n in self.nodes if n.proc is not None and not n.paused]
+
+    def ready(self):
+        """Every live node says the cluster is ok, 3 primaries serve all slots
+        and each has a replica in sync."""
+        try:
+            for n in self.alive():
+                if "cluster_state:ok" not in n.cmd("CLUSTER", "INFO"):
+                    return False
+            prim = self.primaries()
+            if len(prim) != 3:
+                return False
+            for n in self.alive():
+                info = n.cmd("INFO", "replication")
+                if "role:slave" in info and "master_link_status:up" not in info:
+                    return False
+            return True
+        except (OSError, ConnectionError, RedisError):
+            return False
+
+    def by_port(self, port):
+        return next(n for n in self.nodes if n.port == int(port))
+
+    def _table(self, n=None):
+        """CLUSTER NODES as dicts, asked of N (a live node by default)."""
+        out = []
+        for line in (n or self.alive()[0]).cmd("CLUSTER", "NODES").splitlines():
+            f = line.split()
+            out.append({"id": f[0], "port": int(f[1].split("@")[0].rsplit(":", 1)[1]),
+                        "flags": f[2].split(","), "slots": f[8:]})
+        return out
+
+    def node_id(self, node):
+        return node.cmd("CLUSTER", "MYID")
+
+    def primaries(self):
+        """The live primaries that serve slots, by what a live node says."""
+        return [self.by_port(e["port"]) for e in self._table()
+                if "master" in e["flags"] and "fail" not in e["flags"] and e["slots"]
+                and self.by_port(e["port"]) in self.alive()]
+
+    def slot(self, key):
+        return self.alive()[0].cmd("CLUSTER", "KEYSLOT", key)
+
+    def owner(self, slot):
+        """The primary serving SLOT, by CLUSTER SLOTS of a live node."""
+        for lo, hi, prim, *_ in self.alive()[0].cmd("CLUSTER", "SLOTS"):
+            if int(lo) <= slot <= int(hi):
+                return self.by_port(prim[1])
+        raise AssertionError(f"no node serves slot {slot}")
+
+    def replica_of(self, primary):
+        pid = self.node_id(primary)
+        for line in primary.cmd("CLUSTER", "NODES").splitlines():
+            f = line.split()
+            if f[3] == pid and "slave" in f[2]:
+                return self.by_port(f[1].split("@")[0].rsplit(":", 1)[1])
+        raise AssertionError(f"no replica of {primary.port}")
+
+    def keys(self, pattern="*"):
+        """The keys matching PATTERN on every primary: {port: [keys]}."""
+        return {n.port: n.keys(pattern) for n in self.primaries()}
+
+    def migrate_start(self, slot, src, dst):
+        """SLOT marked importing on DST and migrating on SRC: keys not on SRC
+        are now answered with ASK."""
+        assert dst.cmd("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(src)) == "OK"
+        assert src.cmd("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(dst)) == "OK"
+
+    @staticmethod
+    def migrate_keys(slot, src, dst):
+        """SLOT's keys moved from SRC to DST (the slot still migrating)."""
+        while True:
+            ks = src.cmd("CLUSTER", "GETKEYSINSLOT", slot, 100)
+            if not ks:
+                return
+            assert src.cmd("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000,
+                           "KEYS", *ks) == "OK"
+
+    def migrate_finish(self, slot, src, dst):
+        """SLOT's keys moved from SRC to DST, and DST made its owner on every
+        primary: SRC answers MOVED from now on."""
+        self.migrate_keys(slot, src, dst)
+        did = self.node_id(dst)
+        for n in [dst, src] + [p for p in self.primaries() if p not in (src, dst)]:
+            assert n.cmd("CLUSTER", "SETSLOT", slot, "NODE", did) == "OK"
+        wait_until(lambda: all(self.owner_by(n, slot) == dst.port for n in self.alive()),
+                   15, interval=0.1, what=f"every node seeing slot {slot} on {dst.port}")
+
+    def move_slot(self, slot, src, dst):
+        self.migrate_start(slot, src, dst)
+        self.migrate_finish(slot, src, dst)
+
+    @staticmethod
+    def owner_by(n, slot):
+        for lo, hi, prim, *_ in n.cmd("CLUSTER", "SLOTS"):
+            if int(lo) <= slot <= int(hi):
+                return int(prim[1])
+        return None
+
+    def destroy(self):
+        for n in self.nodes:
+            with contextlib.suppress(Exception):
+                n.stop()
+        if not os.environ.get("GG_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class RedisMonitor:

@@ -99,7 +99,7 @@ static void test_store_types(void **state)
 	assert_int_equal(k, STORE_REDIS);
 	assert_false(store_type(k)->flags & STORE_EMBEDDED);
 	assert_int_equal(store_type_find("Redis", &k), -1);
-	assert_string_equal(store_type_names(), "\"memory\" or \"redis\"");
+	assert_string_equal(store_type_names(), "\"memory\", \"redis\" or \"redis-cluster\"");
 }
 
 int main(void)
