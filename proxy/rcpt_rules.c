@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hostname.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool_key.h"
@@ -68,7 +67,8 @@ struct rcpt_rules {
 	char sres_error[160];
 	struct triplet t;
 	enum pool_kind key_kind;         /* of t, once computed */
-	char spf_pass_domain[HOSTNAME_MAX + 1];  /* "" when none */
+	struct spf_txn *spf;             /* the transaction's; NULL: not checked */
+	struct spf_txn_wait spfwait;
 	double store_started;
 
 	/* Selective greylisting: the connection's score with this session's
@@ -153,7 +153,7 @@ static enum rule_result permit_logged(struct rcpt_rules *c, enum why reason)
 
 /* ---- answers ---- */
 
-/* The client's name or score (facts of the connection) is known. */
+/* The client's name, its score or the SPF outcome is known. */
 static void on_fact(void *arg)
 {
 	answered(arg);
@@ -434,8 +434,8 @@ static enum rule_result rule_whitelist_rcpt(struct rcpt_rules *c)
 
 /*
  * Selective greylisting: the connection's score (its lookups started at
- * connect; WAIT until they answered) plus this session's HELO gives the
- * class. Trusted passes greylisting (the relay rules ran already: they
+ * connect; WAIT until they answered) plus this session's HELO and the
+ * transaction's SPF fail or softfail (WAIT for it too) gives the class. Trusted passes greylisting (the relay rules ran already: they
  * come first); hostile is refused and never stored; suspicious and normal
  * go on to the greylist row, which applies the class's delay. After a
  * deferral only hostile can change the answer.
@@ -451,9 +451,19 @@ static enum rule_result rule_class(struct rcpt_rules *c)
 			c->pending++;
 			return RULE_WAIT;
 		}
+		/* the transaction's SPF outcome, started at MAIL FROM */
+		if (c->spf && !c->env->spf_known(c->spf, &c->spfwait, on_fact, c)) {
+			c->pending++;
+			return RULE_WAIT;
+		}
 		c->score = *s;
 		if (c->helo[0] && helo_is_bad(c->helo, cfg->myhostname, &cfg->my_addresses))
 			score_add(&c->score, SIG_BAD_HELO, NULL, cfg->scoring.weights[SIG_BAD_HELO]);
+		enum spf_result spf = c->spf ? spf_txn_result(c->spf) : SPF_NONE;
+		if (spf == SPF_FAIL || spf == SPF_SOFTFAIL) {
+			enum signal sig = spf == SPF_FAIL ? SIG_SPF_FAIL : SIG_SPF_SOFTFAIL;
+			score_add(&c->score, sig, NULL, cfg->scoring.weights[sig]);
+		}
 		c->class = score_classify(&cfg->scoring.classes, c->score.total);
 		c->scored = true;
 		metrics_class(c->class);
@@ -495,6 +505,52 @@ static void greylist_reply(struct rcpt_rules *c, long long left)
 		 pct ? (int)(pct - m) : (int)strlen(m), m, pct ? secs : "", rest);
 }
 
+/* What the pool key is made of, as far as it is known now. */
+static struct pool_facts pool_facts_of(const struct rcpt_rules *c)
+{
+	const struct gg_config *cfg = c->cfg;
+	return (struct pool_facts){
+		.client = &c->client,
+		.spf_pass_domain = c->spf ? spf_txn_pass_domain(c->spf) : NULL,
+		.client_name = c->facts ? c->facts->name : NULL,
+		.words = (const char *const *)cfg->greylist.generic_name_words,
+		.nwords = cfg->greylist.ngeneric_name_words,
+		.order = cfg->greylist.pool_keys,
+		.norder = cfg->greylist.npool_keys,
+	};
+}
+
+/*
+ * Waits for the facts of the pool key kinds in their configured order,
+ * each only while no earlier kind gave a key: with [spf, ptr], a sender
+ * SPF vouched for never waits for the client's name. RULE_WAIT while a
+ * fact is being found, else RULE_NEXT (the key can be computed).
+ */
+static enum rule_result pool_facts_ready(struct rcpt_rules *c)
+{
+	struct pool_facts pf = pool_facts_of(c);
+	size_t n = pf.norder;
+	for (size_t i = 0; i < n; i++) {
+		if (pf.order[i] == POOL_SPF && c->spf &&
+		    !c->env->spf_known(c->spf, &c->spfwait, on_fact, c)) {
+			c->pending++;
+			return RULE_WAIT;
+		}
+		if (pf.order[i] == POOL_PTR && c->facts &&
+		    !c->env->client_name(c->facts, &c->fwait, on_fact, c)) {
+			c->pending++;
+			return RULE_WAIT;
+		}
+		/* refreshed: the fact may have been learnt meanwhile */
+		pf = pool_facts_of(c);
+		pf.norder = i + 1;
+		char text[POOL_TEXT_MAX];
+		if (pool_key(&pf, text) != POOL_NET)
+			break;
+	}
+	return RULE_NEXT;
+}
+
 static void greylist_ask_store(struct rcpt_rules *c)
 {
 	const struct gg_config *cfg = c->cfg;
@@ -504,15 +560,7 @@ static void greylist_ask_store(struct rcpt_rules *c)
 	triplet_network(&c->client, (unsigned)cfg->greylist.ipv4_prefix,
 			(unsigned)cfg->greylist.ipv6_prefix, net, sizeof net);
 	char pool[POOL_TEXT_MAX];
-	struct pool_facts pf = {
-		.client = &c->client,
-		.spf_pass_domain = c->spf_pass_domain[0] ? c->spf_pass_domain : NULL,
-		.client_name = c->facts ? c->facts->name : NULL,
-		.words = (const char *const *)cfg->greylist.generic_name_words,
-		.nwords = cfg->greylist.ngeneric_name_words,
-		.order = cfg->greylist.pool_keys,
-		.norder = cfg->greylist.npool_keys,
-	};
+	struct pool_facts pf = pool_facts_of(c);
 	c->key_kind = pool_key(&pf, pool);
 	if (triplet_make_pool(&c->t, net, pool, sender, slen, c->rcpt, strlen(c->rcpt)) < 0) {
 		/* Only hashing can fail here (paths are bounded): a store failure
@@ -589,14 +637,11 @@ static enum rule_result rule_greylist(struct rcpt_rules *c)
 	const struct store_result *r = &c->sres;
 	switch (c->phase) {
 	case 0:
-		/* A ptr: key needs the client's name: the lookup the session
-		 * started at the greeting, shared by the connection. */
-		if (c->facts && pool_kinds_have(c->cfg->greylist.pool_keys, c->cfg->greylist.npool_keys,
-						POOL_PTR) &&
-		    !c->env->client_name(c->facts, &c->fwait, on_fact, c)) {
-			c->pending++;
+		/* A pool key needs what vouches for the sender: its SPF check,
+		 * started at MAIL FROM, or the client's name, the lookup the
+		 * session started at the greeting, shared by the connection. */
+		if (pool_facts_ready(c) == RULE_WAIT)
 			return RULE_WAIT;
-		}
 		c->phase = 1;
 		greylist_ask_store(c);
 		return RULE_WAIT;
@@ -702,8 +747,7 @@ struct rcpt_rules *rcpt_rules_new(const struct rcpt_env *env, void *owner,
 	snprintf(c->tls, sizeof c->tls, "%s", q->tls ? q->tls : "");
 	snprintf(c->sender, sizeof c->sender, "%s", q->sender);
 	snprintf(c->rcpt, sizeof c->rcpt, "%.*s", (int)q->rcpt->addr_len, q->rcpt->addr);
-	if (q->spf_pass_domain && strlen(q->spf_pass_domain) < sizeof c->spf_pass_domain)
-		snprintf(c->spf_pass_domain, sizeof c->spf_pass_domain, "%s", q->spf_pass_domain);
+	c->spf = q->spf;
 	const char *at = strrchr(c->sender, '@');
 	c->sdomain = at ? at + 1 : "";
 	size_t dlen;
@@ -720,6 +764,7 @@ void rcpt_rules_free(struct rcpt_rules *c)
 	c->env->lookup_cancel(c->dq[1]);
 	c->env->mx_cancel(c->mxr);
 	c->env->client_name_unwait(&c->fwait);
+	c->env->spf_unwait(&c->spfwait);
 	c->env->client_name_unwait(&c->swait);
 	c->env->store_cancel(c->sreq);
 	gg_config_unref(c->cfg);
