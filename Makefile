@@ -48,7 +48,7 @@ $(BUILD)/unit/%: test/unit/%.c $(BUILD)/libgg.a $(wildcard lib/*.h test/unit/*.h
 
 # The rule table's test links the rules and what they count with, and
 # gives the world (DNS, store, clock) as fakes through struct rcpt_env.
-UNIT_OBJ_test_rcpt_rules := $(addprefix $(BUILD)/proxy/,rcpt_rules.o metrics.o xalloc.o)
+UNIT_OBJ_test_rcpt_rules := $(addprefix $(BUILD)/proxy/,rcpt_rules.o rcpt_greylist.o metrics.o xalloc.o)
 $(BUILD)/unit/test_rcpt_rules: $(UNIT_OBJ_test_rcpt_rules) $(wildcard proxy/*.h)
 # The session rules are pure: the test links them alone.
 UNIT_OBJ_test_session_rules := $(BUILD)/proxy/session_rules.o

@@ -187,6 +187,8 @@ const struct cfg_setting cfg_settings[] = {
 	INT("scoring.weights.unconfirmed_ptr", scoring.weights[SIG_UNCONFIRMED_PTR], 1, -1000, 1000),
 	INT("scoring.weights.bad_helo", scoring.weights[SIG_BAD_HELO], 1, -1000, 1000),
 	INT("scoring.weights.generic_ptr", scoring.weights[SIG_GENERIC_PTR], 2, -1000, 1000),
+	INT("scoring.weights.spf_fail", scoring.weights[SIG_SPF_FAIL], 3, -1000, 1000),
+	INT("scoring.weights.spf_softfail", scoring.weights[SIG_SPF_SOFTFAIL], 1, -1000, 1000),
 	GROUP("scoring.classes"),
 	INT("scoring.classes.trusted", scoring.classes.trusted, -3, -100000, 100000),
 	INT("scoring.classes.suspicious", scoring.classes.suspicious, 3, -100000, 100000),

@@ -27,7 +27,9 @@
 	X(NO_PTR,          "no_ptr",          true)  \
 	X(UNCONFIRMED_PTR, "unconfirmed_ptr", true)  \
 	X(GENERIC_PTR,     "generic_ptr",     true)  \
-	X(BAD_HELO,        "bad_helo",        true)
+	X(BAD_HELO,        "bad_helo",        true)  \
+	X(SPF_FAIL,        "spf_fail",        true)  \
+	X(SPF_SOFTFAIL,    "spf_softfail",    true)
 
 enum signal {
 #define SIGNAL_ENUM(id, name, weighted) SIG_##id,

@@ -32,6 +32,7 @@ enum spf_result {
 	SPF_TEMPERROR,
 	SPF_PERMERROR,
 };
+#define SPF_RESULTS (SPF_PERMERROR + 1)
 
 /* "none", "neutral", "pass", ... as RFC 7208 names them. */
 const char *spf_result_name(enum spf_result r);

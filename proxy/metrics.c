@@ -39,6 +39,7 @@ struct slot {
 	_Atomic uint64_t ref[WHY_COUNT];            /* by rule */
 	_Atomic uint64_t keys[POOL_KINDS][DA_COUNT]; /* store decisions by key kind */
 	_Atomic uint64_t store_err[SE_COUNT];       /* by kind */
+	_Atomic uint64_t spf[SPF_RESULTS];          /* SPF checks by result */
 	_Atomic uint64_t classes[CLASS_COUNT];
 	_Atomic uint64_t signals[SIG_COUNT];
 	_Atomic uint64_t hist[H_COUNT][HIST_BUCKETS];
@@ -169,10 +170,21 @@ static const char *signal_label(int sig)
 	return signal_name((enum signal)sig);
 }
 
+static const char *spf_label(int r)
+{
+	return spf_result_name((enum spf_result)r);
+}
+
 void metrics_decision_key(enum pool_kind k, enum decision_action a)
 {
 	if (mine && (unsigned)k < POOL_KINDS)
 		atomic_fetch_add_explicit(&mine->keys[k][a], 1, memory_order_relaxed);
+}
+
+void metrics_spf_result(enum spf_result r)
+{
+	if (mine && (unsigned)r < SPF_RESULTS)
+		atomic_fetch_add_explicit(&mine->spf[r], 1, memory_order_relaxed);
 }
 
 void metrics_store_error(enum store_error kind)
@@ -346,6 +358,8 @@ void metrics_write(FILE *out)
 		fprintf(out, "greygate_store_error_replies_total{kind=\"%s\"} %llu\n", store_errors[k],
 			(unsigned long long)v);
 	}
+	labelled(out, "greygate_spf_results_total", "Finished SPF checks (RFC 7208) by result.",
+		 "result", spf_label, offsetof(struct slot, spf), SPF_RESULTS);
 	labelled(out, "greygate_classes_total", "RCPT decisions by the client's score class.", "class",
 		 class_label, offsetof(struct slot, classes), CLASS_COUNT);
 	labelled(out, "greygate_signals_total", "Score signals found, once per connection.",

@@ -16,6 +16,7 @@
 
 #include "score.h"
 #include "pool_key.h"
+#include "spf_record.h"
 #include "why.h"
 
 enum metric {
@@ -75,6 +76,8 @@ void metrics_signal(enum signal s);
 /* A store decision (pass or greylist) by the kind of its key (pool_key.h). */
 void metrics_decision_key(enum pool_kind k, enum decision_action a);
 void metrics_store_error(enum store_error kind);
+/* A finished SPF check by its result. */
+void metrics_spf_result(enum spf_result r);
 void metrics_observe(enum histogram h, double seconds);
 
 /* Health as this process sees it, for /healthz. */

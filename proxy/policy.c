@@ -25,6 +25,7 @@
 #include "policy_proto.h"
 #include "rcpt_check.h"
 #include "server.h"
+#include "spf_txn.h"
 #include "version.h"
 #include "xalloc.h"
 
@@ -47,6 +48,7 @@ struct pconn {
 	unsigned long long id;
 	struct rcpt_check *check;        /* the request being decided, or NULL */
 	struct client_facts facts;       /* its client, as Postfix saw it */
+	struct spf_txn spf;              /* the request's SPF check */
 	/* of the request being decided, for its answer and log line */
 	char client[48];
 	char helo[256];
@@ -68,6 +70,7 @@ static void conn_free(struct pconn *c)
 {
 	rcpt_check_cancel(c->check);
 	client_facts_release(&c->facts);
+	spf_txn_release(&c->spf);
 	bufferevent_free(c->bev);
 	list_del(&c->link);
 	nconns--;
@@ -227,10 +230,14 @@ static void request(struct pconn *c, const struct policy_request *r)
 	client_facts_release(&c->facts);
 	client_facts_init(&c->facts, &addr, &srv.cfg->client_names, false);
 	client_facts_known(&c->facts, name, strlen(name));
+	/* the checker's cache spares the requests of one message the lookups */
+	spf_txn_release(&c->spf);
+	if (spf_txn_wanted(srv.cfg, &addr, false))
+		spf_txn_start(&c->spf, &addr, c->sender, c->helo);
 	struct rcpt_query q = {
 		.cfg = srv.cfg, .facts = &c->facts, .client = &addr, .client_str = c->client,
 		.helo = c->helo, .sender = c->sender, .rcpt = &rcpt, .tls = tls[0] ? tls : NULL,
-		.policy = true,
+		.spf = &c->spf, .policy = true,
 	};
 	c->check = rcpt_check_start(&q, decided, c);
 }

@@ -15,8 +15,8 @@
  * anyway).
  *
  * The rules reach the world only through struct rcpt_env: DNS, the MX
- * sets, the client's name (client_facts.h), the greylisting store and the
- * clock. rcpt_check.c gives
+ * sets, the client's name (client_facts.h), the transaction's SPF outcome
+ * (spf_txn.h), the greylisting store and the clock. rcpt_check.c gives
  * the real ones and the event loop; test/unit/test_rcpt_rules.c gives
  * fakes and runs the table without a network.
  *
@@ -38,6 +38,7 @@
 #include "netaddr.h"
 #include "resolver.h"
 #include "smtp_cmd.h"
+#include "spf_txn.h"
 #include "store.h"
 #include "why.h"
 
@@ -50,11 +51,9 @@ struct rcpt_query {
 	const char *sender;            /* "" for the null sender */
 	const struct smtp_path *rcpt;
 	const char *tls;               /* the TLS version, NULL for plaintext */
-	/* The MAIL FROM domain (HELO domain for <>) when SPF passed for the
-	 * client through a mechanism narrow enough to name a sender
-	 * (greylist.spf_max_prefix4/6): the spf: pool key. NULL: no such
-	 * pass, or SPF not evaluated. */
-	const char *spf_pass_domain;
+	/* The transaction's SPF check (spf_txn.h), for the spf: pool key;
+	 * outlives the check. NULL: SPF is not checked. */
+	struct spf_txn *spf;
 	/* Asked by Postfix through the policy service (proxy/policy.c): only
 	 * the rows marked for it run; the others (address syntax, sender
 	 * domain, relay authorisation) are Postfix's own restrictions there. */
@@ -76,8 +75,8 @@ struct rcpt_verdict {
 struct rcpt_rules;
 
 /* What the rules use of the world. Each lookup follows its module's
- * contract (resolver.h, mxset.h, fcrdns.h, store.h): DONE exactly once
- * unless cancelled, never inside the call. */
+ * contract (resolver.h, mxset.h, client_facts.h, spf_txn.h, store.h):
+ * DONE exactly once unless cancelled, never inside the call. */
 struct rcpt_env {
 	struct dns_query *(*lookup)(const char *name, uint16_t type, dns_done_fn done, void *arg);
 	void (*lookup_cancel)(struct dns_query *q);
@@ -86,6 +85,9 @@ struct rcpt_env {
 	bool (*client_name)(struct client_facts *f, struct client_facts_wait *w,
 			    void (*fn)(void *arg), void *arg);
 	void (*client_name_unwait)(struct client_facts_wait *w);
+	bool (*spf_known)(struct spf_txn *t, struct spf_txn_wait *w, void (*fn)(void *arg),
+			  void *arg);
+	void (*spf_unwait)(struct spf_txn_wait *w);
 	/* The connection's score (client_score.h), NULL while it waits (W's
 	 * FN then runs once it is known; client_name_unwait takes W back). */
 	const struct score *(*client_score)(struct client_facts *f, struct client_facts_wait *w,

@@ -63,6 +63,7 @@ static void release(struct session *s)
 	s->check = NULL;
 	rcpt_ahead_free(s->ahead);
 	s->ahead = NULL;
+	spf_txn_release(&s->spf);
 	client_facts_release(&s->facts);
 	backend_free(s->be);
 	s->be = NULL;

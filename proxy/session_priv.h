@@ -26,6 +26,7 @@
 #include "session_rules.h"
 #include "smtp_cmd.h"
 #include "smtp_reply.h"
+#include "spf_txn.h"
 #include "why.h"
 
 #define HELO_MAX 255
@@ -93,6 +94,7 @@ struct session {
 	/* the transaction */
 	enum txn txn;
 	char sender[SMTP_PATH_MAX + 1];
+	struct spf_txn spf;        /* its SPF check, for the spf: pool key */
 	struct linebuf mail_line;  /* MAIL as replayed to the backend */
 	struct linebuf fwd_line;   /* the RCPT (or ETRN) being forwarded */
 	char rcpt[SMTP_PATH_MAX + 1];

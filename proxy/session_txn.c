@@ -60,6 +60,7 @@ void txn_to(struct session *s, enum txn to)
 		dotcodec_init(&s->dc);
 		rcpt_ahead_free(s->ahead);
 		s->ahead = NULL;
+		spf_txn_release(&s->spf);
 		break;
 	case TX_FAILED:
 		/* whatever the connection still holds must never be delivered */
@@ -373,6 +374,9 @@ void cmd_mail(struct session *s, const struct smtp_cmd *c)
 	memcpy(s->sender, p.addr, p.addr_len);
 	s->sender[p.addr_len] = 0;
 	txn_to(s, TX_MAIL);
+	/* in the background: the reply does not wait, the RCPT rules may */
+	if (spf_txn_wanted(s->cfg, &s->client, true))
+		spf_txn_start(&s->spf, &s->client, s->sender, s->helo_seen ? s->helo : NULL);
 	reply(s, "250 2.1.0 Ok");
 }
 
@@ -387,6 +391,7 @@ static struct rcpt_query rcpt_query_for(struct session *s, const struct smtp_pat
 		.sender = s->sender,
 		.rcpt = rcpt,
 		.tls = tls_version(s),
+		.spf = &s->spf,
 	};
 }
 

@@ -15,6 +15,7 @@
 
 #include "list.h"
 #include "log.h"
+#include "metrics.h"
 #include "resolver.h"
 #include "spf_cache.h"
 #include "xalloc.h"
@@ -135,6 +136,7 @@ static void finish(struct spf_req *r)
 	if (!r->cached && cache && o->lookups)
 		spf_cache_put(cache, &r->key, time(NULL), o);
 	log_outcome(r);
+	metrics_spf_result(o->r);
 	spf_done_fn done = r->done;
 	void *arg = r->arg;
 	spf_cancel(r);

@@ -20,7 +20,7 @@
 
 /* ---- the fake world ---- */
 
-enum op_kind { OP_DNS, OP_MX, OP_FCRDNS, OP_STORE, OP_SCORE };
+enum op_kind { OP_DNS, OP_MX, OP_FCRDNS, OP_STORE, OP_SCORE, OP_SPF };
 
 struct op {
 	enum op_kind kind;
@@ -52,7 +52,7 @@ static size_t nmx;
 static enum fcrdns_result fcrdns_answer;
 static const char *fcrdns_name;
 static struct store_result store_answer;
-static unsigned asked[5];                /* lookups by kind */
+static unsigned asked[6];                /* lookups by kind */
 static bool woken;
 static double clock_now;
 
@@ -133,6 +133,45 @@ static const struct score *fake_client_score(struct client_facts *f, struct clie
 	return NULL;
 }
 
+/* The transaction's SPF check: known (or never started) at once, or
+ * ASKING until the loop runs (OP_SPF), which makes it SPF_OUTCOME for
+ * SPF_DOMAIN. */
+static struct spf_txn spf;
+static struct spf_txn_wait *spf_waiter;
+static enum spf_result spf_outcome;
+static bool spf_narrow;
+
+static bool fake_spf_known(struct spf_txn *t, struct spf_txn_wait *w, void (*fn)(void *arg),
+			   void *arg)
+{
+	assert_ptr_equal(t, &spf);
+	if (t->state != SPF_TXN_ASKING)
+		return true;
+	assert_null(spf_waiter);
+	w->fn = fn;
+	w->arg = arg;
+	spf_waiter = w;
+	new_op(OP_SPF, NULL, NULL, NULL, 0);
+	return false;
+}
+
+static void fake_spf_unwait(struct spf_txn_wait *w)
+{
+	if (spf_waiter == w)
+		spf_waiter = NULL;
+}
+
+/* The check under way, for SENDER_DOMAIN: RESULT once the loop runs. */
+static char spf_domain[DNS_NAME_MAX];
+
+static void spf_asking(const char *domain, enum spf_result result, bool narrow)
+{
+	snprintf(spf_domain, sizeof spf_domain, "%s", domain);
+	spf = (struct spf_txn){ .state = SPF_TXN_ASKING, .domain = spf_domain };
+	spf_outcome = result;
+	spf_narrow = narrow;
+}
+
 static struct triplet last_triplet;
 static struct gl_params last_params;
 
@@ -166,6 +205,8 @@ static const struct rcpt_env env = {
 	.mx_cancel = fake_mx_cancel,
 	.client_name = fake_client_name,
 	.client_name_unwait = fake_client_name_unwait,
+	.spf_known = fake_spf_known,
+	.spf_unwait = fake_spf_unwait,
 	.client_score = fake_client_score,
 	.store = fake_store,
 	.store_cancel = fake_store_cancel,
@@ -227,6 +268,16 @@ static void answer(struct op *o)
 			w->fn(w->arg);
 		break;
 	}
+	case OP_SPF: {
+		spf.state = SPF_TXN_KNOWN;
+		spf.result = spf_outcome;
+		spf.narrow_pass = spf_outcome == SPF_PASS && spf_narrow;
+		struct spf_txn_wait *w = spf_waiter;
+		spf_waiter = NULL;
+		if (w)
+			w->fn(w->arg);
+		break;
+	}
 	}
 }
 
@@ -272,8 +323,6 @@ static void configure(const char *extra)
 		fail_msg("config: %s", err);
 }
 
-/* What the SPF evaluator would have found, for the next decisions. */
-static const char *spf_pass_domain;
 /* The policy service asks (struct rcpt_query.policy). */
 static bool as_policy;
 
@@ -295,7 +344,16 @@ static void world_reset(void)
 	score_known = false;
 	score_waiter = NULL;
 	query_helo = "h.example";
-	spf_pass_domain = NULL;
+	spf = (struct spf_txn){ .state = SPF_TXN_NONE };
+	spf_waiter = NULL;
+}
+
+/* SPF passed narrowly for DOMAIN, known before the RCPT. */
+static void spf_passed(const char *domain)
+{
+	spf_asking(domain, SPF_PASS, true);
+	spf.state = SPF_TXN_KNOWN;
+	spf.narrow_pass = true;
 }
 
 static void dns(const char *name, uint16_t type, enum dns_status st)
@@ -331,7 +389,7 @@ static struct rcpt_verdict decide_for(const char *client, const char *sender, co
 	assert_int_equal(smtp_path_parse(arg, strlen(arg), "TO:", &p), SMTP_PATH_OK);
 	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = client, .helo = query_helo,
 				.sender = sender, .rcpt = &p, .tls = NULL,
-				.spf_pass_domain = spf_pass_domain, .policy = as_policy };
+				.spf = &spf, .policy = as_policy };
 	struct rcpt_rules *r = rcpt_rules_new(&env, NULL, &q);
 	struct rcpt_verdict v;
 	for (int turns = 0; !rcpt_rules_run(r, &v); turns++) {
@@ -594,7 +652,7 @@ static void test_pool_keys(void **state)
 	assert_string_equal(last_triplet.pool, "ptr:example.com");
 	assert_string_equal(last_triplet.net, "192.0.2.0/24");
 
-	spf_pass_domain = "Bounce.Example.ORG";
+	spf_passed("Bounce.Example.ORG");
 	expect(decide_for(CLIENT, "s@bounce.example.org", "r@local.example"), RCPT_DEFER,
 	       WHY_GREYLIST, NULL);
 	assert_string_equal(last_triplet.pool, "spf:bounce.example.org");
@@ -616,10 +674,104 @@ static void test_pool_keys(void **state)
 	configure("reject_unknown_sender_domain = false; greylist = { pool_keys = [ ]; };");
 	fcrdns_answer = FCRDNS_MATCH;
 	fcrdns_name = "mx7.out.example.com";
-	spf_pass_domain = "bounce.example.org";
+	spf_passed("bounce.example.org");
 	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
 	assert_int_equal(asked[OP_FCRDNS], 0);
 	assert_string_equal(last_triplet.pool, "");
+}
+
+/* The SPF check started at MAIL FROM: the greylisting row waits for it,
+ * and a narrow pass is the key; every other outcome falls through to the
+ * next kind (ptr, then the network). */
+static void test_spf_key(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false;");
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "mx7.out.example.com";
+	spf_asking("bounce.example.org", SPF_PASS, true);
+	expect(decide_for(CLIENT, "s@bounce.example.org", "r@local.example"), RCPT_DEFER,
+	       WHY_GREYLIST, "450 4.2.0");
+	assert_int_equal(asked[OP_SPF], 1);
+	assert_string_equal(last_triplet.pool, "spf:bounce.example.org");
+	/* [spf, ptr]: SPF gave the key, the client's name is not waited for */
+	assert_int_equal(asked[OP_FCRDNS], 0);
+
+	/* fail, softfail, neutral, temperror, permerror, a wide pass: the next kind */
+	const enum spf_result no_key[] = { SPF_FAIL, SPF_SOFTFAIL, SPF_NEUTRAL, SPF_TEMPERROR,
+					   SPF_PERMERROR, SPF_NONE, SPF_PASS };
+	for (size_t i = 0; i < sizeof no_key / sizeof no_key[0]; i++) {
+		world_reset();
+		fcrdns_answer = FCRDNS_MATCH;
+		fcrdns_name = "mx7.out.example.com";
+		spf_asking("bounce.example.org", no_key[i], false);
+		expect(decide_for(CLIENT, "s@bounce.example.org", "r@local.example"), RCPT_DEFER,
+		       WHY_GREYLIST, "450 4.2.0");
+		assert_int_equal(asked[OP_SPF], 1);
+		assert_int_equal(asked[OP_FCRDNS], 1);
+		assert_string_equal(last_triplet.pool, "ptr:example.com");
+	}
+	/* ... and without a name, the network */
+	world_reset();
+	spf_asking("bounce.example.org", SPF_TEMPERROR, false);
+	expect(decide_for(CLIENT, "s@bounce.example.org", "r@local.example"), RCPT_DEFER,
+	       WHY_GREYLIST, "450 4.2.0");
+	assert_string_equal(last_triplet.pool, "");
+	assert_string_equal(last_triplet.net, "192.0.2.0/24");
+
+	/* [ptr, spf] with a good name: the SPF outcome is not waited for */
+	world_reset();
+	configure("reject_unknown_sender_domain = false; greylist = { pool_keys = [ \"ptr\", \"spf\" ]; };");
+	fcrdns_answer = FCRDNS_MATCH;
+	fcrdns_name = "mx7.out.example.com";
+	spf_asking("bounce.example.org", SPF_PASS, true);
+	expect(decide_for(CLIENT, "s@bounce.example.org", "r@local.example"), RCPT_DEFER,
+	       WHY_GREYLIST, "450 4.2.0");
+	assert_int_equal(asked[OP_SPF], 0);
+	assert_string_equal(last_triplet.pool, "ptr:example.com");
+}
+
+/* The greylisting row waits for SPF only when it runs: an earlier rule
+ * that decides, or a deferral already remembered, never waits for it. */
+static void test_spf_waited_for_only_when_needed(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("whitelist = { senders = [ \"ok@bounce.example.org\" ]; };");
+	dns("tf.example", DNS_T_MX, DNS_TEMPFAIL);
+	dns("bounce.example.org", DNS_T_MX, DNS_OK);
+	spf_asking("bounce.example.org", SPF_PASS, true);
+	expect(decide_for("10.9.1.1", "s@bounce.example.org", "r@local.example"), RCPT_ACCEPT,
+	       WHY_MYNETWORKS, NULL);
+	expect(decide_for(CLIENT, "ok@bounce.example.org", "r@local.example"), RCPT_ACCEPT,
+	       WHY_WHITELIST_SENDER, NULL);
+	expect(decide_for(CLIENT, "s@tf.example", "r@local.example"), RCPT_DEFER,
+	       WHY_REJECT_UNKNOWN_SENDER_DOMAIN, "450 4.1.8");
+	assert_int_equal(asked[OP_SPF], 0);
+	assert_int_equal(asked[OP_STORE], 0);
+}
+
+/* A check freed while it waits for SPF stops waiting. */
+static void test_cancel_while_waiting_for_spf(void **state)
+{
+	(void)state;
+	world_reset();
+	configure("reject_unknown_sender_domain = false;");
+	spf_asking("bounce.example.org", SPF_PASS, true);
+	struct ipaddr a;
+	assert_true(ipaddr_parse(CLIENT, &a));
+	struct smtp_path p;
+	assert_int_equal(smtp_path_parse("TO:<r@local.example>", 20, "TO:", &p), SMTP_PATH_OK);
+	struct rcpt_query q = { .cfg = cfg, .facts = &facts, .client = &a, .client_str = CLIENT,
+				.sender = "s@bounce.example.org", .rcpt = &p, .spf = &spf };
+	struct rcpt_rules *r = rcpt_rules_new(&env, NULL, &q);
+	struct rcpt_verdict v;
+	assert_false(rcpt_rules_run(r, &v));
+	assert_non_null(spf_waiter);
+	rcpt_rules_free(r);
+	assert_null(spf_waiter);
+	assert_int_equal(asked[OP_STORE], 0);
 }
 
 static void test_later_reject_wins(void **state)
@@ -759,6 +911,39 @@ static void test_class_suspicious(void **state)
 	assert_int_equal(last_params.delay, 900);
 }
 
+/* The transaction's SPF fail (3) or softfail (1) adds to the score; the
+ * class row waits for the outcome. */
+static void test_class_spf_signals(void **state)
+{
+	(void)state;
+	world_reset();
+	configure(SCORING);
+	set_score(0);
+	spf_asking("x.example", SPF_FAIL, false);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(asked[OP_SPF], 1);
+	assert_int_equal(last_params.delay, 900);          /* 3: suspicious */
+	set_score(2);
+	spf_asking("x.example", SPF_SOFTFAIL, false);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(last_params.delay, 900);          /* 2 + 1 */
+	/* neither a pass, a neutral nor a temperror counts */
+	const enum spf_result none[] = { SPF_PASS, SPF_NEUTRAL, SPF_TEMPERROR, SPF_PERMERROR };
+	for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+		set_score(2);
+		spf_asking("x.example", none[i], false);
+		expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST,
+		       NULL);
+		assert_int_equal(last_params.delay, 300);
+	}
+	/* the weights are settings */
+	configure("reject_unknown_sender_domain = false; scoring = { weights = { spf_fail = 8; }; };");
+	set_score(0);
+	spf_asking("x.example", SPF_FAIL, false);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_REJECT, WHY_HOSTILE,
+	       "550 5.7.1");
+}
+
 static void test_shadow(void **state)
 {
 	(void)state;
@@ -798,6 +983,9 @@ int main(void)
 		cmocka_unit_test(test_policy_rows),
 		cmocka_unit_test(test_later_reject_wins),
 		cmocka_unit_test(test_pool_keys),
+		cmocka_unit_test(test_spf_key),
+		cmocka_unit_test(test_spf_waited_for_only_when_needed),
+		cmocka_unit_test(test_cancel_while_waiting_for_spf),
 		cmocka_unit_test(test_later_permit_keeps_deferral),
 		cmocka_unit_test(test_first_deferral_is_kept),
 		cmocka_unit_test(test_cancel_while_waiting),
@@ -805,6 +993,7 @@ int main(void)
 		cmocka_unit_test(test_class_trusted),
 		cmocka_unit_test(test_class_hostile),
 		cmocka_unit_test(test_class_suspicious),
+		cmocka_unit_test(test_class_spf_signals),
 		cmocka_unit_test(test_shadow),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown);
