@@ -21,17 +21,13 @@ import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from harness.greygate import DELAY, merge
+from harness.greygate import DELAY, merge, wait_past_delay
 from harness.redis import RedisMonitor
 from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
-from harness.util import CLIENT_ADDR, GREYGATE_BIN, wait_until
-
-GREYGATE_CTL = os.environ.get("GREYGATE_CTL",
-                              str(Path(GREYGATE_BIN).resolve().parent / "greygate-ctl"))
+from harness.util import CLIENT_ADDR, GREYGATE_CTL, wait_until
 
 NET4 = "127.0.0.0/24"
 STORE_REASONS = {"new", "early", "triplet", "awl", "retry-window-expired"}
@@ -166,11 +162,6 @@ def expect(gg, sender, rcpt, action, reason, source=CLIENT_ADDR, **more):
     return r, ev, at
 
 
-def wait_past_delay(first_reply_at, delay=DELAY):
-    """Sleeps until a retry is certainly past DELAY whole seconds after the
-    first contact, which the server stamped at or before FIRST_REPLY_AT."""
-    target = math.floor(first_reply_at) + delay + 0.2
-    time.sleep(max(0.0, target - time.time()))
 
 
 def align_to_second(frac=0.05):

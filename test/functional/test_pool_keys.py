@@ -10,20 +10,14 @@ The clients are loopback addresses in different /24s (127.0.1.5,
 """
 
 import json
-import math
-import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from harness.greygate import DELAY, get, metric
-from harness.smtp import RawSMTP, assert_reply
-from harness.util import GREYGATE_BIN, free_port, token
-
-GREYGATE_CTL = os.environ.get("GREYGATE_CTL",
-                              str(Path(GREYGATE_BIN).resolve().parent / "greygate-ctl"))
+from harness.greygate import DELAY, get, metric, rcpt_once, wait_past_delay
+from harness.smtp import assert_reply
+from harness.util import GREYGATE_CTL, free_port, token
 
 ZONE = [
     # one organisation's outbound pool, in two networks
@@ -75,28 +69,12 @@ def kv(line):
     return dict(p.split("=", 1) for p in line.split() if "=" in p)
 
 
-def rcpt_once(gg, sender, rcpt, source):
-    """One session from SOURCE: MAIL, RCPT, QUIT -> (reply, wall time of it)."""
-    with RawSMTP(gg.port, source=source, timeout=15) as c:
-        c.greeting()
-        c.ehlo()
-        assert_reply(c.cmd(f"MAIL FROM:<{sender}>"), 250)
-        r = c.cmd(f"RCPT TO:<{rcpt}>")
-        at = time.time()
-        assert_reply(c.cmd("QUIT"), 221)
-    return r, at
 
 
 def decision(gg, rcpt, since):
     return gg.wait_event("decision", since=since, timeout=10, rcpt=rcpt)[-1]
 
 
-def wait_past_delay(first_reply_at):
-    """Until a retry is certainly past DELAY whole seconds after the first
-    contact (stamped by the store at or before FIRST_REPLY_AT). Greylisting
-    is about time: this waits for the delay itself, it measures nothing."""
-    target = math.floor(first_reply_at) + DELAY + 0.2
-    time.sleep(max(0.0, target - time.time()))
 
 
 def test_retry_from_another_network_of_the_pool_passes(pool_gate, kind):

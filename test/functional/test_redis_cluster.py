@@ -16,17 +16,13 @@ import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from harness.greygate import default_config, get, metric, render_config, require_binary
 from harness.redis import RedisCluster
 from harness.smtp import RawSMTP, assert_reply
-from harness.util import GREYGATE_BIN, free_port, wait_until
-
-GREYGATE_CTL = os.environ.get("GREYGATE_CTL",
-                              str(Path(GREYGATE_BIN).resolve().parent / "greygate-ctl"))
+from harness.util import GREYGATE_CTL, free_port, wait_until
 
 DELAY = 2
 TIMEOUT_MS = 300

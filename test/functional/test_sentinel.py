@@ -22,10 +22,8 @@ import pytest
 from harness.greygate import default_config, render_config, require_binary
 from harness.redis import RedisError, Resp
 from harness.smtp import RawSMTP, assert_reply
-from harness.util import CLIENT_ADDR, GREYGATE_BIN, free_port, wait_until
+from harness.util import CLIENT_ADDR, GREYGATE_CTL, free_port, wait_until
 
-GREYGATE_CTL = os.environ.get("GREYGATE_CTL",
-                              str(Path(GREYGATE_BIN).resolve().parent / "greygate-ctl"))
 MASTER_NAME = "mymaster"
 DELAY = 2
 TIMEOUT_MS = 300

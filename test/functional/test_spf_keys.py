@@ -9,22 +9,16 @@ The clients are loopback addresses in different /16s (127.1.0.5,
 127.2.0.6); dnsmasq serves the TXT records, a silent server the timeout.
 """
 
-import math
-import os
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from harness.fakes import FakeDns
-from harness.greygate import DELAY, get, metric
+from harness.greygate import DELAY, get, metric, rcpt_once, wait_past_delay
 from harness.smtp import RawSMTP, assert_reply
-from harness.util import GREYGATE_BIN, free_port, token
-
-GREYGATE_CTL = os.environ.get("GREYGATE_CTL",
-                              str(Path(GREYGATE_BIN).resolve().parent / "greygate-ctl"))
+from harness.util import GREYGATE_CTL, free_port, token
 
 FIRST, SECOND, OUTSIDER = "127.1.0.5", "127.2.0.6", "127.3.0.7"
 
@@ -53,28 +47,12 @@ def spf_gate(gl_gate, dns_server):
     return make
 
 
-def rcpt_once(gg, sender, rcpt, source, helo="client.example"):
-    """One session from SOURCE: MAIL, RCPT, QUIT -> (reply, wall time of it)."""
-    with RawSMTP(gg.port, source=source, timeout=30) as c:
-        c.greeting()
-        c.ehlo(helo)
-        assert_reply(c.cmd(f"MAIL FROM:<{sender}>"), 250)
-        r = c.cmd(f"RCPT TO:<{rcpt}>", timeout=30)
-        at = time.time()
-        assert_reply(c.cmd("QUIT"), 221)
-    return r, at
 
 
 def decision(gg, rcpt, since):
     return gg.wait_event("decision", since=since, timeout=20, rcpt=rcpt)[-1]
 
 
-def wait_past_delay(first_reply_at):
-    """Until a retry is certainly past DELAY whole seconds after the first
-    contact. Greylisting is about time: this waits for the delay itself,
-    it measures nothing."""
-    target = math.floor(first_reply_at) + DELAY + 0.2
-    time.sleep(max(0.0, target - time.time()))
 
 
 def ctl_list(gg, *args):

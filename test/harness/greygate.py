@@ -7,6 +7,7 @@ admin endpoint (get, metric), its workers and its memory store file."""
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from . import logschema
-from .smtp import ConnectionClosed, RawSMTP
+from .smtp import ConnectionClosed, RawSMTP, assert_reply
 from .util import (CLIENT_ADDR, CLIENT_HELO, GREYGATE_BIN, PROBE_ADDR, parse_kv, tcp_listening,
                    wait_until)
 
@@ -103,6 +104,28 @@ def default_config(port, backend_address, dns_address=None):
 
 
 DELAY = 2
+
+
+def wait_past_delay(first_reply_at, delay=DELAY):
+    """Sleeps until a retry is certainly past DELAY whole seconds after the
+    first contact, which the store stamped at or before FIRST_REPLY_AT.
+    Greylisting is about time: this waits for the delay, it measures
+    nothing."""
+    target = math.floor(first_reply_at) + delay + 0.2
+    time.sleep(max(0.0, target - time.time()))
+
+
+def rcpt_once(gg, sender, rcpt, source, helo="client.example", timeout=30):
+    """One session from SOURCE: EHLO HELO, MAIL, RCPT, QUIT -> (the RCPT's
+    reply, the wall time it came)."""
+    with RawSMTP(gg.port, source=source, timeout=timeout) as c:
+        c.greeting()
+        c.ehlo(helo)
+        assert_reply(c.cmd(f"MAIL FROM:<{sender}>"), 250)
+        r = c.cmd(f"RCPT TO:<{rcpt}>", timeout=timeout)
+        at = time.time()
+        assert_reply(c.cmd("QUIT"), 221)
+    return r, at
 
 # greylisting on, 2 s delay, auto-whitelist off unless a test turns it on
 GL = {"enabled": True, "delay": DELAY, "retry_window": 3600, "pass_lifetime": 86400,

@@ -13,6 +13,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent          # parent of test/
 GREYGATE_BIN = os.environ.get("GREYGATE_BIN", str(REPO_ROOT / "build" / "greygate"))
+# greygate-ctl beside the greygate under test
+GREYGATE_CTL = os.environ.get("GREYGATE_CTL",
+                              str(Path(GREYGATE_BIN).resolve().parent / "greygate-ctl"))
 
 CLIENT_ADDR = "127.0.0.5"
 PROBE_ADDR = "127.0.0.254"            # the greygate fixture's readiness probe
