@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE.parent / "e2e"))
 
 import topology as T  # noqa: E402
 from sending import make_message, split_mail  # noqa: E402
-from faults import KINDS, Injector, netem_works, schedule  # noqa: E402
+from faults import KINDS, Injector, netem_works, restart, schedule  # noqa: E402
 
 SENDERS = ("sender", "sender2", "sender3")
 SENDER_POOL = 8                     # envelope senders (so triplets repeat)
@@ -170,7 +170,7 @@ class Run:
             note = (self.inj.heal if heal else self.inj.begin)(f)
         except Exception as e:
             self.problems.append(f"fault {f.describe()}: {'heal' if heal else 'begin'}: {e}")
-            note = f"FAILED: {e}"
+            note = f"FAILED: {str(e).splitlines()[0]}"
         if heal:
             f.healed = now() - self.t0
         else:
@@ -209,7 +209,7 @@ class Run:
             self.problems.append(f"greygate {gg.name} died (exit {gg.proc.returncode}):\n{tail}")
             self.say(f"greygate {gg.name} DIED with exit {gg.proc.returncode}; restarting")
             gg.logf.close()
-            gg.start(timeout=90)
+            restart(gg)
 
     # -- the phases
     def go(self):
@@ -390,8 +390,8 @@ def plot(path, delays, missing, ledger, t0, faults, title):
         print("no plot: python3-matplotlib is not installed (test/e2e/deps.sh)")
         return
     fig, ax = plt.subplots(figsize=(13, 6))
-    cmap = plt.get_cmap("tab20")
-    colours = {k: cmap(i % 20) for i, k in enumerate(KINDS)}
+    cmap = plt.get_cmap("tab10")
+    colours = {k: cmap(i % 10) for i, k in enumerate(KINDS)}
     seen = set()
     lanes = {}
     for f in faults:
@@ -402,7 +402,7 @@ def plot(path, delays, missing, ledger, t0, faults, title):
         while lanes.get(lane, -1) > f.began:
             lane += 1
         lanes[lane] = end
-        ax.axvspan(f.began, end, ymin=lane * 0.5, ymax=lane * 0.5 + 0.5, alpha=0.25,
+        ax.axvspan(f.began, end, ymin=lane * 0.5, ymax=lane * 0.5 + 0.5, alpha=0.35,
                    color=colours[f.kind], label=None if f.kind in seen else f.kind, lw=0)
         seen.add(f.kind)
     direct = [(t, d) for t, d, v in delays if not v]

@@ -101,6 +101,14 @@ def schedule(seed, seconds):
     return faults
 
 
+def restart(gg):
+    """Starts greygate GG again after a kill; ready when it logs
+    event=ready (the health check would need the Postfix behind it, which
+    may be stopped by another fault)."""
+    mark = gg.log_mark()
+    gg.start(timeout=90, ready=lambda: gg.events("ready", since=mark))
+
+
 def netem_works(topo):
     """Whether this kernel has sch_netem (tc netem on a scratch interface
     in the sender's namespace: lo, set and removed again)."""
@@ -158,7 +166,7 @@ class Injector:
         k = f.kind
         if k.startswith("greygate-kill-"):
             gg = t.greygate[k.rsplit("-", 1)[1]]
-            gg.start(timeout=90)
+            restart(gg)
             self.killed.discard(gg.name)
             return f"restarted as pid {gg.proc.pid}"
         if k.startswith("postfix-stop-"):

@@ -389,7 +389,10 @@ class GreygateInstance(GreygateLog):
         self.conf_path.write_text(text)
         run([GREYGATE_BIN, "-t", "-c", str(self.conf_path)])
 
-    def start(self, timeout=20):
+    def start(self, timeout=20, ready=None):
+        """Starts greygate and waits until READY() (default: the
+        container's HEALTHCHECK passes: a banner on 127.0.0.1:25, which
+        needs the Postfix behind it)."""
         if not (os.path.isfile(GREYGATE_BIN) and os.access(GREYGATE_BIN, os.X_OK)):
             raise CommandError(f"greygate binary not found: {GREYGATE_BIN} (run `make`)")
         nobody = _user("nobody")
@@ -404,13 +407,13 @@ class GreygateInstance(GreygateLog):
              GREYGATE_BIN, "-c", str(self.conf_path)],
             stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf, env=env,
             start_new_session=True)
-        # ready = the container's HEALTHCHECK passes (banner on 127.0.0.1:25)
+        ready = ready or (lambda: self.healthcheck() == 0)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 raise CommandError(f"greygate {self.name} exited with {self.proc.returncode}:\n"
                                    + self.log_text())
-            if self.healthcheck() == 0:
+            if ready():
                 return self
             if time.monotonic() > deadline:
                 raise CommandError(f"greygate {self.name} not healthy after {timeout}s:\n"
