@@ -216,7 +216,7 @@ class Run:
         self.baseline = {n: proc_stats(gg) for n, gg in self.topo.greygate.items()}
         self.t0 = now()
         self.say(f"start: seed={self.args.seed} messages={self.args.messages} "
-                 f"seconds={self.args.seconds} greygate={T.GREYGATE_BIN} "
+                 f"seconds={self.args.seconds} greygate={T.GREYGATE_BIN} root={self.topo.root} "
                  f"netem={'yes' if self.netem else 'no (loss by nftables, no delay)'}")
         for f in self.faults:
             self.say(f"  planned {f.start:6.1f}s +{f.duration:4.1f}s {f.describe()}")

@@ -189,10 +189,11 @@ class Injector:
             return ""
         raise ValueError(k)
 
-    # Loss and delay on ROLE's own interface (both directions: tc netem
-    # shapes what leaves, so both the veth's ends would be needed for a
-    # symmetric delay; one end is enough for a lossy, slow link). Without
-    # sch_netem, loss alone, by nftables' random numbers (input and output).
+    # Loss and delay on ROLE's own interface, eth0 (tc netem shapes what
+    # leaves it: a lossy, slow link one way is enough to hurt TCP both
+    # ways). Without sch_netem, loss alone, by nftables' random numbers on
+    # what enters and leaves eth0 (not lo: mx1's greygate -> Postfix hop
+    # stays clean, as it would on one host).
     def _shape(self, role, params):
         ns = self.topo.ns[role]
         loss = params["loss"].rstrip("%")
@@ -202,9 +203,9 @@ class Injector:
             return "tc netem"
         rules = (f"table inet chaos {{\n"
                  f" chain in {{ type filter hook input priority 0; "
-                 f"numgen random mod 100 < {loss} drop; }}\n"
+                 f"iifname \"eth0\" numgen random mod 100 < {loss} drop; }}\n"
                  f" chain out {{ type filter hook output priority 0; "
-                 f"numgen random mod 100 < {loss} drop; }}\n}}\n")
+                 f"oifname \"eth0\" numgen random mod 100 < {loss} drop; }}\n}}\n")
         self.topo.exec(role, ["nft", "-f", "-"], input=rules)
         return "no sch_netem in this kernel: loss only (nftables), no delay"
 
