@@ -367,11 +367,12 @@ class Run:
         for n, gg in self.topo.greygate.items():
             shutil.copy(gg.log_path, outdir / f"greygate-{n}.log")
         for n, pf in self.topo.postfix.items():
-            with_suppress_copy(pf.logfile, outdir / f"postfix-{n}.log")
+            copy_if_there(pf.logfile, outdir / f"postfix-{n}.log")
         (outdir / "timeline.txt").write_text("\n".join(self.log) + "\n")
 
 
-def with_suppress_copy(src, dst):
+def copy_if_there(src, dst):
+    """A Postfix that never logged has no log file."""
     try:
         shutil.copy(src, dst)
     except OSError:
