@@ -354,6 +354,15 @@ class Run:
                         for l in self.topo.postfix[n].log().splitlines() if "status=bounced" in l]
         for l in bounced_logs:
             print("postfix:", l)
+        # not failures, but what held mail longest: a client that waited for
+        # a reply until SMTP_CLIENT_TIMEOUTS (a connection the server never
+        # had, or lost on a faulty link)
+        stalls = [f"{n}: {l}" for n in (*SENDERS, "mx2")
+                  for l in self.topo.postfix[n].log().splitlines()
+                  if "timed out while" in l and "/error[" not in l]
+        print(f"\nSMTP client reply timeouts: {len(stalls)}")
+        for l in stalls:
+            print("  " + l)
         if dups:
             self.problems.append(f"{len(dups)} duplicated")
         if lost:
@@ -373,7 +382,7 @@ class Run:
                    f"kinds={len(kinds)}/{len(KINDS)} "
                    f"max_delay={max(ds) if ds else 0:.1f}s "
                    f"median_delay={statistics.median(ds) if ds else 0:.1f}s "
-                   f"via_mx2={sum(1 for _, _, v in delays if v)} "
+                   f"via_mx2={sum(1 for _, _, v in delays if v)} reply_timeouts={len(stalls)} "
                    f"sanitizer={'yes' if T.binary_is_sanitized(T.GREYGATE_BIN) else 'no'}")
         plot(outdir / "chaos.png", delays, lost + bounces, self.ledger, self.t0, self.faults,
              summary)
