@@ -133,6 +133,21 @@ def bounced(topo, tok):
     return out
 
 
+def queued(topo):
+    """{id: 'INSTANCE QUEUE_ID'} of every message still in a queue (the
+    Message-ID from cleanup's log line for the queue id)."""
+    out = {}
+    for n in (*SENDERS, "mx2", "mx1"):
+        pf = topo.postfix[n]
+        qids = {m.get("queue_id") for m in pf.queue_json()}
+        if not qids:
+            continue
+        for m in re.finditer(r" ([0-9A-F]+): message-id=<([^>@]+)@", pf.log()):
+            if m.group(1) in qids:
+                out[m.group(2)] = f"{n} {m.group(1)}"
+    return out
+
+
 def queues_empty(topo):
     return all(not topo.postfix[n].queue_json() for n in (*SENDERS, "mx2", "mx1"))
 
@@ -305,7 +320,8 @@ class Run:
     # -- the verdict
     def report(self, outdir):
         got, back = delivered(self.topo), bounced(self.topo, self.ledger.tok)
-        once, dups, lost, bounces, corrupt, delays = [], [], [], [], [], []
+        waiting = queued(self.topo)
+        once, dups, lost, stuck, bounces, corrupt, delays = [], [], [], [], [], [], []
         lines = []
         for mid, m in sorted(self.ledger.msgs.items(), key=lambda kv: kv[1]["t"]):
             copies = got.get(mid, [])
@@ -316,6 +332,8 @@ class Run:
                 dups.append(mid)
             elif mid in back:
                 bounces.append(mid)
+            elif mid in waiting:
+                stuck.append(mid)
             else:
                 lost.append(mid)
             if any(c[2] != m["digest"] for c in copies):
@@ -327,8 +345,9 @@ class Run:
                 lines.append(f"{mid}\t{m['via']}\t{t_in:.1f}\t{d:.1f}\t"
                              f"{'mx2' if first[1] else 'mx1'}\t{len(copies)}")
             else:
-                lines.append(f"{mid}\t{m['via']}\t{t_in:.1f}\t-\t"
-                             f"{'bounced' if mid in back else 'LOST'}\t0")
+                where = ("bounced" if mid in back else
+                         f"QUEUED({waiting[mid]})" if mid in waiting else "LOST")
+                lines.append(f"{mid}\t{m['via']}\t{t_in:.1f}\t-\t{where}\t0")
         (outdir / "delays.tsv").write_text(
             "id\tsender_instance\tinjected_s\tdelay_s\tarrived_via\tcopies\n"
             + "\n".join(lines) + "\n")
@@ -344,6 +363,8 @@ class Run:
             print("duplicated:", " ".join(dups))
         if lost:
             print("lost:", " ".join(lost))
+        if stuck:
+            print("still queued after the drain:", " ".join(f"{m} ({waiting[m]})" for m in stuck))
         if bounces:
             print("bounced:", " ".join(f"{b} ({back[b]})" for b in bounces))
         if corrupt:
@@ -367,6 +388,8 @@ class Run:
             self.problems.append(f"{len(dups)} duplicated")
         if lost:
             self.problems.append(f"{len(lost)} lost")
+        if stuck:
+            self.problems.append(f"{len(stuck)} still queued after the drain")
         if corrupt:
             self.problems.append(f"{len(corrupt)} with a changed body")
         res = self.resources()
@@ -377,14 +400,14 @@ class Run:
         ds = [d for _, d, _ in delays]
         kinds = sorted({f.kind for f in self.faults if f.began is not None})
         summary = (f"chaos: seed={self.args.seed} messages={len(self.ledger.msgs)} "
-                   f"delivered_once={len(once)} duplicates={len(dups)} lost={len(lost)} "
+                   f"delivered_once={len(once)} duplicates={len(dups)} lost={len(lost)} queued={len(stuck)} "
                    f"bounced={len(bounces)} faults={sum(f.began is not None for f in self.faults)} "
                    f"kinds={len(kinds)}/{len(KINDS)} "
                    f"max_delay={max(ds) if ds else 0:.1f}s "
                    f"median_delay={statistics.median(ds) if ds else 0:.1f}s "
                    f"via_mx2={sum(1 for _, _, v in delays if v)} reply_timeouts={len(stalls)} "
                    f"sanitizer={'yes' if T.binary_is_sanitized(T.GREYGATE_BIN) else 'no'}")
-        plot(outdir / "chaos.png", delays, lost + bounces, self.ledger, self.t0, self.faults,
+        plot(outdir / "chaos.png", delays, lost + stuck + bounces, self.ledger, self.t0, self.faults,
              summary)
         return summary
 
@@ -406,8 +429,8 @@ def copy_if_there(src, dst):
 
 def plot(path, delays, missing, ledger, t0, faults, title):
     """Delay against injection time, one dot per message (mx1 directly or
-    through mx2), fault intervals shaded by kind; missing messages as red
-    crosses on the axis."""
+    through mx2), fault intervals shaded by kind; undelivered messages as
+    red crosses on the axis."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -439,7 +462,7 @@ def plot(path, delays, missing, ledger, t0, faults, title):
         ax.scatter(*zip(*via), s=14, c="blue", marker="^", label="delivered via mx2", zorder=3)
     if missing:
         ax.scatter([ledger.msgs[m]["t"] - t0 for m in missing], [0] * len(missing), s=40, c="red",
-                   marker="x", label="lost or bounced", zorder=4)
+                   marker="x", label="lost, still queued or bounced", zorder=4)
     ax.set_xlabel("injected at (s from start)")
     ax.set_ylabel("delivery delay (s)")
     ax.set_title(title, fontsize=8)
