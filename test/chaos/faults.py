@@ -11,7 +11,6 @@ still active before it drains the queues: nothing makes delivery
 impossible forever.
 """
 
-import contextlib
 import os
 import random
 import signal
@@ -189,30 +188,32 @@ class Injector:
             return ""
         raise ValueError(k)
 
-    # Loss and delay on ROLE's own interface, eth0 (tc netem shapes what
-    # leaves it: a lossy, slow link one way is enough to hurt TCP both
-    # ways). Without sch_netem, loss alone, by nftables' random numbers on
-    # what enters and leaves eth0 (not lo: mx1's greygate -> Postfix hop
-    # stays clean, as it would on one host).
+    # Loss and delay on ROLE's link. tc netem shapes what leaves ROLE's
+    # eth0 (a lossy, slow link one way is enough to hurt TCP both ways).
+    # Without sch_netem, loss alone, and on the wire: nftables drops at
+    # random what enters ROLE's eth0 and what enters the bridge from ROLE
+    # (ingress hooks, netdev family). A drop on the output hook would not
+    # do: the sending stack learns of it (EPERM), which wire loss never says.
     def _shape(self, role, params):
-        ns = self.topo.ns[role]
         loss = params["loss"].rstrip("%")
         if self.netem:
-            T.run(["tc", "-n", ns, "qdisc", "add", "dev", "eth0", "root", "netem",
-                   "delay", params["delay"], "loss", f"{loss}%"])
+            T.run(["tc", "-n", self.topo.ns[role], "qdisc", "add", "dev", "eth0", "root",
+                   "netem", "delay", params["delay"], "loss", f"{loss}%"])
             return "tc netem"
-        rules = (f"table inet chaos {{\n"
-                 f" chain in {{ type filter hook input priority 0; "
-                 f"iifname \"eth0\" numgen random mod 100 < {loss} drop; }}\n"
-                 f" chain out {{ type filter hook output priority 0; "
-                 f"oifname \"eth0\" numgen random mod 100 < {loss} drop; }}\n}}\n")
-        self.topo.exec(role, ["nft", "-f", "-"], input=rules)
-        return "no sch_netem in this kernel: loss only (nftables), no delay"
+        for ns, dev in self._ends(role):
+            rules = (f"table netdev chaos {{\n chain in {{\n  type filter hook ingress "
+                     f"device \"{dev}\" priority 0;\n  numgen random mod 100 < {loss} drop\n }}\n}}\n")
+            T.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules)
+        return "no sch_netem in this kernel: loss only (nftables, both ways), no delay"
 
     def _unshape(self, role):
-        ns = self.topo.ns[role]
         if self.netem:
-            T.run(["tc", "-n", ns, "qdisc", "del", "dev", "eth0", "root"])
-        else:
-            with contextlib.suppress(Exception):
-                self.topo.exec(role, ["nft", "delete", "table", "inet", "chaos"])
+            T.run(["tc", "-n", self.topo.ns[role], "qdisc", "del", "dev", "eth0", "root"])
+            return
+        for ns, _ in self._ends(role):
+            T.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "netdev", "chaos"],
+                  check=False)
+
+    def _ends(self, role):
+        """The two ends of ROLE's cable: its eth0, the bridge's port."""
+        return ((self.topo.ns[role], "eth0"), (self.topo.bridge_ns, role))
