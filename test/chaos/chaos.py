@@ -172,6 +172,7 @@ class Run:
         self.netem = netem_works(topo)
         self.inj = Injector(topo, self.netem)
         self.problems = []
+        self.baseline = {}              # name -> (RSS KiB, descriptors) before the traffic
         self.stop = threading.Event()
         self.log = []                   # printed lines of the timeline
 
@@ -296,6 +297,9 @@ class Run:
         out = []
         for name, gg in self.topo.greygate.items():
             rss0, fd0 = self.baseline[name]
+            if gg.proc is None or gg.proc.poll() is not None:
+                self.problems.append(f"greygate {name} is not running at the end")
+                continue
             deadline = now() + 30
             while True:
                 rss, fd = proc_stats(gg)
