@@ -100,6 +100,18 @@ docker-smoke:
 	sh docker/smoke.sh
 	sh docker/prod-check.sh
 
+# The chaos run (test/chaos/README.md): the e2e topology, three sending
+# Postfix instances, a ledger of messages and seeded faults; every message
+# must arrive exactly once. Root; CHAOS_SECONDS of traffic (600) plus the
+# drain. Not in `make check`. CHAOS_BIN=build-asan/greygate (built by
+# `make asan`) for the sanitizer run; CHAOS_ARGS="--seed N" to repeat one.
+CHAOS_SECONDS ?= 600
+CHAOS_BIN ?= $(BUILD)/greygate
+.PHONY: chaos
+chaos: $(CHAOS_BIN)
+	@sh test/e2e/deps.sh
+	CHAOS_SECONDS=$(CHAOS_SECONDS) GREYGATE_BIN=$(abspath $(CHAOS_BIN)) $(PYTHON) test/chaos/chaos.py $(CHAOS_ARGS)
+
 # Throughput, latency and memory on loopback (bench/README.md): an -O2
 # build in build-bench, then bench/bench.py (about 6 minutes; root).
 # BENCH_ARGS="--runs 1 --only storm,pass" and the like for a part of it.

@@ -386,7 +386,10 @@ class GreygateInstance(GreygateLog):
         self.conf_path.write_text(text)
         run([GREYGATE_BIN, "-t", "-c", str(self.conf_path)])
 
-    def start(self, timeout=20):
+    def start(self, timeout=20, ready=None):
+        """Starts greygate and waits until READY() (default: the
+        container's HEALTHCHECK passes: a banner on 127.0.0.1:25, which
+        needs the Postfix behind it)."""
         if not (os.path.isfile(GREYGATE_BIN) and os.access(GREYGATE_BIN, os.X_OK)):
             raise CommandError(f"greygate binary not found: {GREYGATE_BIN} (run `make`)")
         nobody = _user("nobody")
@@ -401,13 +404,13 @@ class GreygateInstance(GreygateLog):
              GREYGATE_BIN, "-c", str(self.conf_path)],
             stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf, env=env,
             start_new_session=True)
-        # ready = the container's HEALTHCHECK passes (banner on 127.0.0.1:25)
+        ready = ready or (lambda: self.healthcheck() == 0)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 raise CommandError(f"greygate {self.name} exited with {self.proc.returncode}:\n"
                                    + self.log_text())
-            if self.healthcheck() == 0:
+            if ready():
                 return self
             if time.monotonic() > deadline:
                 raise CommandError(f"greygate {self.name} not healthy after {timeout}s:\n"
@@ -641,8 +644,11 @@ class Topology:
                     self.ip("route", "add", net, "dev", "eth0", "scope", "link", ns=ns)
 
     def _dns(self):
+        self.dns_start()
+
+    def dns_start(self):
         d = self.root / "dns"
-        d.mkdir(mode=0o755)
+        d.mkdir(mode=0o755, exist_ok=True)
         conf = d / "dnsmasq.conf"
         lines = [
             "port=53", f"listen-address={ADDR['dns']}", "bind-interfaces",
@@ -663,6 +669,11 @@ class Topology:
                    what="dnsmasq answering")
         if self.dnsmasq.poll() is not None:
             raise CommandError("dnsmasq did not start: " + (d / "stderr.log").read_text())
+
+    def dns_stop(self):
+        if self.dnsmasq and self.dnsmasq.poll() is None:
+            self.dnsmasq.kill()
+            self.dnsmasq.wait(10)
 
     def dns_answers(self):
         q = (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
@@ -742,19 +753,37 @@ class Topology:
             })
         return env
 
+    # The sending Postfix instances, all in the sender's namespace; the
+    # first one also runs an smtpd on port 25 (test/chaos adds more).
+    SENDERS = ("sender",)
+
+    def mx_main(self, role):
+        """main.cf settings of ROLE's Postfix on top of postfix-setup.sh's.
+        Postfix's 30 s connect timeout would only slow the outage test down
+        (mx2 -> mx1 while mx1 is cut off)."""
+        return {"smtp_connect_timeout": "5s"}
+
     def _postfixes(self):
         for role in ("mx1", "mx2"):
             env = self.mx_env(role)
-            # Postfix's 30 s connect timeout would only slow the outage
-            # test down (mx2 -> mx1 while mx1 is cut off)
             pf = PostfixInstance(self, role, self.ns[role], role=env["GG_ROLE"], env=env,
-                                 main={"smtp_connect_timeout": "5s"})
+                                 main=self.mx_main(role))
             self.postfix[role] = pf
             pf.setup()
-        # The sender: a plain Postfix that sends by MX lookup (no relayhost)
-        # with short retry times, and keeps its own domain's mail (bounces,
-        # delay notices) in a Maildir of its own.
-        s = PostfixInstance(self, "sender", self.ns["sender"], keep_smtpd=True, main={
+        for name in self.SENDERS:
+            s = PostfixInstance(self, name, self.ns["sender"], keep_smtpd=name == self.SENDERS[0],
+                                main=self.sender_main(name))
+            self.postfix[name] = s
+            s.setup()
+        for pf in self.postfix.values():
+            pf.start()
+        self._smtpd_banners()
+
+    def sender_main(self, name):
+        """A sender: a plain Postfix that sends by MX lookup (no relayhost)
+        with short retry times, and keeps its own domain's mail (bounces,
+        delay notices) in a Maildir of its own."""
+        return {
             "myhostname": HOSTNAME["sender"],
             "mydomain": SENDER_DOMAIN,
             "myorigin": SENDER_DOMAIN,
@@ -768,7 +797,7 @@ class Topology:
             "smtp_host_lookup": "dns",
             "disable_dns_lookups": "no",
             "virtual_mailbox_domains": SENDER_DOMAIN,
-            "virtual_mailbox_base": str(self.root / "sender" / "mail"),
+            "virtual_mailbox_base": str(self.root / name / "mail"),
             "virtual_mailbox_maps": "static:box/",
             "virtual_uid_maps": f"static:{_user('nobody').pw_uid}",
             "virtual_gid_maps": f"static:{_user('nobody').pw_gid}",
@@ -778,11 +807,9 @@ class Topology:
             "smtp_connect_timeout": f"{SENDER_CONNECT_TIMEOUT}s",
             "maximal_queue_lifetime": "1h",
             "bounce_queue_lifetime": "1h",
-        })
-        self.postfix["sender"] = s
-        s.setup()
-        for pf in self.postfix.values():
-            pf.start()
+        }
+
+    def _smtpd_banners(self):
         for role in ("mx1", "mx2"):
             # smtpd behind greygate answers in its namespace
             def banner(role=role):
