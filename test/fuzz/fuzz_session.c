@@ -125,6 +125,7 @@
 #include "resolver.h"
 #include "server.h"
 #include "session.h"
+#include "spf.h"
 #include "store.h"
 
 #include "fuzz_check.h"
@@ -1525,6 +1526,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	log_setup(cfg->log.target, cfg->log.level);
 	CHECK(store_open(srv.base, cfg) == 0);
 	CHECK(resolver_open(srv.base, cfg) == 0);
+	CHECK(spf_open(srv.base) == 0);
 	accept_ev = event_new(srv.base, listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
 	CHECK(accept_ev && event_add(accept_ev, NULL) == 0);
 
@@ -1592,6 +1594,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	event_free(accept_ev);
 	store_close();
+	spf_close();
 	resolver_close();
 	evbuffer_free(cl.sent);
 	cl.sent = NULL;
