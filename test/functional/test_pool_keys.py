@@ -83,7 +83,7 @@ def test_retry_from_another_network_of_the_pool_passes(pool_gate, kind):
     sender, rcpt = f"news@{tok}.sender.example", f"r-{tok}@test.example"
 
     mark = gg.log_mark()
-    r, at = rcpt_once(gg, sender, rcpt, "127.0.1.5")
+    r, at, _ = rcpt_once(gg, sender, rcpt, "127.0.1.5")
     assert_reply(r, 450, "4.2.0")          # a pool key never skips the first delay
     ev = decision(gg, rcpt, mark)
     assert (ev["action"], ev["reason"], ev.get("key"), ev.get("net")) == \
@@ -97,7 +97,7 @@ def test_retry_from_another_network_of_the_pool_passes(pool_gate, kind):
 
     wait_past_delay(at)
     mark = gg.log_mark()
-    r, _ = rcpt_once(gg, sender, rcpt, "127.0.2.6")     # another /24, same organisation
+    r, _, _ = rcpt_once(gg, sender, rcpt, "127.0.2.6")     # another /24, same organisation
     assert_reply(r, 250)
     ev = decision(gg, rcpt, mark)
     assert (ev["action"], ev["reason"], ev.get("key"), ev.get("net")) == \
@@ -138,14 +138,14 @@ def test_generic_names_keep_the_network_key(pool_gate, kind):
     sender, rcpt = f"s@{tok}.sender.example", f"r-{tok}@test.example"
 
     mark = gg.log_mark()
-    r, at = rcpt_once(gg, sender, rcpt, "127.0.3.7")     # 127-0-3-7.isp.test
+    r, at, _ = rcpt_once(gg, sender, rcpt, "127.0.3.7")     # 127-0-3-7.isp.test
     assert_reply(r, 450, "4.2.0")
     ev = decision(gg, rcpt, mark)
     assert (ev["reason"], ev.get("key")) == ("new", "net:127.0.3.0/24"), ev["_line"]
 
     wait_past_delay(at)
     mark = gg.log_mark()
-    r, _ = rcpt_once(gg, sender, rcpt, "127.0.4.8")      # dyn8.isp.test: a pool word
+    r, _, _ = rcpt_once(gg, sender, rcpt, "127.0.4.8")      # dyn8.isp.test: a pool word
     assert_reply(r, 450, "4.2.0")                        # another network: a new triplet
     ev = decision(gg, rcpt, mark)
     assert (ev["reason"], ev.get("key")) == ("new", "net:127.0.4.0/24"), ev["_line"]
@@ -159,22 +159,22 @@ def test_awl_by_pool_and_caps_by_network(pool_gate, kind):
     gg = pool_gate(kind, greylist={"awl_threshold": 1, "max_new_per_client": 2})
     tok = token()
     sender, rcpt = f"a@{tok}.sender.example", f"r-{tok}@test.example"
-    r, at = rcpt_once(gg, sender, rcpt, "127.0.1.5")
+    r, at, _ = rcpt_once(gg, sender, rcpt, "127.0.1.5")
     assert_reply(r, 450, "4.2.0")
     wait_past_delay(at)
-    r, _ = rcpt_once(gg, sender, rcpt, "127.0.2.6")
+    r, _, _ = rcpt_once(gg, sender, rcpt, "127.0.2.6")
     assert_reply(r, 250)
 
     other = f"r2-{tok}@test.example"
     mark = gg.log_mark()
-    r, _ = rcpt_once(gg, f"b@{tok}.sender.example", other, "127.0.5.9")
+    r, _, _ = rcpt_once(gg, f"b@{tok}.sender.example", other, "127.0.5.9")
     assert_reply(r, 250)
     ev = decision(gg, other, mark)
     assert (ev["reason"], ev.get("key")) == ("awl", "ptr:bigsender.test"), ev["_line"]
 
     # a client without a name in a network the pool passed from: new
     mark = gg.log_mark()
-    r, _ = rcpt_once(gg, f"c@{tok}.sender.example", other, "127.0.2.99")
+    r, _, _ = rcpt_once(gg, f"c@{tok}.sender.example", other, "127.0.2.99")
     assert_reply(r, 450, "4.2.0")
     ev = decision(gg, other, mark)
     assert (ev["reason"], ev.get("key")) == ("new", "net:127.0.2.0/24"), ev["_line"]
@@ -184,7 +184,7 @@ def test_awl_by_pool_and_caps_by_network(pool_gate, kind):
     def new_from(source, n):
         mark = gg.log_mark()
         rc = f"r3-{n}-{tok}@test.example"
-        r, _ = rcpt_once(gg, f"d{n}@{tok}.other.example", rc, source)
+        r, _, _ = rcpt_once(gg, f"d{n}@{tok}.other.example", rc, source)
         assert_reply(r, 450, "4.2.0")
         ev = decision(gg, rc, mark)
         return ev.get("key"), ev.get("stored")
@@ -201,6 +201,6 @@ def test_pool_keys_off(pool_gate):
     tok = token()
     sender, rcpt = f"s@{tok}.sender.example", f"r-{tok}@test.example"
     mark = gg.log_mark()
-    r, _ = rcpt_once(gg, sender, rcpt, "127.0.1.5")
+    r, _, _ = rcpt_once(gg, sender, rcpt, "127.0.1.5")
     assert_reply(r, 450, "4.2.0")
     assert decision(gg, rcpt, mark).get("key") == "net:127.0.1.0/24"

@@ -19,9 +19,9 @@ import time
 
 import pytest
 
-from harness.greygate import default_config, get, metric, render_config, require_binary
+from harness.greygate import default_config, get, metric, rcpt_once, render_config, require_binary
 from harness.redis import RedisCluster
-from harness.smtp import RawSMTP, assert_reply
+from harness.smtp import assert_reply
 from harness.util import GREYGATE_CTL, free_port, wait_until
 
 DELAY = 2
@@ -69,19 +69,6 @@ def net(n):
 def source(n):
     return f"127.0.{n}.5"
 
-
-def rcpt_once(gg, n, sender, rcpt):
-    """One session from network N: MAIL, RCPT, QUIT -> (reply, seconds the
-    RCPT took)."""
-    with RawSMTP(gg.port, source=source(n), timeout=15) as c:
-        c.greeting()
-        c.ehlo()
-        assert_reply(c.cmd(f"MAIL FROM:<{sender}>"), 250)
-        t0 = time.monotonic()
-        r = c.cmd(f"RCPT TO:<{rcpt}>")
-        took = time.monotonic() - t0
-        assert_reply(c.cmd("QUIT"), 221)
-    return r, took
 
 
 def decision(gg, rcpt, since):
@@ -143,7 +130,7 @@ def test_cluster_greylisting_across_slots(rcluster, greygate_factory, tok):
     for port, n in chosen.items():
         rx = f"r{n}-{tok}@test.example"
         mark = gg.log_mark()
-        rep, _ = rcpt_once(gg, n, sender, rx)
+        rep, _, _ = rcpt_once(gg, sender, rx, source(n))
         assert_reply(rep, 450, "4.2.0")
         ev = decision(gg, rx, mark)
         assert (ev["action"], ev["reason"]) == ("greylist", "new"), ev["_line"]
@@ -154,7 +141,7 @@ def test_cluster_greylisting_across_slots(rcluster, greygate_factory, tok):
     for port, n in chosen.items():
         rx = f"r{n}-{tok}@test.example"
         mark = gg.log_mark()
-        rep, _ = rcpt_once(gg, n, sender, rx)
+        rep, _, _ = rcpt_once(gg, sender, rx, source(n))
         assert_reply(rep, 250)
         ev = decision(gg, rx, mark)
         assert (ev["action"], ev["reason"]) == ("pass", "triplet"), ev["_line"]
@@ -181,7 +168,7 @@ def test_cluster_moved_after_reshard(rcluster, greygate_factory, tok):
     sender = f"bob@{tok}.sender.example"
     rx = f"moved-{tok}@test.example"
     mark = gg.log_mark()
-    rep, _ = rcpt_once(gg, n, sender, rx)
+    rep, _, _ = rcpt_once(gg, sender, rx, source(n))
     assert_reply(rep, 450, "4.2.0")
     first = time.time()
     slot = tag_slot(rcluster, n)
@@ -193,7 +180,7 @@ def test_cluster_moved_after_reshard(rcluster, greygate_factory, tok):
     time.sleep(max(0.0, int(first) + DELAY + 1.1 - time.time()))
     moved_before = errorstat(src, "MOVED")
     mark = gg.log_mark()
-    rep, took = rcpt_once(gg, n, sender, rx)
+    rep, _, took = rcpt_once(gg, sender, rx, source(n))
     assert_reply(rep, 250)
     ev = decision(gg, rx, mark)
     assert (ev["action"], ev["reason"]) == ("pass", "triplet"), ev["_line"]
@@ -203,7 +190,7 @@ def test_cluster_moved_after_reshard(rcluster, greygate_factory, tok):
     # the map is right now: the next decision is not redirected
     fresh = f"moved2-{tok}@test.example"
     calls = evalsha_calls(dst)
-    rep, _ = rcpt_once(gg, n, sender, fresh)
+    rep, _, _ = rcpt_once(gg, sender, fresh, source(n))
     assert_reply(rep, 450, "4.2.0")
     assert errorstat(src, "MOVED") == moved_before + 1
     assert evalsha_calls(dst) == calls + 1
@@ -220,10 +207,10 @@ def test_cluster_ask_during_migration(rcluster, greygate_factory, tok):
     n = 9
     sender = f"carol@{tok}.sender.example"
     rx = f"ask-{tok}@test.example"
-    rep, _ = rcpt_once(gg, n, sender, rx)
+    rep, _, _ = rcpt_once(gg, sender, rx, source(n))
     assert_reply(rep, 450, "4.2.0")
     time.sleep(DELAY + 1.1)
-    rep, _ = rcpt_once(gg, n, sender, rx)        # passes: the AWL key is made too
+    rep, _, _ = rcpt_once(gg, sender, rx, source(n))        # passes: the AWL key is made too
     assert_reply(rep, 250)
 
     slot = tag_slot(rcluster, n)
@@ -236,7 +223,7 @@ def test_cluster_ask_during_migration(rcluster, greygate_factory, tok):
 
     calls = evalsha_calls(dst)
     mark = gg.log_mark()
-    rep, _ = rcpt_once(gg, n, sender, rx)
+    rep, _, _ = rcpt_once(gg, sender, rx, source(n))
     assert_reply(rep, 250)
     ev = decision(gg, rx, mark)
     assert (ev["action"], ev["reason"]) == ("pass", "triplet"), ev["_line"]
@@ -246,7 +233,7 @@ def test_cluster_ask_during_migration(rcluster, greygate_factory, tok):
 
     fresh = f"ask2-{tok}@test.example"
     mark = gg.log_mark()
-    rep, took = rcpt_once(gg, n, sender, fresh)
+    rep, _, took = rcpt_once(gg, sender, fresh, source(n))
     assert_reply(rep, 250)          # failure = accept
     ev = decision(gg, fresh, mark)
     assert ev["reason"] == "store-failure" and "TRYAGAIN" in ev["error"], ev["_line"]
@@ -255,7 +242,7 @@ def test_cluster_ask_during_migration(rcluster, greygate_factory, tok):
 
     rcluster.migrate_finish(slot, src, dst)
     mark = gg.log_mark()
-    rep, _ = rcpt_once(gg, n, sender, fresh)
+    rep, _, _ = rcpt_once(gg, sender, fresh, source(n))
     assert_reply(rep, 450, "4.2.0")
     ev = decision(gg, fresh, mark)
     assert (ev["action"], ev["reason"]) == ("greylist", "new"), ev["_line"]
@@ -279,7 +266,7 @@ def test_cluster_primary_killed(rcluster, greygate_factory, tok):
     replica = rcluster.replica_of(victim)
     sender = f"dave@{tok}.sender.example"
     kept = f"kept-{tok}@test.example"
-    rep, _ = rcpt_once(gg, n, sender, kept)
+    rep, _, _ = rcpt_once(gg, sender, kept, source(n))
     assert_reply(rep, 450, "4.2.0")
     first = time.time()
     tag = "{" + net(n) + "}"
@@ -299,14 +286,14 @@ def test_cluster_primary_killed(rcluster, greygate_factory, tok):
     while True:
         rx = f"during{i}-{tok}@test.example"
         i += 1
-        rep, took = rcpt_once(gg, n, sender, rx)
+        rep, _, took = rcpt_once(gg, sender, rx, source(n))
         worst = max(worst, took)
         assert took < TIMEOUT_MS / 1000 + 2.0, f"RCPT took {took:.2f}s"
         assert rep.code in (450, 451), f"during the failover: {rep.text!r}"
         codes.append(rep.code)
         # the others too: the cluster refuses every slot (CLUSTERDOWN) from
         # when the primary is marked failed until its replica takes over
-        rep, _ = rcpt_once(gg, other_n, sender, rx)
+        rep, _, _ = rcpt_once(gg, sender, rx, source(other_n))
         assert rep.code in (450, 451), rep.text
         if codes[-1] == 450 and promoted() and 451 in codes:
             break
@@ -319,7 +306,7 @@ def test_cluster_primary_killed(rcluster, greygate_factory, tok):
 
     time.sleep(max(0.0, int(first) + DELAY + 1.1 - time.time()))
     mark = gg.log_mark()
-    rep, _ = rcpt_once(gg, n, sender, kept)
+    rep, _, _ = rcpt_once(gg, sender, kept, source(n))
     assert_reply(rep, 250)
     ev = decision(gg, kept, mark)
     assert (ev["action"], ev["reason"]) == ("pass", "triplet"), ev["_line"]
@@ -347,7 +334,7 @@ def test_cluster_primary_frozen(rcluster, greygate_factory, tok):
         rx = f"frozen{i}-{tok}@test.example"
         i += 1
         since = gg.log_mark()
-        rep, took = rcpt_once(gg, n, sender, rx)
+        rep, _, took = rcpt_once(gg, sender, rx, source(n))
         assert took < TIMEOUT_MS / 1000 + 2.0, f"RCPT took {took:.2f}s"
         assert rep.code in (250, 450), rep.text
         ev = decision(gg, rx, since)
@@ -370,7 +357,7 @@ def test_cluster_primary_frozen(rcluster, greygate_factory, tok):
                interval=0.2, what="the thawed primary a replica")
     rx = f"thawed-{tok}@test.example"
     since = gg.log_mark()
-    rep, _ = rcpt_once(gg, n, sender, rx)
+    rep, _, _ = rcpt_once(gg, sender, rx, source(n))
     assert_reply(rep, 450, "4.2.0")
     assert decision(gg, rx, since)["reason"] == "new"
     assert gg.alive()
@@ -385,7 +372,7 @@ def test_cluster_ctl(rcluster, greygate_factory, tok):
     chosen = nets_on_every_primary(rcluster)
     sender = f"erin@{tok}.sender.example"
     for n in chosen.values():
-        rep, _ = rcpt_once(gg, n, sender, f"r{n}-{tok}@test.example")
+        rep, _, _ = rcpt_once(gg, sender, f"r{n}-{tok}@test.example", source(n))
         assert_reply(rep, 450, "4.2.0")
     entries = listed(gg)
     assert sorted(e["net"] for e in entries) == sorted(net(n) for n in chosen.values()), entries
@@ -400,7 +387,7 @@ def test_cluster_ctl(rcluster, greygate_factory, tok):
     # pass: the next RCPT of that triplet passes at once
     rp = f"passme-{tok}@test.example"
     assert "passed key=" in ctl(gg, "pass", source(b), sender, rp)
-    rep, _ = rcpt_once(gg, b, sender, rp)
+    rep, _, _ = rcpt_once(gg, sender, rp, source(b))
     assert_reply(rep, 250)
     # del KEY (a key as list shows it) and del CLIENT SENDER RCPT
     key_c = next(e["key"] for e in entries if e["net"] == net(c))
@@ -412,7 +399,7 @@ def test_cluster_ctl(rcluster, greygate_factory, tok):
     assert "whitelisted" in ctl(gg, "whitelist", net(c))
     mark = gg.log_mark()
     fresh = f"fresh-{tok}@test.example"
-    rep, _ = rcpt_once(gg, c, sender, fresh)
+    rep, _, _ = rcpt_once(gg, sender, fresh, source(c))
     assert_reply(rep, 250)
     ev = decision(gg, fresh, mark)
     assert (ev["action"], ev["reason"]) == ("pass", "awl"), ev["_line"]

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.greygate import default_config, render_config, require_binary
+from harness.greygate import default_config, rcpt_once, render_config, require_binary
 from harness.redis import RedisError, Resp
-from harness.smtp import RawSMTP, assert_reply
+from harness.smtp import assert_reply
 from harness.util import CLIENT_ADDR, GREYGATE_CTL, free_port, wait_until
 
 MASTER_NAME = "mymaster"
@@ -170,18 +170,6 @@ def cluster():
 # helpers
 # --------------------------------------------------------------------------
 
-def rcpt_once(gg, sender, rcpt):
-    """One session: MAIL, RCPT, QUIT -> (reply, seconds the RCPT took)."""
-    with RawSMTP(gg.port, source=CLIENT_ADDR, timeout=15) as c:
-        c.greeting()
-        c.ehlo()
-        assert_reply(c.cmd(f"MAIL FROM:<{sender}>"), 250)
-        t0 = time.monotonic()
-        r = c.cmd(f"RCPT TO:<{rcpt}>")
-        took = time.monotonic() - t0
-        assert_reply(c.cmd("QUIT"), 221)
-    return r, took
-
 
 def decision(gg, rcpt, since):
     return gg.wait_event("decision", since=since, timeout=5, rcpt=rcpt)[-1]
@@ -234,7 +222,7 @@ def test_sentinel_failover(cluster, greygate_factory, tok):
     sender = f"alice@{tok}.sender.example"
     kept = f"kept-{tok}@test.example"
     mark = gg.log_mark()
-    rep, _ = rcpt_once(gg, sender, kept)
+    rep, _, _ = rcpt_once(gg, sender, kept, CLIENT_ADDR)
     assert_reply(rep, 450, "4.2.0")
     ev = decision(gg, kept, mark)
     assert (ev["action"], ev["reason"]) == ("greylist", "new"), ev["_line"]
@@ -258,7 +246,7 @@ def test_sentinel_failover(cluster, greygate_factory, tok):
             "greygate did not follow the failover:\n" + "\n".join(gg.log_lines()[mark:])
         rx = f"during{i}-{tok}@test.example"
         i += 1
-        rep, took = rcpt_once(gg, sender, rx)
+        rep, _, took = rcpt_once(gg, sender, rx, CLIENT_ADDR)
         worst = max(worst, took)
         # accept: store failures pass (backend connection included)
         assert took < TIMEOUT_MS / 1000 + 2.0, f"RCPT took {took:.2f}s"
@@ -282,7 +270,7 @@ def test_sentinel_failover(cluster, greygate_factory, tok):
     time.sleep(max(0.0, int(first_contact) + DELAY + 0.2 - time.time()))
     rcmd(r.port, "CONFIG", "RESETSTAT")
     mark = gg.log_mark()
-    rep, took = rcpt_once(gg, sender, kept)
+    rep, _, took = rcpt_once(gg, sender, kept, CLIENT_ADDR)
     assert_reply(rep, 250)
     ev = decision(gg, kept, mark)
     assert (ev["action"], ev["reason"]) == ("pass", "triplet"), ev["_line"]
@@ -290,7 +278,7 @@ def test_sentinel_failover(cluster, greygate_factory, tok):
     # a new triplet is greylisted and stored on the new master
     mark = gg.log_mark()
     fresh = f"after-{tok}@test.example"
-    rep, _ = rcpt_once(gg, sender, fresh)
+    rep, _, _ = rcpt_once(gg, sender, fresh, CLIENT_ADDR)
     assert_reply(rep, 450, "4.2.0")
     ev = decision(gg, fresh, mark)
     assert (ev["action"], ev["reason"]) == ("greylist", "new"), ev["_line"]
@@ -322,7 +310,7 @@ def test_sentinel_switchover(cluster, greygate_factory, tok):
     while not gg.events("store", since=mark, state="connected", port=str(r.port)):
         assert time.monotonic() - t0 < 8, \
             "greygate did not follow the switch-over:\n" + "\n".join(gg.log_lines()[mark:])
-        rep, took = rcpt_once(gg, sender, f"sw{i}-{tok}@test.example")
+        rep, _, took = rcpt_once(gg, sender, f"sw{i}-{tok}@test.example", CLIENT_ADDR)
         i += 1
         assert took < TIMEOUT_MS / 1000 + 0.5, f"RCPT took {took:.2f}s"
         assert rep.code in (450, 451), f"during the switch-over: {rep.text!r}"
@@ -331,7 +319,7 @@ def test_sentinel_switchover(cluster, greygate_factory, tok):
     assert gg.events("store", since=mark, state="switch-master", port=str(r.port))
     mark = gg.log_mark()
     fresh = f"new-{tok}@test.example"
-    rep, _ = rcpt_once(gg, sender, fresh)
+    rep, _, _ = rcpt_once(gg, sender, fresh, CLIENT_ADDR)
     assert_reply(rep, 450, "4.2.0")
     ev = decision(gg, fresh, mark)
     assert (ev["action"], ev["reason"]) == ("greylist", "new"), ev["_line"]

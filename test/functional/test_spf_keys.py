@@ -71,7 +71,7 @@ def test_retry_from_another_network_of_the_spf_record_passes(spf_gate, kind):
     sender, rcpt = f"list@{domain}", f"r-{tok}@test.example"
 
     mark = gg.log_mark()
-    r, at = rcpt_once(gg, sender, rcpt, FIRST)
+    r, at, _ = rcpt_once(gg, sender, rcpt, FIRST)
     assert_reply(r, 450, "4.2.0")             # never a bypass: the first is delayed
     ev = decision(gg, rcpt, mark)
     assert (ev["action"], ev["reason"], ev.get("key")) == \
@@ -83,7 +83,7 @@ def test_retry_from_another_network_of_the_spf_record_passes(spf_gate, kind):
 
     wait_past_delay(at)
     mark = gg.log_mark()
-    r, _ = rcpt_once(gg, sender, rcpt, SECOND)       # another /16, same SPF record
+    r, _, _ = rcpt_once(gg, sender, rcpt, SECOND)       # another /16, same SPF record
     assert_reply(r, 250)
     ev = decision(gg, rcpt, mark)
     assert (ev["action"], ev["reason"], ev.get("key"), ev.get("net")) == \
@@ -91,7 +91,7 @@ def test_retry_from_another_network_of_the_spf_record_passes(spf_gate, kind):
 
     # a client the record does not authorise: fail, no spf key, its network
     mark = gg.log_mark()
-    r, _ = rcpt_once(gg, sender, rcpt, OUTSIDER)
+    r, _, _ = rcpt_once(gg, sender, rcpt, OUTSIDER)
     assert_reply(r, 450, "4.2.0")
     ev = decision(gg, rcpt, mark)
     assert (ev["reason"], ev.get("key")) == ("new", "net:127.3.0.0/24"), ev["_line"]
@@ -112,7 +112,7 @@ def test_plus_all_and_the_null_sender(spf_gate):
     gg = spf_gate(tok)
     rcpt = f"r-{tok}@test.example"
     mark = gg.log_mark()
-    r, _ = rcpt_once(gg, f"s@open.{tok}.example", rcpt, FIRST)
+    r, _, _ = rcpt_once(gg, f"s@open.{tok}.example", rcpt, FIRST)
     assert_reply(r, 450, "4.2.0")
     ev = decision(gg, rcpt, mark)
     assert ev.get("key") == "net:127.1.0.0/24", ev["_line"]
@@ -122,7 +122,7 @@ def test_plus_all_and_the_null_sender(spf_gate):
     helo = f"mta.{tok}.example"
     bounce_rcpt = f"b-{tok}@test.example"
     mark = gg.log_mark()
-    r, _ = rcpt_once(gg, "", bounce_rcpt, SECOND, helo=helo)
+    r, _, _ = rcpt_once(gg, "", bounce_rcpt, SECOND, helo=helo)
     assert_reply(r, 450, "4.2.0")
     ev = decision(gg, bounce_rcpt, mark)
     assert ev.get("key") == f"spf:{helo}", ev["_line"]
@@ -269,7 +269,7 @@ def test_spf_max_prefix_at_start_and_on_reload(spf_gate):
     gg = spf_gate(tok, greylist={"spf_max_prefix4": 28})
     sender = f"s@mta.{tok}.example"            # ip4:127.1.0.0/24
     mark = gg.log_mark()
-    r, _ = rcpt_once(gg, sender, f"a-{tok}@test.example", FIRST)
+    r, _, _ = rcpt_once(gg, sender, f"a-{tok}@test.example", FIRST)
     assert_reply(r, 450, "4.2.0")
     ev = decision(gg, f"a-{tok}@test.example", mark)
     assert ev.get("key") == "net:127.1.0.0/24", ev["_line"]
@@ -281,7 +281,7 @@ def test_spf_max_prefix_at_start_and_on_reload(spf_gate):
     mark = gg.log_mark()
     gg.hup()
     gg.wait_event("reload", since=mark, result="ok")
-    r, _ = rcpt_once(gg, sender, f"b-{tok}@test.example", FIRST)
+    r, _, _ = rcpt_once(gg, sender, f"b-{tok}@test.example", FIRST)
     assert_reply(r, 450, "4.2.0")
     ev = decision(gg, f"b-{tok}@test.example", mark)
     assert ev.get("key") == f"spf:mta.{tok}.example", ev["_line"]
@@ -299,7 +299,7 @@ def test_spf_fail_and_softfail_are_score_signals(spf_gate):
     for i, (sender, score, parts, klass) in enumerate(cases):
         rcpt = f"r{i}-{tok}@test.example"
         mark = gg.log_mark()
-        r, _ = rcpt_once(gg, sender, rcpt, OUTSIDER)
+        r, _, _ = rcpt_once(gg, sender, rcpt, OUTSIDER)
         assert_reply(r, 450, "4.2.0")
         ev = decision(gg, rcpt, mark)
         assert (ev.get("score"), ev.get("parts", ""), ev.get("class")) == (score, parts, klass), \

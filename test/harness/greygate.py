@@ -117,15 +117,17 @@ def wait_past_delay(first_reply_at, delay=DELAY):
 
 def rcpt_once(gg, sender, rcpt, source, helo="client.example", timeout=30):
     """One session from SOURCE: EHLO HELO, MAIL, RCPT, QUIT -> (the RCPT's
-    reply, the wall time it came)."""
+    reply, the wall time it came, the seconds the RCPT took)."""
     with RawSMTP(gg.port, source=source, timeout=timeout) as c:
         c.greeting()
         c.ehlo(helo)
         assert_reply(c.cmd(f"MAIL FROM:<{sender}>"), 250)
+        t0 = time.monotonic()
         r = c.cmd(f"RCPT TO:<{rcpt}>", timeout=timeout)
+        took = time.monotonic() - t0
         at = time.time()
         assert_reply(c.cmd("QUIT"), 221)
-    return r, at
+    return r, at, took
 
 # greylisting on, 2 s delay, auto-whitelist off unless a test turns it on
 GL = {"enabled": True, "delay": DELAY, "retry_window": 3600, "pass_lifetime": 86400,
