@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from harness.fakes import FakeDns
+from harness.fakes import FakeDns, SilentDns
 from harness.greygate import Greygate, default_config, merge, stop_gates
 from harness.postfix import BACKEND_DOMAINS, PostfixBackend
 from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
@@ -384,13 +384,6 @@ def test_passing_decision_asks_no_dns(env, make_gate):
 # A resolver that never answers
 # --------------------------------------------------------------------------
 
-class Blackhole(FakeDns):
-    """Takes queries, counts them and never answers."""
-
-    def answer(self, name, qtype):
-        return None
-
-
 def test_greylisting_goes_on_while_dns_is_silent(tmp_path_factory):
     """The storm of the report: 20 parallel smtp-source sessions, a new
     triplet each, greylisting on, the only DNS server silent (two tries of
@@ -399,7 +392,7 @@ def test_greylisting_goes_on_while_dns_is_silent(tmp_path_factory):
     every few seconds, not one per decision (which took 300 / 20 x 1.5 s
     and some 1,000 queries: it takes a few); a later client gets its 450
     at once."""
-    hole = Blackhole()
+    hole = SilentDns()
     backend = PostfixBackend()
     gates = []
     try:

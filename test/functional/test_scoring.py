@@ -13,7 +13,7 @@ Clients (each a loopback source address):
 
 import pytest
 
-from harness.fakes import FakeDns
+from harness.fakes import SilentDns
 from harness.greygate import GL, get, merge
 from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
 from harness.util import free_port, token, wait_until
@@ -192,13 +192,6 @@ def test_reload_switches_scoring_and_refuses_bad_sites(greygate_factory, dns_ser
     gg.hup()
     gg.wait_event("reload", since=mark, result="ok")
     assert_reply(rcpt_once(gg, HOSTILE, f"r-{token()}@test.example"), 550, "5.7.1")
-
-
-class SilentDns(FakeDns):
-    """A DNSBL whose name server never answers."""
-
-    def answer(self, name, qtype):
-        return None
 
 
 def test_silent_dnsbl_counts_nothing(greygate_factory, dns_server):

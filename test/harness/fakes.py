@@ -318,3 +318,11 @@ class FakeDns(LoopbackServer):
         flags = 0x8000 | 0x0400 | rd | 0x0080 | (0x0200 if tc else 0) | rcode  # QR AA RD RA TC
         self.sock.sendto(q[:2] + struct.pack(">HHHHH", flags, 1, len(records), 0, 0) +
                          q[12:qend] + b"".join(records), peer)
+
+
+class SilentDns(FakeDns):
+    """A name server that takes queries, counts them and never answers
+    (for a site or a zone dnsmasq forwards to it: server=/zone/ip#port)."""
+
+    def answer(self, name, qtype):
+        return None
