@@ -169,6 +169,9 @@ struct gg_config {
 		int suspicious_delay;         /* seconds */
 		bool hostile_tempfail;        /* hostile.action = "tempfail" (else "reject") */
 	} scoring;
+	/* Seconds the 220 banner may be held for the pregreet test
+	 * (proxy/session_greet.c); 0 off. Used only with scoring on. */
+	int greet_wait;
 
 	struct {
 		char *target;             /* "stderr" or "syslog" */

@@ -29,7 +29,8 @@
 	X(GENERIC_PTR,     "generic_ptr",     true)  \
 	X(BAD_HELO,        "bad_helo",        true)  \
 	X(SPF_FAIL,        "spf_fail",        true)  \
-	X(SPF_SOFTFAIL,    "spf_softfail",    true)
+	X(SPF_SOFTFAIL,    "spf_softfail",    true)  \
+	X(PREGREET,        "pregreet",        true)
 
 enum signal {
 #define SIGNAL_ENUM(id, name, weighted) SIG_##id,

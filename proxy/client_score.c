@@ -123,6 +123,14 @@ const struct score *client_score_ready(struct client_score *cs, struct client_fa
 	return NULL;
 }
 
+void client_score_add(struct client_score *cs, enum signal sig)
+{
+	int points = cs->cfg->scoring.weights[sig];
+	score_add(&cs->score, sig, NULL, points);
+	if (cs->pending == 0 && points != 0)
+		metrics_signal(sig);
+}
+
 void client_score_free(struct client_score *cs)
 {
 	if (!cs)

@@ -27,6 +27,11 @@ struct client_score;
 struct client_score *client_score_start(struct gg_config *cfg, struct client_facts *facts);
 const struct score *client_score_ready(struct client_score *cs, struct client_facts_wait *w,
 				       void (*fn)(void *arg), void *arg);
+/* Adds SIG, a signal the session noticed itself (pregreet), with its
+ * scoring.weights setting: every later RCPT decision of the connection
+ * sees it. Counted like the rest, once: now if the lookups have answered,
+ * else with them. Never calls a waiter. */
+void client_score_add(struct client_score *cs, enum signal sig);
 /* Cancels what is under way; every waiter must be gone. CS may be NULL. */
 void client_score_free(struct client_score *cs);
 

@@ -64,6 +64,7 @@ static void release(struct session *s)
 	rcpt_ahead_free(s->ahead);
 	s->ahead = NULL;
 	spf_txn_release(&s->spf);
+	greet_cancel(s);   /* before the facts: it may wait for their score */
 	client_facts_release(&s->facts);
 	backend_free(s->be);
 	s->be = NULL;
@@ -424,7 +425,7 @@ void greet(struct session *s)
 		close_after_flush(s);
 	} else {
 		start_name_lookup(s);
-		replyf(s, "220 %s", s->cfg->banner);
+		greet_banner(s);
 	}
 }
 
@@ -501,6 +502,10 @@ void process_input(struct session *s)
 		if (s->state == SS_TLS_WAIT) {
 			if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
 				tls_begin(s);
+			break;
+		}
+		if (s->state == SS_GREET) {
+			greet_early(s);
 			break;
 		}
 		if (s->state == SS_DATA) {

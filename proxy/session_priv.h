@@ -39,6 +39,7 @@ enum sstate {
 	SS_CLOSING,  /* the last reply is being flushed */
 	SS_PROXY,    /* waiting for the load balancer's PROXY header */
 	SS_TLS_WAIT, /* STARTTLS answered: waiting for the client's first TLS bytes */
+	SS_GREET,    /* the banner is held (session_greet.c): input waits for it */
 };
 
 /*
@@ -79,6 +80,7 @@ struct session {
 	 * no trust, so such a session takes no mail and reaches no backend. */
 	bool client_unknown;
 	struct client_facts facts;   /* its name: for XCLIENT and the RCPT rules */
+	struct greet_hold *hold;     /* the banner held (SS_GREET), else NULL */
 	double line_started; /* first byte of an incomplete command line, or 0 */
 
 	char helo[HELO_MAX + 1];
@@ -221,6 +223,18 @@ const char *tls_version(const struct session *s);
 
 /* Reads the PROXY header (SS_PROXY); true once the session may go on. */
 bool read_proxy_header(struct session *s);
+
+/* ---- session_greet.c ---- */
+
+/* Sends the 220 banner, or holds it for the pregreet test (greet_wait):
+ * until the connection's score is in, at most greet_wait seconds; the
+ * whole greet_wait when the score is suspicious already (SS_GREET). */
+void greet_banner(struct session *s);
+/* The client sent bytes while the banner is held: the pregreet signal
+ * (once). They stay in the input for the commands after the banner. */
+void greet_early(struct session *s);
+/* Lets go of a held banner's timer and wait (the session ends). */
+void greet_cancel(struct session *s);
 
 /* ---- session_etrn.c ---- */
 

@@ -115,10 +115,13 @@ static void test_settings(void **state)
 	assert_false(c->greylist.shadow);
 	assert_int_equal(c->scoring.weights[SIG_NO_PTR], 2);
 	assert_int_equal(c->scoring.weights[SIG_GENERIC_PTR], 2);
+	assert_int_equal(c->scoring.weights[SIG_PREGREET], 4);
+	assert_int_equal(c->greet_wait, 0);   /* off: the banner at once, as before */
 	gg_config_unref(c);
 	c = load("myhostname = \"m.example\"; greylist = { mode = \"shadow\"; };\n"
 		 "scoring = { dnsbl = [ \"zen.example=127.0.0.[2..11]*3\", \"wl.example*-5\" ];\n"
-		 "  hostile = { action = \"tempfail\"; }; suspicious = { delay = 600; }; };\n",
+		 "  hostile = { action = \"tempfail\"; }; suspicious = { delay = 600; }; };\n"
+		 "greet_wait = 3;\n",
 		 err, sizeof err);
 	assert_non_null(c);
 	assert_true(c->scoring.enabled);
@@ -128,6 +131,7 @@ static void test_settings(void **state)
 	assert_int_equal(c->scoring.nsites, 2);
 	assert_string_equal(c->scoring.sites[1].domain, "wl.example");
 	assert_int_equal(c->scoring.sites[1].weight, -5);
+	assert_int_equal(c->greet_wait, 3);
 	gg_config_unref(c);
 	static const struct { const char *text, *error; } bad[] = {
 		{ "greylist = { mode = \"enforcing\"; };", "greylist.mode must be" },
@@ -135,6 +139,7 @@ static void test_settings(void **state)
 		{ "scoring = { dnsbl = [ \"zen.example=127.0.0.[2..300]\" ]; };", "scoring.dnsbl: 'zen" },
 		{ "scoring = { suspicious = { delay = 7200; }; };\ngreylist = { retry_window = 3600; };",
 		  "scoring.suspicious.delay must be shorter" },
+		{ "greet_wait = 61;", "greet_wait" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		char text[512];
