@@ -30,7 +30,9 @@
  *   byte 0  configuration bits: 1 greylist.delay 0 (else 3600),
  *           2 backend.xclient, 4 backend.idle_time 5 (else 0),
  *           8 backend.refuse_when_down, 16 whitelist.client_names
- *           ".example.net" and scoring (a DNSBL and a DNSWL site), 32 permit_mx_backup + reject_unknown_sender_domain,
+ *           ".example.net" and scoring (a DNSBL and a DNSWL site, and
+ *           greet_wait 2: the banner held, the client's pipelined first
+ *           commands taken as pregreet), 32 permit_mx_backup + reject_unknown_sender_domain,
  *           64 helo_required, 128 small limits (2 recipients, 3 errors,
  *           max_line 512)
  *   byte 1  the backend's EHLO extensions: 1 PIPELINING, 2 XCLIENT,
@@ -1442,6 +1444,7 @@ static void write_config(uint8_t bits)
 		bits & 32 ? "true" : "false", bits & 32 ? "true" : "false",
 		bits & 16 ? "whitelist = { client_names = [ \".example.net\" ]; };\n"
 			    "scoring = { dnsbl = [ \"bl.example=127.0.0.[2..11]*9\", \"wl.example*-5\" ]; };\n"
+			    "greet_wait = 2;\n"
 			  : "");
 	CHECK(fclose(f) == 0);
 }
