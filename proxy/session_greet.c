@@ -62,7 +62,9 @@ static bool exempt(const struct session *s)
 	       netlist_match(&cfg->whitelist.clients, &s->client);
 }
 
-/* With the score in: whether the banner waits for the rest of greet_wait. */
+/* With the score in: whether the banner waits for the rest of greet_wait.
+ * Pregreet points count: a client that talked while its lookups ran is
+ * as doubtful as one the lists made suspicious. */
 static bool holds_on(const struct session *s, const struct score *sc)
 {
 	/* the name's lookup is part of the score: a listed name is known now */
