@@ -169,6 +169,10 @@ struct gg_config {
 		int suspicious_delay;         /* seconds */
 		bool hostile_tempfail;        /* hostile.action = "tempfail" (else "reject") */
 	} scoring;
+	/* Recipients nobody real writes to: a RCPT to one marks the client's
+	 * network trapped in the store for trap_lifetime seconds (scoring on). */
+	struct addrlist spamtraps;
+	int trap_lifetime;
 
 	struct {
 		char *target;             /* "stderr" or "syslog" */

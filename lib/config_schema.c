@@ -189,6 +189,7 @@ const struct cfg_setting cfg_settings[] = {
 	INT("scoring.weights.generic_ptr", scoring.weights[SIG_GENERIC_PTR], 2, -1000, 1000),
 	INT("scoring.weights.spf_fail", scoring.weights[SIG_SPF_FAIL], 3, -1000, 1000),
 	INT("scoring.weights.spf_softfail", scoring.weights[SIG_SPF_SOFTFAIL], 1, -1000, 1000),
+	INT("scoring.weights.backup_first", scoring.weights[SIG_BACKUP_FIRST], 3, -1000, 1000),
 	GROUP("scoring.classes"),
 	INT("scoring.classes.trusted", scoring.classes.trusted, -3, -100000, 100000),
 	INT("scoring.classes.suspicious", scoring.classes.suspicious, 3, -100000, 100000),
@@ -197,6 +198,9 @@ const struct cfg_setting cfg_settings[] = {
 	INT("scoring.suspicious.delay", scoring.suspicious_delay, 900, 0, 86400),
 	GROUP("scoring.hostile"),
 	NAMED("scoring.hostile.action", CK_STR),           /* scoring.hostile_tempfail */
+	LIST("spamtraps", CK_ADDRS, spamtraps, NULL),
+	LIST_FILE("spamtraps_file"),
+	INT("trap_lifetime", trap_lifetime, 86400, 60, 366 * 86400),
 };
 
 const size_t cfg_nsettings = sizeof cfg_settings / sizeof cfg_settings[0];

@@ -36,6 +36,9 @@ struct gl_decision gl_decide(const struct gl_params *p, int64_t now,
 	struct gl_network nn = *n;
 	if (tt.exists && tt.expires <= now)
 		tt.exists = false;
+	/* pending from before a spamtrap hit of its network: dropped */
+	if (tt.exists && !tt.passed && tt.first_seen < p->void_before)
+		tt.exists = false;
 
 	if (tt.exists && tt.passed) {
 		d.action = GL_PASS;

@@ -18,7 +18,8 @@
  *     created max_new_per_client triplets this hour already: then it is
  *     greylisted without being stored (capped).
  * Every pass counts towards the network's auto-whitelist, at most once an
- * hour.
+ * hour. A pending triplet first seen before void_before is treated as
+ * unknown (rule 6).
  */
 #ifndef GG_GREYLIST_H
 #define GG_GREYLIST_H
@@ -30,6 +31,10 @@ struct gl_params {
 	int64_t delay, retry_window, pass_lifetime;
 	int awl_threshold;               /* 0: no auto-whitelist */
 	int max_new_per_client;
+	/* A pending triplet (not passed) first seen before this time counts
+	 * as unknown, so it starts over as new: its client network was caught
+	 * at a spamtrap then (the trap's time, on the store's clock). 0: none. */
+	int64_t void_before;
 };
 
 struct gl_triplet {

@@ -57,7 +57,7 @@ enum rule_result rcpt_rule_class(struct rcpt_rules *c)
 			enum signal sig = spf == SPF_FAIL ? SIG_SPF_FAIL : SIG_SPF_SOFTFAIL;
 			score_add(&c->score, sig, NULL, cfg->scoring.weights[sig]);
 		}
-		c->class = score_classify(&cfg->scoring.classes, c->score.total);
+		c->class = score_class_of(&cfg->scoring.classes, &c->score);
 		c->scored = true;
 		metrics_class(c->class);
 	}

@@ -110,6 +110,28 @@ static void test_gl_early(void **state)
 	assert_int_equal(n.new_count, 1);
 }
 
+/* A network caught at a spamtrap: its triplets pending from before the
+ * trap start over as new, first seen now; one first seen after it, or one
+ * that had passed already, is untouched. */
+static void test_gl_void_before(void **state)
+{
+	(void)state;
+	struct gl_triplet t = { 0 }, later = { 0 }, passed = { 0 };
+	struct gl_network n = { 0 };
+	decide(&P, T0, &t, &n);
+	decide(&P, T0, &passed, &n);
+	decide(&P, T0 + 400, &passed, &n);
+	assert_true(passed.passed);
+	struct gl_params trapped = P;
+	trapped.void_before = T0 + 500;
+	decide(&trapped, T0 + 500, &later, &n);
+	expect_greylist(decide(&trapped, T0 + 600, &t, &n), GL_REASON_NEW, 300);
+	assert_int_equal(t.first_seen, T0 + 600);
+	expect(decide(&trapped, T0 + 900, &t, &n), GL_PASS, GL_REASON_TRIPLET);
+	expect(decide(&trapped, T0 + 900, &later, &n), GL_PASS, GL_REASON_TRIPLET);
+	expect(decide(&trapped, T0 + 900, &passed, &n), GL_PASS, GL_REASON_TRIPLET);
+}
+
 static void test_gl_pass_after_delay(void **state)
 {
 	(void)state;
@@ -1140,6 +1162,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_gl_new),
 		cmocka_unit_test(test_gl_early),
+		cmocka_unit_test(test_gl_void_before),
 		cmocka_unit_test(test_gl_pass_after_delay),
 		cmocka_unit_test(test_gl_pass_renews_lifetime),
 		cmocka_unit_test(test_gl_passed_forgotten),
