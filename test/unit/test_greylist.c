@@ -607,6 +607,62 @@ static bool count_cb(void *arg, const struct memstore_view *v)
 	return true;
 }
 
+/* A network's marks: a trap sets until when and since when, a backup_first
+ * mark does not shorten the trap's record (kept as long as its TTL asks),
+ * a decision that leaves the network's counts empty keeps its marks, they
+ * survive a save and a load, and are gone once their time is over. */
+static void test_ms_marks(void **state)
+{
+	(void)state;
+	struct memstore *m = memstore_new(1000);
+	char err[512];
+	const char *net = "203.0.113.0/24";
+	const struct gl_mark_set read = { GL_MARK_NONE, 0, 0 },
+		trap = { GL_MARK_TRAP, 86400, 172800 }, backup = { GL_MARK_BACKUP_FIRST, 3600, 3600 };
+	struct gl_marks k = memstore_marks(m, net, &read, T0);
+	assert_int_equal(k.trapped_until, 0);
+	assert_int_equal(k.now, T0);
+	assert_int_equal(memstore_stats(m).networks, 0);   /* a read stores nothing */
+
+	k = memstore_marks(m, net, &trap, T0);
+	assert_int_equal(k.trapped_until, T0 + 86400);
+	assert_int_equal(k.trapped_at, T0);
+	k = memstore_marks(m, net, &backup, T0 + 10);
+	assert_int_equal(k.backup_first_until, T0 + 3610);
+	assert_int_equal(k.trapped_at, T0);
+
+	/* the network's counts come and go; its marks stay */
+	struct triplet t = mk(net, "a@example.com", "b@example.org");
+	struct gl_params p = P;
+	p.void_before = k.trapped_at;
+	memstore_decide(m, &p, T0 + 20, &t, false);
+	memstore_sweep(m, T0 + 2 * HOUR, 1 << 20);           /* new-count window over */
+	k = memstore_marks(m, net, &read, T0 + 2 * HOUR);
+	assert_int_equal(k.trapped_until, T0 + 86400);
+	assert_int_equal(k.backup_first_until, T0 + 3610);
+
+	assert_int_equal(memstore_save(m, path("marks.db"), T0 + 2 * HOUR, NULL, err, sizeof err), 0);
+	struct memstore *m2 = memstore_new(1000);
+	assert_true(memstore_load(m2, path("marks.db"), T0 + 2 * HOUR, err, sizeof err) > 0);
+	k = memstore_marks(m2, net, &read, T0 + 3 * HOUR);
+	assert_int_equal(k.trapped_until, T0 + 86400);
+	assert_int_equal(k.trapped_at, T0);
+	assert_int_equal(k.backup_first_until, T0 + 3610);
+
+	/* past the trap's lifetime the record is still there (trapped_at voids
+	 * triplets for the retry window), but no longer trapping */
+	k = memstore_marks(m2, net, &read, T0 + 86400 + 1);
+	assert_true(k.trapped_until < k.now);
+	assert_int_equal(k.trapped_at, T0);
+	/* past its TTL, gone, and swept */
+	k = memstore_marks(m2, net, &read, T0 + 172800);
+	assert_int_equal(k.trapped_at, 0);
+	memstore_sweep(m2, T0 + 172800, 1 << 20);
+	assert_int_equal(memstore_stats(m2).networks, 0);
+	memstore_free(m);
+	memstore_free(m2);
+}
+
 static void test_ms_save_load_roundtrip(void **state)
 {
 	(void)state;
@@ -1179,6 +1235,7 @@ int main(void)
 		cmocka_unit_test(test_ms_dry_run),
 		cmocka_unit_test(test_ms_lru),
 		cmocka_unit_test(test_ms_sweep),
+		cmocka_unit_test(test_ms_marks),
 		cmocka_unit_test(test_ms_save_load_roundtrip),
 		cmocka_unit_test(test_ms_load_skips_expired),
 		cmocka_unit_test(test_ms_roundtrip_odd_parts),
