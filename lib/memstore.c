@@ -658,7 +658,8 @@ static void write_records(struct memstore *m, struct writer *w, int64_t now,
 	put_u8(w, REC_END);
 	put_varint(w, saved->triplets);
 	put_varint(w, saved->networks);
-	put_varint(w, saved->marks);
+	if (saved->marks)      /* only then: a file without marks reads as before */
+		put_varint(w, saved->marks);
 	end_record(w);
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
@@ -895,10 +896,10 @@ static const char *load_records(struct memstore *m, struct reader *r, int64_t no
 				return "out of memory";
 			nmarks++;
 		} else if (kind == REC_END) {
-			/* files of earlier versions have no marks count */
+			/* a marks count follows when there were marks records */
 			uint64_t nt, nn, nm = 0;
 			if (!get_varint(r, &nt) || !get_varint(r, &nn) ||
-			    (r->p != r->end && !get_varint(r, &nm)) || nt != ntriplets ||
+			    (nmarks && !get_varint(r, &nm)) || nt != ntriplets ||
 			    nn != nnetworks || nm != nmarks)
 				return "end record does not match the entries";
 			if (r->p != r->end) {
