@@ -200,7 +200,7 @@ const struct cfg_setting cfg_settings[] = {
 	NAMED("scoring.hostile.action", CK_STR),           /* scoring.hostile_tempfail */
 	LIST("spamtraps", CK_ADDRS, spamtraps, NULL),
 	LIST_FILE("spamtraps_file"),
-	INT("trap_lifetime", trap_lifetime, 86400, 60, 366 * 86400),
+	INT("trap_lifetime", trap_lifetime, 86400, 1, 366 * 86400),
 };
 
 const size_t cfg_nsettings = sizeof cfg_settings / sizeof cfg_settings[0];
