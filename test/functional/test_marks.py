@@ -61,9 +61,11 @@ def wait_marks(redis_port, key):
                       what=f"redis key {key}")
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis"])
-def test_spamtrap_marks_the_network(gl_gate, dns_server, request, kind):
-    gg = trap_gate(gl_gate, dns_server, kind, trap_lifetime=600)
+@pytest.mark.parametrize("kind,workers", [("memory", 1), ("memory", 2), ("redis", 1)])
+def test_spamtrap_marks_the_network(gl_gate, dns_server, request, kind, workers):
+    """workers 2: the embedded store is the supervisor's, its marks reached
+    over the workers' channel, shared by both."""
+    gg = trap_gate(gl_gate, dns_server, kind, trap_lifetime=600, workers=workers)
 
     # a RCPT to the trap: refused as hostile, logged as a spamtrap; the
     # session's next recipient is hostile too
