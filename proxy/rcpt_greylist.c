@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addrlist.h"
 #include "log.h"
 #include "pool_key.h"
 #include "rcpt_rules_priv.h"
 #include "sender_norm.h"
-#include "addrlist.h"
 
 static void on_store(void *arg, const struct store_result *r)
 {
@@ -27,9 +27,10 @@ static void on_store(void *arg, const struct store_result *r)
 }
 
 /* The connection's score (its lookups started at connect) plus this
- * session's HELO and the transaction's SPF fail or softfail, and its
- * class, into c->score and c->class: RULE_WAIT until all of it is known. */
-static enum rule_result scored(struct rcpt_rules *c)
+ * session's HELO and the transaction's SPF fail or softfail (and the
+ * spamtrap part when TRAPPED: this recipient is one), and its class, into
+ * c->score and c->class: RULE_WAIT until all of it is known. */
+static enum rule_result scored(struct rcpt_rules *c, bool trapped)
 {
 	const struct gg_config *cfg = c->cfg;
 	if (c->scored)
@@ -52,6 +53,8 @@ static enum rule_result scored(struct rcpt_rules *c)
 		enum signal sig = spf == SPF_FAIL ? SIG_SPF_FAIL : SIG_SPF_SOFTFAIL;
 		score_add(&c->score, sig, NULL, cfg->scoring.weights[sig]);
 	}
+	if (trapped)
+		score_add(&c->score, SIG_SPAMTRAP, NULL, 0);
 	c->class = score_class_of(&cfg->scoring.classes, &c->score);
 	c->scored = true;
 	metrics_class(c->class);
@@ -90,11 +93,9 @@ enum rule_result rcpt_rule_spamtrap(struct rcpt_rules *c)
 	if (!cfg->scoring.enabled || !cfg->spamtraps.n ||
 	    !addrlist_match(&cfg->spamtraps, c->rcpt, strlen(c->rcpt)))
 		return RULE_NEXT;
-	if (scored(c) == RULE_WAIT)
+	if (scored(c, true) == RULE_WAIT)
 		return RULE_WAIT;
 	c->env->mark(c->cfg, c->facts, GL_MARK_TRAP);
-	score_add(&c->score, SIG_SPAMTRAP, NULL, 0);
-	c->class = CLASS_HOSTILE;
 	return hostile(c, WHY_SPAMTRAP, "spamtrap");
 }
 
@@ -109,7 +110,7 @@ enum rule_result rcpt_rule_class(struct rcpt_rules *c)
 {
 	if (!c->cfg->scoring.enabled)
 		return RULE_NEXT;
-	if (scored(c) == RULE_WAIT)
+	if (scored(c, false) == RULE_WAIT)
 		return RULE_WAIT;
 	if (c->class == CLASS_TRUSTED && !c->deferred)
 		return rr_permit_logged(c, WHY_TRUSTED);
