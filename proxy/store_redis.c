@@ -17,8 +17,9 @@
  * keeps growing across such drops until a decision succeeds again, so a
  * server that refuses every connection's decisions is not hammered.
  * Others (OOM at maxmemory, BUSY, ...) leave the connection up but fail the
- * decision: health looks at the decisions of the last HEALTH_WINDOW seconds,
- * not only at the connection, and a change either way is logged once.
+ * decision: health looks at the decisions of the last HEALTH_WINDOW seconds
+ * (a marks request counts as one), not only at the connection, and a
+ * change either way is logged once.
  *
  * With store.redis.sentinels, every (re)connect first asks the sentinels in
  * turn "SENTINEL get-master-addr-by-name NAME" (each under the connect and
