@@ -153,6 +153,22 @@ def test_spamtrap_tempfail_and_shadow(gl_gate, dns_server):
     assert (e["action"], e["reason"], e["parts"]) == ("would-reject", "hostile", "spamtrap:0"), e
 
 
+def test_marks_store_down(gl_gate, dns_server, redis_server):
+    """Redis away: the marks cannot be read nor set, which is no marks, never
+    a failed session: a recipient follows store.failure (accept), a trap is
+    still refused."""
+    gg = trap_gate(gl_gate, dns_server, "redis")
+    redis_server.stop()
+    to = f"r-{token()}@test.example"
+    mark = gg.log_mark()
+    assert_reply(rcpt(gg, "127.0.9.5", to), 250)
+    e = decision(gg, mark, to)
+    assert (e["action"], e["reason"], e["parts"]) == ("pass", "store-failure", ""), e
+    assert_reply(rcpt(gg, "127.0.9.5", TRAP), 550, "5.7.1", contains="spamtrap")
+    assert_reply(rcpt(gg, "127.0.9.6", f"r-{token()}@test.example"), 250)
+    assert gg.alive()
+
+
 # ---- backup_first ----
 
 def mx_gate(gl_gate, dns_server, backup, probe_port=None):
