@@ -250,13 +250,14 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 			q.t.sender[sizeof q.t.sender - 1] = 0;
 			q.t.rcpt[sizeof q.t.rcpt - 1] = 0;
 			q.t.hex[sizeof q.t.hex - 1] = 0;
-			if (q.marks && (unsigned)q.mark.kind <= GL_MARK_BACKUP_FIRST &&
-			    q.mark.lifetime >= 0 && q.mark.ttl >= 0)
-				s->ops->marks(s, q.t.net, &q.mark, answered, &rep);
-			else if (q.marks)
-				rep.ok = 0;
-			else
+			if (q.marks) {
+				/* not ok (rep.ok 0) unless the request makes sense */
+				if ((unsigned)q.mark.kind <= GL_MARK_BACKUP_FIRST &&
+				    q.mark.lifetime >= 0 && q.mark.ttl >= 0)
+					s->ops->marks(s, q.t.net, &q.mark, answered, &rep);
+			} else {
 				s->ops->decide(s, &q.params, &q.t, q.dry_run != 0, answered, &rep);
+			}
 		}
 		if (send(fd, &rep, sizeof rep, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 			/* a worker that does not read: its request times out there */
