@@ -172,6 +172,10 @@ struct gg_config {
 	/* Seconds the 220 banner may be held for the pregreet test
 	 * (proxy/session_greet.c); 0 off. Used only with scoring on. */
 	int greet_wait;
+	/* Recipients nobody real writes to: a RCPT to one marks the client's
+	 * network trapped in the store for trap_lifetime seconds (scoring on). */
+	struct addrlist spamtraps;
+	int trap_lifetime;
 
 	struct {
 		char *target;             /* "stderr" or "syslog" */

@@ -190,6 +190,7 @@ const struct cfg_setting cfg_settings[] = {
 	INT("scoring.weights.spf_fail", scoring.weights[SIG_SPF_FAIL], 3, -1000, 1000),
 	INT("scoring.weights.spf_softfail", scoring.weights[SIG_SPF_SOFTFAIL], 1, -1000, 1000),
 	INT("scoring.weights.pregreet", scoring.weights[SIG_PREGREET], 4, -1000, 1000),
+	INT("scoring.weights.backup_first", scoring.weights[SIG_BACKUP_FIRST], 3, -1000, 1000),
 	GROUP("scoring.classes"),
 	INT("scoring.classes.trusted", scoring.classes.trusted, -3, -100000, 100000),
 	INT("scoring.classes.suspicious", scoring.classes.suspicious, 3, -100000, 100000),
@@ -199,6 +200,9 @@ const struct cfg_setting cfg_settings[] = {
 	GROUP("scoring.hostile"),
 	NAMED("scoring.hostile.action", CK_STR),           /* scoring.hostile_tempfail */
 	INT("greet_wait", greet_wait, 0, 0, 60),
+	LIST("spamtraps", CK_ADDRS, spamtraps, NULL),
+	LIST_FILE("spamtraps_file"),
+	INT("trap_lifetime", trap_lifetime, 86400, 1, 366 * 86400),
 };
 
 const size_t cfg_nsettings = sizeof cfg_settings / sizeof cfg_settings[0];

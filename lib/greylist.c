@@ -36,6 +36,9 @@ struct gl_decision gl_decide(const struct gl_params *p, int64_t now,
 	struct gl_network nn = *n;
 	if (tt.exists && tt.expires <= now)
 		tt.exists = false;
+	/* pending from before a spamtrap hit of its network: dropped */
+	if (tt.exists && !tt.passed && tt.first_seen < p->void_before)
+		tt.exists = false;
 
 	if (tt.exists && tt.passed) {
 		d.action = GL_PASS;
@@ -83,6 +86,21 @@ struct gl_decision gl_decide(const struct gl_params *p, int64_t now,
 		*n = nn;
 	}
 	return d;
+}
+
+int64_t gl_mark_apply(struct gl_marks *m, const struct gl_mark_set *set, int64_t now,
+		      int64_t keep_until)
+{
+	m->now = now;
+	if (set->kind == GL_MARK_NONE)
+		return keep_until;
+	if (set->kind == GL_MARK_TRAP) {
+		m->trapped_until = now + set->lifetime;
+		m->trapped_at = now;
+	} else {
+		m->backup_first_until = now + set->lifetime;
+	}
+	return keep_until > now + set->ttl ? keep_until : now + set->ttl;
 }
 
 const char *gl_reason_name(enum gl_reason r)

@@ -18,7 +18,8 @@
  *     created max_new_per_client triplets this hour already: then it is
  *     greylisted without being stored (capped).
  * Every pass counts towards the network's auto-whitelist, at most once an
- * hour.
+ * hour. A pending triplet first seen before void_before is treated as
+ * unknown (rule 6).
  */
 #ifndef GG_GREYLIST_H
 #define GG_GREYLIST_H
@@ -30,6 +31,10 @@ struct gl_params {
 	int64_t delay, retry_window, pass_lifetime;
 	int awl_threshold;               /* 0: no auto-whitelist */
 	int max_new_per_client;
+	/* A pending triplet (not passed) first seen before this time counts
+	 * as unknown, so it starts over as new: its client network was caught
+	 * at a spamtrap then (the trap's time, on the store's clock). 0: none. */
+	int64_t void_before;
 };
 
 struct gl_triplet {
@@ -66,6 +71,32 @@ struct gl_decision {
 	bool capped;                     /* new but not stored (max_new_per_client) */
 	bool first_pass;                 /* the triplet pass that ended its greylisting (rule 5) */
 };
+
+/* A client network's marks, shared by every MX host through the store
+ * (SPEC §10): caught at a spamtrap (until when, and when: void_before of
+ * its later decisions), and a new triplet of it first seen on a backup MX
+ * while the primary was up. Times on the store's clock; 0: no mark. */
+struct gl_marks {
+	int64_t now;                     /* the store's clock when read */
+	int64_t trapped_until, trapped_at;
+	int64_t backup_first_until;
+};
+
+/* What a marks request sets before it reads (GL_MARK_NONE: only reads).
+ * TRAP: trapped_until = now + lifetime, trapped_at = now; BACKUP_FIRST:
+ * backup_first_until = now + lifetime. The network's record then lives at
+ * least TTL seconds more (a trap's: until its pending triplets are gone). */
+enum gl_mark { GL_MARK_NONE, GL_MARK_TRAP, GL_MARK_BACKUP_FIRST };
+struct gl_mark_set {
+	enum gl_mark kind;
+	int64_t lifetime, ttl;
+};
+
+/* Applies SET to M at NOW (M->now becomes NOW) and returns until when
+ * M's record must be kept (the later of its current end and now + TTL;
+ * KEEP_UNTIL is the current end, 0 when none). */
+int64_t gl_mark_apply(struct gl_marks *m, const struct gl_mark_set *set, int64_t now,
+		      int64_t keep_until);
 
 /* Time windows that are not parameters. */
 #define GL_AWL_COUNT_INTERVAL 3600

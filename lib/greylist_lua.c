@@ -11,6 +11,7 @@ const char greylist_lua[] =
 	"local grace, hour = 3600, 3600\n"
 	"local t = redis.call('HMGET', KEYS[1], '" GL_F_FIRST "', '" GL_F_PASSED "')\n"
 	"local first, passed = tonumber(t[1]), t[2] == '1'\n"
+	"if first and not passed and first < (tonumber(ARGV[10]) or 0) then first = nil end\n"
 	"local a = redis.call('HMGET', KEYS[2], '" GL_A_COUNT "', '" GL_A_COUNTED "')\n"
 	"local ac, at = tonumber(a[1]) or 0, tonumber(a[2]) or 0\n"
 	"local function awl_count()\n"
@@ -57,12 +58,52 @@ const char greylist_lua[] =
 	"store_new()\n"
 	"return {1, 'new', delay, 0, 0}\n";
 
+/* Keep in step with gl_mark_apply() in greylist.c. TTL answers -1 for a
+ * key without one and -2 for none: both below any TTL asked. */
+const char marks_lua[] =
+	"local now = tonumber(redis.call('TIME')[1])\n"
+	"local k, op = KEYS[1], ARGV[1]\n"
+	"local life, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+	"if op == 'trap' then\n"
+	"  redis.call('HSET', k, '" GL_M_TRAPPED_UNTIL "', now + life, '" GL_M_TRAPPED_AT "', now)\n"
+	"elseif op == 'backup_first' then\n"
+	"  redis.call('HSET', k, '" GL_M_BACKUP_FIRST "', now + life)\n"
+	"end\n"
+	"if op ~= '' and redis.call('TTL', k) < ttl then redis.call('EXPIRE', k, ttl) end\n"
+	"local m = redis.call('HMGET', k, '" GL_M_TRAPPED_UNTIL "', '" GL_M_TRAPPED_AT "',"
+	" '" GL_M_BACKUP_FIRST "')\n"
+	"return {now, tonumber(m[1]) or 0, tonumber(m[2]) or 0, tonumber(m[3]) or 0}\n";
+
+const char *gl_mark_op(enum gl_mark kind)
+{
+	return kind == GL_MARK_TRAP ? "trap" : kind == GL_MARK_BACKUP_FIRST ? "backup_first" : "";
+}
+
+const char *gl_marks_answer(const redisReply *r, struct gl_marks *m)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+		return "unexpected reply from the marks script";
+	int64_t v[4];
+	for (size_t i = 0; i < 4; i++) {
+		if (r->element[i]->type != REDIS_REPLY_INTEGER || r->element[i]->integer < 0)
+			return "unexpected reply from the marks script";
+		v[i] = r->element[i]->integer;
+	}
+	*m = (struct gl_marks){ v[0], v[1], v[2], v[3] };
+	return NULL;
+}
+
 bool gl_key_tagged(char *buf, size_t len, const char *prefix, const char *kind,
 		   const char *tag, const char *id)
 {
 	int n = tag ? snprintf(buf, len, "%s%s{%s}%s", prefix, kind, tag, id)
 		    : snprintf(buf, len, "%s%s%s", prefix, kind, id);
 	return n >= 0 && (size_t)n < len;
+}
+
+bool gl_mark_key(const char *prefix, const char *net, bool tagged, char *buf, size_t len)
+{
+	return gl_key_tagged(buf, len, prefix, GL_KEY_MARK, tagged ? net : NULL, tagged ? "" : net);
 }
 
 void gl_script_keys(const char *prefix, const struct triplet *t, bool tagged,

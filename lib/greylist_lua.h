@@ -10,7 +10,8 @@
  *       the last count; by the pool key when there is one, else by the
  *       network), 3 the client network's new-triplet counter for the hour.
  * ARGV: delay retry_window pass_lifetime awl_threshold max_new_per_client
- *       dry_run(0/1) keytext (triplet_keytext) sender rcpt
+ *       dry_run(0/1) keytext (triplet_keytext) sender rcpt void_before
+ *       (gl_params; read as 0 when absent)
  * Returns { pass(0)|greylist(1), reason, delay_left, waited, capped(0/1) }.
  */
 #ifndef GG_GREYLIST_LUA_H
@@ -25,6 +26,19 @@
 
 extern const char greylist_lua[];
 
+/*
+ * marks_lua: a client network's marks (greylist.h, struct gl_marks), set
+ * and read in one step on the Redis server's clock.
+ * KEYS: 1 the network's marks hash (GL_KEY_MARK).
+ * ARGV: op ("" read, gl_mark_op) lifetime ttl.
+ * Returns { now, trapped_until, trapped_at, backup_first_until } (0: none).
+ */
+extern const char marks_lua[];
+/* The op word of KIND for marks_lua. */
+const char *gl_mark_op(enum gl_mark kind);
+/* marks_lua's answer R as *M: NULL, or what is wrong with R. */
+const char *gl_marks_answer(const redisReply *r, struct gl_marks *m);
+
 /* The Redis layout, one source for the script, the daemon
  * (proxy/store_redis.c) and greygate-ctl (lib/redis_admin.c). Keys are
  * PREFIX, a kind and an id: */
@@ -33,6 +47,9 @@ extern const char greylist_lua[];
                                     * key, else the client network): a
                                     * hash of GL_A_* */
 #define GL_KEY_NEW "n:"            /* + client network: a counter */
+#define GL_KEY_MARK "m:"           /* + client network ("m:{NET}" in a
+                                    * cluster: a slot of its own): a hash
+                                    * of GL_M_*, with a TTL */
 /* Fields of a triplet hash. */
 #define GL_F_FIRST "f"             /* first seen, Unix seconds */
 #define GL_F_PASSED "p"            /* "1" passed, "0" pending */
@@ -41,6 +58,10 @@ extern const char greylist_lua[];
                                     * network: pool_kind_of tells them apart) */
 #define GL_F_SENDER "s"
 #define GL_F_RCPT "r"
+/* Fields of a marks hash, Unix seconds on the server's clock. */
+#define GL_M_TRAPPED_UNTIL "u"
+#define GL_M_TRAPPED_AT "t"
+#define GL_M_BACKUP_FIRST "b"     /* until when */
 /* Fields of an auto-whitelist hash. */
 #define GL_A_COUNT "c"             /* passes counted */
 #define GL_A_COUNTED "t"           /* when the last one was, Unix seconds */
@@ -65,6 +86,10 @@ struct gl_script_keys {
 };
 void gl_script_keys(const char *prefix, const struct triplet *t, bool tagged,
 		    struct gl_script_keys *k);
+
+/* The key of NET's marks under PREFIX into BUF ("PREFIXm:NET", or
+ * "PREFIXm:{NET}" when TAGGED: in a cluster, a slot of its own). */
+bool gl_mark_key(const char *prefix, const char *net, bool tagged, char *buf, size_t len);
 
 /* The script's answer R as *D: NULL, or what is wrong with R. */
 const char *gl_script_answer(const redisReply *r, struct gl_decision *d);

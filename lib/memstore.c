@@ -30,6 +30,7 @@
 #define DIGEST_LEN 32
 #define REC_TRIPLET 'T'
 #define REC_NETWORK 'N'
+#define REC_MARKS 'M'
 #define REC_END 'E'
 #define FLAG_PASSED 1
 /* A string is written once and then referred to, by how many strings were
@@ -57,6 +58,8 @@ struct tentry {
 struct nentry {
 	struct nentry *hnext;
 	struct gl_network n;
+	struct gl_marks mk;                  /* a network's marks (greylist.h) */
+	int64_t mk_until;                    /* kept until then; 0: none */
 	char net[];
 };
 
@@ -258,45 +261,90 @@ static bool network_live(const struct gl_network *n, int64_t now)
 	return n->awl_expires > now || n->new_window_end > now;
 }
 
+static bool entry_live(const struct nentry *e, int64_t now)
+{
+	return network_live(&e->n, now) || e->mk_until > now;
+}
+
+static void nremove(struct memstore *m, struct nentry **pp)
+{
+	struct nentry *e = *pp;
+	*pp = e->hnext;
+	free(e);
+	m->nnetworks--;
+}
+
+/* A new entry for NET in its bucket (LEN entries long already): NULL when
+ * NET is too long or out of memory, or (*FULL) the table or the bucket is
+ * full. */
+static struct nentry *nadd(struct memstore *m, const char *net, size_t len, bool *full)
+{
+	size_t netlen = strlen(net);
+	*full = false;
+	if (netlen >= POOL_TEXT_MAX)
+		return NULL;
+	if (m->nnetworks >= m->max_entries || len >= MEMSTORE_CHAIN_MAX) {
+		m->evicted++;
+		*full = true;
+		return NULL;
+	}
+	struct nentry *e = calloc(1, sizeof *e + netlen + 1);
+	if (!e)
+		return NULL;
+	memcpy(e->net, net, netlen + 1);
+	struct nentry **bucket = &m->nbuckets_net[net_bucket(m, net)];
+	e->hnext = *bucket;
+	*bucket = e;
+	m->nnetworks++;
+	return e;
+}
+
 /* 0: stored (or dropped, not live); 1: not kept, the table is full; -1: a
  * name too long or no memory. */
 static int nstore(struct memstore *m, const char *net, const struct gl_network *n, int64_t now)
 {
 	size_t len;
 	struct nentry **pp = nfind(m, net, &len);
-	if (!network_live(n, now)) {
-		if (*pp) {
-			struct nentry *e = *pp;
-			*pp = e->hnext;
-			free(e);
-			m->nnetworks--;
-		}
-		return 0;
-	}
 	if (*pp) {
 		(*pp)->n = *n;
+		if (!entry_live(*pp, now))
+			nremove(m, pp);
 		return 0;
 	}
-	size_t netlen = strlen(net);
-	if (netlen >= POOL_TEXT_MAX)
-		return -1;
-	if (m->nnetworks >= m->max_entries || len >= MEMSTORE_CHAIN_MAX) {
-		/* Full (the table or the bucket): this network's counts are not
-		 * kept (its new triplets are still capped by the triplet table's
-		 * own bound). */
-		m->evicted++;
-		return 1;
-	}
-	struct nentry *e = calloc(1, sizeof *e + netlen + 1);
+	if (!network_live(n, now))
+		return 0;
+	/* Full (the table or the bucket): this network's counts are not kept
+	 * (its new triplets are still capped by the triplet table's own
+	 * bound). */
+	bool full;
+	struct nentry *e = nadd(m, net, len, &full);
 	if (!e)
-		return -1;
-	memcpy(e->net, net, netlen + 1);
+		return full ? 1 : -1;
 	e->n = *n;
-	struct nentry **bucket = &m->nbuckets_net[net_bucket(m, net)];
-	e->hnext = *bucket;
-	*bucket = e;
-	m->nnetworks++;
 	return 0;
+}
+
+struct gl_marks memstore_marks(struct memstore *m, const char *net, const struct gl_mark_set *set,
+			       int64_t now)
+{
+	size_t len;
+	struct nentry **pp = nfind(m, net, &len);
+	struct nentry *e = *pp;
+	struct gl_marks mk = { 0 };
+	int64_t until = 0;
+	if (e && e->mk_until > now) {
+		mk = e->mk;
+		until = e->mk_until;
+	}
+	until = gl_mark_apply(&mk, set, now, until);
+	if (set->kind == GL_MARK_NONE)
+		return mk;
+	bool full;
+	if (!e && !(e = nadd(m, net, len, &full)))
+		return mk;       /* not kept: as a store failure would be, no mark */
+	e->mk = mk;
+	e->mk_until = until;
+	return mk;
 }
 
 static struct gl_network nget(struct memstore *m, const char *net)
@@ -449,11 +497,8 @@ void memstore_sweep(struct memstore *m, int64_t now, size_t budget)
 		}
 		size_t nb = b & (m->nnetbuckets - 1);
 		for (struct nentry **pp = &m->nbuckets_net[nb]; *pp;) {
-			if (!network_live(&(*pp)->n, now)) {
-				struct nentry *e = *pp;
-				*pp = e->hnext;
-				free(e);
-				m->nnetworks--;
+			if (!entry_live(*pp, now)) {
+				nremove(m, pp);
 			} else {
 				pp = &(*pp)->hnext;
 			}
@@ -588,6 +633,16 @@ static void write_records(struct memstore *m, struct writer *w, int64_t now,
 	}
 	for (size_t i = 0; i < m->nnetbuckets && w->ok; i++)
 		for (struct nentry *e = m->nbuckets_net[i]; e; e = e->hnext) {
+			if (e->mk_until > now) {
+				put_u8(w, REC_MARKS);
+				put_str(w, e->net, POOL_TEXT_MAX);
+				put_time(w, e->mk.trapped_until);
+				put_time(w, e->mk.trapped_at);
+				put_time(w, e->mk.backup_first_until);
+				put_time(w, e->mk_until);
+				end_record(w);
+				saved->marks++;
+			}
 			if (!network_live(&e->n, now))
 				continue;
 			put_u8(w, REC_NETWORK);
@@ -603,6 +658,8 @@ static void write_records(struct memstore *m, struct writer *w, int64_t now,
 	put_u8(w, REC_END);
 	put_varint(w, saved->triplets);
 	put_varint(w, saved->networks);
+	if (saved->marks)      /* only then: a file without marks reads as before */
+		put_varint(w, saved->marks);
 	end_record(w);
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
@@ -638,7 +695,7 @@ int memstore_save(struct memstore *m, const char *file, int64_t now, struct mems
 	setvbuf(w->f, NULL, _IOFBF, 1 << 16);
 	w->base = now;
 	w->ok = true;
-	struct memstore_saved saved = { 0, 0, 0 };
+	struct memstore_saved saved = { 0, 0, 0, 0 };
 	errno = 0;
 	write_records(m, w, now, &saved);
 	bool ok = w->ok && fflush(w->f) == 0 && fsync(fileno(w->f)) == 0;
@@ -772,11 +829,27 @@ static bool get_addr(struct reader *r, char *out, size_t max)
 	return get_strn(r, out, &len, max) && get_strn(r, out, &len, max);
 }
 
+/* NET's marks as a file had them: false when out of memory (a full table
+ * drops them, as it would have when they were set). */
+static bool load_marks(struct memstore *m, const char *net, const struct gl_marks *mk,
+		       int64_t until)
+{
+	size_t len;
+	struct nentry **pp = nfind(m, net, &len);
+	bool full = false;
+	struct nentry *e = *pp ? *pp : nadd(m, net, len, &full);
+	if (!e)
+		return full;
+	e->mk = *mk;
+	e->mk_until = until;
+	return true;
+}
+
 /* Reads the records after the header; NULL, or what is wrong with the
  * record at R->rec. */
 static const char *load_records(struct memstore *m, struct reader *r, int64_t now)
 {
-	uint64_t ntriplets = 0, nnetworks = 0;
+	uint64_t ntriplets = 0, nnetworks = 0, nmarks = 0;
 	char net[POOL_TEXT_MAX], sender[TRIPLET_PART_MAX], rcpt[TRIPLET_PART_MAX];
 	for (;;) {
 		r->rec = r->p;
@@ -812,10 +885,22 @@ static const char *load_records(struct memstore *m, struct reader *r, int64_t no
 			if (nstore(m, net, &n, now) < 0)
 				return "out of memory";
 			nnetworks++;
+		} else if (kind == REC_MARKS) {
+			struct gl_marks mk = { 0 };
+			int64_t until;
+			if (!get_str(r, net, sizeof net) || !get_time(r, &mk.trapped_until) ||
+			    !get_time(r, &mk.trapped_at) || !get_time(r, &mk.backup_first_until) ||
+			    !get_time(r, &until))
+				return "malformed marks";
+			if (until > now && !load_marks(m, net, &mk, until))
+				return "out of memory";
+			nmarks++;
 		} else if (kind == REC_END) {
-			uint64_t nt, nn;
-			if (!get_varint(r, &nt) || !get_varint(r, &nn) || nt != ntriplets ||
-			    nn != nnetworks)
+			/* a marks count follows when there were marks records */
+			uint64_t nt, nn, nm = 0;
+			if (!get_varint(r, &nt) || !get_varint(r, &nn) ||
+			    (nmarks && !get_varint(r, &nm)) || nt != ntriplets ||
+			    nn != nnetworks || nm != nmarks)
 				return "end record does not match the entries";
 			if (r->p != r->end) {
 				r->rec = r->p;

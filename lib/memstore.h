@@ -41,7 +41,7 @@ struct memstore_stats {
 
 /* What a save wrote. */
 struct memstore_saved {
-	unsigned long long triplets, networks, bytes;
+	unsigned long long triplets, networks, marks, bytes;
 };
 
 /* What list and explain show of one triplet. */
@@ -58,6 +58,12 @@ void memstore_free(struct memstore *m);
 
 struct gl_decision memstore_decide(struct memstore *m, const struct gl_params *p, int64_t now,
 				   const struct triplet *t, bool dry_run);
+
+/* NET's marks after SET (GL_MARK_NONE: a read), at NOW. A mark the
+ * table has no room for is not kept (the network's entry is evicted-
+ * counted like its counts would be). */
+struct gl_marks memstore_marks(struct memstore *m, const char *net, const struct gl_mark_set *set,
+			       int64_t now);
 
 /* The stored state of T (t.exists false when unknown), for explain. */
 struct gl_triplet memstore_get(struct memstore *m, const struct triplet *t);

@@ -35,8 +35,13 @@ const char *score_class_name(enum score_class c)
 
 void score_add(struct score *s, enum signal sig, const char *site, int points)
 {
-	if (points == 0)
+	if (sig == SIG_SPAMTRAP) {
+		if (s->trapped)
+			return;        /* named once, however often it is found */
+		s->trapped = true;
+	} else if (points == 0) {
 		return;
+	}
 	s->total += points;
 	if (s->n < SCORE_PARTS_MAX)
 		s->part[s->n++] = (struct score_part){ sig, site, points };
@@ -49,6 +54,11 @@ enum score_class score_classify(const struct score_classes *t, int total)
 	if (total >= t->suspicious)
 		return CLASS_SUSPICIOUS;
 	return total <= t->trusted ? CLASS_TRUSTED : CLASS_NORMAL;
+}
+
+enum score_class score_class_of(const struct score_classes *t, const struct score *s)
+{
+	return s->trapped ? CLASS_HOSTILE : score_classify(t, s->total);
 }
 
 void score_parts_text(const struct score *s, char *out, size_t len)

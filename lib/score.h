@@ -30,7 +30,9 @@
 	X(BAD_HELO,        "bad_helo",        true)  \
 	X(SPF_FAIL,        "spf_fail",        true)  \
 	X(SPF_SOFTFAIL,    "spf_softfail",    true)  \
-	X(PREGREET,        "pregreet",        true)
+	X(PREGREET,        "pregreet",        true)  \
+	X(BACKUP_FIRST,    "backup_first",    true)  \
+	X(SPAMTRAP,        "spamtrap",        false)
 
 enum signal {
 #define SIGNAL_ENUM(id, name, weighted) SIG_##id,
@@ -52,6 +54,7 @@ struct score_part {
 
 struct score {
 	int total;
+	bool trapped;                /* a SPAMTRAP part: hostile whatever the total */
 	size_t n;
 	struct score_part part[SCORE_PARTS_MAX];
 };
@@ -67,9 +70,13 @@ const char *signal_name(enum signal s);
 bool signal_weighted(enum signal s);
 const char *score_class_name(enum score_class c);
 
-/* Adds POINTS for SIG (SITE for a listing); a part of 0 points is left out. */
+/* Adds POINTS for SIG (SITE for a listing); a part of 0 points is left
+ * out, except SPAMTRAP's, which has no weight (0 points) and marks S
+ * trapped. */
 void score_add(struct score *s, enum signal sig, const char *site, int points);
 enum score_class score_classify(const struct score_classes *t, int total);
+/* S's class: hostile when trapped, else by its total (score_classify). */
+enum score_class score_class_of(const struct score_classes *t, const struct score *s);
 
 /* "dnsbl:zen.example:3,no_ptr:2" ("" when no parts) into OUT, cut short
  * rather than overflowing. */

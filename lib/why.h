@@ -67,7 +67,8 @@
 	X(MAX_TLS_HANDSHAKES,           "max_tls_handshakes",           WHY_REFUSAL) \
 	X(TLS_HANDSHAKE_TIMEOUT,        "tls_handshake_timeout",        WHY_REFUSAL) \
 	X(TRUSTED,                      "trusted",                      WHY_REASON) \
-	X(HOSTILE,                      "hostile",                      WHY_REASON | WHY_REFUSAL)
+	X(HOSTILE,                      "hostile",                      WHY_REASON | WHY_REFUSAL) \
+	X(SPAMTRAP,                     "spamtrap",                     WHY_REASON | WHY_REFUSAL)
 
 enum why {
 	WHY_NONE,        /* no reason or rule to name: nothing logged or counted */

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "resolver.h"
+#include "store.h"
 #include "xalloc.h"
 
 struct site_query {
@@ -21,6 +22,8 @@ struct client_score {
 	struct client_facts_wait name_wait;
 	int pending;                     /* lookups still to answer */
 	struct score score;
+	struct store_call *marks;        /* the client network's marks, being read */
+	int64_t trapped_at;              /* of those marks: void_before; 0 none */
 	struct list_node waiters;
 	struct site_query sq[];          /* one per site */
 };
@@ -37,6 +40,40 @@ static void finished_one(struct client_score *cs)
 		list_del(&w->node);
 		w->fn(w->arg);
 	}
+}
+
+/* The client's network as the store keys its marks: the triplet's network
+ * part (the /24 or /64). */
+static void client_net(const struct gg_config *cfg, const struct client_facts *f, char *net,
+		       size_t len)
+{
+	triplet_network(&f->addr, (unsigned)cfg->greylist.ipv4_prefix,
+			(unsigned)cfg->greylist.ipv6_prefix, net, len);
+}
+
+static void on_marks(void *arg, const struct store_result *r)
+{
+	struct client_score *cs = arg;
+	cs->marks = NULL;
+	if (!r->ok) {
+		/* debug: during a store outage this is every connection */
+		struct logline l;
+		ll_begin(&l, LOG_LVL_DEBUG, "score");
+		ll_str(&l, "site", "store");
+		ll_str(&l, "result", "failed");
+		ll_str(&l, "action", "counted as no marks");
+		ll_str(&l, "error", r->error);
+		ll_emit(&l);
+	} else {
+		const struct gl_marks *m = &r->marks;
+		if (m->trapped_until > m->now)
+			score_add(&cs->score, SIG_SPAMTRAP, NULL, 0);
+		if (m->backup_first_until > m->now)
+			score_add(&cs->score, SIG_BACKUP_FIRST, NULL,
+				  cs->cfg->scoring.weights[SIG_BACKUP_FIRST]);
+		cs->trapped_at = m->trapped_at;
+	}
+	finished_one(cs);
 }
 
 static void on_site(void *arg, const struct dns_answer *a)
@@ -108,6 +145,14 @@ struct client_score *client_score_start(struct gg_config *cfg, struct client_fac
 		name_known(cs);
 	else
 		cs->pending++;
+	/* the marks other MX hosts may have set, read beside the lookups */
+	if (store() && (cfg->spamtraps.n || cfg->scoring.weights[SIG_BACKUP_FIRST] != 0)) {
+		char net[NET_TEXT_MAX];
+		client_net(cfg, facts, net, sizeof net);
+		struct gl_mark_set read = { GL_MARK_NONE, 0, 0 };
+		cs->pending++;
+		cs->marks = store_marks(net, &read, on_marks, cs);
+	}
 	finished_one(cs);   /* a lookup answers from the loop only: none has yet */
 	return cs;
 }
@@ -131,6 +176,44 @@ void client_score_add(struct client_score *cs, enum signal sig)
 		metrics_signal(sig);
 }
 
+int64_t client_score_trapped_at(const struct client_score *cs)
+{
+	return cs ? cs->trapped_at : 0;
+}
+
+/* A failed setting is logged at debug, as a failed read is: the caller's
+ * session goes on either way. */
+static void mark_set(void *arg, const struct store_result *r)
+{
+	(void)arg;
+	if (r->ok)
+		return;
+	struct logline l;
+	ll_begin(&l, LOG_LVL_DEBUG, "score");
+	ll_str(&l, "site", "store");
+	ll_str(&l, "result", "failed");
+	ll_str(&l, "action", "mark not set");
+	ll_str(&l, "error", r->error);
+	ll_emit(&l);
+}
+
+void client_score_mark(struct gg_config *cfg, struct client_facts *f, enum gl_mark kind)
+{
+	if (!store())
+		return;
+	char net[NET_TEXT_MAX];
+	client_net(cfg, f, net, sizeof net);
+	struct gl_mark_set set = store_mark_set(cfg, kind);
+	store_marks(net, &set, mark_set, NULL);
+	struct client_score *cs = f->score;
+	if (kind == GL_MARK_TRAP && cs && !cs->score.trapped) {
+		/* every later RCPT of the connection is hostile too */
+		score_add(&cs->score, SIG_SPAMTRAP, NULL, 0);
+		if (cs->pending == 0)       /* else counted with the others */
+			metrics_signal(SIG_SPAMTRAP);
+	}
+}
+
 void client_score_free(struct client_score *cs)
 {
 	if (!cs)
@@ -138,6 +221,7 @@ void client_score_free(struct client_score *cs)
 	for (size_t i = 0; i < cs->cfg->scoring.nsites; i++)
 		resolver_cancel(cs->sq[i].q);
 	client_facts_unwait(&cs->name_wait);
+	store_cancel(cs->marks);
 	gg_config_unref(cs->cfg);
 	free(cs);
 }

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backend.h"
 #include "list.h"
@@ -18,7 +19,9 @@
 #define PROBES_MAX 64              /* per round */
 #define TRACKED_MAX 256            /* (domain, primary) pairs remembered */
 
-enum pstate { P_UNKNOWN, P_DOWN, P_UP };
+/* P_SELF: this host is among the domain's best-preference MX hosts (not
+ * probed: a primary, not a backup). */
+enum pstate { P_UNKNOWN, P_DOWN, P_UP, P_SELF };
 
 /* What we last saw of one primary of one domain. */
 struct tracked {
@@ -245,7 +248,13 @@ static void on_mx(void *arg, const struct mxset *m)
 		bool me = false;
 		for (size_t k = 0; k < h->naddr; k++)
 			me |= netlist_match(&cfg->my_addresses, &h->addr[k]);
-		if (me || h->naddr == 0)
+		if (me) {
+			size_t t = track(domain, h->name);
+			if (t < TRACKED_MAX)
+				tracked[t].state = P_SELF;
+			continue;
+		}
+		if (h->naddr == 0)
 			continue;
 		size_t t = track(domain, h->name);
 		if (t < TRACKED_MAX)
@@ -268,6 +277,19 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		list_push_front(&rounds, &r->link);
 		r->mxr = mxset_resolve(cfg->handover.domains.names.v[i], on_mx, r);
 	}
+}
+
+bool handover_primary_up(const char *domain)
+{
+	bool up = false;
+	for (size_t i = 0; i < ntracked; i++) {
+		if (strcasecmp(tracked[i].domain, domain) != 0)
+			continue;
+		if (tracked[i].state == P_SELF)
+			return false;
+		up |= tracked[i].state == P_UP;
+	}
+	return up;
 }
 
 void handover_start(struct event_base *b, struct gg_config *c)

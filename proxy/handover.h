@@ -13,9 +13,18 @@
 #ifndef GG_HANDOVER_H
 #define GG_HANDOVER_H
 
+#include <stdbool.h>
+
 #include "config.h"
 
 struct event_base;
+
+/* Whether this host is a backup MX of DOMAIN (one of handover.domains,
+ * this host not among its best-preference MX hosts) and one of those
+ * primaries answered the last probe. False when not known: probing off
+ * (handover.probe_interval 0), not yet done, or done by another worker
+ * (only the first worker probes). */
+bool handover_primary_up(const char *domain);
 
 void handover_start(struct event_base *base, struct gg_config *cfg);
 void handover_stop(void);

@@ -10,6 +10,7 @@
 #include "rcpt_check.h"
 
 #include "client_score.h"
+#include "handover.h"
 #include "metrics.h"
 #include "server.h"
 #include "xalloc.h"
@@ -37,6 +38,11 @@ static const struct score *connection_score(struct client_facts *f, struct clien
 	return f->score ? client_score_ready(f->score, w, fn, arg) : &none;
 }
 
+static int64_t connection_trapped_at(struct client_facts *f)
+{
+	return client_score_trapped_at(f->score);
+}
+
 static const struct rcpt_env real_env = {
 	.lookup = resolver_lookup,
 	.lookup_cancel = resolver_cancel,
@@ -49,6 +55,9 @@ static const struct rcpt_env real_env = {
 	.client_score = connection_score,
 	.store = store_decide,
 	.store_cancel = store_cancel,
+	.mark = client_score_mark,
+	.trapped_at = connection_trapped_at,
+	.primary_up = handover_primary_up,
 	.now = metrics_now,
 	.wake = wake,
 };

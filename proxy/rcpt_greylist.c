@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addrlist.h"
 #include "log.h"
 #include "pool_key.h"
 #include "rcpt_rules_priv.h"
@@ -25,58 +26,102 @@ static void on_store(void *arg, const struct store_result *r)
 	rr_answered(c);
 }
 
+/* The connection's score (its lookups started at connect) plus this
+ * session's HELO and the transaction's SPF fail or softfail (and the
+ * spamtrap part when TRAPPED: this recipient is one), and its class, into
+ * c->score and c->class: RULE_WAIT until all of it is known. */
+static enum rule_result scored(struct rcpt_rules *c, bool trapped)
+{
+	const struct gg_config *cfg = c->cfg;
+	if (c->scored)
+		return RULE_NEXT;
+	const struct score *s = c->env->client_score(c->facts, &c->swait, rr_on_fact, c);
+	if (!s) {
+		c->pending++;
+		return RULE_WAIT;
+	}
+	/* the transaction's SPF outcome, started at MAIL FROM */
+	if (c->spf && !c->env->spf_known(c->spf, &c->spfwait, rr_on_fact, c)) {
+		c->pending++;
+		return RULE_WAIT;
+	}
+	c->score = *s;
+	if (c->helo[0] && helo_is_bad(c->helo, cfg->myhostname, &cfg->my_addresses))
+		score_add(&c->score, SIG_BAD_HELO, NULL, cfg->scoring.weights[SIG_BAD_HELO]);
+	enum spf_result spf = c->spf ? spf_txn_result(c->spf) : SPF_NONE;
+	if (spf == SPF_FAIL || spf == SPF_SOFTFAIL) {
+		enum signal sig = spf == SPF_FAIL ? SIG_SPF_FAIL : SIG_SPF_SOFTFAIL;
+		score_add(&c->score, sig, NULL, cfg->scoring.weights[sig]);
+	}
+	if (trapped)
+		score_add(&c->score, SIG_SPAMTRAP, NULL, 0);
+	c->class = score_class_of(&cfg->scoring.classes, &c->score);
+	c->scored = true;
+	metrics_class(c->class);
+	return RULE_NEXT;
+}
+
+/* A hostile client's refusal (scoring.hostile.action), for REASON; in
+ * shadow mode logged as would-reject and accepted. */
+static enum rule_result hostile(struct rcpt_rules *c, enum why reason, const char *what)
+{
+	const struct gg_config *cfg = c->cfg;
+	if (cfg->greylist.shadow) {
+		rr_log_decision(c, DA_WOULD_REJECT, reason, NULL, NULL);
+		return rr_decide(c, RCPT_ACCEPT, reason, NULL, NULL, NULL);
+	}
+	bool tempfail = cfg->scoring.hostile_tempfail;
+	char why[80];
+	snprintf(why, sizeof why, "%s%s", what, tempfail ? ", try again later" : "");
+	rr_log_decision(c, tempfail ? DA_TEMPFAIL : DA_REJECT, reason, NULL, NULL);
+	return rr_decide(c, tempfail ? RCPT_DEFER : RCPT_REJECT, reason,
+		      tempfail ? "450 4.7.1 <%s>: Recipient address rejected: %s"
+			       : "550 5.7.1 <%s>: Recipient address rejected: %s", c->rcpt, why);
+}
+
 /*
- * Selective greylisting: the connection's score (its lookups started at
- * connect; WAIT until they answered) plus this session's HELO and the
- * transaction's SPF fail or softfail (WAIT for it too) gives the class. Trusted passes greylisting (the relay rules ran already: they
- * come first); hostile is refused and never stored; suspicious and normal
- * go on to the greylist row, which applies the class's delay. After a
- * deferral only hostile can change the answer.
+ * A spamtrap (with scoring on): the client's network is marked trapped in
+ * the store, for every MX host sharing it (client_score_mark; the store
+ * is not waited for), this connection's score gets the spamtrap part, so
+ * its later recipients are hostile too, and the recipient is refused as a
+ * hostile client's. Waits for the score first, so that the decision line
+ * shows it.
+ */
+enum rule_result rcpt_rule_spamtrap(struct rcpt_rules *c)
+{
+	const struct gg_config *cfg = c->cfg;
+	if (!cfg->scoring.enabled || !cfg->spamtraps.n ||
+	    !addrlist_match(&cfg->spamtraps, c->rcpt, strlen(c->rcpt)))
+		return RULE_NEXT;
+	if (scored(c, true) == RULE_WAIT)
+		return RULE_WAIT;
+	c->env->mark(c->cfg, c->facts, GL_MARK_TRAP);
+	return hostile(c, WHY_SPAMTRAP, "spamtrap");
+}
+
+/*
+ * Selective greylisting: the client's class from its score (WAIT until
+ * it is known). Trusted passes greylisting (the relay rules ran already:
+ * they come first); hostile is refused and never stored; suspicious and
+ * normal go on to the greylist row, which applies the class's delay.
+ * After a deferral only hostile can change the answer.
  */
 enum rule_result rcpt_rule_class(struct rcpt_rules *c)
 {
-	const struct gg_config *cfg = c->cfg;
-	if (!cfg->scoring.enabled)
+	if (!c->cfg->scoring.enabled)
 		return RULE_NEXT;
-	if (!c->scored) {
-		const struct score *s = c->env->client_score(c->facts, &c->swait, rr_on_fact, c);
-		if (!s) {
-			c->pending++;
-			return RULE_WAIT;
-		}
-		/* the transaction's SPF outcome, started at MAIL FROM */
-		if (c->spf && !c->env->spf_known(c->spf, &c->spfwait, rr_on_fact, c)) {
-			c->pending++;
-			return RULE_WAIT;
-		}
-		c->score = *s;
-		if (c->helo[0] && helo_is_bad(c->helo, cfg->myhostname, &cfg->my_addresses))
-			score_add(&c->score, SIG_BAD_HELO, NULL, cfg->scoring.weights[SIG_BAD_HELO]);
-		enum spf_result spf = c->spf ? spf_txn_result(c->spf) : SPF_NONE;
-		if (spf == SPF_FAIL || spf == SPF_SOFTFAIL) {
-			enum signal sig = spf == SPF_FAIL ? SIG_SPF_FAIL : SIG_SPF_SOFTFAIL;
-			score_add(&c->score, sig, NULL, cfg->scoring.weights[sig]);
-		}
-		c->class = score_classify(&cfg->scoring.classes, c->score.total);
-		c->scored = true;
-		metrics_class(c->class);
-	}
+	if (scored(c, false) == RULE_WAIT)
+		return RULE_WAIT;
 	if (c->class == CLASS_TRUSTED && !c->deferred)
 		return rr_permit_logged(c, WHY_TRUSTED);
 	if (c->class != CLASS_HOSTILE)
 		return RULE_NEXT;
-	if (cfg->greylist.shadow) {
-		rr_log_decision(c, DA_WOULD_REJECT, WHY_HOSTILE, NULL, NULL);
-		return rr_decide(c, RCPT_ACCEPT, WHY_HOSTILE, NULL, NULL, NULL);
-	}
-	bool tempfail = cfg->scoring.hostile_tempfail;
-	char why[80];
-	snprintf(why, sizeof why, "client classed hostile (score %d)%s", c->score.total,
-		 tempfail ? ", try again later" : "");
-	rr_log_decision(c, tempfail ? DA_TEMPFAIL : DA_REJECT, WHY_HOSTILE, NULL, NULL);
-	return rr_decide(c, tempfail ? RCPT_DEFER : RCPT_REJECT, WHY_HOSTILE,
-		      tempfail ? "450 4.7.1 <%s>: Recipient address rejected: %s"
-			       : "550 5.7.1 <%s>: Recipient address rejected: %s", c->rcpt, why);
+	char what[64];
+	if (c->score.trapped)
+		snprintf(what, sizeof what, "client caught at a spamtrap");
+	else
+		snprintf(what, sizeof what, "client classed hostile (score %d)", c->score.total);
+	return hostile(c, WHY_HOSTILE, what);
 }
 
 /* The configured text with the seconds left in place of its %s; "1
@@ -168,9 +213,29 @@ static void greylist_ask_store(struct rcpt_rules *c)
 		p.delay = cfg->scoring.suspicious_delay;
 		p.awl_threshold = 0;
 	}
+	/* what the network had pending before a spamtrap caught it starts over */
+	if (c->scored)
+		p.void_before = c->env->trapped_at(c->facts);
 	c->pending++;
 	c->store_started = c->env->now();
 	c->sreq = c->env->store(&p, &c->t, on_store, c);
+}
+
+/*
+ * backup_first: a triplet first seen now, here, on a backup MX of the
+ * recipient's domain whose primary answers (the hand-over probe says so):
+ * a sender that skipped the primary. Its network is marked in the store
+ * for the retry window, so that the retries, wherever they go, carry the
+ * backup_first part. A primary whose state is not known marks nothing.
+ */
+static void backup_first(struct rcpt_rules *c, const struct gl_decision *d)
+{
+	const struct gg_config *cfg = c->cfg;
+	if (!cfg->scoring.enabled || cfg->scoring.weights[SIG_BACKUP_FIRST] == 0 ||
+	    d->action != GL_GREYLIST || d->reason != GL_REASON_NEW || d->capped ||
+	    !c->rdomain[0] || !c->env->primary_up(c->rdomain))
+		return;
+	c->env->mark(c->cfg, c->facts, GL_MARK_BACKUP_FIRST);
 }
 
 /* The store's answer, once the MX-host exemption had its say. */
@@ -187,6 +252,7 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 			      NULL);
 	}
 	metrics_decision_key(c->key_kind, r->d.action == GL_PASS ? DA_PASS : DA_GREYLIST);
+	backup_first(c, &r->d);
 	if (r->d.action == GL_PASS) {
 		rr_log_decision(c, DA_PASS, why_of_gl(r->d.reason), &r->d, NULL);
 		rr_decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);

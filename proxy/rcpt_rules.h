@@ -94,6 +94,15 @@ struct rcpt_env {
 					    void (*fn)(void *arg), void *arg);
 	struct store_call *(*store)(const struct gl_params *p, const struct triplet *t,
 				    store_done_fn done, void *arg);
+	/* Marks the client's network in the store (client_score_mark: not
+	 * waited for; a trap also makes the connection's score trapped). */
+	void (*mark)(struct gg_config *cfg, struct client_facts *f, enum gl_mark kind);
+	/* When the client's network was trapped (client_score_trapped_at), 0
+	 * none: asked once the score is known. */
+	int64_t (*trapped_at)(struct client_facts *f);
+	/* Whether a primary MX of DOMAIN other than this host answered the
+	 * hand-over probe last (handover_primary_up); false when not known. */
+	bool (*primary_up)(const char *domain);
 	void (*store_cancel)(struct store_call *c);
 	double (*now)(void);           /* monotonic seconds, for latencies */
 	/* Every lookup of R answered: run R again, from the loop. */

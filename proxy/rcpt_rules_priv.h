@@ -88,6 +88,7 @@ enum rule_result rr_permit_logged(struct rcpt_rules *c, enum why reason);
 void rr_resolve_rcpt_mx(struct rcpt_rules *c);
 
 /* The rows of rcpt_greylist.c. */
+enum rule_result rcpt_rule_spamtrap(struct rcpt_rules *c);
 enum rule_result rcpt_rule_class(struct rcpt_rules *c);
 enum rule_result rcpt_rule_greylist(struct rcpt_rules *c);
 

@@ -416,6 +416,7 @@ static void connect_node(struct redis_store *R, int i)
 		redisAsyncCommand(ac, on_node_setup, "auth-failed", "AUTH %s",
 				  R->cfg->store.redis.password);
 	redisAsyncCommand(ac, on_node_setup, "script-load-failed", "SCRIPT LOAD %s", greylist_lua);
+	redisAsyncCommand(ac, on_node_setup, "script-load-failed", "SCRIPT LOAD %s", marks_lua);
 }
 
 redisAsyncContext *redis_cluster_conn(struct redis_store *R, unsigned slot,

@@ -264,6 +264,7 @@ void redis_connect_master(struct redis_store *R)
 		redisAsyncCommand(ac, on_setup_reply, "select-failed", "SELECT %d",
 				  cfg->store.redis.db);
 	redisAsyncCommand(ac, on_setup_reply, "script-load-failed", "SCRIPT LOAD %s", greylist_lua);
+	redisAsyncCommand(ac, on_setup_reply, "script-load-failed", "SCRIPT LOAD %s", marks_lua);
 	if (R->nsent)
 		redisAsyncCommand(ac, on_role, NULL, "ROLE");
 }

@@ -38,6 +38,7 @@ struct redis_store {
 	struct event_base *loop;
 	struct gg_config *cfg;     /* connection settings fixed at start */
 	char sha[41];              /* of greylist_lua, for EVALSHA */
+	char marks_sha[41];        /* of marks_lua */
 
 	/* The master: store.redis.host/port, or what the sentinels last named. */
 	char mhost[256];

@@ -83,8 +83,7 @@ static void answered(void *arg, const struct store_result *r)
 	event_active(c->ev, EV_TIMEOUT, 1);
 }
 
-struct store_call *store_decide(const struct gl_params *p, const struct triplet *t,
-				store_done_fn done, void *arg)
+static struct store_call *call_new(store_done_fn done, void *arg)
 {
 	struct store_call *c = xcalloc(1, sizeof *c);
 	if (!(c->ev = event_new(loop, -1, 0, deliver, c))) {
@@ -93,8 +92,31 @@ struct store_call *store_decide(const struct gl_params *p, const struct triplet 
 	}
 	c->done = done;
 	c->arg = arg;
+	return c;
+}
+
+struct store_call *store_decide(const struct gl_params *p, const struct triplet *t,
+				store_done_fn done, void *arg)
+{
+	struct store_call *c = call_new(done, arg);
 	c->req = current->ops->decide(current, p, t, false, answered, c);
 	return c;
+}
+
+struct store_call *store_marks(const char *net, const struct gl_mark_set *set,
+			       store_done_fn done, void *arg)
+{
+	struct store_call *c = call_new(done, arg);
+	c->req = current->ops->marks(current, net, set, answered, c);
+	return c;
+}
+
+struct gl_mark_set store_mark_set(const struct gg_config *cfg, enum gl_mark kind)
+{
+	int64_t win = cfg->greylist.retry_window, life = cfg->trap_lifetime;
+	if (kind == GL_MARK_TRAP)
+		return (struct gl_mark_set){ kind, life, life > win ? life : win };
+	return (struct gl_mark_set){ kind, win, win };
 }
 
 void store_cancel(struct store_call *c)

@@ -30,6 +30,7 @@ struct ctl_store;
 struct store_result {
 	bool ok;
 	struct gl_decision d;
+	struct gl_marks marks;      /* the answer of a marks request */
 	const char *error;          /* when !ok: what failed */
 };
 
@@ -48,6 +49,10 @@ struct store_ops {
 	struct store_req *(*decide)(struct store *s, const struct gl_params *p,
 				    const struct triplet *t, bool dry_run, store_done_fn done,
 				    void *arg);
+	/* A client network's marks (greylist.h), after SET (kind
+	 * GL_MARK_NONE: a read); answered like decide. */
+	struct store_req *(*marks)(struct store *s, const char *net, const struct gl_mark_set *set,
+				   store_done_fn done, void *arg);
 	void (*cancel)(struct store *s, struct store_req *r);
 	bool (*healthy)(struct store *s);
 	void (*close)(struct store *s);
@@ -73,6 +78,15 @@ void store_close(void);
 struct store_call *store_decide(const struct gl_params *p, const struct triplet *t,
 				store_done_fn done, void *arg);
 void store_cancel(struct store_call *c);
+/* NET's marks by the store in use, after SET (GL_MARK_NONE: a read), as
+ * store_decide answers (r->marks). A failure is no marks to the caller. */
+struct store_call *store_marks(const char *net, const struct gl_mark_set *set,
+			       store_done_fn done, void *arg);
+/* What setting a mark of KIND means under CFG: a trap for trap_lifetime,
+ * kept as long as the triplets it voids (greylist.retry_window) could be
+ * pending; a backup_first mark for the retry window of the triplet that
+ * caused it. */
+struct gl_mark_set store_mark_set(const struct gg_config *cfg, enum gl_mark kind);
 
 /* Each kind's constructor (by the rows of lib/store_type.c, in store.c);
  * store_redis_open makes both kinds of Redis store. */

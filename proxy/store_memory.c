@@ -242,6 +242,15 @@ static struct store_req *mem_decide(struct store *s, const struct gl_params *p,
 	return NULL;
 }
 
+static struct store_req *mem_marks(struct store *s, const char *net,
+				   const struct gl_mark_set *set, store_done_fn done, void *arg)
+{
+	struct store_result r = { .ok = true };
+	r.marks = memstore_marks(mem_of(s)->mem, net, set, time(NULL));
+	done(arg, &r);
+	return NULL;
+}
+
 static void mem_cancel(struct store *s, struct store_req *r)
 {
 	(void)s;
@@ -353,6 +362,7 @@ static const struct ctl_store admin = {
 
 static const struct store_ops ops = {
 	.decide = mem_decide,
+	.marks = mem_marks,
 	.cancel = mem_cancel,
 	.healthy = mem_healthy,
 	.close = mem_close,

@@ -1,6 +1,7 @@
 /*
  * The Redis store: hiredis's asynchronous API on our event loop. One
- * decision is one EVALSHA of greylist_lua (EVAL once when Redis answers
+ * decision is one EVALSHA of greylist_lua, one read or setting of a
+ * network's marks one of marks_lua (EVAL once when Redis answers
  * NOSCRIPT, e.g. after a restart or SCRIPT FLUSH).
  *
  * hiredis 0.14 has no per-command timeout, so each request carries its own
@@ -16,8 +17,9 @@
  * keeps growing across such drops until a decision succeeds again, so a
  * server that refuses every connection's decisions is not hammered.
  * Others (OOM at maxmemory, BUSY, ...) leave the connection up but fail the
- * decision: health looks at the decisions of the last HEALTH_WINDOW seconds,
- * not only at the connection, and a change either way is logged once.
+ * decision: health looks at the decisions of the last HEALTH_WINDOW seconds
+ * (a marks request counts as one), not only at the connection, and a
+ * change either way is logged once.
  *
  * With store.redis.sentinels, every (re)connect first asks the sentinels in
  * turn "SENTINEL get-master-addr-by-name NAME" (each under the connect and
@@ -52,7 +54,7 @@
 
 #define STUCK_AFTER 3              /* timeouts in a row */
 #define MAX_REDIRECTS 3            /* MOVED/ASK followed for one decision */
-#define NARGS 15                   /* EVALSHA sha 3 k1 k2 k3 + 9 ARGV */
+#define NARGS 16                   /* at most: EVALSHA sha 3 k1 k2 k3 + 10 ARGV */
 
 struct store_req {
 	struct redis_store *owner;
@@ -60,6 +62,8 @@ struct store_req {
 	void *arg;
 	struct event *timer;
 	bool retried;              /* sent again as EVAL after NOSCRIPT */
+	const char *script;        /* greylist_lua, or marks_lua for a marks request */
+	int nargs;
 	unsigned slot;             /* cluster: of the keys */
 	int node;                  /* cluster: where it was sent last */
 	int redirects;
@@ -143,7 +147,8 @@ static void on_reply(redisAsyncContext *c, void *reply, void *priv)
 		return;
 	}
 	struct store_result res = { .ok = true };
-	const char *bad = gl_script_answer(rep, &res.d);
+	const char *bad = r->script == marks_lua ? gl_marks_answer(rep, &res.marks)
+						 : gl_script_answer(rep, &res.d);
 	if (bad) {
 		answer_error(r, "bad-reply", bad);
 		req_free(r);
@@ -161,8 +166,8 @@ static bool send_request(struct store_req *r)
 	if (r->retried) {
 		r->argv[0] = "EVAL";
 		r->argvlen[0] = 4;
-		r->argv[1] = (char *)greylist_lua;
-		r->argvlen[1] = strlen(greylist_lua);
+		r->argv[1] = (char *)r->script;
+		r->argvlen[1] = strlen(r->script);
 	}
 	redisAsyncContext *ac = r->owner->ac;
 	if (r->owner->cl) {
@@ -175,7 +180,7 @@ static bool send_request(struct store_req *r)
 		if (r->asking)
 			redisAsyncCommand(ac, NULL, NULL, "ASKING");
 	}
-	if (redisAsyncCommandArgv(ac, on_reply, r, NARGS, (const char **)r->argv, r->argvlen) !=
+	if (redisAsyncCommandArgv(ac, on_reply, r, r->nargs, (const char **)r->argv, r->argvlen) !=
 	    REDIS_OK) {
 		answer_error(r, "send-failed", "cannot send the command to redis");
 		req_free(r);
@@ -215,11 +220,13 @@ static bool put_arg(struct store_req *r, size_t *used, int i, const char *s)
 	return true;
 }
 
-static struct store_req *redis_decide(struct store *s, const struct gl_params *p,
-				      const struct triplet *t, bool dry_run, store_done_fn done,
-				      void *arg)
+/* Sends SCRIPT (by its SHA) with the NARGS arguments ARGS, routed in a
+ * cluster by the slot of ARGS[3], its first key; NULL when answered
+ * already (a failure). */
+static struct store_req *redis_send(struct redis_store *R, const char *script, const char *sha,
+				    int nargs, const char *const *args, store_done_fn done,
+				    void *arg)
 {
-	struct redis_store *R = redis_of(s);
 	struct store_result fail = { .ok = false, .error = "redis not connected" };
 	if (R->state != R_UP || !(R->ac || R->cl)) {
 		done(arg, &fail);
@@ -234,21 +241,12 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 	r->owner = R;
 	r->done = done;
 	r->arg = arg;
-	struct gl_script_keys k;
-	char nums[5][24];
-	gl_script_keys(R->cfg->store.redis.prefix, t, R->cl != NULL, &k);
-	r->slot = redis_key_slot(k.triplet, strlen(k.triplet));
-	snprintf(nums[0], sizeof nums[0], "%lld", (long long)p->delay);
-	snprintf(nums[1], sizeof nums[1], "%lld", (long long)p->retry_window);
-	snprintf(nums[2], sizeof nums[2], "%lld", (long long)p->pass_lifetime);
-	snprintf(nums[3], sizeof nums[3], "%d", p->awl_threshold);
-	snprintf(nums[4], sizeof nums[4], "%d", p->max_new_per_client);
+	r->script = script;
+	r->nargs = nargs;
+	r->slot = redis_key_slot(args[3], strlen(args[3]));
 	size_t used = 0;
-	const char *args[NARGS] = { "EVALSHA", R->sha, "3", k.triplet, k.awl, k.new_count,
-				    nums[0], nums[1], nums[2], nums[3], nums[4],
-				    dry_run ? "1" : "0", triplet_keytext(t), t->sender, t->rcpt };
-	for (int i = 0; i < NARGS; i++) {
-		if (!put_arg(r, &used, i, args[i])) {
+	for (int i = 0; i < nargs; i++) {
+		if (!put_arg(r, &used, i, i == 1 ? sha : args[i])) {
 			free(r);
 			fail.error = "triplet too long for a redis request";
 			done(arg, &fail);
@@ -265,6 +263,39 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 		return NULL;
 	}
 	return send_request(r) ? r : NULL;
+}
+
+static struct store_req *redis_decide(struct store *s, const struct gl_params *p,
+				      const struct triplet *t, bool dry_run, store_done_fn done,
+				      void *arg)
+{
+	struct redis_store *R = redis_of(s);
+	struct gl_script_keys k;
+	char nums[6][24];
+	gl_script_keys(R->cfg->store.redis.prefix, t, R->cl != NULL, &k);
+	snprintf(nums[0], sizeof nums[0], "%lld", (long long)p->delay);
+	snprintf(nums[1], sizeof nums[1], "%lld", (long long)p->retry_window);
+	snprintf(nums[2], sizeof nums[2], "%lld", (long long)p->pass_lifetime);
+	snprintf(nums[3], sizeof nums[3], "%d", p->awl_threshold);
+	snprintf(nums[4], sizeof nums[4], "%d", p->max_new_per_client);
+	snprintf(nums[5], sizeof nums[5], "%lld", (long long)p->void_before);
+	const char *args[NARGS] = { "EVALSHA", NULL, "3", k.triplet, k.awl, k.new_count,
+				    nums[0], nums[1], nums[2], nums[3], nums[4],
+				    dry_run ? "1" : "0", triplet_keytext(t), t->sender, t->rcpt,
+				    nums[5] };
+	return redis_send(R, greylist_lua, R->sha, NARGS, args, done, arg);
+}
+
+static struct store_req *redis_marks(struct store *s, const char *net,
+				     const struct gl_mark_set *set, store_done_fn done, void *arg)
+{
+	struct redis_store *R = redis_of(s);
+	char key[72 + NET_TEXT_MAX], nums[2][24];
+	gl_mark_key(R->cfg->store.redis.prefix, net, R->cl != NULL, key, sizeof key);
+	snprintf(nums[0], sizeof nums[0], "%lld", (long long)set->lifetime);
+	snprintf(nums[1], sizeof nums[1], "%lld", (long long)set->ttl);
+	const char *args[] = { "EVALSHA", NULL, "1", key, gl_mark_op(set->kind), nums[0], nums[1] };
+	return redis_send(R, marks_lua, R->marks_sha, 7, args, done, arg);
 }
 
 static void redis_cancel(struct store *s, struct store_req *r)
@@ -313,16 +344,17 @@ static void redis_close(struct store *s)
 /* greygate-ctl talks to Redis itself: no admin here. */
 static const struct store_ops ops = {
 	.decide = redis_decide,
+	.marks = redis_marks,
 	.cancel = redis_cancel,
 	.healthy = redis_healthy,
 	.close = redis_close,
 };
 
-static void script_sha1(char sha[41])
+static void script_sha1(const char *script, char sha[41])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned n = 0;
-	EVP_Digest(greylist_lua, strlen(greylist_lua), md, &n, EVP_sha1(), NULL);
+	EVP_Digest(script, strlen(script), md, &n, EVP_sha1(), NULL);
 	static const char hex[] = "0123456789abcdef";
 	for (unsigned i = 0; i < n && i < 20; i++) {
 		sha[2 * i] = hex[md[i] >> 4];
@@ -342,7 +374,8 @@ struct store *store_redis_open(struct event_base *b, struct gg_config *c)
 	R->loop = b;
 	R->cfg = gg_config_ref(c);
 	R->state = R_DOWN;
-	script_sha1(R->sha);
+	script_sha1(greylist_lua, R->sha);
+	script_sha1(marks_lua, R->marks_sha);
 	snprintf(R->mhost, sizeof R->mhost, "%s", c->store.redis.host);
 	R->mport = c->store.redis.port;
 	if (redis_conn_init(R) < 0) {

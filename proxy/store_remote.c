@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -106,7 +107,7 @@ static void on_reply(evutil_socket_t fd, short what, void *arg)
 			void *darg = r->arg;
 			unlink_req(r);
 			if (done) {
-				struct store_result res = { .ok = rep.ok != 0, .d = rep.d,
+				struct store_result res = { .ok = rep.ok != 0, .d = rep.d, .marks = rep.marks,
 							    .error = rep.ok ? NULL : "embedded store error" };
 				done(darg, &res);
 			}
@@ -115,11 +116,10 @@ static void on_reply(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static struct store_req *remote_decide(struct store *s, const struct gl_params *p,
-				       const struct triplet *t, bool dry_run, store_done_fn done,
-				       void *arg)
+/* Sends Q (its id set here) to the supervisor. */
+static struct store_req *remote_send(struct remote_store *rs, struct remote_request *q,
+				     store_done_fn done, void *arg)
 {
-	struct remote_store *rs = remote_of(s);
 	struct store_result fail = { .ok = false, .error = "embedded store unreachable" };
 	struct store_req *r = NULL;
 	if (rs->chan < 0 || rs->npending >= REMOTE_PENDING_MAX || !(r = calloc(1, sizeof *r)) ||
@@ -128,16 +128,15 @@ static struct store_req *remote_decide(struct store *s, const struct gl_params *
 		done(arg, &fail);
 		return NULL;
 	}
-	struct remote_request q = { .id = ++rs->next_id, .params = *p,
-				    .dry_run = dry_run, .t = *t };
-	if (send(rs->chan, &q, sizeof q, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof q) {
+	q->id = ++rs->next_id;
+	if (send(rs->chan, q, sizeof *q, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof *q) {
 		event_free(r->timer);
 		free(r);
 		done(arg, &fail);
 		return NULL;
 	}
 	r->owner = rs;
-	r->id = q.id;
+	r->id = q->id;
 	r->done = done;
 	r->arg = arg;
 	list_push_back(&rs->pending, &r->link);
@@ -145,6 +144,22 @@ static struct store_req *remote_decide(struct store *s, const struct gl_params *
 	struct timeval tv = { REMOTE_TIMEOUT_MS / 1000, (REMOTE_TIMEOUT_MS % 1000) * 1000 };
 	evtimer_add(r->timer, &tv);
 	return r;
+}
+
+static struct store_req *remote_decide(struct store *s, const struct gl_params *p,
+				       const struct triplet *t, bool dry_run, store_done_fn done,
+				       void *arg)
+{
+	struct remote_request q = { .params = *p, .dry_run = dry_run, .t = *t };
+	return remote_send(remote_of(s), &q, done, arg);
+}
+
+static struct store_req *remote_marks(struct store *s, const char *net,
+				      const struct gl_mark_set *set, store_done_fn done, void *arg)
+{
+	struct remote_request q = { .marks = 1, .mark = *set };
+	snprintf(q.t.net, sizeof q.t.net, "%s", net);
+	return remote_send(remote_of(s), &q, done, arg);
 }
 
 static void remote_cancel(struct store *s, struct store_req *r)
@@ -175,6 +190,7 @@ static void remote_close(struct store *s)
 /* greygate-ctl's commands go to the supervisor's control socket: no admin. */
 static const struct store_ops ops = {
 	.decide = remote_decide,
+	.marks = remote_marks,
 	.cancel = remote_cancel,
 	.healthy = remote_healthy,
 	.close = remote_close,
@@ -207,6 +223,7 @@ static void answered(void *arg, const struct store_result *r)
 	struct remote_reply *rep = arg;
 	rep->ok = r->ok;
 	rep->d = r->d;
+	rep->marks = r->marks;
 }
 
 static void on_request(evutil_socket_t fd, short what, void *arg)
@@ -233,7 +250,14 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 			q.t.sender[sizeof q.t.sender - 1] = 0;
 			q.t.rcpt[sizeof q.t.rcpt - 1] = 0;
 			q.t.hex[sizeof q.t.hex - 1] = 0;
-			s->ops->decide(s, &q.params, &q.t, q.dry_run != 0, answered, &rep);
+			if (q.marks) {
+				/* not ok (rep.ok 0) unless the request makes sense */
+				if ((unsigned)q.mark.kind <= GL_MARK_BACKUP_FIRST &&
+				    q.mark.lifetime >= 0 && q.mark.ttl >= 0)
+					s->ops->marks(s, q.t.net, &q.mark, answered, &rep);
+			} else {
+				s->ops->decide(s, &q.params, &q.t, q.dry_run != 0, answered, &rep);
+			}
 		}
 		if (send(fd, &rep, sizeof rep, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 			/* a worker that does not read: its request times out there */

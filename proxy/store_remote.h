@@ -15,10 +15,14 @@ struct event;
 #include "store.h"
 #include "triplet.h"
 
+/* A decision, or (marks set) a network's marks: MARK says what to set,
+ * NET (t.net) whose. */
 struct remote_request {
 	uint64_t id;
 	struct gl_params params;
 	uint8_t dry_run;
+	uint8_t marks;
+	struct gl_mark_set mark;
 	struct triplet t;
 };
 
@@ -26,6 +30,7 @@ struct remote_reply {
 	uint64_t id;
 	uint8_t ok;
 	struct gl_decision d;
+	struct gl_marks marks;
 };
 
 /* Worker side: decisions go over FD (the supervisor's end is the other). */

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from harness.fakes import DnsServer, FakeBackend
+from harness.fakes import BannerServer, DnsServer, FakeBackend
 from harness.greygate import (GL, Greygate, binary_is_sanitized, default_config,
                               merge, stop_gates)
 from harness.postfix import PostfixBackend, sweep_stale_instances
@@ -222,3 +222,21 @@ def admin_gg(greygate_factory):
         gg.admin_port = port
         return gg
     return make
+
+
+@pytest.fixture
+def banner():
+    """banner(mode) -> a BannerServer on 127.0.0.3:<free port> (the
+    hand-over tests' primary MX)."""
+    made = []
+
+    def make(mode="down"):
+        b = BannerServer(free_port(13025), mode)
+        made.append(b)
+        return b
+
+    try:
+        yield make
+    finally:
+        for b in made:
+            b.close()

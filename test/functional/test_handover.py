@@ -12,16 +12,14 @@ ETRNs that reached it can be counted.
 """
 
 import re
-import socket
-import threading
 import time
 
 import pytest
 
+from harness.fakes import relay_mx_zone as zone
 from harness.greygate import get, metric
 from harness.util import free_port, wait_until
 
-PRIMARY_ADDR = "127.0.0.3"
 ETRN_SEEN = "gg-etrn-relay.example"
 
 BACKEND_MAIN = {
@@ -31,115 +29,6 @@ BACKEND_MAIN = {
     "smtpd_etrn_restrictions":
         f"check_etrn_access inline:{{ {{ relay.example = WARN {ETRN_SEEN} }} }}",
 }
-
-
-def zone(primary_addr=PRIMARY_ADDR):
-    return ["mx-host=relay.example,primary.relay.example,10",
-            "mx-host=relay.example,backup.relay.example,20",
-            f"host-record=primary.relay.example,{primary_addr}",
-            "host-record=backup.relay.example,192.0.2.20"]
-
-
-class BannerServer:
-    """The primary MX as the probe sees it, on PRIMARY_ADDR:port. Modes:
-    "down" (nothing listens: connection refused), "220" (greets, waits for
-    QUIT), "554" (greets with a refusal), "silent" (accepts, never speaks)."""
-
-    def __init__(self, port, mode="down"):
-        self.port = port
-        self.mode = None
-        self.lsock = None
-        self.connections = 0
-        self.received = []          # lines the probes sent
-        self.lock = threading.Lock()
-        self.conns = []
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self.thread.start()
-        self.set_mode(mode)
-
-    def set_mode(self, mode):
-        with self.lock:
-            self.mode = mode
-            if mode == "down" and self.lsock is not None:
-                self.lsock.close()
-                self.lsock = None
-            elif mode != "down" and self.lsock is None:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((PRIMARY_ADDR, self.port))
-                s.listen(16)
-                s.settimeout(0.05)
-                self.lsock = s
-
-    def _accept_loop(self):
-        while not self._stop.is_set():
-            with self.lock:
-                s, mode = self.lsock, self.mode
-            if s is None:
-                time.sleep(0.02)
-                continue
-            try:
-                conn, _ = s.accept()
-            except (socket.timeout, OSError):
-                continue
-            with self.lock:
-                self.connections += 1
-                self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn, mode), daemon=True).start()
-
-    def _serve(self, conn, mode):
-        try:
-            conn.settimeout(5)
-            if mode == "220":
-                conn.sendall(b"220 primary.relay.example ESMTP\r\n")
-            elif mode == "554":
-                conn.sendall(b"554 5.3.2 primary.relay.example not accepting mail\r\n")
-            buf = b""
-            while True:                 # until the prober closes
-                chunk = conn.recv(1024)
-                if not chunk:
-                    break
-                buf += chunk
-            with self.lock:
-                self.received += buf.decode("ascii", "replace").splitlines()
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def count(self):
-        with self.lock:
-            return self.connections
-
-    def close(self):
-        self._stop.set()
-        self.thread.join(5)
-        with self.lock:
-            if self.lsock is not None:
-                self.lsock.close()
-                self.lsock = None
-            for c in self.conns:
-                try:
-                    c.close()
-                except OSError:
-                    pass
-
-
-@pytest.fixture
-def banner():
-    made = []
-
-    def make(mode="down"):
-        b = BannerServer(free_port(13025), mode)
-        made.append(b)
-        return b
-
-    try:
-        yield make
-    finally:
-        for b in made:
-            b.close()
 
 
 def handover_gate(greygate_factory, dns, backend, probe_port, **over):

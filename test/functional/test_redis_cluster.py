@@ -42,14 +42,14 @@ def rcluster():
         c.destroy()
 
 
-def cluster_gate(greygate_factory, rc, failure="accept", greylist=None):
+def cluster_gate(greygate_factory, rc, failure="accept", greylist=None, **over):
     seeds = [f"127.0.0.1:{n.port}" for n in rc.nodes[:2]]
     admin = free_port(19925)
     gg = greygate_factory(
         start=False, greylist={**GL, **(greylist or {})}, admin={"listen": f"127.0.0.1:{admin}"},
         store={"type": "redis", "file": "", "failure": failure,
                "redis": {"cluster": seeds, "timeout_ms": TIMEOUT_MS,
-                         "connect_timeout_ms": TIMEOUT_MS, "prefix": "gg:"}})
+                         "connect_timeout_ms": TIMEOUT_MS, "prefix": "gg:"}}, **over)
     gg.admin_port = admin
     gg.start()
     gg.wait_event("store", state="slot-map", timeout=10)
@@ -404,6 +404,28 @@ def test_cluster_ctl(rcluster, greygate_factory, tok):
     ev = decision(gg, fresh, mark)
     assert (ev["action"], ev["reason"]) == ("pass", "awl"), ev["_line"]
     assert gg.alive()
+
+
+def test_cluster_spamtrap_mark(rcluster, greygate_factory, tok):
+    """A spamtrap's mark goes to the primary serving the slot of its own key,
+    gg:m:{NET}, and a later connection from the network reads it there:
+    hostile. greygate-ctl list does not take the mark for a triplet."""
+    gg = cluster_gate(greygate_factory, rcluster, spamtraps=["trap@test.example"],
+                      scoring={"weights": {"no_ptr": 0}})
+    rep, _, _ = rcpt_once(gg, f"s@{tok}.sender.example", "trap@test.example", source(12))
+    assert_reply(rep, 550, "5.7.1", contains="spamtrap")
+    key = "gg:m:{" + net(12) + "}"
+    owner = rcluster.owner(rcluster.slot(key))
+    wait_until(lambda: owner.cmd("EXISTS", key) == 1, 5, what=f"{key} on {owner.port}")
+    assert sorted(owner.cmd("HKEYS", key)) == ["t", "u"]
+    assert owner.cmd("TTL", key) > 0
+    rx = f"r-{tok}@test.example"
+    mark = gg.log_mark()
+    rep, _, _ = rcpt_once(gg, f"s@{tok}.sender.example", rx, "127.0.12.9")
+    assert_reply(rep, 550, "5.7.1")
+    ev = decision(gg, rx, mark)
+    assert (ev["reason"], ev["parts"]) == ("hostile", "spamtrap:0"), ev["_line"]
+    assert listed(gg) == []
 
 
 def test_cluster_settings_checked(tmp_path):

@@ -1,7 +1,8 @@
 """Servers a test scripts: LoopbackServer (a socket served by a thread),
 FakeBackend (misbehaving SMTP backends), ScriptedSMTP (an SMTP server that
-misbehaves once at a given step), DnsServer (a private dnsmasq) and FakeDns
-(a UDP name server answering what the test says)."""
+misbehaves once at a given step), DnsServer (a private dnsmasq), FakeDns
+(a UDP name server answering what the test says) and BannerServer (a
+primary MX for the hand-over probe, with relay_mx_zone its DNS)."""
 
 import contextlib
 import socket
@@ -326,3 +327,107 @@ class SilentDns(FakeDns):
 
     def answer(self, name, qtype):
         return None
+
+
+# --------------------------------------------------------------------------
+# A primary MX for the hand-over probe
+# --------------------------------------------------------------------------
+
+PRIMARY_ADDR = "127.0.0.3"
+
+
+def relay_mx_zone(primary_addr=PRIMARY_ADDR):
+    """relay.example: its primary MX on PRIMARY_ADDR, its backup this host
+    (backup.relay.example = 192.0.2.20, a greygate's my_addresses)."""
+    return ["mx-host=relay.example,primary.relay.example,10",
+            "mx-host=relay.example,backup.relay.example,20",
+            f"host-record=primary.relay.example,{primary_addr}",
+            "host-record=backup.relay.example,192.0.2.20"]
+
+
+class BannerServer:
+    """A primary MX as greygate's hand-over probe sees it, on ADDR:port
+    (not 127.0.0.1, where greygate listens: that is "this host"). Modes:
+    "down" (nothing listens: connection refused), "220" (greets, waits for
+    QUIT), "554" (greets with a refusal), "silent" (accepts, never speaks)."""
+
+    def __init__(self, port, mode="down", addr=PRIMARY_ADDR):
+        self.port = port
+        self.addr = addr
+        self.mode = None
+        self.lsock = None
+        self.connections = 0
+        self.received = []          # lines the probes sent
+        self.lock = threading.Lock()
+        self.conns = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+        self.set_mode(mode)
+
+    def set_mode(self, mode):
+        with self.lock:
+            self.mode = mode
+            if mode == "down" and self.lsock is not None:
+                self.lsock.close()
+                self.lsock = None
+            elif mode != "down" and self.lsock is None:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((self.addr, self.port))
+                s.listen(16)
+                s.settimeout(0.05)
+                self.lsock = s
+
+    def _accept_loop(self):
+        while not self._stop.is_set():
+            with self.lock:
+                s, mode = self.lsock, self.mode
+            if s is None:
+                time.sleep(0.02)
+                continue
+            try:
+                conn, _ = s.accept()
+            except (socket.timeout, OSError):
+                continue
+            with self.lock:
+                self.connections += 1
+                self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, mode), daemon=True).start()
+
+    def _serve(self, conn, mode):
+        try:
+            conn.settimeout(5)
+            if mode == "220":
+                conn.sendall(b"220 primary.relay.example ESMTP\r\n")
+            elif mode == "554":
+                conn.sendall(b"554 5.3.2 primary.relay.example not accepting mail\r\n")
+            buf = b""
+            while True:                 # until the prober closes
+                chunk = conn.recv(1024)
+                if not chunk:
+                    break
+                buf += chunk
+            with self.lock:
+                self.received += buf.decode("ascii", "replace").splitlines()
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def count(self):
+        with self.lock:
+            return self.connections
+
+    def close(self):
+        self._stop.set()
+        self.thread.join(5)
+        with self.lock:
+            if self.lsock is not None:
+                self.lsock.close()
+                self.lsock = None
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass

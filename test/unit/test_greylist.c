@@ -110,6 +110,28 @@ static void test_gl_early(void **state)
 	assert_int_equal(n.new_count, 1);
 }
 
+/* A network caught at a spamtrap: its triplets pending from before the
+ * trap start over as new, first seen now; one first seen after it, or one
+ * that had passed already, is untouched. */
+static void test_gl_void_before(void **state)
+{
+	(void)state;
+	struct gl_triplet t = { 0 }, later = { 0 }, passed = { 0 };
+	struct gl_network n = { 0 };
+	decide(&P, T0, &t, &n);
+	decide(&P, T0, &passed, &n);
+	decide(&P, T0 + 400, &passed, &n);
+	assert_true(passed.passed);
+	struct gl_params trapped = P;
+	trapped.void_before = T0 + 500;
+	decide(&trapped, T0 + 500, &later, &n);
+	expect_greylist(decide(&trapped, T0 + 600, &t, &n), GL_REASON_NEW, 300);
+	assert_int_equal(t.first_seen, T0 + 600);
+	expect(decide(&trapped, T0 + 900, &t, &n), GL_PASS, GL_REASON_TRIPLET);
+	expect(decide(&trapped, T0 + 900, &later, &n), GL_PASS, GL_REASON_TRIPLET);
+	expect(decide(&trapped, T0 + 900, &passed, &n), GL_PASS, GL_REASON_TRIPLET);
+}
+
 static void test_gl_pass_after_delay(void **state)
 {
 	(void)state;
@@ -583,6 +605,62 @@ static bool count_cb(void *arg, const struct memstore_view *v)
 	(void)v;
 	(*(int *)arg)++;
 	return true;
+}
+
+/* A network's marks: a trap sets until when and since when, a backup_first
+ * mark does not shorten the trap's record (kept as long as its TTL asks),
+ * a decision that leaves the network's counts empty keeps its marks, they
+ * survive a save and a load, and are gone once their time is over. */
+static void test_ms_marks(void **state)
+{
+	(void)state;
+	struct memstore *m = memstore_new(1000);
+	char err[512];
+	const char *net = "203.0.113.0/24";
+	const struct gl_mark_set read = { GL_MARK_NONE, 0, 0 },
+		trap = { GL_MARK_TRAP, 86400, 172800 }, backup = { GL_MARK_BACKUP_FIRST, 3600, 3600 };
+	struct gl_marks k = memstore_marks(m, net, &read, T0);
+	assert_int_equal(k.trapped_until, 0);
+	assert_int_equal(k.now, T0);
+	assert_int_equal(memstore_stats(m).networks, 0);   /* a read stores nothing */
+
+	k = memstore_marks(m, net, &trap, T0);
+	assert_int_equal(k.trapped_until, T0 + 86400);
+	assert_int_equal(k.trapped_at, T0);
+	k = memstore_marks(m, net, &backup, T0 + 10);
+	assert_int_equal(k.backup_first_until, T0 + 3610);
+	assert_int_equal(k.trapped_at, T0);
+
+	/* the network's counts come and go; its marks stay */
+	struct triplet t = mk(net, "a@example.com", "b@example.org");
+	struct gl_params p = P;
+	p.void_before = k.trapped_at;
+	memstore_decide(m, &p, T0 + 20, &t, false);
+	memstore_sweep(m, T0 + 2 * HOUR, 1 << 20);           /* new-count window over */
+	k = memstore_marks(m, net, &read, T0 + 2 * HOUR);
+	assert_int_equal(k.trapped_until, T0 + 86400);
+	assert_int_equal(k.backup_first_until, T0 + 3610);
+
+	assert_int_equal(memstore_save(m, path("marks.db"), T0 + 2 * HOUR, NULL, err, sizeof err), 0);
+	struct memstore *m2 = memstore_new(1000);
+	assert_true(memstore_load(m2, path("marks.db"), T0 + 2 * HOUR, err, sizeof err) > 0);
+	k = memstore_marks(m2, net, &read, T0 + 3 * HOUR);
+	assert_int_equal(k.trapped_until, T0 + 86400);
+	assert_int_equal(k.trapped_at, T0);
+	assert_int_equal(k.backup_first_until, T0 + 3610);
+
+	/* past the trap's lifetime the record is still there (trapped_at voids
+	 * triplets for the retry window), but no longer trapping */
+	k = memstore_marks(m2, net, &read, T0 + 86400 + 1);
+	assert_true(k.trapped_until < k.now);
+	assert_int_equal(k.trapped_at, T0);
+	/* past its TTL, gone, and swept */
+	k = memstore_marks(m2, net, &read, T0 + 172800);
+	assert_int_equal(k.trapped_at, 0);
+	memstore_sweep(m2, T0 + 172800, 1 << 20);
+	assert_int_equal(memstore_stats(m2).networks, 0);
+	memstore_free(m);
+	memstore_free(m2);
 }
 
 static void test_ms_save_load_roundtrip(void **state)
@@ -1140,6 +1218,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_gl_new),
 		cmocka_unit_test(test_gl_early),
+		cmocka_unit_test(test_gl_void_before),
 		cmocka_unit_test(test_gl_pass_after_delay),
 		cmocka_unit_test(test_gl_pass_renews_lifetime),
 		cmocka_unit_test(test_gl_passed_forgotten),
@@ -1156,6 +1235,7 @@ int main(void)
 		cmocka_unit_test(test_ms_dry_run),
 		cmocka_unit_test(test_ms_lru),
 		cmocka_unit_test(test_ms_sweep),
+		cmocka_unit_test(test_ms_marks),
 		cmocka_unit_test(test_ms_save_load_roundtrip),
 		cmocka_unit_test(test_ms_load_skips_expired),
 		cmocka_unit_test(test_ms_roundtrip_odd_parts),

@@ -183,6 +183,33 @@ static struct store_call *fake_store(const struct gl_params *p, const struct tri
 	return (struct store_call *)new_op(OP_STORE, (void *)done, arg, NULL, 0);
 }
 
+/* Marks set (client_score_mark: a trap makes the connection's score
+ * trapped), the trap time the store would give, the primary's state. */
+static int marks_set[GL_MARK_BACKUP_FIRST + 1];
+static int64_t trap_time;
+static bool primary_answers;
+
+static void fake_mark(struct gg_config *c, struct client_facts *f, enum gl_mark kind)
+{
+	(void)c;
+	assert_ptr_equal(f, &facts);
+	marks_set[kind]++;
+	if (kind == GL_MARK_TRAP)
+		score_add(&conn_score, SIG_SPAMTRAP, NULL, 0);
+}
+
+static int64_t fake_trapped_at(struct client_facts *f)
+{
+	assert_ptr_equal(f, &facts);
+	return trap_time;
+}
+
+static bool fake_primary_up(const char *domain)
+{
+	(void)domain;
+	return primary_answers;
+}
+
 static void fake_dns_cancel(struct dns_query *q) { cancel_op(q); }
 static void fake_mx_cancel(struct mxset_req *r) { cancel_op(r); }
 static void fake_store_cancel(struct store_call *c) { cancel_op(c); }
@@ -210,6 +237,9 @@ static const struct rcpt_env env = {
 	.client_score = fake_client_score,
 	.store = fake_store,
 	.store_cancel = fake_store_cancel,
+	.mark = fake_mark,
+	.trapped_at = fake_trapped_at,
+	.primary_up = fake_primary_up,
 	.now = fake_now,
 	.wake = fake_wake,
 };
@@ -346,6 +376,9 @@ static void world_reset(void)
 	query_helo = "h.example";
 	spf = (struct spf_txn){ .state = SPF_TXN_NONE };
 	spf_waiter = NULL;
+	memset(marks_set, 0, sizeof marks_set);
+	trap_time = 0;
+	primary_answers = false;
 }
 
 /* SPF passed narrowly for DOMAIN, known before the RCPT. */
@@ -426,8 +459,9 @@ static void test_table_names(void **state)
 		for (size_t k = 0; k < n; k++)
 			assert_int_not_equal(rcpt_rules_row(k), rcpt_rules_row(n));
 	}
-	assert_int_equal(n, 11);
+	assert_int_equal(n, 12);
 	assert_int_equal(rcpt_rules_row(0), WHY_MYNETWORKS);
+	assert_int_equal(rcpt_rules_row(n - 3), WHY_SPAMTRAP);
 	assert_int_equal(rcpt_rules_row(n - 2), WHY_HOSTILE);
 	assert_int_equal(rcpt_rules_row(n - 1), WHY_GREYLIST);
 }
@@ -962,6 +996,75 @@ static void test_shadow(void **state)
 	       NULL);
 }
 
+/* A RCPT to a spamtrap marks the network trapped and is refused as
+ * hostile, whatever the score; the connection's later recipients are
+ * hostile too; a whitelisted client is spared; shadow mode would-reject. */
+static void test_spamtrap(void **state)
+{
+	(void)state;
+	world_reset();
+	configure(SCORING "spamtraps = [ \"trap@local.example\" ];");
+	set_score(-5);                                     /* even a trusted one */
+	expect(decide_for(CLIENT, "s@x.example", "Trap@Local.Example"), RCPT_REJECT, WHY_SPAMTRAP,
+	       "550 5.7.1 <Trap@Local.Example>: Recipient address rejected: spamtrap");
+	assert_int_equal(marks_set[GL_MARK_TRAP], 1);
+	assert_int_equal(asked[OP_STORE], 0);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_REJECT, WHY_HOSTILE,
+	       "550 5.7.1 <r@local.example>: Recipient address rejected: client caught at a spamtrap");
+	assert_int_equal(asked[OP_STORE], 0);
+	configure("reject_unknown_sender_domain = false; spamtraps = [ \"trap@local.example\" ];"
+		  "scoring = { hostile = { action = \"tempfail\"; }; };");
+	set_score(0);
+	expect(decide_for(CLIENT, "s@x.example", "trap@local.example"), RCPT_DEFER, WHY_SPAMTRAP,
+	       "450 4.7.1 <trap@local.example>: Recipient address rejected: spamtrap, try again later");
+	world_reset();
+	configure("reject_unknown_sender_domain = false; greylist = { mode = \"shadow\"; };"
+		  "scoring = { }; spamtraps = [ \"trap@local.example\" ];");
+	set_score(0);
+	expect(decide_for(CLIENT, "s@x.example", "trap@local.example"), RCPT_ACCEPT, WHY_SPAMTRAP, NULL);
+	assert_int_equal(marks_set[GL_MARK_TRAP], 1);
+	/* without scoring a spamtrap is an address like any other */
+	world_reset();
+	configure("reject_unknown_sender_domain = false; spamtraps = [ \"trap@local.example\" ];");
+	expect(decide_for(CLIENT, "s@x.example", "trap@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(marks_set[GL_MARK_TRAP], 0);
+}
+
+/* The network's trap time goes to the store as void_before. */
+static void test_trap_voids_pending(void **state)
+{
+	(void)state;
+	world_reset();
+	configure(SCORING "spamtraps = [ \"trap@local.example\" ];");
+	set_score(0);
+	trap_time = 1700000000;
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(last_params.void_before, 1700000000);
+}
+
+/* A new triplet while the primary answers marks backup_first; an early
+ * retry, or a primary not known to be up, does not. */
+static void test_backup_first_mark(void **state)
+{
+	(void)state;
+	world_reset();
+	configure(SCORING);
+	set_score(0);
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(marks_set[GL_MARK_BACKUP_FIRST], 0);
+	primary_answers = true;
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(marks_set[GL_MARK_BACKUP_FIRST], 1);
+	store_answer.d = (struct gl_decision){ .action = GL_GREYLIST, .reason = GL_REASON_EARLY,
+					       .delay_left = 100 };
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(marks_set[GL_MARK_BACKUP_FIRST], 1);
+	configure("reject_unknown_sender_domain = false; scoring = { weights = { backup_first = 0; }; };");
+	store_answer.d = (struct gl_decision){ .action = GL_GREYLIST, .reason = GL_REASON_NEW };
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	assert_int_equal(marks_set[GL_MARK_BACKUP_FIRST], 1);
+}
+
 static int teardown(void **state)
 {
 	gg_config_unref(cfg);
@@ -995,6 +1098,9 @@ int main(void)
 		cmocka_unit_test(test_class_suspicious),
 		cmocka_unit_test(test_class_spf_signals),
 		cmocka_unit_test(test_shadow),
+		cmocka_unit_test(test_spamtrap),
+		cmocka_unit_test(test_trap_voids_pending),
+		cmocka_unit_test(test_backup_first_mark),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown);
 }

@@ -110,6 +110,39 @@ static redisReply *entry(struct entry *x, long long lo, long long hi, char *host
 	return &x->e;
 }
 
+/* A network's marks: "PREFIXm:NET" in a plain Redis, "PREFIXm:{NET}" in a
+ * cluster; the marks script's answer is four integers, none negative. */
+static void test_mark_key_and_answer(void **state)
+{
+	(void)state;
+	char key[128];
+	assert_true(gl_mark_key("gg:", "192.0.2.0/24", false, key, sizeof key));
+	assert_string_equal(key, "gg:m:192.0.2.0/24");
+	assert_true(gl_mark_key("gg:", "192.0.2.0/24", true, key, sizeof key));
+	assert_string_equal(key, "gg:m:{192.0.2.0/24}");
+	assert_int_equal(slot_of(key), slot_of("192.0.2.0/24"));
+	assert_false(gl_mark_key("gg:", "192.0.2.0/24", false, key, 10));
+
+	redisReply v[4] = { num(1700000000), num(1700086400), num(1700000000), num(0) };
+	redisReply *el[4] = { &v[0], &v[1], &v[2], &v[3] };
+	redisReply r = arr(el, 4);
+	struct gl_marks m;
+	assert_null(gl_marks_answer(&r, &m));
+	assert_int_equal(m.now, 1700000000);
+	assert_int_equal(m.trapped_until, 1700086400);
+	assert_int_equal(m.trapped_at, 1700000000);
+	assert_int_equal(m.backup_first_until, 0);
+	v[3] = num(-1);
+	assert_non_null(gl_marks_answer(&r, &m));
+	v[3] = str("1");
+	assert_non_null(gl_marks_answer(&r, &m));
+	r = arr(el, 3);
+	assert_non_null(gl_marks_answer(&r, &m));
+	assert_string_equal(gl_mark_op(GL_MARK_TRAP), "trap");
+	assert_string_equal(gl_mark_op(GL_MARK_BACKUP_FIRST), "backup_first");
+	assert_string_equal(gl_mark_op(GL_MARK_NONE), "");
+}
+
 static struct slot_map map;
 
 static void test_slot_map(void **state)
@@ -218,6 +251,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc16_and_slots),
 		cmocka_unit_test(test_script_keys),
+		cmocka_unit_test(test_mark_key_and_answer),
 		cmocka_unit_test(test_slot_map),
 		cmocka_unit_test(test_slot_map_refused),
 		cmocka_unit_test(test_slot_map_too_many_nodes),

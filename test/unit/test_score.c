@@ -57,6 +57,28 @@ static void test_classes(void **state)
 	assert_string_equal(signal_name(SIG_UNCONFIRMED_PTR), "unconfirmed_ptr");
 }
 
+/* A trapped client is hostile whatever its total, even a DNSWL-listed
+ * one; the trap is named once in the parts. */
+static void test_trapped_is_hostile(void **state)
+{
+	(void)state;
+	const struct score_classes t = { .trusted = -3, .suspicious = 3, .hostile = 8 };
+	struct score s = { 0 };
+	score_add(&s, SIG_DNSWL, "wl.example", -5);
+	assert_int_equal(score_class_of(&t, &s), CLASS_TRUSTED);
+	score_add(&s, SIG_SPAMTRAP, NULL, 0);
+	score_add(&s, SIG_SPAMTRAP, NULL, 0);
+	assert_true(s.trapped);
+	assert_int_equal(s.total, -5);
+	assert_int_equal(score_class_of(&t, &s), CLASS_HOSTILE);
+	char text[100];
+	score_parts_text(&s, text, sizeof text);
+	assert_string_equal(text, "dnswl:wl.example:-5,spamtrap:0");
+	assert_false(signal_weighted(SIG_SPAMTRAP));
+	assert_true(signal_weighted(SIG_BACKUP_FIRST));
+	assert_string_equal(signal_name(SIG_BACKUP_FIRST), "backup_first");
+}
+
 static void test_bad_helo(void **state)
 {
 	(void)state;
@@ -155,6 +177,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parts_and_total),
 		cmocka_unit_test(test_classes),
+		cmocka_unit_test(test_trapped_is_hostile),
 		cmocka_unit_test(test_bad_helo),
 		cmocka_unit_test(test_weight_rows),
 		cmocka_unit_test(test_settings),
