@@ -5,7 +5,6 @@
 #include "dnsbl_site.h"
 #include "generic_name.h"
 #include "log.h"
-#include "metrics.h"
 #include "resolver.h"
 #include "xalloc.h"
 
@@ -29,8 +28,6 @@ static void finished_one(struct client_score *cs)
 {
 	if (--cs->pending > 0)
 		return;
-	for (size_t i = 0; i < cs->score.n; i++)
-		metrics_signal(cs->score.part[i].sig);
 	struct list_node *pos, *tmp;
 	LIST_FOR_EACH_SAFE(pos, tmp, &cs->waiters) {
 		struct client_facts_wait *w = LIST_ELEM(pos, struct client_facts_wait, node);

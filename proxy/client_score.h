@@ -12,8 +12,9 @@
  * returns NULL and W's FN is called exactly once, from the loop, when they
  * have, unless client_facts_unwait(W) comes first. A lookup that fails
  * (timeout, SERVFAIL) adds nothing: a signal that cannot be had is no
- * signal. Each signal found is counted once per connection
- * (greygate_signals_total).
+ * signal. Nothing is counted here: the RCPT decision that classes the
+ * client counts its signals (metrics_classified), and greygate-ctl
+ * explain's hypothetical sessions (proxy/control.c) count nothing.
  */
 #ifndef GG_CLIENT_SCORE_H
 #define GG_CLIENT_SCORE_H

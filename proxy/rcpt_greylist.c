@@ -25,13 +25,29 @@ static void on_store(void *arg, const struct store_result *r)
 	rr_answered(c);
 }
 
+enum score_class rcpt_class_of(const struct gg_config *cfg, const struct score *base,
+			       const char *helo, enum spf_result spf, struct score *out)
+{
+	*out = *base;
+	if (helo && helo[0] && helo_is_bad(helo, cfg->myhostname, &cfg->my_addresses))
+		score_add(out, SIG_BAD_HELO, NULL, cfg->scoring.weights[SIG_BAD_HELO]);
+	if (spf == SPF_FAIL || spf == SPF_SOFTFAIL) {
+		enum signal sig = spf == SPF_FAIL ? SIG_SPF_FAIL : SIG_SPF_SOFTFAIL;
+		score_add(out, sig, NULL, cfg->scoring.weights[sig]);
+	}
+	return score_classify(&cfg->scoring.classes, out->total);
+}
+
 /*
  * Selective greylisting: the connection's score (its lookups started at
  * connect; WAIT until they answered) plus this session's HELO and the
- * transaction's SPF fail or softfail (WAIT for it too) gives the class. Trusted passes greylisting (the relay rules ran already: they
- * come first); hostile is refused and never stored; suspicious and normal
- * go on to the greylist row, which applies the class's delay. After a
- * deferral only hostile can change the answer.
+ * transaction's SPF fail or softfail (WAIT for it too) gives the class
+ * (rcpt_class_of). Trusted passes greylisting (the relay rules ran
+ * already: they come first); hostile is refused and never stored;
+ * suspicious and normal go on to the greylist row, which applies the
+ * class's delay. After a deferral only hostile can change the answer.
+ * The class and every signal in the score are counted here, once per
+ * decision that classes its client.
  */
 enum rule_result rcpt_rule_class(struct rcpt_rules *c)
 {
@@ -49,17 +65,10 @@ enum rule_result rcpt_rule_class(struct rcpt_rules *c)
 			c->pending++;
 			return RULE_WAIT;
 		}
-		c->score = *s;
-		if (c->helo[0] && helo_is_bad(c->helo, cfg->myhostname, &cfg->my_addresses))
-			score_add(&c->score, SIG_BAD_HELO, NULL, cfg->scoring.weights[SIG_BAD_HELO]);
-		enum spf_result spf = c->spf ? spf_txn_result(c->spf) : SPF_NONE;
-		if (spf == SPF_FAIL || spf == SPF_SOFTFAIL) {
-			enum signal sig = spf == SPF_FAIL ? SIG_SPF_FAIL : SIG_SPF_SOFTFAIL;
-			score_add(&c->score, sig, NULL, cfg->scoring.weights[sig]);
-		}
-		c->class = score_classify(&cfg->scoring.classes, c->score.total);
+		c->class = rcpt_class_of(cfg, s, c->helo, c->spf ? spf_txn_result(c->spf) : SPF_NONE,
+					 &c->score);
 		c->scored = true;
-		metrics_class(c->class);
+		metrics_classified(c->class, &c->score);
 	}
 	if (c->class == CLASS_TRUSTED && !c->deferred)
 		return rr_permit_logged(c, WHY_TRUSTED);
@@ -163,11 +172,7 @@ static void greylist_ask_store(struct rcpt_rules *c)
 	}
 	/* suspicious: a longer delay, and no auto-whitelist to count towards
 	 * or pass by */
-	struct gl_params p = gg_config_gl_params(cfg);
-	if (c->scored && c->class == CLASS_SUSPICIOUS) {
-		p.delay = cfg->scoring.suspicious_delay;
-		p.awl_threshold = 0;
-	}
+	struct gl_params p = gg_config_gl_params_class(cfg, c->scored ? c->class : CLASS_NORMAL);
 	c->pending++;
 	c->store_started = c->env->now();
 	c->sreq = c->env->store(&p, &c->t, on_store, c);
@@ -186,7 +191,9 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 			      "451 4.3.0 <%s>: Temporary lookup failure, try again later%s", c->rcpt,
 			      NULL);
 	}
-	metrics_decision_key(c->key_kind, r->d.action == GL_PASS ? DA_PASS : DA_GREYLIST);
+	bool shadow = c->cfg->greylist.shadow;
+	metrics_decision_key(c->key_kind, r->d.action == GL_PASS ? DA_PASS
+					  : shadow ? DA_WOULD_GREYLIST : DA_GREYLIST);
 	if (r->d.action == GL_PASS) {
 		rr_log_decision(c, DA_PASS, why_of_gl(r->d.reason), &r->d, NULL);
 		rr_decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
@@ -194,7 +201,7 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 		c->out.waited = r->d.first_pass ? r->d.waited : 0;
 		return RULE_DECIDED;
 	}
-	if (c->cfg->greylist.shadow) {
+	if (shadow) {
 		rr_log_decision(c, DA_WOULD_GREYLIST, why_of_gl(r->d.reason), &r->d, NULL);
 		return rr_decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
 	}
