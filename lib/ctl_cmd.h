@@ -95,7 +95,7 @@ enum ctl_scoring {
 #define CTL_FACT_MAX 256
 struct ctl_facts {
 	enum ctl_scoring scoring;
-	char why[200];
+	char why[320];                 /* UNKNOWN: why, for the reader */
 	char name[CTL_FACT_MAX];       /* the confirmed name, "" none */
 	char spf[16];                  /* the SPF result, "" not checked */
 	char spf_domain[CTL_FACT_MAX]; /* a narrow pass: its domain (the spf: key) */
