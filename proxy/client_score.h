@@ -14,7 +14,7 @@
  * (timeout, SERVFAIL) adds nothing: a signal that cannot be had is no
  * signal. Nothing is counted here: the RCPT decision that classes the
  * client counts its signals (metrics_classified), and greygate-ctl
- * explain's hypothetical sessions (proxy/control.c) count nothing.
+ * explain's hypothetical sessions (proxy/explain.c) count nothing.
  */
 #ifndef GG_CLIENT_SCORE_H
 #define GG_CLIENT_SCORE_H

@@ -5,7 +5,9 @@
  * with scoring on, the client's DNSBL/DNSWL listings and name signals,
  * classed by rcpt_class_of, the RCPT class row's own computation. The
  * same modules as a session (client_facts, client_score, spf_txn), on the
- * event loop: nothing waits for DNS. Nothing is counted or stored.
+ * event loop: nothing waits for DNS. Nothing is stored, and no decision,
+ * class or signal is counted (its DNS lookups and SPF check are, as any,
+ * and the check logs its event=spf line).
  *
  * Promises: explain_start always returns the request; DONE is called
  * exactly once, later, from the loop, unless explain_cancel comes first.

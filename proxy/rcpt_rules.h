@@ -113,7 +113,7 @@ void rcpt_rules_free(struct rcpt_rules *r);
  * connection's score BASE (client_score.h) with what the session adds,
  * its HELO (NULL or "": none) and the transaction's SPF outcome, into
  * *OUT, and the class that falls in. The one computation behind the
- * class row and greygate-ctl explain (proxy/control.c); counts nothing. */
+ * class row and greygate-ctl explain (proxy/explain.c); counts nothing. */
 enum score_class rcpt_class_of(const struct gg_config *cfg, const struct score *base,
 			       const char *helo, enum spf_result spf, struct score *out);
 
