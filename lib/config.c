@@ -273,6 +273,16 @@ struct gl_params gg_config_gl_params(const struct gg_config *c)
 	};
 }
 
+struct gl_params gg_config_gl_params_class(const struct gg_config *c, enum score_class k)
+{
+	struct gl_params p = gg_config_gl_params(c);
+	if (k == CLASS_SUSPICIOUS) {
+		p.delay = c->scoring.suspicious_delay;
+		p.awl_threshold = 0;
+	}
+	return p;
+}
+
 struct gg_config *gg_config_ref(struct gg_config *c)
 {
 	c->refs++;

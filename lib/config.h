@@ -240,5 +240,9 @@ void gg_config_unref(struct gg_config *c);
 /* The greylist settings of C in the form a decision takes (the daemon's
  * stores and greygate-ctl's explain). */
 struct gl_params gg_config_gl_params(const struct gg_config *c);
+/* The same for a client of class K (selective greylisting): suspicious
+ * waits scoring.suspicious.delay and neither earns nor uses the
+ * auto-whitelist. */
+struct gl_params gg_config_gl_params_class(const struct gg_config *c, enum score_class k);
 
 #endif

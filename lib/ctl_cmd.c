@@ -12,7 +12,8 @@
 #define CTL_WALK_SLICE 500
 
 int ctl_triplet(const struct gg_config *cfg, const char *client, const char *name,
-		const char *sender, const char *rcpt, struct triplet *t, char *err, size_t errlen)
+		const char *spf_domain, const char *sender, const char *rcpt, struct triplet *t,
+		char *err, size_t errlen)
 {
 	struct ipaddr a;
 	if (!ipaddr_parse(client, &a)) {
@@ -30,11 +31,10 @@ int ctl_triplet(const struct gg_config *cfg, const char *client, const char *nam
 	triplet_network(&a, (unsigned)cfg->greylist.ipv4_prefix, (unsigned)cfg->greylist.ipv6_prefix,
 			net, sizeof net);
 	size_t nlen = sender_normalise(sender, slen, &cfg->greylist.norm, norm, sizeof norm);
-	/* spf: needs SPF evaluated in a session: the kinds that can be
-	 * known here are the name's and the network */
 	char pool[POOL_TEXT_MAX];
 	struct pool_facts pf = {
 		.client = &a,
+		.spf_pass_domain = spf_domain,
 		.client_name = name,
 		.words = (const char *const *)cfg->greylist.generic_name_words,
 		.nwords = cfg->greylist.ngeneric_name_words,
@@ -76,6 +76,78 @@ void ctl_stat_num(struct ctl_stats *s, const char *name, long long v)
 		s->f[s->n].num = v;
 		s->n++;
 	}
+}
+
+/* ---- facts ---- */
+
+static const char *const scoring_names[] = {
+	[CTL_SCORING_UNKNOWN] = "unknown", [CTL_SCORING_OFF] = "off", [CTL_SCORING_ON] = "on",
+};
+
+void ctl_facts_write(FILE *out, const struct ctl_facts *f)
+{
+	fprintf(out, "facts scoring=%s class=%s score=%d parts=%s name=%s spf=%s spf_domain=%s\n",
+		scoring_names[f->scoring], score_class_name(f->cls), f->score, f->parts, f->name,
+		f->spf, f->spf_domain);
+}
+
+/* VALUE into BUF (SIZE with its NUL); false when it does not fit. */
+static bool fact_copy(char *buf, size_t size, const char *value)
+{
+	size_t n = strlen(value);
+	if (n >= size)
+		return false;
+	memcpy(buf, value, n + 1);
+	return true;
+}
+
+bool ctl_facts_read(const char *line, struct ctl_facts *f)
+{
+	char copy[1024];
+	if (strncmp(line, "facts ", 6) != 0 || !fact_copy(copy, sizeof copy, line + 6))
+		return false;
+	*f = (struct ctl_facts){ .scoring = CTL_SCORING_UNKNOWN, .cls = CLASS_NORMAL };
+	bool scoring = false;
+	char *save = NULL;
+	for (char *tok = strtok_r(copy, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
+		char *v = strchr(tok, '=');
+		if (!v)
+			return false;
+		*v++ = 0;
+		bool ok = true;
+		if (strcmp(tok, "scoring") == 0) {
+			scoring = true;
+			if (strcmp(v, "on") == 0)
+				f->scoring = CTL_SCORING_ON;
+			else if (strcmp(v, "off") == 0)
+				f->scoring = CTL_SCORING_OFF;
+			else
+				ok = false;
+		} else if (strcmp(tok, "class") == 0) {
+			int k = 0;
+			while (k < CLASS_COUNT && strcmp(v, score_class_name((enum score_class)k)) != 0)
+				k++;
+			ok = k < CLASS_COUNT;
+			f->cls = (enum score_class)k;
+		} else if (strcmp(tok, "score") == 0) {
+			char *end;
+			long n = strtol(v, &end, 10);
+			ok = *v && !*end && n > -100000 && n < 100000;
+			f->score = (int)n;
+		} else if (strcmp(tok, "parts") == 0) {
+			ok = fact_copy(f->parts, sizeof f->parts, v);
+		} else if (strcmp(tok, "name") == 0) {
+			ok = fact_copy(f->name, sizeof f->name, v);
+		} else if (strcmp(tok, "spf") == 0) {
+			ok = fact_copy(f->spf, sizeof f->spf, v);
+		} else if (strcmp(tok, "spf_domain") == 0) {
+			ok = fact_copy(f->spf_domain, sizeof f->spf_domain, v);
+		}
+		/* an unknown key: a newer daemon's, ignored */
+		if (!ok)
+			return false;
+	}
+	return scoring;
 }
 
 /* ---- JSON ---- */
@@ -307,13 +379,63 @@ static const char *const explain_why[] = {
 	[GL_REASON_AWL] = "the client network (or pool key) is on the auto-whitelist",
 };
 
-/* Text: the triplet, what is stored, "next:" and "why:" lines. JSON: one
- * object with the same, "stored" null when nothing is. */
+/* What the next decision would be: the store's dry run, unless the
+ * client's class decides before the store is asked (as the RCPT class
+ * row does). */
+struct explained {
+	const char *action, *reason, *why;
+	const struct gl_decision *d;    /* NULL: the class decided */
+};
+
+static struct explained next_of(const struct gg_config *cfg, const struct ctl_facts *f,
+				const struct gl_decision *d)
+{
+	bool shadow = cfg->greylist.shadow;
+	if (f && f->scoring == CTL_SCORING_ON && f->cls == CLASS_TRUSTED)
+		return (struct explained){ "pass", "trusted", "the client is classed trusted: "
+					   "not greylisted", NULL };
+	if (f && f->scoring == CTL_SCORING_ON && f->cls == CLASS_HOSTILE)
+		return (struct explained){
+			shadow ? "would-reject" : cfg->scoring.hostile_tempfail ? "tempfail" : "reject",
+			"hostile", "the client is classed hostile: refused, never stored", NULL };
+	const char *action = d->action == GL_PASS ? "pass" : shadow ? "would-greylist" : "greylist";
+	return (struct explained){ action, gl_reason_name(d->reason), explain_why[d->reason], d };
+}
+
+/* The class line (text) or fields (JSON). */
+static void print_class(FILE *out, enum ctl_format fmt, const struct ctl_facts *f)
+{
+	enum ctl_scoring sc = f ? f->scoring : CTL_SCORING_UNKNOWN;
+	const char *why = f && f->why[0] ? f->why : "not asked";
+	if (fmt == CTL_TEXT) {
+		if (sc == CTL_SCORING_ON)
+			fprintf(out, "score: class=%s score=%d parts=%s\n", score_class_name(f->cls),
+				f->score, f->parts);
+		else if (sc == CTL_SCORING_OFF)
+			fprintf(out, "score: class=normal scoring=off\n");
+		else
+			fprintf(out, "score: class=unknown (%s)\n", why);
+		return;
+	}
+	json_field(out, false, "scoring", scoring_names[sc]);
+	if (sc == CTL_SCORING_UNKNOWN) {
+		fputs(",\"class\":null,\"score\":null,\"parts\":null", out);
+		json_field(out, false, "scoring_why", why);
+		return;
+	}
+	json_field(out, false, "class", score_class_name(sc == CTL_SCORING_ON ? f->cls : CLASS_NORMAL));
+	fprintf(out, ",\"score\":%d", sc == CTL_SCORING_ON ? f->score : 0);
+	json_field(out, false, "parts", sc == CTL_SCORING_ON ? f->parts : "");
+}
+
+/* Text: the triplet, what is stored, "score:", "next:" and "why:" lines.
+ * JSON: one object with the same, "stored" null when nothing is. */
 static void print_explained(FILE *out, enum ctl_format fmt, const struct triplet *t,
-			    const struct ctl_entry *e, const struct gl_decision *d)
+			    const struct ctl_entry *e, const struct explained *x,
+			    const struct ctl_facts *f)
 {
 	const char *sender = t->sender[0] ? t->sender : "<>";
-	const char *action = d->action == GL_PASS ? "pass" : "greylist";
+	const struct gl_decision *d = x->d;
 	if (fmt == CTL_TEXT) {
 		fprintf(out, "net=%s%s%s sender=%s rcpt=%s key=%s kind=%s\n", t->net,
 			t->pool[0] ? " pool=" : "", t->pool, sender, t->rcpt, t->hex,
@@ -322,12 +444,13 @@ static void print_explained(FILE *out, enum ctl_format fmt, const struct triplet
 			print_entry(out, fmt, e);
 		else
 			fprintf(out, "stored: nothing\n");
-		fprintf(out, "next: action=%s reason=%s", action, gl_reason_name(d->reason));
-		if (d->action == GL_GREYLIST)
+		print_class(out, fmt, f);
+		fprintf(out, "next: action=%s reason=%s", x->action, x->reason);
+		if (d && d->action == GL_GREYLIST)
 			fprintf(out, " delay_left=%lld", (long long)d->delay_left);
-		if (d->capped)
+		if (d && d->capped)
 			fprintf(out, " stored=no-capped");
-		fprintf(out, "\nwhy: %s\n", explain_why[d->reason]);
+		fprintf(out, "\nwhy: %s\n", x->why);
 		return;
 	}
 	json_triplet(out, t->hex, t->net, t->pool[0] ? t->pool : NULL, sender, t->rcpt);
@@ -336,22 +459,25 @@ static void print_explained(FILE *out, enum ctl_format fmt, const struct triplet
 		print_entry(out, fmt, e);
 	else
 		fputs("null", out);
+	print_class(out, fmt, f);
 	fputs(",\"next\":{", out);
-	json_field(out, true, "action", action);
-	json_field(out, false, "reason", gl_reason_name(d->reason));
-	if (d->action == GL_GREYLIST)
+	json_field(out, true, "action", x->action);
+	json_field(out, false, "reason", x->reason);
+	if (d && d->action == GL_GREYLIST)
 		fprintf(out, ",\"delay_left\":%lld", (long long)d->delay_left);
-	fprintf(out, ",\"capped\":%s}", d->capped ? "true" : "false");
-	json_field(out, false, "why", explain_why[d->reason]);
+	fprintf(out, ",\"capped\":%s}", d && d->capped ? "true" : "false");
+	json_field(out, false, "why", x->why);
 	fputs("}\n", out);
 }
 
 static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
-		       const struct triplet *t, enum ctl_format fmt, FILE *out)
+		       const struct triplet *t, enum ctl_format fmt, FILE *out,
+		       const struct ctl_facts *f)
 {
 	/* the dry run first: get's strings last only until the store's next
 	 * call, and nothing is stored by it */
-	struct gl_params p = gg_config_gl_params(cfg);
+	enum score_class k = f && f->scoring == CTL_SCORING_ON ? f->cls : CLASS_NORMAL;
+	struct gl_params p = gg_config_gl_params_class(cfg, k);
 	struct gl_decision d;
 	if (st->explain(ctx, &p, t, &d) < 0)
 		return failed(st, ctx, out, "explain");
@@ -359,7 +485,8 @@ static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, 
 	int found = st->get(ctx, t, &e);
 	if (found < 0)
 		return failed(st, ctx, out, "explain");
-	print_explained(out, fmt, t, found ? &e : NULL, &d);
+	struct explained x = next_of(cfg, f, &d);
+	print_explained(out, fmt, t, found ? &e : NULL, &x, f);
 	return 0;
 }
 
@@ -427,7 +554,7 @@ static int awl_net(const struct gg_config *cfg, const char *arg, char *net, size
 }
 
 int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
-		int argc, char **argv, FILE *out)
+		int argc, char **argv, FILE *out, const struct ctl_facts *facts)
 {
 	int first;
 	enum ctl_format fmt = ctl_format_of(argc, argv, &first);
@@ -444,13 +571,18 @@ int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *c
 		return cmd_stats(st, ctx, fmt, out);
 	if ((strcmp(cmd, "explain") == 0 || strcmp(cmd, "pass") == 0 || strcmp(cmd, "del") == 0) &&
 	    (argc == 4 || (argc == 5 && cmd[0] == 'e'))) {
-		if (ctl_triplet(cfg, argv[1], argc == 5 ? argv[4] : NULL, argv[2], argv[3], &t, err,
+		/* explain: the facts a session would have; pass and del take
+		 * the network key, as before */
+		const struct ctl_facts *f = cmd[0] == 'e' ? facts : NULL;
+		const char *name = argc == 5 ? argv[4] : f && f->name[0] ? f->name : NULL;
+		const char *spf_domain = f && f->spf_domain[0] ? f->spf_domain : NULL;
+		if (ctl_triplet(cfg, argv[1], name, spf_domain, argv[2], argv[3], &t, err,
 				sizeof err) < 0) {
 			fprintf(out, "error: %s\n", err);
 			return 2;
 		}
 		if (cmd[0] == 'e')
-			return cmd_explain(cfg, st, ctx, &t, fmt, out);
+			return cmd_explain(cfg, st, ctx, &t, fmt, out, facts);
 		if (cmd[0] == 'p') {
 			if (st->pass(ctx, &t, cfg->greylist.pass_lifetime) < 0)
 				return failed(st, ctx, out, "pass");

@@ -7,11 +7,12 @@
  *   list [net=NET] [sender=S] [rcpt=R] [state=passed|pending] [limit=N]
  *                                  (net= also takes a pool key: ptr:example.com)
  *   explain CLIENT SENDER RCPT [NAME]
- *                                  which key, what is stored, what the next
- *                                  decision would be and why; changes nothing.
+ *                                  which key, what is stored, the client's
+ *                                  class and score, what the next decision
+ *                                  would be and why; changes nothing.
  *                                  NAME: the client's forward-confirmed name,
- *                                  for its ptr: key (spf: needs a session);
- *                                  greygate-ctl looks it up when not given
+ *                                  for its ptr: key; the daemon looks it up
+ *                                  when not given (struct ctl_facts)
  *   pass CLIENT SENDER RCPT        let the triplet through from now on
  *   del KEY | del CLIENT SENDER RCPT
  *   whitelist NET [TTL]            put a client network on the auto-whitelist
@@ -77,11 +78,42 @@ struct ctl_store {
 	const char *(*error)(void *ctx);           /* text of the last failure */
 };
 
+/*
+ * What explain needs that only a session learns by DNS: the client's
+ * confirmed name, the sender's SPF outcome and the client's class and
+ * score. The daemon finds them without blocking (proxy/explain.h), with
+ * the same computation as the RCPT class row; greygate-ctl, when it talks
+ * to the store itself, asks the daemon for them over the control socket
+ * ("facts CLIENT SENDER [NAME] [helo=HELO]", answered by one line that
+ * ctl_facts_write makes and ctl_facts_read reads).
+ */
+enum ctl_scoring {
+	CTL_SCORING_UNKNOWN,          /* the daemon could not be asked: WHY */
+	CTL_SCORING_OFF,              /* no scoring group: every client is normal */
+	CTL_SCORING_ON,
+};
+#define CTL_FACT_MAX 256
+struct ctl_facts {
+	enum ctl_scoring scoring;
+	char why[320];                 /* UNKNOWN: why, for the reader */
+	char name[CTL_FACT_MAX];       /* the confirmed name, "" none */
+	char spf[16];                  /* the SPF result, "" not checked */
+	char spf_domain[CTL_FACT_MAX]; /* a narrow pass: its domain (the spf: key) */
+	enum score_class cls;          /* ON */
+	int score;
+	char parts[300];               /* score_parts_text */
+};
+/* The "facts ..." line (with its newline). */
+void ctl_facts_write(FILE *out, const struct ctl_facts *f);
+/* LINE as ctl_facts_write made it; false (F unusable) when it is not. */
+bool ctl_facts_read(const char *line, struct ctl_facts *f);
+
 /* Runs ARGV[0..ARGC) (options first, then the command) and prints to OUT
- * (errors too, as text). Returns the exit status: 0 done, 1 the store
+ * (errors too, as text). FACTS: what explain shows of the client beyond
+ * the store (NULL: unknown). Returns the exit status: 0 done, 1 the store
  * failed, 2 usage. */
 int ctl_execute(const struct gg_config *cfg, const struct ctl_store *st, void *ctx,
-		int argc, char **argv, FILE *out);
+		int argc, char **argv, FILE *out, const struct ctl_facts *facts);
 
 /* list, for a caller that walks its store in slices itself (the daemon:
  * between slices its loop runs). */
@@ -108,8 +140,10 @@ void ctl_list_free(struct ctl_list *l);
 int ctl_parse_ttl(const char *text, int64_t *ttl);
 
 /* The triplet greygate would build for CLIENT SENDER RCPT under CFG, for
- * a client whose forward-confirmed name is NAME (NULL: none known). */
+ * a client whose forward-confirmed name is NAME (NULL: none known), when
+ * SPF passed narrowly for SPF_DOMAIN (NULL: it did not, or not known). */
 int ctl_triplet(const struct gg_config *cfg, const char *client, const char *name,
-		const char *sender, const char *rcpt, struct triplet *t, char *err, size_t errlen);
+		const char *spf_domain, const char *sender, const char *rcpt, struct triplet *t,
+		char *err, size_t errlen);
 
 #endif

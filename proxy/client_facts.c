@@ -40,10 +40,10 @@ static void on_name(void *arg, enum fcrdns_result r, const char *name, const cha
 	}
 }
 
-void client_facts_known(struct client_facts *f, const char *name, size_t len)
+void client_facts_known(struct client_facts *f, const char *name, size_t len, bool ptr)
 {
 	f->state = CN_KNOWN;
-	f->result = FCRDNS_NO_MATCH;
+	f->result = ptr ? FCRDNS_NO_MATCH : FCRDNS_NO_PTR;
 	if ((len == 7 && memcmp(name, "unknown", 7) == 0) || !hostname_valid(name, len))
 		return;
 	f->result = FCRDNS_MATCH;

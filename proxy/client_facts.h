@@ -52,8 +52,10 @@ void client_facts_init(struct client_facts *f, const struct ipaddr *addr,
 		       const struct domainlist *patterns, bool any_name);
 /* The name is known without a lookup: the policy service's client, whose
  * NAME (LEN bytes) Postfix confirmed forward and backward already, or
- * "unknown" / "" when it could not. A NAME that is no host name is none. */
-void client_facts_known(struct client_facts *f, const char *name, size_t len);
+ * "unknown" / "" when it could not; PTR: whether the address has a PTR
+ * name at all (Postfix's reverse_client_name), which tells "no PTR" from
+ * "not confirmed". A NAME that is no host name is none. */
+void client_facts_known(struct client_facts *f, const char *name, size_t len, bool ptr);
 struct gg_config;
 /* With CFG's scoring on: the name is wanted, and the score's lookups
  * start now. */

@@ -5,7 +5,6 @@
 #include "dnsbl_site.h"
 #include "generic_name.h"
 #include "log.h"
-#include "metrics.h"
 #include "resolver.h"
 #include "store.h"
 #include "xalloc.h"
@@ -32,8 +31,6 @@ static void finished_one(struct client_score *cs)
 {
 	if (--cs->pending > 0)
 		return;
-	for (size_t i = 0; i < cs->score.n; i++)
-		metrics_signal(cs->score.part[i].sig);
 	struct list_node *pos, *tmp;
 	LIST_FOR_EACH_SAFE(pos, tmp, &cs->waiters) {
 		struct client_facts_wait *w = LIST_ELEM(pos, struct client_facts_wait, node);
@@ -172,8 +169,6 @@ void client_score_add(struct client_score *cs, enum signal sig)
 {
 	int points = cs->cfg->scoring.weights[sig];
 	score_add(&cs->score, sig, NULL, points);
-	if (cs->pending == 0 && points != 0)
-		metrics_signal(sig);
 }
 
 int64_t client_score_trapped_at(const struct client_score *cs)
@@ -206,12 +201,9 @@ void client_score_mark(struct gg_config *cfg, struct client_facts *f, enum gl_ma
 	struct gl_mark_set set = store_mark_set(cfg, kind);
 	store_marks(net, &set, mark_set, NULL);
 	struct client_score *cs = f->score;
-	if (kind == GL_MARK_TRAP && cs && !cs->score.trapped) {
+	if (kind == GL_MARK_TRAP && cs && !cs->score.trapped)
 		/* every later RCPT of the connection is hostile too */
 		score_add(&cs->score, SIG_SPAMTRAP, NULL, 0);
-		if (cs->pending == 0)       /* else counted with the others */
-			metrics_signal(SIG_SPAMTRAP);
-	}
 }
 
 void client_score_free(struct client_score *cs)

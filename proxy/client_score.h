@@ -12,8 +12,9 @@
  * returns NULL and W's FN is called exactly once, from the loop, when they
  * have, unless client_facts_unwait(W) comes first. A lookup that fails
  * (timeout, SERVFAIL) adds nothing: a signal that cannot be had is no
- * signal. Each signal found is counted once per connection
- * (greygate_signals_total).
+ * signal. Nothing is counted here: the RCPT decision that classes the
+ * client counts its signals (metrics_classified), and greygate-ctl
+ * explain's hypothetical sessions (proxy/explain.c) count nothing.
  *
  * With spamtraps or a backup_first weight, the client network's marks
  * (greylist.h) are read from the store beside the lookups: trapped adds
@@ -34,8 +35,8 @@ const struct score *client_score_ready(struct client_score *cs, struct client_fa
 				       void (*fn)(void *arg), void *arg);
 /* Adds SIG, a signal the session noticed itself (pregreet), with its
  * scoring.weights setting: every later RCPT decision of the connection
- * sees it. Counted like the rest, once: now if the lookups have answered,
- * else with them. Never calls a waiter. */
+ * sees it (and counts it, as every part: metrics_classified). Never
+ * calls a waiter. */
 void client_score_add(struct client_score *cs, enum signal sig);
 /* When the client's network was caught at a spamtrap (its marks, on the
  * store's clock), for gl_params.void_before; 0: never, or not known yet. */

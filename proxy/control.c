@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ctl_cmd.h"
+#include "explain.h"
 #include "list.h"
 #include "log.h"
 #include "server.h"
@@ -47,6 +48,12 @@ struct conn {
 	uint64_t cursor;                /* where the list's walk stands */
 	struct event *next;             /* the next slice, when the client keeps up */
 	long long slices;
+	/* explain and facts wait for the client's facts (explain.h); the
+	 * command line lives here meanwhile */
+	struct explain_req *facts;
+	char line[CONTROL_LINE_MAX + 1];
+	char *argv[CONTROL_ARGS_MAX];
+	int argc;
 };
 
 /* Every open connection, so that control_close frees those still open. */
@@ -66,6 +73,7 @@ static void conn_free(struct conn *c)
 		fclose(c->out);
 	if (c->next)
 		event_free(c->next);
+	explain_cancel(c->facts);
 	ctl_list_free(c->list);
 	bufferevent_free(c->bev);
 	free(c);
@@ -185,29 +193,85 @@ static int serve_list(struct conn *c, int argc, char **argv, enum ctl_format fmt
 	return -1;
 }
 
-static void run(struct conn *c, char *line)
+/* ---- explain and facts: the client's facts first ---- */
+
+static void on_facts(void *arg, const struct ctl_facts *f)
 {
-	char *argv[CONTROL_ARGS_MAX];
+	struct conn *c = arg;
+	c->facts = NULL;
+	int first;
+	ctl_format_of(c->argc, c->argv, &first);
+	if (strcmp(c->argv[first], "facts") == 0) {
+		ctl_facts_write(c->out, f);
+		finish(c, "facts", 0);
+		return;
+	}
+	struct store *s = store();        /* the embedded one: explain came only then */
+	finish(c, "explain", ctl_execute(srv.cfg, s->ops->admin, s, c->argc, c->argv, c->out, f));
+}
+
+/*
+ * "explain CLIENT SENDER RCPT [NAME] [helo=HELO]" (the embedded store)
+ * and "facts CLIENT SENDER [NAME] [helo=HELO]" (any store: greygate-ctl
+ * asks it when it reaches the store itself): the client's facts are
+ * found first, without holding up the loop; helo= is taken out of the
+ * command line. False when the command is neither, or its client is no
+ * address (ctl_execute says so).
+ */
+static bool start_facts(struct conn *c, int first)
+{
+	const char *cmd = c->argv[first];
+	int nfixed = strcmp(cmd, "facts") == 0 ? 3 : strcmp(cmd, "explain") == 0 ? 4 : 0;
+	const char *helo = NULL;
+	if (!nfixed)
+		return false;
+	if (c->argc > first + nfixed && strncmp(c->argv[c->argc - 1], "helo=", 5) == 0)
+		helo = c->argv[--c->argc] + 5;
+	int n = c->argc - first;
+	struct ipaddr a;
+	if ((n != nfixed && n != nfixed + 1) || !ipaddr_parse(c->argv[first + 1], &a))
+		return false;
+	const char *name = n > nfixed ? c->argv[first + nfixed] : NULL;
+	c->facts = explain_start(srv.cfg, &a, strcmp(c->argv[first + 2], "<>") == 0 ? ""
+					      : c->argv[first + 2], name, helo, on_facts, c);
+	return true;
+}
+
+static void run(struct conn *c, const char *line)
+{
+	snprintf(c->line, sizeof c->line, "%s", line);
+	char **argv = c->argv;
 	int argc = 0;
 	char *save = NULL;
-	for (char *tok = strtok_r(line, " \t", &save); tok && argc < CONTROL_ARGS_MAX;
+	for (char *tok = strtok_r(c->line, " \t", &save); tok && argc < CONTROL_ARGS_MAX;
 	     tok = strtok_r(NULL, " \t", &save))
 		argv[argc++] = tok;
+	c->argc = argc;
 
 	int status, first;
 	enum ctl_format fmt = ctl_format_of(argc, argv, &first);
 	const char *cmd = first < argc ? argv[first] : "";
+	/* none in a supervisor whose workers reach a shared store */
 	struct store *s = store();
-	if (!s->ops->admin) {
+	const struct ctl_store *admin = s ? s->ops->admin : NULL;
+	if (strcmp(cmd, "facts") == 0 || (admin && strcmp(cmd, "explain") == 0)) {
+		if (start_facts(c, first))
+			return;          /* under way, or answered */
+		argc = c->argc;
+	}
+	if (strcmp(cmd, "facts") == 0) {
+		fprintf(c->out, "usage: facts CLIENT SENDER [NAME] [helo=HELO]\n");
+		status = 2;
+	} else if (!admin) {
 		fprintf(c->out, "error: this daemon keeps its greylisting state in %s; greygate-ctl "
-				"talks to it directly\n", store_type(s->kind)->name);
+				"talks to it directly\n", store_type(srv.cfg->store.kind)->name);
 		status = 2;
 	} else if (strcmp(cmd, "list") == 0) {
 		status = serve_list(c, argc - first, argv + first, fmt);
 		if (status < 0)
 			return;          /* under way; list_slice finishes it */
 	} else {
-		status = ctl_execute(srv.cfg, s->ops->admin, s, argc, argv, c->out);
+		status = ctl_execute(srv.cfg, admin, s, argc, argv, c->out, NULL);
 	}
 	finish(c, cmd, status);
 }

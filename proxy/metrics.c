@@ -133,16 +133,17 @@ void metrics_refusal(enum why rule)
 		atomic_fetch_add_explicit(&mine->ref[rule], 1, memory_order_relaxed);
 }
 
-void metrics_class(enum score_class c)
+void metrics_classified(enum score_class c, const struct score *s)
 {
-	if (mine && (unsigned)c < CLASS_COUNT)
+	if (!mine)
+		return;
+	if ((unsigned)c < CLASS_COUNT)
 		atomic_fetch_add_explicit(&mine->classes[c], 1, memory_order_relaxed);
-}
-
-void metrics_signal(enum signal sig)
-{
-	if (mine && (unsigned)sig < SIG_COUNT)
-		atomic_fetch_add_explicit(&mine->signals[sig], 1, memory_order_relaxed);
+	/* every part, whoever added it: a new signal needs no code here */
+	for (size_t i = 0; i < s->n; i++)
+		if ((unsigned)s->part[i].sig < SIG_COUNT)
+			atomic_fetch_add_explicit(&mine->signals[s->part[i].sig], 1,
+						  memory_order_relaxed);
 }
 
 /* One labelled series per entry, zeros included (the sets are small and
@@ -338,8 +339,13 @@ void metrics_write(FILE *out)
 	fprintf(out, "# HELP greygate_decision_keys_total Greylisting store decisions by the "
 		     "kind of key (spf, ptr: a pool; net: the client network) and action.\n"
 		     "# TYPE greygate_decision_keys_total counter\n");
+	/* a store decision passes or greylists; in shadow mode the latter
+	 * is would-greylist */
+	static const enum decision_action key_actions[] = { DA_PASS, DA_GREYLIST,
+							    DA_WOULD_GREYLIST };
 	for (int k = 0; k < POOL_KINDS; k++)
-		for (int a = DA_PASS; a <= DA_GREYLIST; a++) {
+		for (size_t j = 0; j < sizeof key_actions / sizeof *key_actions; j++) {
+			enum decision_action a = key_actions[j];
 			uint64_t v = 0;
 			for (unsigned i = 0; i < nslots; i++)
 				v += atomic_load_explicit(&slots[i].keys[k][a], memory_order_relaxed);
@@ -362,7 +368,8 @@ void metrics_write(FILE *out)
 		 "result", spf_label, offsetof(struct slot, spf), SPF_RESULTS);
 	labelled(out, "greygate_classes_total", "RCPT decisions by the client's score class.", "class",
 		 class_label, offsetof(struct slot, classes), CLASS_COUNT);
-	labelled(out, "greygate_signals_total", "Score signals found, once per connection.",
+	labelled(out, "greygate_signals_total",
+		 "Score signals in the RCPT decisions that classed a client (as classes_total).",
 		 "signal", signal_label, offsetof(struct slot, signals), SIG_COUNT);
 	for (int h = 0; h < H_COUNT; h++) {
 		fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", hist_names[h], hist_help[h],

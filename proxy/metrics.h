@@ -69,11 +69,12 @@ const char *metrics_action_name(enum decision_action a);
  * rule. */
 void metrics_decision(enum decision_action a, enum why reason);
 void metrics_refusal(enum why rule);
-/* Selective greylisting: RCPT decisions by the client's class, and the
- * signals found, once per connection. */
-void metrics_class(enum score_class c);
-void metrics_signal(enum signal s);
-/* A store decision (pass or greylist) by the kind of its key (pool_key.h). */
+/* Selective greylisting: one RCPT decision that classed its client: its
+ * class, and every part of its score S by signal, so that signals and
+ * classes count the same decisions. */
+void metrics_classified(enum score_class c, const struct score *s);
+/* A store decision (pass, greylist or, in shadow mode, would-greylist) by
+ * the kind of its key (pool_key.h). */
 void metrics_decision_key(enum pool_kind k, enum decision_action a);
 void metrics_store_error(enum store_error kind);
 /* A finished SPF check by its result. */

@@ -158,9 +158,20 @@ static void decided(void *arg, const struct rcpt_verdict *v)
 		break;
 	case RCPT_DEFER:
 	case RCPT_REJECT: {
-		/* A temporary failure defers only what nothing else refuses
-		 * for good, as postgrey answers it. */
-		const char *action = v->action == RCPT_DEFER ? "DEFER_IF_PERMIT" : "REJECT";
+		/* A temporary failure of greylisting or the store defers only
+		 * what nothing else refuses for good, as postgrey answers it. A
+		 * refusal of the client itself (hostile, either action) is
+		 * answered with its reply code, so that Postfix says what the
+		 * proxy would (550 5.7.1 or 450 4.7.1; REJECT would be
+		 * access_map_reject_code, 554). */
+		char code[4] = "";
+		const char *r = v->reply;
+		if ((v->action == RCPT_REJECT || v->rule == WHY_HOSTILE) &&
+		    (r[0] == '4' || r[0] == '5') && r[1] >= '0' && r[1] <= '9' && r[2] >= '0' &&
+		    r[2] <= '9' && r[3] == ' ')
+			snprintf(code, sizeof code, "%.3s", r);
+		const char *action = code[0] ? code
+				   : v->action == RCPT_REJECT ? "REJECT" : "DEFER_IF_PERMIT";
 		policy_reply_text(v->reply, c->rcpt, text, sizeof text);
 		log_refusal(c, v, action, text);
 		answer(c, action, text);
@@ -227,12 +238,20 @@ static void request(struct pconn *c, const struct policy_request *r)
 	const char *at = strrchr(rcpt.addr, '@');
 	rcpt.at = at ? (size_t)(at - rcpt.addr) : rcpt.addr_len;
 
+	/* Postfix looked the client's name up: client_name is the confirmed
+	 * name (or "unknown"), reverse_client_name the PTR name (or
+	 * "unknown": none). Without them greygate looks it up itself when a
+	 * rule needs it. With scoring on the name is wanted (generic_ptr),
+	 * and the client's DNSBL/DNSWL lookups start now, as at a connect. */
 	client_facts_release(&c->facts);
-	client_facts_init(&c->facts, &addr, &srv.cfg->client_names, false);
-	client_facts_known(&c->facts, name, strlen(name));
+	client_facts_init(&c->facts, &addr, &srv.cfg->client_names, srv.cfg->scoring.enabled);
+	if (r->v[PA_CLIENT_NAME].p)
+		client_facts_known(&c->facts, name, strlen(name),
+				   !policy_value_is(r, PA_REVERSE_CLIENT_NAME, "unknown"));
+	client_facts_score(&c->facts, srv.cfg);
 	/* the checker's cache spares the requests of one message the lookups */
 	spf_txn_release(&c->spf);
-	if (spf_txn_wanted(srv.cfg, &addr, false))
+	if (spf_txn_wanted(srv.cfg, &addr, true))
 		spf_txn_start(&c->spf, &addr, c->sender, c->helo);
 	struct rcpt_query q = {
 		.cfg = srv.cfg, .facts = &c->facts, .client = &addr, .client_str = c->client,

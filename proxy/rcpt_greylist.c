@@ -26,10 +26,24 @@ static void on_store(void *arg, const struct store_result *r)
 	rr_answered(c);
 }
 
+enum score_class rcpt_class_of(const struct gg_config *cfg, const struct score *base,
+			       const char *helo, enum spf_result spf, struct score *out)
+{
+	*out = *base;
+	if (helo && helo[0] && helo_is_bad(helo, cfg->myhostname, &cfg->my_addresses))
+		score_add(out, SIG_BAD_HELO, NULL, cfg->scoring.weights[SIG_BAD_HELO]);
+	if (spf == SPF_FAIL || spf == SPF_SOFTFAIL) {
+		enum signal sig = spf == SPF_FAIL ? SIG_SPF_FAIL : SIG_SPF_SOFTFAIL;
+		score_add(out, sig, NULL, cfg->scoring.weights[sig]);
+	}
+	return score_class_of(&cfg->scoring.classes, out);
+}
+
 /* The connection's score (its lookups started at connect) plus this
- * session's HELO and the transaction's SPF fail or softfail (and the
- * spamtrap part when TRAPPED: this recipient is one), and its class, into
- * c->score and c->class: RULE_WAIT until all of it is known. */
+ * session's HELO and the transaction's SPF fail or softfail
+ * (rcpt_class_of), and the spamtrap part when TRAPPED (this recipient is
+ * one), and its class, into c->score and c->class: RULE_WAIT until all of
+ * it is known. */
 static enum rule_result scored(struct rcpt_rules *c, bool trapped)
 {
 	const struct gg_config *cfg = c->cfg;
@@ -45,19 +59,16 @@ static enum rule_result scored(struct rcpt_rules *c, bool trapped)
 		c->pending++;
 		return RULE_WAIT;
 	}
-	c->score = *s;
-	if (c->helo[0] && helo_is_bad(c->helo, cfg->myhostname, &cfg->my_addresses))
-		score_add(&c->score, SIG_BAD_HELO, NULL, cfg->scoring.weights[SIG_BAD_HELO]);
-	enum spf_result spf = c->spf ? spf_txn_result(c->spf) : SPF_NONE;
-	if (spf == SPF_FAIL || spf == SPF_SOFTFAIL) {
-		enum signal sig = spf == SPF_FAIL ? SIG_SPF_FAIL : SIG_SPF_SOFTFAIL;
-		score_add(&c->score, sig, NULL, cfg->scoring.weights[sig]);
-	}
-	if (trapped)
+	c->class = rcpt_class_of(cfg, s, c->helo, c->spf ? spf_txn_result(c->spf) : SPF_NONE,
+				 &c->score);
+	if (trapped) {
 		score_add(&c->score, SIG_SPAMTRAP, NULL, 0);
-	c->class = score_class_of(&cfg->scoring.classes, &c->score);
+		c->class = score_class_of(&cfg->scoring.classes, &c->score);
+	}
 	c->scored = true;
-	metrics_class(c->class);
+	/* the class and every signal in the score, once per decision that
+	 * classes its client */
+	metrics_classified(c->class, &c->score);
 	return RULE_NEXT;
 }
 
@@ -104,7 +115,8 @@ enum rule_result rcpt_rule_spamtrap(struct rcpt_rules *c)
  * it is known). Trusted passes greylisting (the relay rules ran already:
  * they come first); hostile is refused and never stored; suspicious and
  * normal go on to the greylist row, which applies the class's delay.
- * After a deferral only hostile can change the answer.
+ * After a deferral only hostile can change the answer. The class and
+ * every signal in the score are counted once per decision (scored).
  */
 enum rule_result rcpt_rule_class(struct rcpt_rules *c)
 {
@@ -208,11 +220,7 @@ static void greylist_ask_store(struct rcpt_rules *c)
 	}
 	/* suspicious: a longer delay, and no auto-whitelist to count towards
 	 * or pass by */
-	struct gl_params p = gg_config_gl_params(cfg);
-	if (c->scored && c->class == CLASS_SUSPICIOUS) {
-		p.delay = cfg->scoring.suspicious_delay;
-		p.awl_threshold = 0;
-	}
+	struct gl_params p = gg_config_gl_params_class(cfg, c->scored ? c->class : CLASS_NORMAL);
 	/* what the network had pending before a spamtrap caught it starts over */
 	if (c->scored)
 		p.void_before = c->env->trapped_at(c->facts);
@@ -251,8 +259,10 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 			      "451 4.3.0 <%s>: Temporary lookup failure, try again later%s", c->rcpt,
 			      NULL);
 	}
-	metrics_decision_key(c->key_kind, r->d.action == GL_PASS ? DA_PASS : DA_GREYLIST);
 	backup_first(c, &r->d);
+	bool shadow = c->cfg->greylist.shadow;
+	metrics_decision_key(c->key_kind, r->d.action == GL_PASS ? DA_PASS
+					  : shadow ? DA_WOULD_GREYLIST : DA_GREYLIST);
 	if (r->d.action == GL_PASS) {
 		rr_log_decision(c, DA_PASS, why_of_gl(r->d.reason), &r->d, NULL);
 		rr_decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
@@ -260,7 +270,7 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 		c->out.waited = r->d.first_pass ? r->d.waited : 0;
 		return RULE_DECIDED;
 	}
-	if (c->cfg->greylist.shadow) {
+	if (shadow) {
 		rr_log_decision(c, DA_WOULD_GREYLIST, why_of_gl(r->d.reason), &r->d, NULL);
 		return rr_decide(c, RCPT_ACCEPT, why_of_gl(r->d.reason), NULL, NULL, NULL);
 	}

@@ -379,7 +379,7 @@ static const struct rule rules[] = {
 	{ WHY_WHITELIST_SENDER, rule_whitelist_sender, false, true },
 	{ WHY_WHITELIST_RECIPIENT, rule_whitelist_rcpt, false, true },
 	{ WHY_SPAMTRAP, rcpt_rule_spamtrap, true, false },
-	{ WHY_HOSTILE, rcpt_rule_class, true, false },   /* and trusted, suspicious */
+	{ WHY_HOSTILE, rcpt_rule_class, true, true },    /* and trusted, suspicious */
 	{ WHY_GREYLIST, rcpt_rule_greylist, false, true },
 };
 #define NRULES (sizeof rules / sizeof rules[0])

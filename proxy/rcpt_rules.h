@@ -37,6 +37,7 @@
 #include "mxset.h"
 #include "netaddr.h"
 #include "resolver.h"
+#include "score.h"
 #include "smtp_cmd.h"
 #include "spf_txn.h"
 #include "store.h"
@@ -116,6 +117,14 @@ struct rcpt_rules *rcpt_rules_new(const struct rcpt_env *env, void *owner,
  * *V set); after true, only rcpt_rules_free. */
 bool rcpt_rules_run(struct rcpt_rules *r, struct rcpt_verdict *v);
 void rcpt_rules_free(struct rcpt_rules *r);
+
+/* Selective greylisting's class (README.md, "Selective greylisting"): the
+ * connection's score BASE (client_score.h) with what the session adds,
+ * its HELO (NULL or "": none) and the transaction's SPF outcome, into
+ * *OUT, and the class that falls in. The one computation behind the
+ * class row and greygate-ctl explain (proxy/explain.c); counts nothing. */
+enum score_class rcpt_class_of(const struct gg_config *cfg, const struct score *base,
+			       const char *helo, enum spf_result spf, struct score *out);
 
 /* The table, for documentation and tests: the name of row I (its lib/why
  * entry), WHY_NONE past the end. */

@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "config.h"
 #include "list.h"
 #include "log.h"
 #include "metrics.h"
@@ -89,6 +90,12 @@ void spf_close(void)
 		event_free(kick);
 	kick = NULL;
 	forget();
+}
+
+void spf_limits_of(const struct gg_config *cfg)
+{
+	spf_set_limits((unsigned)cfg->greylist.spf_max_prefix4,
+		       (unsigned)cfg->greylist.spf_max_prefix6);
 }
 
 void spf_set_limits(unsigned prefix4, unsigned prefix6)

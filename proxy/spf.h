@@ -47,6 +47,10 @@ void spf_close(void);
 /* How wide an ip4/ip6 (or a/mx prefix) may be and still be a narrow pass
  * (defaults 16 and 32); cached outcomes are forgotten. */
 void spf_set_limits(unsigned max_prefix4, unsigned max_prefix6);
+struct gg_config;
+/* spf_set_limits from CFG's greylist.spf_max_prefix4/6 (at start and
+ * after a reload). */
+void spf_limits_of(const struct gg_config *cfg);
 
 /*
  * Checks CLIENT against the SPF record of DOMAIN (the MAIL FROM domain, or

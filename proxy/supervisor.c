@@ -20,7 +20,9 @@
 #include "privs.h"
 #include "listener.h"
 #include "log.h"
+#include "resolver.h"
 #include "server.h"
+#include "spf.h"
 #include "store.h"
 #include "store_remote.h"
 #include "worker.h"
@@ -321,8 +323,17 @@ static void send_bundle(void)
 	}
 }
 
+/* What this process set up from the old configuration: explain's
+ * resolver and SPF limits; then the workers'. */
+static void applied(void)
+{
+	resolver_reload(srv.cfg);
+	spf_limits_of(srv.cfg);
+	send_bundle();
+}
+
 static const struct reload_hooks hooks = {
-	.check_restart = true, .prepare = stage_bundle, .applied = send_bundle,
+	.check_restart = true, .prepare = stage_bundle, .applied = applied,
 };
 
 int supervisor_run(const char *argv0)
@@ -339,7 +350,7 @@ int supervisor_run(const char *argv0)
 	srv.nworkers = nslots;
 	memory_store = store_type(srv.cfg->store.kind)->flags & STORE_EMBEDDED;
 	/* Another greygate here: our shared sockets would bind beside it. */
-	if (listener_probe(srv.cfg) < 0 || (memory_store && control_probe(srv.cfg) < 0))
+	if (listener_probe(srv.cfg) < 0 || control_probe(srv.cfg) < 0)
 		return 1;
 	signal(SIGPIPE, SIG_IGN);
 	struct event *sigs[4];
@@ -375,11 +386,16 @@ int supervisor_run(const char *argv0)
 		/* until its worker is ready */
 		slot_pause(&slots[i]);
 	}
-	if (status == 0 && memory_store) {
-		if (store_open(srv.base, srv.cfg) < 0)
-			status = 1;
-		else
-			control_open(srv.base, srv.cfg);
+	if (status == 0 && memory_store && store_open(srv.base, srv.cfg) < 0)
+		status = 1;
+	/* The control socket: the embedded store's commands, and for any
+	 * store the facts greygate-ctl explain shows (the client's class
+	 * needs DNS and SPF, done here as in a worker, on this loop). */
+	if (status == 0 && (resolver_open(srv.base, srv.cfg) < 0 || spf_open(srv.base) < 0))
+		status = 1;
+	if (status == 0) {
+		spf_limits_of(srv.cfg);
+		control_open(srv.base, srv.cfg);
 	}
 	if (status == 0) {
 		metrics_fd = metrics_shared_create(nslots);
@@ -438,10 +454,11 @@ int supervisor_run(const char *argv0)
 	privs_cleanup(srv.cfg);
 	if (metrics_fd >= 0)
 		close(metrics_fd);
-	if (memory_store && store()) {
-		control_close();
+	control_close();
+	if (memory_store && store())
 		store_close();      /* saves the embedded store */
-	}
+	spf_close();
+	resolver_close();
 	gg_config_unref(srv.cfg);
 	event_base_free(srv.base);
 	log_msg(LOG_LVL_INFO, "exit", "supervisor done");

@@ -93,18 +93,11 @@ static void drain(const char *why)
 }
 
 /* A new configuration is in force: what was set up from the old one. */
-/* What SPF counts as a narrow pass (greylist.spf_max_prefix4/6). */
-static void spf_limits(void)
-{
-	spf_set_limits((unsigned)srv.cfg->greylist.spf_max_prefix4,
-		       (unsigned)srv.cfg->greylist.spf_max_prefix6);
-}
-
 static void reloaded(void)
 {
 	backend_probe(srv.base, srv.cfg);
 	resolver_reload(srv.cfg);
-	spf_limits();
+	spf_limits_of(srv.cfg);
 	/* the hand-over keeps what it saw of the primaries across this */
 	if (srv.slot == 0) {
 		handover_stop();
@@ -269,9 +262,11 @@ int worker_run(const struct worker_args *w)
 	if (open_store(w) < 0 || resolver_open(srv.base, srv.cfg) < 0 || spf_open(srv.base) < 0 ||
 	    open_listeners(w) < 0)
 		return 1;
-	spf_limits();
-	/* The embedded store's control socket belongs to whoever owns the
-	 * store; the hand-over needs doing once, not once per worker. */
+	spf_limits_of(srv.cfg);
+	/* The control socket (the embedded store's commands, explain's
+	 * facts) and the admin endpoint are the one process's, or with
+	 * workers the supervisor's; the hand-over needs doing once, not once
+	 * per worker. */
 	if (srv.nworkers == 1) {
 		if (admin_open(srv.base, srv.cfg) < 0)
 			return 1;

@@ -19,15 +19,14 @@ import json
 import math
 import os
 import re
-import subprocess
 import time
 
 import pytest
 
-from harness.greygate import DELAY, merge, wait_past_delay
+from harness.greygate import DELAY, ctl, ctl_ok, merge, wait_past_delay
 from harness.redis import RedisMonitor
 from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
-from harness.util import CLIENT_ADDR, GREYGATE_CTL, wait_until
+from harness.util import CLIENT_ADDR, wait_until
 
 NET4 = "127.0.0.0/24"
 STORE_REASONS = {"new", "early", "triplet", "awl", "retry-window-expired"}
@@ -40,19 +39,6 @@ STORE_REASONS = {"new", "early", "triplet", "awl", "retry-window-expired"}
 @pytest.fixture(params=["memory", "redis"])
 def kind(request):
     return request.param
-
-
-def ctl(gg, *args, timeout=15):
-    """greygate-ctl -c <gg's config> ARGS."""
-    assert os.access(GREYGATE_CTL, os.X_OK), f"greygate-ctl not found: {GREYGATE_CTL}"
-    return subprocess.run([GREYGATE_CTL, "-c", str(gg.conf_path), *args],
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def ctl_ok(gg, *args):
-    r = ctl(gg, *args)
-    assert r.returncode == 0, f"greygate-ctl {args} -> {r.returncode}\n{r.stdout}{r.stderr}"
-    return r.stdout
 
 
 def parse_kv_line(line):

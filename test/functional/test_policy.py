@@ -17,6 +17,7 @@ import time
 import pytest
 
 from harness.greygate import DELAY, GL, get, metric, worker_pids
+from harness.policy import policy_request as request, read_answers
 from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
 from harness.util import CLIENT_ADDR, free_port, wait_until
 
@@ -104,25 +105,6 @@ def test_whitelisted_client_passes(policy_pair, tok):
     assert mail.header("x-greylist") == []
     d = gg.wait_event("decision", rcpt=f"rcpt-{tok}@test.example")[0]
     assert d["reason"] == "whitelist-client" and d["client"] == WHITELISTED
-
-
-def request(**attrs):
-    base = {"request": "smtpd_access_policy", "protocol_state": "RCPT",
-            "protocol_name": "ESMTP", "client_address": CLIENT_ADDR,
-            "client_name": "unknown", "reverse_client_name": "unknown",
-            "helo_name": "client.example", "instance": "1.2.3"}
-    base.update(attrs)
-    return "".join(f"{k}={v}\n" for k, v in base.items()).encode() + b"\n"
-
-
-def read_answers(sock, n, timeout=30):
-    buf = b""
-    sock.settimeout(timeout)
-    while buf.count(b"\n\n") < n:
-        chunk = sock.recv(4096)
-        assert chunk, f"closed after {buf!r}"
-        buf += chunk
-    return [a for a in buf.decode().split("\n\n") if a]
 
 
 def assert_closed(sock):

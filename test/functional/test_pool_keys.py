@@ -10,14 +10,13 @@ The clients are loopback addresses in different /24s (127.0.1.5,
 """
 
 import json
-import subprocess
 import time
 
 import pytest
 
-from harness.greygate import DELAY, get, metric, rcpt_once, wait_past_delay
+from harness.greygate import DELAY, ctl_ok, get, metric, rcpt_once, wait_past_delay
 from harness.smtp import assert_reply
-from harness.util import GREYGATE_CTL, free_port, token
+from harness.util import free_port, token
 
 ZONE = [
     # one organisation's outbound pool, in two networks
@@ -56,13 +55,6 @@ def pool_gate(gl_gate, dns_server):
         gg.admin_port = port
         return gg
     return make
-
-
-def ctl_ok(gg, *args):
-    r = subprocess.run([GREYGATE_CTL, "-c", str(gg.conf_path), *args],
-                       capture_output=True, text=True, timeout=15)
-    assert r.returncode == 0, f"greygate-ctl {args} -> {r.returncode}\n{r.stdout}{r.stderr}"
-    return r.stdout
 
 
 def kv(line):

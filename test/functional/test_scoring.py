@@ -11,11 +11,15 @@ Clients (each a loopback source address):
   127.0.0.25  PTR confirmed but generic (2)              ->  2: normal
 """
 
+import json
+import socket
+
 import pytest
 
-from harness.fakes import SilentDns
-from harness.greygate import GL, get, merge
+from harness.fakes import FakeDns, SilentDns
+from harness.greygate import GL, ctl, ctl_ok, get, merge, metric
 from harness.smtp import RawSMTP, assert_reply, dot_stuff, make_message
+from harness.policy import policy_request as request, read_answers
 from harness.util import free_port, token, wait_until
 
 TRUSTED, HOSTILE, SUSPICIOUS, NORMAL = "127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"
@@ -57,10 +61,10 @@ def gate(greygate_factory, dns_server, mode="enforce", admin_port=None):
     return greygate_factory(**over)
 
 
-def rcpt_once(gg, source, rcpt, sender=None):
+def rcpt_once(gg, source, rcpt, sender=None, helo=None):
     with RawSMTP(gg.port, source=source) as c:
         c.greeting()
-        c.ehlo()
+        c.ehlo(*([helo] if helo else []))
         assert_reply(c.cmd(f"MAIL FROM:<{sender or 's-' + token() + '@sender.test'}>"), 250)
         r = c.cmd(f"RCPT TO:<{rcpt}>")
         c.cmd("QUIT")
@@ -242,3 +246,198 @@ def test_suspicious_earns_no_awl(gl_gate, dns_server, kind):
         assert r.code == second[0], (source, r.text)
         e = decision(gg, mark, rcpt)
         assert e["reason"] == second[1], (source, e)
+
+
+# --------------------------------------------------------------------------
+# greygate-ctl explain: the class and the score's parts, from the daemon
+# --------------------------------------------------------------------------
+
+def explain_lines(out):
+    """explain's text -> {first word of each line: the rest}."""
+    return {l.split(" ", 1)[0]: l.split(" ", 1)[1] for l in out.splitlines() if " " in l}
+
+
+def test_explain_shows_class_and_parts(gl_gate, dns_server, kind):
+    """explain CLIENT SENDER RCPT shows what the decision line would: the
+    class, the score and its parts (the daemon looks the client up, both
+    stores: with Redis greygate-ctl asks it for the facts), the next
+    decision the class makes; --helo adds the session's HELO; --json."""
+    dns = dns_server(ZONE, local=("example", "test", "in-addr.arpa"))
+    gg = gl_gate(kind, scoring=SCORING,
+                 dns={"servers": [dns.address], "timeout_ms": 3000, "tries": 2})
+    tok = token()
+    sender, rcpt = f"s-{tok}@sender.test", f"r-{tok}@test.example"
+
+    out = ctl_ok(gg, "explain", HOSTILE, sender, rcpt)
+    lines = explain_lines(out)
+    assert lines["score:"] == "class=hostile score=11 parts=dnsbl:bl.test:8,no_ptr:3", out
+    assert lines["next:"] == "action=reject reason=hostile", out
+    # the same as the decision line of a real session
+    mark = gg.log_mark()
+    assert_reply(rcpt_once(gg, HOSTILE, rcpt, sender), 550, "5.7.1")
+    e = decision(gg, mark, rcpt)
+    assert f"class={e['class']} score={e['score']} parts={e['parts']}" == lines["score:"], e
+
+    out = ctl_ok(gg, "explain", TRUSTED, sender, rcpt)
+    lines = explain_lines(out)
+    assert lines["score:"] == "class=trusted score=-5 parts=dnswl:wl.test:-5", out
+    assert lines["next:"] == "action=pass reason=trusted", out
+
+    # the session's HELO: a name that is not fully qualified
+    out = ctl_ok(gg, "--helo", "pc7", "explain", NORMAL, sender, rcpt)
+    lines = explain_lines(out)
+    assert lines["score:"] == "class=normal score=1 parts=bad_helo:1", out
+    assert lines["next:"].startswith("action=greylist reason=new delay_left=2"), out
+
+    e = json.loads(ctl_ok(gg, "--json", "explain", SUSPICIOUS, sender, rcpt))
+    assert (e["scoring"], e["class"], e["score"], e["parts"]) == \
+        ("on", "suspicious", 3, "no_ptr:3"), e
+    # suspicious: the store's dry run with the class's longer delay
+    assert (e["next"]["action"], e["next"]["delay_left"]) == ("greylist", SUSPICIOUS_DELAY), e
+    assert gg.alive()
+
+
+def test_explain_with_workers(gl_gate, dns_server, kind):
+    """With workers the supervisor serves the control socket (for both
+    stores now) and finds the facts itself."""
+    dns = dns_server(ZONE, local=("example", "test", "in-addr.arpa"))
+    gg = gl_gate(kind, workers=2, scoring=SCORING,
+                 dns={"servers": [dns.address], "timeout_ms": 3000, "tries": 2})
+    tok = token()
+    out = ctl_ok(gg, "explain", HOSTILE, f"s-{tok}@sender.test", f"r-{tok}@test.example")
+    assert explain_lines(out)["score:"] == "class=hostile score=11 parts=dnsbl:bl.test:8,no_ptr:3", \
+        out
+    assert gg.alive()
+
+
+def test_explain_without_scoring(gl_gate, dns_server):
+    """Scoring off: explain says so, and the client is normal, no parts."""
+    dns = dns_server(ZONE, local=("example", "test", "in-addr.arpa"))
+    gg = gl_gate("memory", dns={"servers": [dns.address], "timeout_ms": 3000, "tries": 2})
+    tok = token()
+    out = ctl_ok(gg, "explain", HOSTILE, f"s-{tok}@sender.test", f"r-{tok}@test.example")
+    assert explain_lines(out)["score:"] == "class=normal scoring=off", out
+    e = json.loads(ctl_ok(gg, "--json", "explain", HOSTILE, f"s-{tok}@sender.test",
+                          f"r-{tok}@test.example"))
+    assert (e["scoring"], e["class"], e["score"], e["parts"]) == ("off", "normal", 0, ""), e
+
+
+def test_explain_with_redis_and_no_daemon(gl_gate, dns_server):
+    """With Redis and greygate stopped, explain still shows the store's
+    part, and says the class is unknown and why."""
+    dns = dns_server(ZONE, local=("example", "test", "in-addr.arpa"))
+    gg = gl_gate("redis", scoring=SCORING,
+                 dns={"servers": [dns.address], "timeout_ms": 3000, "tries": 2})
+    tok = token()
+    sender, rcpt = f"s-{tok}@sender.test", f"r-{tok}@test.example"
+    assert_reply(rcpt_once(gg, NORMAL, rcpt, sender), 450, "4.2.0")
+    gg.stop()
+    r = ctl(gg, "explain", NORMAL, sender, rcpt)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = explain_lines(r.stdout)
+    assert "state=pending" in r.stdout, r.stdout
+    assert lines["score:"].startswith("class=unknown (cannot reach greygate"), r.stdout
+    assert lines["next:"].startswith("action=greylist reason=early"), r.stdout
+    e = json.loads(ctl_ok(gg, "--json", "explain", NORMAL, sender, rcpt))
+    assert (e["scoring"], e["class"], e["stored"]["state"]) == ("unknown", None, "pending"), e
+    assert "cannot reach greygate" in e["scoring_why"], e
+
+
+# --------------------------------------------------------------------------
+# Metrics: signals counted where the class is decided; shadow per key kind
+# --------------------------------------------------------------------------
+
+def test_signals_counted_per_decision(greygate_factory, dns_server):
+    """A signal of the session (a bad HELO) is counted like the ones of the
+    connection, once per decision that classed the client, as
+    greygate_classes_total is."""
+    admin = free_port(19925)
+    gg = gate(greygate_factory, dns_server, admin_port=admin)
+    mark = gg.log_mark()
+    rcpt = f"r-{token()}@test.example"
+    assert_reply(rcpt_once(gg, NORMAL, rcpt, helo="pc7"), 450, "4.2.0")
+    assert decision(gg, mark, rcpt)["parts"] == "bad_helo:1"
+    status, text = get(admin, "/metrics")
+    assert status == 200
+    assert metric(text, "greygate_signals_total", signal="bad_helo") == 1, text
+    assert metric(text, "greygate_classes_total", **{"class": "normal"}) == 1, text
+    # two decisions of one connection: each counts its signals
+    rcpt2 = f"r-{token()}@test.example"
+    with RawSMTP(gg.port, source=SUSPICIOUS) as c:
+        c.greeting()
+        c.ehlo()
+        assert_reply(c.cmd(f"MAIL FROM:<s-{token()}@sender.test>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<{rcpt}>"), 450)
+        assert_reply(c.cmd(f"RCPT TO:<{rcpt2}>"), 450)
+        c.cmd("QUIT")
+    status, text = get(admin, "/metrics")
+    assert metric(text, "greygate_signals_total", signal="no_ptr") == 2, text
+    assert metric(text, "greygate_classes_total", **{"class": "suspicious"}) == 2, text
+
+
+def test_shadow_counts_would_greylist_per_key(greygate_factory, dns_server):
+    """Shadow mode: a greylisting store decision is counted by its key kind
+    as would-greylist, not greylist; a hostile client as would-reject."""
+    admin = free_port(19925)
+    gg = gate(greygate_factory, dns_server, mode="shadow", admin_port=admin)
+    # no PTR: the network's key
+    assert_reply(rcpt_once(gg, SUSPICIOUS, f"r-{token()}@test.example"), 250)
+    assert_reply(rcpt_once(gg, HOSTILE, f"r-{token()}@test.example"), 250)
+    status, text = get(admin, "/metrics")
+    assert status == 200
+    assert metric(text, "greygate_decision_keys_total", key="net",
+                  action="would-greylist") == 1, text
+    assert metric(text, "greygate_decision_keys_total", key="net", action="greylist") == 0, text
+    assert metric(text, "greygate_decisions_total", action="would-reject",
+                  reason="hostile") == 1, text
+    assert metric(text, "greygate_decisions_total", action="reject", reason="hostile") is None, text
+    assert metric(text, "greygate_classes_total", **{"class": "hostile"}) == 1, text
+
+
+# --------------------------------------------------------------------------
+# The policy service classes its client too
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hostile_action", ["reject", "tempfail"])
+def test_policy_service_classes(greygate_factory, dns_server, hostile_action):
+    """Postfix's policy requests: a DNSBL-listed client_address gets the
+    hostile answer with the proxy's code (550 5.7.1, or 450 4.7.1 with
+    hostile.action = tempfail), a DNSWL-listed one passes without
+    greylisting, and Postfix's client_name / reverse_client_name give the
+    name signals (no DNS of greygate's own for the name)."""
+    dns = dns_server(ZONE, local=("example", "test", "in-addr.arpa"))
+    pport = free_port(13023)
+    gg = greygate_factory(greylist=GL, policy={"listen": f"127.0.0.1:{pport}"},
+                          scoring=dict(SCORING, hostile={"action": hostile_action}),
+                          dns={"servers": [dns.address], "timeout_ms": 3000, "tries": 2})
+    tok = token()
+    with socket.create_connection(("127.0.0.1", pport), timeout=30) as c:
+        c.sendall(request(client_address=HOSTILE, sender=f"s@{tok}.example",
+                          recipient=f"h-{tok}@test.example"))
+        [a] = read_answers(c, 1)
+        want = ("action=550 5.7.1 client classed hostile (score 11)" if hostile_action == "reject"
+                else "action=450 4.7.1 client classed hostile (score 11), try again later")
+        assert a == want, a
+        d = gg.wait_event("decision", rcpt=f"h-{tok}@test.example")[0]
+        # (the name is known at once here, before the listing)
+        assert (d["class"], sorted(d["parts"].split(","))) == \
+            ("hostile", ["dnsbl:bl.test:8", "no_ptr:3"]), d
+        assert gg.events("reject", via="policy", rcpt=f"h-{tok}@test.example", rule="hostile",
+                         action="550" if hostile_action == "reject" else "450")
+
+        c.sendall(request(client_address=TRUSTED, client_name="mail.trusted.test",
+                          reverse_client_name="mail.trusted.test", sender=f"s@{tok}.example",
+                          recipient=f"t-{tok}@test.example"))
+        assert read_answers(c, 1) == ["action=DUNNO"]
+        d = gg.wait_event("decision", rcpt=f"t-{tok}@test.example")[0]
+        assert (d["action"], d["reason"], d["class"], d["parts"]) == \
+            ("pass", "trusted", "trusted", "dnswl:wl.test:-5"), d
+
+        # a name Postfix could not confirm: unconfirmed_ptr, not no_ptr
+        c.sendall(request(client_address=NORMAL, client_name="unknown",
+                          reverse_client_name="mail.normal.test", helo_name="mail.normal.test",
+                          sender=f"s@{tok}.example", recipient=f"n-{tok}@test.example"))
+        assert read_answers(c, 1)[0].startswith("action=DEFER_IF_PERMIT 4.2.0 Greylisted")
+        d = gg.wait_event("decision", rcpt=f"n-{tok}@test.example")[0]
+        assert (d["class"], d["parts"]) == ("normal", "unconfirmed_ptr:1"), d
+    assert gg.alive()

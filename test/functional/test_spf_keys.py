@@ -17,6 +17,7 @@ import pytest
 
 from harness.fakes import FakeDns
 from harness.greygate import DELAY, get, metric, rcpt_once, wait_past_delay
+from harness.policy import policy_request, read_answers
 from harness.smtp import RawSMTP, assert_reply
 from harness.util import GREYGATE_CTL, free_port, token
 
@@ -210,24 +211,10 @@ def test_pipelined_recipients_all_wait_for_the_one_check(gl_gate):
         dns.close()
 
 
-def policy_request(**attrs):
-    base = {"request": "smtpd_access_policy", "protocol_state": "RCPT",
-            "protocol_name": "ESMTP", "client_name": "unknown",
-            "reverse_client_name": "unknown", "helo_name": "client.example",
-            "instance": "1.2.3"}
-    base.update(attrs)
-    return "".join(f"{k}={v}\n" for k, v in base.items()).encode() + b"\n"
-
-
 def policy_ask(port, **attrs):
     with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
         c.sendall(policy_request(**attrs))
-        buf = b""
-        while b"\n\n" not in buf:
-            chunk = c.recv(4096)
-            assert chunk, f"closed after {buf!r}"
-            buf += chunk
-    return buf.decode().split("\n\n")[0]
+        return read_answers(c, 1)[0]
 
 
 def test_policy_service_uses_the_spf_key(spf_gate):

@@ -22,7 +22,7 @@ import pytest
 
 from . import logschema
 from .smtp import ConnectionClosed, RawSMTP, assert_reply
-from .util import (CLIENT_ADDR, CLIENT_HELO, GREYGATE_BIN, PROBE_ADDR, parse_kv, tcp_listening,
+from .util import (CLIENT_ADDR, CLIENT_HELO, GREYGATE_BIN, GREYGATE_CTL, PROBE_ADDR, parse_kv, tcp_listening,
                    wait_until)
 
 
@@ -376,6 +376,20 @@ def get(port, path):
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+def ctl(gg, *args, timeout=15):
+    """greygate-ctl -c <gg's config> ARGS -> the finished process."""
+    assert os.access(GREYGATE_CTL, os.X_OK), f"greygate-ctl not found: {GREYGATE_CTL}"
+    return subprocess.run([GREYGATE_CTL, "-c", str(gg.conf_path), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ctl_ok(gg, *args):
+    """greygate-ctl ARGS, which must succeed -> its output."""
+    r = ctl(gg, *args)
+    assert r.returncode == 0, f"greygate-ctl {args} -> {r.returncode}\n{r.stdout}{r.stderr}"
+    return r.stdout
 
 
 def metric(text, name, **labels):

@@ -61,7 +61,7 @@ static int run(const char *ttl, char *out, size_t len)
 	char *argv[] = { "whitelist", "192.0.2.0/24", (char *)ttl };
 	FILE *f = fmemopen(out, len, "w");
 	assert_non_null(f);
-	int rc = ctl_execute(&cfg, &st, NULL, ttl ? 3 : 2, argv, f);
+	int rc = ctl_execute(&cfg, &st, NULL, ttl ? 3 : 2, argv, f, NULL);
 	fclose(f);
 	return rc;
 }
@@ -116,12 +116,15 @@ static int json_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
 	return 1;
 }
 
+static struct gl_params explained_with;     /* the last dry run's parameters */
+static char explained_key[POOL_TEXT_MAX];
+
 static int json_explain(void *ctx, const struct gl_params *p, const struct triplet *t,
 			struct gl_decision *d)
 {
 	(void)ctx;
-	(void)p;
-	(void)t;
+	explained_with = *p;
+	snprintf(explained_key, sizeof explained_key, "%s", triplet_keytext(t));
 	*d = (struct gl_decision){ .action = GL_GREYLIST, .reason = GL_REASON_EARLY,
 				   .delay_left = 42, .capped = true };
 	return 0;
@@ -136,20 +139,82 @@ static int json_stats(void *ctx, struct ctl_stats *s)
 	return 0;
 }
 
-static int run_json(char **argv, int argc, char *out, size_t len)
+static int run_facts(char **argv, int argc, char *out, size_t len, const struct ctl_facts *facts)
 {
+	static const enum pool_kind spf_only[] = { POOL_SPF };
 	struct gg_config cfg;
 	memset(&cfg, 0, sizeof cfg);
 	cfg.greylist.ipv4_prefix = 24;
 	cfg.greylist.ipv6_prefix = 64;
+	cfg.greylist.delay = 300;
+	cfg.greylist.awl_threshold = 5;
+	cfg.scoring.suspicious_delay = 900;
+	memcpy(cfg.greylist.pool_keys, spf_only, sizeof spf_only);
+	cfg.greylist.npool_keys = 1;
 	struct ctl_store st = { .walk = json_walk, .get = json_get, .explain = json_explain,
 				.stats = json_stats };
 	memset(out, 0, len);
 	FILE *f = fmemopen(out, len, "w");
 	assert_non_null(f);
-	int rc = ctl_execute(&cfg, &st, NULL, argc, argv, f);
+	int rc = ctl_execute(&cfg, &st, NULL, argc, argv, f, facts);
 	fclose(f);
 	return rc;
+}
+
+static int run_json(char **argv, int argc, char *out, size_t len)
+{
+	return run_facts(argv, argc, out, len, NULL);
+}
+
+/* explain with the daemon's facts: the class line, the next decision the
+ * class makes (hostile, trusted) or the dry run with the class's
+ * parameters (suspicious), the spf: key; and the facts line read back. */
+static void explain_shows_the_class(void **state)
+{
+	(void)state;
+	char out[2048], line[1024];
+	struct ctl_facts f = { .scoring = CTL_SCORING_ON, .cls = CLASS_HOSTILE, .score = 11,
+			       .spf = "pass" };
+	snprintf(f.parts, sizeof f.parts, "dnsbl:bl.test:8,no_ptr:3");
+	snprintf(f.spf_domain, sizeof f.spf_domain, "b.example");
+	FILE *mem = fmemopen(line, sizeof line, "w");
+	ctl_facts_write(mem, &f);
+	fclose(mem);
+	assert_string_equal(line, "facts scoring=on class=hostile score=11 "
+				  "parts=dnsbl:bl.test:8,no_ptr:3 name= spf=pass spf_domain=b.example\n");
+	struct ctl_facts back;
+	assert_true(ctl_facts_read(line, &back));
+	assert_int_equal(back.scoring, CTL_SCORING_ON);
+	assert_int_equal(back.cls, CLASS_HOSTILE);
+	assert_int_equal(back.score, 11);
+	assert_string_equal(back.parts, f.parts);
+	assert_string_equal(back.spf_domain, "b.example");
+	assert_false(ctl_facts_read("facts class=nonsense scoring=on\n", &back));
+	assert_false(ctl_facts_read("status=0\n", &back));
+
+	char *explain[] = { "explain", "192.0.2.7", "a@b.example", "r@example.org" };
+	assert_int_equal(run_facts(explain, 4, out, sizeof out, &f), 0);
+	assert_non_null(strstr(out, "score: class=hostile score=11 parts=dnsbl:bl.test:8,no_ptr:3\n"
+				    "next: action=reject reason=hostile\n"));
+	assert_string_equal(explained_key, "spf:b.example");
+
+	f.cls = CLASS_SUSPICIOUS;
+	assert_int_equal(run_facts(explain, 4, out, sizeof out, &f), 0);
+	assert_non_null(strstr(out, "next: action=greylist reason=early delay_left=42"));
+	assert_int_equal(explained_with.delay, 900);
+	assert_int_equal(explained_with.awl_threshold, 0);
+
+	f.cls = CLASS_TRUSTED;
+	char *json[] = { "--json", "explain", "192.0.2.7", "a@b.example", "r@example.org" };
+	assert_int_equal(run_facts(json, 5, out, sizeof out, &f), 0);
+	assert_non_null(strstr(out, "\"scoring\":\"on\",\"class\":\"trusted\",\"score\":11,"
+				    "\"parts\":\"dnsbl:bl.test:8,no_ptr:3\",\"next\":{\"action\":\"pass\","
+				    "\"reason\":\"trusted\",\"capped\":false}"));
+
+	f.scoring = CTL_SCORING_OFF;
+	assert_int_equal(run_facts(explain, 4, out, sizeof out, &f), 0);
+	assert_non_null(strstr(out, "score: class=normal scoring=off\n"));
+	assert_int_equal(explained_with.delay, 300);
 }
 
 static void json_list_explain_stats(void **state)
@@ -171,7 +236,9 @@ static void json_list_explain_stats(void **state)
 	assert_int_equal(run_json(explain, 5, out, sizeof out), 0);
 	assert_non_null(strstr(out, "\"net\":\"192.0.2.0/24\",\"pool\":null,\"sender\":\"<>\","
 				    "\"rcpt\":\"r@example.org\",\"stored\":{\"key\":\"ffee"));
-	assert_non_null(strstr(out, "\"ttl\":86400},\"next\":{\"action\":\"greylist\","
+	assert_non_null(strstr(out, "\"ttl\":86400},\"scoring\":\"unknown\",\"class\":null,"
+				    "\"score\":null,\"parts\":null,\"scoring_why\":\"not asked\","
+				    "\"next\":{\"action\":\"greylist\","
 				    "\"reason\":\"early\",\"delay_left\":42,\"capped\":true},"
 				    "\"why\":\"seen, but the delay has not passed yet\"}\n"));
 	assert_int_equal(out[0], '{');
@@ -226,7 +293,7 @@ static int run_pool(char **argv, int argc, char *out, size_t len)
 	memset(out, 0, len);
 	FILE *f = fmemopen(out, len, "w");
 	assert_non_null(f);
-	int rc = ctl_execute(&cfg, &st, NULL, argc, argv, f);
+	int rc = ctl_execute(&cfg, &st, NULL, argc, argv, f, NULL);
 	fclose(f);
 	return rc;
 }
@@ -321,6 +388,7 @@ int main(void)
 		cmocka_unit_test(whitelist_refuses_huge_ttl),
 		cmocka_unit_test(rows_say_how_ctl_reaches_them),
 		cmocka_unit_test(json_list_explain_stats),
+		cmocka_unit_test(explain_shows_the_class),
 		cmocka_unit_test(pool_key_in_list_and_explain),
 		cmocka_unit_test(redis_admin_tells_why),
 	};

@@ -665,8 +665,11 @@ static void test_policy_rows(void **state)
 	size_t rows = 0;
 	for (size_t i = 0; rcpt_rules_row(i) != WHY_NONE; i++)
 		rows += rcpt_rules_row_in_policy(i);
-	assert_int_equal(rows, 6);
+	assert_int_equal(rows, 7);
 	assert_false(rcpt_rules_row_in_policy(4));   /* relay_denied */
+	for (size_t i = 0; rcpt_rules_row(i) != WHY_NONE; i++)
+		if (rcpt_rules_row(i) == WHY_HOSTILE)
+			assert_true(rcpt_rules_row_in_policy(i));   /* the class row */
 }
 
 /* ---- the deferral semantics ---- */
