@@ -160,15 +160,13 @@ static void decided(void *arg, const struct rcpt_verdict *v)
 	case RCPT_REJECT: {
 		/* A temporary failure of greylisting or the store defers only
 		 * what nothing else refuses for good, as postgrey answers it. A
-		 * refusal of the client itself (hostile, either action) is
-		 * answered with its reply code, so that Postfix says what the
-		 * proxy would (550 5.7.1 or 450 4.7.1; REJECT would be
-		 * access_map_reject_code, 554). */
+		 * hostile client's tempfail (scoring.hostile.action) is a
+		 * refusal of the client itself, not of a triplet: it defers
+		 * whatever else would permit, with the proxy's code (450). */
 		char code[4] = "";
 		const char *r = v->reply;
-		if ((v->action == RCPT_REJECT || v->rule == WHY_HOSTILE) &&
-		    (r[0] == '4' || r[0] == '5') && r[1] >= '0' && r[1] <= '9' && r[2] >= '0' &&
-		    r[2] <= '9' && r[3] == ' ')
+		if (v->action == RCPT_DEFER && v->rule == WHY_HOSTILE && r[0] == '4' &&
+		    r[1] >= '0' && r[1] <= '9' && r[2] >= '0' && r[2] <= '9' && r[3] == ' ')
 			snprintf(code, sizeof code, "%.3s", r);
 		const char *action = code[0] ? code
 				   : v->action == RCPT_REJECT ? "REJECT" : "DEFER_IF_PERMIT";

@@ -401,7 +401,7 @@ def test_shadow_counts_would_greylist_per_key(greygate_factory, dns_server):
 @pytest.mark.parametrize("hostile_action", ["reject", "tempfail"])
 def test_policy_service_classes(greygate_factory, dns_server, hostile_action):
     """Postfix's policy requests: a DNSBL-listed client_address gets the
-    hostile answer with the proxy's code (550 5.7.1, or 450 4.7.1 with
+    hostile answer (REJECT 5.7.1, or the proxy's 450 4.7.1 with
     hostile.action = tempfail), a DNSWL-listed one passes without
     greylisting, and Postfix's client_name / reverse_client_name give the
     name signals (no DNS of greygate's own for the name)."""
@@ -415,7 +415,7 @@ def test_policy_service_classes(greygate_factory, dns_server, hostile_action):
         c.sendall(request(client_address=HOSTILE, sender=f"s@{tok}.example",
                           recipient=f"h-{tok}@test.example"))
         [a] = read_answers(c, 1)
-        want = ("action=550 5.7.1 client classed hostile (score 11)" if hostile_action == "reject"
+        want = ("action=REJECT 5.7.1 client classed hostile (score 11)" if hostile_action == "reject"
                 else "action=450 4.7.1 client classed hostile (score 11), try again later")
         assert a == want, a
         d = gg.wait_event("decision", rcpt=f"h-{tok}@test.example")[0]
@@ -423,7 +423,7 @@ def test_policy_service_classes(greygate_factory, dns_server, hostile_action):
         assert (d["class"], sorted(d["parts"].split(","))) == \
             ("hostile", ["dnsbl:bl.test:8", "no_ptr:3"]), d
         assert gg.events("reject", via="policy", rcpt=f"h-{tok}@test.example", rule="hostile",
-                         action="550" if hostile_action == "reject" else "450")
+                         action="REJECT" if hostile_action == "reject" else "450")
 
         c.sendall(request(client_address=TRUSTED, client_name="mail.trusted.test",
                           reverse_client_name="mail.trusted.test", sender=f"s@{tok}.example",
