@@ -46,6 +46,7 @@ struct round_req {
 static struct event_base *base;
 static struct gg_config *cfg;
 static struct event *timer;
+static bool hands_over;            /* this process logs and sends the ETRN */
 static struct tracked tracked[TRACKED_MAX];
 static size_t ntracked;
 static struct list_node probes = { &probes, &probes };
@@ -151,19 +152,19 @@ static void probe_done(struct probe *p)
 	struct tracked *t = &tracked[p->tracked];
 	enum pstate was = t->state;
 	t->state = p->up ? P_UP : P_DOWN;
-	if (was != t->state) {
-		struct logline l;
-		ll_begin(&l, LOG_LVL_INFO, "probe");
-		ll_str(&l, "domain", t->domain);
-		ll_str(&l, "primary", t->host);
-		ll_str(&l, "state", p->up ? "up" : "down");
-		ll_emit(&l);
-	}
+	free(p);
+	if (!hands_over || was == t->state)
+		return;
+	struct logline l;
+	ll_begin(&l, LOG_LVL_INFO, "probe");
+	ll_str(&l, "domain", t->domain);
+	ll_str(&l, "primary", t->host);
+	ll_str(&l, "state", t->state == P_UP ? "up" : "down");
+	ll_emit(&l);
 	/* Only a primary seen down and now up: at start-up Postfix's queue
 	 * runs on its own schedule anyway. */
 	if (was == P_DOWN && t->state == P_UP)
-		flush_domain(p->tracked);
-	free(p);
+		flush_domain((size_t)(t - tracked));
 }
 
 static void probe_read(struct bufferevent *bev, void *arg)
@@ -292,15 +293,20 @@ bool handover_primary_up(const char *domain)
 	return up;
 }
 
-void handover_start(struct event_base *b, struct gg_config *c)
+void handover_start(struct event_base *b, struct gg_config *c, bool hand_over)
 {
 	if (c->handover.probe_interval == 0 || c->handover.domains.names.n == 0)
 		return;
 	base = b;
 	cfg = gg_config_ref(c);
+	hands_over = hand_over;
 	timer = event_new(base, -1, EV_PERSIST, on_timer, NULL);
 	struct timeval tv = { c->handover.probe_interval, 0 };
 	event_add(timer, &tv);
+	if (!hands_over) {
+		on_timer(-1, 0, NULL);
+		return;
+	}
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "handover");
 	ll_str(&l, "result", "watching");

@@ -22,11 +22,13 @@ struct event_base;
 /* Whether this host is a backup MX of DOMAIN (one of handover.domains,
  * this host not among its best-preference MX hosts) and one of those
  * primaries answered the last probe. False when not known: probing off
- * (handover.probe_interval 0), not yet done, or done by another worker
- * (only the first worker probes). */
+ * (handover.probe_interval 0), or not yet done. */
 bool handover_primary_up(const char *domain);
 
-void handover_start(struct event_base *base, struct gg_config *cfg);
+/* Every worker probes, so that each knows the primaries' state for
+ * handover_primary_up (the backup_first signal); only the one started
+ * with HAND_OVER logs what it sees and sends the ETRN, once per host. */
+void handover_start(struct event_base *base, struct gg_config *cfg, bool hand_over);
 void handover_stop(void);
 
 #endif

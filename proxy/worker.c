@@ -99,10 +99,8 @@ static void reloaded(void)
 	resolver_reload(srv.cfg);
 	spf_limits_of(srv.cfg);
 	/* the hand-over keeps what it saw of the primaries across this */
-	if (srv.slot == 0) {
-		handover_stop();
-		handover_start(srv.base, srv.cfg);
-	}
+	handover_stop();
+	handover_start(srv.base, srv.cfg, srv.slot == 0);
 }
 
 static const struct reload_hooks alone_hooks = { .check_restart = true, .applied = reloaded };
@@ -279,8 +277,7 @@ int worker_run(const struct worker_args *w)
 	struct timeval htv = { HEALTH_EVERY, 0 };
 	event_add(health_timer, &htv);
 	on_health(-1, 0, NULL);
-	if (srv.slot == 0)
-		handover_start(srv.base, srv.cfg);
+	handover_start(srv.base, srv.cfg, srv.slot == 0);
 	backend_probe(srv.base, srv.cfg);
 
 	struct logline l;

@@ -171,7 +171,7 @@ def test_marks_store_down(gl_gate, dns_server, redis_server):
 
 # ---- backup_first ----
 
-def mx_gate(gl_gate, dns_server, backup, probe_port=None):
+def mx_gate(gl_gate, dns_server, backup, probe_port=None, workers=1):
     """A greygate sharing the test's Redis: the backup MX of relay.example
     (my_addresses 192.0.2.20, probing the primary on PROBE_PORT) or its
     primary (no probe: it never marks)."""
@@ -181,7 +181,7 @@ def mx_gate(gl_gate, dns_server, backup, probe_port=None):
         over.update(my_addresses=["192.0.2.20"],
                     handover={"domains": ["relay.example"], "probe_interval": 1,
                               "probe_timeout": 1, "probe_port": probe_port})
-    return gl_gate("redis", **over)
+    return gl_gate("redis", workers=workers, **over)
 
 
 def test_backup_first(gl_gate, dns_server, banner, redis_server):
@@ -220,3 +220,22 @@ def test_backup_first(gl_gate, dns_server, banner, redis_server):
     e = decision(backup, mark, to)
     assert (e["action"], e["parts"]) == ("pass", ""), e
     assert marks(redis_server.port, "gg:m:127.0.11.0/24") == ({}, -2)
+
+
+def test_backup_first_every_worker(gl_gate, dns_server, banner, redis_server):
+    """A backup with two workers: connections land on either (SO_REUSEPORT),
+    and each knows the primary's state, so every first contact is marked;
+    the probe's state and the ETRN stay the first worker's (one line)."""
+    primary_mx = banner("220")
+    backup = mx_gate(gl_gate, dns_server, True, primary_mx.port, workers=2)
+    backup.wait_event("probe", state="up", domain="relay.example", timeout=10)
+    # the other worker's first round runs at its start too: give it a second
+    time.sleep(1.5)
+    nets = [f"127.0.{n}.0/24" for n in range(20, 32)]
+    for n in range(20, 32):
+        to = f"r-{token()}@relay.example"
+        assert_reply(rcpt(backup, f"127.0.{n}.5", to), 450, "4.2.0")
+    for net in nets:
+        m, _ = wait_marks(redis_server.port, f"gg:m:{net}")
+        assert set(m) == {"b"}, (net, m)
+    assert len(backup.events("probe", state="up")) == 1, backup.events("probe")
