@@ -48,19 +48,25 @@ static void client_net(const struct gg_config *cfg, const struct client_facts *f
 			(unsigned)cfg->greylist.ipv6_prefix, net, len);
 }
 
+/* At debug: during a store outage this is every connection, and the
+ * session goes on either way (ACTION says how). */
+static void log_marks_failed(const char *action, const char *error)
+{
+	struct logline l;
+	ll_begin(&l, LOG_LVL_DEBUG, "score");
+	ll_str(&l, "site", "store");
+	ll_str(&l, "result", "failed");
+	ll_str(&l, "action", action);
+	ll_str(&l, "error", error);
+	ll_emit(&l);
+}
+
 static void on_marks(void *arg, const struct store_result *r)
 {
 	struct client_score *cs = arg;
 	cs->marks = NULL;
 	if (!r->ok) {
-		/* debug: during a store outage this is every connection */
-		struct logline l;
-		ll_begin(&l, LOG_LVL_DEBUG, "score");
-		ll_str(&l, "site", "store");
-		ll_str(&l, "result", "failed");
-		ll_str(&l, "action", "counted as no marks");
-		ll_str(&l, "error", r->error);
-		ll_emit(&l);
+		log_marks_failed("counted as no marks", r->error);
 	} else {
 		const struct gl_marks *m = &r->marks;
 		if (m->trapped_until > m->now)
@@ -176,20 +182,11 @@ int64_t client_score_trapped_at(const struct client_score *cs)
 	return cs ? cs->trapped_at : 0;
 }
 
-/* A failed setting is logged at debug, as a failed read is: the caller's
- * session goes on either way. */
 static void mark_set(void *arg, const struct store_result *r)
 {
 	(void)arg;
-	if (r->ok)
-		return;
-	struct logline l;
-	ll_begin(&l, LOG_LVL_DEBUG, "score");
-	ll_str(&l, "site", "store");
-	ll_str(&l, "result", "failed");
-	ll_str(&l, "action", "mark not set");
-	ll_str(&l, "error", r->error);
-	ll_emit(&l);
+	if (!r->ok)
+		log_marks_failed("mark not set", r->error);
 }
 
 void client_score_mark(struct gg_config *cfg, struct client_facts *f, enum gl_mark kind)
