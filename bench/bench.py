@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import scored                        # bench/scored.py: the selective rows' zone and DNS tools
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "test"))       # the test harness package
@@ -263,11 +265,43 @@ class Env:
                 f"2001:db8::c:{a.rsplit('.', 1)[1]}"
                 for a in ["127.0.0.1", SAMPLER_ADDR] + IDLE_ADDRS])
             + [""]))
-        self.dns = spawn(["dnsmasq", "--keep-in-foreground", "-C", str(conf), "--user=root",
-                          "--pid-file="], self.dir / "dnsmasq.log")
+        self.dns = self.spawn_dnsmasq(conf, "dnsmasq")
+
+    def spawn_dnsmasq(self, conf, name):
+        p = spawn(["dnsmasq", "--keep-in-foreground", "-C", str(conf), "--user=root",
+                   "--pid-file="], self.dir / f"{name}.log")
         time.sleep(0.2)
-        if self.dns.poll() is not None:
-            raise RuntimeError("dnsmasq did not start: " + (self.dir / "dnsmasq.log").read_text())
+        if p.poll() is not None:
+            raise RuntimeError(f"{name} did not start: " + (self.dir / f"{name}.log").read_text())
+        return p
+
+    def start_scored_dns(self):
+        """A second dnsmasq for the selective rows (scored.py's zone: SPF,
+        names for the load's clients and the fresh ones, the two lists),
+        so that the other rows keep their DNS as it was. With --dns-delay
+        a relay in front of it holds every answer that long; greygate and
+        the sampler's timing resolver both ask through it."""
+        port = self.port(15453)
+        conf = self.dir / "dnsmasq-scored.conf"
+        # what the two fresh rows' runs use: 100 sessions a second at most
+        # (the sampler makes about 70 with its DNS timing), so a repeated
+        # run has some left; when none are, the sampler stops (errors)
+        self.fresh_max = int(2 * self.args.runs * (self.args.duration + 1) * 100)
+        conf.write_text("\n".join(
+            [f"port={port}", "listen-address=127.0.0.1", "bind-interfaces", "no-resolv",
+             "no-hosts", f"mx-host={DOMAIN},mx.{DOMAIN},10",
+             f"host-record=mx.{DOMAIN},192.0.2.25,2001:db8::25"]
+            + scored.zone_lines({"127.0.0.1": "mta.load.sender.example",
+                                 SAMPLER_ADDR: "mta.sampler.sender.example"}, self.fresh_max)
+            + [""]))
+        self.scored_dns = self.spawn_dnsmasq(conf, "dnsmasq-scored")
+        self.scored_dns_port = port
+        if self.args.dns_delay:
+            self.scored_dns_port = self.port(15553)
+            spawn([sys.executable, __file__, "--dns-relay", str(self.scored_dns_port), str(port),
+                   str(self.args.dns_delay)], self.dir / "relay.log")
+            time.sleep(0.5)
+        self.fresh_next = 0              # the next unused fresh client (scored.fresh_client)
 
     def start_redis(self):
         self.redis_port = self.port(16379)
@@ -303,7 +337,7 @@ class Env:
 
     # ---- greygate
     def gg_config(self, port, log_level="warning", workers=None, admin_port=0, backend=None,
-                  policy_port=None):
+                  policy_port=None, extra=None):
         cf = self.harness.greygate
         cfg = cf.merge(cf.default_config(port, f"127.0.0.1:{self.sink_port}",
                                          f"127.0.0.1:{self.dns_port}"), {
@@ -337,6 +371,8 @@ class Env:
             cfg = cf.merge(cfg, {"backend": backend})
         if policy_port:
             cfg["policy"] = {"listen": f"127.0.0.1:{policy_port}"}
+        if extra:
+            cfg = cf.merge(cfg, extra)
         return cf.render_config(cfg)
 
     def gg_accepts_workers(self):
@@ -348,12 +384,13 @@ class Env:
         return r.returncode == 0
 
     def start_greygate(self, name, log_level="warning", workers=None, backend=None,
-                       policy=False):
+                       policy=False, extra=None):
         port = self.port(16525)
         conf = self.dir / f"{name}.conf"
         admin = self.port(19925)
         policy_port = self.port(16023) if policy else None
-        conf.write_text(self.gg_config(port, log_level, workers, admin, backend, policy_port))
+        conf.write_text(self.gg_config(port, log_level, workers, admin, backend, policy_port,
+                                       extra))
         logf = self.dir / f"{name}.log"
         p = spawn([self.args.greygate, "-c", str(conf)], logf)
         wait_port(port, p)
@@ -415,8 +452,8 @@ class Env:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def decision_hist(url):
-    """greygate_decision_seconds from greygate's /metrics: ({le: cumulative
+def decision_hist(url, metric="greygate_decision_seconds"):
+    """METRIC (a histogram) from greygate's /metrics: ({le: cumulative
     count}, sum seconds, count), or None."""
     import urllib.request
     try:
@@ -425,12 +462,12 @@ def decision_hist(url):
         return None
     buckets, tot, cnt = {}, 0.0, 0
     for line in text.splitlines():
-        m = re.match(r'greygate_decision_seconds_bucket\{le="([^"]+)"\} (\d+)', line)
+        m = re.match(metric + r'_bucket\{le="([^"]+)"\} (\d+)', line)
         if m:
             buckets[float(m.group(1))] = int(m.group(2))
-        elif line.startswith("greygate_decision_seconds_sum "):
+        elif line.startswith(metric + "_sum "):
             tot = float(line.split()[1])
-        elif line.startswith("greygate_decision_seconds_count "):
+        elif line.startswith(metric + "_count "):
             cnt = int(line.split()[1])
     return (buckets, tot, cnt) if buckets else None
 
@@ -501,6 +538,9 @@ class Load:
         the other's start; otherwise one invocation at a time, each sized
         to last about a second from the rate seen so far."""
         s = self.spec
+        if not s["conc"]:                # no load: the sampler alone
+            time.sleep(duration)
+            return 0, duration
         par = 2 if s["per_conn"] > 1 else 1
         errf = self.env.dir / f"smtp-source-{self.name}.err"
         running = []
@@ -549,10 +589,20 @@ def sampler_main(port, mode, per_conn, tag, interval):
     """Until stdin closes: every INTERVAL seconds one transaction from
     SAMPLER_ADDR (MAIL, RCPT, RSET; QUIT after PER_CONN of them), timing
     only the RCPT round trip. MODE storm: a new recipient each time (a new
-    triplet); pass: the pre-passed triplet. Prints a JSON list of
-    microseconds."""
+    triplet); pass: the pre-passed triplet; fresh,FIRST,MAX,DNSPORT: as
+    storm, but each connection from the next fresh client of scored.py (its
+    own address, name and sender domain) from the FIRST on (below MAX: the
+    ones in the zone), one transaction
+    each, and after it the same client's DNS queries timed against
+    127.0.0.1:DNSPORT (scored.dns_path). Prints JSON: the microseconds,
+    and for fresh the DNS times and the clients used."""
     import selectors
     lat, errors = [], 0
+    fresh = mode.startswith("fresh")
+    if fresh:
+        _, first, fresh_max, dns_port = mode.split(",")
+        fresh_i, fresh_max, dns_port = int(first), int(fresh_max), int(dns_port)
+        dns, dns_single, head = [], [], []
     stdin_closed = [False]
     sel = selectors.DefaultSelector()
     sel.register(sys.stdin, selectors.EVENT_READ)
@@ -570,23 +620,36 @@ def sampler_main(port, mode, per_conn, tag, interval):
 
     n = 0
     while not stdin_closed[0]:
+        src, helo, sender = SAMPLER_ADDR, f"sampler.{HELO}", SENDER
+        if fresh:
+            if fresh_i >= fresh_max:
+                errors += 1                  # none left: no more samples
+                if sel.select(1.0) and not sys.stdin.buffer.read1(4096):
+                    stdin_closed[0] = True
+                continue
+            src, helo, dom = scored.fresh_client(fresh_i)
+            sender = f"s@{dom}"
+            fresh_i += 1
         try:
+            t_conn = time.perf_counter_ns()
             with socket.create_connection(("127.0.0.1", port), timeout=10,
-                                          source_address=(SAMPLER_ADDR, 0)) as sock:
+                                          source_address=(src, 0)) as sock:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 buf = [b""]
                 reply(sock, buf)
-                sock.sendall(f"EHLO sampler.{HELO}\r\n".encode())
+                sock.sendall(f"EHLO {helo}\r\n".encode())
                 reply(sock, buf)
                 for _ in range(per_conn):
                     n += 1
-                    rcpt = f"lat{n}-{tag}@{DOMAIN}" if mode == "storm" else RCPT
-                    sock.sendall(f"MAIL FROM:<{SENDER}>\r\n".encode())
+                    rcpt = f"lat{n}-{tag}@{DOMAIN}" if mode != "pass" else RCPT
+                    sock.sendall(f"MAIL FROM:<{sender}>\r\n".encode())
                     reply(sock, buf)
                     t = time.perf_counter_ns()
                     sock.sendall(f"RCPT TO:<{rcpt}>\r\n".encode())
                     r = reply(sock, buf)
                     lat.append((time.perf_counter_ns() - t) // 1000)
+                    if fresh:
+                        head.append((t - t_conn) // 1000)
                     if not r[:1] in (b"2", b"4"):
                         errors += 1
                     sock.sendall(b"RSET\r\n")
@@ -596,11 +659,21 @@ def sampler_main(port, mode, per_conn, tag, interval):
                             stdin_closed[0] = True
                             break
                 sock.sendall(b"QUIT\r\n")
+            if fresh:
+                d = scored.dns_path(("127.0.0.1", dns_port), src, helo, dom)
+                if d:
+                    dns.append(d[0])
+                    dns_single.append(d[1])
+                else:
+                    errors += 1
         except OSError:
             errors += 1
             if sel.select(interval) and not sys.stdin.buffer.read1(4096):
                 stdin_closed[0] = True
-    print(json.dumps({"lat_us": lat, "errors": errors}))
+    out = {"lat_us": lat, "errors": errors}
+    if fresh:
+        out.update(dns_us=dns, dns_single_us=dns_single, head_us=head, next=fresh_i)
+    print(json.dumps(out))
 
 
 class Sampler:
@@ -614,6 +687,7 @@ class Sampler:
         out = self.p.stdout.read()
         self.p.wait(60)
         d = json.loads(out)
+        self.extra = d
         lat = sorted(d["lat_us"])
         if not lat:
             return None, None, 0, d["errors"]
@@ -685,7 +759,10 @@ def one_run(env, name, port, spec, cpu_pids, rss_pids, mode, load, checks, pss, 
     box0, t0 = cpu_snap(), time.monotonic()
     e0, u0 = env.evalsha_calls(True) if checks else (0, 0)
     h0 = decision_hist(checks["metrics"]) if checks else None
+    d0 = decision_hist(checks["metrics"], "greygate_dns_seconds") if checks else None
     tag = f"{name}{nr}x{os.getpid()}"
+    if mode == "fresh":
+        mode = f"fresh,{env.fresh_next},{env.fresh_max},{env.scored_dns_port}"
     smp = Sampler(port, mode, spec["per_conn"], tag)
     prof = None
     if env.args.profile == name:
@@ -698,6 +775,12 @@ def one_run(env, name, port, spec, cpu_pids, rss_pids, mode, load, checks, pss, 
         time.sleep(0.3)
     n, wall = load.run(env.args.duration)
     p50, p99, nlat, lerr = smp.finish()
+    fresh = {}
+    if "dns_us" in smp.extra:
+        env.fresh_next = smp.extra["next"]
+        fresh = dict(dns_p50=pct(smp.extra["dns_us"], 0.50), dns_p99=pct(smp.extra["dns_us"], 0.99),
+                     dns1_p99=pct(smp.extra["dns_single_us"], 0.99),
+                     head_p50=pct(smp.extra["head_us"], 0.50), fresh_next=env.fresh_next)
     if prof:
         prof.send_signal(signal.SIGINT)
         prof.wait(60)
@@ -716,13 +799,19 @@ def one_run(env, name, port, spec, cpu_pids, rss_pids, mode, load, checks, pss, 
     run = dict(msgs=n, wall=wall, rate=n / wall, mbps=n * spec["size"] / wall / 1e6,
                p50=p50, p99=p99, nlat=nlat, lat_errors=lerr, cpu=cpu,
                cpu_us=cpu / max(n, 1) * 1e6, hwm_mib=hwm / 1024, box=box * 100,
-               src_cpu=src, other=other, irq=(box - box_proc) * 100)
+               src_cpu=src, other=other, irq=(box - box_proc) * 100, **fresh)
     if checks:
         e1, u1 = env.evalsha_calls(True)
         run["decisions"] = e1 - e0
         run["redis_us"] = (u1 - u0) / max(1, e1 - e0)     # Redis's time per EVALSHA
-        run["gg_p50"], run["gg_p99"], run["gg_mean"] = hist_delta(
-            h0, decision_hist(checks["metrics"]))
+        h1 = decision_hist(checks["metrics"])
+        run["gg_p50"], run["gg_p99"], run["gg_mean"] = hist_delta(h0, h1)
+        # the DNS queries greygate sent (its cache's misses): how many a
+        # decision, and the mean time one took (exact: sum / count)
+        d1 = decision_hist(checks["metrics"], "greygate_dns_seconds")
+        if d0 and d1 and h0 and h1 and d1[2] > d0[2]:
+            run["dns_per_decision"] = (d1[2] - d0[2]) / max(1, h1[2] - h0[2])
+            run["gg_dns_mean"] = (d1[1] - d0[1]) / (d1[2] - d0[2]) * 1000
     log(f"  {name:<16} {n:>7} msgs in {wall:5.2f}s = {n / wall:8.0f}/s"
         f"  p50 {p50 or 0:.2f} ms p99 {p99 or 0:.2f} ms ({nlat} samples, {lerr} err)"
         f"  cpu {cpu:.2f}s  hwm {hwm / 1024:.1f} MiB  box {box:.0%}  client cpu {src:.2f}s"
@@ -730,8 +819,19 @@ def one_run(env, name, port, spec, cpu_pids, rss_pids, mode, load, checks, pss, 
         + (f"  decisions {run['decisions']} (Redis {run['redis_us']:.0f} us each;"
            f" greygate's own decision time: mean "
            f"{run['gg_mean'] or 0:.2f} ms, p50 <= {run['gg_p50']} ms, p99 <= {run['gg_p99']} ms)"
-           if checks else ""))
+           if checks else "")
+        + (f"  DNS path p50 {run['dns_p50']:.2f} p99 {run['dns_p99']:.2f} ms (slowest single "
+           f"answer p99 {run['dns1_p99']:.2f}), connect to RCPT p50 {run['head_p50']:.2f} ms"
+           if fresh else "")
+        + (f"  greygate's DNS queries: {run['dns_per_decision']:.2f} a decision, mean "
+           f"{run['gg_dns_mean']:.3f} ms" if "dns_per_decision" in run else ""))
     return run
+
+
+def pct(values, q):
+    """The Q quantile of VALUES (microseconds) in ms, or None."""
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))] / 1000.0 if v else None
 
 
 def profile_report(env, name):
@@ -772,6 +872,51 @@ def scenarios_greygate(env, gg, label, results, which):
         if probs:
             log(f"  greygate logged {len(probs)} warnings/errors, e.g. {probs[:2]}")
             results[name].runs[-1]["log_problems"] = len(probs)
+
+
+NO_LOAD = dict(conc=0, per_conn=1, size=0, storm=True, guess=0)   # the sampler alone
+
+
+def scenarios_selective(env, results):
+    """greygate with scoring, pool keys and SPF (scored.py): the storm and
+    pass loads with every answer cached (the load's client is 127.0.0.1,
+    which has a confirmed name and an SPF pass for sender.example, so its
+    key is spf:sender.example and no signal counts), then the sampler
+    alone, once from its one address (cached) and once from a fresh client
+    a session (every lookup to the DNS server), and the fresh sampler
+    beside the storm load."""
+    env.start_scored_dns()
+    dns = f"127.0.0.1:{env.scored_dns_port}"
+    gg = env.start_greygate("gg-scored", extra=scored.greygate_settings(
+        dns, 500 + 4 * int(env.args.dns_delay)))
+    try:
+        def flush():
+            env.redis_cmd("flushall")
+
+        def prepass():
+            # greygate-ctl cannot make an spf: key (that takes a session's
+            # SPF check): the triplet is sent, and again after the delay (1 s)
+            flush()
+            for _ in range(2):
+                subprocess.run([SMTP_SOURCE, "-A", "-M", HELO, "-f", SENDER, "-t", RCPT,
+                                f"127.0.0.1:{gg.port}"], capture_output=True)
+                time.sleep(1.2)
+
+        for name, spec, mode, before in (
+                ("storm-scored", LOADS["storm"], "storm", flush),
+                ("pass-scored", LOADS["pass"], "pass", prepass),
+                ("scored-cached", NO_LOAD, "storm", flush),
+                ("scored-fresh", NO_LOAD, "fresh", flush),
+                ("scored-fresh+storm", LOADS["storm"], "fresh", flush)):
+            log(f"[{name}] greygate with scoring, pool keys, SPF -> smtp-sink, redis store")
+            before()                     # also for measure's warm-up
+            measure(env, name, gg.port, spec, gg.pids, gg.pids, mode, results,
+                    checks={"before": before, "metrics": gg.metrics_url})
+        probs = gg.problems()
+        if probs:
+            log(f"  greygate logged {len(probs)} warnings/errors, e.g. {probs[:2]}")
+    finally:
+        stop(gg.proc)
 
 
 async def _idle_conns(port, n, addrs, batch=500):
@@ -864,7 +1009,7 @@ def report(results, args, notes):
         if name.startswith("idle"):
             continue
         base = name.split("@")[0]
-        for suffix in ("-info", "-workers", "-xclient", "-noreuse"):
+        for suffix in ("-info", "-workers", "-xclient", "-noreuse", "-scored"):
             base = base.replace(suffix, "")
         ref = REFERENCE.get(base, name if name.startswith("direct") else None)
         ratio = None
@@ -875,12 +1020,14 @@ def report(results, args, notes):
         mbps = res.med("mbps")
         own_mean, own_p99 = res.med("gg_mean"), res.med("gg_p99")
         p50, p99 = res.med("p50"), res.med("p99")
+        # (the sampler alone: no messages to divide by)
+        cpu_us = f"{res.med('cpu_us'):.0f}" if res.med("rate") else "-"
         out.append(f"{name:<18}{res.med('rate'):>9.0f}"
                    f"{(f'{mbps:.0f}' if mbps else '-'):>8}"
                    f"{(f'{ratio:.2f}' if ratio is not None else '-'):>10}"
                    f"{(f'{p50:.2f}' if p50 is not None else '-'):>10}"
                    f"{(f'{p99:.2f}' if p99 is not None else '-'):>8}"
-                   f"{res.med('cpu'):>7.2f}{res.med('cpu_us'):>11.0f}"
+                   f"{res.med('cpu'):>7.2f}{cpu_us:>11}"
                    f"{res.med('hwm_mib'):>8.1f}Mi{res.med('box'):>6.0f}"
                    f"{res.med('src_cpu'):>10.2f}s{res.med('other'):>7.2f}"
                    f"{(f'{own_mean:.2f}' if own_mean is not None else '-'):>9}"
@@ -896,6 +1043,32 @@ def report(results, args, notes):
                    f"{res.med('per_conn_bytes'):.0f} B ({res.med('per_conn_bytes') / 1024:.2f} KiB)"
                    f" per connection; peak {res.med('hwm_mib'):.1f} MiB; set up in "
                    f"{res.med('setup_s'):.1f}s; CPU {res.med('cpu'):.2f}s  ({len(res.runs)} runs)")
+    sel = [n for n in results if "scored" in n]
+    if sel:
+        out.append("")
+        out.append(f"selective (scoring with 2 lists, pool keys spf+ptr, SPF records"
+                   f"{f'; every DNS answer delayed {args.dns_delay:g} ms' if args.dns_delay else ''}):")
+        out.append(f"{'scenario':<20}{'RCPT p50':>9}{'p99 ms':>8}{'own mean':>9}{'own p99':>8}"
+                   f"{'DNS p50':>9}{'DNS p99':>8}{'queries/dec':>12}{'query ms':>9}"
+                   f"{'conn->RCPT':>11}{'other':>7}")
+
+        def f(v, fmt=".2f"):
+            return "-" if v is None else format(v, fmt)
+        for name in sel:
+            r = results[name]
+            own_p99 = r.med("gg_p99")
+            out.append(f"{name:<20}{f(r.med('p50')):>9}{f(r.med('p99')):>8}"
+                       f"{f(r.med('gg_mean')):>9}{('<=' + f(own_p99, 'g')) if own_p99 else '-':>8}"
+                       f"{f(r.med('dns_p50')):>9}{f(r.med('dns_p99')):>8}"
+                       f"{f(r.med('dns_per_decision')):>12}{f(r.med('gg_dns_mean'), '.3f'):>9}"
+                       f"{f(r.med('head_p50')):>11}{f(r.med('other')):>7}")
+        out.append("DNS p50/p99: the same queries as greygate's for each fresh client (PTR, "
+                   "then A and AAAA of its name; TXT of its domain; the two lists), timed by the "
+                   "sampler against the same server after the session, all at once: the DNS "
+                   "answer time; queries/dec and query ms: what greygate sent to the server a "
+                   "decision (cache misses) and their mean time (greygate_dns_seconds); "
+                   "conn->RCPT: connect to RCPT sent, the head start of the lookups made at "
+                   "connect.")
     out.append("")
     out.append(f"medians of {args.runs} runs of >= {args.duration:g}s each. msgs/s: messages "
                "(storm: greylisted RCPTs = decisions) per second; x direct: msgs/s (large: "
@@ -942,6 +1115,12 @@ def check_targets(results):
             v = results["storm" + label].med("p99")
             lines.append(f"target{label} storm p99 RCPT < 2 ms: {v:.2f} ms -> "
                          f"{'met' if v < 2 else 'MISSED'}")
+    for name in ("scored-fresh", "scored-fresh+storm"):
+        r = results.get(name)
+        if r and r.med("p99") is not None and r.med("dns_p99") is not None:
+            v, d = r.med("p99"), r.med("dns_p99")
+            lines.append(f"target {name} p99 RCPT < 2 ms + DNS p99: {v:.2f} < 2 + {d:.2f} ms -> "
+                         f"{'met' if v < 2 + d else 'MISSED'}")
     return lines
 
 
@@ -964,7 +1143,7 @@ def main():
     ap.add_argument("--wait-quiet", type=float, default=120, metavar="SECONDS",
                     help="wait up to this long for the machine to be idle before starting")
     ap.add_argument("--only", default="", help="comma list: direct,storm,pass,pipeline,large,"
-                    "idle,postgrey,policy,info,xclient,noreuse,workers")
+                    "idle,postgrey,policy,info,xclient,noreuse,workers,selective")
     ap.add_argument("--skip", default="")
     ap.add_argument("--json", default=None, help="also write every run to this file")
     ap.add_argument("--conc", type=int, default=None,
@@ -976,11 +1155,18 @@ def main():
     ap.add_argument("--profile", default=None, metavar="SCENARIO",
                     help="perf record the gate during SCENARIO (e.g. pass); the flat "
                     "profile goes to bench/profile-SCENARIO.txt")
+    ap.add_argument("--dns-delay", type=float, default=0, metavar="MS",
+                    help="selective rows: a relay in front of their DNS server holds every "
+                    "answer this long (default 0)")
     ap.add_argument("--sample", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--dns-relay", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sample:
         port, mode, per_conn, tag, interval = args.sample
         return sampler_main(int(port), mode, int(per_conn), tag, float(interval))
+    if args.dns_relay:
+        listen, upstream, delay = args.dns_relay
+        return scored.relay_main(int(listen), int(upstream), float(delay))
 
     args.ctl = args.ctl or str(Path(args.greygate).parent / "greygate-ctl")
     if args.conc:
@@ -988,7 +1174,7 @@ def main():
             if name != "large":
                 spec["conc"] = args.conc
     allsc = ["direct", "storm", "pass", "pipeline", "large", "idle", "postgrey", "policy",
-             "info", "xclient", "noreuse", "workers"]
+             "info", "xclient", "noreuse", "workers", "selective"]
     which = set(args.only.split(",")) if args.only else set(allsc)
     which -= set(args.skip.split(","))
     if os.geteuid() != 0:
@@ -1068,6 +1254,8 @@ def main():
                     scenarios_greygate(env, gg, "-" + extra, results, {"pass"})
                 finally:
                     stop(gg.proc)
+        if "selective" in which:
+            scenarios_selective(env, results)
         if "idle" in which:
             log("[idle] asyncio client -> greygate")
             scenario_idle(env, "", results)

@@ -243,7 +243,10 @@ static struct store_req *redis_send(struct redis_store *R, const char *script, c
 	r->arg = arg;
 	r->script = script;
 	r->nargs = nargs;
-	r->slot = redis_key_slot(args[3], strlen(args[3]));
+	/* the slot only routes a cluster's requests (a CRC16 of the key,
+	 * bit by bit: 0.45 % of greygate's CPU in a storm, for nothing
+	 * without a cluster; R->cl is fixed for the store's life) */
+	r->slot = R->cl ? redis_key_slot(args[3], strlen(args[3])) : 0;
 	size_t used = 0;
 	for (int i = 0; i < nargs; i++) {
 		if (!put_arg(r, &used, i, i == 1 ? sha : args[i])) {
