@@ -67,7 +67,7 @@ class Pool:
     n24: int                        # /24s used in each /16
     hosts: int                      # addresses used in each /24
     schedule: str
-    backup_share: float             # chance that an attempt goes to the backup
+    backup_share: float             # chance that a retry goes to the backup
     verp: bool = False
 
     def addresses(self):
@@ -209,7 +209,12 @@ class Day:
 
                     def place(k, p=p, addrs=addrs):
                         a = self.rnd.choice(addrs)
-                        mx = 1 if self.rnd.random() < p.backup_share else 0
+                        # the first attempt goes to the primary, as RFC 5321
+                        # section 5.1 orders and these operators do; a retry
+                        # may go to either (the draw is made for every
+                        # attempt, so the trace is the same either way)
+                        backup = self.rnd.random() < p.backup_share
+                        mx = 1 if backup and k > 0 else 0
                         return a, p.host_name(a), mx, False
                     self.add(p.name, sender, rcpt, self.when(), p.schedule, place,
                              triple=(p.name, local, rcpt))

@@ -32,7 +32,8 @@
  *           8 backend.refuse_when_down, 16 whitelist.client_names
  *           ".example.net" and scoring (a DNSBL and a DNSWL site, and
  *           greet_wait 2: the banner held, the client's pipelined first
- *           commands taken as pregreet), 32 permit_mx_backup + reject_unknown_sender_domain,
+ *           commands taken as pregreet; a spamtrap, whose RCPT marks the
+ *           client's network in the embedded store), 32 permit_mx_backup + reject_unknown_sender_domain,
  *           64 helo_required, 128 small limits (2 recipients, 3 errors,
  *           max_line 512)
  *   byte 1  the backend's EHLO extensions: 1 PIPELINING, 2 XCLIENT,
@@ -1294,7 +1295,7 @@ static const char *const rcpts[] = {
 	"<user@test.example>", "<postmaster>", "<user@relay.example>", "<user@other.example>",
 	"<Postmaster>", "<>", "<user@[127.0.0.1]>", "<user@test.example> NOTIFY=SUCCESS ORCPT=rfc822;x@y",
 	"<user2@test.example>", "<user@sub.relay.example>", "user@test.example",
-	"<postmaster@test.example>", "<user@test.example> FOO=1",
+	"<postmaster@test.example>", "<user@test.example> FOO=1", "<trap@test.example>",
 };
 static const char *const misc[] = {
 	"VRFY user", "HELP", "ETRN test.example", "STARTTLS", "EXPN list", "BDAT 10 LAST",
@@ -1445,6 +1446,7 @@ static void write_config(uint8_t bits)
 		bits & 16 ? "whitelist = { client_names = [ \".example.net\" ]; };\n"
 			    "scoring = { dnsbl = [ \"bl.example=127.0.0.[2..11]*9\", \"wl.example*-5\" ]; };\n"
 			    "greet_wait = 2;\n"
+			    "spamtraps = [ \"trap@test.example\" ];\n"
 			  : "");
 	CHECK(fclose(f) == 0);
 }
