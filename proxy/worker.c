@@ -263,8 +263,7 @@ int worker_run(const struct worker_args *w)
 	spf_limits_of(srv.cfg);
 	/* The control socket (the embedded store's commands, explain's
 	 * facts) and the admin endpoint are the one process's, or with
-	 * workers the supervisor's; the hand-over needs doing once, not once
-	 * per worker. */
+	 * workers the supervisor's. */
 	if (srv.nworkers == 1) {
 		if (admin_open(srv.base, srv.cfg) < 0)
 			return 1;
