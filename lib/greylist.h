@@ -73,9 +73,10 @@ struct gl_decision {
 };
 
 /* A client network's marks, shared by every MX host through the store
- * (SPEC §10): caught at a spamtrap (until when, and when: void_before of
- * its later decisions), and a new triplet of it first seen on a backup MX
- * while the primary was up. Times on the store's clock; 0: no mark. */
+ * (README.md, "Spamtraps and backup_first"): caught at a spamtrap (until
+ * when, and when: void_before of its later decisions), and a new triplet
+ * of it first seen on a backup MX while the primary was up. Times on the
+ * store's clock; 0: no mark. */
 struct gl_marks {
 	int64_t now;                     /* the store's clock when read */
 	int64_t trapped_until, trapped_at;

@@ -1,4 +1,4 @@
-"""Client marks shared through the store (SPEC §10, README.md "Spamtraps and
+"""Client marks shared through the store (README.md "Spamtraps and
 backup_first"): a RCPT to a `spamtraps` address marks the client's network
 trapped for `trap_lifetime` on every MX host sharing the store (hostile,
 whatever its score; its pending triplets start over once the trap is
