@@ -162,14 +162,10 @@ static void decided(void *arg, const struct rcpt_verdict *v)
 		 * what nothing else refuses for good, as postgrey answers it. A
 		 * hostile client's tempfail (scoring.hostile.action) is a
 		 * refusal of the client itself, not of a triplet: it defers
-		 * whatever else would permit, with the proxy's code (450). */
-		char code[4] = "";
-		const char *r = v->reply;
-		if (v->action == RCPT_DEFER && v->rule == WHY_HOSTILE && r[0] == '4' &&
-		    r[1] >= '0' && r[1] <= '9' && r[2] >= '0' && r[2] <= '9' && r[3] == ' ')
-			snprintf(code, sizeof code, "%.3s", r);
-		const char *action = code[0] ? code
-				   : v->action == RCPT_REJECT ? "REJECT" : "DEFER_IF_PERMIT";
+		 * whatever else would permit, with the proxy's code. */
+		const char *action = v->action == RCPT_REJECT ? "REJECT"
+				   : v->rule == WHY_HOSTILE   ? "450"
+							      : "DEFER_IF_PERMIT";
 		policy_reply_text(v->reply, c->rcpt, text, sizeof text);
 		log_refusal(c, v, action, text);
 		answer(c, action, text);

@@ -94,12 +94,8 @@ void spf_close(void)
 
 void spf_limits_of(const struct gg_config *cfg)
 {
-	spf_set_limits((unsigned)cfg->greylist.spf_max_prefix4,
-		       (unsigned)cfg->greylist.spf_max_prefix6);
-}
-
-void spf_set_limits(unsigned prefix4, unsigned prefix6)
-{
+	unsigned prefix4 = (unsigned)cfg->greylist.spf_max_prefix4;
+	unsigned prefix6 = (unsigned)cfg->greylist.spf_max_prefix6;
 	if (prefix4 == max4 && prefix6 == max6)
 		return;
 	max4 = prefix4;

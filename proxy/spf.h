@@ -16,8 +16,9 @@
  *
  * narrow_pass is what a key may be built on: a pass through a mechanism
  * that identifies a sender, not +all/?all, nor an ip4 wider than
- * spf_set_limits' max_prefix4 (an a/mx counts with the prefix it gives,
- * a/24 is 24), nor an ip6 wider than max_prefix6 (spf_eval.h says more).
+ * greylist.spf_max_prefix4 (an a/mx counts with the prefix it gives,
+ * a/24 is 24), nor an ip6 wider than spf_max_prefix6 (spf_eval.h says
+ * more).
  */
 #ifndef GG_SPF_H
 #define GG_SPF_H
@@ -44,12 +45,10 @@ typedef void (*spf_done_fn)(void *arg, const struct spf_verdict *v);
 /* At start, after resolver_open: the loop to complete cached checks on. */
 int spf_open(struct event_base *base);
 void spf_close(void);
-/* How wide an ip4/ip6 (or a/mx prefix) may be and still be a narrow pass
- * (defaults 16 and 32); cached outcomes are forgotten. */
-void spf_set_limits(unsigned max_prefix4, unsigned max_prefix6);
 struct gg_config;
-/* spf_set_limits from CFG's greylist.spf_max_prefix4/6 (at start and
- * after a reload). */
+/* How wide an ip4/ip6 (or a/mx prefix) may be and still be a narrow pass:
+ * CFG's greylist.spf_max_prefix4/6, at start and after a reload; when
+ * they changed, cached outcomes are forgotten. */
 void spf_limits_of(const struct gg_config *cfg);
 
 /*

@@ -294,7 +294,11 @@ static struct store_req *redis_marks(struct store *s, const char *net,
 {
 	struct redis_store *R = redis_of(s);
 	char key[72 + NET_TEXT_MAX], nums[2][24];
-	gl_mark_key(R->cfg->store.redis.prefix, net, R->cl != NULL, key, sizeof key);
+	if (!gl_mark_key(R->cfg->store.redis.prefix, net, R->cl != NULL, key, sizeof key)) {
+		struct store_result fail = { .ok = false, .error = "marks key too long" };
+		done(arg, &fail);
+		return NULL;
+	}
 	snprintf(nums[0], sizeof nums[0], "%lld", (long long)set->lifetime);
 	snprintf(nums[1], sizeof nums[1], "%lld", (long long)set->ttl);
 	const char *args[] = { "EVALSHA", NULL, "1", key, gl_mark_op(set->kind), nums[0], nums[1] };
