@@ -250,12 +250,21 @@ class RedisCluster:
         raise AssertionError(f"no node serves slot {slot}")
 
     def replica_of(self, primary):
-        pid = self.node_id(primary)
-        for line in primary.cmd("CLUSTER", "NODES").splitlines():
-            f = line.split()
-            if f[3] == pid and "slave" in f[2]:
-                return self.by_port(f[1].split("@")[0].rsplit(":", 1)[1])
-        raise AssertionError(f"no replica of {primary.port}")
+        """The live node replicating PRIMARY, by what the replicas themselves
+        say (INFO replication): the primary's own CLUSTER NODES may not list
+        its replica yet when the cluster has only just formed."""
+        def find():
+            for n in self.alive():
+                if n is primary:
+                    continue
+                info = n.cmd("INFO", "replication")
+                if "role:slave" in info and "master_link_status:up" in info \
+                        and re.search(rf"^master_port:{primary.port}\s*$", info, re.M):
+                    return n
+            return None
+        wait_until(lambda: find() is not None, 15, interval=0.1,
+                   what=f"a replica of {primary.port}")
+        return find()
 
     def keys(self, pattern="*"):
         """The keys matching PATTERN on every primary: {port: [keys]}."""
