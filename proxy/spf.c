@@ -32,7 +32,11 @@
 #define INFLIGHT_MAX 1024
 
 struct spf_req {
-	struct spf_eval e;
+	/* The evaluator (about 20 KB), only for a check the cache does not
+	 * answer: a sender's repeated MAIL FROMs cost no more than a lookup
+	 * in the cache. */
+	struct spf_eval *e;
+	struct spf_outcome hit;       /* the cache's answer, when e is NULL */
 	struct dns_query *q;          /* the lookup under way, if any */
 	struct list_node link;        /* on readyq: done without a lookup */
 	bool cached;
@@ -104,9 +108,14 @@ void spf_limits_of(const struct gg_config *cfg)
 	new_cache();
 }
 
+static const struct spf_outcome *outcome(const struct spf_req *r)
+{
+	return r->e ? &r->e->out : &r->hit;
+}
+
 static void log_outcome(const struct spf_req *r)
 {
-	const struct spf_outcome *o = &r->e.out;
+	const struct spf_outcome *o = outcome(r);
 	char ip[64];
 	struct logline l;
 	ll_begin(&l, LOG_LVL_INFO, "spf");
@@ -127,7 +136,7 @@ static void log_outcome(const struct spf_req *r)
 
 static void finish(struct spf_req *r)
 {
-	const struct spf_outcome *o = &r->e.out;
+	const struct spf_outcome *o = outcome(r);
 	struct spf_verdict v;
 	memset(&v, 0, sizeof v);
 	v.r = o->r;
@@ -152,7 +161,7 @@ static void on_dns(void *arg, const struct dns_answer *a)
 {
 	struct spf_req *r = arg;
 	r->q = NULL;
-	spf_eval_feed(&r->e, a);
+	spf_eval_feed(r->e, a);
 	run(r);
 }
 
@@ -160,21 +169,21 @@ static void on_txt(void *arg, const struct dns_txt *t)
 {
 	struct spf_req *r = arg;
 	r->q = NULL;
-	spf_eval_feed_txt(&r->e, t);
+	spf_eval_feed_txt(r->e, t);
 	run(r);
 }
 
 /* On until the next lookup or the end; called from the loop only. */
 static void run(struct spf_req *r)
 {
-	if (spf_eval_run(&r->e) == SPF_STEP_DONE) {
+	if (spf_eval_run(r->e) == SPF_STEP_DONE) {
 		finish(r);
 		return;
 	}
-	if (r->e.q.type == DNS_T_TXT)
-		r->q = resolver_lookup_txt(r->e.q.name, on_txt, r);
+	if (r->e->q.type == DNS_T_TXT)
+		r->q = resolver_lookup_txt(r->e->q.name, on_txt, r);
 	else
-		r->q = resolver_lookup(r->e.q.name, r->e.q.type, on_dns, r);
+		r->q = resolver_lookup(r->e->q.name, r->e->q.type, on_dns, r);
 }
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
@@ -192,15 +201,26 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* SRC into DST (CAP bytes); a longer one is cut, but then the evaluator
- * has refused it already (spf_eval_init) and it is never a cache key. */
-static void bounded(char *dst, size_t cap, const char *src)
+/* SRC into DST (CAP bytes): false when it was cut. A cut one is never
+ * looked up in the cache (it could name another entry), and the evaluator
+ * refuses it (spf_eval_init), so it never becomes a cache key either. */
+static bool bounded(char *dst, size_t cap, const char *src)
 {
 	size_t n = src ? strlen(src) : 0;
-	if (n >= cap)
+	bool fits = n < cap;
+	if (!fits)
 		n = cap - 1;
 	memcpy(dst, src ? src : "", n);
 	dst[n] = '\0';
+	return fits;
+}
+
+/* R, answered without a lookup, completes from the loop all the same. */
+static struct spf_req *answered(struct spf_req *r)
+{
+	list_push_back(&readyq, &r->link);
+	event_active(kick, EV_TIMEOUT, 0);
+	return r;
 }
 
 struct spf_req *spf_check(const struct ipaddr *client, const char *domain, const char *local,
@@ -210,13 +230,18 @@ struct spf_req *spf_check(const struct ipaddr *client, const char *domain, const
 	list_init(&r->link);
 	r->done = done;
 	r->arg = arg;
-	bounded(r->domain, sizeof r->domain, domain);
-	bounded(r->local, sizeof r->local, local);
-	bounded(r->helo, sizeof r->helo, helo);
+	bool fits = bounded(r->domain, sizeof r->domain, domain);
+	fits = bounded(r->local, sizeof r->local, local) && fits;
+	fits = bounded(r->helo, sizeof r->helo, helo) && fits;
 	r->key.domain = r->domain;
 	r->key.local = r->local;
 	r->key.helo = r->helo;
 	r->key.ip = *client;
+	inflight++;
+	if (fits && cache && spf_cache_get(cache, &r->key, time(NULL), &r->hit)) {
+		r->cached = true;
+		return answered(r);
+	}
 
 	struct spf_input in = {
 		.ip = *client,
@@ -227,21 +252,15 @@ struct spf_req *spf_check(const struct ipaddr *client, const char *domain, const
 		.max_prefix4 = max4,
 		.max_prefix6 = max6,
 	};
-	spf_eval_init(&r->e, &in);
-	inflight++;
-	if (!r->e.done && cache && spf_cache_get(cache, &r->key, time(NULL), &r->e.out))
-		r->cached = r->e.done = true;
-	if (!r->e.done && inflight > INFLIGHT_MAX) {
-		r->e.done = true;
-		r->e.out.r = SPF_TEMPERROR;
-		r->e.out.why = "too many SPF checks under way";
+	r->e = xcalloc(1, sizeof *r->e);
+	spf_eval_init(r->e, &in);
+	if (!r->e->done && inflight > INFLIGHT_MAX) {
+		r->e->done = true;
+		r->e->out.r = SPF_TEMPERROR;
+		r->e->out.why = "too many SPF checks under way";
 	}
-	if (r->e.done) {
-		/* answered without a lookup: still from the loop */
-		list_push_back(&readyq, &r->link);
-		event_active(kick, EV_TIMEOUT, 0);
-		return r;
-	}
+	if (r->e->done)
+		return answered(r);
 	run(r);   /* asks the resolver, which answers from the loop */
 	return r;
 }
@@ -253,5 +272,6 @@ void spf_cancel(struct spf_req *r)
 	resolver_cancel(r->q);
 	list_del(&r->link);
 	inflight--;
+	free(r->e);
 	free(r);
 }

@@ -462,9 +462,10 @@ def test_pipelined_rcpts_share_store_round_trips(gl_gate, redis_server, tok):
             took = time.monotonic() - t0
         assert [(r.code, r.enhanced) for r in replies] == \
             [(451, "4.3.0")] * len(rcpts) + [(250, "2.0.0")], replies
-        # one after the other: three timeouts (3 s), after which the store
-        # counts as down and the rest are answered at once
-        assert took < 2.2 * timeout_ms / 1000, f"{len(rcpts)} pipelined RCPTs took {took:.2f}s"
+        # one after the other: three timeouts (at least 3 s), after which
+        # the store counts as down and the rest are answered at once; together
+        # about one, and the bound leaves a loaded machine all the rest
+        assert took < 2.8 * timeout_ms / 1000, f"{len(rcpts)} pipelined RCPTs took {took:.2f}s"
     finally:
         redis_server.resume()
     # and with Redis back, each pipelined RCPT is its own decision; the

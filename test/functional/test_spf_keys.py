@@ -274,6 +274,26 @@ def test_spf_max_prefix_at_start_and_on_reload(spf_gate):
     assert ev.get("key") == f"spf:mta.{tok}.example", ev["_line"]
 
 
+def test_spf_outcome_cached_for_the_next_message(spf_gate):
+    """A sender's second message from the same client is checked from the
+    cache (cached=yes, no lookups) and keyed as the first."""
+    tok = token()
+    gg = spf_gate(tok)
+    sender = f"s@mta.{tok}.example"            # ip4:127.1.0.0/24
+    seen = []
+    for i in range(2):
+        rcpt = f"c{i}-{tok}@test.example"
+        mark = gg.log_mark()
+        r, _, _ = rcpt_once(gg, sender, rcpt, FIRST)
+        assert_reply(r, 450, "4.2.0")
+        ev = gg.events("spf", since=mark)
+        assert len(ev) == 1, ev
+        seen.append((ev[0].get("result"), ev[0].get("cached"), ev[0].get("lookups") == "0",
+                     decision(gg, rcpt, mark).get("key")))
+    key = f"spf:mta.{tok}.example"
+    assert seen == [("pass", "no", False, key), ("pass", "yes", True, key)], seen
+
+
 def test_spf_fail_and_softfail_are_score_signals(spf_gate):
     """With scoring on, the transaction's SPF fail (scoring.weights.spf_fail)
     or softfail (spf_softfail) adds to the client's score; a pass adds
