@@ -15,7 +15,6 @@
 #include "config.h"
 #include "connlimit.h"
 #include "dotcodec.h"
-#include "helo.h"
 #include "linger.h"
 #include "log.h"
 #include "metrics.h"
@@ -261,66 +260,6 @@ void session_refuse(struct session *s, const char *cmd, const struct sess_verdic
 		reject_counted(s, cmd, v->reply, v->rule);
 	else
 		refuse(s, cmd, v->reply, v->rule);
-}
-
-static void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp)
-{
-	if (c->arg_len == 0) {
-		reject_counted(s, esmtp ? "EHLO" : "HELO",
-			       esmtp ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname",
-			       WHY_NONE);
-		return;
-	}
-	if (c->arg_len > HELO_MAX) {
-		reject_counted(s, esmtp ? "EHLO" : "HELO", "501 5.5.4 Error: host name too long", WHY_NONE);
-		return;
-	}
-	/* The backend is handed this name after XCLIENT: what it would refuse
-	 * is refused here, with its words, before it gets that far. */
-	switch (helo_check(c->arg, c->arg_len)) {
-	case HELO_OK:
-		break;
-	case HELO_BAD_UTF8:
-		reject_counted(s, esmtp ? "EHLO" : "HELO", "500 5.5.2 Error: bad UTF-8 syntax", WHY_NONE);
-		return;
-	case HELO_CONTROL:
-		reject_counted(s, esmtp ? "EHLO" : "HELO",
-			       esmtp ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname",
-			       WHY_NONE);
-		return;
-	}
-	abort_transaction(s, "new HELO/EHLO");
-	if (s->be && (!s->helo_seen || s->esmtp != esmtp || strlen(s->helo) != c->arg_len ||
-		      memcmp(s->helo, c->arg, c->arg_len) != 0))
-		drop_backend(s);
-	memcpy(s->helo, c->arg, c->arg_len);
-	s->helo[c->arg_len] = 0;
-	s->helo_seen = true;
-	s->esmtp = esmtp;
-	if (!esmtp) {
-		replyf(s, "250 %s", s->cfg->myhostname);
-		return;
-	}
-	/* Offer only what the backend offers too: a client must never be
-	 * invited to use an extension that fails one hop later. */
-	const struct backend_caps *bc = backend_caps();
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	evbuffer_add_printf(out, "250-%s\r\n250-PIPELINING\r\n", s->cfg->myhostname);
-	if (!bc->known || bc->size) {
-		if (bc->size_limit)
-			evbuffer_add_printf(out, "250-SIZE %lu\r\n", bc->size_limit);
-		else
-			evbuffer_add_printf(out, "250-SIZE\r\n");
-	}
-	if (!bc->known || bc->eightbitmime)
-		evbuffer_add_printf(out, "250-8BITMIME\r\n");
-	if (bc->smtputf8)
-		evbuffer_add_printf(out, "250-SMTPUTF8\r\n");
-	if (bc->dsn)
-		evbuffer_add_printf(out, "250-DSN\r\n");
-	if (s->cfg->tls_ctx && !s->tls)
-		evbuffer_add_printf(out, "250-STARTTLS\r\n");
-	reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
 static void handle_command(struct session *s, const char *line, size_t len)

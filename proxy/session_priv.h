@@ -235,6 +235,10 @@ void greet_banner(struct session *s);
 void greet_early(struct session *s);
 /* Lets go of a held banner's timer and wait (the session ends). */
 void greet_cancel(struct session *s);
+/* HELO (ESMTP false) or EHLO C: the name checked as the backend would
+ * check it, a new name drops the backend connection made for the old one,
+ * and EHLO offers only what the backend offers too. */
+void cmd_helo(struct session *s, const struct smtp_cmd *c, bool esmtp);
 
 /* ---- session_etrn.c ---- */
 
