@@ -183,9 +183,10 @@ static enum score_class flagged_class(const struct rcpt_rules *c, struct score *
  * the backup_first part: the store decides a flagged pending triplet by
  * the class the score has with the part, its delay and auto-whitelist
  * rule, or refuses it, storing nothing, when that class is hostile (a
- * trusted one is decided as normal: trusted never reaches the store
- * undeferred). The store is one atomic step, so both outcomes go in P. A
- * primary whose state is not known flags nothing.
+ * trusted one, with a negative weight, is decided as normal: the class
+ * row's pass comes before any store). The store is one atomic step, so
+ * both outcomes go in P. A primary whose state is not known flags
+ * nothing.
  */
 static void backup_first_params(struct rcpt_rules *c, struct gl_params *p)
 {
