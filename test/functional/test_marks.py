@@ -16,10 +16,10 @@ import time
 import pytest
 
 from harness.fakes import relay_mx_zone
-from harness.greygate import DELAY, GL, ctl_ok, rcpt_once, wait_past_delay
+from harness.greygate import DELAY, GL, ctl_ok, get, metric, rcpt_once, wait_past_delay
 from harness.redis import Resp
 from harness.smtp import RawSMTP, assert_reply
-from harness.util import token, wait_until
+from harness.util import free_port, token, wait_until
 
 TRAP = "trap@test.example"
 SCORING = {"weights": {"no_ptr": 0, "unconfirmed_ptr": 0, "backup_first": 3},
@@ -171,7 +171,8 @@ def test_marks_store_down(gl_gate, dns_server, redis_server):
 
 # ---- backup_first ----
 
-def mx_gate(gl_gate, dns_server, kind, backup, probe_port=None, workers=1, scoring=None):
+def mx_gate(gl_gate, dns_server, kind, backup, probe_port=None, workers=1, scoring=None,
+            **extra):
     """A greygate over KIND (with Redis, sharing the test's): the backup MX
     of relay.example (my_addresses 192.0.2.20, probing the primary on
     PROBE_PORT) or its primary (no probe: it never flags)."""
@@ -181,7 +182,7 @@ def mx_gate(gl_gate, dns_server, kind, backup, probe_port=None, workers=1, scori
         over.update(my_addresses=["192.0.2.20"],
                     handover={"domains": ["relay.example"], "probe_interval": 1,
                               "probe_timeout": 1, "probe_port": probe_port})
-    return gl_gate(kind, workers=workers, **over)
+    return gl_gate(kind, workers=workers, **over, **extra)
 
 
 def listed(gg, to):
@@ -281,9 +282,12 @@ def test_backup_first_flags_the_triplet(gl_gate, dns_server, banner, request, ki
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 def test_backup_first_passes_after_suspicious_delay(gl_gate, dns_server, banner, kind):
     """A flagged triplet passes once suspicious.delay is over; passed, the
-    flag no longer matters."""
+    flag no longer matters. /metrics counts each decision's class and
+    parts as its line shows them."""
+    admin = free_port(19925)
     backup = up_backup(gl_gate, dns_server, banner, kind,
-                       scoring={"suspicious": {"delay": DELAY + 2}})
+                       scoring={"suspicious": {"delay": DELAY + 2}},
+                       admin={"listen": f"127.0.0.1:{admin}"})
     sender, to = f"s-{token()}@sender.example", f"r-{token()}@relay.example"
     r, first, _ = rcpt_once(backup, sender, to, "127.0.12.5")
     assert_reply(r, 450, "4.2.0")
@@ -299,6 +303,11 @@ def test_backup_first_passes_after_suspicious_delay(gl_gate, dns_server, banner,
     assert_reply(rcpt_once(backup, sender, to, "127.0.12.5")[0], 250)
     e = decision(backup, mark, to)
     assert (e["action"], e["class"], e["parts"]) == ("pass", "normal", ""), e
+    status, text = get(admin, "/metrics")
+    assert status == 200
+    assert metric(text, "greygate_classes_total", **{"class": "normal"}) == 2, text
+    assert metric(text, "greygate_classes_total", **{"class": "suspicious"}) == 2, text
+    assert metric(text, "greygate_signals_total", signal="backup_first") == 2, text
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
