@@ -270,6 +270,9 @@ struct gl_params gg_config_gl_params(const struct gg_config *c)
 		.pass_lifetime = c->greylist.pass_lifetime,
 		.awl_threshold = c->greylist.awl_threshold,
 		.max_new_per_client = c->greylist.max_new_per_client,
+		/* a backup_first flag without effect: rcpt_greylist.c sets its own */
+		.flagged_delay = c->greylist.delay,
+		.flagged_awl_threshold = c->greylist.awl_threshold,
 	};
 }
 
@@ -277,8 +280,8 @@ struct gl_params gg_config_gl_params_class(const struct gg_config *c, enum score
 {
 	struct gl_params p = gg_config_gl_params(c);
 	if (k == CLASS_SUSPICIOUS) {
-		p.delay = c->scoring.suspicious_delay;
-		p.awl_threshold = 0;
+		p.delay = p.flagged_delay = c->scoring.suspicious_delay;
+		p.awl_threshold = p.flagged_awl_threshold = 0;
 	}
 	return p;
 }

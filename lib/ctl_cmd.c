@@ -243,16 +243,18 @@ static void print_entry(FILE *out, enum ctl_format fmt, const struct ctl_entry *
 	const char *state = e->passed ? "passed" : "pending";
 	/* the store keeps the key text alone: a pool key or the network */
 	bool pool = pool_kind_of(e->net) != POOL_NET;
+	/* the backup_first flag only when set: the rare case */
 	if (fmt == CTL_TEXT) {
-		fprintf(out, "key=%s %s=%s sender=%s rcpt=%s state=%s first_seen=%s ttl=%lld\n",
+		fprintf(out, "key=%s %s=%s sender=%s rcpt=%s state=%s first_seen=%s ttl=%lld%s\n",
 			e->hex, pool ? "pool" : "net", e->net, sender, e->rcpt, state, first,
-			(long long)e->ttl);
+			(long long)e->ttl, e->backup_first ? " backup_first=yes" : "");
 		return;
 	}
 	json_triplet(out, e->hex, pool ? NULL : e->net, pool ? e->net : NULL, sender, e->rcpt);
 	json_field(out, false, "state", state);
 	json_field(out, false, "first_seen", first);
-	fprintf(out, ",\"ttl\":%lld}", (long long)e->ttl);
+	fprintf(out, ",\"ttl\":%lld%s}", (long long)e->ttl,
+		e->backup_first ? ",\"backup_first\":true" : "");
 }
 
 struct ctl_list {

@@ -38,6 +38,7 @@ struct ctl_entry {
 	bool passed;
 	int64_t first_seen;
 	int64_t ttl;                    /* seconds left */
+	bool backup_first;              /* the triplet's flag (greylist.h) */
 };
 
 /* What stats reports, in order: NAME and a string, or a number (STR NULL).

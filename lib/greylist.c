@@ -25,6 +25,7 @@ static void store_new(const struct gl_params *p, int64_t now, struct gl_triplet 
 	t->passed = false;
 	t->first_seen = now;
 	t->expires = now + p->retry_window + GL_EXPIRED_GRACE;
+	t->backup_first = p->set_backup_first;
 }
 
 struct gl_decision gl_decide(const struct gl_params *p, int64_t now,
@@ -39,6 +40,21 @@ struct gl_decision gl_decide(const struct gl_params *p, int64_t now,
 	/* pending from before a spamtrap hit of its network: dropped */
 	if (tt.exists && !tt.passed && tt.first_seen < p->void_before)
 		tt.exists = false;
+	/* rule 0: a flagged pending triplet, its retry window not over */
+	int64_t delay = p->delay;
+	int awl_threshold = p->awl_threshold;
+	if (tt.exists && !tt.passed && tt.backup_first && now - tt.first_seen <= p->retry_window) {
+		d.backup_first = true;
+		if (p->flagged_refuse) {
+			d.action = GL_REFUSE;
+			d.reason = GL_REASON_TRIPLET;
+			d.delay_left = 0;
+			d.waited = now - tt.first_seen;
+			return d;
+		}
+		delay = p->flagged_delay;
+		awl_threshold = p->flagged_awl_threshold;
+	}
 
 	if (tt.exists && tt.passed) {
 		d.action = GL_PASS;
@@ -47,15 +63,14 @@ struct gl_decision gl_decide(const struct gl_params *p, int64_t now,
 		d.delay_left = 0;
 		tt.expires = now + p->pass_lifetime;
 		awl_count(p, now, &nn);
-	} else if (p->awl_threshold > 0 && nn.awl_expires > now &&
-		   nn.awl_count >= p->awl_threshold) {
+	} else if (awl_threshold > 0 && nn.awl_expires > now && nn.awl_count >= awl_threshold) {
 		d.action = GL_PASS;
 		d.reason = GL_REASON_AWL;
 		d.delay_left = 0;
 		nn.awl_expires = now + p->pass_lifetime;
-	} else if (tt.exists && now - tt.first_seen < p->delay) {
+	} else if (tt.exists && now - tt.first_seen < delay) {
 		d.reason = GL_REASON_EARLY;
-		d.delay_left = p->delay - (now - tt.first_seen);
+		d.delay_left = delay - (now - tt.first_seen);
 		d.waited = now - tt.first_seen;
 	} else if (tt.exists && now - tt.first_seen > p->retry_window) {
 		d.reason = GL_REASON_RETRY_WINDOW_EXPIRED;
@@ -94,12 +109,8 @@ int64_t gl_mark_apply(struct gl_marks *m, const struct gl_mark_set *set, int64_t
 	m->now = now;
 	if (set->kind == GL_MARK_NONE)
 		return keep_until;
-	if (set->kind == GL_MARK_TRAP) {
-		m->trapped_until = now + set->lifetime;
-		m->trapped_at = now;
-	} else {
-		m->backup_first_until = now + set->lifetime;
-	}
+	m->trapped_until = now + set->lifetime;
+	m->trapped_at = now;
 	return keep_until > now + set->ttl ? keep_until : now + set->ttl;
 }
 

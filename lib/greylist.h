@@ -3,11 +3,19 @@
  * pure function of the stored state and the time, so that the embedded
  * store uses it as is and the Redis script (proxy/store_redis.lua) can mirror it line by line.
  *
- * State per triplet: when it was first seen and whether it has passed.
+ * State per triplet: when it was first seen, whether it has passed, and
+ * whether it was first seen on a backup MX while the primary was up (the
+ * backup_first flag, README.md "Spamtraps and backup_first").
  * State per client network: the auto-whitelist count (at most one count an
  * hour) and the number of new triplets created in the current hour.
  *
  * Order of the rules:
+ *  0. a pending triplet with the backup_first flag (rules 2 to 5 below
+ *     only: past the retry window it starts over as any other) is decided
+ *     with the flagged parameters, those of the class its score has with
+ *     the backup_first weight added: refused when that class is hostile
+ *     (GL_REFUSE, nothing updated), else rules 2 to 5 with its delay and
+ *     auto-whitelist rule;
  *  1. a passed triplet passes (reason triplet) and its lifetime is renewed;
  *  2. a network on the auto-whitelist passes (reason awl), lifetime renewed;
  *  3. a known triplet younger than `delay` is greylisted (early);
@@ -17,6 +25,8 @@
  *  6. an unknown triplet is greylisted (new) and stored, unless its network
  *     created max_new_per_client triplets this hour already: then it is
  *     greylisted without being stored (capped).
+ * A triplet stored as new (rules 4 and 6) gets the backup_first flag when
+ * set_backup_first asks for it.
  * Every pass counts towards the network's auto-whitelist, at most once an
  * hour. A pending triplet first seen before void_before is treated as
  * unknown (rule 6).
@@ -35,11 +45,23 @@ struct gl_params {
 	 * as unknown, so it starts over as new: its client network was caught
 	 * at a spamtrap then (the trap's time, on the store's clock). 0: none. */
 	int64_t void_before;
+	/* backup_first: flag a triplet stored as new now (this host is a
+	 * backup MX of the recipient's domain and its primary is up), and
+	 * what a flagged pending triplet is decided with: the delay and
+	 * auto-whitelist threshold of the class its score has with the
+	 * backup_first weight added, or refused when that class is hostile.
+	 * gg_config_gl_params sets the flagged fields to the unflagged ones:
+	 * a flag without effect. */
+	bool set_backup_first;
+	int64_t flagged_delay;
+	int flagged_awl_threshold;
+	bool flagged_refuse;
 };
 
 struct gl_triplet {
 	bool exists;
 	bool passed;
+	bool backup_first;               /* first seen on a backup MX, primary up */
 	int64_t first_seen;
 	int64_t expires;                 /* absolute time */
 };
@@ -52,7 +74,9 @@ struct gl_network {
 	int64_t new_window_end;
 };
 
-enum gl_action { GL_PASS, GL_GREYLIST };
+/* GL_REFUSE: a flagged pending triplet whose flagged class is hostile
+ * (rule 0); refused as hostile clients are, nothing stored. */
+enum gl_action { GL_PASS, GL_GREYLIST, GL_REFUSE };
 
 enum gl_reason {
 	GL_REASON_NEW,
@@ -70,24 +94,23 @@ struct gl_decision {
 	int64_t waited;                  /* triplet pass: seconds since first seen */
 	bool capped;                     /* new but not stored (max_new_per_client) */
 	bool first_pass;                 /* the triplet pass that ended its greylisting (rule 5) */
+	bool backup_first;               /* decided as a flagged triplet (rule 0) */
 };
 
 /* A client network's marks, shared by every MX host through the store
  * (README.md, "Spamtraps and backup_first"): caught at a spamtrap (until
- * when, and when: void_before of its later decisions), and a new triplet
- * of it first seen on a backup MX while the primary was up. Times on the
+ * when, and when: void_before of its later decisions). Times on the
  * store's clock; 0: no mark. */
 struct gl_marks {
 	int64_t now;                     /* the store's clock when read */
 	int64_t trapped_until, trapped_at;
-	int64_t backup_first_until;
 };
 
 /* What a marks request sets before it reads (GL_MARK_NONE: only reads).
- * TRAP: trapped_until = now + lifetime, trapped_at = now; BACKUP_FIRST:
- * backup_first_until = now + lifetime. The network's record then lives at
- * least TTL seconds more (a trap's: until its pending triplets are gone). */
-enum gl_mark { GL_MARK_NONE, GL_MARK_TRAP, GL_MARK_BACKUP_FIRST };
+ * TRAP: trapped_until = now + lifetime, trapped_at = now. The network's
+ * record then lives at least TTL seconds more (until its pending
+ * triplets are gone). */
+enum gl_mark { GL_MARK_NONE, GL_MARK_TRAP };
 struct gl_mark_set {
 	enum gl_mark kind;
 	int64_t lifetime, ttl;

@@ -5,14 +5,19 @@
  * the Redis server's clock (TIME), so that MX hosts with skewed clocks
  * still agree.
  *
- * KEYS: 1 triplet hash (GL_F_* below: first seen, passed, and the parts
- *       for greygate-ctl), 2 the key's auto-whitelist hash (count, time of
+ * KEYS: 1 triplet hash (GL_F_* below: first seen, passed, the
+ *       backup_first flag, and the parts for greygate-ctl), 2 the key's
+ *       auto-whitelist hash (count, time of
  *       the last count; by the pool key when there is one, else by the
  *       network), 3 the client network's new-triplet counter for the hour.
  * ARGV: delay retry_window pass_lifetime awl_threshold max_new_per_client
  *       dry_run(0/1) keytext (triplet_keytext) sender rcpt void_before
- *       (gl_params; read as 0 when absent)
- * Returns { pass(0)|greylist(1), reason, delay_left, waited, capped(0/1) }.
+ *       set_backup_first(0/1) flagged_delay flagged_awl_threshold
+ *       flagged_refuse(0/1) (gl_params; void_before and the booleans
+ *       read as 0 when absent, the flagged delay and threshold as the
+ *       unflagged ones)
+ * Returns { pass(0)|greylist(1)|refuse(2), reason, delay_left, waited,
+ *           capped(0/1), first_pass(0/1), backup_first(0/1) }.
  */
 #ifndef GG_GREYLIST_LUA_H
 #define GG_GREYLIST_LUA_H
@@ -31,7 +36,7 @@ extern const char greylist_lua[];
  * and read in one step on the Redis server's clock.
  * KEYS: 1 the network's marks hash (GL_KEY_MARK).
  * ARGV: op ("" read, gl_mark_op) lifetime ttl.
- * Returns { now, trapped_until, trapped_at, backup_first_until } (0: none).
+ * Returns { now, trapped_until, trapped_at } (0: none).
  */
 extern const char marks_lua[];
 /* The op word of KIND for marks_lua. */
@@ -58,10 +63,10 @@ const char *gl_marks_answer(const redisReply *r, struct gl_marks *m);
                                     * network: pool_kind_of tells them apart) */
 #define GL_F_SENDER "s"
 #define GL_F_RCPT "r"
+#define GL_F_BACKUP "b"            /* "1": the backup_first flag; absent else */
 /* Fields of a marks hash, Unix seconds on the server's clock. */
 #define GL_M_TRAPPED_UNTIL "u"
 #define GL_M_TRAPPED_AT "t"
-#define GL_M_BACKUP_FIRST "b"     /* until when */
 /* Fields of an auto-whitelist hash. */
 #define GL_A_COUNT "c"             /* passes counted */
 #define GL_A_COUNTED "t"           /* when the last one was, Unix seconds */

@@ -33,6 +33,7 @@
 #define REC_MARKS 'M'
 #define REC_END 'E'
 #define FLAG_PASSED 1
+#define FLAG_BACKUP_FIRST 2
 /* A string is written once and then referred to, by how many strings were
  * written since, while it is among the last REF_WINDOW: the reader keeps
  * just that many. */
@@ -622,7 +623,7 @@ static void write_records(struct memstore *m, struct writer *w, int64_t now,
 		/* No key: it is a digest of the names, computed again on
 		 * loading. */
 		put_u8(w, REC_TRIPLET);
-		put_u8(w, e->t.passed ? FLAG_PASSED : 0);
+		put_u8(w, (e->t.passed ? FLAG_PASSED : 0) | (e->t.backup_first ? FLAG_BACKUP_FIRST : 0));
 		put_time(w, e->t.first_seen);
 		put_time(w, e->t.expires);
 		put_str(w, e->net, POOL_TEXT_MAX);
@@ -638,7 +639,6 @@ static void write_records(struct memstore *m, struct writer *w, int64_t now,
 				put_str(w, e->net, POOL_TEXT_MAX);
 				put_time(w, e->mk.trapped_until);
 				put_time(w, e->mk.trapped_at);
-				put_time(w, e->mk.backup_first_until);
 				put_time(w, e->mk_until);
 				end_record(w);
 				saved->marks++;
@@ -858,9 +858,10 @@ static const char *load_records(struct memstore *m, struct reader *r, int64_t no
 		uint8_t kind = *r->p++;
 		if (kind == REC_TRIPLET) {
 			struct gl_triplet t = { .exists = true };
-			if (r->p == r->end || (r->p[0] & ~FLAG_PASSED))
+			if (r->p == r->end || (r->p[0] & ~(FLAG_PASSED | FLAG_BACKUP_FIRST)))
 				return "malformed triplet";
-			t.passed = *r->p++ & FLAG_PASSED;
+			t.passed = r->p[0] & FLAG_PASSED;
+			t.backup_first = *r->p++ & FLAG_BACKUP_FIRST;
 			if (!get_time(r, &t.first_seen) || !get_time(r, &t.expires) ||
 			    !get_str(r, net, sizeof net) || !get_addr(r, sender, sizeof sender) ||
 			    !get_addr(r, rcpt, sizeof rcpt))
@@ -889,8 +890,7 @@ static const char *load_records(struct memstore *m, struct reader *r, int64_t no
 			struct gl_marks mk = { 0 };
 			int64_t until;
 			if (!get_str(r, net, sizeof net) || !get_time(r, &mk.trapped_until) ||
-			    !get_time(r, &mk.trapped_at) || !get_time(r, &mk.backup_first_until) ||
-			    !get_time(r, &until))
+			    !get_time(r, &mk.trapped_at) || !get_time(r, &until))
 				return "malformed marks";
 			if (until > now && !load_marks(m, net, &mk, until))
 				return "out of memory";

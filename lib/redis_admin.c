@@ -95,10 +95,10 @@ static bool fill_entry(struct rctx *x, const char *key, const char *hex, struct 
 {
 	*keep = NULL;
 	redisReply *h = cmd(x, "HMGET %s " GL_F_FIRST " " GL_F_PASSED " " GL_F_NET " "
-			    GL_F_SENDER " " GL_F_RCPT, key);
+			    GL_F_SENDER " " GL_F_RCPT " " GL_F_BACKUP, key);
 	if (!h)
 		return false;
-	if (h->type != REDIS_REPLY_ARRAY || h->elements != 5 || h->element[0]->type != REDIS_REPLY_STRING) {
+	if (h->type != REDIS_REPLY_ARRAY || h->elements != 6 || h->element[0]->type != REDIS_REPLY_STRING) {
 		freeReplyObject(h);
 		return true; /* gone meanwhile */
 	}
@@ -107,7 +107,8 @@ static bool fill_entry(struct rctx *x, const char *key, const char *hex, struct 
 				 str_or(h->element[4], "?"),
 				 strcmp(str_or(h->element[1], "0"), "1") == 0,
 				 strtoll(h->element[0]->str, NULL, 10),
-				 ttl && ttl->type == REDIS_REPLY_INTEGER ? ttl->integer : -1 };
+				 ttl && ttl->type == REDIS_REPLY_INTEGER ? ttl->integer : -1,
+				 strcmp(str_or(h->element[5], "0"), "1") == 0 };
 	if (ttl)
 		freeReplyObject(ttl);
 	*keep = h;

@@ -71,9 +71,6 @@ static void on_marks(void *arg, const struct store_result *r)
 		const struct gl_marks *m = &r->marks;
 		if (m->trapped_until > m->now)
 			score_add(&cs->score, SIG_SPAMTRAP, NULL, 0);
-		if (m->backup_first_until > m->now)
-			score_add(&cs->score, SIG_BACKUP_FIRST, NULL,
-				  cs->cfg->scoring.weights[SIG_BACKUP_FIRST]);
 		cs->trapped_at = m->trapped_at;
 	}
 	finished_one(cs);
@@ -148,8 +145,9 @@ struct client_score *client_score_start(struct gg_config *cfg, struct client_fac
 		name_known(cs);
 	else
 		cs->pending++;
-	/* the marks other MX hosts may have set, read beside the lookups */
-	if (store() && (cfg->spamtraps.n || cfg->scoring.weights[SIG_BACKUP_FIRST] != 0)) {
+	/* the spamtrap marks other MX hosts may have set, read beside the
+	 * lookups */
+	if (store() && cfg->spamtraps.n) {
 		char net[NET_TEXT_MAX];
 		client_net(cfg, facts, net, sizeof net);
 		struct gl_mark_set read = { GL_MARK_NONE, 0, 0 };
@@ -189,17 +187,16 @@ static void mark_set(void *arg, const struct store_result *r)
 		log_marks_failed("mark not set", r->error);
 }
 
-void client_score_mark(struct gg_config *cfg, struct client_facts *f, enum gl_mark kind)
+void client_score_trap(struct gg_config *cfg, struct client_facts *f)
 {
 	if (!store())
 		return;
 	char net[NET_TEXT_MAX];
 	client_net(cfg, f, net, sizeof net);
-	struct gl_mark_set set = store_mark_set(cfg, kind);
+	struct gl_mark_set set = store_trap_set(cfg);
 	store_marks(net, &set, mark_set, NULL);
 	struct client_score *cs = f->score;
-	if (kind == GL_MARK_TRAP && cs && !cs->score.trapped)
-		/* every later RCPT of the connection is hostile too */
+	if (cs && !cs->score.trapped)
 		score_add(&cs->score, SIG_SPAMTRAP, NULL, 0);
 }
 

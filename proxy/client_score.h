@@ -16,10 +16,10 @@
  * client counts its signals (metrics_classified), and greygate-ctl
  * explain's hypothetical sessions (proxy/explain.c) count nothing.
  *
- * With spamtraps or a backup_first weight, the client network's marks
- * (greylist.h) are read from the store beside the lookups: trapped adds
- * the spamtrap part (hostile whatever the total), a backup_first mark its
- * weight. A store that fails answers no marks.
+ * With spamtraps, the client network's marks (greylist.h) are read from
+ * the store beside the lookups: trapped adds the spamtrap part (hostile
+ * whatever the total). A store that fails answers no marks. (backup_first
+ * is no mark: the triplet carries it, rcpt_greylist.c.)
  */
 #ifndef GG_CLIENT_SCORE_H
 #define GG_CLIENT_SCORE_H
@@ -41,11 +41,10 @@ void client_score_add(struct client_score *cs, enum signal sig);
 /* When the client's network was caught at a spamtrap (its marks, on the
  * store's clock), for gl_params.void_before; 0: never, or not known yet. */
 int64_t client_score_trapped_at(const struct client_score *cs);
-/* Sets a mark of KIND (a trap, a backup_first) for F's network in the
- * store, without waiting for it (a failure is logged at debug). A trap
- * also adds the spamtrap part to F's score, so that the connection's
- * later recipients are hostile too. */
-void client_score_mark(struct gg_config *cfg, struct client_facts *f, enum gl_mark kind);
+/* Marks F's network trapped in the store, without waiting for it (a
+ * failure is logged at debug), and adds the spamtrap part to F's score,
+ * so that the connection's later recipients are hostile too. */
+void client_score_trap(struct gg_config *cfg, struct client_facts *f);
 /* Cancels what is under way; every waiter must be gone. CS may be NULL. */
 void client_score_free(struct client_score *cs);
 

@@ -65,10 +65,9 @@ static enum rule_result scored(struct rcpt_rules *c, bool trapped)
 		score_add(&c->score, SIG_SPAMTRAP, NULL, 0);
 		c->class = score_class_of(&cfg->scoring.classes, &c->score);
 	}
+	/* counted with the decision line (rr_log_decision), which may show a
+	 * backup_first part the store adds */
 	c->scored = true;
-	/* the class and every signal in the score, once per decision that
-	 * classes its client */
-	metrics_classified(c->class, &c->score);
 	return RULE_NEXT;
 }
 
@@ -92,7 +91,7 @@ static enum rule_result hostile(struct rcpt_rules *c, enum why reason, const cha
 
 /*
  * A spamtrap (with scoring on): the client's network is marked trapped in
- * the store, for every MX host sharing it (client_score_mark; the store
+ * the store, for every MX host sharing it (client_score_trap; the store
  * is not waited for), this connection's score gets the spamtrap part, so
  * its later recipients are hostile too, and the recipient is refused as a
  * hostile client's. Waits for the score first, so that the decision line
@@ -106,8 +105,19 @@ enum rule_result rcpt_rule_spamtrap(struct rcpt_rules *c)
 		return RULE_NEXT;
 	if (scored(c, true) == RULE_WAIT)
 		return RULE_WAIT;
-	c->env->mark(c->cfg, c->facts, GL_MARK_TRAP);
+	c->env->trap(c->cfg, c->facts);
 	return hostile(c, WHY_SPAMTRAP, "spamtrap");
+}
+
+/* The class row's refusal of a hostile client. */
+static enum rule_result class_hostile(struct rcpt_rules *c)
+{
+	char what[64];
+	if (c->score.trapped)
+		snprintf(what, sizeof what, "client caught at a spamtrap");
+	else
+		snprintf(what, sizeof what, "client classed hostile (score %d)", c->score.total);
+	return hostile(c, WHY_HOSTILE, what);
 }
 
 /*
@@ -116,7 +126,8 @@ enum rule_result rcpt_rule_spamtrap(struct rcpt_rules *c)
  * they come first); hostile is refused and never stored; suspicious and
  * normal go on to the greylist row, which applies the class's delay.
  * After a deferral only hostile can change the answer. The class and
- * every signal in the score are counted once per decision (scored).
+ * every signal in the score are counted once per decision, with its line
+ * (rr_log_decision), or here when no line follows.
  */
 enum rule_result rcpt_rule_class(struct rcpt_rules *c)
 {
@@ -126,14 +137,13 @@ enum rule_result rcpt_rule_class(struct rcpt_rules *c)
 		return RULE_WAIT;
 	if (c->class == CLASS_TRUSTED && !c->deferred)
 		return rr_permit_logged(c, WHY_TRUSTED);
-	if (c->class != CLASS_HOSTILE)
-		return RULE_NEXT;
-	char what[64];
-	if (c->score.trapped)
-		snprintf(what, sizeof what, "client caught at a spamtrap");
-	else
-		snprintf(what, sizeof what, "client classed hostile (score %d)", c->score.total);
-	return hostile(c, WHY_HOSTILE, what);
+	if (c->class == CLASS_HOSTILE)
+		return class_hostile(c);
+	/* deferred already, the greylist row does not run: no decision line
+	 * counts the class */
+	if (c->deferred)
+		metrics_classified(c->class, &c->score);
+	return RULE_NEXT;
 }
 
 /* The configured text with the seconds left in place of its %s; "1
@@ -153,6 +163,40 @@ static void greylist_reply(struct rcpt_rules *c, long long left)
 	snprintf(c->out.reply, sizeof c->out.reply,
 		 "450 4.2.0 <%s>: Recipient address rejected: %.*s%s%s", c->rcpt,
 		 pct ? (int)(pct - m) : (int)strlen(m), m, pct ? secs : "", rest);
+}
+
+/* The class of the client's score with the backup_first part added, the
+ * score into *OUT. */
+static enum score_class flagged_class(const struct rcpt_rules *c, struct score *out)
+{
+	*out = c->score;
+	score_add(out, SIG_BACKUP_FIRST, NULL, c->cfg->scoring.weights[SIG_BACKUP_FIRST]);
+	return score_class_of(&c->cfg->scoring.classes, out);
+}
+
+/*
+ * backup_first (README.md, "Spamtraps and backup_first"): a triplet
+ * stored as new here, on a backup MX of the recipient's domain whose
+ * primary answers (the hand-over probe says so), is flagged in the store:
+ * its sender skipped the primary. The flag is the triplet's alone, not its
+ * network's. Its later decisions, on any MX host sharing the store, carry
+ * the backup_first part: the store decides a flagged pending triplet by
+ * the class the score has with the part, its delay and auto-whitelist
+ * rule, or refuses it, storing nothing, when that class is hostile (a
+ * trusted one, with a negative weight, is decided as normal: the class
+ * row's pass comes before any store). The store is one atomic step, so
+ * both outcomes go in P. A primary whose state is not known flags
+ * nothing.
+ */
+static void backup_first_params(struct rcpt_rules *c, struct gl_params *p)
+{
+	p->set_backup_first = c->rdomain[0] && c->env->primary_up(c->rdomain);
+	struct score s;
+	enum score_class k = flagged_class(c, &s);
+	struct gl_params f = gg_config_gl_params_class(c->cfg, k);
+	p->flagged_delay = f.delay;
+	p->flagged_awl_threshold = f.awl_threshold;
+	p->flagged_refuse = k == CLASS_HOSTILE;
 }
 
 /* What the pool key is made of, as far as it is known now. */
@@ -221,29 +265,16 @@ static void greylist_ask_store(struct rcpt_rules *c)
 	/* suspicious: a longer delay, and no auto-whitelist to count towards
 	 * or pass by */
 	struct gl_params p = gg_config_gl_params_class(cfg, c->scored ? c->class : CLASS_NORMAL);
-	/* what the network had pending before a spamtrap caught it starts over */
-	if (c->scored)
+	if (c->scored) {
+		/* what the network had pending before a spamtrap caught it
+		 * starts over */
 		p.void_before = c->env->trapped_at(c->facts);
+		if (cfg->scoring.weights[SIG_BACKUP_FIRST] != 0)
+			backup_first_params(c, &p);
+	}
 	c->pending++;
 	c->store_started = c->env->now();
 	c->sreq = c->env->store(&p, &c->t, on_store, c);
-}
-
-/*
- * backup_first: a triplet first seen now, here, on a backup MX of the
- * recipient's domain whose primary answers (the hand-over probe says so):
- * a sender that skipped the primary. Its network is marked in the store
- * for the retry window, so that the retries, wherever they go, carry the
- * backup_first part. A primary whose state is not known marks nothing.
- */
-static void backup_first(struct rcpt_rules *c, const struct gl_decision *d)
-{
-	const struct gg_config *cfg = c->cfg;
-	if (!cfg->scoring.enabled || cfg->scoring.weights[SIG_BACKUP_FIRST] == 0 ||
-	    d->action != GL_GREYLIST || d->reason != GL_REASON_NEW || d->capped ||
-	    !c->rdomain[0] || !c->env->primary_up(c->rdomain))
-		return;
-	c->env->mark(c->cfg, c->facts, GL_MARK_BACKUP_FIRST);
 }
 
 /* The store's answer, once the MX-host exemption had its say. */
@@ -259,7 +290,8 @@ static enum rule_result greylist_verdict(struct rcpt_rules *c)
 			      "451 4.3.0 <%s>: Temporary lookup failure, try again later%s", c->rcpt,
 			      NULL);
 	}
-	backup_first(c, &r->d);
+	if (r->d.action == GL_REFUSE)
+		return class_hostile(c);
 	bool shadow = c->cfg->greylist.shadow;
 	metrics_decision_key(c->key_kind, r->d.action == GL_PASS ? DA_PASS
 					  : shadow ? DA_WOULD_GREYLIST : DA_GREYLIST);
@@ -319,6 +351,10 @@ enum rule_result rcpt_rule_greylist(struct rcpt_rules *c)
 			metrics_observe(H_STORE, c->env->now() - c->store_started);
 		if (!r->ok)
 			metrics_add(M_STORE_ERRORS, 1);
+		/* a flagged triplet: its decision and its line carry the part */
+		if (r->ok && r->d.backup_first && c->scored &&
+		    c->cfg->scoring.weights[SIG_BACKUP_FIRST] != 0)
+			c->class = flagged_class(c, &c->score);
 		bool refusal = r->ok ? r->d.action != GL_PASS : c->cfg->store.tempfail;
 		c->phase = 2;
 		if (refusal && c->rdomain[0] && c->rdomain[0] != '[' && !c->mx_known) {

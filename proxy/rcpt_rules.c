@@ -67,6 +67,9 @@ void rr_log_decision(struct rcpt_rules *c, enum decision_action action, enum why
 	if (error)
 		ll_str(&l, "error", error);
 	if (c->scored) {
+		/* the class and every part as the line shows them: once per
+		 * decision that classes its client */
+		metrics_classified(c->class, &c->score);
 		char parts[300];
 		score_parts_text(&c->score, parts, sizeof parts);
 		ll_str(&l, "class", score_class_name(c->class));

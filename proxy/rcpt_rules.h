@@ -95,9 +95,9 @@ struct rcpt_env {
 					    void (*fn)(void *arg), void *arg);
 	struct store_call *(*store)(const struct gl_params *p, const struct triplet *t,
 				    store_done_fn done, void *arg);
-	/* Marks the client's network in the store (client_score_mark: not
-	 * waited for; a trap also makes the connection's score trapped). */
-	void (*mark)(struct gg_config *cfg, struct client_facts *f, enum gl_mark kind);
+	/* Marks the client's network trapped in the store and the
+	 * connection's score trapped (client_score_trap: not waited for). */
+	void (*trap)(struct gg_config *cfg, struct client_facts *f);
 	/* When the client's network was trapped (client_score_trapped_at), 0
 	 * none: asked once the score is known. */
 	int64_t (*trapped_at)(struct client_facts *f);

@@ -111,12 +111,10 @@ struct store_call *store_marks(const char *net, const struct gl_mark_set *set,
 	return c;
 }
 
-struct gl_mark_set store_mark_set(const struct gg_config *cfg, enum gl_mark kind)
+struct gl_mark_set store_trap_set(const struct gg_config *cfg)
 {
 	int64_t win = cfg->greylist.retry_window, life = cfg->trap_lifetime;
-	if (kind == GL_MARK_TRAP)
-		return (struct gl_mark_set){ kind, life, life > win ? life : win };
-	return (struct gl_mark_set){ kind, win, win };
+	return (struct gl_mark_set){ GL_MARK_TRAP, life, life > win ? life : win };
 }
 
 void store_cancel(struct store_call *c)

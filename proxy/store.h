@@ -82,11 +82,9 @@ void store_cancel(struct store_call *c);
  * store_decide answers (r->marks). A failure is no marks to the caller. */
 struct store_call *store_marks(const char *net, const struct gl_mark_set *set,
 			       store_done_fn done, void *arg);
-/* What setting a mark of KIND means under CFG: a trap for trap_lifetime,
- * kept as long as the triplets it voids (greylist.retry_window) could be
- * pending; a backup_first mark for the retry window of the triplet that
- * caused it. */
-struct gl_mark_set store_mark_set(const struct gg_config *cfg, enum gl_mark kind);
+/* What setting a trap means under CFG: for trap_lifetime, kept as long as
+ * the triplets it voids (greylist.retry_window) could be pending. */
+struct gl_mark_set store_trap_set(const struct gg_config *cfg);
 
 /* Each kind's constructor (by the rows of lib/store_type.c, in store.c);
  * store_redis_open makes both kinds of Redis store. */

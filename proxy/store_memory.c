@@ -289,7 +289,7 @@ static bool walk_entry(void *arg, const struct memstore_view *v)
 {
 	struct walk_ctx *w = arg;
 	struct ctl_entry e = { v->hex, v->net, v->sender, v->rcpt, v->t.passed,
-			       v->t.first_seen, v->t.expires - w->now };
+			       v->t.first_seen, v->t.expires - w->now, v->t.backup_first };
 	return w->fn(w->arg, &e);
 }
 
@@ -310,7 +310,7 @@ static int adm_get(void *ctx, const struct triplet *t, struct ctl_entry *e)
 	if (!st.exists || st.expires <= now)
 		return 0;
 	*e = (struct ctl_entry){ t->hex, triplet_keytext(t), t->sender, t->rcpt, st.passed, st.first_seen,
-				 st.expires - now };
+				 st.expires - now, st.backup_first };
 	return 1;
 }
 

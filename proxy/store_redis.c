@@ -54,7 +54,7 @@
 
 #define STUCK_AFTER 3              /* timeouts in a row */
 #define MAX_REDIRECTS 3            /* MOVED/ASK followed for one decision */
-#define NARGS 16                   /* at most: EVALSHA sha 3 k1 k2 k3 + 10 ARGV */
+#define NARGS 20                   /* at most: EVALSHA sha 3 k1 k2 k3 + 14 ARGV */
 
 struct store_req {
 	struct redis_store *owner;
@@ -274,7 +274,7 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 {
 	struct redis_store *R = redis_of(s);
 	struct gl_script_keys k;
-	char nums[6][24];
+	char nums[8][24];
 	gl_script_keys(R->cfg->store.redis.prefix, t, R->cl != NULL, &k);
 	snprintf(nums[0], sizeof nums[0], "%lld", (long long)p->delay);
 	snprintf(nums[1], sizeof nums[1], "%lld", (long long)p->retry_window);
@@ -282,10 +282,13 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 	snprintf(nums[3], sizeof nums[3], "%d", p->awl_threshold);
 	snprintf(nums[4], sizeof nums[4], "%d", p->max_new_per_client);
 	snprintf(nums[5], sizeof nums[5], "%lld", (long long)p->void_before);
+	snprintf(nums[6], sizeof nums[6], "%lld", (long long)p->flagged_delay);
+	snprintf(nums[7], sizeof nums[7], "%d", p->flagged_awl_threshold);
 	const char *args[NARGS] = { "EVALSHA", NULL, "3", k.triplet, k.awl, k.new_count,
 				    nums[0], nums[1], nums[2], nums[3], nums[4],
 				    dry_run ? "1" : "0", triplet_keytext(t), t->sender, t->rcpt,
-				    nums[5] };
+				    nums[5], p->set_backup_first ? "1" : "0", nums[6], nums[7],
+				    p->flagged_refuse ? "1" : "0" };
 	return redis_send(R, greylist_lua, R->sha, NARGS, args, done, arg);
 }
 

@@ -252,7 +252,7 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 			q.t.hex[sizeof q.t.hex - 1] = 0;
 			if (q.marks) {
 				/* not ok (rep.ok 0) unless the request makes sense */
-				if ((unsigned)q.mark.kind <= GL_MARK_BACKUP_FIRST &&
+				if ((unsigned)q.mark.kind <= GL_MARK_TRAP &&
 				    q.mark.lifetime >= 0 && q.mark.ttl >= 0)
 					s->ops->marks(s, q.t.net, &q.mark, answered, &rep);
 			} else {

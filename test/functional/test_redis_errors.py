@@ -23,7 +23,7 @@ class ErrorRedis(HugeReplyRedis):
     or, when it is None, with a greylist decision. Records the commands of
     each connection (AUTH with its password)."""
 
-    DECISION = b"*5\r\n:1\r\n$3\r\nnew\r\n:2\r\n:0\r\n:0\r\n"
+    DECISION = b"*7\r\n:1\r\n$3\r\nnew\r\n:2\r\n:0\r\n:0\r\n:0\r\n:0\r\n"
 
     def __init__(self, error):
         self.error = error

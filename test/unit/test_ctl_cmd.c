@@ -91,9 +91,9 @@ static void whitelist_refuses_huge_ttl(void **state)
  * escape and bytes that are not UTF-8. */
 static const struct ctl_entry json_entries[] = {
 	{ "00112233445566778899aabbccddeeff", "192.0.2.0/24", "", "r@example.org", false,
-	  1700000000, 300 },
+	  1700000000, 300, false },
 	{ "ffeeddccbbaa99887766554433221100", "192.0.2.0/24", "a\"b\\c\td\x01@\xc3\xa9.example",
-	  "bad\xff\xc3(\xed\xa0\x80@\xf0\x9f\x93\xa7.example", true, 1700000001, 86400 },
+	  "bad\xff\xc3(\xed\xa0\x80@\xf0\x9f\x93\xa7.example", true, 1700000001, 86400, false },
 };
 
 static int json_walk(void *ctx, uint64_t *cursor, size_t budget,
@@ -257,10 +257,11 @@ static void json_list_explain_stats(void **state)
 	assert_non_null(strstr(out, "\nshown=2\n"));
 }
 
-/* An entry stored under a pool key: the store keeps the key text alone. */
+/* An entry stored under a pool key: the store keeps the key text alone;
+ * flagged backup_first, which list shows. */
 static const struct ctl_entry pool_entry = { "0123456789abcdef0123456789abcdef",
 					     "ptr:example.com", "a@b.example", "r@example.org",
-					     true, 1700000000, 60 };
+					     true, 1700000000, 60, true };
 
 static int pool_walk(void *ctx, uint64_t *cursor, size_t budget,
 		     bool (*fn)(void *arg, const struct ctl_entry *e), void *arg)
@@ -310,10 +311,11 @@ static void pool_key_in_list_and_explain(void **state)
 		"{\"key\":\"0123456789abcdef0123456789abcdef\",\"net\":null,"
 		"\"pool\":\"ptr:example.com\",\"sender\":\"a@b.example\","
 		"\"rcpt\":\"r@example.org\",\"state\":\"passed\","
-		"\"first_seen\":\"2023-11-14T22:13:20Z\",\"ttl\":60}\n");
+		"\"first_seen\":\"2023-11-14T22:13:20Z\",\"ttl\":60,\"backup_first\":true}\n");
 	assert_int_equal(run_pool(list + 1, 1, out, sizeof out), 0);
 	assert_non_null(strstr(out, "key=0123456789abcdef0123456789abcdef pool=ptr:example.com "
 				    "sender=a@b.example "));
+	assert_non_null(strstr(out, " ttl=60 backup_first=yes\n"));
 
 	/* the client's confirmed name given: its ptr: key, and the network */
 	char *explain[] = { "--json", "explain", "192.0.2.7", "a@b.example", "r@example.org",

@@ -27,6 +27,8 @@ static const struct gl_params P = {
 	.pass_lifetime = 3110400,
 	.awl_threshold = 5,
 	.max_new_per_client = 100,
+	.flagged_delay = 300,
+	.flagged_awl_threshold = 5,
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -54,7 +56,7 @@ static void expect_greylist(struct gl_decision d, enum gl_reason reason, int64_t
 static bool same_triplet(const struct gl_triplet *a, const struct gl_triplet *b)
 {
 	return a->exists == b->exists && a->passed == b->passed &&
-	       a->first_seen == b->first_seen && a->expires == b->expires;
+	       a->backup_first == b->backup_first && a->first_seen == b->first_seen && a->expires == b->expires;
 }
 
 static bool same_network(const struct gl_network *a, const struct gl_network *b)
@@ -67,7 +69,8 @@ static bool same_network(const struct gl_network *a, const struct gl_network *b)
 static bool same_decision(struct gl_decision a, struct gl_decision b)
 {
 	return a.action == b.action && a.reason == b.reason && a.delay_left == b.delay_left &&
-	       a.waited == b.waited && a.capped == b.capped && a.first_pass == b.first_pass;
+	       a.waited == b.waited && a.capped == b.capped && a.first_pass == b.first_pass &&
+	       a.backup_first == b.backup_first;
 }
 
 static struct ipaddr ip(const char *s)
@@ -130,6 +133,76 @@ static void test_gl_void_before(void **state)
 	expect(decide(&trapped, T0 + 900, &t, &n), GL_PASS, GL_REASON_TRIPLET);
 	expect(decide(&trapped, T0 + 900, &later, &n), GL_PASS, GL_REASON_TRIPLET);
 	expect(decide(&trapped, T0 + 900, &passed, &n), GL_PASS, GL_REASON_TRIPLET);
+}
+
+/* backup_first: the flag is set on a triplet stored as new only when asked;
+ * a flagged pending triplet is decided with the flagged delay and no
+ * auto-whitelist (a suspicious class), or refused with nothing changed;
+ * an unflagged one of the same network is not; a passed one passes; past
+ * its retry window it starts over as any other. */
+static void test_gl_backup_first(void **state)
+{
+	(void)state;
+	struct gl_triplet t = { 0 }, plain = { 0 };
+	struct gl_network n = { 0 };
+	struct gl_decision d = decide(&P, T0, &plain, &n);
+	assert_false(plain.backup_first);
+	assert_false(d.backup_first);
+	struct gl_params set = P;
+	set.set_backup_first = true;
+	d = decide(&set, T0, &t, &n);
+	expect_greylist(d, GL_REASON_NEW, 300);
+	assert_true(t.backup_first);
+	assert_false(d.backup_first);                /* its first decision is not scored */
+
+	struct gl_params f = P;
+	f.flagged_delay = 900;
+	f.flagged_awl_threshold = 0;
+	d = decide(&f, T0 + 400, &t, &n);
+	expect_greylist(d, GL_REASON_EARLY, 500);
+	assert_true(d.backup_first);
+	d = decide(&f, T0 + 400, &plain, &n);
+	expect(d, GL_PASS, GL_REASON_TRIPLET);
+	assert_false(d.backup_first);
+
+	/* an auto-whitelisted network: the flagged triplet does not pass by it */
+	struct gl_network awl = { .awl_count = 5, .awl_last = T0, .awl_expires = T0 + 86400 };
+	struct gl_network awl_before = awl;
+	expect_greylist(decide(&f, T0 + 500, &t, &awl), GL_REASON_EARLY, 400);
+	assert_true(same_network(&awl, &awl_before));
+	struct gl_triplet fresh = { 0 };
+	expect(decide(&f, T0 + 500, &fresh, &awl), GL_PASS, GL_REASON_AWL);
+
+	/* hostile with the part: refused, nothing changed, not even dry */
+	struct gl_params refuse = f;
+	refuse.flagged_refuse = true;
+	struct gl_triplet t_before = t;
+	struct gl_network n_before = n;
+	d = decide(&refuse, T0 + 1000, &t, &n);
+	assert_int_equal(d.action, GL_REFUSE);
+	assert_true(d.backup_first);
+	assert_int_equal(d.waited, 1000);
+	assert_true(same_triplet(&t, &t_before));
+	assert_true(same_network(&n, &n_before));
+	assert_true(same_decision(gl_decide(&refuse, T0 + 1000, &t, &n, true), d));
+
+	/* past the flagged delay it passes, and a passed triplet passes */
+	d = decide(&f, T0 + 1000, &t, &n);
+	expect(d, GL_PASS, GL_REASON_TRIPLET);
+	assert_true(d.first_pass);
+	assert_true(d.backup_first);
+	d = decide(&refuse, T0 + 2000, &t, &n);
+	expect(d, GL_PASS, GL_REASON_TRIPLET);
+	assert_false(d.backup_first);
+
+	/* past the retry window a flagged triplet starts over, flagged again
+	 * only when asked */
+	struct gl_triplet late = { 0 };
+	decide(&set, T0, &late, &n);
+	d = decide(&refuse, T0 + P.retry_window + 1, &late, &n);
+	expect_greylist(d, GL_REASON_RETRY_WINDOW_EXPIRED, 300);
+	assert_false(d.backup_first);
+	assert_false(late.backup_first);
 }
 
 static void test_gl_pass_after_delay(void **state)
@@ -607,10 +680,9 @@ static bool count_cb(void *arg, const struct memstore_view *v)
 	return true;
 }
 
-/* A network's marks: a trap sets until when and since when, a backup_first
- * mark does not shorten the trap's record (kept as long as its TTL asks),
- * a decision that leaves the network's counts empty keeps its marks, they
- * survive a save and a load, and are gone once their time is over. */
+/* A network's marks: a trap sets until when and since when, a decision
+ * that leaves the network's counts empty keeps its marks, they survive a
+ * save and a load, and are gone once their time is over. */
 static void test_ms_marks(void **state)
 {
 	(void)state;
@@ -618,7 +690,7 @@ static void test_ms_marks(void **state)
 	char err[512];
 	const char *net = "203.0.113.0/24";
 	const struct gl_mark_set read = { GL_MARK_NONE, 0, 0 },
-		trap = { GL_MARK_TRAP, 86400, 172800 }, backup = { GL_MARK_BACKUP_FIRST, 3600, 3600 };
+		trap = { GL_MARK_TRAP, 86400, 172800 };
 	struct gl_marks k = memstore_marks(m, net, &read, T0);
 	assert_int_equal(k.trapped_until, 0);
 	assert_int_equal(k.now, T0);
@@ -626,9 +698,6 @@ static void test_ms_marks(void **state)
 
 	k = memstore_marks(m, net, &trap, T0);
 	assert_int_equal(k.trapped_until, T0 + 86400);
-	assert_int_equal(k.trapped_at, T0);
-	k = memstore_marks(m, net, &backup, T0 + 10);
-	assert_int_equal(k.backup_first_until, T0 + 3610);
 	assert_int_equal(k.trapped_at, T0);
 
 	/* the network's counts come and go; its marks stay */
@@ -639,7 +708,6 @@ static void test_ms_marks(void **state)
 	memstore_sweep(m, T0 + 2 * HOUR, 1 << 20);           /* new-count window over */
 	k = memstore_marks(m, net, &read, T0 + 2 * HOUR);
 	assert_int_equal(k.trapped_until, T0 + 86400);
-	assert_int_equal(k.backup_first_until, T0 + 3610);
 
 	assert_int_equal(memstore_save(m, path("marks.db"), T0 + 2 * HOUR, NULL, err, sizeof err), 0);
 	struct memstore *m2 = memstore_new(1000);
@@ -647,7 +715,6 @@ static void test_ms_marks(void **state)
 	k = memstore_marks(m2, net, &read, T0 + 3 * HOUR);
 	assert_int_equal(k.trapped_until, T0 + 86400);
 	assert_int_equal(k.trapped_at, T0);
-	assert_int_equal(k.backup_first_until, T0 + 3610);
 
 	/* past the trap's lifetime the record is still there (trapped_at voids
 	 * triplets for the retry window), but no longer trapping */
@@ -722,6 +789,34 @@ static void test_ms_save_load_roundtrip(void **state)
 	assert_int_equal(count, 0);
 
 	memstore_free(e);
+	memstore_free(m2);
+	memstore_free(m);
+}
+
+/* The backup_first flag of a pending triplet survives a save and a load,
+ * and a flagged triplet's retry then takes the flagged delay. */
+static void test_ms_backup_first_roundtrip(void **state)
+{
+	(void)state;
+	struct memstore *m = memstore_new(1000);
+	char err[512];
+	struct gl_params set = P;
+	set.set_backup_first = true;
+	struct triplet flagged = mk("198.51.100.0/24", "a@example.com", "b@example.org");
+	struct triplet plain = mk("198.51.100.0/24", "c@example.com", "d@example.org");
+	memstore_decide(m, &set, T0, &flagged, false);
+	memstore_decide(m, &P, T0, &plain, false);
+	assert_int_equal(memstore_save(m, path("flag.db"), T0 + 10, NULL, err, sizeof err), 0);
+	struct memstore *m2 = memstore_new(1000);
+	assert_int_equal(memstore_load(m2, path("flag.db"), T0 + 10, err, sizeof err), 3);
+	assert_true(memstore_get(m2, &flagged).backup_first);
+	assert_false(memstore_get(m2, &plain).backup_first);
+	struct gl_params f = P;
+	f.flagged_delay = 900;
+	struct gl_decision d = memstore_decide(m2, &f, T0 + 400, &flagged, false);
+	expect_greylist(d, GL_REASON_EARLY, 500);
+	assert_true(d.backup_first);
+	expect(memstore_decide(m2, &f, T0 + 400, &plain, false), GL_PASS, GL_REASON_TRIPLET);
 	memstore_free(m2);
 	memstore_free(m);
 }
@@ -1219,6 +1314,7 @@ int main(void)
 		cmocka_unit_test(test_gl_new),
 		cmocka_unit_test(test_gl_early),
 		cmocka_unit_test(test_gl_void_before),
+		cmocka_unit_test(test_gl_backup_first),
 		cmocka_unit_test(test_gl_pass_after_delay),
 		cmocka_unit_test(test_gl_pass_renews_lifetime),
 		cmocka_unit_test(test_gl_passed_forgotten),
@@ -1237,6 +1333,7 @@ int main(void)
 		cmocka_unit_test(test_ms_sweep),
 		cmocka_unit_test(test_ms_marks),
 		cmocka_unit_test(test_ms_save_load_roundtrip),
+		cmocka_unit_test(test_ms_backup_first_roundtrip),
 		cmocka_unit_test(test_ms_load_skips_expired),
 		cmocka_unit_test(test_ms_roundtrip_odd_parts),
 		cmocka_unit_test(test_ms_load_corrupt),

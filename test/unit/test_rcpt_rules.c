@@ -183,19 +183,18 @@ static struct store_call *fake_store(const struct gl_params *p, const struct tri
 	return (struct store_call *)new_op(OP_STORE, (void *)done, arg, NULL, 0);
 }
 
-/* Marks set (client_score_mark: a trap makes the connection's score
+/* Traps set (client_score_trap: it makes the connection's score
  * trapped), the trap time the store would give, the primary's state. */
-static int marks_set[GL_MARK_BACKUP_FIRST + 1];
+static int traps_set;
 static int64_t trap_time;
 static bool primary_answers;
 
-static void fake_mark(struct gg_config *c, struct client_facts *f, enum gl_mark kind)
+static void fake_trap(struct gg_config *c, struct client_facts *f)
 {
 	(void)c;
 	assert_ptr_equal(f, &facts);
-	marks_set[kind]++;
-	if (kind == GL_MARK_TRAP)
-		score_add(&conn_score, SIG_SPAMTRAP, NULL, 0);
+	traps_set++;
+	score_add(&conn_score, SIG_SPAMTRAP, NULL, 0);
 }
 
 static int64_t fake_trapped_at(struct client_facts *f)
@@ -237,7 +236,7 @@ static const struct rcpt_env env = {
 	.client_score = fake_client_score,
 	.store = fake_store,
 	.store_cancel = fake_store_cancel,
-	.mark = fake_mark,
+	.trap = fake_trap,
 	.trapped_at = fake_trapped_at,
 	.primary_up = fake_primary_up,
 	.now = fake_now,
@@ -376,7 +375,7 @@ static void world_reset(void)
 	query_helo = "h.example";
 	spf = (struct spf_txn){ .state = SPF_TXN_NONE };
 	spf_waiter = NULL;
-	memset(marks_set, 0, sizeof marks_set);
+	traps_set = 0;
 	trap_time = 0;
 	primary_answers = false;
 }
@@ -1010,7 +1009,7 @@ static void test_spamtrap(void **state)
 	set_score(-5);                                     /* even a trusted one */
 	expect(decide_for(CLIENT, "s@x.example", "Trap@Local.Example"), RCPT_REJECT, WHY_SPAMTRAP,
 	       "550 5.7.1 <Trap@Local.Example>: Recipient address rejected: spamtrap");
-	assert_int_equal(marks_set[GL_MARK_TRAP], 1);
+	assert_int_equal(traps_set, 1);
 	assert_int_equal(asked[OP_STORE], 0);
 	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_REJECT, WHY_HOSTILE,
 	       "550 5.7.1 <r@local.example>: Recipient address rejected: client caught at a spamtrap");
@@ -1025,12 +1024,12 @@ static void test_spamtrap(void **state)
 		  "scoring = { }; spamtraps = [ \"trap@local.example\" ];");
 	set_score(0);
 	expect(decide_for(CLIENT, "s@x.example", "trap@local.example"), RCPT_ACCEPT, WHY_SPAMTRAP, NULL);
-	assert_int_equal(marks_set[GL_MARK_TRAP], 1);
+	assert_int_equal(traps_set, 1);
 	/* without scoring a spamtrap is an address like any other */
 	world_reset();
 	configure("reject_unknown_sender_domain = false; spamtraps = [ \"trap@local.example\" ];");
 	expect(decide_for(CLIENT, "s@x.example", "trap@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
-	assert_int_equal(marks_set[GL_MARK_TRAP], 0);
+	assert_int_equal(traps_set, 0);
 }
 
 /* The network's trap time goes to the store as void_before. */
@@ -1045,27 +1044,47 @@ static void test_trap_voids_pending(void **state)
 	assert_int_equal(last_params.void_before, 1700000000);
 }
 
-/* A new triplet while the primary answers marks backup_first; an early
- * retry, or a primary not known to be up, does not. */
-static void test_backup_first_mark(void **state)
+/* backup_first goes to the store in the parameters: flag a triplet
+ * stored now when the primary answers, and the flagged class's delay, AWL
+ * rule or refusal; a decision of a flagged triplet carries the part (the
+ * class recomputed), a hostile one is refused as the class row refuses. */
+static void test_backup_first(void **state)
 {
 	(void)state;
 	world_reset();
 	configure(SCORING);
 	set_score(0);
 	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
-	assert_int_equal(marks_set[GL_MARK_BACKUP_FIRST], 0);
+	assert_false(last_params.set_backup_first);
+	assert_int_equal(last_params.flagged_delay, 900);  /* 0 + 3: suspicious */
+	assert_int_equal(last_params.flagged_awl_threshold, 0);
+	assert_false(last_params.flagged_refuse);
 	primary_answers = true;
 	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
-	assert_int_equal(marks_set[GL_MARK_BACKUP_FIRST], 1);
-	store_answer.d = (struct gl_decision){ .action = GL_GREYLIST, .reason = GL_REASON_EARLY,
-					       .delay_left = 100 };
+	assert_true(last_params.set_backup_first);
+	assert_int_equal(last_params.delay, 300);
+	set_score(5);                                      /* 5 + 3: hostile */
 	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
-	assert_int_equal(marks_set[GL_MARK_BACKUP_FIRST], 1);
+	assert_int_equal(last_params.delay, 900);
+	assert_true(last_params.flagged_refuse);
+	/* the store refuses the flagged triplet: hostile, with the part */
+	store_answer.d = (struct gl_decision){ .action = GL_REFUSE, .reason = GL_REASON_TRIPLET,
+					       .backup_first = true };
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_REJECT, WHY_HOSTILE,
+	       "550 5.7.1 <r@local.example>: Recipient address rejected: client classed hostile "
+	       "(score 8)");
+	/* a flagged triplet's early retry: the reply the store's delay */
+	set_score(0);
+	store_answer.d = (struct gl_decision){ .action = GL_GREYLIST, .reason = GL_REASON_EARLY,
+					       .delay_left = 600, .backup_first = true };
+	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
+	/* without a weight nothing is flagged and the flagged class is the class */
 	configure("reject_unknown_sender_domain = false; scoring = { weights = { backup_first = 0; }; };");
 	store_answer.d = (struct gl_decision){ .action = GL_GREYLIST, .reason = GL_REASON_NEW };
 	expect(decide_for(CLIENT, "s@x.example", "r@local.example"), RCPT_DEFER, WHY_GREYLIST, NULL);
-	assert_int_equal(marks_set[GL_MARK_BACKUP_FIRST], 1);
+	assert_false(last_params.set_backup_first);
+	assert_false(last_params.flagged_refuse);
+	assert_int_equal(last_params.flagged_delay, last_params.delay);
 }
 
 static int teardown(void **state)
@@ -1103,7 +1122,7 @@ int main(void)
 		cmocka_unit_test(test_shadow),
 		cmocka_unit_test(test_spamtrap),
 		cmocka_unit_test(test_trap_voids_pending),
-		cmocka_unit_test(test_backup_first_mark),
+		cmocka_unit_test(test_backup_first),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown);
 }

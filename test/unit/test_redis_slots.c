@@ -111,7 +111,34 @@ static redisReply *entry(struct entry *x, long long lo, long long hi, char *host
 }
 
 /* A network's marks: "PREFIXm:NET" in a plain Redis, "PREFIXm:{NET}" in a
- * cluster; the marks script's answer is four integers, none negative. */
+ * cluster; the marks script's answer is three integers, none negative. */
+/* The greylist script's answer: seven elements, the second the reason;
+ * 2 is a refusal (a flagged triplet whose class is hostile). */
+static void test_script_answer(void **state)
+{
+	(void)state;
+	redisReply v[7] = { num(2), str("triplet"), num(0), num(600), num(0), num(0), num(1) };
+	redisReply *el[7] = { &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6] };
+	redisReply r = arr(el, 7);
+	struct gl_decision d = { 0 };
+	assert_null(gl_script_answer(&r, &d));
+	assert_int_equal(d.action, GL_REFUSE);
+	assert_int_equal(d.reason, GL_REASON_TRIPLET);
+	assert_int_equal(d.waited, 600);
+	assert_true(d.backup_first);
+	assert_false(d.first_pass);
+	v[0] = num(0);
+	v[5] = num(1);
+	assert_null(gl_script_answer(&r, &d));
+	assert_int_equal(d.action, GL_PASS);
+	assert_true(d.first_pass);
+	v[6] = str("1");
+	assert_non_null(gl_script_answer(&r, &d));
+	v[6] = num(0);
+	r = arr(el, 6);
+	assert_non_null(gl_script_answer(&r, &d));
+}
+
 static void test_mark_key_and_answer(void **state)
 {
 	(void)state;
@@ -123,23 +150,21 @@ static void test_mark_key_and_answer(void **state)
 	assert_int_equal(slot_of(key), slot_of("192.0.2.0/24"));
 	assert_false(gl_mark_key("gg:", "192.0.2.0/24", false, key, 10));
 
-	redisReply v[4] = { num(1700000000), num(1700086400), num(1700000000), num(0) };
-	redisReply *el[4] = { &v[0], &v[1], &v[2], &v[3] };
-	redisReply r = arr(el, 4);
+	redisReply v[3] = { num(1700000000), num(1700086400), num(1700000000) };
+	redisReply *el[3] = { &v[0], &v[1], &v[2] };
+	redisReply r = arr(el, 3);
 	struct gl_marks m;
 	assert_null(gl_marks_answer(&r, &m));
 	assert_int_equal(m.now, 1700000000);
 	assert_int_equal(m.trapped_until, 1700086400);
 	assert_int_equal(m.trapped_at, 1700000000);
-	assert_int_equal(m.backup_first_until, 0);
-	v[3] = num(-1);
+	v[2] = num(-1);
 	assert_non_null(gl_marks_answer(&r, &m));
-	v[3] = str("1");
+	v[2] = str("1");
 	assert_non_null(gl_marks_answer(&r, &m));
-	r = arr(el, 3);
+	r = arr(el, 2);
 	assert_non_null(gl_marks_answer(&r, &m));
 	assert_string_equal(gl_mark_op(GL_MARK_TRAP), "trap");
-	assert_string_equal(gl_mark_op(GL_MARK_BACKUP_FIRST), "backup_first");
 	assert_string_equal(gl_mark_op(GL_MARK_NONE), "");
 }
 
@@ -252,6 +277,7 @@ int main(void)
 		cmocka_unit_test(test_crc16_and_slots),
 		cmocka_unit_test(test_script_keys),
 		cmocka_unit_test(test_mark_key_and_answer),
+		cmocka_unit_test(test_script_answer),
 		cmocka_unit_test(test_slot_map),
 		cmocka_unit_test(test_slot_map_refused),
 		cmocka_unit_test(test_slot_map_too_many_nodes),
