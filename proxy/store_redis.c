@@ -71,7 +71,11 @@ struct store_req {
 	struct sentinel_addr ask_to;
 	char *argv[NARGS];
 	size_t argvlen[NARGS];
-	char buf[2048];            /* holds the argument strings (two pool keys, two paths) */
+	/* the argument strings: the three keys, each bounded by its array,
+	 * the key text, the sender and the recipient; then the script's SHA,
+	 * eight numbers of at most 24 bytes and the few literals, under 256
+	 * together. Any triplet fits: "too long" below never happens. */
+	char buf[sizeof(struct gl_script_keys) + POOL_TEXT_MAX + 2 * TRIPLET_PART_MAX + 256];
 };
 
 static struct redis_store *redis_of(void *s)
