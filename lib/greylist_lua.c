@@ -1,6 +1,7 @@
 #include "greylist_lua.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* Keep in step with gl_decide() in greylist.c: the functional tests run
  * the same scenarios against both stores. */
@@ -123,6 +124,25 @@ void gl_script_keys(const char *prefix, const struct triplet *t, bool tagged,
 	gl_key_tagged(k->awl, sizeof k->awl, prefix, GL_KEY_AWL, tag, tagged ? "" : text);
 	gl_key_tagged(k->new_count, sizeof k->new_count, prefix, GL_KEY_NEW, tag,
 		      tagged && !t->pool[0] ? "" : t->net);
+}
+
+void gl_script_args(const char *prefix, const struct gl_params *p, const struct triplet *t,
+		    bool tagged, bool dry_run, struct gl_script_args *a)
+{
+	gl_script_keys(prefix, t, tagged, &a->k);
+	const long long num[8] = { p->delay, p->retry_window, p->pass_lifetime, p->awl_threshold,
+				   p->max_new_per_client, p->void_before, p->flagged_delay,
+				   p->flagged_awl_threshold };
+	for (size_t i = 0; i < 8; i++)
+		snprintf(a->num[i], sizeof a->num[i], "%lld", num[i]);
+	const char *v[GL_SCRIPT_NARGS] = {
+		a->k.triplet, a->k.awl, a->k.new_count,
+		a->num[0], a->num[1], a->num[2], a->num[3], a->num[4], dry_run ? "1" : "0",
+		triplet_keytext(t), t->sender, t->rcpt, a->num[5],
+		p->set_backup_first ? "1" : "0", a->num[6], a->num[7],
+		p->flagged_refuse ? "1" : "0",
+	};
+	memcpy(a->v, v, sizeof v);
 }
 
 const char *gl_script_answer(const redisReply *r, struct gl_decision *d)

@@ -92,6 +92,21 @@ struct gl_script_keys {
 void gl_script_keys(const char *prefix, const struct triplet *t, bool tagged,
 		    struct gl_script_keys *k);
 
+/* greylist_lua's KEYS then ARGV (the list above) for deciding T with P
+ * under PREFIX (TAGGED: a cluster's keys), DRY_RUN for explain: one
+ * source for the daemon (proxy/store_redis.c) and greygate-ctl
+ * (lib/redis_admin.c), which put "EVALSHA SHA 3" or "EVAL SCRIPT 3" in
+ * front. The strings live in A, and T's, as long as they do. */
+#define GL_SCRIPT_NKEYS 3
+#define GL_SCRIPT_NARGS (GL_SCRIPT_NKEYS + 14)
+struct gl_script_args {
+	struct gl_script_keys k;
+	char num[8][24];
+	const char *v[GL_SCRIPT_NARGS];
+};
+void gl_script_args(const char *prefix, const struct gl_params *p, const struct triplet *t,
+		    bool tagged, bool dry_run, struct gl_script_args *a);
+
 /* The key of NET's marks under PREFIX into BUF ("PREFIXm:NET", or
  * "PREFIXm:{NET}" when TAGGED: in a cluster, a slot of its own). */
 bool gl_mark_key(const char *prefix, const char *net, bool tagged, char *buf, size_t len);

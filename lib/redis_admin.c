@@ -28,14 +28,9 @@ struct rctx {
 	redisContext *node[SLOTS_MAX_NODES];
 };
 
-/* A reply, or NULL with x->err set (error replies included). */
-static redisReply *cmd(struct rctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static redisReply *cmd(struct rctx *x, const char *fmt, ...)
+/* R, or NULL with x->err set (error replies included). */
+static redisReply *checked(struct rctx *x, redisReply *r)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	redisReply *r = redisvCommand(x->c, fmt, ap);
-	va_end(ap);
 	if (!r) {
 		snprintf(x->err, sizeof x->err, "%s", x->c->errstr);
 		return NULL;
@@ -46,6 +41,16 @@ static redisReply *cmd(struct rctx *x, const char *fmt, ...)
 		return NULL;
 	}
 	return r;
+}
+
+static redisReply *cmd(struct rctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static redisReply *cmd(struct rctx *x, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(x->c, fmt, ap);
+	va_end(ap);
+	return checked(x, r);
 }
 
 /* For a command whose answer says nothing more than that it worked. */
@@ -211,14 +216,13 @@ static int r_explain(void *ctx, const struct gl_params *p, const struct triplet 
 		     struct gl_decision *d)
 {
 	struct rctx *x = ctx;
-	struct gl_script_keys k;
-	gl_script_keys(x->cfg->store.redis.prefix, t, x->map != NULL, &k);
-	if (!route(x, k.triplet))
+	struct gl_script_args a;
+	gl_script_args(x->cfg->store.redis.prefix, p, t, x->map != NULL, true, &a);
+	if (!route(x, a.k.triplet))
 		return -1;
-	redisReply *r = cmd(x, "EVAL %s 3 %s %s %s %lld %lld %lld %d %d 1 %s %s %s", greylist_lua,
-			    k.triplet, k.awl, k.new_count, (long long)p->delay,
-			    (long long)p->retry_window, (long long)p->pass_lifetime, p->awl_threshold,
-			    p->max_new_per_client, triplet_keytext(t), t->sender, t->rcpt);
+	const char *argv[3 + GL_SCRIPT_NARGS] = { "EVAL", greylist_lua, "3" };
+	memcpy(argv + 3, a.v, sizeof a.v);
+	redisReply *r = checked(x, redisCommandArgv(x->c, 3 + GL_SCRIPT_NARGS, argv, NULL));
 	if (!r)
 		return -1;
 	const char *bad = gl_script_answer(r, d);

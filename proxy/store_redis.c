@@ -54,7 +54,7 @@
 
 #define STUCK_AFTER 3              /* timeouts in a row */
 #define MAX_REDIRECTS 3            /* MOVED/ASK followed for one decision */
-#define NARGS 20                   /* at most: EVALSHA sha 3 k1 k2 k3 + 14 ARGV */
+#define NARGS (3 + GL_SCRIPT_NARGS) /* at most: EVALSHA sha 3, then the script's */
 
 struct store_req {
 	struct redis_store *owner;
@@ -277,22 +277,10 @@ static struct store_req *redis_decide(struct store *s, const struct gl_params *p
 				      void *arg)
 {
 	struct redis_store *R = redis_of(s);
-	struct gl_script_keys k;
-	char nums[8][24];
-	gl_script_keys(R->cfg->store.redis.prefix, t, R->cl != NULL, &k);
-	snprintf(nums[0], sizeof nums[0], "%lld", (long long)p->delay);
-	snprintf(nums[1], sizeof nums[1], "%lld", (long long)p->retry_window);
-	snprintf(nums[2], sizeof nums[2], "%lld", (long long)p->pass_lifetime);
-	snprintf(nums[3], sizeof nums[3], "%d", p->awl_threshold);
-	snprintf(nums[4], sizeof nums[4], "%d", p->max_new_per_client);
-	snprintf(nums[5], sizeof nums[5], "%lld", (long long)p->void_before);
-	snprintf(nums[6], sizeof nums[6], "%lld", (long long)p->flagged_delay);
-	snprintf(nums[7], sizeof nums[7], "%d", p->flagged_awl_threshold);
-	const char *args[NARGS] = { "EVALSHA", NULL, "3", k.triplet, k.awl, k.new_count,
-				    nums[0], nums[1], nums[2], nums[3], nums[4],
-				    dry_run ? "1" : "0", triplet_keytext(t), t->sender, t->rcpt,
-				    nums[5], p->set_backup_first ? "1" : "0", nums[6], nums[7],
-				    p->flagged_refuse ? "1" : "0" };
+	struct gl_script_args a;
+	gl_script_args(R->cfg->store.redis.prefix, p, t, R->cl != NULL, dry_run, &a);
+	const char *args[NARGS] = { "EVALSHA", NULL, "3" };
+	memcpy(args + 3, a.v, sizeof a.v);
 	return redis_send(R, greylist_lua, R->sha, NARGS, args, done, arg);
 }
 

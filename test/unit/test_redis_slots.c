@@ -69,6 +69,38 @@ static void test_script_keys(void **state)
 	assert_int_equal(strlen(k.triplet), 64 + 2 + 1 + strlen(v6.net) + 1 + TRIPLET_HEX_LEN);
 }
 
+/* The script's KEYS and ARGV, in the order its header lists them: one
+ * list for the daemon's decisions and greygate-ctl's explain. */
+static void test_script_args(void **state)
+{
+	(void)state;
+	struct triplet t = mk("192.0.2.0/24", "a@example.org", "b@example.net");
+	struct gl_params p = { .delay = 300, .retry_window = 86400, .pass_lifetime = 3000000,
+			       .awl_threshold = 5, .max_new_per_client = 200,
+			       .void_before = 1700000000, .set_backup_first = true,
+			       .flagged_delay = 900, .flagged_awl_threshold = 0,
+			       .flagged_refuse = false };
+	struct gl_script_args a;
+	gl_script_args("gg:", &p, &t, false, true, &a);
+	char tkey[128];
+	snprintf(tkey, sizeof tkey, "gg:t:%s", t.hex);
+	const char *want[GL_SCRIPT_NARGS] = {
+		tkey, "gg:a:192.0.2.0/24", "gg:n:192.0.2.0/24",
+		"300", "86400", "3000000", "5", "200", "1", "192.0.2.0/24", "a@example.org",
+		"b@example.net", "1700000000", "1", "900", "0", "0",
+	};
+	for (size_t i = 0; i < GL_SCRIPT_NARGS; i++)
+		assert_string_equal(a.v[i], want[i]);
+
+	p.set_backup_first = false;
+	p.flagged_refuse = true;
+	gl_script_args("gg:", &p, &t, true, false, &a);
+	assert_string_equal(a.v[8], "0");
+	assert_string_equal(a.v[13], "0");
+	assert_string_equal(a.v[16], "1");
+	assert_string_equal(a.v[1], "gg:a:{192.0.2.0/24}");
+}
+
 /* ---- replies built by hand ---- */
 
 static redisReply str(char *s)
@@ -276,6 +308,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc16_and_slots),
 		cmocka_unit_test(test_script_keys),
+		cmocka_unit_test(test_script_args),
 		cmocka_unit_test(test_mark_key_and_answer),
 		cmocka_unit_test(test_script_answer),
 		cmocka_unit_test(test_slot_map),
