@@ -270,7 +270,8 @@ struct gl_params gg_config_gl_params(const struct gg_config *c)
 		.pass_lifetime = c->greylist.pass_lifetime,
 		.awl_threshold = c->greylist.awl_threshold,
 		.max_new_per_client = c->greylist.max_new_per_client,
-		/* a backup_first flag without effect: rcpt_greylist.c sets its own */
+		/* a backup_first flag without effect (gg_config_gl_params_flagged
+		 * gives it one) */
 		.flagged_delay = c->greylist.delay,
 		.flagged_awl_threshold = c->greylist.awl_threshold,
 	};
@@ -283,6 +284,17 @@ struct gl_params gg_config_gl_params_class(const struct gg_config *c, enum score
 		p.delay = p.flagged_delay = c->scoring.suspicious_delay;
 		p.awl_threshold = p.flagged_awl_threshold = 0;
 	}
+	return p;
+}
+
+struct gl_params gg_config_gl_params_flagged(const struct gg_config *c, enum score_class k,
+					     enum score_class flagged)
+{
+	struct gl_params p = gg_config_gl_params_class(c, k);
+	struct gl_params f = gg_config_gl_params_class(c, flagged);
+	p.flagged_delay = f.delay;
+	p.flagged_awl_threshold = f.awl_threshold;
+	p.flagged_refuse = flagged == CLASS_HOSTILE;
 	return p;
 }
 

@@ -244,5 +244,11 @@ struct gl_params gg_config_gl_params(const struct gg_config *c);
  * waits scoring.suspicious.delay and neither earns nor uses the
  * auto-whitelist. */
 struct gl_params gg_config_gl_params_class(const struct gg_config *c, enum score_class k);
+/* Class K's, and for a pending triplet flagged backup_first (greylist.h)
+ * those of FLAGGED, the class the client's score has with
+ * scoring.weights.backup_first added: its delay and auto-whitelist rule,
+ * refused when FLAGGED is hostile. The RCPT decision and explain both. */
+struct gl_params gg_config_gl_params_flagged(const struct gg_config *c, enum score_class k,
+					     enum score_class flagged);
 
 #endif

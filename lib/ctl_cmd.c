@@ -382,8 +382,9 @@ static const char *const explain_why[] = {
 };
 
 /* What the next decision would be: the store's dry run, unless the
- * client's class decides before the store is asked (as the RCPT class
- * row does). */
+ * client's class F decides before the store is asked (as the RCPT class
+ * row does); a triplet flagged backup_first may be refused by the store
+ * itself. */
 struct explained {
 	const char *action, *reason, *why;
 	const struct gl_decision *d;    /* NULL: the class decided */
@@ -396,10 +397,15 @@ static struct explained next_of(const struct gg_config *cfg, const struct ctl_fa
 	if (f && f->scoring == CTL_SCORING_ON && f->cls == CLASS_TRUSTED)
 		return (struct explained){ "pass", "trusted", "the client is classed trusted: "
 					   "not greylisted", NULL };
-	if (f && f->scoring == CTL_SCORING_ON && f->cls == CLASS_HOSTILE)
+	bool refused = d->action == GL_REFUSE;
+	if (refused || (f && f->scoring == CTL_SCORING_ON && f->cls == CLASS_HOSTILE))
 		return (struct explained){
 			shadow ? "would-reject" : cfg->scoring.hostile_tempfail ? "tempfail" : "reject",
-			"hostile", "the client is classed hostile: refused, never stored", NULL };
+			"hostile", refused ? "the triplet was first seen on a backup MX (backup_first): "
+					     "with its points the client is classed hostile: refused, "
+					     "the triplet left as it was"
+					   : "the client is classed hostile: refused, never stored",
+			NULL };
 	const char *action = d->action == GL_PASS ? "pass" : shadow ? "would-greylist" : "greylist";
 	return (struct explained){ action, gl_reason_name(d->reason), explain_why[d->reason], d };
 }
@@ -477,9 +483,14 @@ static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, 
 		       const struct ctl_facts *f)
 {
 	/* the dry run first: get's strings last only until the store's next
-	 * call, and nothing is stored by it */
-	enum score_class k = f && f->scoring == CTL_SCORING_ON ? f->cls : CLASS_NORMAL;
-	struct gl_params p = gg_config_gl_params_class(cfg, k);
+	 * call, and nothing is stored by it. The class as the RCPT decision
+	 * has it, and the one a triplet flagged backup_first would have. */
+	bool scored = f && f->scoring == CTL_SCORING_ON;
+	int flag_points = cfg->scoring.weights[SIG_BACKUP_FIRST];
+	enum score_class k = scored ? f->cls : CLASS_NORMAL, flagged = k;
+	if (scored && k != CLASS_HOSTILE)
+		flagged = score_classify(&cfg->scoring.classes, f->score + flag_points);
+	struct gl_params p = gg_config_gl_params_flagged(cfg, k, flagged);
 	struct gl_decision d;
 	if (st->explain(ctx, &p, t, &d) < 0)
 		return failed(st, ctx, out, "explain");
@@ -488,6 +499,18 @@ static int cmd_explain(const struct gg_config *cfg, const struct ctl_store *st, 
 	if (found < 0)
 		return failed(st, ctx, out, "explain");
 	struct explained x = next_of(cfg, f, &d);
+	/* the class and parts a flagged triplet's decision line shows */
+	struct ctl_facts shown;
+	if (scored && d.backup_first && flag_points != 0) {
+		shown = *f;
+		shown.cls = flagged;
+		shown.score += flag_points;
+		/* (cut at its size, as score_parts_text cuts the line's) */
+		size_t used = strlen(shown.parts);
+		snprintf(shown.parts + used, sizeof shown.parts - used, "%s%s:%d", used ? "," : "",
+			 signal_name(SIG_BACKUP_FIRST), flag_points);
+		f = &shown;
+	}
 	print_explained(out, fmt, t, found ? &e : NULL, &x, f);
 	return 0;
 }

@@ -175,28 +175,30 @@ static enum score_class flagged_class(const struct rcpt_rules *c, struct score *
 }
 
 /*
- * backup_first (README.md, "Spamtraps and backup_first"): a triplet
- * stored as new here, on a backup MX of the recipient's domain whose
- * primary answers (the hand-over probe says so), is flagged in the store:
- * its sender skipped the primary. The flag is the triplet's alone, not its
- * network's. Its later decisions, on any MX host sharing the store, carry
- * the backup_first part: the store decides a flagged pending triplet by
- * the class the score has with the part, its delay and auto-whitelist
- * rule, or refuses it, storing nothing, when that class is hostile (a
+ * The store's parameters for a classed client. backup_first (README.md,
+ * "Spamtraps and backup_first"): a triplet stored as new here, on a
+ * backup MX of the recipient's domain whose primary answers (the
+ * hand-over probe says so), is flagged in the store: its sender skipped
+ * the primary. The flag is the triplet's alone, not its network's. Its
+ * later decisions, on any MX host sharing the store, carry the
+ * backup_first part: the store decides a flagged pending triplet by the
+ * class the score has with the part (gg_config_gl_params_flagged; a
  * trusted one, with a negative weight, is decided as normal: the class
  * row's pass comes before any store). The store is one atomic step, so
- * both outcomes go in P. A primary whose state is not known flags
- * nothing.
+ * both outcomes go in the parameters. A primary whose state is not known
+ * flags nothing.
  */
-static void backup_first_params(struct rcpt_rules *c, struct gl_params *p)
+static struct gl_params classed_params(struct rcpt_rules *c)
 {
-	p->set_backup_first = c->rdomain[0] && c->env->primary_up(c->rdomain);
+	const struct gg_config *cfg = c->cfg;
 	struct score s;
-	enum score_class k = flagged_class(c, &s);
-	struct gl_params f = gg_config_gl_params_class(c->cfg, k);
-	p->flagged_delay = f.delay;
-	p->flagged_awl_threshold = f.awl_threshold;
-	p->flagged_refuse = k == CLASS_HOSTILE;
+	struct gl_params p = gg_config_gl_params_flagged(cfg, c->class, flagged_class(c, &s));
+	/* what the network had pending before a spamtrap caught it starts
+	 * over */
+	p.void_before = c->env->trapped_at(c->facts);
+	p.set_backup_first = cfg->scoring.weights[SIG_BACKUP_FIRST] != 0 && c->rdomain[0] &&
+			     c->env->primary_up(c->rdomain);
+	return p;
 }
 
 /* What the pool key is made of, as far as it is known now. */
@@ -264,14 +266,7 @@ static void greylist_ask_store(struct rcpt_rules *c)
 	}
 	/* suspicious: a longer delay, and no auto-whitelist to count towards
 	 * or pass by */
-	struct gl_params p = gg_config_gl_params_class(cfg, c->scored ? c->class : CLASS_NORMAL);
-	if (c->scored) {
-		/* what the network had pending before a spamtrap caught it
-		 * starts over */
-		p.void_before = c->env->trapped_at(c->facts);
-		if (cfg->scoring.weights[SIG_BACKUP_FIRST] != 0)
-			backup_first_params(c, &p);
-	}
+	struct gl_params p = c->scored ? classed_params(c) : gg_config_gl_params(cfg);
 	c->pending++;
 	c->store_started = c->env->now();
 	c->sreq = c->env->store(&p, &c->t, on_store, c);

@@ -207,6 +207,14 @@ def triplet_hash(redis_port, to):
     raise AssertionError(f"no triplet to {to}")
 
 
+def explained(gg, client, sender, to):
+    """greygate-ctl explain's score and next lines, as dicts."""
+    out = ctl_ok(gg, "explain", client, sender, to)
+    lines = {ln.split(": ", 1)[0]: ln.split(": ", 1)[1] for ln in out.splitlines() if ": " in ln}
+    return tuple(dict(kv.split("=", 1) for kv in lines[k].split() if "=" in kv)
+                 for k in ("score", "next"))
+
+
 def up_backup(gl_gate, dns_server, banner, kind, **kw):
     primary_mx = banner("220")
     backup = mx_gate(gl_gate, dns_server, kind, True, primary_mx.port, **kw)
@@ -236,6 +244,14 @@ def test_backup_first_flags_the_triplet(gl_gate, dns_server, banner, request, ki
         rs = request.getfixturevalue("redis_server")
         assert triplet_hash(rs.port, to)["b"] == "1"
         assert marks(rs.port, "gg:m:127.0.10.0/24") == ({}, -2)   # no network mark
+
+    # greygate-ctl explain says what its retry will meet, on every host
+    for gg in hosts:
+        score, nxt = explained(gg, "127.0.10.5", sender, to)
+        assert (score["class"], score["score"], score["parts"]) == \
+            ("suspicious", "3", "backup_first:3"), score
+        assert (nxt["action"], nxt["reason"]) == ("greylist", "early"), nxt
+        assert int(nxt["delay_left"]) > 600 - 60, nxt
 
     # its retries, past the normal delay, at every host: suspicious
     wait_past_delay(first)
@@ -321,6 +337,9 @@ def test_backup_first_hostile_refused(gl_gate, dns_server, banner, kind):
     assert_reply(r, 450, "4.2.0")
     before = listed(backup, to)
     assert before.endswith(" backup_first=yes"), before
+    score, nxt = explained(backup, "127.0.13.5", sender, to)
+    assert (score["class"], score["parts"], nxt["action"], nxt["reason"]) == \
+        ("hostile", "backup_first:8", "reject", "hostile"), (score, nxt)
     wait_past_delay(first)
     mark = backup.log_mark()
     r, _, _ = rcpt_once(backup, sender, to, "127.0.13.5")
